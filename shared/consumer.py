@@ -1,0 +1,101 @@
+"""Event handlers that never drop a failing event and never requeue it in a hot loop.
+
+nameko's default (`requeue_on_error=False`) acks and loses an event whose handler raised.
+Here a failed event is re-published to a delay queue per back-off step (queue TTL, then dead-
+lettered back to the handler's queue); after the last step it goes to the dead-letter exchange
+`crm.dlx` (queue `crm.dead-letter`) with the error in its headers. The original is acked only
+after the copy is confirmed by the broker.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+from kombu import Connection, Exchange, Queue
+from nameko.events import EventHandler
+
+from shared import metrics
+from shared.outbox import ConfirmedPublisher
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BACKOFF = (1.0, 5.0, 30.0, 120.0, 600.0)
+DEAD_LETTER_EXCHANGE = "crm.dlx"
+DEAD_LETTER_QUEUE = "crm.dead-letter"
+ATTEMPT_HEADER = "x-crm-attempt"
+
+
+def dead_letter_exchange() -> Exchange:
+    return Exchange(DEAD_LETTER_EXCHANGE, type="topic", durable=True)
+
+
+def retry_queue(queue_name: str, delay: float) -> Queue:
+    return Queue(
+        f"{queue_name}.retry.{int(delay * 1000)}ms",
+        durable=True,
+        queue_arguments={
+            "x-message-ttl": int(delay * 1000),
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": queue_name,
+        },
+    )
+
+
+class ReliableEventHandler(EventHandler):
+    """`@event_handler(service, event_type)` with retries and a dead-letter queue.
+
+    The back-off steps come from the config key `EVENT_RETRY_BACKOFF` (seconds), so tests can
+    shorten them.
+    """
+
+    def setup(self) -> None:
+        super().setup()
+        self.backoff = tuple(self.container.config.get("EVENT_RETRY_BACKOFF", DEFAULT_BACKOFF))
+        amqp_uri = self.container.config["AMQP_URI"]
+        self.publisher = ConfirmedPublisher(amqp_uri)
+        dlq = Queue(DEAD_LETTER_QUEUE, dead_letter_exchange(), routing_key="#", durable=True)
+        with Connection(amqp_uri) as conn:
+            channel = conn.default_channel
+            dlq.bind(channel).declare()
+            for delay in self.backoff:
+                retry_queue(self.queue.name, delay).bind(channel).declare()
+
+    def stop(self) -> None:
+        super().stop()
+        self.publisher.close()
+
+    def handle_message_processed(self, message, result=None, exc_info=None) -> None:
+        service = self.container.service_name
+        if exc_info is None:
+            metrics.EVENTS_CONSUMED.labels(service, self.method_name, "ok").inc()
+            self.queue_consumer.ack_message(message)
+            return
+        metrics.EVENTS_CONSUMED.labels(service, self.method_name, "error").inc()
+        attempt = int((message.headers or {}).get(ATTEMPT_HEADER, 0)) + 1
+        headers = dict(message.headers or {})
+        headers[ATTEMPT_HEADER] = attempt
+        headers["x-crm-error"] = "".join(traceback.format_exception_only(*exc_info[:2]))[-2000:]
+        headers["x-crm-queue"] = self.queue.name
+        try:
+            if attempt <= len(self.backoff):
+                delay = self.backoff[attempt - 1]
+                self.publisher.publish_to("", retry_queue(self.queue.name, delay).name,
+                                          message.body, headers)
+                metrics.EVENTS_RETRIED.labels(service, self.method_name).inc()
+                log.warning("%s failed (attempt %s); retrying in %ss", self.method_name,
+                            attempt, delay)
+            else:
+                self.publisher.publish_to(dead_letter_exchange(), self.queue.name,
+                                          message.body, headers)
+                metrics.EVENTS_DEAD_LETTERED.labels(service, self.method_name).inc()
+                log.error("%s failed %s times; dead-lettered", self.method_name, attempt)
+        except Exception:
+            # Could not park the copy: give the event back to the queue rather than lose it.
+            log.exception("could not re-publish a failed event; requeueing it")
+            self.queue_consumer.requeue_message(message)
+            return
+        self.queue_consumer.ack_message(message)
+
+
+event_handler = ReliableEventHandler.decorator

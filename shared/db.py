@@ -1,0 +1,129 @@
+"""Per-service database: SQLAlchemy 2 engines and a nameko dependency giving a session per worker.
+
+SQLite (one WAL-mode file per service) is the embedded default; PostgreSQL is chosen by URL.
+Under eventlet, a SQLite writer that yields while holding the lock makes other writers fail, so
+SQLite engines get a single connection (`StaticPool` is wrong across threads; a one-slot
+`QueuePool` serialises writers instead).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from nameko.extensions import DependencyProvider
+from sqlalchemy import DateTime, Engine, TypeDecorator, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared import config
+
+# psycopg 3 does not yield to eventlet by itself (see STACK-NOTES); must be set before import.
+os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
+
+
+def normalise_url(url: str) -> str:
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=30,
+            connect_args={"check_same_thread": False, "timeout": 30},
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+_engines: dict[str, Engine] = {}
+
+
+def get_engine(url: str) -> Engine:
+    """One engine per URL and process, so the outbox relay and the workers share SQLite's one
+    connection instead of contending for the file lock."""
+    if url not in _engines:
+        _engines[url] = make_engine(url)
+    return _engines[url]
+
+
+def is_postgres(engine: Engine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+class Database(DependencyProvider):
+    """A `sessionmaker` per container; each worker gets a fresh session, closed on teardown.
+
+    Entrypoints use `with self.db.begin() as session:` for one transaction that commits on
+    success and rolls back on error; the outbox hooks into the same session.
+    """
+
+    def __init__(self, service_name: str, url: str | None = None):
+        self.service_name = service_name
+        self.url = url
+        self.engine: Engine | None = None
+        self.sessionmaker: sessionmaker[Session] | None = None
+
+    def setup(self) -> None:
+        self.engine = get_engine(self.url or config.database_url(self.service_name))
+        self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+
+    def stop(self) -> None:
+        if self.engine is not None:
+            self.engine.dispose()
+
+    def get_dependency(self, worker_ctx) -> DatabaseAccess:
+        return DatabaseAccess(self.sessionmaker)
+
+
+class DatabaseAccess:
+    def __init__(self, factory: sessionmaker[Session]):
+        self._factory = factory
+
+    @contextmanager
+    def begin(self) -> Iterator[Session]:
+        with self._factory() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._factory() as session:
+            yield session
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC in and out; SQLite stores no zone, so it is put back on load."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is not None:
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given; store UTC-aware datetimes")
+            value = value.astimezone(UTC)
+            if dialect.name == "sqlite":
+                value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value

@@ -1,0 +1,30 @@
+"""What every nameko service has besides its business: health, metrics, tracing of workers."""
+
+from __future__ import annotations
+
+import json
+
+from nameko.web.handlers import http
+from sqlalchemy import text
+
+from shared import metrics
+
+
+class PlatformEndpoints:
+    """Mixin of a service class with a `db` dependency: `/health` and `/metrics` over HTTP."""
+
+    @http("GET", "/health")
+    def health(self, request):
+        try:
+            with self.db.read() as session:
+                session.execute(text("SELECT 1"))
+        except Exception as exc:  # health reports, it does not raise
+            body = {"status": "unavailable", "checks": {"database": str(exc)}}
+            return 503, {"Content-Type": "application/json"}, json.dumps(body)
+        body = {"status": "ok", "service": self.name, "checks": {"database": "ok"}}
+        return 200, {"Content-Type": "application/json"}, json.dumps(body)
+
+    @http("GET", "/metrics")
+    def metrics(self, request):
+        payload, content_type = metrics.exposition()
+        return 200, {"Content-Type": content_type}, payload

@@ -1,0 +1,204 @@
+"""The event backbone over the real broker: outbox, idempotent inbox, retries and dead letters.
+
+Each test runs on SQLite and, where reachable, PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import eventlet
+import pytest
+from kombu import Connection, Exchange, Queue
+from marshmallow import Schema, fields
+from nameko.rpc import rpc
+from nameko.standalone.rpc import ServiceRpcProxy
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
+
+from shared.consumer import DEAD_LETTER_QUEUE, event_handler
+from shared.db import Database, get_engine
+from shared.inbox import first_delivery, inbox_table
+from shared.outbox import EventOutbox, outbox_table
+
+pytestmark = pytest.mark.integration
+
+probe_metadata = MetaData()
+probe_outbox = outbox_table(probe_metadata)
+probe_inbox = inbox_table(probe_metadata)
+effects = Table(
+    "effects",
+    probe_metadata,
+    Column("id", Integer, primary_key=True),
+    Column("event_id", String(36)),
+)
+HANDLED: list[str] = []
+
+
+class ThingHappened(Schema):
+    n = fields.Integer(required=True)
+
+
+class ProbeService:
+    name = "probe"
+    db = Database("probe")
+    events = EventOutbox("probe", probe_outbox, {"thing_happened": ThingHappened})
+
+    @rpc
+    def do(self, n: int, fail: bool = False) -> int:
+        with self.db.begin() as session:
+            self.events.record(session, "thing_happened", {"n": n})
+            if fail:
+                raise RuntimeError("rolled back after recording the event")
+        return n
+
+    @event_handler("probe", "thing_happened")
+    def on_probe_thing_happened(self, envelope: dict) -> None:
+        with self.db.begin() as session:
+            if first_delivery(session, probe_inbox, envelope["event_id"], "probe.effects"):
+                session.execute(effects.insert().values(event_id=envelope["event_id"]))
+
+
+class FailingService:
+    name = "failing"
+
+    @event_handler("probe", "thing_happened")
+    def on_probe_thing_happened(self, envelope: dict) -> None:
+        HANDLED.append(envelope["event_id"])
+        raise RuntimeError("this handler always fails")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def probe_db(request, tmp_path, monkeypatch):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/probe.db"
+    else:
+        url = request.getfixturevalue("pg_url_factory")()
+    monkeypatch.setenv("PROBE_DATABASE_URL", url)
+    probe_metadata.create_all(get_engine(url))
+    return get_engine(url)
+
+
+def tap(amqp_uri: str, exchange: str) -> Queue:
+    """A private queue bound to every event of an exchange, declared before anything is sent."""
+    queue = Queue(f"tap-{uuid.uuid4().hex}", Exchange(exchange, type="topic", durable=True),
+                  routing_key="#", auto_delete=False, durable=False)
+    with Connection(amqp_uri) as conn:
+        queue.bind(conn.default_channel).declare()
+    return queue
+
+
+def drain(amqp_uri: str, queue: Queue, settle: float = 1.0) -> list:
+    """Everything in the queue after `settle` seconds of quiet."""
+    bodies: list = []
+    with Connection(amqp_uri) as conn:
+        simple = conn.SimpleQueue(queue)
+        while True:
+            try:
+                message = simple.get(block=True, timeout=settle)
+            except simple.Empty:
+                break
+            bodies.append((message.payload, message.headers))
+            message.ack()
+        simple.close()
+    return bodies
+
+
+def test_events_are_published_once_per_commit_and_never_on_rollback(
+    container_factory, nameko_config, amqp_uri, probe_db
+):
+    queue = tap(amqp_uri, "probe.events")
+    container = container_factory(ProbeService, nameko_config)
+    container.start()
+
+    with ServiceRpcProxy("probe", nameko_config, timeout=10) as probe:
+        assert probe.do(1) == 1
+        with pytest.raises(Exception, match="rolled back"):
+            probe.do(2, fail=True)
+        assert probe.do(3) == 3
+
+    published = drain(amqp_uri, queue)
+    assert sorted(body["data"]["n"] for body, _ in published) == [1, 3]
+    envelope = published[0][0]
+    assert set(envelope) >= {"event_id", "event_type", "version", "occurred_at", "producer",
+                             "correlation_id", "causation_id", "actor", "data"}
+    assert published[0][1]["nameko.causation_id"] == envelope["event_id"]
+    with probe_db.connect() as conn:
+        rows = conn.execute(select(probe_outbox.c.published_at)).all()
+    assert len(rows) == 2 and all(published_at is not None for (published_at,) in rows)
+
+
+def test_rows_left_by_a_dead_process_are_swept(container_factory, nameko_config, amqp_uri,
+                                               probe_db, monkeypatch):
+    """A row committed but never relayed (the process died) is published by the sweep."""
+    import shared.outbox as outbox_module
+
+    monkeypatch.setattr(outbox_module, "SWEEP_INTERVAL", 0.2)
+    monkeypatch.setattr(outbox_module, "SWEEP_GRACE", outbox_module.timedelta(0))
+    queue = tap(amqp_uri, "probe.events")
+    envelope = {"event_id": str(uuid.uuid4()), "event_type": "thing_happened", "version": 1,
+                "occurred_at": "2026-01-01T00:00:00+00:00", "producer": "probe",
+                "correlation_id": "c-1", "causation_id": None, "actor": None, "data": {"n": 7}}
+    with probe_db.begin() as conn:
+        conn.execute(probe_outbox.insert().values(
+            event_id=envelope["event_id"], event_type="thing_happened",
+            envelope=json.dumps(envelope), created_at=outbox_module.utcnow()))
+    container = container_factory(ProbeService, nameko_config)
+    container.start()
+    published = drain(amqp_uri, queue, settle=2.0)
+    assert [body["event_id"] for body, _ in published] == [envelope["event_id"]]
+
+
+def test_a_redelivered_event_has_one_effect(container_factory, nameko_config, amqp_uri,
+                                            probe_db):
+    container = container_factory(ProbeService, nameko_config)
+    container.start()
+    envelope = {"event_id": str(uuid.uuid4()), "event_type": "thing_happened", "version": 1,
+                "occurred_at": "2026-01-01T00:00:00+00:00", "producer": "probe",
+                "correlation_id": "c-2", "causation_id": None, "actor": None, "data": {"n": 1}}
+    exchange = Exchange("probe.events", type="topic", durable=True)
+    with Connection(amqp_uri) as conn:
+        producer = conn.Producer()
+        for _ in range(3):
+            producer.publish(envelope, exchange=exchange, routing_key="thing_happened",
+                             serializer="json", delivery_mode=2)
+
+    def effect_count() -> int:
+        with probe_db.connect() as conn:
+            return conn.execute(
+                select(func.count()).select_from(effects)
+                .where(effects.c.event_id == envelope["event_id"])
+            ).scalar_one()
+
+    with eventlet.Timeout(10):
+        while effect_count() < 1:
+            eventlet.sleep(0.05)
+    eventlet.sleep(1.0)  # give the two redeliveries time to (not) apply
+    assert effect_count() == 1
+
+
+def test_a_failing_handler_retries_with_backoff_then_dead_letters(
+    container_factory, nameko_config, amqp_uri
+):
+    HANDLED.clear()
+    with Connection(amqp_uri) as conn:
+        Queue(DEAD_LETTER_QUEUE, durable=True).bind(conn.default_channel).queue_declare(
+            passive=False)
+        conn.default_channel.queue_purge(DEAD_LETTER_QUEUE)
+    config = {**nameko_config, "EVENT_RETRY_BACKOFF": [0.2, 0.4]}
+    container = container_factory(FailingService, config)
+    container.start()
+    envelope = {"event_id": str(uuid.uuid4()), "event_type": "thing_happened", "data": {"n": 1}}
+    with Connection(amqp_uri) as conn:
+        conn.Producer().publish(envelope, exchange=Exchange("probe.events", type="topic",
+                                                            durable=True),
+                                routing_key="thing_happened", serializer="json", delivery_mode=2)
+    dead = drain(amqp_uri, Queue(DEAD_LETTER_QUEUE, durable=True), settle=3.0)
+    assert len(HANDLED) == 3, "one try and two retries, no hot loop"
+    assert len(dead) == 1
+    body, headers = dead[0]
+    assert body["event_id"] == envelope["event_id"]
+    assert headers["x-crm-attempt"] == 3
+    assert "always fails" in headers["x-crm-error"]
+    eventlet.sleep(1.0)
+    assert len(HANDLED) == 3, "nothing is retried after dead-lettering"
