@@ -1,0 +1,522 @@
+"""nameko entrypoints of the leads service: load input, call the domain, record events, dump."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from nameko.rpc import rpc
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from services.leads import domain
+from services.leads.events import EVENT_SCHEMAS
+from services.leads.models import Behaviour, HistoryEntry, Lead, ScoringModelVersion, outbox
+from services.leads.schemas import (
+    ON_DUPLICATE,
+    BehaviourSchema,
+    LeadCreateSchema,
+    LeadFiltersSchema,
+    LeadSchema,
+    PageSchema,
+    ScopeSchema,
+)
+from shared import config
+from shared.context import CallContext, Context
+from shared.db import Database
+from shared.envelope import utcnow
+from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.logging import setup_logging
+from shared.metrics import EntrypointMetrics
+from shared.outbox import EventOutbox
+from shared.payloads import load
+from shared.platform import PlatformEndpoints
+
+setup_logging("leads")
+
+CLOSED_STATUSES = ("converted",)
+DEFAULT_MODEL = domain.validate_scoring_model(domain.DEFAULT_SCORING_MODEL)
+FUZZY_CANDIDATES = 500
+lead_schema = LeadSchema()
+
+
+def lead_to_dict(lead: Lead) -> dict[str, Any]:
+    data = lead_schema.dump(lead)
+    data["in_pool"] = lead.owner_id is None
+    return data
+
+
+def escape_like(term: str) -> str:
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def encode_cursor(lead: Lead) -> str:
+    raw = json.dumps([lead.created_at.isoformat(), lead.id])
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created_at, lead_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(created_at), str(lead_id)
+    except (ValueError, TypeError):
+        raise ValidationFailed.for_fields({"cursor": ["not a cursor this API returned"]}) from None
+
+
+class LeadsService(PlatformEndpoints):
+    name = "leads"
+
+    db = Database("leads")
+    events = EventOutbox("leads", outbox, EVENT_SCHEMAS)
+    context: Context = CallContext()
+    entrypoint_metrics = EntrypointMetrics()
+
+    @rpc
+    def ping(self, payload: Any = None) -> Any:
+        return payload
+
+    # -- capture ---------------------------------------------------------------------------
+
+    @rpc
+    def create_lead(
+        self, data: dict, on_duplicate: str = "reject", owner_id: str | None = None
+    ) -> dict[str, Any]:
+        if on_duplicate not in ON_DUPLICATE:
+            raise ValidationFailed.for_fields(
+                {"on_duplicate": [f"must be one of {', '.join(ON_DUPLICATE)}"]}
+            )
+        fields_ = load(LeadCreateSchema(), data)
+        problems: dict[str, list[str]] = {}
+        for field, normalise in (
+            ("email", domain.normalise_email),
+            ("phone", lambda raw: domain.normalise_phone(raw, config.default_region())),
+        ):
+            if fields_.get(field):
+                try:
+                    fields_[field] = normalise(fields_[field])
+                except ValidationFailed as err:
+                    problems.update(err.errors)
+        if problems:
+            raise ValidationFailed.for_fields(problems)
+
+        with self.db.begin() as session:
+            identity = domain.LeadIdentity(
+                "", fields_.get("email"), fields_.get("phone"), fields_.get("company")
+            )
+            matches = self._find_duplicates(session, identity)
+            if matches and on_duplicate == "reject":
+                best = matches[0]
+                raise Conflict(
+                    f"a lead with the same {best.reason} exists"
+                    if best.exact
+                    else "a lead with a similar company name exists",
+                    {"existing_id": best.lead_id, "matches": [m.to_dict() for m in matches]},
+                )
+            if matches and on_duplicate == "merge":
+                lead = self._lead(session, matches[0].lead_id)
+                self._absorb(lead, fields_)
+                self._history(session, lead, "merged", {"incoming": data})
+                self._rescore(session, lead, "merged")
+                self.events.record(
+                    session, "lead_merged", {"lead": lead_to_dict(lead), "source_id": None}
+                )
+                return {"outcome": "merged", "lead": lead_to_dict(lead)}
+
+            now = utcnow()
+            key = domain.company_key(fields_["company"]) if fields_.get("company") else None
+            lead = Lead(
+                id=str(uuid.uuid4()),
+                **fields_,
+                company_key=key or None,
+                company_block=(key or "")[:2] or None,
+                status="new",
+                score=0,
+                score_breakdown={},
+                owner_id=owner_id,
+                claimed_at=now if owner_id else None,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(lead)
+            session.flush()
+            self._history(session, lead, "created", {"source": lead.source})
+            self._rescore(session, lead, None)
+            self.events.record(
+                session,
+                "lead_created",
+                {"lead": lead_to_dict(lead), "duplicate_of": [m.lead_id for m in matches]},
+            )
+            self._record_qualification(session, lead, None)
+            return {"outcome": "created", "lead": lead_to_dict(lead)}
+
+    def _find_duplicates(
+        self, session: Session, identity: domain.LeadIdentity, exclude: str | None = None
+    ) -> list[domain.DuplicateMatch]:
+        clauses = []
+        if identity.email:
+            clauses.append(Lead.email == identity.email)
+        if identity.phone:
+            clauses.append(Lead.phone == identity.phone)
+        block = domain.company_key(identity.company)[:2] if identity.company else ""
+        if block:
+            clauses.append(Lead.company_block == block)
+        if not clauses:
+            return []
+        rows = session.execute(
+            select(Lead.id, Lead.email, Lead.phone, Lead.company)
+            .where(or_(*clauses), Lead.merged_into_id.is_(None), Lead.id != (exclude or ""))
+            .order_by(Lead.created_at.desc())
+            .limit(FUZZY_CANDIDATES)
+        ).all()
+        existing = [domain.LeadIdentity(*row) for row in rows]
+        return domain.find_duplicates(identity, existing)
+
+    @staticmethod
+    def _absorb(lead: Lead, incoming: dict[str, Any]) -> None:
+        """Fill what the lead lacks from a duplicate; never overwrite what is stored."""
+        for field in ("company", "title", "email", "phone", "region", "industry", "campaign"):
+            if not getattr(lead, field) and incoming.get(field):
+                setattr(lead, field, incoming[field])
+        lead.product_interest = sorted(
+            set(lead.product_interest or []) | set(incoming.get("product_interest") or [])
+        )
+        lead.attributes = {**(incoming.get("attributes") or {}), **(lead.attributes or {})}
+        lead.updated_at = utcnow()
+
+    # -- reads -----------------------------------------------------------------------------
+
+    @rpc
+    def get_lead(self, lead_id: str, scope: dict | None = None) -> dict[str, Any]:
+        scope = load(ScopeSchema(), scope)
+        with self.db.read() as session:
+            lead = self._visible_lead(session, lead_id, scope)
+            behaviours = session.scalars(
+                select(Behaviour)
+                .where(Behaviour.lead_id == lead.id)
+                .order_by(Behaviour.occurred_at.desc())
+                .limit(100)
+            ).all()
+            history = session.scalars(
+                select(HistoryEntry)
+                .where(HistoryEntry.lead_id == lead.id)
+                .order_by(HistoryEntry.id.desc())
+                .limit(200)
+            ).all()
+            result = lead_to_dict(lead)
+            result["score_breakdown"] = lead.score_breakdown
+            result["behaviours"] = [
+                {"type": b.type, "occurred_at": b.occurred_at.isoformat(),
+                 "attributes": b.attributes}
+                for b in behaviours
+            ]
+            result["history"] = [
+                {"kind": h.kind, "data": h.data, "actor": h.actor, "at": h.at.isoformat(),
+                 "correlation_id": h.correlation_id}
+                for h in history
+            ]
+            return result
+
+    @rpc
+    def list_leads(
+        self,
+        filters: dict | None = None,
+        scope: dict | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> dict[str, Any]:
+        filters = load(LeadFiltersSchema(), filters)
+        scope = load(ScopeSchema(), scope)
+        page = load(PageSchema(), {"cursor": cursor, "limit": limit})
+        query = select(Lead).where(Lead.merged_into_id.is_(None), self._scope_clause(scope))
+        for field in ("status", "owner_id", "source", "qualification"):
+            if field in filters:
+                query = query.where(getattr(Lead, field) == filters[field])
+        if "in_pool" in filters:
+            query = query.where(
+                Lead.owner_id.is_(None) if filters["in_pool"] else Lead.owner_id.is_not(None)
+            )
+        if "score_min" in filters:
+            query = query.where(Lead.score >= filters["score_min"])
+        if "score_max" in filters:
+            query = query.where(Lead.score <= filters["score_max"])
+        if "created_from" in filters:
+            query = query.where(Lead.created_at >= filters["created_from"])
+        if "created_to" in filters:
+            query = query.where(Lead.created_at < filters["created_to"])
+        for term in domain.search_terms(filters.get("q", "")):
+            pattern = f"%{escape_like(term)}%"
+            query = query.where(
+                or_(Lead.name.ilike(pattern, escape="\\"), Lead.company.ilike(pattern, escape="\\"))
+            )
+        if page["cursor"]:
+            created_at, lead_id = decode_cursor(page["cursor"])
+            query = query.where(
+                or_(
+                    Lead.created_at < created_at,
+                    and_(Lead.created_at == created_at, Lead.id < lead_id),
+                )
+            )
+        query = query.order_by(Lead.created_at.desc(), Lead.id.desc()).limit(page["limit"] + 1)
+        with self.db.read() as session:
+            leads = session.scalars(query).all()
+        more = len(leads) > page["limit"]
+        leads = leads[: page["limit"]]
+        return {
+            "items": [lead_to_dict(lead) for lead in leads],
+            "next_cursor": encode_cursor(leads[-1]) if more else None,
+        }
+
+    # -- changes ---------------------------------------------------------------------------
+
+    @rpc
+    def record_behaviour(
+        self, lead_id: str, behaviour: dict, scope: dict | None = None
+    ) -> dict[str, Any]:
+        scope = load(ScopeSchema(), scope)
+        fields_ = load(BehaviourSchema(), behaviour)
+        occurred_at = fields_["occurred_at"] or utcnow()
+        with self.db.begin() as session:
+            lead = self._visible_lead(session, lead_id, scope)
+            session.add(
+                Behaviour(lead_id=lead.id, type=fields_["type"], occurred_at=occurred_at,
+                          attributes=fields_["attributes"])
+            )
+            lead.last_activity_at = max(lead.last_activity_at or occurred_at, occurred_at)
+            session.flush()
+            self.events.record(
+                session,
+                "lead_behaviour_recorded",
+                {"lead": lead_to_dict(lead), "behaviour_type": fields_["type"],
+                 "occurred_at": occurred_at.isoformat()},
+            )
+            previous = lead.qualification
+            self._rescore(session, lead, f"behaviour:{fields_['type']}")
+            self._record_qualification(session, lead, previous)
+            return lead_to_dict(lead)
+
+    @rpc
+    def change_status(
+        self, lead_id: str, status: str, reason: str | None = None, scope: dict | None = None
+    ) -> dict[str, Any]:
+        scope = load(ScopeSchema(), scope)
+        with self.db.begin() as session:
+            lead = self._visible_lead(session, lead_id, scope)
+            domain.check_status_change(lead.status, status, reason)
+            previous = lead.status
+            lead.status = status
+            lead.disqualify_reason = reason if status == "disqualified" else None
+            lead.updated_at = lead.last_activity_at = utcnow()
+            self._history(session, lead, "status_changed",
+                          {"from": previous, "to": status, "reason": reason})
+            self.events.record(
+                session,
+                "lead_status_changed",
+                {"lead": lead_to_dict(lead), "status": status, "previous_status": previous,
+                 "reason": reason},
+            )
+            return lead_to_dict(lead)
+
+    @rpc
+    def claim_lead(self, lead_id: str, user_id: str) -> dict[str, Any]:
+        with self.db.begin() as session:
+            lead = self._lead(session, lead_id)
+            domain.check_claim(lead.owner_id, lead.status)
+            lead.owner_id = user_id
+            lead.claimed_at = lead.updated_at = utcnow()
+            self._history(session, lead, "claimed", {"owner_id": user_id})
+            self.events.record(
+                session, "lead_claimed", {"lead": lead_to_dict(lead), "owner_id": user_id}
+            )
+            return lead_to_dict(lead)
+
+    @rpc
+    def release_lead(
+        self, lead_id: str, reason: str | None = None, scope: dict | None = None
+    ) -> dict[str, Any]:
+        scope = load(ScopeSchema(), scope)
+        with self.db.begin() as session:
+            lead = self._visible_lead(session, lead_id, scope)
+            actor = self.context.actor or ""
+            domain.check_release(lead.owner_id, actor, scope["all"] or bool(scope["owner_ids"]))
+            previous = lead.owner_id
+            lead.owner_id = None
+            lead.claimed_at = None
+            lead.updated_at = utcnow()
+            self._history(session, lead, "released", {"previous_owner_id": previous,
+                                                      "reason": reason})
+            self.events.record(
+                session,
+                "lead_released",
+                {"lead": lead_to_dict(lead), "previous_owner_id": previous, "reason": reason},
+            )
+            return lead_to_dict(lead)
+
+    @rpc
+    def assign_lead(
+        self, lead_id: str, owner_id: str, scope: dict | None = None
+    ) -> dict[str, Any]:
+        scope = load(ScopeSchema(), scope)
+        if not isinstance(owner_id, str) or not owner_id:
+            raise ValidationFailed.for_fields({"owner_id": ["a user id is required"]})
+        with self.db.begin() as session:
+            lead = self._visible_lead(session, lead_id, scope)
+            if lead.owner_id == owner_id:
+                return lead_to_dict(lead)
+            previous = lead.owner_id
+            lead.owner_id = owner_id
+            lead.claimed_at = lead.updated_at = utcnow()
+            self._history(session, lead, "assigned",
+                          {"owner_id": owner_id, "previous_owner_id": previous})
+            self.events.record(
+                session,
+                "lead_assigned",
+                {"lead": lead_to_dict(lead), "owner_id": owner_id, "previous_owner_id": previous},
+            )
+            return lead_to_dict(lead)
+
+    @rpc
+    def merge_leads(
+        self, target_id: str, source_id: str, scope: dict | None = None
+    ) -> dict[str, Any]:
+        scope = load(ScopeSchema(), scope)
+        if target_id == source_id:
+            raise ValidationFailed.for_fields({"source_id": ["cannot merge a lead into itself"]})
+        with self.db.begin() as session:
+            target = self._visible_lead(session, target_id, scope)
+            source = self._visible_lead(session, source_id, scope)
+            for lead, field in ((target, "id"), (source, "source_id")):
+                if lead.merged_into_id:
+                    raise Conflict(f"lead {lead.id} was already merged into {lead.merged_into_id}",
+                                   {"field": field, "existing_id": lead.merged_into_id})
+            self._absorb(target, lead_to_dict(source))
+            session.execute(
+                update(Behaviour).where(Behaviour.lead_id == source.id).values(lead_id=target.id)
+            )
+            source.merged_into_id = target.id
+            source.updated_at = utcnow()
+            self._history(session, target, "merged", {"source_id": source.id})
+            self._history(session, source, "merged_into", {"target_id": target.id})
+            previous = target.qualification
+            self._rescore(session, target, "merged")
+            self._record_qualification(session, target, previous)
+            self.events.record(
+                session, "lead_merged", {"lead": lead_to_dict(target), "source_id": source.id}
+            )
+            return lead_to_dict(target)
+
+    # -- scoring model ---------------------------------------------------------------------
+
+    @rpc
+    def get_scoring_model(self) -> dict[str, Any]:
+        with self.db.read() as session:
+            return copy.deepcopy(self._scoring_model(session))
+
+    @rpc
+    def set_scoring_model(self, model: dict) -> dict[str, Any]:
+        if not isinstance(model, dict):
+            raise ValidationFailed.for_fields({"_schema": ["expected a JSON object"]})
+        model = domain.validate_scoring_model(model)
+        with self.db.begin() as session:
+            current = session.scalar(select(func.max(ScoringModelVersion.version)))
+            model["version"] = (current or DEFAULT_MODEL["version"]) + 1
+            session.add(ScoringModelVersion(version=model["version"], model=model,
+                                            created_at=utcnow(), actor=self.context.actor))
+            leads = session.scalars(
+                select(Lead).where(Lead.merged_into_id.is_(None),
+                                   Lead.status.not_in(CLOSED_STATUSES))
+            )
+            rescored = 0
+            for lead in leads:
+                previous = lead.qualification
+                if self._rescore(session, lead, "model_changed", model):
+                    rescored += 1
+                self._record_qualification(session, lead, previous)
+            self.events.record(session, "scoring_model_changed",
+                               {"version": model["version"], "rescored": rescored})
+            return model
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _scoring_model(self, session: Session) -> dict[str, Any]:
+        stored = session.scalar(
+            select(ScoringModelVersion.model).order_by(ScoringModelVersion.version.desc()).limit(1)
+        )
+        return DEFAULT_MODEL if stored is None else stored
+
+    def _rescore(
+        self, session: Session, lead: Lead, reason: str | None, model: dict | None = None
+    ) -> bool:
+        """Recompute the score; record history and `lead_scored` when it moved."""
+        model = model or self._scoring_model(session)
+        behaviours = session.scalars(
+            select(Behaviour.type).where(Behaviour.lead_id == lead.id)
+        ).all()
+        result = domain.score_lead(lead_to_dict(lead), behaviours, model)
+        previous = lead.score
+        lead.score = result.total
+        lead.score_breakdown = {**result.to_dict(), "model_version": model.get("version", 0)}
+        lead.qualification = domain.upgraded_qualification(
+            lead.qualification, result.total, model["thresholds"]
+        )
+        if reason is None or previous == result.total:
+            return False
+        lead.updated_at = utcnow()
+        self._history(session, lead, "scored",
+                      {"from": previous, "to": result.total, "reason": reason})
+        self.events.record(
+            session,
+            "lead_scored",
+            {"lead": lead_to_dict(lead), "score": result.total, "previous_score": previous,
+             "reason": reason},
+        )
+        return True
+
+    def _record_qualification(self, session: Session, lead: Lead, previous: str | None) -> None:
+        if lead.qualification == previous:
+            return
+        self._history(session, lead, "qualified",
+                      {"from": previous, "to": lead.qualification, "score": lead.score})
+        self.events.record(
+            session,
+            "lead_qualified",
+            {"lead": lead_to_dict(lead), "qualification": lead.qualification,
+             "previous_qualification": previous},
+        )
+
+    def _history(self, session: Session, lead: Lead, kind: str, data: dict[str, Any]) -> None:
+        session.add(
+            HistoryEntry(lead_id=lead.id, kind=kind, data=data, actor=self.context.actor,
+                         correlation_id=self.context.correlation_id, at=utcnow())
+        )
+
+    @staticmethod
+    def _lead(session: Session, lead_id: str) -> Lead:
+        lead = session.get(Lead, lead_id) if isinstance(lead_id, str) else None
+        if lead is None:
+            raise NotFound(f"lead {lead_id} not found", {"field": "lead_id"})
+        return lead
+
+    def _visible_lead(self, session: Session, lead_id: str, scope: dict) -> Lead:
+        """The lead if the caller may see it; otherwise NotFound, so nothing leaks."""
+        lead = self._lead(session, lead_id)
+        visible = (
+            scope["all"]
+            or lead.owner_id in scope["owner_ids"]
+            or (lead.owner_id is None and scope["include_pool"])
+        )
+        if not visible:
+            raise NotFound(f"lead {lead_id} not found", {"field": "lead_id"})
+        return lead
+
+    @staticmethod
+    def _scope_clause(scope: dict):
+        if scope["all"]:
+            return Lead.id.is_not(None)
+        clauses = [Lead.owner_id.in_(scope["owner_ids"])] if scope["owner_ids"] else []
+        if scope["include_pool"]:
+            clauses.append(Lead.owner_id.is_(None))
+        return or_(*clauses) if clauses else Lead.id.is_(None)
