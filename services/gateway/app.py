@@ -1,0 +1,328 @@
+"""The HTTP gateway: authentication, authorisation, HTTP <-> RPC, errors. No business rules."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request
+from flask_smorest import Api
+
+from services.gateway import metrics, problems
+from services.gateway.auth import (
+    Authenticator,
+    Principal,
+    RateLimiter,
+    TokenSigner,
+    load_secret_key,
+)
+from services.gateway.idempotency import HEADER as IDEMPOTENCY_HEADER
+from services.gateway.idempotency import Idempotency
+from services.gateway.problems import ApiProblem
+from services.gateway.rpc import RpcClient, RpcPool, ServiceUnavailable
+from services.gateway.store import Store
+from shared import config as shared_config
+from shared.context import current_correlation_id
+
+log = logging.getLogger("services.gateway")
+access_log = logging.getLogger("services.gateway.access")
+
+MAX_BODY_BYTES = 1024 * 1024
+CORRELATION_HEADER = "X-Correlation-ID"
+# Endpoints reachable without credentials (docs, health, metrics, login).
+PUBLIC_ENDPOINTS = frozenset(
+    {"system.health", "system.metrics", "identity.create_token", "static"}
+)
+PUBLIC_BLUEPRINTS = frozenset({"api-docs"})
+
+
+@dataclass
+class Gateway:
+    """Per-app singletons, reachable from views as `gateway()`."""
+
+    store: Store
+    rpc: RpcClient
+    authenticator: Authenticator
+    limiter: RateLimiter
+    login_limiter: RateLimiter
+    idempotency: Idempotency
+    settings: dict[str, Any]
+
+
+def gateway() -> Gateway:
+    return current_app.extensions["crm_gateway"]
+
+
+def current_principal() -> Principal:
+    principal: Principal | None = g.get("principal")
+    if principal is None:  # a public view asked for a user: a wiring bug, not a client error
+        raise RuntimeError("no authenticated principal on a protected view")
+    return principal
+
+
+def require_role(*roles: str) -> Principal:
+    principal = current_principal()
+    if principal.role not in roles:
+        raise ApiProblem(
+            403,
+            f"This action needs one of the roles: {', '.join(roles)}.",
+            type_=problems.PROBLEM_BASE + "forbidden",
+        )
+    return principal
+
+
+def rpc_call(service: str, method: str, **kwargs: Any) -> Any:
+    """One RPC with the request's correlation id and actor, measured."""
+    principal: Principal | None = g.get("principal")
+    target = f"{service}.{method}"
+    started = time.perf_counter()
+    outcome = "ok"
+    try:
+        return gateway().rpc.call(
+            service,
+            method,
+            kwargs,
+            correlation_id=g.correlation_id,
+            actor=principal.user_id if principal else None,
+        )
+    except ServiceUnavailable:
+        outcome = "unavailable"
+        metrics.UNAVAILABLE.labels(service).inc()
+        raise
+    except Exception:
+        outcome = "error"
+        raise
+    finally:
+        metrics.RPC_LATENCY.labels(target, outcome).observe(time.perf_counter() - started)
+
+
+# -- logging -------------------------------------------------------------------------------
+
+
+class JsonLineFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            "correlation_id": getattr(record, "correlation_id", None)
+            or current_correlation_id.get(),
+        }
+        for key in ("method", "path", "route", "status", "duration_ms", "user_id"):
+            value = getattr(record, key, None)
+            if value is not None:
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(level: str) -> None:
+    logger = logging.getLogger("services.gateway")
+    if any(getattr(h, "_crm_gateway", False) for h in logger.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLineFormatter())
+    handler._crm_gateway = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())
+    logger.propagate = False
+
+
+# -- request hooks -------------------------------------------------------------------------
+
+
+def _start_request() -> Response | None:
+    g.started = time.perf_counter()
+    incoming = request.headers.get(CORRELATION_HEADER, "").strip()
+    g.correlation_id = incoming[:128] if incoming else str(uuid.uuid4())
+    g.correlation_token = current_correlation_id.set(g.correlation_id)
+
+    endpoint = request.endpoint
+    if endpoint is None or endpoint in PUBLIC_ENDPOINTS:
+        return None
+    if request.blueprint in PUBLIC_BLUEPRINTS:
+        return None
+
+    gw = gateway()
+    principal = gw.authenticator.authenticate(
+        request.headers.get("Authorization"), request.headers.get("X-API-Key")
+    )
+    if principal is None:
+        raise ApiProblem(
+            401,
+            "Missing or invalid credentials: send 'Authorization: Bearer <api key or token>' "
+            "or 'X-API-Key: <api key>'.",
+            type_=problems.PROBLEM_BASE + "unauthenticated",
+            headers={"WWW-Authenticate": 'Bearer realm="crm"'},
+        )
+    g.principal = principal
+
+    wait = gw.limiter.acquire(principal.rate_key)
+    if wait:
+        raise ApiProblem(
+            429,
+            "Rate limit exceeded.",
+            type_=problems.PROBLEM_BASE + "rate-limited",
+            headers={"Retry-After": str(wait)},
+        )
+
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if request.method == "POST" and key is not None:
+        stored = gw.idempotency.begin(
+            principal.user_id, key.strip(), request.method, request.full_path,
+            request.get_data(cache=True),
+        )
+        if stored is not None:
+            g.replayed = True
+            return stored.to_response()
+        g.idempotency_key = key.strip()
+    return None
+
+
+def _finish_request(response: Response) -> Response:
+    response.headers[CORRELATION_HEADER] = g.get("correlation_id", "")
+    principal: Principal | None = g.get("principal")
+
+    key = g.pop("idempotency_key", None)
+    if key is not None and principal is not None:
+        gw = gateway()
+        if response.status_code >= 500 or response.status_code == 429:
+            gw.idempotency.abandon(principal.user_id, key)
+        else:
+            gw.idempotency.finish(principal.user_id, key, response)
+
+    route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+    status = str(response.status_code)
+    elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+    metrics.HTTP_REQUESTS.labels(request.method, route, status).inc()
+    metrics.HTTP_LATENCY.labels(request.method, route, status).observe(elapsed)
+    if route != "/metrics":
+        access_log.info(
+            "%s %s %s",
+            request.method,
+            request.path,
+            status,
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "route": route,
+                "status": response.status_code,
+                "duration_ms": round(elapsed * 1000, 2),
+                "user_id": principal.user_id if principal else None,
+            },
+        )
+    return response
+
+
+def _teardown_request(error: BaseException | None) -> None:
+    # after_request does not run when a response could not be produced: free the reservation.
+    key = g.pop("idempotency_key", None)
+    principal: Principal | None = g.get("principal")
+    if key is not None and principal is not None:
+        try:
+            gateway().idempotency.abandon(principal.user_id, key)
+        except Exception:  # noqa: BLE001 - best effort; the key expires anyway
+            log.exception("could not release idempotency key")
+    token = g.pop("correlation_token", None)
+    if token is not None:
+        current_correlation_id.reset(token)
+
+
+# -- factory -------------------------------------------------------------------------------
+
+
+def _setting(settings: dict[str, Any], name: str, env_name: str, default: str) -> str:
+    if name in settings:
+        return str(settings[name])
+    return shared_config.env(env_name, default)
+
+
+def create_app(settings: dict[str, Any] | None = None) -> Flask:
+    """Settings (all optional): rpc_pool, database_url, secret_key, rate_limit, rate_burst,
+    token_ttl_seconds, auth_cache_seconds, log_level."""
+    settings = dict(settings or {})
+    app = Flask("services.gateway")
+    app.config.update(
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        JSON_SORT_KEYS=False,
+        API_TITLE="CRM gateway",
+        API_VERSION="1.0.0",
+        OPENAPI_VERSION="3.1.0",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        OPENAPI_REDOC_PATH="/redoc",
+        OPENAPI_REDOC_URL="https://cdn.jsdelivr.net/npm/redoc/bundles/redoc.standalone.js",
+        API_SPEC_OPTIONS={
+            "info": {
+                "description": "HTTP gateway of the CRM. Errors are application/problem+json "
+                "(RFC 9457). Send an Idempotency-Key header on POST to make retries safe."
+            },
+            "security": [{"bearerAuth": []}, {"apiKeyHeader": []}],
+        },
+    )
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    configure_logging(_setting(settings, "log_level", "CRM_LOG_LEVEL", "INFO"))
+
+    store = Store(settings.get("database_url"))
+    secret = settings.get("secret_key") or load_secret_key()
+    signer = TokenSigner(
+        secret, int(_setting(settings, "token_ttl_seconds", "CRM_TOKEN_TTL", "28800"))
+    )
+    rate = float(_setting(settings, "rate_limit", "CRM_RATE_LIMIT", "200"))
+    burst = float(_setting(settings, "rate_burst", "CRM_RATE_BURST", str(int(rate * 2))))
+    rpc: RpcClient = settings.get("rpc_pool") or RpcPool()
+    app.extensions["crm_gateway"] = Gateway(
+        store=store,
+        rpc=rpc,
+        authenticator=Authenticator(
+            store.sessionmaker,
+            signer,
+            cache_seconds=float(
+                _setting(settings, "auth_cache_seconds", "CRM_AUTH_CACHE_SECONDS", "5")
+            ),
+        ),
+        limiter=RateLimiter(rate, burst),
+        login_limiter=RateLimiter(5, 20),
+        idempotency=Idempotency(store, ttl=timedelta(hours=24)),
+        settings=settings,
+    )
+
+    api = Api(app)
+    api.spec.components.security_scheme(
+        "bearerAuth",
+        {"type": "http", "scheme": "bearer",
+         "description": "An API key (crm_...) or a user token from POST /auth/tokens."},
+    )
+    api.spec.components.security_scheme(
+        "apiKeyHeader", {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    )
+
+    from services.gateway.resources import identity, leads, system
+
+    api.register_blueprint(system.blp)
+    api.register_blueprint(identity.blp)
+    api.register_blueprint(leads.blp)
+
+    problems.register(app)
+    app.before_request(_start_request)
+    app.after_request(_finish_request)
+    app.teardown_request(_teardown_request)
+
+    if os.environ.get("CRM_GATEWAY_CLOSE_ON_EXIT", "1") == "1":
+        import atexit
+
+        atexit.register(rpc.close)
+        atexit.register(store.dispose)
+    return app

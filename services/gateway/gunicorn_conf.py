@@ -1,0 +1,41 @@
+"""gunicorn settings of the gateway (gthread workers: nameko proxies are pooled per process)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from shared import config as shared_config
+
+bind = shared_config.env("CRM_GATEWAY_BIND", "127.0.0.1:8000")
+workers = int(shared_config.env("CRM_GATEWAY_WORKERS", "2"))
+threads = int(shared_config.env("CRM_GATEWAY_THREADS", "4"))
+worker_class = "gthread"
+# An RPC waits at most CRM_RPC_TIMEOUT; leave room so gunicorn never kills a request first.
+timeout = int(shared_config.rpc_timeout()) + 20
+graceful_timeout = int(shared_config.rpc_timeout()) + 5
+keepalive = 5
+accesslog = None  # the app logs JSON lines with the correlation id itself
+errorlog = "-"
+
+# Workers write their metrics to files here; it must be set before prometheus_client is
+# imported in a worker, i.e. here in the master before the fork.
+_metrics_dir = Path(
+    os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    or shared_config.data_dir() / "prometheus" / "gateway"
+)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
+
+
+def on_starting(server: Any) -> None:
+    # Files of a previous run would add stale counts to every series.
+    shutil.rmtree(_metrics_dir, ignore_errors=True)
+    _metrics_dir.mkdir(parents=True, exist_ok=True)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
