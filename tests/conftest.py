@@ -1,0 +1,172 @@
+"""Root test fixtures: eventlet first, then an isolated RabbitMQ vhost and PostgreSQL databases.
+
+Fixtures:
+- `amqp_uri` (session): URI of a fresh vhost `crm-test-<random>` (deleted at the end), or of
+  AMQP_URI's own vhost when rabbitmqctl cannot create one; also exported as AMQP_URI.
+- `nameko_config` / `rabbit_config`: `shared.config.nameko_config(AMQP_URI=amqp_uri)`.
+- `pg_url_factory`: call it to get the URL of a fresh PostgreSQL database (dropped after the
+  test); the test is skipped when PostgreSQL is unreachable.
+"""
+
+import warnings
+
+with warnings.catch_warnings():
+    # by message, not class: the class is eventlet's own
+    warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+    import eventlet
+
+eventlet.monkey_patch()  # before anything imports socket/threading (see STACK-NOTES.md)
+
+import os  # noqa: E402
+import secrets  # noqa: E402
+import subprocess  # noqa: E402
+import urllib.parse  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+# psycopg 3 only yields to eventlet with this, and it must be set before psycopg is imported.
+os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
+
+from deploy import devctl  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_URL = os.environ.get("CRM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark by place and fixture, so `-m "not e2e"` / `-m "not postgres"` select without effort."""
+    for item in items:
+        path = Path(str(item.path)).resolve()
+        parts = path.relative_to(ROOT).parts if path.is_relative_to(ROOT) else ()
+        if parts[:2] == ("tests", "e2e"):
+            item.add_marker(pytest.mark.e2e)
+        elif parts[:2] == ("tests", "integration"):
+            item.add_marker(pytest.mark.integration)
+        if "pg_url_factory" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
+# --------------------------------------------------------------------------- RabbitMQ
+
+
+def _rabbitmqctl(*args: str) -> subprocess.CompletedProcess:
+    ctl = devctl.find_tool("rabbitmqctl")
+    if ctl is None:
+        raise FileNotFoundError("rabbitmqctl")
+    return subprocess.run(
+        [ctl, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60, check=True
+    )
+
+
+@pytest.fixture(scope="session")
+def amqp_uri() -> Iterator[str]:
+    base = os.environ.get("AMQP_URI") or devctl.DEFAULT_AMQP_URI
+    problem = devctl.broker_problem(base)
+    if problem:
+        message = f"{problem}; run `make test` or `.venv/bin/python deploy/devctl.py ensure-broker`"
+        if os.environ.get("CRM_REQUIRE_BROKER"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+
+    host, _, _ = devctl.amqp_endpoint(base)
+    user = urllib.parse.urlsplit(base).username or "guest"
+    vhost = f"crm-test-{secrets.token_hex(4)}"
+    created = False
+    if host in devctl.LOCAL_HOSTS and devctl.find_tool("rabbitmqctl"):
+        try:
+            _rabbitmqctl("add_vhost", vhost)
+            created = True
+            _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+        except (OSError, subprocess.SubprocessError) as exc:
+            output = getattr(exc, "stdout", b"") or b""
+            print(f"warning: no test vhost ({exc}) {output.decode(errors='replace')[-300:]}")
+            if created:
+                _delete_vhost(vhost)
+            created = False
+    uri = devctl.with_vhost(base, vhost) if created else base
+    if created:
+        try:
+            devctl.apply_definitions(uri, log=lambda _: None)
+        except Exception as exc:  # noqa: BLE001 - topology is a convenience for the tests
+            print(f"warning: RabbitMQ definitions not applied to {vhost}: {exc!r}")
+
+    previous = os.environ.get("AMQP_URI")
+    os.environ["AMQP_URI"] = uri
+    try:
+        yield uri
+    finally:
+        if previous is None:
+            os.environ.pop("AMQP_URI", None)
+        else:
+            os.environ["AMQP_URI"] = previous
+        if created:
+            _delete_vhost(vhost)
+
+
+def _delete_vhost(vhost: str) -> None:
+    try:
+        _rabbitmqctl("delete_vhost", vhost)
+    except (OSError, subprocess.SubprocessError) as exc:
+        print(f"warning: could not delete vhost {vhost}: {exc}")
+
+
+@pytest.fixture
+def nameko_config(amqp_uri: str) -> dict:
+    from shared.config import nameko_config as make_config
+
+    return make_config(AMQP_URI=amqp_uri)
+
+
+@pytest.fixture
+def rabbit_config(nameko_config: dict) -> dict:
+    """Replaces nameko's fixture, which needs the management plugin this broker may not have."""
+    return nameko_config
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def _pg_url(admin_url: str, database: str) -> str:
+    parts = urllib.parse.urlsplit(admin_url)
+    return urllib.parse.urlunsplit(parts._replace(path="/" + database))
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    """A URL with the right to create databases; skips the test when PostgreSQL is unreachable."""
+    import psycopg
+
+    try:
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        pytest.skip(f"PostgreSQL unreachable at {PG_ADMIN_URL}: {str(exc).strip()}")
+    return PG_ADMIN_URL
+
+
+@pytest.fixture
+def pg_url_factory(pg_admin_url: str) -> Iterator[Callable[[], str]]:
+    """`pg_url_factory()` -> `postgresql://postgres@127.0.0.1:5432/crm_test_<random>`."""
+    import psycopg
+    from psycopg import sql
+
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"crm_test_{secrets.token_hex(6)}"
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        created.append(name)
+        return _pg_url(pg_admin_url, name)
+
+    yield make
+
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        for name in created:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (name,),
+            )
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
