@@ -19,8 +19,10 @@ the broker itself, so `stop` knows it may stop it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -30,7 +32,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -286,6 +288,49 @@ def stop_broker_if_ours(run_dir: Path, log: Log = print) -> None:
         marker.unlink()
     else:
         log(result.stdout.decode(errors="replace").strip())
+
+
+def _rabbitmqctl(*args: str) -> None:
+    ctl = find_tool("rabbitmqctl")
+    if ctl is None:
+        raise FileNotFoundError("rabbitmqctl")
+    subprocess.run(
+        [ctl, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60, check=True
+    )
+
+
+@contextlib.contextmanager
+def temporary_vhost(base_uri: str, log: Log = print) -> Iterator[str]:
+    """A fresh vhost `crm-test-<hex>` on a local broker, deleted afterwards, so tests and
+    benchmarks never meet the queues of a running system. Without rabbitmqctl (a remote
+    broker, not root) it yields `base_uri` itself."""
+    user = urllib.parse.urlsplit(base_uri).username or "guest"
+    vhost = f"crm-test-{secrets.token_hex(4)}"
+    created = False
+    if amqp_endpoint(base_uri)[0] in LOCAL_HOSTS and find_tool("rabbitmqctl"):
+        try:
+            _rabbitmqctl("add_vhost", vhost)
+            created = True
+            _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+        except (OSError, subprocess.SubprocessError) as exc:
+            log(f"warning: no separate vhost ({exc}); using {base_uri}")
+            if created:
+                _rabbitmqctl("delete_vhost", vhost)
+            created = False
+    uri = with_vhost(base_uri, vhost) if created else base_uri
+    if created:
+        try:
+            apply_definitions(uri, log=lambda _: None)
+        except Exception as exc:  # noqa: BLE001 - the topology is a convenience here
+            log(f"warning: RabbitMQ definitions not applied to {vhost}: {exc!r}")
+    try:
+        yield uri
+    finally:
+        if created:
+            try:
+                _rabbitmqctl("delete_vhost", vhost)
+            except (OSError, subprocess.SubprocessError) as exc:
+                log(f"warning: could not delete vhost {vhost}: {exc}")
 
 
 def apply_definitions(uri: str, log: Log = print, path: Path = DEFINITIONS) -> None:

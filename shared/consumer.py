@@ -13,10 +13,10 @@ import logging
 import traceback
 
 from kombu import Connection, Exchange, Queue
+from kombu.pools import producers
 from nameko.events import EventHandler
 
 from shared import metrics
-from shared.outbox import ConfirmedPublisher
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,34 @@ DEFAULT_BACKOFF = (1.0, 5.0, 30.0, 120.0, 600.0)
 DEAD_LETTER_EXCHANGE = "crm.dlx"
 DEAD_LETTER_QUEUE = "crm.dead-letter"
 ATTEMPT_HEADER = "x-crm-attempt"
+
+
+class ConfirmedPublisher:
+    """Re-routes received messages, unchanged, waiting for the broker's confirm of each."""
+
+    def __init__(self, amqp_uri: str):
+        self.connection = Connection(
+            amqp_uri, transport_options={"confirm_publish": True}, connect_timeout=10
+        )
+
+    def publish_to(
+        self, exchange: Exchange | str, routing_key: str, body: bytes | str, headers: dict
+    ) -> None:
+        with producers[self.connection].acquire(block=True, timeout=30) as producer:
+            producer.publish(
+                body.encode("utf-8") if isinstance(body, str) else body,
+                exchange=exchange,
+                routing_key=routing_key,
+                content_type="application/json",
+                content_encoding="utf-8",
+                delivery_mode=2,
+                headers=headers,
+                retry=True,
+                retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
+            )
+
+    def close(self) -> None:
+        self.connection.release()
 
 
 def dead_letter_exchange() -> Exchange:

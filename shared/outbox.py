@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import weakref
 from datetime import timedelta
 from typing import Any
 
 import eventlet
+from amqp import Message as AmqpMessage
 from eventlet.queue import Empty, LightQueue
-from kombu import Connection, Exchange
-from kombu.pools import producers
+from kombu import Connection
 from marshmallow import Schema
 from nameko.extensions import DependencyProvider
 from sqlalchemy import (
@@ -63,47 +64,85 @@ def outbox_table(metadata: MetaData) -> Table:
     )
 
 
-class ConfirmedPublisher:
-    """Publishes persistent messages and waits for the broker's confirm of each."""
+class BatchPublisher:
+    """Publishes a batch of persistent messages and then waits once for the broker's confirms
+    of all of them: one round trip per batch instead of one per event."""
+
+    CONFIRM_TIMEOUT = 30.0
 
     def __init__(self, amqp_uri: str):
-        self.connection = Connection(
-            amqp_uri, transport_options={"confirm_publish": True}, connect_timeout=10
-        )
+        self.amqp_uri = amqp_uri
+        self._connection: Connection | None = None
+        self._channel = None
+        self._declared: set[str] = set()
+        self._unconfirmed: set[int] = set()
+        self._nacked: set[int] = set()
+        self._next_tag = 1
 
-    def publish(
-        self, exchange: str, routing_key: str, body: dict, headers: dict, message_id: str
-    ) -> None:
-        topic = Exchange(exchange, type="topic", durable=True)
-        self.publish_to(topic, routing_key, body, headers, message_id=message_id, declare=[topic])
+    def _ready_channel(self):
+        if self._channel is None:
+            self._connection = Connection(self.amqp_uri, connect_timeout=10)
+            self._channel = self._connection.connection.channel()  # the py-amqp channel
+            self._channel.confirm_select()
+            self._channel.events["basic_ack"].add(self._on_ack)
+            self._channel.events["basic_nack"].add(self._on_nack)
+            self._declared.clear()
+            self._next_tag = 1
+        return self._channel
 
-    def publish_to(
-        self, exchange: Exchange | str, routing_key: str, body: Any, headers: dict, **options: Any
-    ) -> None:
-        if isinstance(body, str):
-            body = body.encode("utf-8")
-        if isinstance(body, bytes):  # an encoded message being re-routed: pass it untouched
-            options.update(content_type="application/json", content_encoding="utf-8")
-        else:
-            options["serializer"] = "json"
-        with producers[self.connection].acquire(block=True, timeout=30) as producer:
-            producer.publish(
-                body,
-                exchange=exchange,
-                routing_key=routing_key,
-                delivery_mode=2,
-                headers=headers,
-                retry=True,
-                retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
-                **options,
-            )
+    def _settle(self, tag: int, multiple: bool) -> set[int]:
+        settled = {t for t in self._unconfirmed if t <= tag} if multiple else {tag}
+        self._unconfirmed -= settled
+        return settled
+
+    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
+        self._settle(delivery_tag, multiple)
+
+    def _on_nack(self, delivery_tag: int, multiple: bool, *_: Any) -> None:
+        self._nacked |= self._settle(delivery_tag, multiple)
+
+    def publish_batch(self, messages: list[tuple[str, str, str, dict, str]]) -> None:
+        """`messages`: (exchange, routing_key, JSON body, headers, message_id). Raises unless
+        the broker confirmed every one; the caller then retries the whole batch later."""
+        try:
+            channel = self._ready_channel()
+            self._nacked.clear()
+            for exchange, routing_key, body, headers, message_id in messages:
+                if exchange not in self._declared:
+                    channel.exchange_declare(exchange, "topic", durable=True, auto_delete=False)
+                    self._declared.add(exchange)
+                message = AmqpMessage(
+                    body.encode("utf-8"), content_type="application/json",
+                    content_encoding="utf-8", delivery_mode=2, message_id=message_id,
+                    application_headers=headers,
+                )
+                channel.basic_publish(message, exchange=exchange, routing_key=routing_key)
+                self._unconfirmed.add(self._next_tag)
+                self._next_tag += 1
+            deadline = time.monotonic() + self.CONFIRM_TIMEOUT
+            while self._unconfirmed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"{len(self._unconfirmed)} publishes not confirmed")
+                self._connection.connection.drain_events(timeout=remaining)
+            if self._nacked:
+                raise RuntimeError(f"the broker refused {len(self._nacked)} messages")
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
-        self.connection.release()
+        if self._connection is not None:
+            try:
+                self._connection.release()
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                log.debug("closing the relay's connection failed", exc_info=True)
+        self._connection = self._channel = None
+        self._unconfirmed.clear()
 
 
 class OutboxRelay:
-    def __init__(self, service: str, engine: Engine, table: Table, publisher: ConfirmedPublisher):
+    def __init__(self, service: str, engine: Engine, table: Table, publisher: BatchPublisher):
         self.service = service
         self.engine = engine
         self.table = table
@@ -125,26 +164,21 @@ class OutboxRelay:
             query = query.where(t.c.created_at < utcnow() - grace)
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(t.c.seq).limit(limit)).all()
-        sent: list[str] = []
-        try:
-            for event_id, event_type, body in rows:
-                envelope = json.loads(body)
-                self.publisher.publish(
-                    event_exchange_name(self.service),
-                    event_type,
-                    envelope,
-                    context_headers(envelope),
-                    event_id,
-                )
-                sent.append(event_id)
-                metrics.EVENTS_PUBLISHED.labels(self.service, event_type).inc()
-        finally:
-            if sent:
-                with self.engine.begin() as conn:
-                    conn.execute(
-                        update(t).where(t.c.event_id.in_(sent)).values(published_at=utcnow())
-                    )
-        return len(sent)
+        if not rows:
+            return 0
+        exchange = event_exchange_name(self.service)
+        self.publisher.publish_batch(
+            [
+                (exchange, event_type, body, context_headers(json.loads(body)), event_id)
+                for event_id, event_type, body in rows
+            ]
+        )
+        sent = [event_id for event_id, _, _ in rows]
+        with self.engine.begin() as conn:
+            conn.execute(update(t).where(t.c.event_id.in_(sent)).values(published_at=utcnow()))
+        for _, event_type, _ in rows:
+            metrics.EVENTS_PUBLISHED.labels(self.service, event_type).inc()
+        return len(rows)
 
     def backlog(self) -> int:
         t = self.table
@@ -173,11 +207,19 @@ class EventRecorder:
         self.ctx = ctx
         self.recorded: list[str] = []
 
-    def record(self, session: Session, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    _instances: dict[type[Schema], Schema] = {}
+
+    def _schema(self, event_type: str) -> Schema:
         schema_cls = self.schemas.get(event_type)
         if schema_cls is None:
             raise ValueError(f"{self.service} has no schema for event {event_type!r}")
-        problems = schema_cls().validate(data)
+        if schema_cls not in self._instances:  # building a schema costs more than using it
+            self._instances[schema_cls] = schema_cls()
+        return self._instances[schema_cls]
+
+    def record(self, session: Session, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
+        schema = self._schema(event_type)
+        problems = schema.validate(data)
         if problems:  # a bug of the producer: the catalogue promises integrators this shape
             raise ValidationFailed.for_fields(
                 problems, f"event {event_type} does not fit its schema"
@@ -209,7 +251,7 @@ class EventOutbox(DependencyProvider):
 
     def setup(self) -> None:
         engine = get_engine(config.database_url(self.service))
-        publisher = ConfirmedPublisher(self.container.config["AMQP_URI"])
+        publisher = BatchPublisher(self.container.config["AMQP_URI"])
         self.relay = OutboxRelay(self.service, engine, self.table, publisher)
 
     def start(self) -> None:

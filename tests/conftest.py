@@ -19,7 +19,6 @@ eventlet.monkey_patch()  # before anything imports socket/threading (see STACK-N
 
 import os  # noqa: E402
 import secrets  # noqa: E402
-import subprocess  # noqa: E402
 import urllib.parse  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -51,15 +50,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # --------------------------------------------------------------------------- RabbitMQ
 
 
-def _rabbitmqctl(*args: str) -> subprocess.CompletedProcess:
-    ctl = devctl.find_tool("rabbitmqctl")
-    if ctl is None:
-        raise FileNotFoundError("rabbitmqctl")
-    return subprocess.run(
-        [ctl, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60, check=True
-    )
-
-
 @pytest.fixture(scope="session")
 def amqp_uri() -> Iterator[str]:
     base = os.environ.get("AMQP_URI") or devctl.DEFAULT_AMQP_URI
@@ -70,28 +60,12 @@ def amqp_uri() -> Iterator[str]:
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
 
-    host, _, _ = devctl.amqp_endpoint(base)
-    user = urllib.parse.urlsplit(base).username or "guest"
-    vhost = f"crm-test-{secrets.token_hex(4)}"
-    created = False
-    if host in devctl.LOCAL_HOSTS and devctl.find_tool("rabbitmqctl"):
-        try:
-            _rabbitmqctl("add_vhost", vhost)
-            created = True
-            _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
-        except (OSError, subprocess.SubprocessError) as exc:
-            output = getattr(exc, "stdout", b"") or b""
-            print(f"warning: no test vhost ({exc}) {output.decode(errors='replace')[-300:]}")
-            if created:
-                _delete_vhost(vhost)
-            created = False
-    uri = devctl.with_vhost(base, vhost) if created else base
-    if created:
-        try:
-            devctl.apply_definitions(uri, log=lambda _: None)
-        except Exception as exc:  # noqa: BLE001 - topology is a convenience for the tests
-            print(f"warning: RabbitMQ definitions not applied to {vhost}: {exc!r}")
+    with devctl.temporary_vhost(base, log=print) as uri:
+        yield from _exported(uri)
 
+
+def _exported(uri: str) -> Iterator[str]:
+    """Subprocesses (the e2e system) inherit the test vhost through AMQP_URI."""
     previous = os.environ.get("AMQP_URI")
     os.environ["AMQP_URI"] = uri
     try:
@@ -101,15 +75,6 @@ def amqp_uri() -> Iterator[str]:
             os.environ.pop("AMQP_URI", None)
         else:
             os.environ["AMQP_URI"] = previous
-        if created:
-            _delete_vhost(vhost)
-
-
-def _delete_vhost(vhost: str) -> None:
-    try:
-        _rabbitmqctl("delete_vhost", vhost)
-    except (OSError, subprocess.SubprocessError) as exc:
-        print(f"warning: could not delete vhost {vhost}: {exc}")
 
 
 @pytest.fixture

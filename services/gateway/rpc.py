@@ -17,6 +17,7 @@ import queue
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -31,6 +32,10 @@ import shared.errors  # noqa: F401  registers the typed errors so replies deseri
 from shared import config as shared_config
 
 log = logging.getLogger(__name__)
+
+# nameko always asks for mandatory delivery; without confirms (see `call`) it warns that it
+# cannot detect unroutable requests, which the consumer check does instead.
+warnings.filterwarnings("ignore", message="Mandatory delivery was requested", category=UserWarning)
 
 # Publishing retries would turn a dead broker into a multi-second stall; the consumer check
 # already proved the broker reachable a moment ago, so one quick retry is enough.
@@ -222,6 +227,10 @@ class RpcPool:
             wrapper._reply_listener,
             expiration=self.timeout,
             retry_policy=PUBLISH_RETRY_POLICY,
+            # A confirm costs a broker round trip per call; nameko needs it only to detect an
+            # unroutable request, which the consumer check above already rules out (a service
+            # that stops in between costs one timeout, then 503).
+            use_confirms=False,
         )
         try:
             reply = getattr(proxy, method).call_async(**kwargs)

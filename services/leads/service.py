@@ -40,8 +40,37 @@ setup_logging("leads")
 
 CLOSED_STATUSES = ("converted",)
 DEFAULT_MODEL = domain.validate_scoring_model(domain.DEFAULT_SCORING_MODEL)
+
+
+class ScoringModels:
+    """The model in force. Saved versions never change, so a process keeps the one it loaded
+    and asks only for the newest version number (another process may have saved a newer one)."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[str, Any] = DEFAULT_MODEL
+
+    def current(self, session: Session) -> dict[str, Any]:
+        # Plain SQL: this runs for every capture, and the ORM's statement path costs more
+        # than the query itself.
+        version = session.connection().exec_driver_sql(
+            "SELECT max(version) FROM scoring_models"
+        ).scalar()
+        if version is None:
+            return DEFAULT_MODEL
+        if self._loaded["version"] != version:
+            self._loaded = session.get(ScoringModelVersion, version).model
+        return self._loaded
+
+
+scoring_models = ScoringModels()
 FUZZY_CANDIDATES = 500
+# Schemas are built once: constructing one costs more than loading a payload with it.
 lead_schema = LeadSchema()
+create_schema = LeadCreateSchema()
+filters_schema = LeadFiltersSchema()
+behaviour_schema = BehaviourSchema()
+scope_schema = ScopeSchema()
+page_schema = PageSchema()
 
 
 def lead_to_dict(lead: Lead) -> dict[str, Any]:
@@ -89,7 +118,7 @@ class LeadsService(PlatformEndpoints):
             raise ValidationFailed.for_fields(
                 {"on_duplicate": [f"must be one of {', '.join(ON_DUPLICATE)}"]}
             )
-        fields_ = load(LeadCreateSchema(), data)
+        fields_ = load(create_schema, data)
         problems: dict[str, list[str]] = {}
         for field, normalise in (
             ("email", domain.normalise_email),
@@ -191,7 +220,7 @@ class LeadsService(PlatformEndpoints):
 
     @rpc
     def get_lead(self, lead_id: str, scope: dict | None = None) -> dict[str, Any]:
-        scope = load(ScopeSchema(), scope)
+        scope = load(scope_schema, scope)
         with self.db.read() as session:
             lead = self._visible_lead(session, lead_id, scope)
             behaviours = session.scalars(
@@ -228,9 +257,9 @@ class LeadsService(PlatformEndpoints):
         cursor: str | None = None,
         limit: int = 50,
     ) -> dict[str, Any]:
-        filters = load(LeadFiltersSchema(), filters)
-        scope = load(ScopeSchema(), scope)
-        page = load(PageSchema(), {"cursor": cursor, "limit": limit})
+        filters = load(filters_schema, filters)
+        scope = load(scope_schema, scope)
+        page = load(page_schema, {"cursor": cursor, "limit": limit})
         query = select(Lead).where(Lead.merged_into_id.is_(None), self._scope_clause(scope))
         for field in ("status", "owner_id", "source", "qualification"):
             if field in filters:
@@ -276,8 +305,8 @@ class LeadsService(PlatformEndpoints):
     def record_behaviour(
         self, lead_id: str, behaviour: dict, scope: dict | None = None
     ) -> dict[str, Any]:
-        scope = load(ScopeSchema(), scope)
-        fields_ = load(BehaviourSchema(), behaviour)
+        scope = load(scope_schema, scope)
+        fields_ = load(behaviour_schema, behaviour)
         occurred_at = fields_["occurred_at"] or utcnow()
         with self.db.begin() as session:
             lead = self._visible_lead(session, lead_id, scope)
@@ -302,7 +331,7 @@ class LeadsService(PlatformEndpoints):
     def change_status(
         self, lead_id: str, status: str, reason: str | None = None, scope: dict | None = None
     ) -> dict[str, Any]:
-        scope = load(ScopeSchema(), scope)
+        scope = load(scope_schema, scope)
         with self.db.begin() as session:
             lead = self._visible_lead(session, lead_id, scope)
             domain.check_status_change(lead.status, status, reason)
@@ -337,7 +366,7 @@ class LeadsService(PlatformEndpoints):
     def release_lead(
         self, lead_id: str, reason: str | None = None, scope: dict | None = None
     ) -> dict[str, Any]:
-        scope = load(ScopeSchema(), scope)
+        scope = load(scope_schema, scope)
         with self.db.begin() as session:
             lead = self._visible_lead(session, lead_id, scope)
             actor = self.context.actor or ""
@@ -359,7 +388,7 @@ class LeadsService(PlatformEndpoints):
     def assign_lead(
         self, lead_id: str, owner_id: str, scope: dict | None = None
     ) -> dict[str, Any]:
-        scope = load(ScopeSchema(), scope)
+        scope = load(scope_schema, scope)
         if not isinstance(owner_id, str) or not owner_id:
             raise ValidationFailed.for_fields({"owner_id": ["a user id is required"]})
         with self.db.begin() as session:
@@ -382,7 +411,7 @@ class LeadsService(PlatformEndpoints):
     def merge_leads(
         self, target_id: str, source_id: str, scope: dict | None = None
     ) -> dict[str, Any]:
-        scope = load(ScopeSchema(), scope)
+        scope = load(scope_schema, scope)
         if target_id == source_id:
             raise ValidationFailed.for_fields({"source_id": ["cannot merge a lead into itself"]})
         with self.db.begin() as session:
@@ -442,20 +471,21 @@ class LeadsService(PlatformEndpoints):
     # -- helpers ---------------------------------------------------------------------------
 
     def _scoring_model(self, session: Session) -> dict[str, Any]:
-        stored = session.scalar(
-            select(ScoringModelVersion.model).order_by(ScoringModelVersion.version.desc()).limit(1)
-        )
-        return DEFAULT_MODEL if stored is None else stored
+        return scoring_models.current(session)
 
     def _rescore(
         self, session: Session, lead: Lead, reason: str | None, model: dict | None = None
     ) -> bool:
-        """Recompute the score; record history and `lead_scored` when it moved."""
+        """Recompute the score; record history and `lead_scored` when it moved.
+
+        `reason` None is the first scoring of a new lead: no behaviours yet, no event of its
+        own (lead_created carries the score)."""
         model = model or self._scoring_model(session)
-        behaviours = session.scalars(
+        behaviours = [] if reason is None else session.scalars(
             select(Behaviour.type).where(Behaviour.lead_id == lead.id)
         ).all()
-        result = domain.score_lead(lead_to_dict(lead), behaviours, model)
+        fields_ = {column.key: getattr(lead, column.key) for column in Lead.__table__.columns}
+        result = domain.score_lead(fields_, behaviours, model)
         previous = lead.score
         lead.score = result.total
         lead.score_breakdown = {**result.to_dict(), "model_version": model.get("version", 0)}

@@ -1,0 +1,157 @@
+"""`make bench`: start the whole system on a private vhost and data directory, load it over
+HTTP, print JSON figures. Timings are reported here and never asserted in tests.
+
+Figures: lead creations per second through the gateway at concurrency 1 and 16 with latency
+percentiles, and, in the same run as the ceiling, an echo RPC through the same gateway
+(`POST /system/echo` -> `leads.ping`). The load generator runs on the same machine as the
+system, so it takes part of the same two cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from deploy import devctl
+from tests.e2e.system import free_port
+
+SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
+
+
+def progress(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+# Company names as varied as real ones: dedupe compares a capture with stored names that
+# share its first characters, so a benchmark where every name starts alike measures a worst case.
+NAME_CHARACTERS = "华中国东南西北新天海金宝恒泰安康瑞祥盛达鑫源丰鼎宏远博通信联合创智科云数汇"
+INDUSTRY_WORDS = ("科技", "机械", "电子", "贸易", "医疗", "物流", "软件", "材料", "能源", "食品")
+
+
+def new_lead() -> dict[str, Any]:
+    tag = uuid.uuid4()
+    picks = [NAME_CHARACTERS[(tag.int >> (6 * i)) % len(NAME_CHARACTERS)] for i in range(4)]
+    industry = INDUSTRY_WORDS[tag.int % len(INDUSTRY_WORDS)]
+    return {
+        "name": "压测联系人",
+        "company": f"{''.join(picks)}{industry}有限公司",
+        "email": f"bench-{tag.hex}@example.cn",
+        "phone": f"+86 139{tag.int % 10**8:08d}",
+        "source": "website",
+        "region": "华东",
+        "industry": "制造业",
+        "title": "采购总监",
+    }
+
+
+def load(
+    url: str, key: str, body: Callable[[], dict], concurrency: int, seconds: float, name: str
+) -> dict[str, Any]:
+    """`concurrency` clients, each with its own keep-alive connection, for `seconds`."""
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def client() -> None:
+        session = requests.Session()
+        session.trust_env = False
+        session.headers["Authorization"] = f"Bearer {key}"
+        mine: list[float] = []
+        codes: Counter[int] = Counter()
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            response = session.post(url, json=body(), timeout=30)
+            mine.append(time.perf_counter() - started)
+            codes[response.status_code] += 1
+        with lock:
+            latencies.extend(mine)
+            statuses.update(codes)
+
+    progress(f"{name}: {concurrency} clients for {seconds:g} s")
+    started = time.monotonic()
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    latencies.sort()
+    ok = sum(count for status, count in statuses.items() if status < 300)
+    return {
+        "concurrency": concurrency,
+        "requests": len(latencies),
+        "ok": ok,
+        "statuses": {str(status): count for status, count in sorted(statuses.items())},
+        "per_second": round(ok / elapsed, 1),
+        "p50_ms": round(percentile(latencies, 0.50) * 1000, 1),
+        "p95_ms": round(percentile(latencies, 0.95) * 1000, 1),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
+        "mean_ms": round(statistics.fmean(latencies) * 1000, 1) if latencies else None,
+    }
+
+
+def run(amqp_uri: str, base: Path) -> dict[str, Any]:
+    run_dir, data_dir = base / "run", base / "data"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL")},
+        "AMQP_URI": amqp_uri,
+        "CRM_DATA_DIR": str(data_dir),
+        "CRM_RUN_DIR": str(run_dir),
+        "CRM_GATEWAY_BIND": f"127.0.0.1:{free_port()}",
+        "CRM_RATE_LIMIT": "100000",
+        "CRM_LOG_LEVEL": "WARNING",
+    }
+    for name in devctl.SERVICES:
+        env[f"CRM_{name.upper()}_WEB_ADDRESS"] = f"127.0.0.1:{free_port()}"
+    info = devctl.start_system(env, run_dir, start_broker=False, log=progress)
+    try:
+        key = info.users["admin"]["api_key"]
+        echo_url, leads_url = f"{info.url}/system/echo", f"{info.url}/leads"
+        echo_body = {"payload": {"ping": "pong"}}
+        load(echo_url, key, lambda: echo_body, 4, 2, "warm-up echo")
+        load(leads_url, key, new_lead, 4, 2, "warm-up leads")
+        results = {
+            "echo_rpc_c16": load(echo_url, key, lambda: echo_body, 16, SECONDS, "echo c16"),
+            "lead_create_c1": load(leads_url, key, new_lead, 1, SECONDS, "lead create c1"),
+            "lead_create_c16": load(leads_url, key, new_lead, 16, SECONDS, "lead create c16"),
+        }
+    finally:
+        devctl.stop_system(run_dir, log=progress)
+    ceiling = results["echo_rpc_c16"]["per_second"]
+    results["lead_create_c16_vs_echo"] = round(
+        results["lead_create_c16"]["per_second"] / ceiling, 2) if ceiling else None
+    results["machine"] = {"cores": os.cpu_count(), "seconds_per_scenario": SECONDS}
+    return results
+
+
+def main() -> None:
+    base_uri = os.environ.get("AMQP_URI") or devctl.DEFAULT_AMQP_URI
+    with tempfile.TemporaryDirectory(prefix="crm-bench-") as tmp:
+        devctl.ensure_broker(base_uri, Path(tmp) / "broker", progress)
+        with devctl.temporary_vhost(base_uri, log=progress) as uri:
+            results = run(uri, Path(tmp))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
