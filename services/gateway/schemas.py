@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import INCLUDE, RAISE, Schema, fields, validate
 
 from services.gateway.models import ROLES
+from services.leads import schemas as lead_schemas
+from services.leads.domain import LEAD_STATUSES
+from services.leads.schemas import ON_DUPLICATE
 
-LEAD_STATUSES = ("new", "contacted", "qualified", "disqualified", "converted")
-QUALIFICATIONS = ("mql", "sql")
-ON_DUPLICATE = ("reject", "merge", "create")
-
-PHONE = validate.Regexp(r"^\+?[0-9][0-9 ()\-]{2,31}$", error="Not a valid phone number.")
 USERNAME = validate.Regexp(
     r"^[A-Za-z0-9_.\-]{3,64}$", error="3-64 characters: letters, digits, '_', '.', '-'."
 )
@@ -23,8 +21,9 @@ def text(
 ) -> fields.String:
     return fields.String(
         required=required,
-        validate=validate.Length(min=min_len if min_len is not None else (1 if required else 0),
-                                 max=max_len),
+        validate=validate.Length(
+            min=min_len if min_len is not None else (1 if required else 0), max=max_len
+        ),
         **kw,
     )
 
@@ -38,62 +37,25 @@ class StrictSchema(Schema):
 # -- leads ---------------------------------------------------------------------------------
 
 
-class LeadCreateSchema(StrictSchema):
-    name = text(200, required=True)
-    company = text(200, allow_none=True)
-    title = text(100, allow_none=True)
-    email = fields.Email(allow_none=True, validate=validate.Length(max=320))
-    phone = fields.String(allow_none=True, validate=PHONE)
-    source = text(64, required=True, metadata={"description": "Channel the lead came from."})
-    region = text(64, allow_none=True)
-    industry = text(100, allow_none=True)
-    product_interest = fields.List(text(100, min_len=1), validate=validate.Length(max=50))
-    campaign = text(200, allow_none=True)
-    attributes = fields.Dict(keys=fields.String(), metadata={"description": "Free-form."})
+class LeadCreateSchema(lead_schemas.LeadCreateSchema):
+    """The leads service's own capture schema, plus how to treat a duplicate."""
+
     on_duplicate = fields.String(
         validate=validate.OneOf(ON_DUPLICATE),
         metadata={"description": "May also be given as a query parameter; the body wins."},
     )
-
-    @validates_schema
-    def _email_or_phone(self, data: dict[str, Any], **_: Any) -> None:
-        if not data.get("email") and not data.get("phone"):
-            message = "At least one of email or phone is required."
-            raise ValidationError({"email": [message], "phone": [message]})
 
 
 class OnDuplicateQuerySchema(StrictSchema):
     on_duplicate = fields.String(validate=validate.OneOf(ON_DUPLICATE))
 
 
-class LeadListQuerySchema(StrictSchema):
-    status = fields.String(validate=validate.OneOf(LEAD_STATUSES))
-    owner_id = text(64)
-    source = text(64)
-    qualification = fields.String(validate=validate.OneOf(QUALIFICATIONS))
-    in_pool = fields.Boolean()
-    score_min = fields.Float(validate=validate.Range(min=0))
-    score_max = fields.Float(validate=validate.Range(min=0))
-    created_from = fields.AwareDateTime()
-    created_to = fields.AwareDateTime()
-    q = text(200, metadata={"description": "Text over name and company; Chinese works."})
+class LeadListQuerySchema(lead_schemas.LeadFiltersSchema):
     cursor = text(1000)
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
 
-    @validates_schema
-    def _ranges(self, data: dict[str, Any], **_: Any) -> None:
-        low, high = data.get("score_min"), data.get("score_max")
-        if low is not None and high is not None and low > high:
-            raise ValidationError("Must not exceed score_max.", "score_min")
-        start, end = data.get("created_from"), data.get("created_to")
-        if start is not None and end is not None and start > end:
-            raise ValidationError("Must not be after created_to.", "created_from")
 
-
-class BehaviourCreateSchema(StrictSchema):
-    type = text(64, required=True, metadata={"description": "e.g. email_open, page_visit."})
-    occurred_at = fields.AwareDateTime()
-    attributes = fields.Dict(keys=fields.String())
+BehaviourCreateSchema = lead_schemas.BehaviourSchema
 
 
 class StatusChangeSchema(StrictSchema):
@@ -113,34 +75,9 @@ class MergeSchema(StrictSchema):
     source_id = text(64, required=True, metadata={"description": "Lead merged into this one."})
 
 
-class LeadSchema(Schema):
+class LeadSchema(lead_schemas.LeadSchema):
     """A lead as the leads service returns it; passed through, never reshaped."""
 
-    class Meta:
-        ordered = True
-
-    id = fields.String()
-    name = fields.String()
-    company = fields.String(allow_none=True)
-    title = fields.String(allow_none=True)
-    email = fields.String(allow_none=True)
-    phone = fields.String(allow_none=True, metadata={"description": "E.164"})
-    source = fields.String()
-    region = fields.String(allow_none=True)
-    industry = fields.String(allow_none=True)
-    product_interest = fields.List(fields.String())
-    campaign = fields.String(allow_none=True)
-    attributes = fields.Dict()
-    status = fields.String(metadata={"enum": list(LEAD_STATUSES)})
-    disqualify_reason = fields.String(allow_none=True)
-    qualification = fields.String(allow_none=True, metadata={"enum": [*QUALIFICATIONS, None]})
-    score = fields.Raw(metadata={"type": "number"})
-    owner_id = fields.String(allow_none=True, metadata={"description": "null = public pool"})
-    in_pool = fields.Boolean()
-    merged_into_id = fields.String(allow_none=True)
-    created_at = fields.String(metadata={"format": "date-time"})
-    updated_at = fields.String(metadata={"format": "date-time"})
-    last_activity_at = fields.String(allow_none=True, metadata={"format": "date-time"})
     score_breakdown = fields.Raw(metadata={"description": "Only on GET /leads/{id}."})
     behaviours = fields.Raw(metadata={"description": "Only on GET /leads/{id}."})
     history = fields.Raw(metadata={"description": "Only on GET /leads/{id}."})
@@ -163,8 +100,9 @@ class ScoringModelSchema(Schema):
 
 class TokenRequestSchema(StrictSchema):
     username = text(64, required=True)
-    password = fields.String(required=True, load_only=True, validate=validate.Length(min=1,
-                                                                                   max=256))
+    password = fields.String(
+        required=True, load_only=True, validate=validate.Length(min=1, max=256)
+    )
 
 
 class TokenSchema(Schema):

@@ -22,27 +22,59 @@ class LeadCreateSchema(StrictSchema):
     name = fields.String(required=True, validate=short_text)
     company = fields.String(load_default=None, allow_none=True, validate=short_text)
     title = fields.String(load_default=None, allow_none=True, validate=short_text)
-    email = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=254))
-    phone = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=40))
-    source = fields.String(required=True, validate=validate.Length(min=1, max=64),
-                           metadata={"description": "channel: website, referral, trade_show..."})
+    email = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=[validate.Length(max=254), validate.Email()],
+        metadata={"format": "email"},
+    )
+    phone = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(max=40),
+        metadata={"description": "any common notation; stored as E.164, region CN by default"},
+    )
+    source = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "channel: website, referral, trade_show..."},
+    )
     region = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=64))
     industry = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=64))
-    product_interest = fields.List(fields.String(validate=validate.Length(min=1, max=100)),
-                                   load_default=list, validate=validate.Length(max=50))
+    product_interest = fields.List(
+        fields.String(validate=validate.Length(min=1, max=100)),
+        load_default=list,
+        validate=validate.Length(max=50),
+    )
     campaign = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=128))
-    attributes = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=64)),
-                             load_default=dict,
-                             metadata={"description": "free-form attributes, usable in scoring"})
+    attributes = fields.Dict(
+        keys=fields.String(validate=validate.Length(min=1, max=64)),
+        load_default=dict,
+        metadata={"description": "free-form attributes, usable in scoring"},
+    )
 
     @validates_schema
     def _reachable(self, data: dict[str, Any], **_: Any) -> None:
         if not data.get("email") and not data.get("phone"):
-            raise ValidationError("give an email or a phone number", "email")
+            message = "At least one of email or phone is required."
+            raise ValidationError({"email": [message], "phone": [message]})
+
+
+class Timestamp(fields.AwareDateTime):
+    """ISO 8601 in UTC. A timestamp already formatted passes through unchanged, so the gateway
+    can describe and relay the service's answers with this same schema."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str):
+            return value
+        return super()._serialize(value, attr, obj, **kwargs)
 
 
 class LeadSchema(Schema):
     """A lead as it leaves the service."""
+
+    class Meta:
+        ordered = True
 
     id = fields.String()
     name = fields.String()
@@ -60,13 +92,13 @@ class LeadSchema(Schema):
     disqualify_reason = fields.String(allow_none=True)
     qualification = fields.String(allow_none=True, metadata={"enum": list(QUALIFICATIONS)})
     score = fields.Integer()
-    owner_id = fields.String(allow_none=True)
+    owner_id = fields.String(allow_none=True, metadata={"description": "null = public pool"})
     in_pool = fields.Boolean()
     merged_into_id = fields.String(allow_none=True)
-    created_at = fields.AwareDateTime()
-    updated_at = fields.AwareDateTime()
-    last_activity_at = fields.AwareDateTime(allow_none=True)
-    claimed_at = fields.AwareDateTime(allow_none=True)
+    created_at = Timestamp()
+    updated_at = Timestamp()
+    last_activity_at = Timestamp(allow_none=True)
+    claimed_at = Timestamp(allow_none=True)
 
 
 class LeadFiltersSchema(StrictSchema):
@@ -79,12 +111,27 @@ class LeadFiltersSchema(StrictSchema):
     score_max = fields.Integer()
     created_from = fields.AwareDateTime()
     created_to = fields.AwareDateTime()
-    q = fields.String(validate=validate.Length(min=1, max=200))
+    q = fields.String(
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "Text over name and company; Chinese works."},
+    )
+
+    @validates_schema
+    def _ranges(self, data: dict[str, Any], **_: Any) -> None:
+        low, high = data.get("score_min"), data.get("score_max")
+        if low is not None and high is not None and low > high:
+            raise ValidationError("Must not exceed score_max.", "score_min")
+        start, end = data.get("created_from"), data.get("created_to")
+        if start is not None and end is not None and start > end:
+            raise ValidationError("Must not be after created_to.", "created_from")
 
 
 class BehaviourSchema(StrictSchema):
-    type = fields.String(required=True, validate=validate.Length(min=1, max=64),
-                         metadata={"description": "visited_pricing_page, downloaded_whitepaper..."})
+    type = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "visited_pricing_page, downloaded_whitepaper..."},
+    )
     occurred_at = fields.AwareDateTime(load_default=None, allow_none=True)
     attributes = fields.Dict(load_default=dict)
 
