@@ -243,3 +243,43 @@ def test_service_down_is_a_503_and_nothing_runs_later(system):
     system.start_service("leads")
     found = system.get("/leads", user="admin", params={"q": data["company"]}).json()
     assert found["items"] == [], "a request answered 503 must not run later"
+
+
+def test_changes_reach_the_event_stream_once_with_the_request_correlation_id(system):
+    """An integrator bound to `leads.events` sees each change once, in the envelope, carrying
+    the correlation id of the HTTP request that caused it."""
+    from kombu import Connection, Exchange, Queue
+
+    queue = Queue(f"e2e-tap-{uuid.uuid4().hex}", Exchange("leads.events", type="topic",
+                                                          durable=True),
+                  routing_key="#", durable=False, auto_delete=False)
+    with Connection(system.amqp_uri) as conn:
+        queue.bind(conn.default_channel).declare()
+        correlation_id = f"e2e-{uuid.uuid4()}"
+        created = system.post("/leads", user="zhangwei", json=unique_lead(),
+                              headers={"X-Correlation-ID": correlation_id})
+        assert created.headers["X-Correlation-ID"] == correlation_id
+        lead_id = created.json()["id"]
+        system.post(f"/leads/{lead_id}/claim", user="zhangwei",
+                    headers={"X-Correlation-ID": correlation_id})
+
+        events = []
+        simple = conn.SimpleQueue(queue)
+        try:
+            while True:
+                try:
+                    message = simple.get(block=True, timeout=3)
+                except simple.Empty:
+                    break
+                events.append(message.payload)
+                message.ack()
+        finally:
+            simple.close()
+            queue.bind(conn.default_channel).delete()
+
+    mine = [e for e in events if e["data"].get("lead", {}).get("id") == lead_id]
+    assert [e["event_type"] for e in mine] == ["lead_created", "lead_claimed"]
+    assert {e["correlation_id"] for e in mine} == {correlation_id}
+    assert all(e["producer"] == "leads" and e["actor"] == system.users["zhangwei"] for e in mine)
+    history = system.get(f"/leads/{lead_id}", user="zhangwei").json()["history"]
+    assert {entry["correlation_id"] for entry in history} == {correlation_id}
