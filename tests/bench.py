@@ -49,7 +49,7 @@ INDUSTRY_WORDS = ("科技", "机械", "电子", "贸易", "医疗", "物流", "�
 
 def new_lead() -> dict[str, Any]:
     tag = uuid.uuid4()
-    picks = [NAME_CHARACTERS[(tag.int >> (6 * i)) % len(NAME_CHARACTERS)] for i in range(4)]
+    picks = [NAME_CHARACTERS[(tag.int >> (6 * i)) % len(NAME_CHARACTERS)] for i in range(6)]
     industry = INDUSTRY_WORDS[tag.int % len(INDUSTRY_WORDS)]
     return {
         "name": "压测联系人",

@@ -9,7 +9,6 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from nameko.rpc import rpc
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -35,6 +34,7 @@ from shared.metrics import EntrypointMetrics
 from shared.outbox import EventOutbox
 from shared.payloads import load
 from shared.platform import PlatformEndpoints
+from shared.rpc import rpc
 
 setup_logging("leads")
 

@@ -12,7 +12,6 @@ import eventlet
 import pytest
 from kombu import Connection, Exchange, Queue
 from marshmallow import Schema, fields
-from nameko.rpc import rpc
 from nameko.standalone.rpc import ServiceRpcProxy
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 
@@ -20,6 +19,7 @@ from shared.consumer import DEAD_LETTER_QUEUE, event_handler
 from shared.db import Database, get_engine
 from shared.inbox import first_delivery, inbox_table
 from shared.outbox import EventOutbox, outbox_table
+from shared.rpc import rpc
 
 pytestmark = pytest.mark.integration
 
