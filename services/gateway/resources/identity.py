@@ -94,7 +94,7 @@ def _check_team(session: Session, team_id: str | None) -> None:
 
 @blp.route("/auth/tokens", methods=["POST"], endpoint="create_token")
 @blp.doc(security=[])
-@blp.arguments(TokenRequestSchema)
+@blp.arguments(TokenRequestSchema())
 @blp.response(201, TokenSchema)
 def create_token(credentials: dict[str, Any]) -> Any:
     """Exchange a username and password for a signed user token."""
@@ -136,7 +136,7 @@ def me() -> Any:
 
 @blp.route("/users")
 class Users(MethodView):
-    @blp.arguments(UserCreateSchema)
+    @blp.arguments(UserCreateSchema())
     @blp.response(201, UserSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Create a user (admin)."""
@@ -188,7 +188,7 @@ class UserById(MethodView):
                 raise not_found("User")
             return user_dict(user)
 
-    @blp.arguments(UserPatchSchema)
+    @blp.arguments(UserPatchSchema())
     @blp.response(200, UserSchema)
     def patch(self, data: dict[str, Any], user_id: str) -> Any:
         """Change role, team, active flag, name, email or password (admin)."""
@@ -223,7 +223,7 @@ class UserById(MethodView):
 
 @blp.route("/teams")
 class Teams(MethodView):
-    @blp.arguments(TeamCreateSchema)
+    @blp.arguments(TeamCreateSchema())
     @blp.response(201, TeamSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Create a team, optionally with its manager (admin)."""
@@ -268,7 +268,7 @@ def _may_manage_keys_of(principal: Principal, user_id: str) -> bool:
 
 @blp.route("/api-keys")
 class ApiKeys(MethodView):
-    @blp.arguments(ApiKeyCreateSchema)
+    @blp.arguments(ApiKeyCreateSchema())
     @blp.response(201, ApiKeyCreatedSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Create an API key; the key itself is in this response only."""
@@ -288,7 +288,7 @@ class ApiKeys(MethodView):
         body["key"] = key
         return body, 201, {"Location": f"/api-keys/{body['id']}"}
 
-    @blp.arguments(ApiKeyQuerySchema, location="query", unknown=RAISE)
+    @blp.arguments(ApiKeyQuerySchema(), location="query", unknown=RAISE)
     @blp.response(200, ApiKeySchema(many=True))
     def get(self, query: dict[str, Any]) -> Any:
         """Own keys; admins see everyone's (filter with user_id)."""

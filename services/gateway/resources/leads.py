@@ -40,8 +40,8 @@ def _iso(value: Any) -> Any:
 
 
 @blp.route("/leads", methods=["POST"])
-@blp.arguments(OnDuplicateQuerySchema, location="query", unknown=RAISE)
-@blp.arguments(LeadCreateSchema)
+@blp.arguments(OnDuplicateQuerySchema(), location="query", unknown=RAISE)
+@blp.arguments(LeadCreateSchema())
 @blp.response(201, LeadSchema, description="Created.")
 @blp.alt_response(200, schema=LeadSchema, description="Merged into an existing lead (Location).")
 @blp.alt_response(409, description="Duplicate: the problem names `existing_id` and `matches`.")
@@ -56,7 +56,7 @@ def create_lead(query: dict[str, Any], data: dict[str, Any]) -> Any:
 
 
 @blp.route("/leads", methods=["GET"])
-@blp.arguments(LeadListQuerySchema, location="query", unknown=RAISE)
+@blp.arguments(LeadListQuerySchema(), location="query", unknown=RAISE)
 @blp.response(200, LeadPageSchema)
 def list_leads(query: dict[str, Any]) -> Any:
     """Leads visible to the caller, newest first, one page per cursor."""
@@ -76,7 +76,7 @@ def get_lead(lead_id: str) -> Any:
 
 
 @blp.route("/leads/<string:lead_id>/behaviours", methods=["POST"])
-@blp.arguments(BehaviourCreateSchema)
+@blp.arguments(BehaviourCreateSchema())
 @blp.response(201, LeadSchema)
 def record_behaviour(behaviour: dict[str, Any], lead_id: str) -> Any:
     """Record a behaviour (e-mail open, visit, ...); the lead is rescored."""
@@ -87,7 +87,7 @@ def record_behaviour(behaviour: dict[str, Any], lead_id: str) -> Any:
 
 
 @blp.route("/leads/<string:lead_id>/status", methods=["POST"])
-@blp.arguments(StatusChangeSchema)
+@blp.arguments(StatusChangeSchema())
 @blp.response(200, LeadSchema)
 def change_status(data: dict[str, Any], lead_id: str) -> Any:
     """Move the lead to another status (the service enforces the allowed transitions)."""
@@ -105,7 +105,7 @@ def claim_lead(lead_id: str) -> Any:
 
 
 @blp.route("/leads/<string:lead_id>/release", methods=["POST"])
-@blp.arguments(ReleaseSchema)
+@blp.arguments(ReleaseSchema())
 @blp.response(200, LeadSchema)
 def release_lead(data: dict[str, Any], lead_id: str) -> Any:
     """Return a lead to the public pool."""
@@ -115,7 +115,7 @@ def release_lead(data: dict[str, Any], lead_id: str) -> Any:
 
 
 @blp.route("/leads/<string:lead_id>/assign", methods=["POST"])
-@blp.arguments(AssignSchema)
+@blp.arguments(AssignSchema())
 @blp.response(200, LeadSchema)
 def assign_lead(data: dict[str, Any], lead_id: str) -> Any:
     """Give the lead to a user: admins to anyone, managers within their teams."""
@@ -136,7 +136,7 @@ def assign_lead(data: dict[str, Any], lead_id: str) -> Any:
 
 
 @blp.route("/leads/<string:lead_id>/merge", methods=["POST"])
-@blp.arguments(MergeSchema)
+@blp.arguments(MergeSchema())
 @blp.response(200, LeadSchema)
 def merge_leads(data: dict[str, Any], lead_id: str) -> Any:
     """Merge `source_id` into this lead; the source is marked merged."""
@@ -156,7 +156,7 @@ def get_scoring_model() -> Any:
 
 
 @blp.route("/scoring-model", methods=["PUT"])
-@blp.arguments(ScoringModelSchema)
+@blp.arguments(ScoringModelSchema())
 @blp.response(200, description="The new model (version + 1); open leads are rescored.")
 def put_scoring_model(model: dict[str, Any]) -> Any:
     """Replace the scoring model (admin or manager)."""
