@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from services.gateway.models import IdempotencyKey
 from services.gateway.problems import PROBLEM_BASE, ApiProblem
-from services.gateway.store import Store, aware
+from services.gateway.store import Store
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -85,7 +85,7 @@ class Idempotency:
                     IdempotencyKey.user_id == user_id, IdempotencyKey.key == key))
                 if row is None:
                     continue  # finished-and-abandoned between our insert and select
-                if aware(row.created_at) < datetime.now(UTC) - self.ttl:
+                if row.created_at < datetime.now(UTC) - self.ttl:
                     session.delete(row)
                     continue
                 if row.request_hash != fingerprint:

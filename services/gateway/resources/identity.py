@@ -32,7 +32,6 @@ from services.gateway.schemas import (
     UserPatchSchema,
     UserSchema,
 )
-from services.gateway.store import aware
 
 blp = Blueprint("identity", __name__, description="Authentication, users, teams and API keys.")
 
@@ -49,7 +48,7 @@ def user_dict(user: User) -> dict[str, Any]:
         "role": user.role,
         "team_id": user.team_id,
         "active": user.active,
-        "created_at": aware(user.created_at),
+        "created_at": user.created_at,
     }
 
 
@@ -59,9 +58,9 @@ def key_dict(key: ApiKey) -> dict[str, Any]:
         "user_id": key.user_id,
         "name": key.name,
         "prefix": key.prefix,
-        "created_at": aware(key.created_at),
-        "last_used_at": aware(key.last_used_at),
-        "revoked_at": aware(key.revoked_at),
+        "created_at": key.created_at,
+        "last_used_at": key.last_used_at,
+        "revoked_at": key.revoked_at,
     }
 
 
@@ -72,7 +71,7 @@ def team_dict(session: Session, team: Team) -> dict[str, Any]:
         "name": team.name,
         "manager_id": team.manager_id,
         "member_ids": list(members),
-        "created_at": aware(team.created_at),
+        "created_at": team.created_at,
     }
 
 
