@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import logging
 import uuid
 from datetime import datetime
 from typing import Any
@@ -37,6 +38,7 @@ from shared.platform import PlatformEndpoints
 from shared.rpc import rpc
 
 setup_logging("leads")
+log = logging.getLogger(__name__)
 
 CLOSED_STATUSES = ("converted",)
 DEFAULT_MODEL = domain.validate_scoring_model(domain.DEFAULT_SCORING_MODEL)
@@ -459,7 +461,9 @@ class LeadsService(PlatformEndpoints):
                                    Lead.status.not_in(CLOSED_STATUSES))
             )
             rescored = 0
-            for lead in leads:
+            for index, lead in enumerate(leads, 1):
+                if index % 5000 == 0:  # a large base takes a while: show progress
+                    log.info("scoring model %s: %s leads rescored so far", model["version"], index)
                 previous = lead.qualification
                 if self._rescore(session, lead, "model_changed", model):
                     rescored += 1
