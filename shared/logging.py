@@ -9,6 +9,13 @@ from datetime import UTC, datetime
 
 from shared.context import current_correlation_id
 
+# Attributes every LogRecord has; anything else on a record came from `extra=` and is logged.
+_RECORD_ATTRIBUTES = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "correlation_id",
+}
+
 
 class JsonFormatter(logging.Formatter):
     def __init__(self, service: str):
@@ -25,9 +32,12 @@ class JsonFormatter(logging.Formatter):
             "correlation_id": getattr(record, "correlation_id", None)
             or current_correlation_id.get(),
         }
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRIBUTES and value is not None:
+                line[key] = value
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, ensure_ascii=False)
+        return json.dumps(line, ensure_ascii=False, default=str)
 
 
 def setup_logging(service: str, level: str = "INFO") -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
@@ -30,6 +29,7 @@ from services.gateway.rpc import RpcClient, RpcPool, ServiceUnavailable
 from services.gateway.store import Store
 from shared import config as shared_config
 from shared.context import current_correlation_id
+from shared.logging import JsonFormatter
 
 log = logging.getLogger("services.gateway")
 access_log = logging.getLogger("services.gateway.access")
@@ -106,31 +106,12 @@ def rpc_call(service: str, method: str, **kwargs: Any) -> Any:
 # -- logging -------------------------------------------------------------------------------
 
 
-class JsonLineFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-            "correlation_id": getattr(record, "correlation_id", None)
-            or current_correlation_id.get(),
-        }
-        for key in ("method", "path", "route", "status", "duration_ms", "user_id"):
-            value = getattr(record, key, None)
-            if value is not None:
-                entry[key] = value
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
-
-
 def configure_logging(level: str) -> None:
     logger = logging.getLogger("services.gateway")
     if any(getattr(h, "_crm_gateway", False) for h in logger.handlers):
         return
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLineFormatter())
+    handler.setFormatter(JsonFormatter("gateway"))
     handler._crm_gateway = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(level.upper())
