@@ -4,7 +4,8 @@ HTTP, print JSON figures. Timings are reported here and never asserted in tests.
 Figures: lead creations per second through the gateway at concurrency 1 and 16 with latency
 percentiles, and, in the same run as the ceiling, an echo RPC through the same gateway
 (`POST /system/echo` -> `leads.ping`). The load generator runs on the same machine as the
-system, so it takes part of the same two cores.
+system, so it takes part of the same two cores. `cpu_ms_per_request` says where the CPU went:
+each process group (a service, the gateway with its workers) and the local RabbitMQ.
 """
 
 from __future__ import annotations
@@ -63,8 +64,34 @@ def new_lead() -> dict[str, Any]:
     }
 
 
+def cpu_seconds(group_ids: dict[str, int]) -> dict[str, float]:
+    """CPU time used so far by each process group (a service, gunicorn with its workers) and
+    by the local RabbitMQ, read from /proc (Linux)."""
+    totals = dict.fromkeys([*group_ids, "rabbitmq"], 0.0)
+    groups = {pgid: name for name, pgid in group_ids.items()}
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        command, fields = text[text.index("(") + 1 : text.rindex(")")], text.rsplit(")", 1)[1]
+        values = fields.split()
+        used = (int(values[11]) + int(values[12])) / tick
+        name = groups.get(int(values[2])) or ("rabbitmq" if command == "beam.smp" else None)
+        if name:
+            totals[name] += used
+    return totals
+
+
 def load(
-    url: str, key: str, body: Callable[[], dict], concurrency: int, seconds: float, name: str
+    url: str,
+    key: str,
+    body: Callable[[], dict],
+    concurrency: int,
+    seconds: float,
+    name: str,
+    groups: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """`concurrency` clients, each with its own keep-alive connection, for `seconds`."""
     latencies: list[float] = []
@@ -88,6 +115,7 @@ def load(
             statuses.update(codes)
 
     progress(f"{name}: {concurrency} clients for {seconds:g} s")
+    cpu_before = cpu_seconds(groups or {})
     started = time.monotonic()
     threads = [threading.Thread(target=client) for _ in range(concurrency)]
     for thread in threads:
@@ -95,8 +123,15 @@ def load(
     for thread in threads:
         thread.join()
     elapsed = time.monotonic() - started
+    cpu_after = cpu_seconds(groups or {})
     latencies.sort()
     ok = sum(count for status, count in statuses.items() if status < 300)
+    cpu_ms = {
+        process: round(
+            (cpu_after[process] - cpu_before[process]) / max(1, len(latencies)) * 1000, 2
+        )
+        for process in cpu_after
+    }
     return {
         "concurrency": concurrency,
         "requests": len(latencies),
@@ -107,6 +142,7 @@ def load(
         "p95_ms": round(percentile(latencies, 0.95) * 1000, 1),
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
         "mean_ms": round(statistics.fmean(latencies) * 1000, 1) if latencies else None,
+        "cpu_ms_per_request": cpu_ms,
     }
 
 
@@ -128,18 +164,22 @@ def run(amqp_uri: str, base: Path) -> dict[str, Any]:
         key = info.users["admin"]["api_key"]
         echo_url, leads_url = f"{info.url}/system/echo", f"{info.url}/leads"
         echo_body = {"payload": {"ping": "pong"}}
+        groups = dict(info.pids)
         load(echo_url, key, lambda: echo_body, 4, 2, "warm-up echo")
         load(leads_url, key, new_lead, 4, 2, "warm-up leads")
         results = {
-            "echo_rpc_c16": load(echo_url, key, lambda: echo_body, 16, SECONDS, "echo c16"),
-            "lead_create_c1": load(leads_url, key, new_lead, 1, SECONDS, "lead create c1"),
-            "lead_create_c16": load(leads_url, key, new_lead, 16, SECONDS, "lead create c16"),
+            "echo_rpc_c16": load(echo_url, key, lambda: echo_body, 16, SECONDS, "echo c16", groups),
+            "lead_create_c1": load(leads_url, key, new_lead, 1, SECONDS, "lead create c1", groups),
+            "lead_create_c16": load(
+                leads_url, key, new_lead, 16, SECONDS, "lead create c16", groups
+            ),
         }
     finally:
         devctl.stop_system(run_dir, log=progress)
     ceiling = results["echo_rpc_c16"]["per_second"]
-    results["lead_create_c16_vs_echo"] = round(
-        results["lead_create_c16"]["per_second"] / ceiling, 2) if ceiling else None
+    results["lead_create_c16_vs_echo"] = (
+        round(results["lead_create_c16"]["per_second"] / ceiling, 2) if ceiling else None
+    )
     results["machine"] = {"cores": os.cpu_count(), "seconds_per_scenario": SECONDS}
     return results
 
