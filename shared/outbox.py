@@ -35,6 +35,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
 from shared import config, metrics
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL = 5.0
 SWEEP_GRACE = timedelta(seconds=5)
+RELAY_LINGER = 0.005
 RETENTION = timedelta(days=7)
 
 
@@ -148,22 +150,13 @@ class OutboxRelay:
         self.table = table
         self.publisher = publisher
 
-    def publish_pending(
-        self, event_ids: list[str] | None = None, grace: timedelta | None = None, limit: int = 500
-    ) -> int:
-        """Publish unsent rows (those named, or those older than `grace`); returns how many.
+    def publish_rows(self, rows: list[tuple[str, str, str]]) -> int:
+        """Publish (event_id, event_type, envelope JSON) rows in one confirmed batch and mark
+        them sent.
 
         No transaction is held while publishing: under eventlet a yield inside a SQLite write
         transaction would block every other writer of the file.
         """
-        t = self.table
-        query = select(t.c.event_id, t.c.event_type, t.c.envelope).where(t.c.published_at.is_(None))
-        if event_ids is not None:
-            query = query.where(t.c.event_id.in_(event_ids))
-        if grace is not None:
-            query = query.where(t.c.created_at < utcnow() - grace)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query.order_by(t.c.seq).limit(limit)).all()
         if not rows:
             return 0
         exchange = event_exchange_name(self.service)
@@ -173,12 +166,27 @@ class OutboxRelay:
                 for event_id, event_type, body in rows
             ]
         )
+        t = self.table
         sent = [event_id for event_id, _, _ in rows]
         with self.engine.begin() as conn:
             conn.execute(update(t).where(t.c.event_id.in_(sent)).values(published_at=utcnow()))
         for _, event_type, _ in rows:
             metrics.EVENTS_PUBLISHED.labels(self.service, event_type).inc()
         return len(rows)
+
+    def publish_pending(self, grace: timedelta, limit: int = 500) -> int:
+        """Publish unsent rows older than `grace` (left by a process that died, or whose
+        publish failed); returns how many."""
+        t = self.table
+        query = (
+            select(t.c.event_id, t.c.event_type, t.c.envelope)
+            .where(t.c.published_at.is_(None), t.c.created_at < utcnow() - grace)
+            .order_by(t.c.seq)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = [tuple(row) for row in conn.execute(query)]
+        return self.publish_rows(rows)
 
     def backlog(self) -> int:
         t = self.table
@@ -205,7 +213,9 @@ class EventRecorder:
         self.table = table
         self.schemas = schemas
         self.ctx = ctx
-        self.recorded: list[str] = []
+        self._uncommitted: list[tuple[str, str, str]] = []
+        self.committed: list[tuple[str, str, str]] = []  # what the relay may publish
+        self._sessions: set[int] = set()
 
     _instances: dict[type[Schema], Schema] = {}
 
@@ -225,16 +235,33 @@ class EventRecorder:
                 problems, f"event {event_type} does not fit its schema"
             )
         envelope = new_envelope(self.service, event_type, data, self.ctx)
+        body = json.dumps(envelope, ensure_ascii=False)
         session.execute(
             self.table.insert().values(
                 event_id=envelope["event_id"],
                 event_type=event_type,
-                envelope=json.dumps(envelope, ensure_ascii=False),
+                envelope=body,
                 created_at=utcnow(),
             )
         )
-        self.recorded.append(envelope["event_id"])
+        self._follow(session)
+        self._uncommitted.append((envelope["event_id"], event_type, body))
         return envelope
+
+    def _follow(self, session: Session) -> None:
+        """Only what the transaction commits goes to the relay; a rollback forgets it."""
+        if id(session) in self._sessions:
+            return
+        self._sessions.add(id(session))
+        sa_event.listen(session, "after_commit", self._on_commit)
+        sa_event.listen(session, "after_rollback", self._on_rollback)
+
+    def _on_commit(self, _session: Session) -> None:
+        self.committed.extend(self._uncommitted)
+        self._uncommitted.clear()
+
+    def _on_rollback(self, _session: Session) -> None:
+        self._uncommitted.clear()
 
 
 class EventOutbox(DependencyProvider):
@@ -274,21 +301,24 @@ class EventOutbox(DependencyProvider):
 
     def worker_result(self, worker_ctx, result=None, exc_info=None) -> None:
         recorder = self._recorders.pop(worker_ctx, None)
-        if recorder and recorder.recorded:
-            # Rows of a failed worker were rolled back; asking for them finds nothing.
-            self._wakeups.put(recorder.recorded)
+        if recorder and recorder.committed:
+            self._wakeups.put(recorder.committed)
 
     def _drain_wakeups(self, block: bool) -> None:
-        ids: list[str] = []
+        rows: list[tuple[str, str, str]] = []
         try:
-            ids.extend(self._wakeups.get(block=block, timeout=SWEEP_INTERVAL if block else None))
+            rows.extend(self._wakeups.get(block=block, timeout=SWEEP_INTERVAL if block else None))
+            if block:
+                # Linger a moment so that events committed by concurrent workers share one
+                # batch: one query, one confirm round trip and one update for all of them.
+                eventlet.sleep(RELAY_LINGER)
             while True:
-                ids.extend(self._wakeups.get_nowait())
+                rows.extend(self._wakeups.get_nowait())
         except Empty:
             pass
-        if ids:
-            for start in range(0, len(ids), 500):
-                self.relay.publish_pending(ids[start : start + 500])
+        if rows:
+            for start in range(0, len(rows), 500):
+                self.relay.publish_rows(rows[start : start + 500])
         elif block:
             self._sweep()
 

@@ -283,3 +283,27 @@ def test_changes_reach_the_event_stream_once_with_the_request_correlation_id(sys
     assert all(e["producer"] == "leads" and e["actor"] == system.users["zhangwei"] for e in mine)
     history = system.get(f"/leads/{lead_id}", user="zhangwei").json()["history"]
     assert {entry["correlation_id"] for entry in history} == {correlation_id}
+
+
+def test_user_token_login_and_merge_of_two_stored_leads(system):
+    login = system.post("/auth/tokens", json={"username": "manager", "password": "demo-password"})
+    assert login.status_code == 201, login.text
+    token = login.json()["token"]
+    assert_problem(system.post("/auth/tokens",
+                               json={"username": "manager", "password": "wrong"}), 401)
+
+    first = system.post("/leads", key=token, json=unique_lead()).json()
+    second = system.post("/leads", key=token, params={"on_duplicate": "create"},
+                         json=unique_lead(attributes={"wechat": "wf-second"})).json()
+    system.post(f"/leads/{second['id']}/behaviours", key=token, json={"type": "attended_webinar"})
+    merged = system.post(f"/leads/{first['id']}/merge", key=token,
+                         json={"source_id": second["id"]})
+    assert merged.status_code == 200, merged.text
+    assert merged.json()["attributes"]["wechat"] == first["attributes"]["wechat"], "kept"
+    source = system.get(f"/leads/{second['id']}", key=token).json()
+    assert source["merged_into_id"] == first["id"]
+    target = system.get(f"/leads/{first['id']}", key=token).json()
+    assert "attended_webinar" in {b["type"] for b in target["behaviours"]}
+    assert_problem(system.post(f"/leads/{first['id']}/merge", key=token,
+                               json={"source_id": second["id"]}), 409)
+    assert_problem(system.get("/leads/no-such-lead", key=token), 404)
