@@ -237,12 +237,13 @@ class EventRecorder:
         envelope = new_envelope(self.service, event_type, data, self.ctx)
         body = json.dumps(envelope, ensure_ascii=False)
         session.execute(
-            self.table.insert().values(
-                event_id=envelope["event_id"],
-                event_type=event_type,
-                envelope=body,
-                created_at=utcnow(),
-            )
+            self.table.insert(),
+            {
+                "event_id": envelope["event_id"],
+                "event_type": event_type,
+                "envelope": body,
+                "created_at": utcnow(),
+            },
         )
         self._follow(session)
         self._uncommitted.append((envelope["event_id"], event_type, body))

@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from services.leads import domain
@@ -66,6 +66,21 @@ class ScoringModels:
 
 scoring_models = ScoringModels()
 FUZZY_CANDIDATES = 500
+# Built once (capture runs it every time): leads with the same email or phone, and the newest
+# ones whose company key starts alike, for the fuzzy comparison. A NULL parameter matches none.
+DUPLICATE_CANDIDATES = (
+    select(Lead.id, Lead.email, Lead.phone, Lead.company)
+    .where(
+        or_(
+            Lead.email == bindparam("email"),
+            Lead.phone == bindparam("phone"),
+            Lead.company_block == bindparam("block"),
+        ),
+        Lead.merged_into_id.is_(None),
+    )
+    .order_by(Lead.created_at.desc())
+    .limit(FUZZY_CANDIDATES)
+)
 # Schemas are built once: constructing one costs more than loading a payload with it.
 lead_schema = LeadSchema()
 create_schema = LeadCreateSchema()
@@ -184,24 +199,14 @@ class LeadsService(PlatformEndpoints):
             self._record_qualification(session, lead, None)
             return {"outcome": "created", "lead": lead_to_dict(lead)}
 
+    @staticmethod
     def _find_duplicates(
-        self, session: Session, identity: domain.LeadIdentity, exclude: str | None = None
+        session: Session, identity: domain.LeadIdentity
     ) -> list[domain.DuplicateMatch]:
-        clauses = []
-        if identity.email:
-            clauses.append(Lead.email == identity.email)
-        if identity.phone:
-            clauses.append(Lead.phone == identity.phone)
-        block = domain.company_key(identity.company)[:2] if identity.company else ""
-        if block:
-            clauses.append(Lead.company_block == block)
-        if not clauses:
-            return []
+        block = domain.company_key(identity.company)[:2] if identity.company else None
         rows = session.execute(
-            select(Lead.id, Lead.email, Lead.phone, Lead.company)
-            .where(or_(*clauses), Lead.merged_into_id.is_(None), Lead.id != (exclude or ""))
-            .order_by(Lead.created_at.desc())
-            .limit(FUZZY_CANDIDATES)
+            DUPLICATE_CANDIDATES,
+            {"email": identity.email, "phone": identity.phone, "block": block or None},
         ).all()
         existing = [domain.LeadIdentity(*row) for row in rows]
         return domain.find_duplicates(identity, existing)
