@@ -191,13 +191,14 @@ class LeadsService(PlatformEndpoints):
             session.flush()
             self._history(session, lead, "created", {"source": lead.source})
             self._rescore(session, lead, None)
+            snapshot = lead_to_dict(lead)
             self.events.record(
                 session,
                 "lead_created",
-                {"lead": lead_to_dict(lead), "duplicate_of": [m.lead_id for m in matches]},
+                {"lead": snapshot, "duplicate_of": [m.lead_id for m in matches]},
             )
             self._record_qualification(session, lead, None)
-            return {"outcome": "created", "lead": lead_to_dict(lead)}
+            return {"outcome": "created", "lead": snapshot}
 
     @staticmethod
     def _find_duplicates(
