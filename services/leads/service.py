@@ -187,10 +187,11 @@ class LeadsService(PlatformEndpoints):
                 created_at=now,
                 updated_at=now,
             )
-            session.add(lead)
-            session.flush()
-            self._history(session, lead, "created", {"source": lead.source})
+            # Scored before it is added, so the row is inserted once with its score.
             self._rescore(session, lead, None)
+            session.add(lead)
+            session.flush()  # history rows refer to it; the ORM knows no order between them
+            self._history(session, lead, "created", {"source": lead.source})
             snapshot = lead_to_dict(lead)
             self.events.record(
                 session,
