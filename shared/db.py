@@ -64,10 +64,6 @@ def get_engine(url: str) -> Engine:
     return _engines[url]
 
 
-def is_postgres(engine: Engine) -> bool:
-    return engine.dialect.name == "postgresql"
-
-
 class Database(DependencyProvider):
     """A `sessionmaker` per container; each worker gets a fresh session, closed on teardown.
 
