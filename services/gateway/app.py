@@ -290,11 +290,10 @@ def create_app(settings: dict[str, Any] | None = None) -> Flask:
         "apiKeyHeader", {"type": "apiKey", "in": "header", "name": "X-API-Key"}
     )
 
-    from services.gateway.resources import identity, leads, system
+    from services.gateway.resources import identity, leads, rules, sales, sales_numbers, system
 
-    api.register_blueprint(system.blp)
-    api.register_blueprint(identity.blp)
-    api.register_blueprint(leads.blp)
+    for blueprint in (system, identity, leads, sales, sales_numbers, rules):
+        api.register_blueprint(blueprint.blp)
 
     problems.register(app)
     app.before_request(_start_request)
