@@ -8,10 +8,12 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from shared.config import PROJECT_ROOT
 from shared.db import make_engine
 from shared.migrations import upgrade
 
-SERVICES = ("leads", "gateway")
+# Every service with a migrations/ folder, new ones included.
+SERVICES = sorted(p.parent.name for p in (PROJECT_ROOT / "services").glob("*/migrations"))
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
