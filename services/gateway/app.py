@@ -22,6 +22,7 @@ from services.gateway.auth import (
     TokenSigner,
     load_secret_key,
 )
+from services.gateway.directory import DirectoryEvents
 from services.gateway.idempotency import HEADER as IDEMPOTENCY_HEADER
 from services.gateway.idempotency import Idempotency
 from services.gateway.problems import ApiProblem
@@ -53,6 +54,7 @@ class Gateway:
     limiter: RateLimiter
     login_limiter: RateLimiter
     idempotency: Idempotency
+    directory: DirectoryEvents
     settings: dict[str, Any]
 
 
@@ -228,8 +230,9 @@ def _setting(settings: dict[str, Any], name: str, env_name: str, default: str) -
 
 
 def create_app(settings: dict[str, Any] | None = None) -> Flask:
-    """Settings (all optional): rpc_pool, database_url, secret_key, rate_limit, rate_burst,
-    token_ttl_seconds, auth_cache_seconds, log_level."""
+    """Settings (all optional): rpc_pool, database_url, amqp_uri (directory events),
+    sweep_directory, secret_key, rate_limit, rate_burst, token_ttl_seconds, auth_cache_seconds,
+    log_level."""
     settings = dict(settings or {})
     app = Flask("services.gateway")
     app.config.update(
@@ -264,6 +267,7 @@ def create_app(settings: dict[str, Any] | None = None) -> Flask:
     rate = float(_setting(settings, "rate_limit", "CRM_RATE_LIMIT", "200"))
     burst = float(_setting(settings, "rate_burst", "CRM_RATE_BURST", str(int(rate * 2))))
     rpc: RpcClient = settings.get("rpc_pool") or RpcPool()
+    directory = DirectoryEvents(store, settings.get("amqp_uri"))
     app.extensions["crm_gateway"] = Gateway(
         store=store,
         rpc=rpc,
@@ -277,8 +281,11 @@ def create_app(settings: dict[str, Any] | None = None) -> Flask:
         limiter=RateLimiter(rate, burst),
         login_limiter=RateLimiter(5, 20),
         idempotency=Idempotency(store, ttl=timedelta(hours=24)),
+        directory=directory,
         settings=settings,
     )
+    if settings.get("sweep_directory", True):
+        directory.start_sweeper()
 
     api = Api(app)
     api.spec.components.security_scheme(
@@ -304,5 +311,6 @@ def create_app(settings: dict[str, Any] | None = None) -> Flask:
         import atexit
 
         atexit.register(rpc.close)
+        atexit.register(directory.close)
         atexit.register(store.dispose)
     return app

@@ -18,6 +18,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import UTCDateTime
+from shared.outbox import outbox_table
 
 # Named constraints keep alembic batch migrations on SQLite deterministic.
 metadata = MetaData(
@@ -104,3 +105,7 @@ class IdempotencyKey(Base):
     created_at: Mapped[datetime] = mapped_column(
         UTCDateTime(), default=utcnow, index=True
     )
+
+
+# Directory events (services/gateway/events.py), written in the transaction of the change.
+outbox = outbox_table(metadata)

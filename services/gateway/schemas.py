@@ -153,6 +153,11 @@ class TeamCreateSchema(StrictSchema):
     manager_id = text(36, allow_none=True)
 
 
+class TeamPatchSchema(StrictSchema):
+    name = text(200)
+    manager_id = text(36, allow_none=True)
+
+
 class TeamSchema(Schema):
     class Meta:
         ordered = True

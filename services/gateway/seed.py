@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 
 from services.gateway.auth import generate_api_key, hash_api_key
+from services.gateway.directory import DirectoryEvents
 from services.gateway.models import ApiKey, Team, User, new_id
 from services.gateway.store import Store
 from shared import config as shared_config
@@ -96,10 +97,14 @@ def _api_key(session: Session, user: User, known_key: str | None) -> str:
     return key
 
 
-def seed(store: Store | None = None) -> dict[str, dict[str, Any]]:
+def seed(store: Store | None = None, directory: DirectoryEvents | None = None
+         ) -> dict[str, dict[str, Any]]:
+    """Create or refresh the demo organisation; every user and team is announced again
+    (`user_changed`, `team_changed`) so that a consumer that started empty catches up."""
     path = credentials_path()
     known = _load(path)
     store = store or Store()
+    events = DirectoryEvents.recorder(None)
     result: dict[str, dict[str, Any]] = {}
     with store.begin() as session:
         teams = {name: _team(session, name) for name in TEAM_MANAGERS}
@@ -114,16 +119,25 @@ def seed(store: Store | None = None) -> dict[str, dict[str, Any]]:
             }
         for name, manager in TEAM_MANAGERS.items():
             teams[name].manager_id = result[manager]["id"] if manager else None
+        session.flush()
+        for team in teams.values():
+            DirectoryEvents.record_team(events, session, team)
+        for user in session.scalars(select(User).order_by(User.username)):
+            DirectoryEvents.record_user(events, session, user)
     _save(path, result)
+    if directory is not None:
+        directory.publish(events)
     return result
 
 
 def main() -> None:
     upgrade("gateway")
     store = Store()
+    directory = DirectoryEvents(store)
     try:
-        result = seed(store)
+        result = seed(store, directory)
     finally:
+        directory.close()
         store.dispose()
     json.dump(result, sys.stdout, ensure_ascii=False, indent=2)
     sys.stdout.write("\n")

@@ -83,11 +83,14 @@ def fake_rpc() -> FakeRpc:
 
 
 @pytest.fixture
-def make_app(gateway_env: Any, fake_rpc: FakeRpc) -> Iterator[Callable[..., Flask]]:
+def make_app(gateway_env: Any, fake_rpc: FakeRpc, amqp_uri: str
+             ) -> Iterator[Callable[..., Flask]]:
     apps: list[Flask] = []
 
     def make(**settings: Any) -> Flask:
         settings.setdefault("rpc_pool", fake_rpc)
+        settings.setdefault("amqp_uri", amqp_uri)  # directory events go to the test vhost
+        settings.setdefault("sweep_directory", False)
         app = create_app(settings=settings)
         app.config["TESTING"] = True
         apps.append(app)
@@ -95,6 +98,7 @@ def make_app(gateway_env: Any, fake_rpc: FakeRpc) -> Iterator[Callable[..., Flas
 
     yield make
     for app in apps:
+        app.extensions["crm_gateway"].directory.close()
         app.extensions["crm_gateway"].store.dispose()
 
 

@@ -25,6 +25,7 @@ from services.gateway.schemas import (
     ApiKeySchema,
     MeSchema,
     TeamCreateSchema,
+    TeamPatchSchema,
     TeamSchema,
     TokenRequestSchema,
     TokenSchema,
@@ -139,9 +140,11 @@ class Users(MethodView):
     @blp.response(201, UserSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Create a user (admin)."""
-        require_role("admin")
+        principal = require_role("admin")
         password = data.pop("password", None)
-        with gateway().store.begin() as session:
+        gw = gateway()
+        events = gw.directory.recorder(principal.user_id)
+        with gw.store.begin() as session:
             _check_team(session, data.get("team_id"))
             if session.scalar(select(User.id).where(User.username == data["username"])):
                 raise ApiProblem(409, "This username is taken.", type_=PROBLEM_BASE + "Conflict",
@@ -153,7 +156,9 @@ class Users(MethodView):
             )
             session.add(user)
             session.flush()
+            gw.directory.record_user(events, session, user)
             body = user_dict(user)
+        gw.directory.publish(events)
         return body, 201, {"Location": f"/users/{body['id']}"}
 
     @blp.response(200, UserSchema(many=True))
@@ -193,6 +198,7 @@ class UserById(MethodView):
         """Change role, team, active flag, name, email or password (admin)."""
         principal = require_role("admin")
         gw = gateway()
+        events = gw.directory.recorder(principal.user_id)
         with gw.store.begin() as session:
             user = session.get(User, user_id)
             if user is None:
@@ -211,7 +217,9 @@ class UserById(MethodView):
             for name, value in data.items():
                 setattr(user, name, value)
             session.flush()
+            gw.directory.record_user(events, session, user)
             body = user_dict(user)
+        gw.directory.publish(events)
         # Role, team and active flag feed authorisation: forget cached principals now.
         gw.authenticator.invalidate()
         return body
@@ -226,26 +234,21 @@ class Teams(MethodView):
     @blp.response(201, TeamSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Create a team, optionally with its manager (admin)."""
-        require_role("admin")
+        principal = require_role("admin")
         gw = gateway()
+        events = gw.directory.recorder(principal.user_id)
         try:
             with gw.store.begin() as session:
                 manager_id = data.get("manager_id")
-                if manager_id is not None:
-                    manager = session.get(User, manager_id)
-                    if manager is None or not manager.active or manager.role not in (
-                        "manager", "admin"
-                    ):
-                        raise validation_problem(
-                            {"manager_id": ["Must be an active user with the manager role."]}
-                        )
+                _check_manager(session, manager_id)
                 team = Team(name=data["name"], manager_id=manager_id)
                 session.add(team)
                 session.flush()
+                gw.directory.record_team(events, session, team)
                 body = team_dict(session, team)
         except IntegrityError:
-            raise ApiProblem(409, "A team with this name exists.", type_=PROBLEM_BASE + "Conflict",
-                             errors={"name": ["Already exists."]}) from None
+            raise _team_name_taken() from None
+        gw.directory.publish(events)
         gw.authenticator.invalidate()
         return body, 201, {"Location": f"/teams/{body['id']}"}
 
@@ -256,6 +259,46 @@ class Teams(MethodView):
         with gateway().store.read() as session:
             teams = session.scalars(select(Team).order_by(Team.name))
             return [team_dict(session, team) for team in teams]
+
+
+@blp.route("/teams/<string:team_id>", methods=["PATCH"])
+@blp.arguments(TeamPatchSchema())
+@blp.response(200, TeamSchema)
+def patch_team(data: dict[str, Any], team_id: str) -> Any:
+    """Rename a team or change its manager (admin)."""
+    principal = require_role("admin")
+    gw = gateway()
+    events = gw.directory.recorder(principal.user_id)
+    try:
+        with gw.store.begin() as session:
+            team = session.get(Team, team_id)
+            if team is None:
+                raise not_found("Team")
+            if "manager_id" in data:
+                _check_manager(session, data["manager_id"])
+            for name, value in data.items():
+                setattr(team, name, value)
+            session.flush()
+            gw.directory.record_team(events, session, team)
+            body = team_dict(session, team)
+    except IntegrityError:
+        raise _team_name_taken() from None
+    gw.directory.publish(events)
+    gw.authenticator.invalidate()
+    return body
+
+
+def _check_manager(session: Session, manager_id: str | None) -> None:
+    if manager_id is None:
+        return
+    manager = session.get(User, manager_id)
+    if manager is None or not manager.active or manager.role not in ("manager", "admin"):
+        raise validation_problem({"manager_id": ["Must be an active user with the manager role."]})
+
+
+def _team_name_taken() -> ApiProblem:
+    return ApiProblem(409, "A team with this name exists.", type_=PROBLEM_BASE + "Conflict",
+                      errors={"name": ["Already exists."]})
 
 
 # -- API keys ------------------------------------------------------------------------------
