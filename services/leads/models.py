@@ -55,6 +55,9 @@ class Lead(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_activity_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set from the sales service's lead_converted event: the customer, contact and
+    # opportunity the lead became.
+    conversion: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Behaviour(Base):

@@ -99,6 +99,11 @@ class LeadSchema(Schema):
     updated_at = Timestamp()
     last_activity_at = Timestamp(allow_none=True)
     claimed_at = Timestamp(allow_none=True)
+    conversion = fields.Dict(
+        allow_none=True,
+        metadata={"description": "when converted: customer_id, contact_id, opportunity_id, "
+                                 "converted_by, converted_at"},
+    )
 
 
 class LeadFiltersSchema(StrictSchema):

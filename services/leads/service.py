@@ -15,7 +15,14 @@ from sqlalchemy.orm import Session
 
 from services.leads import domain
 from services.leads.events import EVENT_SCHEMAS
-from services.leads.models import Behaviour, HistoryEntry, Lead, ScoringModelVersion, outbox
+from services.leads.models import (
+    Behaviour,
+    HistoryEntry,
+    Lead,
+    ScoringModelVersion,
+    inbox,
+    outbox,
+)
 from services.leads.schemas import (
     ON_DUPLICATE,
     BehaviourSchema,
@@ -26,10 +33,12 @@ from services.leads.schemas import (
     ScopeSchema,
 )
 from shared import config
+from shared.consumer import event_handler
 from shared.context import CallContext, Context
 from shared.db import Database
 from shared.envelope import utcnow
 from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.inbox import first_delivery
 from shared.logging import setup_logging
 from shared.metrics import EntrypointMetrics
 from shared.outbox import EventOutbox
@@ -357,6 +366,37 @@ class LeadsService(PlatformEndpoints):
                  "reason": reason},
             )
             return lead_to_dict(lead)
+
+    @event_handler("sales", "lead_converted")
+    def on_sales_lead_converted(self, envelope: dict[str, Any]) -> None:
+        """The sales service turned the lead into a customer, contact and opportunity: the lead
+        shows it, whatever its status was (sales is where conversion is decided)."""
+        data = envelope["data"]
+        with self.db.begin() as session:
+            if not first_delivery(session, inbox, envelope["event_id"], "on_sales_lead_converted"):
+                return
+            lead = session.get(Lead, data["lead_id"])
+            if lead is None or lead.status == "converted":
+                log.warning("lead_converted for %s: no such lead or already converted",
+                            data["lead_id"])
+                return
+            previous = lead.status
+            lead.status = "converted"
+            lead.conversion = {
+                "customer_id": data.get("customer_id"),
+                "contact_id": data.get("contact_id"),
+                "opportunity_id": data.get("opportunity_id"),
+                "converted_by": data.get("converted_by"),
+                "converted_at": envelope["occurred_at"],
+            }
+            lead.updated_at = lead.last_activity_at = utcnow()
+            self._history(session, lead, "converted", {"from": previous, **lead.conversion})
+            self.events.record(
+                session,
+                "lead_status_changed",
+                {"lead": lead_to_dict(lead), "status": "converted", "previous_status": previous,
+                 "reason": "converted by sales"},
+            )
 
     @rpc
     def claim_lead(self, lead_id: str, user_id: str) -> dict[str, Any]:

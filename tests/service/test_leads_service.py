@@ -235,3 +235,26 @@ def test_merge_two_stored_leads_keeps_history(make_service):
     assert any(item["type"] == "attended_webinar" for item in target["behaviours"])
     with pytest.raises(Conflict):
         service.merge_leads(a["id"], b["id"], ALL)
+
+
+def test_a_lead_converted_by_sales_shows_it_once(make_service):
+    service = make_service()
+    lead = service.create_lead(ACME)["lead"]
+    envelope = {
+        "event_id": "ev-conv-1", "event_type": "lead_converted",
+        "occurred_at": "2026-11-23T08:00:00+00:00", "producer": "sales",
+        "data": {"lead_id": lead["id"], "customer_id": "c-1", "contact_id": "p-1",
+                 "opportunity_id": "o-1", "converted_by": "u-rep"},
+    }
+    service.on_sales_lead_converted(envelope)
+    service.on_sales_lead_converted(envelope)  # redelivered: no second effect
+    converted = service.get_lead(lead["id"], ALL)
+    assert converted["status"] == "converted"
+    assert converted["conversion"]["customer_id"] == "c-1"
+    assert converted["conversion"]["opportunity_id"] == "o-1"
+    assert [h["kind"] for h in converted["history"]].count("converted") == 1
+    changes = [e for e in outbox_events(make_service.engine)
+               if e["event_type"] == "lead_status_changed"]
+    assert len(changes) == 1 and changes[0]["data"]["status"] == "converted"
+    with pytest.raises(PreconditionFailed):
+        service.change_status(lead["id"], "contacted", None, ALL)
