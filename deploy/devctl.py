@@ -608,11 +608,21 @@ def parse_seed(output: str) -> dict:
         raise DevctlError(f"the seed did not print JSON ({exc}):\n{output[-2000:]}") from exc
 
 
-def seed(env: Mapping[str, str], run_dir: Path, log: Log = print) -> dict:
+# Demo data of a service beyond the gateway's organisation: `python -m <module>`, run after the
+# gateway's seed when the service is part of the system (each is idempotent).
+SERVICE_SEEDS: dict[str, str] = {"rules": "services.rules.seed"}
+
+
+def seed(env: Mapping[str, str], run_dir: Path, services: Iterable[str] = (),
+         log: Log = print) -> dict:
     log("Seeding the demo organisation ...")
     output = run_step([python_exe(), "-m", "services.gateway.seed"], env, "seeding")
     users = parse_seed(output)
     (run_dir / "seed.json").write_text(json.dumps(users, indent=1, ensure_ascii=False) + "\n")
+    for name in services:
+        if name in SERVICE_SEEDS:
+            log(f"Seeding {name} ...")
+            run_step([python_exe(), "-m", SERVICE_SEEDS[name]], env, f"seeding {name}")
     return users
 
 
@@ -691,7 +701,7 @@ def start_system(
         for spec in to_start:
             wait_healthy(spec, started[spec.name], timeout)
         log("All processes are healthy.")
-        users = seed(specs[-1].env, run_dir, log) if seed_demo else {}
+        users = seed(specs[-1].env, run_dir, names, log) if seed_demo else {}
     except BaseException:
         terminate(started, log=log)
         for name in started:

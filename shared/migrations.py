@@ -1,4 +1,5 @@
-"""Alembic per service: `python -m shared.migrations leads gateway` upgrades each to head.
+"""Alembic per service: `python -m shared.migrations leads gateway` upgrades each to head
+(every service with migrations/ when none is named).
 
 Each service keeps `migrations/` (env.py calls `run_env` with the service's metadata).
 """
@@ -48,7 +49,12 @@ def run_env(metadata: MetaData) -> None:
     engine.dispose()
 
 
+def migrated_services() -> list[str]:
+    """Every service that keeps migrations/, in name order."""
+    return sorted(p.parent.name for p in (config.PROJECT_ROOT / "services").glob("*/migrations"))
+
+
 if __name__ == "__main__":
-    for name in sys.argv[1:] or ["leads", "gateway"]:
+    for name in sys.argv[1:] or migrated_services():
         upgrade(name)
         print(f"migrated {name}")

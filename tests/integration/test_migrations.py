@@ -8,12 +8,10 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from shared.config import PROJECT_ROOT
 from shared.db import make_engine
-from shared.migrations import upgrade
+from shared.migrations import migrated_services, upgrade
 
-# Every service with a migrations/ folder, new ones included.
-SERVICES = sorted(p.parent.name for p in (PROJECT_ROOT / "services").glob("*/migrations"))
+SERVICES = migrated_services()
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
