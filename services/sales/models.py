@@ -116,7 +116,9 @@ class Followup(Base):
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     subject: Mapped[str | None] = mapped_column(String(300))
     notes: Mapped[str | None] = mapped_column(Text)
-    # {"pain_points": [...], "competitors": [...], "objections": [...], "tags": [...]}
+    # Labels the exit criteria of stages look for, e.g. "needs_analysis".
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # {"pain_points": [...], "competitors": [...], "objections": [...]}
     key_points: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # {"lat": float, "lng": float, "address": str}
     check_in: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 13:50:05.733071
+Create Date: 2026-11-23 13:51:59.322011
 """
 from alembic import op
 import sqlalchemy as sa
@@ -73,6 +73,7 @@ def upgrade() -> None:
     sa.Column('occurred_at', shared.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('subject', sa.String(length=300), nullable=True),
     sa.Column('notes', sa.Text(), nullable=True),
+    sa.Column('tags', sa.JSON(), nullable=False),
     sa.Column('key_points', sa.JSON(), nullable=False),
     sa.Column('check_in', sa.JSON(), nullable=True),
     sa.Column('next_followup_at', shared.db.UTCDateTime(timezone=True), nullable=True),
