@@ -1,0 +1,1 @@
+"""Real servers for tests (SMTP, webhook endpoint): no mocks."""
