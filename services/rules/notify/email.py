@@ -223,9 +223,12 @@ class EmailSender:
                 message[name] = _header_value(value)
         except ValueError as error:
             raise DeliveryFailed(f"cannot build the message: {error}", permanent=True) from None
-        message.set_content(text if text is not None else "", charset="utf-8")
+        text = text if text is not None else ""
+        message.set_content(text, charset="utf-8", cte=_transfer_encoding(text))
         if html is not None:
-            message.add_alternative(html, subtype="html", charset="utf-8")
+            message.add_alternative(
+                html, subtype="html", charset="utf-8", cte=_transfer_encoding(html)
+            )
         return message, recipients
 
     # ---------------------------------------------------------------- sending
@@ -332,6 +335,13 @@ class EmailSender:
             smtp.close()
             raise
         return smtp
+
+
+def _transfer_encoding(body: str) -> str:
+    # base64 rather than 8bit keeps the message 7-bit clean, so relays without 8BITMIME pass
+    # Chinese text through unchanged.
+    seven_bit = body.isascii() and all(len(line) <= 998 for line in body.splitlines())
+    return "7bit" if seven_bit else "base64"
 
 
 def _quit_quietly(smtp: smtplib.SMTP) -> None:
