@@ -4,6 +4,14 @@
         response = system.post("/leads", key=system.keys["zhangwei"], json={...})
         with system.broker_unavailable():
             assert system.get("/leads", user="admin").status_code == 503
+
+`mailbox` (session): the SMTP server every service sends to (tests/support/smtp_server.py). It is
+not cleared between tests: filter by recipient or subject,
+`mailbox.wait_for(lambda m: m["To"] == "zhangwei@demo.crm.local" and "线索" in m["Subject"])`.
+`webhook_receiver` (per test): an HTTP endpoint recording what it is sent
+(tests/support/webhook_receiver.py).
+
+The services run with a controllable clock (CRM_CLOCK=controllable) and a rules tick of 0.2 s.
 """
 
 from __future__ import annotations
@@ -14,6 +22,10 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.system import System
+from tests.support.smtp_server import SmtpServer
+from tests.support.webhook_receiver import WebhookReceiver
+
+RULES_TICK_SECONDS = "0.2"
 
 
 def _print_uncaptured(config: pytest.Config, text: str) -> None:
@@ -26,11 +38,36 @@ def _print_uncaptured(config: pytest.Config, text: str) -> None:
 
 
 @pytest.fixture(scope="session")
+def mailbox() -> Iterator[SmtpServer]:
+    with SmtpServer() as server:
+        yield server
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="session")
 def system(
-    request: pytest.FixtureRequest, amqp_uri: str, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    amqp_uri: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    mailbox: SmtpServer,
 ) -> Iterator[System]:
     services = [s for s in os.environ.get("CRM_E2E_SERVICES", "").split(",") if s] or None
-    running = System.start(amqp_uri, tmp_path_factory.mktemp("crm-system"), services=services)
+    extra_env = {
+        "CRM_SMTP_HOST": mailbox.host,
+        "CRM_SMTP_PORT": str(mailbox.port),
+        "CRM_SMTP_SECURITY": "none",
+        "CRM_SMTP_USER": "",  # no credentials from the developer's environment
+        "CRM_CLOCK": "controllable",
+        "CRM_RULES_TICK_SECONDS": RULES_TICK_SECONDS,
+    }
+    running = System.start(
+        amqp_uri, tmp_path_factory.mktemp("crm-system"), services=services, extra_env=extra_env
+    )
     try:
         yield running
     finally:
