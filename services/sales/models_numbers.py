@@ -1,0 +1,283 @@
+"""Tables of the sales numbers: custom field definitions, quotas, forecast snapshots, import
+jobs and the stage-flow pre-aggregate, on the sales service's own `metadata`.
+
+Also the two hooks the core's writes call: `load_field_definitions` and `check_unique`.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    select,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from services.sales.models import Base, Contact, Customer, Opportunity
+from shared.db import UTCDateTime
+from shared.errors import ValidationFailed
+
+
+class CustomFieldDefinition(Base):
+    __tablename__ = "custom_field_definitions"
+    __table_args__ = (UniqueConstraint("entity", "key", name="uq_custom_field_entity_key"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    entity: Mapped[str] = mapped_column(String(16))  # customer / contact / opportunity
+    key: Mapped[str] = mapped_column(String(40))
+    label: Mapped[str] = mapped_column(String(100))
+    type: Mapped[str] = mapped_column(String(16))
+    required: Mapped[bool] = mapped_column(Boolean, default=False)
+    options: Mapped[list[str]] = mapped_column(JSON, default=list)
+    regex: Mapped[str | None] = mapped_column(Text)
+    # JSON-native like the values: int, decimal as string, date as "YYYY-MM-DD", text length
+    min_value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    max_value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    unique: Mapped[bool] = mapped_column(Boolean, default=False)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "entity": self.entity, "key": self.key, "label": self.label,
+            "type": self.type, "required": self.required, "options": list(self.options or []),
+            "regex": self.regex, "min": self.min_value, "max": self.max_value,
+            "unique": self.unique, "position": self.position, "active": self.active,
+            "description": self.description,
+            "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat(),
+        }
+
+
+class Quota(Base):
+    """A target for one user or one team over one month or quarter."""
+
+    __tablename__ = "quotas"
+    __table_args__ = (
+        UniqueConstraint("subject_kind", "subject_id", "period_kind", "period_start",
+                         name="uq_quotas_subject_period"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    subject_kind: Mapped[str] = mapped_column(String(8))  # user / team
+    subject_id: Mapped[str] = mapped_column(String(36))
+    period_kind: Mapped[str] = mapped_column(String(8))  # month / quarter
+    period_start: Mapped[date] = mapped_column(Date)
+    amount: Mapped[Decimal] = mapped_column(Numeric(18, 2))
+    currency: Mapped[str] = mapped_column(String(3))
+    updated_by: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ForecastSnapshotRun(Base):
+    """One snapshot of the forecast (weekly by timer, or on request)."""
+
+    __tablename__ = "forecast_snapshot_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    taken_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    week: Mapped[str] = mapped_column(String(10), index=True)  # ISO week, 2026-W48
+    trigger: Mapped[str] = mapped_column(String(10))  # schedule / manual
+    first_day: Mapped[date] = mapped_column(Date)  # the periods it covers
+    last_day: Mapped[date] = mapped_column(Date)
+    actor: Mapped[str | None] = mapped_column(String(36))
+
+
+class ForecastSnapshot(Base):
+    """The forecast of one period for one owner (and their team, pipeline) at a snapshot."""
+
+    __tablename__ = "forecast_snapshots"
+    __table_args__ = (
+        Index("ix_forecast_snapshots_run_period", "run_id", "period_kind", "period_start"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("forecast_snapshot_runs.id"))
+    period_kind: Mapped[str] = mapped_column(String(8))
+    period_start: Mapped[date] = mapped_column(Date)
+    owner_id: Mapped[str | None] = mapped_column(String(36))
+    team_id: Mapped[str | None] = mapped_column(String(36))
+    pipeline_id: Mapped[str] = mapped_column(String(36))
+    open_count: Mapped[int] = mapped_column(Integer)
+    weighted: Mapped[Decimal] = mapped_column(Numeric(18, 2))  # weighted open + closed won
+    best_case: Mapped[Decimal] = mapped_column(Numeric(18, 2))
+    commit: Mapped[Decimal] = mapped_column(Numeric(18, 2))
+    closed_won: Mapped[Decimal] = mapped_column(Numeric(18, 2))
+
+
+class ForecastSnapshotItem(Base):
+    """An open opportunity as a snapshot saw it: slippage compares it with the present."""
+
+    __tablename__ = "forecast_snapshot_items"
+    __table_args__ = (Index("ix_forecast_snapshot_items_run_close", "run_id",
+                            "expected_close_date"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("forecast_snapshot_runs.id"))
+    opportunity_id: Mapped[str] = mapped_column(String(36))
+    expected_close_date: Mapped[date] = mapped_column(Date)
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
+    probability: Mapped[int] = mapped_column(Integer)
+    stage_id: Mapped[str] = mapped_column(String(36))
+    owner_id: Mapped[str | None] = mapped_column(String(36))
+    team_id: Mapped[str | None] = mapped_column(String(36))
+    pipeline_id: Mapped[str] = mapped_column(String(36))
+
+
+class StageFlow(Base):
+    """Pre-aggregated stage movements, so conversion and time-in-stage over a million
+    opportunities read thousands of rows, not millions. Grain: pipeline, stage, owner and team
+    at the time of the move ('' for none), and the day (in CRM_TIMEZONE) the opportunity was
+    created (the funnel's cohort). Folded in from stage_history past `StageFlowMark`."""
+
+    __tablename__ = "stage_flow"
+
+    pipeline_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    stage_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    cohort_day: Mapped[date] = mapped_column(Date, primary_key=True)
+    reached: Mapped[int] = mapped_column(Integer, default=0)  # first entries
+    reached_amount: Mapped[Decimal] = mapped_column(Numeric(20, 2), default=0)
+    stays: Mapped[int] = mapped_column(Integer, default=0)  # completed stays
+    stay_seconds: Mapped[Decimal] = mapped_column(Numeric(20, 0), default=0)
+
+
+Index("ix_stage_flow_cohort", StageFlow.cohort_day, StageFlow.pipeline_id)
+
+
+class StageFlowMark(Base):
+    """How far stage_history has been folded into stage_flow (its last id)."""
+
+    __tablename__ = "stage_flow_mark"
+
+    name: Mapped[str] = mapped_column(String(16), primary_key=True)
+    last_id: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ImportJob(Base):
+    __tablename__ = "import_jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    entity: Mapped[str] = mapped_column(String(16))
+    filename: Mapped[str] = mapped_column(String(255))
+    format: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(12), index=True)  # queued/running/done/failed
+    dry_run: Mapped[bool] = mapped_column(Boolean)
+    on_duplicate: Mapped[str] = mapped_column(String(8))
+    total_rows: Mapped[int] = mapped_column(Integer, default=0)
+    processed_rows: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)  # bad rows
+    # file-level problems and the ignored columns; bad rows are in import_errors
+    errors: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    actor: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ImportError_(Base):
+    """One bad row of an import: its spreadsheet row number and messages by field."""
+
+    __tablename__ = "import_errors"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("import_jobs.id"), primary_key=True)
+    row: Mapped[int] = mapped_column(Integer, primary_key=True)
+    errors: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+ENTITY_MODELS: dict[str, Any] = {
+    "customer": Customer,
+    "contact": Contact,
+    "opportunity": Opportunity,
+}
+
+
+def definition_dict(row: CustomFieldDefinition) -> dict[str, Any]:
+    return row.to_dict()
+
+
+def load_field_definitions(
+    session: Session, entity: str, *, include_inactive: bool = False
+) -> list[dict[str, Any]]:
+    """The entity's custom field definitions in display order (active ones unless asked)."""
+    query = select(CustomFieldDefinition).where(CustomFieldDefinition.entity == entity)
+    if not include_inactive:
+        query = query.where(CustomFieldDefinition.active.is_(True))
+    query = query.order_by(CustomFieldDefinition.position, CustomFieldDefinition.key)
+    return [row.to_dict() for row in session.scalars(query)]
+
+
+def custom_value_expr(model: Any, key: str, type_: str, dialect: str) -> Any:
+    """SQL expression of one custom value, typed for comparison, on either database."""
+    from sqlalchemy import Float, cast
+    from sqlalchemy import Numeric as SqlNumeric
+
+    column = model.custom
+    if dialect == "postgresql":
+        text = column.op("->>")(key)
+    else:
+        text = func.json_extract(column, f'$."{key}"')
+    if type_ == "number":
+        return cast(text, Integer)
+    if type_ == "decimal":
+        return cast(text, SqlNumeric(30, 10) if dialect == "postgresql" else Float)
+    return text
+
+
+def check_unique(
+    session: Session,
+    entity: str,
+    cleaned: dict[str, Any],
+    record_id: str | None,
+    definitions: list[dict[str, Any]] | None = None,
+) -> None:
+    """`ValidationFailed` naming `custom.<key>` when another record of the entity already
+    holds a value of a unique custom field."""
+    if definitions is None:
+        definitions = load_field_definitions(session, entity)
+    model = ENTITY_MODELS[entity]
+    dialect = session.get_bind().dialect.name
+    errors: dict[str, list[str]] = {}
+    for definition in definitions:
+        key = definition["key"]
+        if not definition.get("unique") or cleaned.get(key) is None:
+            continue
+        value = cleaned[key]
+        expr = custom_value_expr(model, key, definition["type"], dialect)
+        if definition["type"] not in ("number", "decimal"):
+            compare = str(value)
+        else:
+            compare = value if definition["type"] == "number" else float(value) \
+                if dialect != "postgresql" else Decimal(value)
+        query = select(model.id).where(expr == compare)
+        if record_id is not None:
+            query = query.where(model.id != record_id)
+        if hasattr(model, "merged_into_id"):
+            query = query.where(model.merged_into_id.is_(None))
+        other = session.scalar(query.limit(1))
+        if other is not None:
+            errors[f"custom.{key}"] = [
+                f"must be unique: {entity} {other} already has {value!r}"
+            ]
+    if errors:
+        raise ValidationFailed.for_fields(errors)
