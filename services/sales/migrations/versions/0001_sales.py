@@ -7,7 +7,13 @@ Create Date: 2026-11-23 13:51:59.322011
 from alembic import op
 import sqlalchemy as sa
 import shared.db
+from datetime import UTC, datetime
 
+from services.sales.domain.pipeline import DEFAULT_PIPELINE
+
+# Fixed ids: every installation's default pipeline is addressable the same way.
+DEFAULT_PIPELINE_ID = "00000000-0000-4000-8000-000000000001"
+DEFAULT_STAGE_IDS = [f"00000000-0000-4000-8000-0000000001{i:02d}" for i in range(1, 7)]
 
 revision = '0001'
 down_revision = None
@@ -216,6 +222,34 @@ def upgrade() -> None:
         batch_op.create_index('ix_stage_history_stage_entered', ['stage_id', 'entered_at'], unique=False)
 
     # ### end Alembic commands ###
+    seed_default_pipeline()
+
+
+def seed_default_pipeline() -> None:
+    """The default pipeline (线索确认 -> 需求分析 -> 方案报价 -> 商务谈判 -> 赢单 / 输单)."""
+    now = datetime.now(UTC)
+    pipelines = sa.table(
+        "pipelines", sa.column("id", sa.String), sa.column("name", sa.String),
+        sa.column("is_default", sa.Boolean), sa.column("created_at", shared.db.UTCDateTime()),
+        sa.column("updated_at", shared.db.UTCDateTime()),
+    )
+    stages = sa.table(
+        "stages", sa.column("id", sa.String), sa.column("pipeline_id", sa.String),
+        sa.column("position", sa.Integer), sa.column("name", sa.String),
+        sa.column("probability", sa.Integer), sa.column("exit_criteria", sa.JSON),
+        sa.column("kind", sa.String), sa.column("active", sa.Boolean),
+    )
+    op.bulk_insert(pipelines, [{
+        "id": DEFAULT_PIPELINE_ID, "name": DEFAULT_PIPELINE["name"], "is_default": True,
+        "created_at": now, "updated_at": now,
+    }])
+    op.bulk_insert(stages, [
+        {"id": stage_id, "pipeline_id": DEFAULT_PIPELINE_ID, "position": position,
+         "name": stage["name"], "probability": stage["probability"],
+         "exit_criteria": stage["exit_criteria"], "kind": stage["kind"], "active": True}
+        for position, (stage_id, stage) in enumerate(
+            zip(DEFAULT_STAGE_IDS, DEFAULT_PIPELINE["stages"], strict=True))
+    ])
 
 
 def downgrade() -> None:
