@@ -127,3 +127,39 @@ class ReliableEventHandler(EventHandler):
 
 
 event_handler = ReliableEventHandler.decorator
+
+
+ALL_EVENTS_EXCHANGE = "crm.events"
+
+
+class AllEventsHandler(ReliableEventHandler):
+    """`@all_events_handler("rules.all-events")`: one durable queue bound with `#` to
+    `crm.events`, into which every service's outbox binds its `<service>.events` exchange.
+
+    The routing key is the event type and the envelope's `producer` names the service. Retries
+    and dead letters are those of `ReliableEventHandler`.
+    """
+
+    def __init__(self, queue_name: str, **kwargs) -> None:
+        self.queue_name = queue_name
+        super().__init__("*", "#", **kwargs)
+
+    def setup(self) -> None:
+        exchange = Exchange(ALL_EVENTS_EXCHANGE, type="topic", durable=True, auto_delete=False)
+        self.queue = Queue(self.queue_name, exchange=exchange, routing_key="#", durable=True,
+                           auto_delete=False)
+        # Consumer.setup (not EventHandler.setup, which would name and bind its own queue).
+        self.queue_consumer.register_provider(self)
+        self.backoff = tuple(self.container.config.get("EVENT_RETRY_BACKOFF", DEFAULT_BACKOFF))
+        amqp_uri = self.container.config["AMQP_URI"]
+        self.publisher = ConfirmedPublisher(amqp_uri)
+        dlq = Queue(DEAD_LETTER_QUEUE, dead_letter_exchange(), routing_key="#", durable=True)
+        with Connection(amqp_uri) as conn:
+            channel = conn.default_channel
+            dlq.bind(channel).declare()
+            self.queue.bind(channel).declare()
+            for delay in self.backoff:
+                retry_queue(self.queue.name, delay).bind(channel).declare()
+
+
+all_events_handler = AllEventsHandler.decorator

@@ -22,6 +22,9 @@ class Context:
     correlation_id: str
     actor: str | None = None
     causation_id: str | None = None
+    # Automated reactions between the original request and this call (see the rules service's
+    # loop guard); events recorded in this context carry it in their envelope.
+    causation_depth: int = 0
 
 
 def context_of(worker_ctx) -> Context:
@@ -34,7 +37,15 @@ def context_of(worker_ctx) -> Context:
         correlation_id=data["correlation_id"],
         actor=data.get("actor"),
         causation_id=data.get("causation_id"),
+        causation_depth=_depth(data.get("causation_depth")),
     )
+
+
+def _depth(value: object) -> int:
+    try:
+        return max(0, int(value))  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return 0
 
 
 class CallContext(DependencyProvider):

@@ -32,6 +32,13 @@ class EnvelopeSchema(Schema):
     actor = fields.String(
         allow_none=True, load_default=None, metadata={"description": "user id, null for the system"}
     )
+    causation_depth = fields.Integer(
+        load_default=0,
+        metadata={
+            "description": "how many automated reactions (rules acting on events) lie between "
+            "the original request and this event; 0 for a direct request"
+        },
+    )
     data = fields.Dict(required=True, metadata={"description": "the event type's own schema"})
 
 
@@ -51,6 +58,7 @@ def new_envelope(
         "correlation_id": ctx.correlation_id,
         "causation_id": ctx.causation_id,
         "actor": ctx.actor,
+        "causation_depth": ctx.causation_depth,
         "data": data,
     }
 
@@ -68,4 +76,6 @@ def context_headers(envelope: dict[str, Any]) -> dict[str, str]:
     }
     if envelope.get("actor"):
         headers["nameko.actor"] = envelope["actor"]
+    # A consumer acting on this event is one step further from the request that started it.
+    headers["nameko.causation_depth"] = int(envelope.get("causation_depth") or 0) + 1
     return headers

@@ -50,6 +50,7 @@ SWEEP_INTERVAL = 5.0
 SWEEP_GRACE = timedelta(seconds=5)
 RELAY_LINGER = 0.005
 RETENTION = timedelta(days=7)
+ALL_EVENTS_EXCHANGE = "crm.events"
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -103,6 +104,20 @@ class BatchPublisher:
     def _on_nack(self, delivery_tag: int, multiple: bool, *_: Any) -> None:
         self._nacked |= self._settle(delivery_tag, multiple)
 
+    def _declare(self, channel, exchange: str) -> None:
+        """Declare the service's exchange and bind it into `crm.events`, the exchange of every
+        event of every service: a subscriber to everything (the rules service, integrators)
+        binds one queue there and needs no list of services, including ones started later."""
+        channel.exchange_declare(exchange, "topic", durable=True, auto_delete=False)
+        if exchange.endswith(".events") and exchange != ALL_EVENTS_EXCHANGE:
+            channel.exchange_declare(
+                ALL_EVENTS_EXCHANGE, "topic", durable=True, auto_delete=False
+            )
+            channel.exchange_bind(
+                destination=ALL_EVENTS_EXCHANGE, source=exchange, routing_key="#"
+            )
+        self._declared.add(exchange)
+
     def publish_batch(self, messages: list[tuple[str, str, str, dict, str]]) -> None:
         """`messages`: (exchange, routing_key, JSON body, headers, message_id). Raises unless
         the broker confirmed every one; the caller then retries the whole batch later."""
@@ -111,8 +126,7 @@ class BatchPublisher:
             self._nacked.clear()
             for exchange, routing_key, body, headers, message_id in messages:
                 if exchange not in self._declared:
-                    channel.exchange_declare(exchange, "topic", durable=True, auto_delete=False)
-                    self._declared.add(exchange)
+                    self._declare(channel, exchange)
                 message = AmqpMessage(
                     body.encode("utf-8"), content_type="application/json",
                     content_encoding="utf-8", delivery_mode=2, message_id=message_id,

@@ -1,0 +1,1 @@
+"""Business rules of the rules service, pure Python (no nameko, no SQLAlchemy)."""

@@ -1,0 +1,1122 @@
+"""The rules engine: intake of events, timers, runs and their actions, deliveries.
+
+It works on the rules service's database and talks to the outside only through `Ports` (RPC to
+the owning services, SMTP, HTTP). Transactions are short and never span a call to the outside:
+under eventlet a yield inside a SQLite write transaction would block every other writer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy.orm import Session
+
+from services.rules.clock import Clock
+from services.rules.domain import assignment, conditions, records, timing
+from services.rules.domain import rules as rules_domain
+from services.rules.models import (
+    DirectoryTeam,
+    DirectoryUser,
+    EmailDelivery,
+    EventLog,
+    MemberSetting,
+    Notification,
+    RecordSnapshot,
+    Rotation,
+    Rule,
+    RuleFiring,
+    RuleRun,
+    RuleVersion,
+    Task,
+    Timer,
+    TimerCancel,
+    WebhookDelivery,
+    WebhookSubscription,
+    inbox,
+)
+from shared import config
+from shared.db import DatabaseAccess
+from shared.errors import CrmError
+from shared.inbox import first_delivery
+
+log = logging.getLogger(__name__)
+
+CLOSED_LEAD_STATUSES = ("converted", "disqualified")
+DELIVERY_LEASE = timedelta(minutes=2)
+TIMER_LEASE = timedelta(minutes=5)
+EMAIL_BACKOFF = (10, 60, 300, 1800, 3600, 6 * 3600)
+
+
+# --------------------------------------------------------------------------- settings, ports
+
+
+def _float_env(name: str, default: float) -> float:
+    try:
+        return float(config.env(name, str(default)))
+    except ValueError:
+        return default
+
+
+@dataclass(frozen=True)
+class Settings:
+    guard: rules_domain.GuardSettings = field(default_factory=rules_domain.GuardSettings)
+    timezone: str = "Asia/Shanghai"
+    action_backoff: tuple[float, ...] = (2.0, 10.0, 60.0, 300.0, 1800.0)
+    timer_batch: int = 500
+    event_retention: timedelta = timedelta(days=7)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        backoff = tuple(
+            float(part) for part in
+            config.env("CRM_RULES_ACTION_BACKOFF", "2,10,60,300,1800").split(",") if part.strip()
+        )
+        return cls(
+            guard=rules_domain.GuardSettings(
+                max_depth=int(_float_env("CRM_RULES_MAX_DEPTH", 5)),
+                dedupe_window=timedelta(seconds=_float_env("CRM_RULES_DEDUPE_SECONDS", 60)),
+            ),
+            timezone=config.timezone_name(),
+            action_backoff=backoff,
+            timer_batch=int(_float_env("CRM_RULES_TIMER_BATCH", 500)),
+            event_retention=timedelta(days=_float_env("CRM_RULES_EVENT_RETENTION_DAYS", 7)),
+        )
+
+
+class PermanentFailure(Exception):
+    """An action that trying again will not fix (no such team, a refused command)."""
+
+
+class Skipped(Exception):
+    """An action with nothing to do (no owner to give a task to)."""
+
+
+@dataclass
+class Ports:
+    """The outside world: `call(service, method, **kwargs)` (RPC with the run's context),
+    `send_email(to, subject, text)` -> message id, `deliver_webhook(url, secret, id, body)`,
+    `set_context(correlation_id, causation_id, depth)` before acting for a run."""
+
+    call: Callable[..., Any]
+    send_email: Callable[[list[str], str, str], str]
+    deliver_webhook: Callable[[str, str, str, bytes], Any]
+    set_context: Callable[[str | None, str | None, int], None]
+
+
+def render(template: str | None, context: dict[str, Any]) -> str:
+    if not template:
+        return ""
+    from services.rules.notify.templates import render as render_template
+
+    return render_template(template, context)
+
+
+def check_template(template: str) -> str | None:
+    from services.rules.notify.templates import check_template as check
+
+    return check(template)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+# --------------------------------------------------------------------------- dumps
+
+
+def rule_to_dict(rule: Rule) -> dict[str, Any]:
+    return {
+        "id": rule.id, "key": rule.key, "name": rule.name, "description": rule.description,
+        "enabled": rule.enabled, "version": rule.version, **rule.definition,
+        "created_at": iso(rule.created_at), "updated_at": iso(rule.updated_at),
+        "updated_by": rule.updated_by,
+    }
+
+
+def run_to_dict(run: RuleRun) -> dict[str, Any]:
+    return {
+        "id": run.id, "rule_id": run.rule_id, "rule_version": run.rule_version,
+        "trigger": run.trigger, "event_id": run.event_id, "event_type": run.event_type,
+        "timer_id": run.timer_id, "record_key": run.record_key, "matched": run.matched,
+        "status": run.status, "reason": run.reason, "actions": list(run.actions or []),
+        "correlation_id": run.correlation_id, "causation_depth": run.causation_depth,
+        "started_at": iso(run.started_at), "finished_at": iso(run.finished_at),
+        "duration_ms": run.duration_ms,
+    }
+
+
+def task_to_dict(task: Task, now: datetime) -> dict[str, Any]:
+    return {
+        "id": task.id, "title": task.title, "description": task.description,
+        "record_type": task.record_type, "record_id": task.record_id,
+        "assignee_id": task.assignee_id, "status": task.status, "priority": task.priority,
+        "due_at": iso(task.due_at), "snoozed_until": iso(task.snoozed_until),
+        "overdue": is_overdue(task, now), "rule_id": task.rule_id, "run_id": task.run_id,
+        "created_at": iso(task.created_at), "updated_at": iso(task.updated_at),
+        "completed_at": iso(task.completed_at), "completed_by": task.completed_by,
+    }
+
+
+def is_overdue(task: Task, now: datetime) -> bool:
+    if task.status != "open" or task.due_at is None or task.due_at > now:
+        return False
+    return task.snoozed_until is None or task.snoozed_until <= now
+
+
+def notification_to_dict(item: Notification) -> dict[str, Any]:
+    return {
+        "id": item.id, "user_id": item.user_id, "title": item.title, "body": item.body,
+        "record_type": item.record_type, "record_id": item.record_id, "rule_id": item.rule_id,
+        "run_id": item.run_id, "created_at": iso(item.created_at), "read_at": iso(item.read_at),
+    }
+
+
+def subscription_to_dict(sub: WebhookSubscription) -> dict[str, Any]:
+    return {
+        "id": sub.id, "url": sub.url, "event_types": list(sub.event_types),
+        "description": sub.description, "active": sub.active,
+        "disabled_reason": sub.disabled_reason, "created_at": iso(sub.created_at),
+        "created_by": sub.created_by,
+    }
+
+
+def delivery_to_dict(item: WebhookDelivery) -> dict[str, Any]:
+    return {
+        "id": item.id, "subscription_id": item.subscription_id, "event_id": item.event_id,
+        "event_type": item.event_type, "status": item.status, "attempts": item.attempts,
+        "next_attempt_at": iso(item.next_attempt_at) if item.status == "pending" else None,
+        "last_status_code": item.last_status_code, "last_error": item.last_error,
+        "attempt_log": list(item.attempt_log or []), "created_at": iso(item.created_at),
+        "delivered_at": iso(item.delivered_at),
+    }
+
+
+def user_to_dict(user: DirectoryUser | None) -> dict[str, Any] | None:
+    if user is None:
+        return None
+    return {"id": user.id, "username": user.username, "display_name": user.display_name,
+            "email": user.email, "role": user.role, "team_id": user.team_id,
+            "active": user.active}
+
+
+def event_summary(envelope: dict[str, Any]) -> dict[str, Any]:
+    return {key: envelope.get(key) for key in (
+        "event_id", "event_type", "producer", "occurred_at", "correlation_id", "causation_id",
+        "actor", "causation_depth")}
+
+
+# --------------------------------------------------------------------------- claims
+
+
+def claim_due(
+    session: Session, table: Table, due_column: str, now: datetime, limit: int,
+    statuses: tuple[str, ...], values: dict[str, Any],
+) -> list[Any]:
+    """Take up to `limit` due rows for this process: each row is claimed by one process only
+    (PostgreSQL skips rows another transaction holds; SQLite has a single writer)."""
+    due = table.c[due_column]
+    candidates = (
+        select(table.c.id).where(table.c.status.in_(statuses), due <= now)
+        .order_by(due).limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    statement = (
+        update(table).where(table.c.id.in_(candidates.scalar_subquery()))
+        .values(**values).returning(*table.c)
+    )
+    return list(session.execute(statement).all())
+
+
+# --------------------------------------------------------------------------- the engine
+
+
+class Engine:
+    def __init__(
+        self, db: DatabaseAccess, recorder: Any, clock: Clock, settings: Settings, ports: Ports
+    ) -> None:
+        self.db = db
+        self.events = recorder
+        self.clock = clock
+        self.settings = settings
+        self.ports = ports
+        self.tz = timing.zone(settings.timezone)
+        self.worker_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+    # ---- intake ----------------------------------------------------------------------------
+
+    def intake(self, envelope: dict[str, Any]) -> list[str]:
+        """Record an event once: projections, cancelled and started timers, webhook deliveries
+        and the runs of matching rules. Returns the runs whose actions are to be performed."""
+        event_id = envelope.get("event_id")
+        producer = envelope.get("producer") or ""
+        event_type = envelope.get("event_type") or ""
+        if not event_id or not event_type:
+            log.warning("ignoring a message that is not an event envelope")
+            return []
+        name = f"{producer}.{event_type}"
+        now = self.clock.now()
+        with self.db.begin() as session:
+            if not first_delivery(session, inbox, event_id, "rules.intake"):
+                return []
+            session.add(EventLog(event_id=event_id, event_name=name, envelope=envelope,
+                                 received_at=now))
+            data = envelope.get("data") or {}
+            if producer == "gateway":
+                self._directory(session, event_type, data)
+            record_type, record, changes = self._snapshot(session, data, now)
+            keys = records.related_keys(data)
+            self._cancel_timers(session, keys, name, event_id)
+            self._queue_webhooks(session, envelope, name, now)
+            return self._match_rules(session, envelope, name, record_type, record, changes,
+                                     keys, now)
+
+    def _directory(self, session: Session, event_type: str, data: dict[str, Any]) -> None:
+        if event_type == "user_changed" and isinstance(data.get("user"), dict):
+            user = data["user"]
+            row = session.get(DirectoryUser, user["id"]) or DirectoryUser(id=user["id"])
+            row.username = user.get("username") or user["id"]
+            row.display_name = user.get("display_name")
+            row.email = user.get("email")
+            row.role = user.get("role") or "sales_rep"
+            row.team_id = user.get("team_id")
+            row.active = bool(user.get("active", True))
+            session.merge(row)
+        elif event_type == "team_changed" and isinstance(data.get("team"), dict):
+            team = data["team"]
+            row = session.get(DirectoryTeam, team["id"]) or DirectoryTeam(id=team["id"])
+            row.name = team.get("name") or team["id"]
+            row.manager_id = team.get("manager_id")
+            session.merge(row)
+
+    def _snapshot(
+        self, session: Session, data: dict[str, Any], now: datetime
+    ) -> tuple[str | None, dict[str, Any] | None, dict[str, Any]]:
+        record_type, record = records.primary_record(data)
+        if record_type is None or record is None:
+            return None, None, {}
+        key = records.record_key(record_type, str(record["id"]))
+        stored = session.get(RecordSnapshot, key)
+        if len(record) <= 1:  # only an id: use what we know
+            return record_type, dict(stored.data) if stored else record, {}
+        previous = dict(stored.data) if stored else None
+        if (
+            previous and previous.get("updated_at") and record.get("updated_at")
+            and str(record["updated_at"]) < str(previous["updated_at"])
+        ):
+            return record_type, previous, {}  # an older snapshot arrived late: keep the newer
+        changes = records.changes(previous, record)
+        is_open = not (
+            record.get("merged_into_id")
+            or (record_type == "lead" and record.get("status") in CLOSED_LEAD_STATUSES)
+        )
+        if stored is None:
+            session.add(RecordSnapshot(key=key, record_type=record_type,
+                                       owner_id=record.get("owner_id"), is_open=is_open,
+                                       data=record, updated_at=now))
+        else:
+            stored.data = record
+            stored.owner_id = record.get("owner_id")
+            stored.is_open = is_open
+            stored.updated_at = now
+        return record_type, record, changes
+
+    def _cancel_timers(
+        self, session: Session, keys: dict[str, str], name: str, event_id: str
+    ) -> None:
+        cancel_keys = [f"{key}|{name}" for key in keys.values()]
+        if not cancel_keys:
+            return
+        timer_ids = session.scalars(
+            select(TimerCancel.timer_id).where(TimerCancel.key.in_(cancel_keys))
+        ).all()
+        if not timer_ids:
+            return
+        session.execute(
+            update(Timer).where(Timer.id.in_(timer_ids), Timer.status == "pending")
+            .values(status="cancelled", outcome=f"cancelled by {name} {event_id}")
+        )
+        session.execute(delete(TimerCancel).where(TimerCancel.timer_id.in_(timer_ids)))
+
+    def _queue_webhooks(
+        self, session: Session, envelope: dict[str, Any], name: str, now: datetime
+    ) -> None:
+        subscriptions = session.scalars(
+            select(WebhookSubscription).where(WebhookSubscription.active.is_(True))
+        ).all()
+        body = None
+        for sub in subscriptions:
+            if not rules_domain.event_matches(list(sub.event_types), name):
+                continue
+            if body is None:
+                body = json.dumps({**envelope, "type": name}, ensure_ascii=False)
+            session.add(WebhookDelivery(
+                id="msg_" + uuid.uuid4().hex, subscription_id=sub.id,
+                event_id=envelope["event_id"], event_type=name, body=body, status="pending",
+                attempts=0, next_attempt_at=now, attempt_log=[], created_at=now,
+            ))
+
+    def _enabled_rules(self, session: Session) -> list[Rule]:
+        return list(session.scalars(select(Rule).where(Rule.enabled.is_(True))).all())
+
+    def _match_rules(
+        self, session: Session, envelope: dict[str, Any], name: str, record_type: str | None,
+        record: dict[str, Any] | None, changes: dict[str, Any], keys: dict[str, str],
+        now: datetime,
+    ) -> list[str]:
+        run_ids: list[str] = []
+        depth = int(envelope.get("causation_depth") or 0)
+        for rule in self._enabled_rules(session):
+            trigger = rule.definition["trigger"]
+            kind = trigger["type"]
+            if kind == "event":
+                if not rules_domain.event_matches(trigger["event"], name):
+                    continue
+                if not rules_domain.field_change_matches(trigger, changes):
+                    continue
+                key = records.record_key(record_type, str(record["id"])) if record else None
+                run = self._start_run(session, rule, "event", envelope, key, record_type,
+                                      record, changes, depth, now)
+                if run.status == "running":
+                    run_ids.append(run.id)
+            elif kind == "delay" and rules_domain.event_matches(trigger["events"], name):
+                self._schedule_delay(session, rule, trigger, envelope, keys, now)
+            elif kind == "date" and rules_domain.event_matches(trigger["events"], name):
+                wanted = trigger.get("record") or record_type
+                if wanted == record_type and record is not None:
+                    self._schedule_date(session, rule, trigger, record_type, record, depth, now)
+        return run_ids
+
+    # ---- timers -----------------------------------------------------------------------------
+
+    def _replace_pending(self, session: Session, rule_id: str, record_key: str | None) -> None:
+        ids = session.scalars(
+            select(Timer.id).where(Timer.rule_id == rule_id, Timer.record_key == record_key,
+                                   Timer.status == "pending")
+        ).all()
+        if ids:
+            session.execute(update(Timer).where(Timer.id.in_(ids))
+                            .values(status="cancelled", outcome="replaced by a newer start"))
+            session.execute(delete(TimerCancel).where(TimerCancel.timer_id.in_(ids)))
+
+    def _add_timer(
+        self, session: Session, *, kind: str, due_at: datetime, rule: Rule | None,
+        record_key: str | None, payload: dict[str, Any], cancel_keys: list[str] | None = None,
+    ) -> Timer:
+        timer = Timer(
+            id=new_id(), kind=kind, due_at=due_at, status="pending",
+            rule_id=rule.id if rule else None, rule_version=rule.version if rule else None,
+            record_key=record_key, payload=payload, cancel_keys=cancel_keys or [],
+            created_at=self.clock.now(),
+        )
+        session.add(timer)
+        for key in cancel_keys or []:
+            session.add(TimerCancel(key=key, timer_id=timer.id))
+        return timer
+
+    def _schedule_delay(
+        self, session: Session, rule: Rule, trigger: dict[str, Any], envelope: dict[str, Any],
+        keys: dict[str, str], now: datetime,
+    ) -> None:
+        record_type = trigger.get("record")
+        key = keys.get(record_type) if record_type else next(iter(keys.values()), None)
+        if key is None:
+            return
+        self._replace_pending(session, rule.id, key)
+        unless = trigger.get("unless") or []
+        self._add_timer(
+            session, kind="rule", due_at=now + timing.parse_duration(trigger["delay"]),
+            rule=rule, record_key=key,
+            payload={"event": event_summary(envelope)},
+            cancel_keys=[f"{key}|{name}" for name in unless],
+        )
+
+    def _schedule_date(
+        self, session: Session, rule: Rule, trigger: dict[str, Any], record_type: str,
+        record: dict[str, Any], depth: int, now: datetime,
+    ) -> None:
+        key = records.record_key(record_type, str(record["id"]))
+        self._replace_pending(session, rule.id, key)
+        due = timing.relative_due(
+            record.get(trigger["field"]), now=now, tz=self.tz,
+            offset_days=trigger.get("offset_days", 0),
+            offset_months=trigger.get("offset_months", 0),
+            at=timing.parse_time_of_day(trigger.get("at")), yearly=trigger.get("yearly", False),
+        )
+        if due is not None:
+            self._add_timer(session, kind="date", due_at=due, rule=rule, record_key=key,
+                            payload={"event": {"causation_depth": depth}})
+
+    def schedule_rule(self, session: Session, rule: Rule) -> None:
+        """After a rule is saved or enabled: its schedule's next timer; date triggers for the
+        records already known."""
+        trigger = rule.definition["trigger"]
+        now = self.clock.now()
+        if trigger["type"] == "schedule":
+            self._replace_pending(session, rule.id, None)
+            if rule.enabled:
+                self._add_timer(session, kind="schedule",
+                                due_at=timing.next_cron(trigger["cron"], now, self.tz),
+                                rule=rule, record_key=None, payload={})
+        elif trigger["type"] == "date" and rule.enabled and trigger.get("record"):
+            snapshots = session.scalars(
+                select(RecordSnapshot).where(RecordSnapshot.record_type == trigger["record"])
+            ).all()
+            for snapshot in snapshots:
+                self._schedule_date(session, rule, trigger, snapshot.record_type,
+                                    snapshot.data, 0, now)
+
+    def tick(self) -> int:
+        """Fire what is due (timers, then email and webhook deliveries); returns how many."""
+        with self.db.begin() as session:
+            self.clock.refresh(session)
+        now = self.clock.now()
+        with self.db.begin() as session:
+            claimed = claim_due(
+                session, Timer.__table__, "due_at", now, self.settings.timer_batch,
+                ("pending",), {"status": "claimed", "claimed_by": self.worker_id,
+                               "claimed_at": now},
+            )
+        from services.rules import metrics
+
+        for row in claimed:
+            metrics.TIMER_LATENESS.observe(max((now - row.due_at).total_seconds(), 0.0))
+            try:
+                self.fire_timer(row)
+            except Exception:  # one timer's bug must not stop the others
+                log.exception("timer %s failed", row.id)
+                with self.db.begin() as session:
+                    session.execute(update(Timer).where(Timer.id == row.id)
+                                    .values(status="failed", outcome="error; see the log"))
+        metrics.TIMERS_FIRED.inc(len(claimed))
+        done = len(claimed)
+        done += self.deliver_due_emails()
+        done += self.deliver_due_webhooks()
+        return done
+
+    def maintenance(self) -> None:
+        """Give back timers claimed by a process that died; forget old events; export lag."""
+        now = self.clock.now()
+        with self.db.begin() as session:
+            session.execute(
+                update(Timer).where(Timer.status == "claimed",
+                                    Timer.claimed_at < now - TIMER_LEASE)
+                .values(status="pending", claimed_by=None)
+            )
+            session.execute(delete(EventLog).where(
+                EventLog.received_at < now - self.settings.event_retention))
+            oldest = session.scalar(select(func.min(Timer.due_at)).where(
+                Timer.status == "pending"))
+        from services.rules import metrics
+
+        metrics.TIMER_LAG.set(max((now - oldest).total_seconds(), 0.0) if oldest else 0.0)
+
+    def fire_timer(self, row: Any) -> None:
+        now = self.clock.now()
+        if row.kind == "action_retry":
+            with self.db.begin() as session:
+                if not self._mark_fired(session, row.id, now, "retrying the action"):
+                    return
+            self.execute_run(row.payload["run_id"], row.payload["action_index"],
+                             row.payload["attempt"])
+            return
+        run_id: str | None = None
+        with self.db.begin() as session:
+            rule = session.get(Rule, row.rule_id)
+            if rule is None or not rule.enabled:
+                self._mark_fired(session, row.id, now, "rule disabled or deleted")
+                return
+            if not self._mark_fired(session, row.id, now, "fired"):
+                return
+            trigger = rule.definition["trigger"]
+            origin = row.payload.get("event") or {}
+            depth = int(origin.get("causation_depth") or 0)
+            record_type = record = None
+            if row.record_key:
+                snapshot = session.get(RecordSnapshot, row.record_key)
+                record_type = row.record_key.split(":", 1)[0]
+                record = dict(snapshot.data) if snapshot else {
+                    "id": row.record_key.split(":", 1)[1]}
+            trigger_name = "schedule" if row.kind == "schedule" else "timer"
+            envelope = {**origin, "timer_id": row.id}
+            run = self._start_run(session, rule, trigger_name, envelope, row.record_key,
+                                  record_type, record, {}, depth, now, timer_id=row.id)
+            if run.status == "running":
+                run_id = run.id
+            if row.kind == "schedule":
+                self._add_timer(session, kind="schedule",
+                                due_at=timing.next_cron(trigger["cron"], now, self.tz),
+                                rule=rule, record_key=None, payload={})
+            elif row.kind == "date" and trigger.get("yearly") and record:
+                self._schedule_date(session, rule, trigger, record_type, record, depth,
+                                    now + timedelta(seconds=1))
+        if run_id:
+            self.execute_run(run_id)
+
+    def _mark_fired(self, session: Session, timer_id: str, now: datetime, outcome: str) -> bool:
+        """Only the process that holds the claim fires the timer."""
+        result = session.execute(
+            update(Timer).where(Timer.id == timer_id, Timer.status == "claimed",
+                                Timer.claimed_by == self.worker_id)
+            .values(status="fired", fired_at=now, outcome=outcome)
+        )
+        return result.rowcount == 1
+
+    # ---- runs -------------------------------------------------------------------------------
+
+    def names(
+        self, session: Session, envelope: dict[str, Any], record_type: str | None,
+        record: dict[str, Any] | None, changes: dict[str, Any],
+    ) -> dict[str, Any]:
+        """What a condition or a template can refer to."""
+        record = record or {}
+        owner = session.get(DirectoryUser, record["owner_id"]) if record.get(
+            "owner_id") else None
+        names: dict[str, Any] = {name: value for name, value in record.items()
+                                 if isinstance(name, str) and name.isidentifier()}
+        names.update({
+            "record": record, "record_type": record_type, "event": event_summary(envelope),
+            "data": envelope.get("data") or {}, "changes": changes,
+            "owner": user_to_dict(owner),
+        })
+        if record_type:
+            names[record_type] = record
+        return names
+
+    def _start_run(
+        self, session: Session, rule: Rule, trigger: str, envelope: dict[str, Any],
+        record_key: str | None, record_type: str | None, record: dict[str, Any] | None,
+        changes: dict[str, Any], depth: int, now: datetime, timer_id: str | None = None,
+    ) -> RuleRun:
+        definition = rule.definition
+        run = RuleRun(
+            id=new_id(), rule_id=rule.id, rule_version=rule.version, trigger=trigger,
+            event_id=envelope.get("event_id"),
+            event_type=(f"{envelope['producer']}.{envelope['event_type']}"
+                        if envelope.get("producer") and envelope.get("event_type") else None),
+            timer_id=timer_id, record_key=record_key, correlation_id=envelope.get(
+                "correlation_id") or new_id(),
+            causation_depth=depth, started_at=now, actions=[],
+            context={"record_type": record_type, "record": record or {},
+                     "event": event_summary(envelope), "changes": changes,
+                     "rule": {"id": rule.id, "name": rule.name, "version": rule.version}},
+        )
+        session.add(run)
+        names = self.names(session, envelope, record_type, record, changes)
+        try:
+            run.matched = conditions.evaluate(definition.get("conditions"), names, now)
+        except conditions.ConditionFailed as exc:
+            run.matched = False
+            run.status = "no_match"
+            run.reason = f"conditions could not be evaluated: {exc}"
+            run.finished_at = now
+            return run
+        if not run.matched:
+            run.status, run.reason, run.finished_at = "no_match", "conditions not met", now
+            return run
+        firing_key = record_key or "-"
+        firing = session.get(RuleFiring, (rule.id, firing_key))
+        reason = rules_domain.loop_guard(depth, firing.fired_at if firing else None, now,
+                                         self.settings.guard)
+        if reason:
+            run.status, run.reason, run.finished_at = "stopped", reason, now
+            return run
+        if firing is None:
+            session.add(RuleFiring(rule_id=rule.id, record_key=firing_key, fired_at=now))
+        else:
+            firing.fired_at = now
+        run.status = "running"
+        run.actions = [{"index": i, "type": a["type"], "status": "pending"}
+                       for i, a in enumerate(definition["actions"])]
+        return run
+
+    def execute_run(self, run_id: str, start: int = 0, attempt: int = 1) -> dict[str, Any]:
+        """Perform a run's actions in order from `start`. A failing action is retried later
+        (a timer) with back-off, then recorded as failed and the next actions go on."""
+        with self.db.read() as session:
+            run = session.get(RuleRun, run_id)
+            version = session.get(RuleVersion, (run.rule_id, run.rule_version))
+            definition = version.definition
+            context = dict(run.context or {})
+            outcomes = list(run.actions or [])
+            correlation_id, event_id, depth = (run.correlation_id, run.event_id,
+                                               run.causation_depth)
+        self.ports.set_context(correlation_id, event_id, depth + 1)
+        actions = definition["actions"]
+        for index in range(start, len(actions)):
+            action = actions[index]
+            tries = attempt if index == start else 1
+            started = self.clock.now()
+            try:
+                detail = self.perform(action, context, run_id, definition)
+                outcome = {"status": "ok", "detail": detail}
+            except Skipped as exc:
+                outcome = {"status": "skipped", "detail": str(exc)}
+            except (PermanentFailure, CrmError) as exc:
+                outcome = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+            except Exception as exc:  # transient: the broker, a timeout, a service down
+                error = f"{type(exc).__name__}: {exc}"
+                backoff = self.settings.action_backoff
+                if tries <= len(backoff):
+                    due = self.clock.now() + timedelta(seconds=backoff[tries - 1])
+                    outcomes[index] = {"index": index, "type": action["type"],
+                                       "status": "retrying", "attempts": tries, "error": error,
+                                       "next_attempt_at": due.isoformat()}
+                    with self.db.begin() as session:
+                        self._add_timer(session, kind="action_retry", due_at=due, rule=None,
+                                        record_key=None, payload={
+                                            "run_id": run_id, "action_index": index,
+                                            "attempt": tries + 1})
+                        self._save_run(session, run_id, outcomes, context, "retrying", None)
+                    return {"status": "retrying"}
+                outcome = {"status": "failed", "error": f"{error} (after {tries} attempts)"}
+            outcomes[index] = {"index": index, "type": action["type"], "attempts": tries,
+                               "duration_ms": round(
+                                   (self.clock.now() - started).total_seconds() * 1000, 2),
+                               **outcome}
+        status = "failed" if any(o.get("status") == "failed" for o in outcomes) else "completed"
+        with self.db.begin() as session:
+            run = self._save_run(session, run_id, outcomes, context, status, self.clock.now())
+            self.events.record(session, "rule_run_completed", {"run": {
+                key: value for key, value in run_to_dict(run).items()
+                if key in ("id", "rule_id", "rule_version", "trigger", "event_id",
+                           "event_type", "record_key", "matched", "status", "reason",
+                           "actions", "correlation_id")}})
+        return {"status": status}
+
+    @staticmethod
+    def _save_run(
+        session: Session, run_id: str, outcomes: list[dict[str, Any]], context: dict[str, Any],
+        status: str, finished: datetime | None,
+    ) -> RuleRun:
+        run = session.get(RuleRun, run_id)
+        run.actions = outcomes
+        run.context = context
+        run.status = status
+        if finished is not None:
+            run.finished_at = finished
+            run.duration_ms = round((finished - run.started_at).total_seconds() * 1000, 2)
+            if status == "failed":
+                run.reason = "an action failed"
+        return run
+
+    # ---- actions ----------------------------------------------------------------------------
+
+    def perform(
+        self, action: dict[str, Any], context: dict[str, Any], run_id: str,
+        definition: dict[str, Any],
+    ) -> Any:
+        kind = action["type"]
+        if kind == "assign":
+            return self._assign(action, context)
+        if kind == "create_task":
+            return self._create_task(action, context, run_id)
+        if kind == "notify":
+            return self._notify(action, context, run_id, action.get("to") or [])
+        if kind == "escalate":
+            return self._escalate(action, context, run_id)
+        if kind == "call":
+            return self._call(action, context)
+        raise PermanentFailure(f"unknown action {kind}")
+
+    def _template_context(self, session: Session, context: dict[str, Any]) -> dict[str, Any]:
+        record = context.get("record") or {}
+        owner = session.get(DirectoryUser, record["owner_id"]) if record.get(
+            "owner_id") else None
+        values = {"record": record, "event": context.get("event") or {},
+                  "rule": context.get("rule") or {}, "owner": user_to_dict(owner) or {},
+                  "now": self.clock.now().isoformat()}
+        if context.get("record_type"):
+            values[context["record_type"]] = record
+        return values
+
+    def _team(self, session: Session, name_or_id: str) -> DirectoryTeam | None:
+        return session.get(DirectoryTeam, name_or_id) or session.scalars(
+            select(DirectoryTeam).where(DirectoryTeam.name == name_or_id)
+        ).first()
+
+    def assignment_team(self, action: dict[str, Any], record: dict[str, Any]) -> str | None:
+        region = record.get("region")
+        territories = action.get("territories") or {}
+        if region and region in territories:
+            return territories[region]
+        lines = action.get("product_lines") or {}
+        for product in record.get("product_interest") or []:
+            if product in lines:
+                return lines[product]
+        return action.get("team")
+
+    def members(
+        self, session: Session, team: DirectoryTeam, roles: list[str]
+    ) -> list[assignment.Member]:
+        users = session.scalars(select(DirectoryUser).where(
+            DirectoryUser.team_id == team.id, DirectoryUser.role.in_(roles))).all()
+        ids = [u.id for u in users]
+        settings = {s.user_id: s for s in session.scalars(
+            select(MemberSetting).where(MemberSetting.user_id.in_(ids))).all()}
+        loads = dict(session.execute(
+            select(RecordSnapshot.owner_id, func.count()).where(
+                RecordSnapshot.record_type == "lead", RecordSnapshot.is_open.is_(True),
+                RecordSnapshot.owner_id.in_(ids)).group_by(RecordSnapshot.owner_id)
+        ).all())
+        return [
+            assignment.Member(
+                user_id=u.id, active=u.active,
+                out_of_office_until=settings[u.id].out_of_office_until if u.id in settings
+                else None,
+                capacity=settings[u.id].capacity if u.id in settings else None,
+                load=loads.get(u.id, 0),
+            )
+            for u in users
+        ]
+
+    def choose_assignee(
+        self, session: Session, action: dict[str, Any], record: dict[str, Any], commit: bool
+    ) -> dict[str, Any]:
+        team_name = self.assignment_team(action, record)
+        if not team_name:
+            raise PermanentFailure(f"no team for region {record.get('region')!r}")
+        team = self._team(session, team_name)
+        if team is None:
+            raise PermanentFailure(f"team {team_name!r} is not in the directory")
+        members = self.members(session, team, action.get("roles") or ["sales_rep"])
+        group = f"team:{team.id}"
+        rotation = session.get(Rotation, group)
+        choice = assignment.choose(members, action.get("strategy", "round_robin"),
+                                   rotation.last_user_id if rotation else None,
+                                   self.clock.now())
+        if choice.user_id is None:
+            raise PermanentFailure(f"{choice.reason} in {team.name}: {choice.skipped}")
+        if commit:
+            if rotation is None:
+                session.add(Rotation(group_key=group, last_user_id=choice.user_id,
+                                     updated_at=self.clock.now()))
+            else:
+                rotation.last_user_id = choice.user_id
+                rotation.updated_at = self.clock.now()
+        return {"owner_id": choice.user_id, "team": team.name, "reason": choice.reason,
+                "skipped": choice.skipped}
+
+    def _assign(self, action: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+        record = context.get("record") or {}
+        if context.get("record_type") != "lead" or not record.get("id"):
+            raise Skipped("assign works on leads")
+        with self.db.begin() as session:
+            key = records.record_key("lead", record["id"])
+            snapshot = session.get(RecordSnapshot, key)
+            current_owner = snapshot.owner_id if snapshot else record.get("owner_id")
+            if action.get("only_unowned") and current_owner:
+                record["owner_id"] = current_owner
+                raise Skipped(f"the lead already has an owner ({current_owner})")
+            chosen = self.choose_assignee(session, action, record, commit=True)
+            if snapshot is not None:  # count the lead at once, for least-loaded fairness
+                snapshot.owner_id = chosen["owner_id"]
+        self.ports.call("leads", "assign_lead", lead_id=record["id"],
+                        owner_id=chosen["owner_id"], scope={"all": True})
+        record["owner_id"] = chosen["owner_id"]
+        context["record"] = record
+        return chosen
+
+    def manager_chain(self, session: Session, user_id: str | None, levels: int) -> list[str]:
+        """The owner's manager, that manager's manager, ... (`levels` at most, no cycles)."""
+        chain: list[str] = []
+        seen = {user_id}
+        current = session.get(DirectoryUser, user_id) if user_id else None
+        while current is not None and len(chain) < levels:
+            team = session.get(DirectoryTeam, current.team_id) if current.team_id else None
+            manager_id = team.manager_id if team else None
+            if not manager_id or manager_id in seen:
+                break
+            chain.append(manager_id)
+            seen.add(manager_id)
+            current = session.get(DirectoryUser, manager_id)
+        return chain
+
+    def recipients(
+        self, session: Session, spec: list[str], context: dict[str, Any]
+    ) -> list[str]:
+        record = context.get("record") or {}
+        owner_id = record.get("owner_id")
+        found: list[str] = []
+        for item in spec:
+            if item == "owner" and owner_id:
+                found.append(owner_id)
+            elif item == "owner_manager":
+                found.extend(self.manager_chain(session, owner_id, 1))
+            elif item == "manager_chain":
+                found.extend(self.manager_chain(session, owner_id, 5))
+            elif item == "actor" and (context.get("event") or {}).get("actor"):
+                found.append(context["event"]["actor"])
+            elif item.startswith("user:"):
+                found.append(item[5:])
+            elif item.startswith("role:"):
+                found.extend(session.scalars(select(DirectoryUser.id).where(
+                    DirectoryUser.role == item[5:], DirectoryUser.active.is_(True))).all())
+            elif item.startswith(("team:", "team_manager:")):
+                name = item.split(":", 1)[1]
+                team = self._team(session, name)
+                if team is None:
+                    continue
+                if item.startswith("team_manager:"):
+                    if team.manager_id:
+                        found.append(team.manager_id)
+                else:
+                    found.extend(session.scalars(select(DirectoryUser.id).where(
+                        DirectoryUser.team_id == team.id, DirectoryUser.active.is_(True))).all())
+        return list(dict.fromkeys(found))
+
+    def _task_assignee(
+        self, session: Session, spec: str, context: dict[str, Any]
+    ) -> str | None:
+        record = context.get("record") or {}
+        if spec == "owner":
+            return record.get("owner_id")
+        if spec == "owner_manager":
+            chain = self.manager_chain(session, record.get("owner_id"), 1)
+            return chain[0] if chain else None
+        if spec.startswith("user:"):
+            return spec[5:]
+        candidates = self.recipients(session, [spec], context)
+        if not candidates:
+            return None
+        open_tasks = dict(session.execute(
+            select(Task.assignee_id, func.count()).where(
+                Task.assignee_id.in_(candidates), Task.status == "open")
+            .group_by(Task.assignee_id)).all())
+        return min(sorted(candidates), key=lambda uid: open_tasks.get(uid, 0))
+
+    def _create_task(
+        self, action: dict[str, Any], context: dict[str, Any], run_id: str
+    ) -> dict[str, Any]:
+        now = self.clock.now()
+        record = context.get("record") or {}
+        with self.db.begin() as session:
+            assignee = self._task_assignee(session, action.get("assignee", "owner"), context)
+            if not assignee:
+                raise Skipped(f"no assignee for {action.get('assignee', 'owner')!r}")
+            values = self._template_context(session, context)
+            user = session.get(DirectoryUser, assignee)
+            due_in = action.get("due_in")
+            task = Task(
+                id=new_id(), title=render(action["title"], values)[:300],
+                description=render(action.get("description"), values) or None,
+                record_type=context.get("record_type"),
+                record_id=str(record["id"]) if record.get("id") else None,
+                assignee_id=assignee, team_id=user.team_id if user else None, status="open",
+                priority=action.get("priority", "normal"),
+                due_at=now + timing.parse_duration(due_in) if due_in is not None else None,
+                rule_id=(context.get("rule") or {}).get("id"), run_id=run_id,
+                created_at=now, updated_at=now,
+            )
+            session.add(task)
+            self.events.record(session, "task_created", {"task": task_to_dict(task, now)})
+        return {"task_id": task.id, "assignee_id": assignee, "title": task.title,
+                "due_at": iso(task.due_at)}
+
+    def _notify(
+        self, action: dict[str, Any], context: dict[str, Any], run_id: str, spec: list[str],
+        extra_recipients: list[str] | None = None,
+    ) -> dict[str, Any]:
+        now = self.clock.now()
+        channels = action.get("channels") or ["in_app"]
+        record = context.get("record") or {}
+        email_ids: list[str] = []
+        with self.db.begin() as session:
+            users = extra_recipients if extra_recipients is not None else self.recipients(
+                session, spec, context)
+            if not users and "webhook" not in channels:
+                raise Skipped(f"no recipients for {spec}")
+            values = self._template_context(session, context)
+            title = render(action["title"], values)[:300]
+            body = render(action.get("body"), values)
+            notification_ids = []
+            if "in_app" in channels:
+                for user_id in users:
+                    item = Notification(
+                        id=new_id(), user_id=user_id, title=title, body=body or None,
+                        record_type=context.get("record_type"),
+                        record_id=str(record["id"]) if record.get("id") else None,
+                        rule_id=(context.get("rule") or {}).get("id"), run_id=run_id,
+                        created_at=now,
+                    )
+                    session.add(item)
+                    notification_ids.append(item.id)
+                    self.events.record(session, "notification_created",
+                                       {"notification": notification_to_dict(item)})
+            addresses: list[str] = []
+            if "email" in channels:
+                emails = session.scalars(select(DirectoryUser.email).where(
+                    DirectoryUser.id.in_(users))).all()
+                addresses = sorted({e for e in emails if e})
+                if addresses:
+                    delivery = EmailDelivery(
+                        id=new_id(), recipients=addresses, subject=title,
+                        text=body or title, status="sending", attempts=0,
+                        next_attempt_at=now + DELIVERY_LEASE, run_id=run_id, created_at=now,
+                    )
+                    session.add(delivery)
+                    email_ids.append(delivery.id)
+            webhook_id = None
+            if "webhook" in channels:
+                sub = session.get(WebhookSubscription, action.get("subscription_id"))
+                if sub is None or not sub.active:
+                    raise PermanentFailure("the webhook subscription is missing or disabled")
+                webhook_id = "msg_" + uuid.uuid4().hex
+                session.add(WebhookDelivery(
+                    id=webhook_id, subscription_id=sub.id, event_id=None,
+                    event_type="rules.notification",
+                    body=json.dumps({"type": "rules.notification", "title": title,
+                                     "body": body, "record": record,
+                                     "rule": context.get("rule")}, ensure_ascii=False),
+                    status="pending", attempts=0, next_attempt_at=now, attempt_log=[],
+                    created_at=now))
+        for delivery_id in email_ids:
+            self.send_email(delivery_id)
+        return {"recipients": users, "notifications": notification_ids, "emails": addresses,
+                "email_deliveries": email_ids, "webhook_delivery": webhook_id, "title": title}
+
+    def _escalate(
+        self, action: dict[str, Any], context: dict[str, Any], run_id: str
+    ) -> dict[str, Any]:
+        record = context.get("record") or {}
+        with self.db.begin() as session:
+            chain = self.manager_chain(session, record.get("owner_id"), action.get("levels", 1))
+            raised = 0
+            if action.get("raise_priority", True) and record.get("id"):
+                raised = session.execute(
+                    update(Task).where(Task.record_id == str(record["id"]),
+                                       Task.status == "open")
+                    .values(priority="urgent", updated_at=self.clock.now())
+                ).rowcount
+        if not chain:
+            raise Skipped("the owner has no manager to escalate to")
+        result = self._notify(action, context, run_id, [], extra_recipients=chain)
+        return {**result, "manager_chain": chain, "tasks_raised": raised}
+
+    def _call(self, action: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+        record = context.get("record") or {}
+        record_type = context.get("record_type")
+        service, method = action["service"], action["method"]
+        if not record.get("id") or record_type != service.rstrip("s"):
+            raise Skipped(f"{service}.{method} needs a {service.rstrip('s')} record")
+        with self.db.read() as session:
+            values = self._template_context(session, context)
+        args = {name: render(value, values) if isinstance(value, str) else value
+                for name, value in (action.get("args") or {}).items()}
+        result = self.ports.call(service, method, **{f"{record_type}_id": record["id"]},
+                                 **args, scope={"all": True})
+        if isinstance(result, dict):
+            # A new owner counts for the next actions; a release keeps the previous owner in
+            # the context, so that "owner" and "owner_manager" still mean the people concerned.
+            if result.get("owner_id"):
+                record["owner_id"] = result["owner_id"]
+            if "status" in result:
+                record["status"] = result["status"]
+        return {"called": f"{service}.{method}", "args": args}
+
+    # ---- deliveries -------------------------------------------------------------------------
+
+    def send_email(self, delivery_id: str) -> None:
+        from services.rules.notify import DeliveryFailed
+
+        with self.db.read() as session:
+            item = session.get(EmailDelivery, delivery_id)
+            to, subject, text, attempts = (list(item.recipients), item.subject, item.text,
+                                           item.attempts)
+        try:
+            message_id = self.ports.send_email(to, subject, text)
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded on the delivery
+            permanent = isinstance(exc, DeliveryFailed) and exc.permanent
+            now = self.clock.now()
+            with self.db.begin() as session:
+                item = session.get(EmailDelivery, delivery_id)
+                item.attempts = attempts + 1
+                item.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+                if permanent or item.attempts > len(EMAIL_BACKOFF):
+                    item.status, item.next_attempt_at = "failed", None
+                else:
+                    item.status = "pending"
+                    item.next_attempt_at = now + timedelta(
+                        seconds=EMAIL_BACKOFF[item.attempts - 1])
+            return
+        with self.db.begin() as session:
+            item = session.get(EmailDelivery, delivery_id)
+            item.attempts = attempts + 1
+            item.status, item.message_id = "sent", message_id
+            item.sent_at, item.next_attempt_at, item.last_error = self.clock.now(), None, None
+
+    def deliver_due_emails(self) -> int:
+        now = self.clock.now()
+        with self.db.begin() as session:
+            rows = claim_due(session, EmailDelivery.__table__, "next_attempt_at", now, 50,
+                             ("pending", "sending"),
+                             {"status": "sending", "next_attempt_at": now + DELIVERY_LEASE})
+        for row in rows:
+            self.send_email(row.id)
+        return len(rows)
+
+    def deliver_due_webhooks(self) -> int:
+        now = self.clock.now()
+        with self.db.begin() as session:
+            rows = claim_due(session, WebhookDelivery.__table__, "next_attempt_at", now, 50,
+                             ("pending", "sending"),
+                             {"status": "sending", "next_attempt_at": now + DELIVERY_LEASE})
+            subs = {s.id: (s.url, s.secret, s.active) for s in session.scalars(
+                select(WebhookSubscription).where(WebhookSubscription.id.in_(
+                    {row.subscription_id for row in rows})))}
+        for row in rows:
+            self.deliver_webhook(row, subs.get(row.subscription_id))
+        return len(rows)
+
+    def deliver_webhook(self, row: Any, subscription: tuple[str, str, bool] | None) -> None:
+        from services.rules.notify import next_attempt_delay
+
+        if subscription is None or not subscription[2]:
+            with self.db.begin() as session:
+                item = session.get(WebhookDelivery, row.id)
+                item.status, item.next_attempt_at = "failed", None
+                item.last_error = "the subscription is disabled or deleted"
+            return
+        url, secret, _ = subscription
+        outcome = self.ports.deliver_webhook(url, secret, row.id, row.body.encode("utf-8"))
+        now = self.clock.now()
+        with self.db.begin() as session:
+            item = session.get(WebhookDelivery, row.id)
+            item.attempts = row.attempts + 1
+            item.last_status_code = outcome.status_code
+            item.last_error = None if outcome.ok else (outcome.error or "")[:2000]
+            item.attempt_log = [*(item.attempt_log or [])[-49:], {
+                "at": now.isoformat(), "status_code": outcome.status_code, "ok": outcome.ok,
+                "error": outcome.error, "duration_ms": outcome.duration_ms}]
+            if outcome.ok:
+                item.status, item.delivered_at, item.next_attempt_at = "delivered", now, None
+                return
+            if outcome.disable:
+                sub = session.get(WebhookSubscription, row.subscription_id)
+                sub.active = False
+                sub.disabled_reason = f"the receiver answered 410 Gone at {now.isoformat()}"
+                item.status, item.next_attempt_at = "failed", None
+                self.events.record(session, "webhook_subscription_disabled", {
+                    "subscription_id": sub.id, "reason": sub.disabled_reason})
+                return
+            delay = next_attempt_delay(item.attempts) if outcome.retry else None
+            if delay is None:
+                item.status, item.next_attempt_at = "failed", None
+                self.events.record(session, "webhook_delivery_failed", {
+                    "delivery_id": item.id, "subscription_id": item.subscription_id,
+                    "event_type": item.event_type, "attempts": item.attempts,
+                    "last_status_code": item.last_status_code, "last_error": item.last_error})
+            else:
+                item.status, item.next_attempt_at = "pending", now + delay

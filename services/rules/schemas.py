@@ -1,0 +1,147 @@
+"""marshmallow schemas of the rules service's RPC payloads (the gateway reuses them for its
+OpenAPI document)."""
+
+from __future__ import annotations
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from services.rules.domain.rules import ACTION_TYPES, PRIORITIES, TRIGGER_TYPES
+
+RUN_STATUSES = ("running", "retrying", "completed", "failed", "stopped", "no_match", "error")
+TASK_STATUSES = ("open", "done")
+RECORD_TYPES = ("lead", "customer", "opportunity", "contact", "ticket", "contract")
+
+
+class StrictSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class TriggerSchema(Schema):
+    """A trigger; the fields depend on `type` (checked by the rules service)."""
+
+    class Meta:
+        unknown = "include"
+
+    type = fields.String(required=True, validate=validate.OneOf(TRIGGER_TYPES),
+                         metadata={"description": "event, delay, date or schedule"})
+    event = fields.String(metadata={"description": "event: 'leads.lead_created' (or a pattern)"})
+    field = fields.String(metadata={"description": "event: changed field; date: date field"})
+    to = fields.Raw(metadata={"description": "event: the value the field changes to"})
+    events = fields.List(fields.String(),
+                         metadata={"description": "delay/date: events that start the wait"})
+    delay = fields.Raw(metadata={"description": "delay: 72h, 30d, 15m or seconds"})
+    unless = fields.List(fields.String(),
+                         metadata={"description": "delay: events that cancel the wait"})
+    record = fields.String(metadata={"description": "delay/date: record type (lead, contact)"})
+    offset_days = fields.Integer(metadata={"description": "date: -3 = three days before"})
+    offset_months = fields.Integer()
+    at = fields.String(metadata={"description": "date: local time of day HH:MM"})
+    yearly = fields.Boolean(metadata={"description": "date: every year (birthdays)"})
+    cron = fields.String(metadata={"description": "schedule: cron expression (local time)"})
+
+
+class ActionSchema(Schema):
+    class Meta:
+        unknown = "include"
+
+    type = fields.String(required=True, validate=validate.OneOf(ACTION_TYPES))
+
+
+class RuleInputSchema(StrictSchema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    description = fields.String(allow_none=True, validate=validate.Length(max=4000))
+    enabled = fields.Boolean(load_default=True)
+    key = fields.String(allow_none=True, validate=validate.Length(max=100),
+                        metadata={"description": "a stable handle (shipped rules)"})
+    trigger = fields.Dict(required=True, metadata={"description": "see TriggerSchema"})
+    conditions = fields.String(load_default="", validate=validate.Length(max=2000),
+                               metadata={"description": 'e.g. source == "website" and '
+                                                        'score >= 80'})
+    actions = fields.List(fields.Dict(), required=True,
+                          metadata={"description": "ordered actions, see ActionSchema"})
+
+
+class DryRunSchema(StrictSchema):
+    definition = fields.Dict(allow_none=True,
+                             metadata={"description": "an unsaved rule (else the saved one)"})
+    event_id = fields.String(allow_none=True, metadata={"description": "a past event"})
+    sample = fields.Dict(allow_none=True,
+                         metadata={"description": "an event: {event_type: 'leads.lead_created',"
+                                                  " data: {...}}"})
+
+    @validates_schema
+    def _one_source(self, data: dict, **_: object) -> None:
+        if bool(data.get("event_id")) == bool(data.get("sample")):
+            raise ValidationError("give either event_id or sample", "event_id")
+
+
+class RuleFiltersSchema(StrictSchema):
+    enabled = fields.Boolean()
+    trigger_type = fields.String(validate=validate.OneOf(TRIGGER_TYPES))
+
+
+class RunFiltersSchema(StrictSchema):
+    rule_id = fields.String()
+    status = fields.String(validate=validate.OneOf(RUN_STATUSES))
+    event_id = fields.String()
+    record_key = fields.String(metadata={"description": "e.g. lead:<id>"})
+    correlation_id = fields.String()
+    matched = fields.Boolean()
+
+
+class ScopeSchema(StrictSchema):
+    all = fields.Boolean(load_default=False)
+    owner_ids = fields.List(fields.String(), load_default=list)
+    include_pool = fields.Boolean(load_default=False)
+
+
+class TaskFiltersSchema(StrictSchema):
+    record_type = fields.String(validate=validate.OneOf(RECORD_TYPES))
+    record_id = fields.String()
+    assignee_id = fields.String()
+    status = fields.String(validate=validate.OneOf(TASK_STATUSES))
+    overdue = fields.Boolean()
+
+
+class PageSchema(StrictSchema):
+    cursor = fields.String(allow_none=True, load_default=None)
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+
+
+class SnoozeSchema(StrictSchema):
+    until = fields.AwareDateTime(required=True, default_timezone=None)
+
+
+class WebhookInputSchema(StrictSchema):
+    url = fields.Url(required=True, schemes={"http", "https"}, require_tld=False)
+    event_types = fields.List(
+        fields.String(validate=validate.Regexp(r"^[a-z_*]+\.[a-z_*]+$",
+                                               error="'<service>.<event_type>', '*' allowed")),
+        required=True, validate=validate.Length(min=1),
+    )
+    description = fields.String(allow_none=True, validate=validate.Length(max=1000))
+    active = fields.Boolean(load_default=True)
+
+
+class WebhookUpdateSchema(StrictSchema):
+    url = fields.Url(schemes={"http", "https"}, require_tld=False)
+    event_types = fields.List(fields.String(), validate=validate.Length(min=1))
+    description = fields.String(allow_none=True)
+    active = fields.Boolean()
+
+
+class MemberSettingsSchema(StrictSchema):
+    capacity = fields.Integer(allow_none=True, validate=validate.Range(min=0, max=100000),
+                              metadata={"description": "open leads at most; null = unlimited"})
+    out_of_office_until = fields.AwareDateTime(allow_none=True)
+
+
+class TaskCreateSchema(StrictSchema):
+    title = fields.String(required=True, validate=validate.Length(min=1, max=300))
+    description = fields.String(allow_none=True)
+    record_type = fields.String(allow_none=True, validate=validate.OneOf(RECORD_TYPES))
+    record_id = fields.String(allow_none=True)
+    assignee_id = fields.String(required=True)
+    priority = fields.String(load_default="normal", validate=validate.OneOf(PRIORITIES))
+    due_at = fields.AwareDateTime(allow_none=True)

@@ -1,0 +1,199 @@
+"""The shipped rules, installed as ordinary rules (editable, versioned) for the demo organisation.
+
+    python -m services.rules.seed        # idempotent: installs what is missing, keeps edits
+
+Teams are named ("华东销售部", "华南销售部") and resolved at run time against the directory
+projection, so the seed needs no ids.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from services.rules.domain.rules import validate_definition
+from services.rules.models import Rule, RuleVersion
+from shared import config
+from shared.db import get_engine
+from shared.migrations import upgrade
+
+EAST, SOUTH = "华东销售部", "华南销售部"
+TERRITORIES = {"华东": EAST, "华南": SOUTH}
+FOLLOW_UPS = ["leads.lead_status_changed", "leads.lead_behaviour_recorded",
+              "sales.followup_recorded"]
+CLOSED = '["converted", "disqualified"]'
+
+SHIPPED_RULES: list[dict[str, Any]] = [
+    {
+        "key": "website-lead-call-now",
+        "name": "官网线索：立即分配并电话跟进",
+        "description": "A new lead from the website is assigned within seconds (territory by "
+                       "region, round-robin in the team) and its owner gets a 'call now' task "
+                       "due in 15 minutes.",
+        "trigger": {"type": "event", "event": "leads.lead_created"},
+        "conditions": 'source == "website" and owner_id == None',
+        "actions": [
+            {"type": "assign", "strategy": "round_robin", "territories": TERRITORIES,
+             "team": EAST},
+            {"type": "create_task", "title": "立即致电：{{ lead.name }}"
+                                              "{% if lead.company %}（{{ lead.company }}）"
+                                              "{% endif %}",
+             "description": "官网新线索，请在 15 分钟内电话联系。电话：{{ lead.phone or '-' }}，"
+                            "邮箱：{{ lead.email or '-' }}",
+             "due_in": "15m", "assignee": "owner", "priority": "high"},
+            {"type": "notify", "to": ["owner"], "channels": ["in_app", "email"],
+             "title": "新线索：{{ lead.name }}，请立即致电",
+             "body": "{{ lead.name }}{% if lead.company %}（{{ lead.company }}）{% endif %}"
+                     "来自官网，已分配给您。请在 15 分钟内电话联系：{{ lead.phone or '-' }}"},
+        ],
+    },
+    {
+        "key": "lead-untreated-72h",
+        "name": "线索 72 小时未处理提醒",
+        "description": "A lead still untreated (status new) 72 hours after creation: a task "
+                       "for its owner and an email to the owner and the owner's manager.",
+        "trigger": {"type": "delay", "events": ["leads.lead_created"], "delay": "72h",
+                    "unless": ["leads.lead_status_changed"], "record": "lead"},
+        "conditions": 'status == "new" and owner_id != None',
+        "actions": [
+            {"type": "create_task", "title": "72 小时未处理：{{ lead.name }}",
+             "description": "该线索创建已超过 72 小时仍未处理，请尽快联系。",
+             "due_in": "1d", "assignee": "owner", "priority": "high"},
+            {"type": "notify", "to": ["owner", "owner_manager"], "channels": ["email", "in_app"],
+             "title": "线索 72 小时未处理：{{ lead.name }}",
+             "body": "线索 {{ lead.name }}{% if lead.company %}（{{ lead.company }}）{% endif %}"
+                     "创建已超过 72 小时，仍为新建状态。负责人：{{ owner.display_name or '-' }}。"},
+        ],
+    },
+    {
+        "key": "pool-unworked-30d-warning",
+        "name": "公海预警：分配 27 天未跟进",
+        "description": "Three days before an assigned, never-worked lead returns to the pool, "
+                       "its owner is warned.",
+        "trigger": {"type": "delay", "events": ["leads.lead_assigned"], "delay": "27d",
+                    "unless": [*FOLLOW_UPS, "leads.lead_released", "leads.lead_claimed"],
+                    "record": "lead"},
+        "conditions": 'owner_id != None and status == "new"',
+        "actions": [
+            {"type": "notify", "to": ["owner"], "channels": ["in_app", "email"],
+             "title": "3 天后退回公海：{{ lead.name }}",
+             "body": "线索 {{ lead.name }} 分配后一直未跟进，3 天后将自动退回公海。"},
+        ],
+    },
+    {
+        "key": "pool-unworked-30d",
+        "name": "公海回收：分配 30 天无人跟进",
+        "description": "A lead assigned to an owner that nobody takes up (no status change, "
+                       "behaviour or follow-up) in 30 days returns to the public pool; the "
+                       "sales manager is notified.",
+        "trigger": {"type": "delay", "events": ["leads.lead_assigned"], "delay": "30d",
+                    "unless": [*FOLLOW_UPS, "leads.lead_released", "leads.lead_claimed"],
+                    "record": "lead"},
+        "conditions": 'owner_id != None and status == "new"',
+        "actions": [
+            {"type": "call", "service": "leads", "method": "release_lead",
+             "args": {"reason": "分配 30 天无人跟进，自动退回公海"}},
+            {"type": "notify", "to": ["owner_manager", "owner"], "channels": ["in_app", "email"],
+             "title": "线索已退回公海：{{ lead.name }}",
+             "body": "线索 {{ lead.name }}（原负责人 {{ owner.display_name or '-' }}）"
+                     "分配 30 天无人跟进，已自动退回公海。"},
+        ],
+    },
+    {
+        "key": "pool-no-followup-7d-warning",
+        "name": "公海预警：4 天未跟进",
+        "description": "Three days before a worked lead returns to the pool for lack of "
+                       "follow-up, its owner is warned.",
+        "trigger": {"type": "delay", "events": ["leads.lead_claimed", *FOLLOW_UPS],
+                    "delay": "4d", "unless": ["leads.lead_released", "leads.lead_assigned"],
+                    "record": "lead"},
+        "conditions": f"owner_id != None and status not in {CLOSED}",
+        "actions": [
+            {"type": "notify", "to": ["owner"], "channels": ["in_app", "email"],
+             "title": "3 天后退回公海：{{ lead.name }}",
+             "body": "线索 {{ lead.name }} 已 4 天没有跟进记录，3 天后将自动退回公海。"},
+        ],
+    },
+    {
+        "key": "pool-no-followup-7d",
+        "name": "公海回收：领取后 7 天未跟进",
+        "description": "A claimed (or worked) lead with no follow-up for 7 days returns to the "
+                       "public pool; the sales manager is notified. Each follow-up restarts "
+                       "the 7 days.",
+        "trigger": {"type": "delay", "events": ["leads.lead_claimed", *FOLLOW_UPS],
+                    "delay": "7d", "unless": ["leads.lead_released", "leads.lead_assigned"],
+                    "record": "lead"},
+        "conditions": f"owner_id != None and status not in {CLOSED}",
+        "actions": [
+            {"type": "call", "service": "leads", "method": "release_lead",
+             "args": {"reason": "7 天未跟进，自动退回公海"}},
+            {"type": "notify", "to": ["owner_manager", "owner"], "channels": ["in_app", "email"],
+             "title": "线索已退回公海：{{ lead.name }}",
+             "body": "线索 {{ lead.name }}（原负责人 {{ owner.display_name or '-' }}）"
+                     "7 天未跟进，已自动退回公海。"},
+        ],
+    },
+    {
+        "key": "sql-assign-notify",
+        "name": "SQL 线索：分配并通知",
+        "description": "A lead whose score crosses the SQL threshold is assigned (if it has "
+                       "no owner yet: least loaded in the territory's team) and its owner is "
+                       "notified.",
+        "trigger": {"type": "event", "event": "leads.lead_qualified"},
+        "conditions": 'qualification == "sql"',
+        "actions": [
+            {"type": "assign", "strategy": "least_loaded", "territories": TERRITORIES,
+             "team": EAST, "only_unowned": True},
+            {"type": "notify", "to": ["owner"], "channels": ["in_app", "email"],
+             "title": "SQL 线索：{{ lead.name }}（{{ lead.score }} 分）",
+             "body": "线索 {{ lead.name }} 评分 {{ lead.score }}，已达到 SQL 标准，请优先跟进。"},
+        ],
+    },
+]
+
+
+def install(url: str | None = None) -> dict[str, str]:
+    """Install the shipped rules that are missing (by key); returns key -> "installed" or
+    "present". A rule someone edited is left alone."""
+    from services.rules.engine import check_template
+
+    url = url or config.database_url("rules")
+    upgrade("rules", url)
+    engine = get_engine(url)
+    now = datetime.now(UTC)
+    result: dict[str, str] = {}
+    from sqlalchemy.orm import Session
+
+    with Session(engine) as session, session.begin():
+        for shipped in SHIPPED_RULES:
+            definition = {key: shipped[key] for key in ("trigger", "conditions", "actions")}
+            problems = validate_definition(definition, check_template)
+            if problems:
+                raise ValueError(f"shipped rule {shipped['key']} is invalid: {problems}")
+            if session.scalar(select(Rule.id).where(Rule.key == shipped["key"])):
+                result[shipped["key"]] = "present"
+                continue
+            rule = Rule(
+                id=shipped["key"], key=shipped["key"], name=shipped["name"],
+                description=shipped["description"], enabled=True, version=1,
+                trigger_type=definition["trigger"]["type"], definition=definition,
+                created_at=now, updated_at=now, updated_by=None,
+            )
+            session.add(rule)
+            session.add(RuleVersion(rule_id=rule.id, version=1, name=rule.name,
+                                    definition=definition, created_at=now, created_by=None))
+            result[shipped["key"]] = "installed"
+    return result
+
+
+def main() -> None:
+    print(json.dumps(install(), ensure_ascii=False, indent=1))
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

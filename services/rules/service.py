@@ -1,0 +1,791 @@
+"""nameko entrypoints of the rules service: every event in; rules, timers, tasks, notifications
+and webhooks; assignment settings; the controllable clock."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+import eventlet
+from nameko.extensions import DependencyProvider
+from nameko.rpc import RpcProxy
+from nameko.timer import timer
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from services.rules import clock as clock_module
+from services.rules import metrics
+from services.rules.domain import records, timing
+from services.rules.domain import rules as rules_domain
+from services.rules.engine import (
+    Engine,
+    PermanentFailure,
+    Ports,
+    Settings,
+    check_template,
+    delivery_to_dict,
+    event_summary,
+    iso,
+    new_id,
+    notification_to_dict,
+    render,
+    rule_to_dict,
+    run_to_dict,
+    subscription_to_dict,
+    task_to_dict,
+)
+from services.rules.events import EVENT_SCHEMAS
+from services.rules.models import (
+    DirectoryUser,
+    EventLog,
+    MemberSetting,
+    Notification,
+    RecordSnapshot,
+    Rule,
+    RuleRun,
+    RuleVersion,
+    Task,
+    Timer,
+    WebhookDelivery,
+    WebhookSubscription,
+    outbox,
+)
+from services.rules.schemas import (
+    DryRunSchema,
+    MemberSettingsSchema,
+    PageSchema,
+    RuleFiltersSchema,
+    RuleInputSchema,
+    RunFiltersSchema,
+    ScopeSchema,
+    SnoozeSchema,
+    TaskCreateSchema,
+    TaskFiltersSchema,
+    WebhookInputSchema,
+    WebhookUpdateSchema,
+)
+from shared import config
+from shared.consumer import all_events_handler
+from shared.context import CallContext, Context
+from shared.db import Database
+from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from shared.logging import setup_logging
+from shared.metrics import EntrypointMetrics
+from shared.outbox import EventOutbox
+from shared.payloads import load
+from shared.platform import PlatformEndpoints
+from shared.rpc import rpc
+
+setup_logging("rules")
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = float(config.env("CRM_RULES_TICK_SECONDS", "0.25"))
+TICK_BUDGET_SECONDS = 2.0
+MAINTENANCE_EVERY = 120  # ticks
+SETTINGS = Settings.from_env()
+
+rule_input_schema = RuleInputSchema()
+dry_run_schema = DryRunSchema()
+rule_filters_schema = RuleFiltersSchema()
+run_filters_schema = RunFiltersSchema()
+scope_schema = ScopeSchema()
+page_schema = PageSchema()
+task_filters_schema = TaskFiltersSchema()
+snooze_schema = SnoozeSchema()
+task_create_schema = TaskCreateSchema()
+webhook_input_schema = WebhookInputSchema()
+webhook_update_schema = WebhookUpdateSchema()
+member_settings_schema = MemberSettingsSchema()
+
+
+class WorkerContext(DependencyProvider):
+    """The worker's nameko context: the engine sets the causation of the RPC calls it makes
+    for a run there (nameko sends `worker_ctx.data` as headers at call time)."""
+
+    def get_dependency(self, worker_ctx):
+        return worker_ctx
+
+
+def encode_cursor(moment: datetime, item_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([moment.isoformat(), item_id]).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        moment, item_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(moment), str(item_id)
+    except (ValueError, TypeError):
+        raise ValidationFailed.for_fields({"cursor": ["not a cursor this API returned"]}) from None
+
+
+def page_after(query, column, id_column, cursor: str | None):
+    """Newest first, continuing after the cursor."""
+    if cursor:
+        moment, item_id = decode_cursor(cursor)
+        query = query.where(or_(column < moment, and_(column == moment, id_column < item_id)))
+    return query.order_by(column.desc(), id_column.desc())
+
+
+_email_sender = None
+
+
+def email_sender():
+    global _email_sender
+    if _email_sender is None:
+        from services.rules.notify import EmailSender
+
+        _email_sender = EmailSender.from_env()
+    return _email_sender
+
+
+class RulesService(PlatformEndpoints):
+    name = "rules"
+
+    db = Database("rules")
+    events = EventOutbox("rules", outbox, EVENT_SCHEMAS)
+    context: Context = CallContext()
+    entrypoint_metrics = EntrypointMetrics()
+    leads = RpcProxy("leads")
+    worker_ctx = WorkerContext()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        engine = getattr(self, "_engine", None)
+        if engine is None:
+            engine = Engine(self.db, self.events, clock_module.CLOCK, SETTINGS, Ports(
+                call=self._call, send_email=self._send_email,
+                deliver_webhook=self._deliver_webhook, set_context=self._set_context,
+            ))
+            self._engine = engine
+        return engine
+
+    def _call(self, service: str, method: str, **kwargs: Any) -> Any:
+        proxies = {"leads": self.leads}
+        if service not in proxies:
+            raise PermanentFailure(f"no RPC client for {service}")
+        reply = getattr(proxies[service], method).call_async(**kwargs)
+        with eventlet.Timeout(config.rpc_timeout()):
+            return reply.result()
+
+    @staticmethod
+    def _send_email(to: list[str], subject: str, text: str) -> str:
+        return email_sender().send(to, subject, text)
+
+    @staticmethod
+    def _deliver_webhook(url: str, secret: str, msg_id: str, body: bytes) -> Any:
+        from services.rules.notify import deliver
+
+        return deliver(url, secret, msg_id, body)
+
+    def _set_context(self, correlation_id: str | None, causation_id: str | None,
+                     depth: int) -> None:
+        data = self.worker_ctx.data
+        data["correlation_id"] = correlation_id or str(uuid.uuid4())
+        data["causation_id"] = causation_id
+        data["causation_depth"] = depth
+        data.pop("actor", None)  # the rule acts, not the user whose request started the chain
+        self.events.ctx = Context(correlation_id=data["correlation_id"], actor=None,
+                                  causation_id=causation_id, causation_depth=depth)
+
+    @rpc
+    def ping(self, payload: Any = None) -> Any:
+        return payload
+
+    # -- events in and timers --------------------------------------------------------------
+
+    @all_events_handler("rules.all-events")
+    def on_any_event(self, envelope: dict) -> None:
+        run_ids = self.engine.intake(envelope)
+        for run_id in run_ids:
+            result = self.engine.execute_run(run_id)
+            metrics.RULE_RUNS.labels(result["status"]).inc()
+
+    @timer(interval=TICK_SECONDS)
+    def tick(self) -> None:
+        started = eventlet.hubs.get_hub().clock()
+        engine = self.engine
+        while True:
+            fired = engine.tick()
+            if fired < SETTINGS.timer_batch or (
+                eventlet.hubs.get_hub().clock() - started > TICK_BUDGET_SECONDS
+            ):
+                break
+        RulesService._tick_count = getattr(RulesService, "_tick_count", 0) + 1
+        if RulesService._tick_count % MAINTENANCE_EVERY == 1:
+            engine.maintenance()
+
+    # -- rules -----------------------------------------------------------------------------
+
+    def _validated(self, data: dict) -> dict[str, Any]:
+        fields_ = load(rule_input_schema, data)
+        definition = {"trigger": fields_["trigger"], "conditions": fields_["conditions"] or "",
+                      "actions": fields_["actions"]}
+        problems = rules_domain.validate_definition(definition, check_template)
+        if problems:
+            raise ValidationFailed.for_fields(problems, "the rule is not valid")
+        return {**fields_, "definition": definition}
+
+    @rpc
+    def create_rule(self, data: dict) -> dict[str, Any]:
+        fields_ = self._validated(data)
+        now = self.engine.clock.now()
+        with self.db.begin() as session:
+            if fields_.get("key") and session.scalar(
+                select(Rule.id).where(Rule.key == fields_["key"])
+            ):
+                raise Conflict(f"a rule with key {fields_['key']!r} exists", {"field": "key"})
+            rule = Rule(
+                id=new_id(), key=fields_.get("key"), name=fields_["name"],
+                description=fields_.get("description"), enabled=fields_["enabled"], version=1,
+                trigger_type=fields_["definition"]["trigger"]["type"],
+                definition=fields_["definition"], created_at=now, updated_at=now,
+                updated_by=self.context.actor,
+            )
+            session.add(rule)
+            self._add_version(session, rule)
+            session.flush()
+            self.engine.schedule_rule(session, rule)
+            return rule_to_dict(rule)
+
+    def _add_version(self, session: Session, rule: Rule) -> None:
+        session.add(RuleVersion(rule_id=rule.id, version=rule.version, name=rule.name,
+                                definition=rule.definition, created_at=rule.updated_at,
+                                created_by=self.context.actor))
+
+    @rpc
+    def update_rule(self, rule_id: str, data: dict) -> dict[str, Any]:
+        """Replace the rule's definition: a new version (runs record the version they used)."""
+        fields_ = self._validated(data)
+        with self.db.begin() as session:
+            rule = self._rule(session, rule_id, lock=True)
+            rule.name = fields_["name"]
+            rule.description = fields_.get("description")
+            rule.enabled = fields_["enabled"]
+            rule.definition = fields_["definition"]
+            rule.trigger_type = fields_["definition"]["trigger"]["type"]
+            rule.version += 1
+            rule.updated_at = self.engine.clock.now()
+            rule.updated_by = self.context.actor
+            self._add_version(session, rule)
+            self.engine.schedule_rule(session, rule)
+            return rule_to_dict(rule)
+
+    @rpc
+    def set_rule_enabled(self, rule_id: str, enabled: bool) -> dict[str, Any]:
+        if not isinstance(enabled, bool):
+            raise ValidationFailed.for_fields({"enabled": ["Not a valid boolean."]})
+        with self.db.begin() as session:
+            rule = self._rule(session, rule_id, lock=True)
+            if rule.enabled != enabled:
+                rule.enabled = enabled
+                rule.updated_at = self.engine.clock.now()
+                rule.updated_by = self.context.actor
+                self.engine.schedule_rule(session, rule)
+            return rule_to_dict(rule)
+
+    @rpc
+    def get_rule(self, rule_id: str) -> dict[str, Any]:
+        with self.db.read() as session:
+            rule = self._rule(session, rule_id)
+            versions = session.scalars(
+                select(RuleVersion).where(RuleVersion.rule_id == rule.id)
+                .order_by(RuleVersion.version.desc())
+            ).all()
+            result = rule_to_dict(rule)
+            result["versions"] = [
+                {"version": v.version, "name": v.name, **v.definition,
+                 "created_at": iso(v.created_at), "created_by": v.created_by}
+                for v in versions
+            ]
+            return result
+
+    @rpc
+    def list_rules(self, filters: dict | None = None) -> dict[str, Any]:
+        filters = load(rule_filters_schema, filters)
+        query = select(Rule).order_by(Rule.created_at, Rule.id)
+        if "enabled" in filters:
+            query = query.where(Rule.enabled.is_(filters["enabled"]))
+        if "trigger_type" in filters:
+            query = query.where(Rule.trigger_type == filters["trigger_type"])
+        with self.db.read() as session:
+            return {"items": [rule_to_dict(r) for r in session.scalars(query).all()]}
+
+    @staticmethod
+    def _rule(session: Session, rule_id: str, lock: bool = False) -> Rule:
+        rule = session.get(Rule, rule_id, with_for_update=lock) if isinstance(
+            rule_id, str) else None
+        if rule is None:
+            raise NotFound(f"rule {rule_id} not found", {"field": "rule_id"})
+        return rule
+
+    @rpc
+    def dry_run(self, rule_id: str | None = None, data: dict | None = None) -> dict[str, Any]:
+        """What the rule (saved, or `data.definition`) would do for an event (`data.sample` or
+        a past `data.event_id`), without doing it."""
+        request = load(dry_run_schema, data)
+        with self.db.read() as session:
+            if request.get("definition"):
+                definition = self._validated({"name": "dry run", **request["definition"]})[
+                    "definition"]
+                version = None
+                rule_name = request["definition"].get("name", "dry run")
+            elif rule_id:
+                rule = self._rule(session, rule_id)
+                definition, version, rule_name = rule.definition, rule.version, rule.name
+            else:
+                raise ValidationFailed.for_fields({"definition": ["give a rule or a definition"]})
+            if request.get("event_id"):
+                logged = session.get(EventLog, request["event_id"])
+                if logged is None:
+                    raise NotFound("no such event in the last days", {"field": "event_id"})
+                envelope = dict(logged.envelope)
+            else:
+                envelope = self._sample_envelope(request["sample"])
+            return self._dry_run(session, definition, version, rule_name, envelope)
+
+    @staticmethod
+    def _sample_envelope(sample: dict[str, Any]) -> dict[str, Any]:
+        name = sample.get("event_type") or ""
+        if "." not in name or not isinstance(sample.get("data", {}), dict):
+            raise ValidationFailed.for_fields({"sample.event_type": [
+                "'<service>.<event_type>', e.g. leads.lead_created, with an object 'data'"]})
+        producer, event_type = name.split(".", 1)
+        return {"event_id": "dry-run", "event_type": event_type, "producer": producer,
+                "correlation_id": "dry-run", "causation_depth": 0,
+                "occurred_at": datetime.now().astimezone().isoformat(),
+                "actor": sample.get("actor"), "data": sample.get("data") or {}}
+
+    def _dry_run(
+        self, session: Session, definition: dict[str, Any], version: int | None, rule_name: str,
+        envelope: dict[str, Any],
+    ) -> dict[str, Any]:
+        engine = self.engine
+        name = f"{envelope['producer']}.{envelope['event_type']}"
+        data = envelope.get("data") or {}
+        record_type, record = records.primary_record(data)
+        stored = session.get(RecordSnapshot, records.record_key(
+            record_type, str(record["id"]))) if record else None
+        if record is not None and len(record) <= 1 and stored is not None:
+            record = dict(stored.data)
+        changes = records.changes(stored.data if stored else None, record) if record else {}
+        trigger = definition["trigger"]
+        kind = trigger["type"]
+        result: dict[str, Any] = {"rule_version": version, "event": event_summary(envelope),
+                                  "trigger": {"type": kind}}
+        if kind == "event":
+            matches = rules_domain.event_matches(trigger["event"], name) and (
+                rules_domain.field_change_matches(trigger, changes))
+        elif kind in ("delay", "date"):
+            matches = rules_domain.event_matches(trigger["events"], name)
+        else:
+            matches = False
+        result["trigger"]["matches"] = matches
+        now = engine.clock.now()
+        if kind == "delay" and matches:
+            result["trigger"]["would_fire_at"] = (
+                now + timing.parse_duration(trigger["delay"])).isoformat()
+            result["trigger"]["cancelled_by"] = trigger.get("unless") or []
+        if kind == "date" and matches and record:
+            due = timing.relative_due(
+                record.get(trigger["field"]), now=now, tz=engine.tz,
+                offset_days=trigger.get("offset_days", 0),
+                offset_months=trigger.get("offset_months", 0),
+                at=timing.parse_time_of_day(trigger.get("at")),
+                yearly=trigger.get("yearly", False))
+            result["trigger"]["would_fire_at"] = iso(due)
+        if kind == "schedule":
+            result["trigger"]["next_at"] = timing.next_cron(trigger["cron"], now,
+                                                            engine.tz).isoformat()
+        names = engine.names(session, envelope, record_type, record, changes)
+        from services.rules.domain import conditions
+
+        try:
+            matched = conditions.evaluate(definition.get("conditions"), names, now)
+            result["conditions"] = {"expression": definition.get("conditions") or "",
+                                    "matched": matched}
+        except conditions.ConditionFailed as exc:
+            matched = False
+            result["conditions"] = {"expression": definition.get("conditions"),
+                                    "matched": False, "error": str(exc)}
+        context = {"record_type": record_type, "record": dict(record or {}),
+                   "event": event_summary(envelope), "changes": changes,
+                   "rule": {"id": None, "name": rule_name, "version": version}}
+        result["actions"] = [self._describe_action(session, a, context)
+                             for a in definition["actions"]]
+        result["would_act"] = bool(matches and matched) if kind == "event" else bool(matches)
+        return result
+
+    def _describe_action(
+        self, session: Session, action: dict[str, Any], context: dict[str, Any]
+    ) -> dict[str, Any]:
+        engine = self.engine
+        record = context["record"]
+        described: dict[str, Any] = {"type": action["type"]}
+        try:
+            values = engine._template_context(session, context)
+            if action["type"] == "assign":
+                chosen = engine.choose_assignee(session, action, record, commit=False)
+                described.update(chosen)
+                record["owner_id"] = chosen["owner_id"]
+            elif action["type"] == "create_task":
+                described["assignee_id"] = engine._task_assignee(
+                    session, action.get("assignee", "owner"), context)
+                described["title"] = render(action["title"], values)
+                described["due_in"] = action.get("due_in")
+            elif action["type"] in ("notify", "escalate"):
+                if action["type"] == "notify":
+                    described["recipients"] = engine.recipients(session, action["to"], context)
+                else:
+                    described["recipients"] = engine.manager_chain(
+                        session, record.get("owner_id"), action.get("levels", 1))
+                described["channels"] = action.get("channels") or ["in_app"]
+                described["title"] = render(action["title"], values)
+            elif action["type"] == "call":
+                described["call"] = f"{action['service']}.{action['method']}"
+                described["args"] = {k: render(v, values) if isinstance(v, str) else v
+                                     for k, v in (action.get("args") or {}).items()}
+        except Exception as exc:  # noqa: BLE001 - a dry run reports what would fail
+            described["error"] = f"{type(exc).__name__}: {exc}"
+        return described
+
+    # -- runs ------------------------------------------------------------------------------
+
+    @rpc
+    def list_runs(self, filters: dict | None = None, cursor: str | None = None,
+                  limit: int = 50) -> dict[str, Any]:
+        filters = load(run_filters_schema, filters)
+        page = load(page_schema, {"cursor": cursor, "limit": limit})
+        query = select(RuleRun)
+        for name in ("rule_id", "status", "event_id", "record_key", "correlation_id"):
+            if name in filters:
+                query = query.where(getattr(RuleRun, name) == filters[name])
+        if "matched" in filters:
+            query = query.where(RuleRun.matched.is_(filters["matched"]))
+        query = page_after(query, RuleRun.started_at, RuleRun.id, page["cursor"])
+        with self.db.read() as session:
+            rows = session.scalars(query.limit(page["limit"] + 1)).all()
+        more = len(rows) > page["limit"]
+        rows = rows[: page["limit"]]
+        return {"items": [run_to_dict(r) for r in rows],
+                "next_cursor": encode_cursor(rows[-1].started_at, rows[-1].id) if more else None}
+
+    @rpc
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        with self.db.read() as session:
+            run = session.get(RuleRun, run_id) if isinstance(run_id, str) else None
+            if run is None:
+                raise NotFound(f"rule run {run_id} not found", {"field": "run_id"})
+            return run_to_dict(run)
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _task_scope_clause(scope: dict[str, Any]):
+        if scope["all"]:
+            return Task.id.is_not(None)
+        return Task.assignee_id.in_(scope["owner_ids"] or ["-"])
+
+    @rpc
+    def list_tasks(self, filters: dict | None = None, scope: dict | None = None,
+                   cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
+        filters = load(task_filters_schema, filters)
+        scope = load(scope_schema, scope)
+        page = load(page_schema, {"cursor": cursor, "limit": limit})
+        now = self.engine_clock_now()
+        query = select(Task).where(self._task_scope_clause(scope))
+        for name in ("record_type", "record_id", "assignee_id", "status"):
+            if name in filters:
+                query = query.where(getattr(Task, name) == filters[name])
+        if filters.get("overdue") is True:
+            query = query.where(
+                Task.status == "open", Task.due_at <= now,
+                or_(Task.snoozed_until.is_(None), Task.snoozed_until <= now))
+        elif filters.get("overdue") is False:
+            query = query.where(or_(Task.status != "open", Task.due_at.is_(None),
+                                    Task.due_at > now, Task.snoozed_until > now))
+        query = page_after(query, Task.created_at, Task.id, page["cursor"])
+        with self.db.read() as session:
+            rows = session.scalars(query.limit(page["limit"] + 1)).all()
+        more = len(rows) > page["limit"]
+        rows = rows[: page["limit"]]
+        return {"items": [task_to_dict(t, now) for t in rows],
+                "next_cursor": encode_cursor(rows[-1].created_at, rows[-1].id) if more else None}
+
+    def engine_clock_now(self) -> datetime:
+        return clock_module.CLOCK.now()
+
+    def _visible_task(self, session: Session, task_id: str, scope: dict[str, Any]) -> Task:
+        task = session.get(Task, task_id, with_for_update=True) if isinstance(
+            task_id, str) else None
+        if task is None or not (scope["all"] or task.assignee_id in scope["owner_ids"]):
+            raise NotFound(f"task {task_id} not found", {"field": "task_id"})
+        return task
+
+    @rpc
+    def get_task(self, task_id: str, scope: dict | None = None) -> dict[str, Any]:
+        scope = load(scope_schema, scope)
+        with self.db.read() as session:
+            return task_to_dict(self._visible_task(session, task_id, scope),
+                                self.engine_clock_now())
+
+    @rpc
+    def create_task(self, data: dict, scope: dict | None = None) -> dict[str, Any]:
+        """A to-do created by a person (rules create theirs through actions)."""
+        fields_ = load(task_create_schema, data)
+        scope = load(scope_schema, scope)
+        if not scope["all"] and fields_["assignee_id"] not in scope["owner_ids"]:
+            raise Forbidden("you can give tasks to yourself or your team only",
+                            {"field": "assignee_id"})
+        now = self.engine_clock_now()
+        with self.db.begin() as session:
+            user = session.get(DirectoryUser, fields_["assignee_id"])
+            task = Task(id=new_id(), status="open", created_at=now, updated_at=now,
+                        team_id=user.team_id if user else None, **fields_)
+            session.add(task)
+            self.events.record(session, "task_created", {"task": task_to_dict(task, now)})
+            return task_to_dict(task, now)
+
+    @rpc
+    def complete_task(self, task_id: str, scope: dict | None = None) -> dict[str, Any]:
+        scope = load(scope_schema, scope)
+        now = self.engine_clock_now()
+        with self.db.begin() as session:
+            task = self._visible_task(session, task_id, scope)
+            if task.status == "done":
+                return task_to_dict(task, now)
+            task.status, task.completed_at = "done", now
+            task.completed_by, task.updated_at = self.context.actor, now
+            self.events.record(session, "task_completed", {"task": task_to_dict(task, now)})
+            return task_to_dict(task, now)
+
+    @rpc
+    def reassign_task(self, task_id: str, assignee_id: str,
+                      scope: dict | None = None) -> dict[str, Any]:
+        scope = load(scope_schema, scope)
+        if not isinstance(assignee_id, str) or not assignee_id:
+            raise ValidationFailed.for_fields({"assignee_id": ["a user id is required"]})
+        if not scope["all"] and assignee_id not in scope["owner_ids"]:
+            raise Forbidden("you can reassign within your team only", {"field": "assignee_id"})
+        now = self.engine_clock_now()
+        with self.db.begin() as session:
+            task = self._visible_task(session, task_id, scope)
+            if task.status != "open":
+                raise Conflict("a completed task cannot be reassigned", {"field": "status"})
+            previous = task.assignee_id
+            user = session.get(DirectoryUser, assignee_id)
+            task.assignee_id, task.updated_at = assignee_id, now
+            task.team_id = user.team_id if user else task.team_id
+            self.events.record(session, "task_reassigned", {
+                "task": task_to_dict(task, now), "previous_assignee_id": previous})
+            return task_to_dict(task, now)
+
+    @rpc
+    def snooze_task(self, task_id: str, until: str, scope: dict | None = None) -> dict[str, Any]:
+        scope = load(scope_schema, scope)
+        moment = load(snooze_schema, {"until": until})["until"]
+        now = self.engine_clock_now()
+        if moment <= now:
+            raise ValidationFailed.for_fields({"until": ["must be in the future"]})
+        with self.db.begin() as session:
+            task = self._visible_task(session, task_id, scope)
+            if task.status != "open":
+                raise Conflict("a completed task cannot be snoozed", {"field": "status"})
+            task.snoozed_until, task.updated_at = moment, now
+            self.events.record(session, "task_snoozed", {"task": task_to_dict(task, now)})
+            return task_to_dict(task, now)
+
+    # -- notifications ---------------------------------------------------------------------
+
+    @rpc
+    def list_notifications(self, user_id: str, unread: bool | None = None,
+                           cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
+        page = load(page_schema, {"cursor": cursor, "limit": limit})
+        query = select(Notification).where(Notification.user_id == user_id)
+        if unread is True:
+            query = query.where(Notification.read_at.is_(None))
+        query = page_after(query, Notification.created_at, Notification.id, page["cursor"])
+        with self.db.read() as session:
+            rows = session.scalars(query.limit(page["limit"] + 1)).all()
+        more = len(rows) > page["limit"]
+        rows = rows[: page["limit"]]
+        return {"items": [notification_to_dict(n) for n in rows],
+                "next_cursor": encode_cursor(rows[-1].created_at, rows[-1].id) if more else None}
+
+    @rpc
+    def mark_notification_read(self, notification_id: str, user_id: str) -> dict[str, Any]:
+        with self.db.begin() as session:
+            item = session.get(Notification, notification_id) if isinstance(
+                notification_id, str) else None
+            if item is None or item.user_id != user_id:
+                raise NotFound(f"notification {notification_id} not found",
+                               {"field": "notification_id"})
+            if item.read_at is None:
+                item.read_at = self.engine_clock_now()
+            return notification_to_dict(item)
+
+    # -- webhooks --------------------------------------------------------------------------
+
+    @rpc
+    def create_webhook(self, data: dict) -> dict[str, Any]:
+        """A subscription; its secret is in this answer only."""
+        from services.rules.notify import generate_secret
+
+        fields_ = load(webhook_input_schema, data)
+        with self.db.begin() as session:
+            sub = WebhookSubscription(
+                id=new_id(), url=fields_["url"], secret=generate_secret(),
+                event_types=fields_["event_types"], description=fields_.get("description"),
+                active=fields_["active"], created_at=self.engine_clock_now(),
+                created_by=self.context.actor,
+            )
+            session.add(sub)
+            return {**subscription_to_dict(sub), "secret": sub.secret}
+
+    @rpc
+    def list_webhooks(self) -> dict[str, Any]:
+        with self.db.read() as session:
+            rows = session.scalars(select(WebhookSubscription).order_by(
+                WebhookSubscription.created_at)).all()
+            return {"items": [subscription_to_dict(s) for s in rows]}
+
+    def _subscription(self, session: Session, subscription_id: str) -> WebhookSubscription:
+        sub = session.get(WebhookSubscription, subscription_id) if isinstance(
+            subscription_id, str) else None
+        if sub is None:
+            raise NotFound(f"webhook subscription {subscription_id} not found",
+                           {"field": "subscription_id"})
+        return sub
+
+    @rpc
+    def get_webhook(self, subscription_id: str) -> dict[str, Any]:
+        with self.db.read() as session:
+            return subscription_to_dict(self._subscription(session, subscription_id))
+
+    @rpc
+    def update_webhook(self, subscription_id: str, data: dict) -> dict[str, Any]:
+        fields_ = load(webhook_update_schema, data)
+        with self.db.begin() as session:
+            sub = self._subscription(session, subscription_id)
+            for name, value in fields_.items():
+                setattr(sub, name, value)
+            if fields_.get("active"):
+                sub.disabled_reason = None
+            return subscription_to_dict(sub)
+
+    @rpc
+    def delete_webhook(self, subscription_id: str) -> None:
+        with self.db.begin() as session:
+            sub = self._subscription(session, subscription_id)
+            session.delete(sub)
+
+    @rpc
+    def list_webhook_deliveries(self, subscription_id: str, status: str | None = None,
+                                cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
+        page = load(page_schema, {"cursor": cursor, "limit": limit})
+        if status is not None and status not in ("pending", "sending", "delivered", "failed"):
+            raise ValidationFailed.for_fields({"status": [
+                "must be one of pending, sending, delivered, failed"]})
+        with self.db.read() as session:
+            self._subscription(session, subscription_id)
+            query = select(WebhookDelivery).where(
+                WebhookDelivery.subscription_id == subscription_id)
+            if status:
+                query = query.where(WebhookDelivery.status == status)
+            query = page_after(query, WebhookDelivery.created_at, WebhookDelivery.id,
+                               page["cursor"])
+            rows = session.scalars(query.limit(page["limit"] + 1)).all()
+        more = len(rows) > page["limit"]
+        rows = rows[: page["limit"]]
+        return {"items": [delivery_to_dict(d) for d in rows],
+                "next_cursor": encode_cursor(rows[-1].created_at, rows[-1].id) if more else None}
+
+    @rpc
+    def replay_webhook_delivery(self, delivery_id: str) -> dict[str, Any]:
+        """Send a delivery again (same webhook-id, so the receiver can recognise it)."""
+        with self.db.begin() as session:
+            item = session.get(WebhookDelivery, delivery_id) if isinstance(
+                delivery_id, str) else None
+            if item is None:
+                raise NotFound(f"webhook delivery {delivery_id} not found",
+                               {"field": "delivery_id"})
+            sub = self._subscription(session, item.subscription_id)
+            if not sub.active:
+                raise Conflict("the subscription is disabled; enable it first",
+                               {"field": "subscription_id"})
+            if item.status in ("pending", "sending"):
+                raise Conflict("the delivery is still being attempted", {"field": "status"})
+            item.status, item.next_attempt_at = "pending", self.engine_clock_now()
+            item.attempt_log = [*(item.attempt_log or []), {
+                "at": self.engine_clock_now().isoformat(), "replayed_by": self.context.actor}]
+            return delivery_to_dict(item)
+
+    # -- assignment settings ---------------------------------------------------------------
+
+    @rpc
+    def set_member_settings(self, user_id: str, data: dict) -> dict[str, Any]:
+        fields_ = load(member_settings_schema, data)
+        with self.db.begin() as session:
+            if session.get(DirectoryUser, user_id) is None:
+                raise NotFound(f"user {user_id} is not in the directory", {"field": "user_id"})
+            row = session.get(MemberSetting, user_id) or MemberSetting(user_id=user_id)
+            for name, value in fields_.items():
+                setattr(row, name, value)
+            row.updated_at = self.engine_clock_now()
+            session.merge(row)
+        return self.get_member_settings(user_id)
+
+    @rpc
+    def get_member_settings(self, user_id: str) -> dict[str, Any]:
+        with self.db.read() as session:
+            user = session.get(DirectoryUser, user_id) if isinstance(user_id, str) else None
+            if user is None:
+                raise NotFound(f"user {user_id} is not in the directory", {"field": "user_id"})
+            row = session.get(MemberSetting, user_id)
+            from sqlalchemy import func
+
+            load_ = session.scalar(select(func.count()).select_from(RecordSnapshot).where(
+                RecordSnapshot.record_type == "lead", RecordSnapshot.is_open.is_(True),
+                RecordSnapshot.owner_id == user_id))
+            return {"user_id": user_id, "username": user.username, "team_id": user.team_id,
+                    "active": user.active, "capacity": row.capacity if row else None,
+                    "out_of_office_until": iso(row.out_of_office_until) if row else None,
+                    "open_leads": load_}
+
+    # -- clock -----------------------------------------------------------------------------
+
+    @rpc
+    def get_clock(self) -> dict[str, Any]:
+        clock = clock_module.CLOCK
+        with self.db.read() as session:
+            clock.refresh(session)
+        return {"now": clock.now().isoformat(), "offset_seconds": clock.offset,
+                "controllable": clock.controllable}
+
+    @rpc
+    def advance_clock(self, seconds: float) -> dict[str, Any]:
+        clock = clock_module.CLOCK
+        if not clock.controllable:
+            raise Forbidden("the clock is controllable only with CRM_CLOCK=controllable")
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not (
+            0 < seconds <= 10 * 366 * 86400
+        ):
+            raise ValidationFailed.for_fields({"advance_seconds": [
+                "a positive number of seconds (at most ten years)"]})
+        with self.db.begin() as session:
+            clock.advance(session, float(seconds))
+        return self.get_clock()
+
+    @rpc
+    def timer_stats(self) -> dict[str, Any]:
+        from sqlalchemy import func
+
+        with self.db.read() as session:
+            counts = dict(session.execute(
+                select(Timer.status, func.count()).group_by(Timer.status)).all())
+        return {"timers": counts}
