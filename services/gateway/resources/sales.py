@@ -1,9 +1,474 @@
-"""Customers, contacts, follow-ups, pipelines and opportunities."""
+"""Customers, contacts, follow-ups, pipelines and opportunities: one sales RPC per request
+(the customer 360 composes several), with the caller's visibility scope."""
 
 from __future__ import annotations
 
+import logging
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
 from flask_smorest import Blueprint
+from marshmallow import RAISE, Schema, fields, validate
+from nameko.exceptions import RemoteError
+from sqlalchemy import select
+
+from services.gateway.app import current_principal, gateway, require_role, rpc_call
+from services.gateway.models import User
+from services.gateway.problems import PROBLEM_BASE, ApiProblem, validation_problem
+from services.gateway.rpc import ServiceUnavailable
+from services.sales import schemas as sales
+
+log = logging.getLogger("services.gateway.sales")
 
 blp = Blueprint(
     "sales", __name__, description="Customers, contacts, follow-ups, pipelines and opportunities."
 )
+
+CONVERTIBLE = ("qualified", "converted")  # converted: a repeat answers the first result
+LEAD_FIELDS = ("id", "name", "company", "title", "email", "phone", "source", "region",
+               "industry", "product_interest", "campaign", "attributes", "status", "owner_id")
+
+
+# -- HTTP schemas (the service's own, plus paging and what the gateway adds) -------------------
+
+
+def _paged(filters: type[Schema], name: str) -> type[Schema]:
+    return type(name, (filters,), {
+        "cursor": fields.String(validate=validate.Length(max=1000)),
+        "limit": fields.Integer(load_default=50, validate=validate.Range(min=1, max=200)),
+    })
+
+
+CustomerListQuery = _paged(sales.CustomerFiltersSchema, "CustomerListQuery")
+ContactListQuery = _paged(sales.ContactFiltersSchema, "ContactListQuery")
+FollowupListQuery = _paged(sales.FollowupFiltersSchema, "FollowupListQuery")
+OpportunityListQuery = _paged(sales.OpportunityFiltersSchema, "OpportunityListQuery")
+
+
+def _page_of(item: type[Schema], name: str) -> type[Schema]:
+    return type(name, (Schema,), {
+        "items": fields.List(fields.Nested(item)),
+        "next_cursor": fields.String(allow_none=True),
+    })
+
+
+CustomerPage = _page_of(sales.CustomerSchema, "CustomerPage")
+ContactPage = _page_of(sales.ContactSchema, "ContactPage")
+FollowupPage = _page_of(sales.FollowupSchema, "FollowupPage")
+OpportunityPage = _page_of(sales.OpportunitySchema, "OpportunityPage")
+
+
+class CustomerCreateBody(sales.CustomerCreateSchema):
+    on_duplicate = fields.String(
+        validate=validate.OneOf(sales.ON_DUPLICATE),
+        metadata={"description": "reject (default): a similar name answers 409; create"},
+    )
+
+
+class CustomerDetailSchema(sales.CustomerSchema):
+    contacts = fields.List(fields.Nested(sales.ContactSchema))
+    insights = fields.Raw(metadata={
+        "description": "health score and RFM segment (recency, frequency, monetary value of "
+        "won deals) with the explanation of each"})
+
+
+class MergeBody(Schema):
+    class Meta:
+        unknown = RAISE
+
+    source_id = fields.String(required=True, metadata={
+        "description": "the duplicate, merged into this customer"})
+
+
+class AssignBody(Schema):
+    class Meta:
+        unknown = RAISE
+
+    owner_id = fields.String(required=True)
+    include_open_opportunities = fields.Boolean(load_default=False)
+
+
+class OwnerSchema(Schema):
+    id = fields.String()
+    username = fields.String()
+    display_name = fields.String()
+    email = fields.String(allow_none=True)
+    team_id = fields.String(allow_none=True)
+
+
+class Customer360Schema(Schema):
+    customer = fields.Nested(CustomerDetailSchema)
+    owner = fields.Nested(OwnerSchema, allow_none=True)
+    recent_followups = fields.List(fields.Nested(sales.FollowupSchema))
+    open_opportunities = fields.List(fields.Nested(sales.OpportunitySchema))
+    closed_opportunities = fields.List(fields.Nested(sales.OpportunitySchema))
+    tasks = fields.Raw(allow_none=True, metadata={
+        "description": "open tasks from the rules service; null when it did not answer"})
+    partial = fields.List(fields.String(), metadata={
+        "description": "parts missing because their service did not answer, e.g. tasks"})
+
+
+class BoardSchema(Schema):
+    pipeline = fields.Dict()
+    columns = fields.Raw(metadata={
+        "description": "per stage: stage, count, amounts and weighted_amounts per currency "
+        "(decimal strings), items (the newest cards)"})
+    open_totals = fields.Dict()
+
+
+class PipelineListSchema(Schema):
+    items = fields.List(fields.Nested(sales.PipelineSchema))
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _scope() -> dict[str, Any]:
+    """Sales records have no public pool: own (rep), the team's (manager) or all (admin)."""
+    scope = dict(current_principal().leads_scope())
+    scope.pop("include_pool", None)
+    return scope
+
+
+def _plain(value: Any) -> Any:
+    """What marshmallow loaded, back to JSON for the RPC: dates ISO, money as strings."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _active_user(user_id: str, field: str = "owner_id") -> User:
+    with gateway().store.read() as session:
+        user = session.scalar(select(User).where(User.id == user_id))
+        if user is None or not user.active:
+            raise validation_problem({field: ["No such active user."]})
+        session.expunge(user)
+        return user
+
+
+def _owner_fields(data: dict[str, Any]) -> None:
+    """Default the owner to the caller and take the team from the owner's user record."""
+    owner_id = data.get("owner_id") or current_principal().user_id
+    owner = _active_user(owner_id)
+    data["owner_id"] = owner_id
+    if not data.get("team_id"):
+        data["team_id"] = owner.team_id
+
+
+def _check_assignable(owner_id: str) -> User:
+    principal = require_role("admin", "manager")
+    owner = _active_user(owner_id)
+    if principal.role == "manager" and owner_id not in principal.leads_scope()["owner_ids"]:
+        raise ApiProblem(403, "Managers assign records within their own teams only.",
+                         type_=PROBLEM_BASE + "forbidden")
+    return owner
+
+
+def _list_args(query: dict[str, Any]) -> dict[str, Any]:
+    cursor = query.pop("cursor", None)
+    limit = query.pop("limit", 50)
+    return {"filters": _plain(query), "scope": _scope(), "cursor": cursor, "limit": limit}
+
+
+# -- customers -------------------------------------------------------------------------------
+
+
+@blp.route("/customers", methods=["POST"])
+@blp.arguments(CustomerCreateBody())
+@blp.response(201, sales.CustomerSchema, description="Created.")
+@blp.alt_response(409, description="Duplicate: the same credit code, or a similar name "
+                  "(`existing_id`, `matches`); send on_duplicate=create to keep both.")
+def create_customer(data: dict[str, Any]) -> Any:
+    """Create a customer (account); the credit code is checked with its check digit."""
+    on_duplicate = data.pop("on_duplicate", None) or "reject"
+    _owner_fields(data)
+    customer = rpc_call("sales", "create_customer", data=_plain(data), scope=_scope(),
+                        on_duplicate=on_duplicate)
+    return customer, 201, {"Location": f"/customers/{customer['id']}"}
+
+
+@blp.route("/customers", methods=["GET"])
+@blp.arguments(CustomerListQuery(), location="query", unknown=RAISE)
+@blp.response(200, CustomerPage)
+def list_customers(query: dict[str, Any]) -> Any:
+    """Customers visible to the caller, newest first; `q` searches names and tags (Chinese
+    works)."""
+    return rpc_call("sales", "list_customers", **_list_args(query))
+
+
+@blp.route("/customers/<string:customer_id>", methods=["GET"])
+@blp.response(200, CustomerDetailSchema)
+def get_customer(customer_id: str) -> Any:
+    """A customer with its contacts, health score and RFM segment (explained)."""
+    return rpc_call("sales", "get_customer", customer_id=customer_id, scope=_scope())
+
+
+@blp.route("/customers/<string:customer_id>", methods=["PATCH"])
+@blp.arguments(sales.CustomerWriteSchema())
+@blp.response(200, sales.CustomerSchema)
+def update_customer(data: dict[str, Any], customer_id: str) -> Any:
+    """Change fields of a customer (tier, lifecycle stage, custom fields...)."""
+    return rpc_call("sales", "update_customer", customer_id=customer_id, data=_plain(data),
+                    scope=_scope())
+
+
+@blp.route("/customers/<string:customer_id>/merge", methods=["POST"])
+@blp.arguments(MergeBody())
+@blp.response(200, sales.CustomerSchema)
+def merge_customers(data: dict[str, Any], customer_id: str) -> Any:
+    """Merge a duplicate into this customer: its contacts, opportunities and follow-ups move."""
+    if data["source_id"] == customer_id:
+        raise validation_problem({"source_id": ["Cannot merge a customer into itself."]})
+    return rpc_call("sales", "merge_customers", target_id=customer_id,
+                    source_id=data["source_id"], scope=_scope())
+
+
+@blp.route("/customers/<string:customer_id>/tags", methods=["POST"])
+@blp.arguments(sales.TagChangeSchema())
+@blp.response(200, sales.CustomerSchema)
+def tag_customer(data: dict[str, Any], customer_id: str) -> Any:
+    """Add and remove tags."""
+    return rpc_call("sales", "tag_customer", customer_id=customer_id, add=data["add"],
+                    remove=data["remove"], scope=_scope())
+
+
+@blp.route("/customers/<string:customer_id>/assign", methods=["POST"])
+@blp.arguments(AssignBody())
+@blp.response(200, sales.CustomerSchema)
+def assign_customer(data: dict[str, Any], customer_id: str) -> Any:
+    """Give the customer to a user (admins: anyone; managers: within their teams)."""
+    owner = _check_assignable(data["owner_id"])
+    return rpc_call("sales", "assign_customer", customer_id=customer_id, owner_id=owner.id,
+                    team_id=owner.team_id, scope=_scope(),
+                    include_open_opportunities=data["include_open_opportunities"])
+
+
+@blp.route("/customers/<string:customer_id>/360", methods=["GET"])
+@blp.response(200, Customer360Schema)
+def customer_360(customer_id: str) -> Any:
+    """Everything about a customer in one call: contacts, recent follow-ups, open and closed
+    opportunities, the owner and open tasks. A part whose service does not answer is null and
+    named in `partial`."""
+    scope = _scope()
+    customer = rpc_call("sales", "get_customer", customer_id=customer_id, scope=scope)
+    followups = rpc_call("sales", "list_followups", filters={"customer_id": customer_id},
+                         scope=scope, limit=20)
+    opportunities = rpc_call("sales", "list_opportunities",
+                             filters={"customer_id": customer_id}, scope=scope, limit=200)
+    partial: list[str] = []
+    try:
+        tasks: Any = rpc_call(
+            "rules", "list_tasks",
+            filters={"record_type": "customer", "record_id": customer_id, "status": "open"},
+            scope=scope,
+        )["items"]
+    except (ServiceUnavailable, RemoteError) as exc:
+        log.warning("customer 360 without tasks: %s", exc)
+        tasks = None
+        partial.append("tasks")
+    owner = None
+    if customer.get("owner_id"):
+        with gateway().store.read() as session:
+            user = session.scalar(select(User).where(User.id == customer["owner_id"]))
+            if user is not None:
+                owner = {"id": user.id, "username": user.username,
+                         "display_name": user.display_name, "email": user.email,
+                         "team_id": user.team_id}
+    items = opportunities["items"]
+    return {
+        "customer": customer,
+        "owner": owner,
+        "recent_followups": followups["items"],
+        "open_opportunities": [o for o in items if o["status"] == "open"],
+        "closed_opportunities": [o for o in items if o["status"] != "open"],
+        "tasks": tasks,
+        "partial": partial,
+    }
+
+
+# -- contacts --------------------------------------------------------------------------------
+
+
+@blp.route("/contacts", methods=["POST"])
+@blp.arguments(sales.ContactCreateSchema())
+@blp.response(201, sales.ContactSchema)
+def create_contact(data: dict[str, Any]) -> Any:
+    """Add a person at a customer, with their role in the decision chain."""
+    contact = rpc_call("sales", "create_contact", data=_plain(data), scope=_scope())
+    return contact, 201, {"Location": f"/contacts/{contact['id']}"}
+
+
+@blp.route("/contacts", methods=["GET"])
+@blp.arguments(ContactListQuery(), location="query", unknown=RAISE)
+@blp.response(200, ContactPage)
+def list_contacts(query: dict[str, Any]) -> Any:
+    """Contacts visible to the caller, newest first."""
+    return rpc_call("sales", "list_contacts", **_list_args(query))
+
+
+@blp.route("/contacts/<string:contact_id>", methods=["GET"])
+@blp.response(200, sales.ContactSchema)
+def get_contact(contact_id: str) -> Any:
+    """A contact."""
+    return rpc_call("sales", "get_contact", contact_id=contact_id, scope=_scope())
+
+
+@blp.route("/contacts/<string:contact_id>", methods=["PATCH"])
+@blp.arguments(sales.ContactWriteSchema())
+@blp.response(200, sales.ContactSchema)
+def update_contact(data: dict[str, Any], contact_id: str) -> Any:
+    """Change fields of a contact (consent, preferred channel, birthday...)."""
+    return rpc_call("sales", "update_contact", contact_id=contact_id, data=_plain(data),
+                    scope=_scope())
+
+
+# -- follow-ups ------------------------------------------------------------------------------
+
+
+@blp.route("/followups", methods=["POST"])
+@blp.arguments(sales.FollowupCreateSchema())
+@blp.response(201, sales.FollowupSchema)
+def record_followup(data: dict[str, Any]) -> Any:
+    """Record a call, email, meeting, visit (with check-in) or note with key points and the
+    next follow-up date; `tags` label it for stage exit criteria (e.g. needs_analysis)."""
+    return rpc_call("sales", "record_followup", data=_plain(data), scope=_scope())
+
+
+@blp.route("/followups", methods=["GET"])
+@blp.arguments(FollowupListQuery(), location="query", unknown=RAISE)
+@blp.response(200, FollowupPage)
+def list_followups(query: dict[str, Any]) -> Any:
+    """Follow-ups visible to the caller, the latest first."""
+    return rpc_call("sales", "list_followups", **_list_args(query))
+
+
+# -- pipelines -------------------------------------------------------------------------------
+
+
+@blp.route("/pipelines", methods=["GET"])
+@blp.response(200, PipelineListSchema)
+def list_pipelines() -> Any:
+    """Every pipeline with its ordered stages, probabilities and exit criteria."""
+    current_principal()
+    return {"items": rpc_call("sales", "list_pipelines")}
+
+
+@blp.route("/pipelines", methods=["POST"])
+@blp.arguments(sales.PipelineWriteSchema())
+@blp.response(201, sales.PipelineSchema)
+def create_pipeline(data: dict[str, Any]) -> Any:
+    """Create a pipeline (admin). Stages in order: {name, probability, kind open|won|lost,
+    exit_criteria {fields: [...], activities: [{kind, tag, min_count}]}}."""
+    require_role("admin")
+    pipeline = rpc_call("sales", "create_pipeline", data=data)
+    return pipeline, 201, {"Location": f"/pipelines/{pipeline['id']}"}
+
+
+@blp.route("/pipelines/<string:pipeline_id>", methods=["GET"])
+@blp.response(200, sales.PipelineSchema)
+def get_pipeline(pipeline_id: str) -> Any:
+    """A pipeline with its stages."""
+    current_principal()
+    return rpc_call("sales", "get_pipeline", pipeline_id=pipeline_id)
+
+
+@blp.route("/pipelines/<string:pipeline_id>", methods=["PUT"])
+@blp.arguments(sales.PipelineWriteSchema())
+@blp.response(200, sales.PipelineSchema)
+def update_pipeline(data: dict[str, Any], pipeline_id: str) -> Any:
+    """Replace a pipeline's name and stages (admin); stages keep their identity by id."""
+    require_role("admin")
+    return rpc_call("sales", "update_pipeline", pipeline_id=pipeline_id, data=data)
+
+
+# -- opportunities ---------------------------------------------------------------------------
+
+
+@blp.route("/opportunities", methods=["POST"])
+@blp.arguments(sales.OpportunityCreateSchema())
+@blp.response(201, sales.OpportunitySchema)
+def create_opportunity(data: dict[str, Any]) -> Any:
+    """Open an opportunity (amount as a decimal string, currency CNY by default)."""
+    _owner_fields(data)
+    opportunity = rpc_call("sales", "create_opportunity", data=_plain(data), scope=_scope())
+    return opportunity, 201, {"Location": f"/opportunities/{opportunity['id']}"}
+
+
+@blp.route("/opportunities", methods=["GET"])
+@blp.arguments(OpportunityListQuery(), location="query", unknown=RAISE)
+@blp.response(200, OpportunityPage)
+def list_opportunities(query: dict[str, Any]) -> Any:
+    """Opportunities visible to the caller, newest first."""
+    return rpc_call("sales", "list_opportunities", **_list_args(query))
+
+
+@blp.route("/opportunities/board", methods=["GET"])
+@blp.arguments(sales.BoardFiltersSchema(), location="query", unknown=RAISE)
+@blp.response(200, BoardSchema)
+def opportunity_board(query: dict[str, Any]) -> Any:
+    """The kanban board: a column per stage with count, amounts and the newest cards."""
+    return rpc_call("sales", "opportunity_board", filters=_plain(query), scope=_scope())
+
+
+@blp.route("/opportunities/<string:opportunity_id>", methods=["GET"])
+@blp.response(200, sales.OpportunitySchema)
+def get_opportunity(opportunity_id: str) -> Any:
+    """An opportunity with its stage history."""
+    return rpc_call("sales", "get_opportunity", opportunity_id=opportunity_id, scope=_scope())
+
+
+@blp.route("/opportunities/<string:opportunity_id>", methods=["PATCH"])
+@blp.arguments(sales.OpportunityWriteSchema())
+@blp.response(200, sales.OpportunitySchema)
+def update_opportunity(data: dict[str, Any], opportunity_id: str) -> Any:
+    """Change fields of an opportunity; its stage changes only through /move."""
+    if "owner_id" in data:
+        owner = _check_assignable(data["owner_id"])
+        data.setdefault("team_id", owner.team_id)
+    return rpc_call("sales", "update_opportunity", opportunity_id=opportunity_id,
+                    data=_plain(data), scope=_scope())
+
+
+@blp.route("/opportunities/<string:opportunity_id>/move", methods=["POST"])
+@blp.arguments(sales.MoveSchema())
+@blp.response(200, sales.OpportunitySchema)
+@blp.alt_response(412, description="Exit criteria unmet: `missing` lists each field or "
+                  "follow-up still needed, by stage.")
+def move_opportunity(data: dict[str, Any], opportunity_id: str) -> Any:
+    """Move to another stage (the kanban drag). Won and lost need a reason."""
+    return rpc_call("sales", "move_opportunity", opportunity_id=opportunity_id,
+                    stage_id=data["stage_id"], reason=data.get("reason"), scope=_scope())
+
+
+# -- lead conversion -------------------------------------------------------------------------
+
+
+@blp.route("/leads/<string:lead_id>/convert", methods=["POST"])
+@blp.arguments(sales.ConversionOptionsSchema())
+@blp.response(201, sales.ConversionSchema, description="Converted.")
+@blp.alt_response(200, schema=sales.ConversionSchema,
+                  description="Converted before: the first result (`replayed`).")
+@blp.alt_response(412, description="The lead is not qualified.")
+def convert_lead(options: dict[str, Any], lead_id: str) -> Any:
+    """Convert a qualified lead: the customer is found (credit code, close name) or created,
+    and a contact and an opportunity are created, keeping the lead's source and campaign."""
+    principal = current_principal()
+    lead = rpc_call("leads", "get_lead", lead_id=lead_id, scope=principal.leads_scope())
+    if lead.get("status") not in CONVERTIBLE:
+        raise ApiProblem(
+            412, f"Only a qualified lead can be converted; this one is {lead.get('status')}.",
+            title="Precondition failed", type_=PROBLEM_BASE + "precondition-failed",
+            field="status", status_value=lead.get("status"),
+        )
+    result = rpc_call(
+        "sales", "convert_lead", lead={k: lead.get(k) for k in LEAD_FIELDS},
+        options=_plain(options), scope=_scope(),
+    )
+    return result, 200 if result.get("replayed") else 201
