@@ -237,7 +237,8 @@ def claim_due(
         update(table).where(table.c.id.in_(candidates.scalar_subquery()))
         .values(**values).returning(*table.c)
     )
-    return list(session.execute(statement).all())
+    # RETURNING keeps no order: oldest due first, as claimed
+    return sorted(session.execute(statement).all(), key=lambda row: row._mapping[due_column])
 
 
 # --------------------------------------------------------------------------- the engine
@@ -608,7 +609,7 @@ class Engine:
                         if envelope.get("producer") and envelope.get("event_type") else None),
             timer_id=timer_id, record_key=record_key, correlation_id=envelope.get(
                 "correlation_id") or new_id(),
-            causation_depth=depth, started_at=now, actions=[],
+            causation_depth=depth, started_at=now, actions=[], status="evaluating",
             context={"record_type": record_type, "record": record or {},
                      "event": event_summary(envelope), "changes": changes,
                      "rule": {"id": rule.id, "name": rule.name, "version": rule.version}},

@@ -1,0 +1,570 @@
+"""The rules service's entrypoints with nameko's worker_factory, on SQLite and PostgreSQL.
+
+The events are the real ones: leads are created by the real leads service (in this process,
+on its own database) and the envelopes its outbox recorded are handed to the rules service's
+intake. The rules service's RPC calls to leads go to that same in-process leads service. Email
+goes to a real SMTP server, webhooks to a real HTTP receiver.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from nameko.testing.services import worker_factory
+from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
+
+from services.leads.events import EVENT_SCHEMAS as LEADS_EVENTS
+from services.leads.models import outbox as leads_outbox
+from services.leads.service import LeadsService
+from services.rules import clock as clock_module
+from services.rules import seed
+from services.rules import service as rules_service_module
+from services.rules.events import EVENT_SCHEMAS
+from services.rules.models import EmailDelivery, Rule, RuleRun, Timer, outbox
+from services.rules.service import RulesService
+from shared.context import Context
+from shared.db import DatabaseAccess, get_engine
+from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from shared.migrations import upgrade
+from shared.outbox import EventRecorder
+from tests.support.smtp_server import SmtpServer
+from tests.support.webhook_receiver import WebhookReceiver
+
+EAST_ID, SOUTH_ID = "team-east", "team-south"
+USERS = [
+    {"id": "u-admin", "username": "admin", "role": "admin", "team_id": None},
+    {"id": "u-manager", "username": "manager", "role": "manager", "team_id": EAST_ID},
+    {"id": "u-zhangwei", "username": "zhangwei", "role": "sales_rep", "team_id": EAST_ID},
+    {"id": "u-lina", "username": "lina", "role": "sales_rep", "team_id": EAST_ID},
+    {"id": "u-chenjing", "username": "chenjing", "role": "sales_rep", "team_id": SOUTH_ID},
+]
+TEAMS = [{"id": EAST_ID, "name": "华东销售部", "manager_id": "u-manager"},
+         {"id": SOUTH_ID, "name": "华南销售部", "manager_id": None}]
+
+
+def website_lead(n: int, region: str = "华东") -> dict[str, Any]:
+    return {"name": f"客户{n}", "company": f"苏州精工{n}号机械有限公司", "email": f"c{n}@jg{n}.cn",
+            "source": "website", "region": region}
+
+
+def envelope(producer: str, event_type: str, data: dict, depth: int = 0) -> dict[str, Any]:
+    return {"event_id": str(uuid.uuid4()), "event_type": event_type, "version": 1,
+            "occurred_at": "2026-05-01T00:00:00+00:00", "producer": producer,
+            "correlation_id": "corr-test", "causation_id": None, "actor": None,
+            "causation_depth": depth, "data": data}
+
+
+class InProcessLeads:
+    """The rules service's `leads` RPC dependency, answered by the real leads service."""
+
+    def __init__(self, make_leads, context_data: dict) -> None:
+        self.make_leads = make_leads
+        self.context_data = context_data  # the calling worker's, sent as headers by nameko
+        self.calls: list[tuple[str, dict]] = []
+
+    def __getattr__(self, method: str):
+        outer = self
+
+        class Method:
+            def call_async(self, **kwargs: Any):
+                outer.calls.append((method, kwargs))
+                try:
+                    data = outer.context_data
+                    ctx = Context(correlation_id=data.get("correlation_id") or "corr-none",
+                                  actor=data.get("actor"),
+                                  causation_id=data.get("causation_id"),
+                                  causation_depth=data.get("causation_depth") or 0)
+                    value, error = getattr(outer.make_leads(ctx=ctx), method)(**kwargs), None
+                except Exception as exc:  # noqa: BLE001 - re-raised by result()
+                    value, error = None, exc
+
+                class Reply:
+                    def result(self):
+                        if error is not None:
+                            raise error
+                        return value
+
+                return Reply()
+
+        return Method()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def urls(request, tmp_path):
+    if request.param == "sqlite":
+        urls = {"rules": f"sqlite:///{tmp_path}/rules.db", "leads": f"sqlite:///{tmp_path}/l.db"}
+    else:
+        make = request.getfixturevalue("pg_url_factory")
+        urls = {"rules": make(), "leads": make()}
+    for name, url in urls.items():
+        upgrade(name, url)
+    return urls
+
+
+@pytest.fixture(scope="module")
+def smtp():
+    with SmtpServer() as server:
+        yield server
+
+
+@pytest.fixture
+def system(urls, smtp, monkeypatch):
+    """`system.rules()` / `system.leads()` make workers; `system.deliver_leads_events()` feeds
+    what the leads service published since the last call to the rules service."""
+    monkeypatch.setenv("CRM_SMTP_HOST", smtp.host)
+    monkeypatch.setenv("CRM_SMTP_PORT", str(smtp.port))
+    monkeypatch.setenv("CRM_SMTP_SECURITY", "none")
+    monkeypatch.delenv("CRM_SMTP_USER", raising=False)
+    monkeypatch.setattr(rules_service_module, "_email_sender", None)
+    monkeypatch.setattr(clock_module, "CLOCK", clock_module.Clock(controllable=True))
+    smtp.clear()
+    rules_engine = get_engine(urls["rules"])
+    leads_engine = get_engine(urls["leads"])
+
+    def leads(actor: str | None = "u-admin", ctx: Context | None = None) -> LeadsService:
+        ctx = ctx or Context(correlation_id="corr-leads", actor=actor)
+        return worker_factory(
+            LeadsService, db=DatabaseAccess(sessionmaker(leads_engine, expire_on_commit=False)),
+            events=EventRecorder("leads", leads_outbox, LEADS_EVENTS, ctx), context=ctx)
+
+    context_data: dict = {}
+    in_process_leads = InProcessLeads(leads, context_data)
+
+    def rules(actor: str | None = "u-admin") -> RulesService:
+        ctx = Context(correlation_id="corr-rules", actor=actor)
+        return worker_factory(
+            RulesService, db=DatabaseAccess(sessionmaker(rules_engine, expire_on_commit=False)),
+            events=EventRecorder("rules", outbox, EVENT_SCHEMAS, ctx), context=ctx,
+            leads=in_process_leads, worker_ctx=SimpleNamespace(data=context_data))
+
+    seen: set[str] = set()
+
+    def leads_events() -> list[dict]:
+        with leads_engine.connect() as conn:
+            rows = conn.execute(select(leads_outbox.c.envelope).order_by(
+                leads_outbox.c.seq)).scalars().all()
+        return [json.loads(r) for r in rows]
+
+    def deliver_leads_events() -> list[dict]:
+        """Hand new leads events to the rules intake until none are left (rules' own RPC calls
+        make more), like the broker would."""
+        delivered = []
+        while True:
+            fresh = [e for e in leads_events() if e["event_id"] not in seen]
+            if not fresh:
+                return delivered
+            for event in fresh:
+                seen.add(event["event_id"])
+                rules().on_any_event(event)
+                delivered.append(event)
+
+    def rules_events(event_type: str | None = None) -> list[dict]:
+        with rules_engine.connect() as conn:
+            rows = conn.execute(select(outbox.c.envelope).order_by(outbox.c.seq)).scalars().all()
+        events = [json.loads(r) for r in rows]
+        return [e for e in events if event_type in (None, e["event_type"])]
+
+    def session():
+        return sessionmaker(rules_engine)()
+
+    service = rules()
+    for user in USERS:
+        service.on_any_event(envelope("gateway", "user_changed", {"user": {
+            **user, "display_name": user["username"], "active": True,
+            "email": f"{user['username']}@demo.crm.local"}}))
+    for team in TEAMS:
+        service.on_any_event(envelope("gateway", "team_changed", {"team": team}))
+    return SimpleNamespace(rules=rules, leads=leads, deliver_leads_events=deliver_leads_events,
+                           rules_events=rules_events, session=session, smtp=smtp,
+                           leads_rpc=in_process_leads, urls=urls)
+
+
+def install_shipped(system) -> None:
+    seed.install(system.urls["rules"])
+
+
+def runs_of(system, rule_id: str) -> list[dict]:
+    return system.rules().list_runs({"rule_id": rule_id})["items"]
+
+
+# --------------------------------------------------------------------------- website leads
+
+
+def test_a_website_lead_is_assigned_by_territory_and_its_owner_gets_a_task_and_email(system):
+    install_shipped(system)
+    lead = system.leads().create_lead(website_lead(1, "华东"))["lead"]
+    system.deliver_leads_events()
+
+    assert system.leads().get_lead(lead["id"], {"all": True})["owner_id"] in (
+        "u-zhangwei", "u-lina")
+    owner = system.leads().get_lead(lead["id"], {"all": True})["owner_id"]
+    tasks = system.rules().list_tasks({"assignee_id": owner}, {"all": True})["items"]
+    assert [t["title"] for t in tasks] == ["立即致电：客户1（苏州精工1号机械有限公司）"]
+    assert tasks[0]["record_id"] == lead["id"] and tasks[0]["due_at"]
+    inbox = system.rules().list_notifications(owner)["items"]
+    assert inbox[0]["title"] == "新线索：客户1，请立即致电"
+    message = system.smtp.wait_for(lambda m: "客户1" in str(m["Subject"]), timeout=10)
+    owner_name = owner.removeprefix("u-")
+    assert f"{owner_name}@demo.crm.local" in str(message["To"])
+
+    run = runs_of(system, "website-lead-call-now")[0]
+    assert run["status"] == "completed" and run["matched"] is True
+    assert run["rule_version"] == 1 and run["event_type"] == "leads.lead_created"
+    assert [a["status"] for a in run["actions"]] == ["ok", "ok", "ok"]
+    assert run["correlation_id"] == "corr-leads"
+    # the assignment was made through the leads service's command, with the causation
+    method, kwargs = system.leads_rpc.calls[0]
+    assert method == "assign_lead" and kwargs["scope"] == {"all": True}
+
+
+def test_round_robin_alternates_and_the_south_goes_to_its_team(system):
+    install_shipped(system)
+    for n in range(4):
+        system.leads().create_lead(website_lead(n))
+    south = system.leads().create_lead(website_lead(9, "华南"))["lead"]
+    system.deliver_leads_events()
+    owners = [item["owner_id"] for item in system.leads().list_leads(
+        {"region": "华东"} if False else {}, {"all": True})["items"] if item["region"] == "华东"]
+    assert sorted(owners) == ["u-lina", "u-lina", "u-zhangwei", "u-zhangwei"]
+    assert system.leads().get_lead(south["id"], {"all": True})["owner_id"] == "u-chenjing"
+
+
+def test_out_of_office_and_capacity_are_respected(system):
+    install_shipped(system)
+    system.rules().set_member_settings("u-lina", {
+        "out_of_office_until": "2099-01-01T00:00:00+00:00"})
+    for n in range(3):
+        system.leads().create_lead(website_lead(n))
+    system.deliver_leads_events()
+    owners = {item["owner_id"] for item in system.leads().list_leads({}, {"all": True})["items"]}
+    assert owners == {"u-zhangwei"}
+    settings = system.rules().get_member_settings("u-zhangwei")
+    assert settings["open_leads"] == 3
+
+    system.rules().set_member_settings("u-zhangwei", {"capacity": 3})
+    system.leads().create_lead(website_lead(7))
+    system.deliver_leads_events()
+    run = runs_of(system, "website-lead-call-now")[0]
+    assert run["status"] == "failed"
+    assert "no eligible member" in run["actions"][0]["error"]
+    assert "at capacity" in run["actions"][0]["error"]
+
+
+def test_a_redelivered_event_has_no_second_effect(system):
+    install_shipped(system)
+    system.leads().create_lead(website_lead(1))
+    events = system.deliver_leads_events()
+    created = next(e for e in events if e["event_type"] == "lead_created")
+    system.rules().on_any_event(created)
+    system.rules().on_any_event(created)
+    assert len(runs_of(system, "website-lead-call-now")) == 1
+    assert len(system.rules().list_tasks({}, {"all": True})["items"]) == 1
+    assert len(system.leads_rpc.calls) == 1
+
+
+# --------------------------------------------------------------------------- timers
+
+
+def advance(system, seconds: float) -> int:
+    system.rules().advance_clock(seconds)
+    fired = 0
+    while (count := system.rules().engine.tick()):
+        fired += count
+    system.deliver_leads_events()
+    return fired
+
+
+def test_the_72_hour_rule_fires_once_with_a_task_and_an_email_to_owner_and_manager(system):
+    install_shipped(system)
+    lead = system.leads().create_lead(website_lead(1))["lead"]
+    system.deliver_leads_events()
+    owner = system.leads().get_lead(lead["id"], {"all": True})["owner_id"]
+    system.smtp.clear()
+
+    advance(system, 71 * 3600)
+    assert runs_of(system, "lead-untreated-72h") == []
+    advance(system, 3600 + 5)
+    runs = runs_of(system, "lead-untreated-72h")
+    assert [r["status"] for r in runs] == ["completed"]
+    titles = [t["title"] for t in system.rules().list_tasks(
+        {"assignee_id": owner}, {"all": True})["items"]]
+    assert "72 小时未处理：客户1" in titles
+    message = system.smtp.wait_for(lambda m: "72 小时" in str(m["Subject"]), timeout=10)
+    assert "manager@demo.crm.local" in str(message["To"])
+    assert f"{owner.removeprefix('u-')}@demo.crm.local" in str(message["To"])
+    # overdue: the call-now task was due 15 minutes after creation
+    overdue = system.rules().list_tasks({"overdue": True}, {"all": True})["items"]
+    assert any(t["title"].startswith("立即致电") for t in overdue)
+    advance(system, 3 * 86400)
+    assert len(runs_of(system, "lead-untreated-72h")) == 1
+
+
+def test_a_status_change_cancels_the_72_hour_timer(system):
+    install_shipped(system)
+    lead = system.leads().create_lead(website_lead(1))["lead"]
+    system.deliver_leads_events()
+    system.leads().change_status(lead["id"], "contacted", scope={"all": True})
+    system.deliver_leads_events()
+    advance(system, 73 * 3600)
+    assert runs_of(system, "lead-untreated-72h") == []
+    with system.session() as session:
+        timers = session.scalars(select(Timer).where(Timer.rule_id == "lead-untreated-72h"))
+        assert [t.status for t in timers] == ["cancelled"]
+
+
+def test_pool_recycling_after_seven_days_without_follow_up_with_a_warning(system):
+    install_shipped(system)
+    lead = system.leads().create_lead({**website_lead(1), "source": "trade_show"})["lead"]
+    system.leads().claim_lead(lead["id"], "u-zhangwei")
+    system.deliver_leads_events()
+    advance(system, 2 * 86400)
+    system.leads().record_behaviour(lead["id"], {"type": "email_opened"}, scope={"all": True})
+    system.deliver_leads_events()  # a follow-up restarts the seven days
+    advance(system, 4 * 86400 + 5)
+    warning = runs_of(system, "pool-no-followup-7d-warning")
+    assert [r["status"] for r in warning] == ["completed"]
+    assert system.leads().get_lead(lead["id"], {"all": True})["owner_id"] == "u-zhangwei"
+    advance(system, 3 * 86400)
+    assert [r["status"] for r in runs_of(system, "pool-no-followup-7d")] == ["completed"]
+    released = system.leads().get_lead(lead["id"], {"all": True})
+    assert released["owner_id"] is None
+    manager_inbox = system.rules().list_notifications("u-manager")["items"]
+    assert manager_inbox[0]["title"] == "线索已退回公海：客户1"
+
+
+def test_an_assigned_lead_nobody_works_returns_to_the_pool_after_30_days(system):
+    install_shipped(system)
+    lead = system.leads().create_lead({**website_lead(1), "source": "trade_show"})["lead"]
+    system.leads().assign_lead(lead["id"], "u-lina", scope={"all": True})
+    system.deliver_leads_events()
+    advance(system, 27 * 86400 + 5)
+    assert [r["status"] for r in runs_of(system, "pool-unworked-30d-warning")] == ["completed"]
+    titles = [n["title"] for n in system.rules().list_notifications("u-lina")["items"]]
+    assert "3 天后退回公海：客户1" in titles
+    advance(system, 3 * 86400)
+    assert system.leads().get_lead(lead["id"], {"all": True})["owner_id"] is None
+    assert [r["status"] for r in runs_of(system, "pool-unworked-30d")] == ["completed"]
+
+
+def test_a_timer_fires_once_even_when_ticked_twice(system):
+    install_shipped(system)
+    system.leads().create_lead(website_lead(1))
+    system.deliver_leads_events()
+    system.rules().advance_clock(73 * 3600)
+    first, second = system.rules().engine, system.rules().engine
+    assert first.worker_id != second.worker_id
+    assert first.tick() + second.tick() >= 1
+    assert len(runs_of(system, "lead-untreated-72h")) == 1
+
+
+def test_the_clock_is_refused_unless_controllable(system, monkeypatch):
+    monkeypatch.setattr(clock_module, "CLOCK", clock_module.Clock(controllable=False))
+    with pytest.raises(Forbidden):
+        system.rules().advance_clock(60)
+    assert system.rules().get_clock()["controllable"] is False
+
+
+# --------------------------------------------------------------------------- loops
+
+
+LOOPY = {
+    "name": "reassign on assignment (a loop)",
+    "trigger": {"type": "event", "event": "leads.lead_assigned"},
+    "actions": [{"type": "assign", "team": "华东销售部"}],
+}
+
+
+def test_a_loop_is_stopped_by_the_dedupe_window_and_the_run_says_why(system):
+    rule = system.rules().create_rule(LOOPY)
+    lead = system.leads().create_lead({**website_lead(1), "source": "trade_show"})["lead"]
+    system.leads().assign_lead(lead["id"], "u-zhangwei", scope={"all": True})
+    system.deliver_leads_events()
+    runs = runs_of(system, rule["id"])
+    assert [r["status"] for r in runs] == ["stopped", "completed"]
+    assert "dedupe window" in runs[0]["reason"]
+    assert runs[0]["causation_depth"] == 1
+
+
+def test_a_deep_causation_chain_is_stopped(system):
+    rule = system.rules().create_rule(LOOPY)
+    lead = system.leads().create_lead({**website_lead(1), "source": "trade_show"})["lead"]
+    system.rules().on_any_event(envelope("leads", "lead_assigned", {
+        "lead": {**lead, "owner_id": "u-lina"}, "owner_id": "u-lina",
+        "previous_owner_id": None}, depth=6))
+    run = runs_of(system, rule["id"])[0]
+    assert run["status"] == "stopped" and "causation depth 6" in run["reason"]
+    assert system.leads_rpc.calls == []
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def test_a_bad_condition_is_rejected_with_its_position(system):
+    with pytest.raises(ValidationFailed) as raised:
+        system.rules().create_rule({**LOOPY, "conditions": "score >= and"})
+    assert "line 1, column 10" in raised.value.errors["conditions"][0]
+    with pytest.raises(ValidationFailed) as raised:
+        system.rules().create_rule({**LOOPY, "actions": [{"type": "notify", "to": ["owner"],
+                                                          "title": "{{ lead.name "}]})
+    assert "actions.0.title" in raised.value.errors
+    with pytest.raises(ValidationFailed) as raised:
+        system.rules().create_rule({"name": "", "trigger": {}, "actions": [], "x": 1})
+    assert {"name", "x"} <= set(raised.value.errors)
+
+
+def test_edits_are_versions_and_runs_record_the_version(system):
+    rule = system.rules().create_rule({
+        "name": "big leads", "trigger": {"type": "event", "event": "leads.lead_created"},
+        "conditions": "score >= 1000",
+        "actions": [{"type": "notify", "to": ["role:manager"], "title": "大线索 {{ lead.name }}"}],
+    })
+    system.leads().create_lead(website_lead(1))
+    system.deliver_leads_events()
+    updated = system.rules().update_rule(rule["id"], {
+        "name": "big leads", "trigger": rule["trigger"], "conditions": "score >= 0",
+        "actions": rule["actions"]})
+    assert updated["version"] == 2
+    system.leads().create_lead(website_lead(2))
+    system.deliver_leads_events()
+    runs = runs_of(system, rule["id"])
+    assert [(r["rule_version"], r["status"]) for r in runs] == [(2, "completed"),
+                                                                (1, "no_match")]
+    assert [v["version"] for v in system.rules().get_rule(rule["id"])["versions"]] == [2, 1]
+    assert system.rules().list_notifications("u-manager")["items"][0]["title"] == "大线索 客户2"
+    system.rules().set_rule_enabled(rule["id"], False)
+    system.leads().create_lead(website_lead(3))
+    system.deliver_leads_events()
+    assert len(runs_of(system, rule["id"])) == 2
+
+
+def test_dry_run_against_a_sample_and_a_past_event(system):
+    install_shipped(system)
+    sample = {"event_type": "leads.lead_created", "data": {"lead": {
+        "id": "x1", "name": "王芳", "company": None, "source": "website", "region": "华南",
+        "owner_id": None, "status": "new", "score": 10}}}
+    result = system.rules().dry_run("website-lead-call-now", {"sample": sample})
+    assert result["would_act"] is True and result["conditions"]["matched"] is True
+    assert result["actions"][0]["owner_id"] == "u-chenjing"
+    assert result["actions"][1]["title"] == "立即致电：王芳"
+    assert result["actions"][1]["assignee_id"] == "u-chenjing"
+    assert system.rules().list_tasks({}, {"all": True})["items"] == []  # nothing done
+
+    system.leads().create_lead({**website_lead(1), "source": "trade_show"})
+    created = next(e for e in system.deliver_leads_events() if e["event_type"] == "lead_created")
+    result = system.rules().dry_run("website-lead-call-now", {"event_id": created["event_id"]})
+    assert result["conditions"]["matched"] is False and result["would_act"] is False
+    delay = system.rules().dry_run("lead-untreated-72h", {"event_id": created["event_id"]})
+    assert delay["trigger"]["matches"] is True and delay["trigger"]["would_fire_at"]
+    with pytest.raises(NotFound):
+        system.rules().dry_run("website-lead-call-now", {"event_id": "nope"})
+
+
+# --------------------------------------------------------------------------- tasks, inbox
+
+
+def test_tasks_complete_reassign_snooze_and_visibility(system):
+    task = system.rules().create_task({"title": "回访", "assignee_id": "u-zhangwei",
+                                       "due_at": "2020-01-01T00:00:00+00:00"}, {"all": True})
+    assert task["overdue"] is True
+    mine = {"owner_ids": ["u-lina"]}
+    with pytest.raises(NotFound):
+        system.rules().complete_task(task["id"], mine)
+    with pytest.raises(Forbidden):
+        system.rules().reassign_task(task["id"], "u-chenjing", {"owner_ids": ["u-zhangwei"]})
+    moved = system.rules().reassign_task(task["id"], "u-lina", {"all": True})
+    assert moved["assignee_id"] == "u-lina"
+    snoozed = system.rules().snooze_task(task["id"], "2099-01-01T00:00:00+00:00", mine)
+    assert snoozed["overdue"] is False
+    assert system.rules().list_tasks({"overdue": True}, mine)["items"] == []
+    done = system.rules().complete_task(task["id"], mine)
+    assert done["status"] == "done" and done["completed_by"] == "u-admin"
+    with pytest.raises(Conflict):
+        system.rules().snooze_task(task["id"], "2099-01-01T00:00:00+00:00", mine)
+    with pytest.raises(ValidationFailed) as raised:
+        system.rules().list_tasks({"status": "doing"}, mine)
+    assert "status" in raised.value.errors
+    assert [e["event_type"] for e in system.rules_events()][-4:] == [
+        "task_created", "task_reassigned", "task_snoozed", "task_completed"]
+
+
+def test_notifications_are_per_user_and_can_be_marked_read(system):
+    install_shipped(system)
+    system.leads().create_lead(website_lead(1))
+    system.deliver_leads_events()
+    owner = system.rules().list_tasks({}, {"all": True})["items"][0]["assignee_id"]
+    item = system.rules().list_notifications(owner, unread=True)["items"][0]
+    with pytest.raises(NotFound):
+        system.rules().mark_notification_read(item["id"], "u-someone-else")
+    assert system.rules().mark_notification_read(item["id"], owner)["read_at"]
+    assert system.rules().list_notifications(owner, unread=True)["items"] == []
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+def test_webhook_deliveries_are_signed_retried_and_a_410_disables(system):
+    from services.rules.notify import verify
+
+    with WebhookReceiver() as receiver:
+        sub = system.rules().create_webhook({"url": receiver.url,
+                                             "event_types": ["leads.lead_created"]})
+        assert sub["secret"].startswith("whsec_")
+        assert "secret" not in system.rules().get_webhook(sub["id"])
+        receiver.responses = [500, 200]
+        system.leads().create_lead({**website_lead(1), "source": "trade_show"})
+        system.deliver_leads_events()
+        system.rules().engine.tick()
+        deliveries = system.rules().list_webhook_deliveries(sub["id"])["items"]
+        assert deliveries[0]["status"] == "pending" and deliveries[0]["attempts"] == 1
+        advance(system, 3600)
+        request = receiver.wait_for_count(2)[-1]
+        verify(sub["secret"], request.headers, request.body)
+        assert json.loads(request.body)["type"] == "leads.lead_created"
+        delivery = system.rules().list_webhook_deliveries(sub["id"])["items"][0]
+        assert delivery["status"] == "delivered" and delivery["attempts"] == 2
+
+        receiver.responses = [410]
+        system.leads().create_lead({**website_lead(2), "source": "trade_show"})
+        system.deliver_leads_events()
+        system.rules().engine.tick()
+        assert system.rules().get_webhook(sub["id"])["active"] is False
+        failed = system.rules().list_webhook_deliveries(sub["id"], "failed")["items"][0]
+        with pytest.raises(Conflict):
+            system.rules().replay_webhook_delivery(failed["id"])
+        system.rules().update_webhook(sub["id"], {"active": True})
+        assert system.rules().replay_webhook_delivery(failed["id"])["status"] == "pending"
+        system.rules().engine.tick()
+        assert receiver.wait_for_count(4)[-1].headers["webhook-id"] == failed["id"]
+        assert system.rules_events("webhook_subscription_disabled")
+
+
+def test_emails_that_cannot_be_sent_are_retried(system, smtp, monkeypatch):
+    monkeypatch.setenv("CRM_SMTP_PORT", "1")  # nothing listens there
+    monkeypatch.setattr(rules_service_module, "_email_sender", None)
+    install_shipped(system)
+    system.leads().create_lead(website_lead(1))
+    system.deliver_leads_events()
+    with system.session() as session:
+        delivery = session.scalars(select(EmailDelivery)).one()
+        assert delivery.status == "pending" and delivery.attempts == 1
+    monkeypatch.setenv("CRM_SMTP_PORT", str(smtp.port))
+    monkeypatch.setattr(rules_service_module, "_email_sender", None)
+    advance(system, 60)
+    with system.session() as session:
+        delivery = session.scalars(select(EmailDelivery)).one()
+        assert delivery.status == "sent" and delivery.attempts == 2
+
+
+def test_shipped_rules_install_once(system):
+    assert set(seed.install(system.urls["rules"]).values()) == {"installed"}
+    assert set(seed.install(system.urls["rules"]).values()) == {"present"}
+    with system.session() as session:
+        assert session.scalar(select(Rule).where(Rule.key == "lead-untreated-72h")).version == 1
+        assert session.scalars(select(RuleRun)).all() == []
+    assert timedelta(hours=72)  # the delay is data, checked by the unit tests
