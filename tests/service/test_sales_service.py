@@ -1,0 +1,484 @@
+"""The sales service's entrypoints with nameko's worker_factory: a real database (SQLite, and
+PostgreSQL where reachable, both migrated) and the real outbox recorder; no broker."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from nameko.testing.services import worker_factory
+from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
+
+from services.sales.events import EVENT_SCHEMAS
+from services.sales.models import Customer, StageHistory, outbox
+from services.sales.models_numbers import CustomFieldDefinition
+from services.sales.service import SalesService
+from shared.context import Context
+from shared.db import DatabaseAccess, get_engine
+from shared.errors import Conflict, Forbidden, NotFound, PreconditionFailed, ValidationFailed
+from shared.migrations import upgrade
+from shared.outbox import EventRecorder
+
+ALL = {"all": True}
+REP_A = {"owner_ids": ["rep-a"]}
+REP_B = {"owner_ids": ["rep-b"]}
+MANAGER = {"owner_ids": ["manager", "rep-a", "rep-b"]}
+# A valid unified social credit code (check digit Y... computed by GB 32100).
+CREDIT_CODE = "91350100M000100Y43"
+LEAD = {
+    "id": "lead-1", "name": "李雷", "company": "苏州精工机械有限公司", "title": "采购总监",
+    "email": "li.lei@jinggong.cn", "phone": "+8613800138000", "source": "trade_show",
+    "region": "华东", "industry": "制造业", "product_interest": ["MES"], "campaign": "工博会2026",
+    "attributes": {}, "status": "qualified", "owner_id": "rep-a",
+}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/sales.db"
+    else:
+        url = request.getfixturevalue("pg_url_factory")()
+    upgrade("sales", url)
+    return url
+
+
+@pytest.fixture
+def make_service(database_url):
+    engine = get_engine(database_url)
+
+    def make(actor: str | None = "rep-a") -> SalesService:
+        ctx = Context(correlation_id="corr-1", actor=actor)
+        return worker_factory(
+            SalesService,
+            db=DatabaseAccess(sessionmaker(engine, expire_on_commit=False)),
+            events=EventRecorder("sales", outbox, EVENT_SCHEMAS, ctx),
+            context=ctx,
+        )
+
+    make.engine = engine
+    return make
+
+
+def events_of(engine, event_type: str | None = None) -> list[dict]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(outbox.c.envelope).order_by(outbox.c.seq)).scalars().all()
+    envelopes = [json.loads(row) for row in rows]
+    return [e for e in envelopes if event_type is None or e["event_type"] == event_type]
+
+
+def stage_ids(service: SalesService) -> dict[str, str]:
+    names = ("qualification", "needs", "proposal", "negotiation", "won", "lost")
+    return dict(zip(names, (s["id"] for s in service.get_pipeline()["stages"]), strict=True))
+
+
+def new_customer(service: SalesService, scope=REP_A, **fields) -> dict:
+    return service.create_customer({"name": "上海阿克米机械制造有限公司", **fields}, scope=scope)
+
+
+# -- customers -------------------------------------------------------------------------------
+
+
+def test_create_customer_records_the_event_with_the_callers_correlation(make_service):
+    service = make_service()
+    customer = new_customer(service, credit_code=" 91350100m000100y43 ", tags=["VIP", "vip"],
+                            tier="A")
+    assert customer["credit_code"] == CREDIT_CODE
+    assert customer["owner_id"] == "rep-a" and customer["lifecycle_stage"] == "prospect"
+    assert customer["tags"] == ["VIP"]
+    [event] = events_of(make_service.engine, "customer_created")
+    assert event["data"]["customer"]["id"] == customer["id"]
+    assert event["correlation_id"] == "corr-1" and event["actor"] == "rep-a"
+
+
+def test_bad_credit_code_names_the_field_and_the_check_digit(make_service):
+    with pytest.raises(ValidationFailed) as err:
+        new_customer(make_service(), credit_code="91350100M000100Y44")
+    assert "check digit" in err.value.errors["credit_code"][0]
+
+
+def test_duplicates_by_credit_code_and_by_close_name(make_service):
+    service = make_service()
+    first = new_customer(service, credit_code=CREDIT_CODE)
+    with pytest.raises(Conflict) as err:
+        service.create_customer({"name": "别的名字", "credit_code": CREDIT_CODE}, scope=REP_A)
+    assert err.value.extra["existing_id"] == first["id"]
+    assert err.value.extra["field"] == "credit_code"
+    with pytest.raises(Conflict) as err:
+        service.create_customer({"name": "阿克米机械制造（上海）"}, scope=REP_A)
+    assert err.value.extra["matches"][0]["reason"] == "name"
+    second = service.create_customer({"name": "阿克米机械制造（上海）"}, scope=REP_A,
+                                     on_duplicate="create")
+    assert second["id"] != first["id"]
+
+
+def test_search_chinese_text_tags_and_pages(make_service):
+    service = make_service()
+    names = ["深圳市腾讯计算机系统有限公司", "腾讯科技（上海）有限公司", "华为技术有限公司"]
+    for name in names:
+        service.create_customer({"name": name, "tags": ["重点客户"] if "华为" in name else []},
+                                scope=REP_A, on_duplicate="create")
+    found = service.list_customers({"q": "腾讯"}, scope=REP_A)["items"]
+    assert sorted(c["name"] for c in found) == sorted(names[:2])
+    assert [c["name"] for c in service.list_customers({"q": "重点"}, scope=REP_A)["items"]] == [
+        names[2]]
+    assert len(service.list_customers({"tag": "重点客户"}, scope=REP_A)["items"]) == 1
+    assert service.list_customers({"tag": "重点"}, scope=REP_A)["items"] == []
+    page = service.list_customers({}, scope=REP_A, limit=2)
+    rest = service.list_customers({}, scope=REP_A, cursor=page["next_cursor"], limit=2)
+    ids = [c["id"] for c in page["items"] + rest["items"]]
+    assert len(ids) == len(set(ids)) == 3 and rest["next_cursor"] is None
+
+
+def test_reps_see_their_own_customers_and_managers_their_team(make_service):
+    mine = new_customer(make_service("rep-a"))
+    theirs = make_service("rep-b").create_customer({"name": "华为技术有限公司"}, scope=REP_B)
+    service = make_service("rep-a")
+    with pytest.raises(NotFound):
+        service.get_customer(theirs["id"], scope=REP_A)
+    with pytest.raises(NotFound):
+        service.update_customer(theirs["id"], {"tier": "A"}, scope=REP_A)
+    assert [c["id"] for c in service.list_customers({}, scope=REP_A)["items"]] == [mine["id"]]
+    assert len(service.list_customers({}, scope=MANAGER)["items"]) == 2
+    with pytest.raises(Forbidden):
+        service.create_customer({"name": "小米科技", "owner_id": "rep-b"}, scope=REP_A)
+
+
+def test_update_tag_assign(make_service):
+    service = make_service()
+    customer = new_customer(service)
+    updated = service.update_customer(customer["id"], {"tier": "B", "lifecycle_stage": "advocate"},
+                                      scope=REP_A)
+    assert (updated["tier"], updated["lifecycle_stage"]) == ("B", "advocate")
+    with pytest.raises(ValidationFailed) as err:
+        service.update_customer(customer["id"], {"tier": "D"}, scope=REP_A)
+    assert "tier" in err.value.errors
+    tagged = service.tag_customer(customer["id"], add=["重点", "华东"], remove=[], scope=REP_A)
+    tagged = service.tag_customer(customer["id"], add=[], remove=["华东"], scope=REP_A)
+    assert tagged["tags"] == ["重点"]
+    assigned = service.assign_customer(customer["id"], "rep-b", scope=MANAGER, team_id="t1")
+    assert (assigned["owner_id"], assigned["team_id"]) == ("rep-b", "t1")
+    last = events_of(make_service.engine, "customer_updated")[-1]["data"]
+    assert last["changed"] == ["owner_id"] and last["previous_owner_id"] == "rep-a"
+    with pytest.raises(NotFound):
+        service.get_customer(customer["id"], scope=REP_A)
+
+
+# -- contacts and follow-ups -----------------------------------------------------------------
+
+
+def test_contact_is_normalised_and_its_event_carries_the_birthday(make_service):
+    service = make_service()
+    customer = new_customer(service)
+    contact = service.create_contact({
+        "customer_id": customer["id"], "name": "张伟", "phone": "138 0013 8000",
+        "email": "Zhang.Wei@Acme.CN", "role": "decision_maker", "preferred_channel": "wechat",
+        "wechat": "zhangwei88", "birthday": "1985-06-01", "consent": True,
+    }, scope=REP_A)
+    assert contact["phone"] == "+8613800138000" and contact["email"] == "zhang.wei@acme.cn"
+    [event] = events_of(make_service.engine, "contact_created")
+    assert event["data"]["contact"]["birthday"] == "1985-06-01"
+    assert event["data"]["contact"]["customer_id"] == customer["id"]
+    with pytest.raises(ValidationFailed) as err:
+        service.create_contact({"customer_id": customer["id"], "name": "x", "email": "no",
+                                "role": "boss"}, scope=REP_A)
+    assert set(err.value.errors) == {"role"}  # the schema answers first
+    with pytest.raises(ValidationFailed) as err:
+        service.create_contact({"customer_id": customer["id"], "name": "x", "email": "no"},
+                               scope=REP_A)
+    assert "email" in err.value.errors
+    changed = service.update_contact(contact["id"], {"consent": False}, scope=REP_A)
+    assert changed["consent"] is False
+    assert events_of(make_service.engine, "contact_updated")[0]["data"]["changed"] == ["consent"]
+
+
+def test_followup_takes_the_customer_from_the_opportunity_and_publishes(make_service):
+    service = make_service()
+    customer = new_customer(service)
+    opportunity = service.create_opportunity({"customer_id": customer["id"], "name": "MES"},
+                                             scope=REP_A)
+    followup = service.record_followup({
+        "kind": "visit", "opportunity_id": opportunity["id"], "subject": "现场拜访",
+        "check_in": {"lat": 31.23, "lng": 121.47, "address": "上海市浦东新区"},
+        "key_points": {"pain_points": ["排产靠人工"], "competitors": ["SAP"],
+                       "objections": ["价格高"]},
+        "next_followup_at": "2099-01-01T02:00:00+00:00",
+    }, scope=REP_A)
+    assert followup["customer_id"] == customer["id"]
+    assert followup["key_points"]["competitors"] == ["SAP"]
+    [event] = events_of(make_service.engine, "followup_recorded")
+    assert event["data"]["followup"]["next_followup_at"] == "2099-01-01T02:00:00+00:00"
+    assert service.get_customer(customer["id"], scope=REP_A)["last_activity_at"]
+    listed = service.list_followups({"customer_id": customer["id"]}, scope=REP_A)["items"]
+    assert [f["id"] for f in listed] == [followup["id"]]
+    assert service.list_followups({"customer_id": customer["id"]}, scope=REP_B)["items"] == []
+
+
+def test_followup_input_errors_name_the_field(make_service):
+    service = make_service()
+    customer = new_customer(service)
+    with pytest.raises(ValidationFailed) as err:
+        service.record_followup({"kind": "visit", "customer_id": customer["id"]}, scope=REP_A)
+    assert "check_in" in err.value.errors
+    with pytest.raises(ValidationFailed) as err:
+        service.record_followup({"kind": "call"}, scope=REP_A)
+    assert "customer_id" in err.value.errors
+    with pytest.raises(ValidationFailed) as err:
+        service.record_followup({"kind": "call", "customer_id": customer["id"],
+                                 "occurred_at": "2026-05-01T00:00:00+00:00",
+                                 "next_followup_at": "2026-04-01T00:00:00+00:00"}, scope=REP_A)
+    assert "next_followup_at" in err.value.errors
+
+
+# -- pipeline moves --------------------------------------------------------------------------
+
+
+def test_moves_are_checked_history_kept_and_won_needs_a_reason(make_service):
+    service = make_service()
+    stages = stage_ids(service)
+    customer = new_customer(service)
+    contact = service.create_contact({"customer_id": customer["id"], "name": "张伟"},
+                                     scope=REP_A)
+    opportunity = service.create_opportunity(
+        {"customer_id": customer["id"], "name": "MES 一期", "amount": "880000.5"}, scope=REP_A)
+    assert opportunity["amount"] == "880000.50" and opportunity["currency"] == "CNY"
+    assert opportunity["stage"]["probability"] == 10
+
+    with pytest.raises(PreconditionFailed) as err:
+        service.move_opportunity(opportunity["id"], stages["proposal"], scope=REP_A)
+    missing = {(m["type"], m.get("field") or m.get("tag")) for m in err.value.extra["missing"]}
+    assert missing == {("field", "contact_id"), ("field", "expected_close_date"),
+                       ("activity", "needs_analysis")}
+
+    service.update_opportunity(opportunity["id"], {"contact_id": contact["id"],
+                                                   "expected_close_date": "2026-12-31"},
+                               scope=REP_A)
+    with pytest.raises(PreconditionFailed) as err:
+        service.move_opportunity(opportunity["id"], stages["proposal"], scope=REP_A)
+    assert [m["tag"] for m in err.value.extra["missing"]] == ["needs_analysis"]
+    assert "needs_analysis" in str(err.value)
+
+    service.record_followup({"kind": "meeting", "opportunity_id": opportunity["id"],
+                             "tags": ["needs_analysis"]}, scope=REP_A)
+    moved = service.move_opportunity(opportunity["id"], stages["proposal"], scope=REP_A)
+    assert moved["stage_id"] == stages["proposal"] and moved["probability"] == 50
+    assert moved["weighted_amount"] == "440000.25"
+
+    with pytest.raises(ValidationFailed) as err:
+        service.move_opportunity(opportunity["id"], stages["won"], scope=REP_A)
+    assert "reason" in err.value.errors
+    service.update_opportunity(opportunity["id"], {"products": ["MES"]}, scope=REP_A)
+    won = service.move_opportunity(opportunity["id"], stages["won"], reason="方案契合",
+                                   scope=REP_A)
+    assert won["status"] == "won" and won["closed_at"] and won["won_lost_reason"] == "方案契合"
+
+    history = service.get_opportunity(opportunity["id"], scope=REP_A)["history"]
+    assert [h["stage_id"] for h in history] == [stages["qualification"], stages["proposal"],
+                                                stages["won"]]
+    assert all(h["left_at"] for h in history[:-1]) and history[-1]["left_at"] is None
+    assert history[1]["entered_at"] == history[0]["left_at"]
+    kinds = [e["event_type"] for e in events_of(make_service.engine)]
+    assert kinds.count("opportunity_stage_changed") == 2 and kinds.count("opportunity_won") == 1
+    won_event = events_of(make_service.engine, "opportunity_won")[0]["data"]
+    assert won_event["reason"] == "方案契合"
+    assert service.get_customer(customer["id"], scope=REP_A)["lifecycle_stage"] == "customer"
+
+
+def test_refused_move_changes_nothing(make_service):
+    service = make_service()
+    stages = stage_ids(service)
+    opportunity = service.create_opportunity(
+        {"customer_id": new_customer(service)["id"], "name": "x"}, scope=REP_A)
+    with pytest.raises(PreconditionFailed):
+        service.move_opportunity(opportunity["id"], stages["negotiation"], scope=REP_A)
+    assert service.get_opportunity(opportunity["id"], scope=REP_A)["stage_id"] == \
+        stages["qualification"]
+    with make_service.engine.connect() as conn:
+        rows = conn.execute(select(StageHistory.stage_id)).scalars().all()
+    assert rows == [stages["qualification"]]
+    assert events_of(make_service.engine, "opportunity_stage_changed") == []
+
+
+def test_lost_from_anywhere_and_stage_changes_only_through_moves(make_service):
+    service = make_service()
+    stages = stage_ids(service)
+    opportunity = service.create_opportunity(
+        {"customer_id": new_customer(service)["id"], "name": "x"}, scope=REP_A)
+    with pytest.raises(ValidationFailed) as err:
+        service.update_opportunity(opportunity["id"], {"stage_id": stages["won"]}, scope=REP_A)
+    assert "move" in err.value.errors["stage_id"][0]
+    lost = service.move_opportunity(opportunity["id"], stages["lost"], reason="预算取消",
+                                    scope=REP_A)
+    assert lost["status"] == "lost"
+    assert events_of(make_service.engine, "opportunity_lost")[0]["data"]["reason"] == "预算取消"
+    with pytest.raises(NotFound):
+        service.move_opportunity(opportunity["id"], stages["lost"], reason="x", scope=REP_B)
+
+
+def test_creating_past_the_first_stage_is_checked_too(make_service):
+    service = make_service()
+    stages = stage_ids(service)
+    customer = new_customer(service)
+    with pytest.raises(PreconditionFailed):
+        service.create_opportunity({"customer_id": customer["id"], "name": "x",
+                                    "stage_id": stages["proposal"]}, scope=REP_A)
+    with pytest.raises(ValidationFailed) as err:
+        service.create_opportunity({"customer_id": customer["id"], "name": "x",
+                                    "stage_id": stages["won"]}, scope=REP_A)
+    assert "stage_id" in err.value.errors
+
+
+def test_board_groups_by_stage_with_sums_per_currency(make_service):
+    service = make_service()
+    stages = stage_ids(service)
+    customer = new_customer(service)
+    for amount, currency in (("100.10", "CNY"), ("200.20", "CNY"), ("50", "USD")):
+        service.create_opportunity({"customer_id": customer["id"], "name": "x",
+                                    "amount": amount, "currency": currency}, scope=REP_A)
+    board = service.opportunity_board({}, scope=REP_A)
+    columns = {c["stage"]["id"]: c for c in board["columns"]}
+    first = columns[stages["qualification"]]
+    assert first["count"] == 3 and len(first["items"]) == 3
+    assert first["amounts"] == {"CNY": "300.30", "USD": "50.00"}
+    assert first["weighted_amounts"] == {"CNY": "30.03", "USD": "5.00"}
+    assert columns[stages["proposal"]]["count"] == 0
+    assert service.opportunity_board({}, scope=REP_B)["columns"][0]["count"] == 0
+
+
+def test_pipeline_admin(make_service):
+    service = make_service("admin")
+    stages = [
+        {"name": "初步接触", "probability": 20,
+         "exit_criteria": {"fields": ["amount"], "activities": [{"kind": "visit"}]}},
+        {"name": "报价", "probability": 60},
+        {"name": "成交", "probability": 100, "kind": "won"},
+        {"name": "丢单", "probability": 0, "kind": "lost"},
+    ]
+    pipeline = service.create_pipeline({"name": "渠道销售", "stages": stages})
+    assert [s["position"] for s in pipeline["stages"]] == [0, 1, 2, 3]
+    assert pipeline["stages"][0]["exit_criteria"]["activities"] == [
+        {"kind": "visit", "tag": None, "min_count": 1}]
+    with pytest.raises(Conflict):
+        service.create_pipeline({"name": "渠道销售", "stages": stages})
+    customer = new_customer(service, scope=ALL)
+    opportunity = service.create_opportunity({"customer_id": customer["id"], "name": "x",
+                                              "pipeline_id": pipeline["id"]}, scope=ALL)
+    kept = [{**s, "id": s["id"]} for s in pipeline["stages"]]
+    for stage in kept:
+        stage.pop("position")
+    with pytest.raises(Conflict) as err:
+        service.update_pipeline(pipeline["id"], {"name": "渠道销售", "stages": kept[1:]})
+    assert err.value.extra["stage_id"] == opportunity["stage_id"]
+    kept[1]["probability"] = 70
+    updated = service.update_pipeline(pipeline["id"], {"name": "渠道销售 v2",
+                                                       "stages": [kept[0], kept[1], kept[3],
+                                                                  kept[2]]})
+    assert [s["probability"] for s in updated["stages"]] == [20, 70, 0, 100]
+    assert [e["data"]["created"] for e in events_of(make_service.engine, "pipeline_changed")] \
+        == [True, False]
+    assert service.get_pipeline()["is_default"] is True  # the seeded one stays the default
+
+
+# -- lead conversion -------------------------------------------------------------------------
+
+
+def test_conversion_creates_customer_contact_opportunity_once(make_service):
+    service = make_service("rep-a")
+    result = service.convert_lead(LEAD, {}, scope=REP_A)
+    assert result["customer_created"] is True and result["replayed"] is False
+    customer, contact, opportunity = result["customer"], result["contact"], result["opportunity"]
+    assert customer["name"] == "苏州精工机械有限公司" and customer["source"] == "trade_show"
+    assert contact["name"] == "李雷" and contact["lead_id"] == "lead-1"
+    assert opportunity["source"] == "trade_show" and opportunity["campaign"] == "工博会2026"
+    assert opportunity["products"] == ["MES"] and opportunity["contact_id"] == contact["id"]
+    assert opportunity["stage"]["probability"] == 10 and opportunity["owner_id"] == "rep-a"
+    [event] = events_of(make_service.engine, "lead_converted")
+    assert event["data"] == {
+        "lead_id": "lead-1", "customer_id": customer["id"], "contact_id": contact["id"],
+        "opportunity_id": opportunity["id"], "converted_by": "rep-a", "customer_created": True,
+        "source": "trade_show", "campaign": "工博会2026",
+    }
+
+    again = service.convert_lead(LEAD, {}, scope=REP_A)
+    assert again["replayed"] is True
+    assert (again["customer_id"], again["opportunity_id"]) == (customer["id"],
+                                                               opportunity["id"])
+    assert len(events_of(make_service.engine, "lead_converted")) == 1
+
+
+def test_conversion_links_an_existing_customer(make_service):
+    service = make_service("rep-a")
+    by_code = new_customer(service, credit_code=CREDIT_CODE)
+    linked = service.convert_lead({**LEAD, "attributes": {"credit_code": CREDIT_CODE}}, {},
+                                  scope=REP_A)
+    assert linked["customer_id"] == by_code["id"] and linked["customer_created"] is False
+    by_name = service.convert_lead({**LEAD, "id": "lead-2", "company": "精工机械（苏州）"}, {},
+                                   scope=REP_A)
+    by_name_2 = service.convert_lead({**LEAD, "id": "lead-3"}, {}, scope=REP_A)
+    assert by_name["customer_id"] == by_name_2["customer_id"]
+    chosen = service.convert_lead({**LEAD, "id": "lead-4"},
+                                  {"customer_id": by_code["id"], "create_opportunity": False},
+                                  scope=REP_A)
+    assert chosen["customer_id"] == by_code["id"] and chosen["opportunity"] is None
+
+
+def test_conversion_needs_a_qualified_lead(make_service):
+    with pytest.raises(PreconditionFailed) as err:
+        make_service().convert_lead({**LEAD, "status": "contacted"}, {}, scope=REP_A)
+    assert err.value.extra["field"] == "status"
+
+
+# -- merge and custom fields -------------------------------------------------------------------
+
+
+def test_merge_moves_everything_to_the_survivor(make_service):
+    service = make_service()
+    target = new_customer(service, tags=["A"])
+    source = service.create_customer({"name": "阿克米机械", "credit_code": CREDIT_CODE,
+                                      "tags": ["B"]}, scope=REP_A, on_duplicate="create")
+    contact = service.create_contact({"customer_id": source["id"], "name": "王芳"}, scope=REP_A)
+    opportunity = service.create_opportunity({"customer_id": source["id"], "name": "x"},
+                                             scope=REP_A)
+    merged = service.merge_customers(target["id"], source["id"], scope=REP_A)
+    assert merged["credit_code"] == CREDIT_CODE and merged["tags"] == ["A", "B"]
+    assert service.get_contact(contact["id"], scope=REP_A)["customer_id"] == target["id"]
+    assert service.get_opportunity(opportunity["id"], scope=REP_A)["customer_id"] == target["id"]
+    assert service.get_customer(source["id"], scope=REP_A)["merged_into_id"] == target["id"]
+    assert [c["id"] for c in service.list_customers({}, scope=REP_A)["items"]] == [target["id"]]
+    [event] = events_of(make_service.engine, "customer_merged")
+    assert event["data"]["moved"] == {"contacts": 1, "opportunities": 1, "followups": 0}
+    with pytest.raises(Conflict):
+        service.merge_customers(target["id"], source["id"], scope=REP_A)
+
+
+def test_custom_fields_are_validated_and_stored_on_every_write(make_service):
+    now = datetime.now(UTC)
+    with sessionmaker(make_service.engine)() as session, session.begin():
+        session.add(CustomFieldDefinition(
+            id="f1", entity="customer", key="employees", label="员工数", type="number",
+            required=False, options=[], unique=False, position=0, active=True,
+            created_at=now, updated_at=now))
+        session.add(CustomFieldDefinition(
+            id="f2", entity="opportunity", key="budget_approved", label="预算已批",
+            type="boolean", required=True, options=[], unique=False, position=0, active=True,
+            created_at=now, updated_at=now))
+    service = make_service()
+    with pytest.raises(ValidationFailed) as err:
+        new_customer(service, custom={"employees": "many"})
+    assert "custom.employees" in err.value.errors
+    customer = new_customer(service, custom={"employees": 250})
+    assert customer["custom"] == {"employees": 250}
+    with pytest.raises(ValidationFailed) as err:
+        service.update_customer(customer["id"], {"custom": {"colour": "red"}}, scope=REP_A)
+    assert "custom.colour" in err.value.errors
+    with pytest.raises(ValidationFailed) as err:
+        service.create_opportunity({"customer_id": customer["id"], "name": "x"}, scope=REP_A)
+    assert "custom.budget_approved" in err.value.errors
+    opportunity = service.create_opportunity(
+        {"customer_id": customer["id"], "name": "x", "custom": {"budget_approved": True}},
+        scope=REP_A)
+    assert opportunity["custom"] == {"budget_approved": True}
+    with sessionmaker(make_service.engine)() as session:
+        assert session.get(Customer, customer["id"]).custom == {"employees": 250}
