@@ -9,7 +9,37 @@ import sqlalchemy as sa
 import shared.db
 from datetime import UTC, datetime
 
-from services.sales.domain.pipeline import DEFAULT_PIPELINE
+# The pipeline as it was when this revision was written (frozen: later edits of the domain's
+# DEFAULT_PIPELINE must not change what this migration does).
+DEFAULT_PIPELINE = {'name': '默认销售流程 Default',
+ 'is_default': True,
+ 'stages': [{'name': '线索确认 Qualification',
+             'probability': 10,
+             'kind': 'open',
+             'exit_criteria': {'fields': ['contact_id'], 'activities': []}},
+            {'name': '需求分析 Needs analysis',
+             'probability': 25,
+             'kind': 'open',
+             'exit_criteria': {'fields': ['amount', 'expected_close_date'],
+                               'activities': [{'kind': 'meeting',
+                                               'tag': 'needs_analysis',
+                                               'min_count': 1}]}},
+            {'name': '方案报价 Proposal',
+             'probability': 50,
+             'kind': 'open',
+             'exit_criteria': {'fields': ['products'], 'activities': []}},
+            {'name': '商务谈判 Negotiation',
+             'probability': 75,
+             'kind': 'open',
+             'exit_criteria': {'fields': [], 'activities': []}},
+            {'name': '赢单 Won',
+             'probability': 100,
+             'kind': 'won',
+             'exit_criteria': {'fields': [], 'activities': []}},
+            {'name': '输单 Lost',
+             'probability': 0,
+             'kind': 'lost',
+             'exit_criteria': {'fields': [], 'activities': []}}]}
 
 # Fixed ids: every installation's default pipeline is addressable the same way.
 DEFAULT_PIPELINE_ID = "00000000-0000-4000-8000-000000000001"
