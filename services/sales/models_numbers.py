@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     String,
     Text,
@@ -189,6 +190,9 @@ class ImportJob(Base):
     failed: Mapped[int] = mapped_column(Integer, default=0)  # bad rows
     # file-level problems and the ignored columns; bad rows are in import_errors
     errors: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # who imports (owner of new records, visibility scope); the file until it is processed
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    content: Mapped[bytes | None] = mapped_column(LargeBinary)
     actor: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -220,7 +220,7 @@ def rfm(last_won_at: date | None, won_count: int, won_amount: Decimal, today: da
     m = _score_high_is_good(Decimal(won_amount), MONETARY_AMOUNTS)
     if r >= 4 and f >= 4 and m >= 4:
         segment = "champion"
-    elif r >= 4 and f == 1:
+    elif r >= 4 and won_count == 1:
         segment = "new"
     elif r >= 3 and f >= 3:
         segment = "loyal"

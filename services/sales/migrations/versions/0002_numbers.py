@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-23 13:54:36.794870
+Create Date: 2026-11-23 13:57:20.529072
 """
 from alembic import op
 import sqlalchemy as sa
@@ -66,6 +66,8 @@ def upgrade() -> None:
     sa.Column('skipped', sa.Integer(), nullable=False),
     sa.Column('failed', sa.Integer(), nullable=False),
     sa.Column('errors', sa.JSON(), nullable=False),
+    sa.Column('options', sa.JSON(), nullable=False),
+    sa.Column('content', sa.LargeBinary(), nullable=True),
     sa.Column('actor', sa.String(length=36), nullable=True),
     sa.Column('created_at', shared.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('started_at', shared.db.UTCDateTime(timezone=True), nullable=True),
