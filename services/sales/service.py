@@ -20,6 +20,8 @@ from sqlalchemy import Text, and_, cast, false, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from services.sales.analytics import customer_insights
+from services.sales.api_numbers import NumbersRpc
 from services.sales.domain import accounts, credit_code
 from services.sales.domain import pipeline as stages_domain
 from services.sales.domain.custom_fields import merge_custom, validate_custom
@@ -195,7 +197,7 @@ def validated_credit_code(raw: str | None) -> str | None:
         raise ValidationFailed.for_fields({"credit_code": [str(exc)]}) from None
 
 
-class SalesService(PlatformEndpoints):  # + NumbersRpc once api_numbers.py lands
+class SalesService(NumbersRpc, PlatformEndpoints):
     name = "sales"
 
     db = Database("sales")
@@ -289,6 +291,7 @@ class SalesService(PlatformEndpoints):  # + NumbersRpc once api_numbers.py lands
                     .order_by(Contact.created_at, Contact.id)
                 ).all()
                 result["contacts"] = [contact_to_dict(c) for c in contacts]
+            result["insights"] = customer_insights(session, customer.id)
             return result
 
     @rpc
