@@ -1,9 +1,531 @@
-"""Rules, rule runs, tasks, notifications, webhooks and assignment."""
+"""Rules, runs, tasks, notifications, webhooks, assignment settings and the test clock: one rules
+RPC each. Rule and webhook management is for admins and managers."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_smorest import Blueprint
+from marshmallow import RAISE, Schema, fields, validate
+
+from services.gateway.app import current_principal, require_role, rpc_call
+from services.gateway.problems import PROBLEM_BASE, ApiProblem
+from services.rules import schemas as rules_schemas
 
 blp = Blueprint(
     "rules", __name__, description="Rules, runs, tasks, notifications, webhooks, assignment."
 )
+
+MANAGERS = ("admin", "manager")
+
+
+class StrictSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+class RuleWriteSchema(rules_schemas.RuleInputSchema):
+    """A rule: a trigger, conditions (an expression) and ordered actions."""
+
+
+class RuleSchema(Schema):
+    id = fields.String()
+    key = fields.String(allow_none=True)
+    name = fields.String()
+    description = fields.String(allow_none=True)
+    enabled = fields.Boolean()
+    version = fields.Integer(metadata={"description": "each edit is a new version"})
+    trigger = fields.Dict()
+    conditions = fields.String()
+    actions = fields.List(fields.Dict())
+    created_at = fields.String()
+    updated_at = fields.String()
+    updated_by = fields.String(allow_none=True)
+    versions = fields.List(fields.Dict(), metadata={"description": "GET /rules/<id> only"})
+
+
+class RuleListSchema(Schema):
+    items = fields.List(fields.Nested(RuleSchema))
+
+
+class RuleListQuerySchema(rules_schemas.RuleFiltersSchema):
+    pass
+
+
+class DryRunRequestSchema(rules_schemas.DryRunSchema):
+    pass
+
+
+class DryRunResultSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    rule_version = fields.Integer(allow_none=True)
+    event = fields.Dict()
+    trigger = fields.Dict(metadata={"description": "matches, would_fire_at, next_at"})
+    conditions = fields.Dict(metadata={"description": "expression, matched, error"})
+    actions = fields.List(fields.Dict(), metadata={"description": "what each would do"})
+    would_act = fields.Boolean()
+
+
+class RunSchema(Schema):
+    id = fields.String()
+    rule_id = fields.String()
+    rule_version = fields.Integer()
+    trigger = fields.String(metadata={"description": "event, timer, schedule"})
+    event_id = fields.String(allow_none=True)
+    event_type = fields.String(allow_none=True)
+    timer_id = fields.String(allow_none=True)
+    record_key = fields.String(allow_none=True)
+    matched = fields.Boolean(allow_none=True)
+    status = fields.String(metadata={"description": ", ".join(rules_schemas.RUN_STATUSES)})
+    reason = fields.String(allow_none=True, metadata={"description": "why stopped / failed"})
+    actions = fields.List(fields.Dict(), metadata={"description": "each action's outcome"})
+    correlation_id = fields.String(allow_none=True)
+    causation_depth = fields.Integer()
+    started_at = fields.String()
+    finished_at = fields.String(allow_none=True)
+    duration_ms = fields.Float(allow_none=True)
+
+
+class RunPageSchema(Schema):
+    items = fields.List(fields.Nested(RunSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class RunQuerySchema(rules_schemas.RunFiltersSchema):
+    cursor = fields.String()
+    limit = fields.Integer(validate=validate.Range(min=1, max=200))
+
+
+class TaskSchema(Schema):
+    id = fields.String()
+    title = fields.String()
+    description = fields.String(allow_none=True)
+    record_type = fields.String(allow_none=True)
+    record_id = fields.String(allow_none=True)
+    assignee_id = fields.String(allow_none=True)
+    status = fields.String()
+    priority = fields.String()
+    due_at = fields.String(allow_none=True)
+    snoozed_until = fields.String(allow_none=True)
+    overdue = fields.Boolean()
+    rule_id = fields.String(allow_none=True)
+    run_id = fields.String(allow_none=True)
+    created_at = fields.String()
+    updated_at = fields.String()
+    completed_at = fields.String(allow_none=True)
+    completed_by = fields.String(allow_none=True)
+
+
+class TaskPageSchema(Schema):
+    items = fields.List(fields.Nested(TaskSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class TaskQuerySchema(rules_schemas.TaskFiltersSchema):
+    mine = fields.Boolean(metadata={"description": "only the caller's tasks"})
+    cursor = fields.String()
+    limit = fields.Integer(validate=validate.Range(min=1, max=200))
+
+
+class TaskCreateSchema(rules_schemas.TaskCreateSchema):
+    pass
+
+
+class ReassignSchema(StrictSchema):
+    assignee_id = fields.String(required=True, validate=validate.Length(min=1))
+
+
+class SnoozeSchema(StrictSchema):
+    until = fields.AwareDateTime(required=True)
+
+
+class NotificationSchema(Schema):
+    id = fields.String()
+    user_id = fields.String()
+    title = fields.String()
+    body = fields.String(allow_none=True)
+    record_type = fields.String(allow_none=True)
+    record_id = fields.String(allow_none=True)
+    rule_id = fields.String(allow_none=True)
+    run_id = fields.String(allow_none=True)
+    created_at = fields.String()
+    read_at = fields.String(allow_none=True)
+
+
+class NotificationPageSchema(Schema):
+    items = fields.List(fields.Nested(NotificationSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class NotificationQuerySchema(StrictSchema):
+    unread = fields.Boolean()
+    cursor = fields.String()
+    limit = fields.Integer(validate=validate.Range(min=1, max=200))
+
+
+class WebhookCreateSchema(rules_schemas.WebhookInputSchema):
+    pass
+
+
+class WebhookUpdateSchema(rules_schemas.WebhookUpdateSchema):
+    pass
+
+
+class WebhookSchema(Schema):
+    id = fields.String()
+    url = fields.String()
+    event_types = fields.List(fields.String())
+    description = fields.String(allow_none=True)
+    active = fields.Boolean()
+    disabled_reason = fields.String(allow_none=True)
+    created_at = fields.String()
+    created_by = fields.String(allow_none=True)
+
+
+class WebhookCreatedSchema(WebhookSchema):
+    secret = fields.String(metadata={"description": "whsec_...; shown in this answer only"})
+
+
+class WebhookListSchema(Schema):
+    items = fields.List(fields.Nested(WebhookSchema))
+
+
+class DeliverySchema(Schema):
+    id = fields.String(metadata={"description": "the webhook-id header sent"})
+    subscription_id = fields.String()
+    event_id = fields.String(allow_none=True)
+    event_type = fields.String()
+    status = fields.String(metadata={"description": "pending, sending, delivered, failed"})
+    attempts = fields.Integer()
+    next_attempt_at = fields.String(allow_none=True)
+    last_status_code = fields.Integer(allow_none=True)
+    last_error = fields.String(allow_none=True)
+    attempt_log = fields.List(fields.Dict())
+    created_at = fields.String()
+    delivered_at = fields.String(allow_none=True)
+
+
+class DeliveryPageSchema(Schema):
+    items = fields.List(fields.Nested(DeliverySchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class DeliveryQuerySchema(StrictSchema):
+    status = fields.String(validate=validate.OneOf(("pending", "sending", "delivered",
+                                                    "failed")))
+    cursor = fields.String()
+    limit = fields.Integer(validate=validate.Range(min=1, max=200))
+
+
+class MemberSettingsWriteSchema(rules_schemas.MemberSettingsSchema):
+    pass
+
+
+class MemberSettingsSchema(Schema):
+    user_id = fields.String()
+    username = fields.String()
+    team_id = fields.String(allow_none=True)
+    active = fields.Boolean()
+    capacity = fields.Integer(allow_none=True)
+    out_of_office_until = fields.String(allow_none=True)
+    open_leads = fields.Integer()
+
+
+class ClockAdvanceSchema(StrictSchema):
+    advance_seconds = fields.Float(
+        required=True, validate=validate.Range(min=0, min_inclusive=False)
+    )
+
+
+class ClockSchema(Schema):
+    now = fields.String()
+    offset_seconds = fields.Float()
+    controllable = fields.Boolean()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _iso(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in values.items()}
+
+
+def _task_scope() -> dict[str, Any]:
+    scope = current_principal().leads_scope()
+    if scope.get("all"):
+        return {"all": True}
+    return {"owner_ids": scope["owner_ids"]}
+
+
+def _page(query: dict[str, Any]) -> tuple[str | None, int]:
+    return query.pop("cursor", None), query.pop("limit", 50)
+
+
+# --------------------------------------------------------------------------- rules
+
+
+@blp.route("/rules", methods=["GET"])
+@blp.arguments(RuleListQuerySchema(), location="query", unknown=RAISE)
+@blp.response(200, RuleListSchema)
+def list_rules(query: dict[str, Any]) -> Any:
+    """Every rule (admins and managers)."""
+    require_role(*MANAGERS)
+    return rpc_call("rules", "list_rules", filters=query)
+
+
+@blp.route("/rules", methods=["POST"])
+@blp.arguments(RuleWriteSchema())
+@blp.response(201, RuleSchema)
+def create_rule(data: dict[str, Any]) -> Any:
+    """Define a rule: trigger, conditions and ordered actions. A bad expression or template is
+    answered 422 with its position (`conditions`, `actions.0.title`)."""
+    require_role(*MANAGERS)
+    rule = rpc_call("rules", "create_rule", data=data)
+    return rule, 201, {"Location": f"/rules/{rule['id']}"}
+
+
+@blp.route("/rules/<string:rule_id>", methods=["GET"])
+@blp.response(200, RuleSchema)
+def get_rule(rule_id: str) -> Any:
+    """A rule with all its versions."""
+    require_role(*MANAGERS)
+    return rpc_call("rules", "get_rule", rule_id=rule_id)
+
+
+@blp.route("/rules/<string:rule_id>", methods=["PUT"])
+@blp.arguments(RuleWriteSchema())
+@blp.response(200, RuleSchema)
+def update_rule(data: dict[str, Any], rule_id: str) -> Any:
+    """Edit a rule: a new version (runs record which version they used)."""
+    require_role(*MANAGERS)
+    return rpc_call("rules", "update_rule", rule_id=rule_id, data=data)
+
+
+@blp.route("/rules/<string:rule_id>/enable", methods=["POST"])
+@blp.response(200, RuleSchema)
+def enable_rule(rule_id: str) -> Any:
+    require_role(*MANAGERS)
+    return rpc_call("rules", "set_rule_enabled", rule_id=rule_id, enabled=True)
+
+
+@blp.route("/rules/<string:rule_id>/disable", methods=["POST"])
+@blp.response(200, RuleSchema)
+def disable_rule(rule_id: str) -> Any:
+    require_role(*MANAGERS)
+    return rpc_call("rules", "set_rule_enabled", rule_id=rule_id, enabled=False)
+
+
+@blp.route("/rules/<string:rule_id>/dry-run", methods=["POST"])
+@blp.arguments(DryRunRequestSchema())
+@blp.response(200, DryRunResultSchema)
+def dry_run(data: dict[str, Any], rule_id: str) -> Any:
+    """What the rule (or an unsaved `definition`) would do for a `sample` event or a past
+    `event_id`, without doing it."""
+    require_role(*MANAGERS)
+    return rpc_call("rules", "dry_run", rule_id=rule_id, data=data)
+
+
+@blp.route("/rule-runs", methods=["GET"])
+@blp.arguments(RunQuerySchema(), location="query", unknown=RAISE)
+@blp.response(200, RunPageSchema)
+def list_runs(query: dict[str, Any]) -> Any:
+    """Rule runs, newest first: event, rule version, match, each action's outcome."""
+    require_role(*MANAGERS)
+    cursor, limit = _page(query)
+    return rpc_call("rules", "list_runs", filters=query, cursor=cursor, limit=limit)
+
+
+@blp.route("/rule-runs/<string:run_id>", methods=["GET"])
+@blp.response(200, RunSchema)
+def get_run(run_id: str) -> Any:
+    require_role(*MANAGERS)
+    return rpc_call("rules", "get_run", run_id=run_id)
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+@blp.route("/tasks", methods=["GET"])
+@blp.arguments(TaskQuerySchema(), location="query", unknown=RAISE)
+@blp.response(200, TaskPageSchema)
+def list_tasks(query: dict[str, Any]) -> Any:
+    """Tasks you may see (yours; a manager's team's; an admin's all); `mine=true` for yours,
+    `overdue=true` for the overdue ones."""
+    cursor, limit = _page(query)
+    if query.pop("mine", False):
+        query["assignee_id"] = current_principal().user_id
+    return rpc_call("rules", "list_tasks", filters=query, scope=_task_scope(), cursor=cursor,
+                    limit=limit)
+
+
+@blp.route("/tasks", methods=["POST"])
+@blp.arguments(TaskCreateSchema())
+@blp.response(201, TaskSchema)
+def create_task(data: dict[str, Any]) -> Any:
+    """A to-do for yourself (or, for managers, your team)."""
+    return rpc_call("rules", "create_task", data=_iso(data), scope=_task_scope())
+
+
+@blp.route("/tasks/<string:task_id>", methods=["GET"])
+@blp.response(200, TaskSchema)
+def get_task(task_id: str) -> Any:
+    return rpc_call("rules", "get_task", task_id=task_id, scope=_task_scope())
+
+
+@blp.route("/tasks/<string:task_id>/complete", methods=["POST"])
+@blp.response(200, TaskSchema)
+def complete_task(task_id: str) -> Any:
+    return rpc_call("rules", "complete_task", task_id=task_id, scope=_task_scope())
+
+
+@blp.route("/tasks/<string:task_id>/reassign", methods=["POST"])
+@blp.arguments(ReassignSchema())
+@blp.response(200, TaskSchema)
+def reassign_task(data: dict[str, Any], task_id: str) -> Any:
+    return rpc_call("rules", "reassign_task", task_id=task_id,
+                    assignee_id=data["assignee_id"], scope=_task_scope())
+
+
+@blp.route("/tasks/<string:task_id>/snooze", methods=["POST"])
+@blp.arguments(SnoozeSchema())
+@blp.response(200, TaskSchema)
+def snooze_task(data: dict[str, Any], task_id: str) -> Any:
+    return rpc_call("rules", "snooze_task", task_id=task_id, until=data["until"].isoformat(),
+                    scope=_task_scope())
+
+
+# --------------------------------------------------------------------------- notifications
+
+
+@blp.route("/notifications", methods=["GET"])
+@blp.arguments(NotificationQuerySchema(), location="query", unknown=RAISE)
+@blp.response(200, NotificationPageSchema)
+def list_notifications(query: dict[str, Any]) -> Any:
+    """Your in-app inbox, newest first."""
+    cursor, limit = _page(query)
+    return rpc_call("rules", "list_notifications", user_id=current_principal().user_id,
+                    unread=query.get("unread"), cursor=cursor, limit=limit)
+
+
+@blp.route("/notifications/<string:notification_id>/read", methods=["POST"])
+@blp.response(200, NotificationSchema)
+def mark_read(notification_id: str) -> Any:
+    return rpc_call("rules", "mark_notification_read", notification_id=notification_id,
+                    user_id=current_principal().user_id)
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+@blp.route("/webhooks", methods=["GET"])
+@blp.response(200, WebhookListSchema)
+def list_webhooks() -> Any:
+    require_role(*MANAGERS)
+    return rpc_call("rules", "list_webhooks")
+
+
+@blp.route("/webhooks", methods=["POST"])
+@blp.arguments(WebhookCreateSchema())
+@blp.response(201, WebhookCreatedSchema)
+def create_webhook(data: dict[str, Any]) -> Any:
+    """Subscribe a URL to event types (`leads.lead_created`, `leads.*`). Deliveries are signed
+    like Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature: HMAC-SHA256 with
+    the secret answered here, once)."""
+    require_role(*MANAGERS)
+    sub = rpc_call("rules", "create_webhook", data=data)
+    return sub, 201, {"Location": f"/webhooks/{sub['id']}"}
+
+
+@blp.route("/webhooks/<string:subscription_id>", methods=["GET"])
+@blp.response(200, WebhookSchema)
+def get_webhook(subscription_id: str) -> Any:
+    require_role(*MANAGERS)
+    return rpc_call("rules", "get_webhook", subscription_id=subscription_id)
+
+
+@blp.route("/webhooks/<string:subscription_id>", methods=["PATCH"])
+@blp.arguments(WebhookUpdateSchema())
+@blp.response(200, WebhookSchema)
+def update_webhook(data: dict[str, Any], subscription_id: str) -> Any:
+    """Change the URL or event types, or enable a subscription again (a 410 disabled it)."""
+    require_role(*MANAGERS)
+    return rpc_call("rules", "update_webhook", subscription_id=subscription_id, data=data)
+
+
+@blp.route("/webhooks/<string:subscription_id>", methods=["DELETE"])
+@blp.response(204)
+def delete_webhook(subscription_id: str) -> Any:
+    require_role(*MANAGERS)
+    rpc_call("rules", "delete_webhook", subscription_id=subscription_id)
+    return None
+
+
+@blp.route("/webhooks/<string:subscription_id>/deliveries", methods=["GET"])
+@blp.arguments(DeliveryQuerySchema(), location="query", unknown=RAISE)
+@blp.response(200, DeliveryPageSchema)
+def list_deliveries(query: dict[str, Any], subscription_id: str) -> Any:
+    """Deliveries of a subscription, newest first (`status=failed` for the failed ones)."""
+    require_role(*MANAGERS)
+    cursor, limit = _page(query)
+    return rpc_call("rules", "list_webhook_deliveries", subscription_id=subscription_id,
+                    status=query.get("status"), cursor=cursor, limit=limit)
+
+
+@blp.route("/webhook-deliveries/<string:delivery_id>/replay", methods=["POST"])
+@blp.response(200, DeliverySchema)
+def replay_delivery(delivery_id: str) -> Any:
+    """Send a delivery again, with the same webhook-id."""
+    require_role(*MANAGERS)
+    return rpc_call("rules", "replay_webhook_delivery", delivery_id=delivery_id)
+
+
+# --------------------------------------------------------------------------- assignment
+
+
+def _check_member(user_id: str) -> None:
+    principal = require_role(*MANAGERS)
+    if principal.role == "manager" and user_id not in principal.leads_scope()["owner_ids"]:
+        raise ApiProblem(403, "Managers manage the members of their own teams only.",
+                         type_=PROBLEM_BASE + "forbidden")
+
+
+@blp.route("/assignment/members/<string:user_id>", methods=["GET"])
+@blp.response(200, MemberSettingsSchema)
+def get_member(user_id: str) -> Any:
+    """A member's assignment settings and open leads."""
+    _check_member(user_id)
+    return rpc_call("rules", "get_member_settings", user_id=user_id)
+
+
+@blp.route("/assignment/members/<string:user_id>", methods=["PUT"])
+@blp.arguments(MemberSettingsWriteSchema())
+@blp.response(200, MemberSettingsSchema)
+def set_member(data: dict[str, Any], user_id: str) -> Any:
+    """Capacity (open leads at most) and out-of-office until; skipped by assignment."""
+    _check_member(user_id)
+    return rpc_call("rules", "set_member_settings", user_id=user_id, data=_iso(data))
+
+
+# --------------------------------------------------------------------------- clock
+
+
+@blp.route("/system/clock", methods=["GET"])
+@blp.response(200, ClockSchema)
+def get_clock() -> Any:
+    """The rules service's clock (moved forward only with CRM_CLOCK=controllable)."""
+    current_principal()
+    return rpc_call("rules", "get_clock")
+
+
+@blp.route("/system/clock", methods=["POST"])
+@blp.arguments(ClockAdvanceSchema())
+@blp.response(200, ClockSchema)
+def advance_clock(data: dict[str, Any]) -> Any:
+    """Move the controllable clock forward (tests and demos; 403 otherwise)."""
+    require_role("admin")
+    return rpc_call("rules", "advance_clock", seconds=data["advance_seconds"])
