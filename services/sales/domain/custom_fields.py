@@ -66,6 +66,7 @@ def validate_definition(
         for name in ("entity", "key", "type"):
             if name in data and data[name] != existing[name]:
                 errors[name] = [f"cannot be changed (it is {existing[name]!r}); add a new field"]
+            merged[name] = existing[name]
 
     entity = merged.get("entity")
     if entity not in ENTITIES:
