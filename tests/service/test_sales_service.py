@@ -283,7 +283,12 @@ def test_moves_are_checked_history_kept_and_won_needs_a_reason(make_service):
     assert kinds.count("opportunity_stage_changed") == 2 and kinds.count("opportunity_won") == 1
     won_event = events_of(make_service.engine, "opportunity_won")[0]["data"]
     assert won_event["reason"] == "方案契合"
-    assert service.get_customer(customer["id"], scope=REP_A)["lifecycle_stage"] == "customer"
+    detail = service.get_customer(customer["id"], scope=REP_A)
+    assert detail["lifecycle_stage"] == "customer"
+    assert [c["id"] for c in detail["contacts"]] == [contact["id"]]
+    rfm = detail["insights"]["rfm"]
+    assert rfm["frequency"] == 1 and rfm["monetary"] == "880000.50" and rfm["explanation"]
+    assert 0 <= detail["insights"]["health"]["score"] <= 100
 
 
 def test_refused_move_changes_nothing(make_service):
