@@ -487,6 +487,10 @@ class ConversionOptionsSchema(StrictSchema):
         load_default=None, allow_none=True,
         metadata={"description": "default: the lead's owner, else the caller"},
     )
+    team_id = fields.String(
+        load_default=None, allow_none=True,
+        metadata={"description": "the owner's team (the gateway fills it in)"},
+    )
 
 
 class ConversionSchema(Schema):

@@ -401,6 +401,21 @@ class SalesService(NumbersRpc, PlatformEndpoints):
             return customer_to_dict(customer)
 
     @rpc
+    def find_duplicate_customers(
+        self, customer_id: str, scope: dict | None = None
+    ) -> list[dict[str, Any]]:
+        """Customers that look like this one: the same credit code or a name at least 90 %
+        similar (visible ones only), best first: candidates for `merge_customers`."""
+        scope = load(scope_schema, scope)
+        with self.db.read() as session:
+            customer = self._visible_customer(session, customer_id, scope)
+            matches = self._customer_matches(session, customer.name, customer.credit_code)
+            owners = dict(session.execute(select(Customer.id, Customer.owner_id).where(
+                Customer.id.in_([m.customer_id for m in matches]))).all())
+            return [m.to_dict() for m in matches if m.customer_id != customer.id
+                    and self._visible(owners.get(m.customer_id), scope)]
+
+    @rpc
     def merge_customers(
         self, target_id: str, source_id: str, scope: dict | None = None
     ) -> dict[str, Any]:
@@ -413,6 +428,13 @@ class SalesService(NumbersRpc, PlatformEndpoints):
         with self.db.begin() as session:
             target = self._visible_customer(session, target_id, scope)
             source = self._visible_customer(session, source_id, scope, field="source_id")
+            if source.credit_code and target.credit_code and (
+                source.credit_code != target.credit_code
+            ):
+                raise Conflict(
+                    "the two customers have different credit codes: they are different "
+                    "companies", {"field": "source_id", "existing_id": source.id},
+                )
             moved = {}
             for model, name in ((Contact, "contacts"), (Opportunity, "opportunities"),
                                 (Followup, "followups")):
@@ -972,7 +994,7 @@ class SalesService(NumbersRpc, PlatformEndpoints):
                 "name": customer_name, "lifecycle_stage": "prospect",
                 "source": lead.get("source"), "campaign": lead.get("campaign"),
                 "region": lead.get("region"), "industry": lead.get("industry"),
-                "team_id": None, **overrides, "credit_code": code,
+                "team_id": options["team_id"], **overrides, "credit_code": code,
             }
             customer = self._new_customer(session, values, owner_id)
             self.events.record(session, "customer_created", {
@@ -996,7 +1018,7 @@ class SalesService(NumbersRpc, PlatformEndpoints):
                 "expected_close_date": wanted.get("expected_close_date"),
                 "pipeline_id": wanted.get("pipeline_id"), "products": products,
                 "source": lead.get("source"), "campaign": lead.get("campaign"),
-                "lead_id": lead["id"],
+                "lead_id": lead["id"], "team_id": options["team_id"],
                 "custom": self._custom(session, "opportunity", {}, None, None, False),
             }, owner_id)
             self.events.record(session, "opportunity_created", {

@@ -206,3 +206,27 @@ def test_customer_360(system):
     else:
         assert isinstance(view["tasks"], list)
     assert_problem(system.get(f"/customers/{customer['id']}/360", user="lina"), 404)
+
+
+def test_find_and_merge_duplicate_customers(system):
+    t = tag()
+    target = system.post("/customers", user="lina", json={
+        "name": f"合肥{t}新材料股份有限公司", "tags": ["新能源"]}).json()
+    source = system.post("/customers", user="lina", json={
+        "name": f"{t}新材料", "on_duplicate": "create", "tags": ["重点"]})
+    assert source.status_code == 201, source.text
+    source = source.json()
+    contact = system.post("/contacts", user="lina", json={"customer_id": source["id"],
+                                                         "name": "赵敏"}).json()
+    found = system.get(f"/customers/{target['id']}/duplicates", user="lina").json()["items"]
+    assert [d["customer_id"] for d in found] == [source["id"]]
+    merged = system.post(f"/customers/{target['id']}/merge", user="lina",
+                         json={"source_id": source["id"]})
+    assert merged.status_code == 200, merged.text
+    assert merged.json()["tags"] == ["新能源", "重点"]
+    assert system.get(f"/contacts/{contact['id']}", user="lina").json()["customer_id"] == \
+        target["id"]
+    assert system.get(f"/customers/{source['id']}", user="lina").json()["merged_into_id"] == \
+        target["id"]
+    assert_problem(system.post(f"/customers/{target['id']}/merge", user="lina",
+                               json={"source_id": source["id"]}), 409)

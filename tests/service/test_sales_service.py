@@ -487,3 +487,26 @@ def test_custom_fields_are_validated_and_stored_on_every_write(make_service):
     assert opportunity["custom"] == {"budget_approved": True}
     with sessionmaker(make_service.engine)() as session:
         assert session.get(Customer, customer["id"]).custom == {"employees": 250}
+
+
+def test_duplicates_are_found_and_different_companies_are_not_merged(make_service):
+    service = make_service()
+    target = new_customer(service, credit_code=CREDIT_CODE)
+    lookalike = service.create_customer({"name": "阿克米机械制造（上海）"}, scope=REP_A,
+                                        on_duplicate="create")
+    make_service("rep-b").create_customer({"name": "阿克米机械"}, scope=REP_B,
+                                          on_duplicate="create")  # not rep-a's to see
+    found = service.find_duplicate_customers(target["id"], scope=REP_A)
+    assert [(d["customer_id"], d["reason"]) for d in found] == [(lookalike["id"], "name")]
+    other = service.create_customer({"name": "阿克米机械制造 二厂", "credit_code":
+                                     "91110000100000000R"}, scope=REP_A,
+                                    on_duplicate="create")
+    with pytest.raises(Conflict) as err:
+        service.merge_customers(target["id"], other["id"], scope=REP_A)
+    assert "different credit codes" in str(err.value)
+
+
+def test_conversion_keeps_the_owners_team(make_service):
+    result = make_service().convert_lead(LEAD, {"team_id": "team-east"}, scope=REP_A)
+    assert result["customer"]["team_id"] == "team-east"
+    assert result["opportunity"]["team_id"] == "team-east"

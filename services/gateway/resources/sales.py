@@ -230,6 +230,26 @@ def merge_customers(data: dict[str, Any], customer_id: str) -> Any:
                     source_id=data["source_id"], scope=_scope())
 
 
+class DuplicateSchema(Schema):
+    customer_id = fields.String()
+    name = fields.String()
+    reason = fields.String(metadata={"enum": ["credit_code", "name"]})
+    score = fields.Float(metadata={"description": "name similarity 0..100"})
+
+
+class DuplicateListSchema(Schema):
+    items = fields.List(fields.Nested(DuplicateSchema))
+
+
+@blp.route("/customers/<string:customer_id>/duplicates", methods=["GET"])
+@blp.response(200, DuplicateListSchema)
+def find_duplicates(customer_id: str) -> Any:
+    """Customers that look like this one (same credit code, or a name at least 90 % similar):
+    candidates to merge."""
+    return {"items": rpc_call("sales", "find_duplicate_customers", customer_id=customer_id,
+                              scope=_scope())}
+
+
 @blp.route("/customers/<string:customer_id>/tags", methods=["POST"])
 @blp.arguments(sales.TagChangeSchema())
 @blp.response(200, sales.CustomerSchema)
@@ -467,6 +487,12 @@ def convert_lead(options: dict[str, Any], lead_id: str) -> Any:
             title="Precondition failed", type_=PROBLEM_BASE + "precondition-failed",
             field="status", status_value=lead.get("status"),
         )
+    owner_id = options.get("owner_id") or lead.get("owner_id") or principal.user_id
+    if options.get("owner_id"):
+        _check_assignable(owner_id)
+    if not options.get("team_id"):
+        with gateway().store.read() as session:
+            options["team_id"] = session.scalar(select(User.team_id).where(User.id == owner_id))
     result = rpc_call(
         "sales", "convert_lead", lead={k: lead.get(k) for k in LEAD_FIELDS},
         options=_plain(options), scope=_scope(),
