@@ -707,16 +707,22 @@ def quota_performance(
         team_clause = and_(team_clause, Quota.subject_id == filters["team_id"])
     if not scope.get("all") and not filters.get("team_id"):
         team_clause = literal(False)  # a team's total is for managers of it and admins
-    if filters.get("team_id") and filters.get("owner_ids") is None:
-        user_clause = and_(user_clause, literal(True))
     query = query.where(or_(user_clause, team_clause))
     quotas = session.scalars(query.order_by(Quota.period_start, Quota.subject_kind)).all()
-    entries = forecast_rows(session, {**filters, "owner_ids": None}, {"all": True},
+    base = {k: v for k, v in filters.items() if k not in ("owner_ids", "team_id")}
+    entries = forecast_rows(session, base, {"all": True},
                             starts[0], numbers.period_end(kind, starts[-1])) if starts else []
     won: dict[tuple, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    team_of: dict[str, list[str]] = defaultdict(list)
+    for team_id, members in (team_members or {}).items():
+        for member in members:
+            team_of[member].append(team_id)
     for entry in entries:
         start = numbers.period_start(kind, entry["month"])
-        for subject in (("user", entry["owner_id"]), ("team", entry["team_id"])):
+        teams = team_of.get(entry["owner_id"], []) if team_members is not None else (
+            [entry["team_id"]] if entry["team_id"] else [])
+        subjects = [("user", entry["owner_id"])] + [("team", team) for team in teams]
+        for subject in subjects:
             bucket = won[(subject, start)]
             bucket["won"] += entry["closed_won"]
             bucket["weighted_open"] += entry["weighted_open"]

@@ -305,11 +305,15 @@ class NumbersRpc:
 
     @rpc
     def quota_performance(
-        self, filters: dict | None = None, scope: dict | None = None
+        self, filters: dict | None = None, scope: dict | None = None,
+        team_members: dict[str, list[str]] | None = None,
     ) -> dict[str, Any]:
+        """`team_members` ({team_id: [user ids]}, from the gateway, which owns teams): a team's
+        achievement is what its members won; without it, the opportunities' team_id."""
         scope = load(scope_schema, scope)
         with self.db.read() as session:
-            return analytics.quota_performance(session, self._filters(session, filters), scope)
+            return analytics.quota_performance(session, self._filters(session, filters), scope,
+                                               team_members)
 
     @rpc
     def channel_conversion(

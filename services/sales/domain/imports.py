@@ -79,8 +79,9 @@ def header_key(text: Any) -> str:
     return "".join(ch for ch in folded if ch not in " _-*　")
 
 
-class FileProblem(ValidationFailed):
-    """The file as a whole cannot be read (format, encoding, header)."""
+# The file as a whole cannot be read (format, encoding, header). Not a subclass: only the
+# registered error classes cross RPC as themselves.
+FileProblem = ValidationFailed
 
 
 # -- reading -------------------------------------------------------------------------------

@@ -1,0 +1,114 @@
+"""Sales numbers end to end over HTTP (gateway, sales, real broker): a custom field, an import
+with bad rows (dry run report by row and field, then the real import with duplicates
+skipped), the export of a filtered list, the reports, and custom fields in the OpenAPI
+document."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+TENCENT = "9144030071526726XG"
+
+
+def tag() -> str:
+    return uuid.uuid4().hex[:6]
+
+
+def wait_done(system, location: str, user: str) -> dict:
+    def finished():
+        job = system.get(location, user=user).json()
+        return job if job["status"] in ("done", "failed") else None
+
+    return system.wait_for(finished, timeout=30, message=f"import {location} did not finish")
+
+
+def upload(system, user: str, text: str, **form) -> object:
+    return system.post("/imports", user=user, data={"entity": "customer", **form},
+                       files={"file": ("客户.csv", text.encode("utf-8-sig"), "text/csv")})
+
+
+def test_import_with_bad_rows_dry_run_then_import_then_export(system):
+    t = tag()
+    key = f"erp_{t}"
+    created = system.post("/custom-fields", user="admin", json={
+        "entity": "customer", "key": key, "label": f"ERP编码{t}", "type": "text",
+        "regex": r"[A-Z]{2}\d{4}", "unique": True})
+    assert created.status_code == 201, created.text
+    refused = system.post("/custom-fields", user="zhangwei", json={
+        "entity": "customer", "key": "x", "label": "x", "type": "text"})
+    assert refused.status_code == 403
+
+    text = (
+        f"名称,统一社会信用代码,客户等级,电话,ERP编码{t}\n"
+        f"深圳{t}腾讯计算机系统有限公司,{TENCENT},A,0755-86013388,SZ0001\n"
+        f"杭州{t}云栖科技有限公司,91330100716105852X,Z,12,bad\n"
+        f"北京{t}新程科技有限公司,,B,,BJ0002\n"
+        ",,,,\n"
+        " ,,C,,\n"
+    )
+    dry = upload(system, "zhangwei", text, dry_run="true")
+    assert dry.status_code == 202, dry.text
+    assert dry.headers["Location"] == f"/imports/{dry.json()['id']}"
+    report = wait_done(system, dry.headers["Location"], "zhangwei")
+    assert report["dry_run"] is True and report["status"] == "done"
+    assert (report["created"], report["failed"], report["total_rows"]) == (2, 2, 4)
+    bad = {row["row"]: row["errors"] for row in report["bad_rows"]}
+    assert set(bad) == {3, 6}
+    assert set(bad[3]) == {"credit_code", "tier", "phone", f"custom.{key}"}
+    assert bad[6] == {"name": ["is required"]}
+    listed = system.get("/customers", user="zhangwei", params={"q": t}).json()["items"]
+    assert listed == []  # a dry run writes nothing
+
+    real = upload(system, "zhangwei", text)
+    done = wait_done(system, real.headers["Location"], "zhangwei")
+    assert (done["created"], done["failed"], done["processed_rows"]) == (2, 2, 4)
+    customers = system.get("/customers", user="zhangwei", params={"q": t}).json()["items"]
+    assert {c["custom"].get(key) for c in customers} == {"SZ0001", "BJ0002"}
+    # another rep does not see the job
+    assert system.get(real.headers["Location"], user="chenjing").status_code == 404
+
+    again = upload(system, "zhangwei", f"name,credit_code\n腾讯{t}计算机系统有限公司,{TENCENT}\n",
+                   on_duplicate="skip")
+    assert wait_done(system, again.headers["Location"], "zhangwei")["skipped"] == 1
+
+    exported = system.get("/exports/customers", user="zhangwei",
+                          params={"q": t, "format": "csv", f"custom.{key}": "SZ0001"})
+    assert exported.status_code == 200, exported.text
+    assert "attachment" in exported.headers["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(exported.content.decode("utf-8-sig"))))
+    assert rows[0][:3] == ["ID", "名称", "统一社会信用代码"] and len(rows) == 2
+    assert rows[1][2] == TENCENT
+    xlsx = system.get("/exports/customers", user="zhangwei", params={"format": "xlsx"})
+    assert xlsx.status_code == 200 and xlsx.content[:2] == b"PK"
+
+    spec = system.get("/openapi.json").json()
+    fields = spec["components"]["schemas"]["CustomFields"]["properties"]["customer"]
+    assert "unique" in fields["properties"][key]["description"]
+
+
+def test_unreadable_files_and_reports(system):
+    bad = upload(system, "zhangwei", "公司,电话\nA,1\n")
+    assert bad.status_code == 422
+    assert "header" in bad.json()["errors"]
+    for path in ("/reports/funnel", "/reports/forecast", "/reports/forecast/accuracy",
+                 "/reports/quota-performance", "/reports/channels",
+                 "/reports/dormant-customers"):
+        response = system.get(path, user="manager")
+        assert response.status_code == 200, (path, response.text)
+    wrong = system.get("/reports/forecast", user="manager", params={"custom.nope": "1"})
+    assert wrong.status_code == 422 and "custom.nope" in wrong.json()["errors"]
+    users = system.get("/users", user="admin").json()
+    users = users["items"] if isinstance(users, dict) else users
+    quota = system.put("/quotas", user="admin", json={
+        "user_id": next(u["id"] for u in users if u["username"] == "zhangwei"),
+        "period_kind": "month", "period_start": "2026-11-01", "amount": "100000"})
+    assert quota.status_code == 200, quota.text
+    assert system.put("/quotas", user="zhangwei", json={
+        "user_id": "x", "period_kind": "month", "period_start": "2026-11-01",
+        "amount": "1"}).status_code == 403
