@@ -957,7 +957,10 @@ class SalesService(NumbersRpc, PlatformEndpoints):
             with self.db.read() as session:
                 existing = session.get(Conversion, lead["id"])
                 if existing is None:
-                    raise
+                    raise Conflict(
+                        "a concurrent change took the customer's credit code; retry",
+                        {"field": "credit_code"},
+                    ) from None
                 return self._conversion_result(session, existing, replayed=True)
 
     def _convert(
