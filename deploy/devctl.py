@@ -39,9 +39,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # The one list of nameko services started by `make run`, the e2e fixture, status and stop, in
-# start order. Each runs as `nameko run --config deploy/nameko.yaml <service_target(name)>` with
-# its own HTTP port (WEB_SERVER_ADDRESS) for /health and /metrics. Add a service when it exists.
-SERVICES: tuple[str, ...] = ("leads",)
+# start order (rules first: its queue receives every event). Each runs as
+# `nameko run --config deploy/nameko.yaml <service_target(name)>` with its own HTTP port
+# (WEB_SERVER_ADDRESS) for /health and /metrics. Add a service when it exists.
+SERVICES: tuple[str, ...] = ("rules", "leads", "sales")
 
 
 def service_target(name: str) -> str:

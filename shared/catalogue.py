@@ -17,7 +17,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from shared.config import PROJECT_ROOT
 from shared.envelope import EnvelopeSchema
 
-SERVICES = ("gateway", "leads")
+SERVICES = ("gateway", "leads", "sales", "rules")
 DOCS = PROJECT_ROOT / "docs"
 
 

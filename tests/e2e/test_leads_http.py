@@ -17,7 +17,9 @@ def unique_lead(**overrides):
         "title": "采购总监",
         "email": f"Wang.Fang.{tag}@Example.CN",
         "phone": f"+86 139{int(tag, 16) % 10**8:08d}",
-        "source": "website",
+        # Not "website": a shipped rule assigns website leads at once, and these tests
+        # exercise the public pool (tests/e2e/test_rules_http.py covers the rule).
+        "source": "referral",
         "region": "华东",
         "industry": "制造业",
         "product_interest": ["MES", "ERP 集成"],
