@@ -1,0 +1,288 @@
+"""Benchmarks of the rules service (figures printed as JSON, never asserted).
+
+1. Lead created through the gateway -> the owner's in-app notification ("新线索"), at a steady
+   50 leads/s (`BENCH_RULES_RATE`) for `BENCH_SECONDS`: latency p50/p99 from the client's
+   request start to the notification's creation (same machine, same clock).
+2. One million pending timers (`BENCH_RULES_TIMERS`) in PostgreSQL, bulk inserted; a batch
+   (`BENCH_RULES_DUE`, default 20,000) is made due at once and a real rules process fires it:
+   timers fired per second and lateness (fired - due) p50/p99.
+
+    .venv/bin/python -m tests.bench_rules            # alone (starts what it needs)
+    run(system)                                       # from tests/bench.py with a running System
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from deploy import devctl
+from tests.e2e.system import ROOT, System, free_port
+
+SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
+RATE = float(os.environ.get("BENCH_RULES_RATE", "50"))
+TIMERS = int(os.environ.get("BENCH_RULES_TIMERS", "1000000"))
+DUE = int(os.environ.get("BENCH_RULES_DUE", "20000"))
+PG_ADMIN_URL = os.environ.get("CRM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def progress(message: str) -> None:
+    print(f"[bench-rules] {message}", file=sys.stderr, flush=True)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
+
+
+def summary(values_ms: list[float]) -> dict[str, float]:
+    return {"count": len(values_ms), "p50_ms": round(percentile(values_ms, 0.50), 1),
+            "p95_ms": round(percentile(values_ms, 0.95), 1),
+            "p99_ms": round(percentile(values_ms, 0.99), 1),
+            "max_ms": round(max(values_ms), 1) if values_ms else float("nan")}
+
+
+def install_rules(data_dir: Path, env: dict[str, str] | None = None) -> None:
+    env = {**(env or {k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL")}),
+           "CRM_DATA_DIR": str(data_dir)}
+    subprocess.run([sys.executable, "-m", "services.rules.seed"], cwd=ROOT, env=env,
+                   check=True, capture_output=True, timeout=120)
+
+
+# --------------------------------------------------------------------------- 1. latency
+
+
+def notification_latency(system: System) -> dict[str, Any]:
+    from sqlalchemy import create_engine, text
+
+    install_rules(system.data_dir)
+    for name in ("zhangwei", "lina"):
+        system.wait_for(lambda name=name: system.get(
+            f"/assignment/members/{system.users[name]}", user="admin").status_code == 200,
+            timeout=30)
+    session = requests.Session()
+    session.trust_env = False
+    headers = {"Authorization": "Bearer " + system.keys["admin"]}
+    started: dict[str, float] = {}
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def create(n: int) -> None:
+        tag = uuid.uuid4().hex[:10]
+        t0 = time.time()
+        try:
+            response = session.post(system.url + "/leads", headers=headers, timeout=30, json={
+                "name": f"压测{n}", "company": f"压测{tag}科技有限公司",
+                "email": f"bench-{tag}@example.cn", "source": "website", "region": "华东"})
+            if response.status_code != 201:
+                errors.append(f"{response.status_code} {response.text[:200]}")
+                return
+            with lock:
+                started[response.json()["id"]] = t0
+        except requests.RequestException as exc:
+            errors.append(repr(exc))
+
+    total = int(SECONDS * RATE)
+    progress(f"creating {total} website leads at {RATE:g}/s through the gateway")
+    threads = []
+    begin = time.monotonic()
+    for n in range(total):
+        delay = begin + n / RATE - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        thread = threading.Thread(target=create, args=(n,), daemon=True)
+        thread.start()
+        threads.append(thread)
+    for thread in threads:
+        thread.join(timeout=60)
+    achieved = total / (time.monotonic() - begin)
+
+    engine = create_engine(f"sqlite:///{system.data_dir}/rules.db")
+    deadline = time.monotonic() + 60
+    found: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            rows = conn.execute(text(
+                "SELECT record_id, min(created_at) FROM notifications "
+                "WHERE title LIKE '新线索%' GROUP BY record_id")).all()
+        found = {r[0]: datetime.fromisoformat(str(r[1])).replace(tzinfo=UTC).timestamp()
+                 for r in rows if r[0] in started}
+        if len(found) >= len(started):
+            break
+        time.sleep(0.5)
+    engine.dispose()
+    latencies = [(found[lead_id] - t0) * 1000 for lead_id, t0 in started.items()
+                 if lead_id in found]
+    return {"leads": len(started), "offered_rate_per_s": RATE,
+            "achieved_rate_per_s": round(achieved, 1), "errors": len(errors),
+            "first_errors": errors[:3], "notified": len(found),
+            "creation_to_owner_notification": summary(latencies), "target_p99_ms": 250}
+
+
+# --------------------------------------------------------------------------- 2. timers
+
+
+def _pg_database() -> tuple[str, str]:
+    import psycopg
+    from psycopg import sql
+
+    name = f"crm_bench_rules_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return name, PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def _drop_database(name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                     (name,))
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def _bulk_timers(url: str, count: int) -> None:
+    """`count` pending timers of a cheap rule, due over the next 30 days, by COPY."""
+    import psycopg
+
+    from shared.migrations import upgrade
+
+    upgrade("rules", url)
+    now = datetime.now(UTC)
+    definition = {"trigger": {"type": "delay", "events": ["bench.started"], "delay": "30d"},
+                  "conditions": "", "actions": [
+                      {"type": "notify", "to": ["user:bench-user"], "channels": ["in_app"],
+                       "title": "定时提醒"}]}
+    with psycopg.connect(url, autocommit=False) as conn:
+        conn.execute(
+            "INSERT INTO rules (id, key, name, enabled, version, trigger_type, definition, "
+            "created_at, updated_at) VALUES ('bench', 'bench', 'bench', true, 1, 'delay', "
+            "%s, %s, %s)", (json.dumps(definition), now, now))
+        conn.execute(
+            "INSERT INTO rule_versions (rule_id, version, name, definition, created_at) "
+            "VALUES ('bench', 1, 'bench', %s, %s)", (json.dumps(definition), now))
+        with conn.cursor().copy(
+            "COPY timers (id, kind, due_at, status, rule_id, rule_version, record_key, payload, "
+            "cancel_keys, created_at) FROM STDIN"
+        ) as copy:
+            for n in range(count):
+                due = now + timedelta(days=1, seconds=(n * 2591) % (29 * 86400))
+                copy.write_row((str(uuid.uuid4()), "rule", due, "pending", "bench", 1,
+                                f"lead:bench-{n}", "{}", "[]", now))
+                if n and n % 200000 == 0:
+                    progress(f"  {n} timers inserted")
+        conn.commit()
+        conn.execute("ANALYZE timers")
+        conn.commit()
+
+
+def timer_firing(amqp_uri: str, base: Path) -> dict[str, Any]:
+    import psycopg
+
+    name, url = _pg_database()
+    process = None
+    try:
+        progress(f"inserting {TIMERS} pending timers into PostgreSQL")
+        started = time.monotonic()
+        _bulk_timers(url, TIMERS)
+        insert_seconds = time.monotonic() - started
+        address = f"127.0.0.1:{free_port()}"
+        env = {**{k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL")},
+               "AMQP_URI": amqp_uri, "RULES_DATABASE_URL": url, "WEB_SERVER_ADDRESS": address,
+               "CRM_DATA_DIR": str(base), "CRM_LOG_LEVEL": "WARNING"}
+        env.pop("CRM_CLOCK", None)
+        log = open(base / "rules-bench.log", "ab")  # noqa: SIM115 - closed below
+        process = subprocess.Popen(
+            [str(devctl.venv_bin() / "nameko"), "run", "--config", str(devctl.NAMEKO_CONFIG),
+             devctl.service_target("rules")], cwd=ROOT, env=env, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if requests.get(f"http://{address}/health", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"the rules process did not start; see {base}/rules-bench.log")
+            time.sleep(0.3)
+        batch = min(DUE, TIMERS)
+        progress(f"making {batch} of them due in 2 s and watching them fire")
+        due_at = datetime.now(UTC) + timedelta(seconds=2)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE timers SET due_at = %s WHERE id IN (SELECT id FROM timers "
+                "WHERE status = 'pending' ORDER BY due_at LIMIT %s)", (due_at, batch))
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:
+                fired = conn.execute("SELECT count(*) FROM timers WHERE status = 'fired'"
+                                     ).fetchone()[0]
+                if fired >= batch:
+                    break
+                time.sleep(1.0)
+            rows = conn.execute(
+                "SELECT extract(epoch from fired_at - due_at) * 1000, "
+                "extract(epoch from fired_at) FROM timers WHERE status = 'fired'").fetchall()
+            pending = conn.execute("SELECT count(*) FROM timers WHERE status = 'pending'"
+                                   ).fetchone()[0]
+        lateness = [float(r[0]) for r in rows]
+        moments = sorted(float(r[1]) for r in rows)
+        span = (moments[-1] - moments[0]) if len(moments) > 1 else float("nan")
+        return {"pending_timers": TIMERS, "bulk_insert_seconds": round(insert_seconds, 1),
+                "batch_made_due": batch, "fired": len(rows), "still_pending": pending,
+                "fired_per_second": round(len(rows) / span, 1) if span and span > 0 else None,
+                "lateness": summary(lateness), "target": "thousands/s, p99 lateness < 5 s"}
+    finally:
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        _drop_database(name)
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def run(system: System | None = None) -> dict[str, Any]:
+    """Both figures. With `system` (leads and rules running) the latency is measured on it;
+    otherwise a system is started on a private vhost and data directory."""
+    base_uri = os.environ.get("AMQP_URI") or devctl.DEFAULT_AMQP_URI
+    with tempfile.TemporaryDirectory(prefix="crm-bench-rules-") as tmp:
+        base = Path(tmp)
+        if system is not None:
+            latency = notification_latency(system)
+            timers = timer_firing(system.amqp_uri, base)
+            return {"rules_notification": latency, "rules_timers": timers}
+        with devctl.temporary_vhost(base_uri, log=progress) as uri:
+            progress("starting leads, rules and the gateway")
+            own = System.start(uri, base / "system", services=["leads", "rules"])
+            try:
+                latency = notification_latency(own)
+            finally:
+                own.stop()
+            timers = timer_firing(uri, base)
+    return {"rules_notification": latency, "rules_timers": timers}
+
+
+def main() -> None:
+    print(json.dumps(run(None), ensure_ascii=False, indent=1))
+
+
+if __name__ == "__main__":
+    main()
