@@ -17,9 +17,11 @@ def test_envelope_has_every_field_of_the_convention():
                             Context(correlation_id="c", actor="u", causation_id="e0"))
     assert EnvelopeSchema().validate(envelope) == {}
     assert envelope["occurred_at"].endswith("+00:00")
+    assert envelope["causation_depth"] == 0
     assert context_headers(envelope) == {"nameko.correlation_id": "c",
                                          "nameko.causation_id": envelope["event_id"],
-                                         "nameko.actor": "u"}
+                                         "nameko.actor": "u",
+                                         "nameko.causation_depth": 1}
 
 
 def test_typed_errors_survive_the_rpc_wire():
