@@ -47,6 +47,7 @@ from services.sales.models_numbers import (
     Quota,
     StageFlow,
     StageFlowMark,
+    StageFlowMonth,
     custom_value_expr,
 )
 from shared import config
@@ -205,14 +206,25 @@ def fold_stage_flow(session: Session, now: datetime | None = None) -> int:
     if dialect == "postgresql":
         seconds = "EXTRACT(EPOCH FROM (d.entered_at - d.prev_entered))"
         cohort = "(o.created_at AT TIME ZONE :tz)::date"
+        month = "date_trunc('month', o.created_at AT TIME ZONE :tz)::date"
         params: dict[str, Any] = {"tz": config.timezone_name()}
     else:
         seconds = "CAST(ROUND((julianday(d.entered_at) - julianday(d.prev_entered)) * 86400) " \
                   "AS INTEGER)"
         offset = datetime.now(tz()).utcoffset() or timedelta(0)
         cohort = "date(o.created_at, :offset)"
+        month = "date(o.created_at, :offset, 'start of month')"
         params = {"offset": f"{int(offset.total_seconds() // 60):+d} minutes"}
-    sql = f"""
+    for table, grain in (("stage_flow", cohort), ("stage_flow_month", month)):
+        session.execute(text(_fold_sql(table, grain, seconds)),
+                        {"low": mark.last_id, "high": upto, **params})
+    folded = upto - mark.last_id
+    mark.last_id = upto
+    return folded
+
+
+def _fold_sql(table: str, cohort: str, seconds: str) -> str:
+    return f"""
         WITH touched AS (
             SELECT DISTINCT opportunity_id FROM stage_history WHERE id > :low AND id <= :high
         ),
@@ -234,7 +246,7 @@ def fold_stage_flow(session: Session, now: datetime | None = None) -> int:
             SELECT d.opportunity_id, d.prev_stage, 0, 1, {seconds}
             FROM d WHERE d.prev_stage IS NOT NULL
         )
-        INSERT INTO stage_flow (pipeline_id, stage_id, owner_id, team_id, cohort_day,
+        INSERT INTO {table} (pipeline_id, stage_id, owner_id, team_id, cohort_day,
                                 reached, reached_amount, stays, stay_seconds)
         SELECT o.pipeline_id, m.stage_id, COALESCE(o.owner_id, ''), COALESCE(o.team_id, ''),
                {cohort}, SUM(m.reached),
@@ -245,18 +257,64 @@ def fold_stage_flow(session: Session, now: datetime | None = None) -> int:
         GROUP BY o.pipeline_id, m.stage_id, COALESCE(o.owner_id, ''), COALESCE(o.team_id, ''),
                  {cohort}
         ON CONFLICT (pipeline_id, stage_id, owner_id, team_id, cohort_day) DO UPDATE SET
-            reached = stage_flow.reached + excluded.reached,
-            reached_amount = stage_flow.reached_amount + excluded.reached_amount,
-            stays = stage_flow.stays + excluded.stays,
-            stay_seconds = stage_flow.stay_seconds + excluded.stay_seconds
+            reached = {table}.reached + excluded.reached,
+            reached_amount = {table}.reached_amount + excluded.reached_amount,
+            stays = {table}.stays + excluded.stays,
+            stay_seconds = {table}.stay_seconds + excluded.stay_seconds
     """
-    session.execute(text(sql), {"low": mark.last_id, "high": upto, **params})
-    folded = upto - mark.last_id
-    mark.last_id = upto
-    return folded
 
 
 # -- funnel --------------------------------------------------------------------------------
+
+
+def _flow_by_stage(
+    session: Session, pipeline_id: str, owners: list[str] | None, filters: dict[str, Any]
+) -> dict[str, dict[str, Decimal]]:
+    """Stage-flow sums per stage for cohorts in the period: whole months from the monthly
+    table, the partial months at the edges from the daily one."""
+    first, last = filters.get("date_from"), filters.get("date_to")
+    # whole months [month_from, month_to), either end open when the period is
+    month_from = month_to = None
+    if first:
+        month_from = numbers.period_start("month", first)
+        if month_from != first:
+            month_from = numbers.next_period_start("month", month_from)
+    if last:
+        month_to = numbers.period_start("month", last)
+        if numbers.period_end("month", month_to) == last:
+            month_to = numbers.next_period_start("month", month_to)
+    parts: list[tuple[Any, list[Any]]] = []
+    if first and last and month_from >= month_to:  # within one month, or across one edge
+        parts.append((StageFlow, [StageFlow.cohort_day >= first, StageFlow.cohort_day <= last]))
+    else:
+        months = []
+        if month_from:
+            months.append(StageFlowMonth.cohort_day >= month_from)
+        if month_to:
+            months.append(StageFlowMonth.cohort_day < month_to)
+        parts.append((StageFlowMonth, months))
+        if first and first < month_from:
+            parts.append((StageFlow, [StageFlow.cohort_day >= first,
+                                      StageFlow.cohort_day < month_from]))
+        if last and last >= month_to:
+            parts.append((StageFlow, [StageFlow.cohort_day >= month_to,
+                                      StageFlow.cohort_day <= last]))
+    totals: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    for model, clauses in parts:
+        query = select(
+            model.stage_id, func.sum(model.reached).label("reached"),
+            func.sum(model.reached_amount).label("reached_amount"),
+            func.sum(model.stays).label("stays"), func.sum(model.stay_seconds).label("seconds"),
+        ).where(model.pipeline_id == pipeline_id, *clauses)
+        if owners is not None:
+            query = query.where(model.owner_id.in_(owners) if owners else literal(False))
+        if filters.get("team_id"):
+            query = query.where(model.team_id == filters["team_id"])
+        for row in session.execute(query.group_by(model.stage_id)):
+            entry = totals[row.stage_id]
+            for name in ("reached", "reached_amount", "stays", "seconds"):
+                entry[name] += Decimal(getattr(row, name) or 0)
+    return totals
 
 
 def pipeline_stages(session: Session, pipeline_id: str | None) -> tuple[str, list[Stage]]:
@@ -298,36 +356,21 @@ def funnel(session: Session, filters: dict[str, Any], scope: dict[str, Any]) -> 
             .group_by(Opportunity.stage_id)
         )
     }
-    flow_query = select(
-        StageFlow.stage_id, func.sum(StageFlow.reached).label("reached"),
-        func.sum(StageFlow.reached_amount).label("reached_amount"),
-        func.sum(StageFlow.stays).label("stays"),
-        func.sum(StageFlow.stay_seconds).label("seconds"),
-    ).where(StageFlow.pipeline_id == pipeline_id)
-    owners = owner_ids(filters, scope)
-    if owners is not None:
-        flow_query = flow_query.where(StageFlow.owner_id.in_(owners) if owners else literal(False))
-    if filters.get("team_id"):
-        flow_query = flow_query.where(StageFlow.team_id == filters["team_id"])
-    if filters.get("date_from"):
-        flow_query = flow_query.where(StageFlow.cohort_day >= filters["date_from"])
-    if filters.get("date_to"):
-        flow_query = flow_query.where(StageFlow.cohort_day <= filters["date_to"])
-    flow = {row.stage_id: row for row in session.execute(flow_query.group_by(StageFlow.stage_id))}
+    flow = _flow_by_stage(session, pipeline_id, owner_ids(filters, scope), filters)
 
     rows = []
     for stage in stages:
         now_row, flow_row = current.get(stage.id), flow.get(stage.id)
-        stays = int(flow_row.stays or 0) if flow_row else 0
+        stays = int(flow_row["stays"]) if flow_row else 0
         rows.append({
             "stage_id": stage.id, "name": stage.name, "position": stage.position,
             "kind": stage.kind, "probability": stage.probability,
             "count": int(now_row.n) if now_row else 0,
             "amount": dec(now_row.amount if now_row else 0),
-            "reached": int(flow_row.reached or 0) if flow_row else 0,
-            "reached_amount": dec(flow_row.reached_amount if flow_row else 0),
+            "reached": int(flow_row["reached"]) if flow_row else 0,
+            "reached_amount": dec(flow_row["reached_amount"] if flow_row else 0),
             "avg_days_in_stage": (
-                round(float(flow_row.seconds) / stays / 86400, 2) if stays else None
+                round(float(flow_row["seconds"]) / stays / 86400, 2) if stays else None
             ),
         })
     rows = numbers.stage_conversion(rows)

@@ -163,6 +163,23 @@ class StageFlow(Base):
 Index("ix_stage_flow_cohort", StageFlow.cohort_day, StageFlow.pipeline_id)
 
 
+class StageFlowMonth(Base):
+    """`stage_flow` rolled up by the month of creation (`cohort_day` is the month's first day):
+    a period reads whole months here and only its partial edge months by day."""
+
+    __tablename__ = "stage_flow_month"
+
+    pipeline_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    stage_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    cohort_day: Mapped[date] = mapped_column(Date, primary_key=True)
+    reached: Mapped[int] = mapped_column(Integer, default=0)
+    reached_amount: Mapped[Decimal] = mapped_column(Numeric(20, 2), default=0)
+    stays: Mapped[int] = mapped_column(Integer, default=0)
+    stay_seconds: Mapped[Decimal] = mapped_column(Numeric(20, 0), default=0)
+
+
 class StageFlowMark(Base):
     """How far stage_history has been folded into stage_flow (its last id)."""
 

@@ -377,3 +377,48 @@ def test_a_file_that_cannot_be_read_is_refused_at_once(make_service):
     rep.run_import_jobs()
     assert rep.get_import(job["id"], REP_A)["created"] == 1
     assert date.today()  # keep the import used for readers of the date helpers
+
+
+def test_stage_flow_months_and_edge_days_add_up_like_days(make_service):
+    """The funnel reads whole months from the monthly roll-up and edge days from the daily
+    table: for any period the sums equal the daily table's."""
+    from sqlalchemy import func as sa_func
+    from sqlalchemy.orm import Session
+
+    from services.sales.models_numbers import StageFlow
+
+    rep = make_service("rep-a")
+    pipeline = simple_pipeline(make_service("admin"))
+    customer = rep.create_customer({"name": "华为技术有限公司"}, scope=REP_A)
+    created = [opportunity(rep, pipeline, customer, str(1000 * (i + 1)), analytics.today())
+               for i in range(6)]
+    stage = pipeline["stages"][1]["id"]
+    for item in created[:4]:
+        rep.move_opportunity(item["id"], stage, scope=REP_A)
+    spread = [date(2025, 1, 31), date(2025, 2, 1), date(2025, 2, 15), date(2025, 3, 31),
+              date(2025, 4, 1), date(2025, 5, 20)]
+    from services.sales.models import Opportunity
+
+    with make_service.engine.begin() as conn:
+        for item, day in zip(created, spread, strict=True):
+            conn.execute(update(Opportunity).where(Opportunity.id == item["id"]).values(
+                created_at=datetime(day.year, day.month, day.day, 6, tzinfo=UTC)))
+    with Session(make_service.engine) as session, session.begin():
+        analytics.fold_stage_flow(session)
+    periods = [(None, None), (date(2025, 2, 1), date(2025, 3, 31)),
+               (date(2025, 1, 31), date(2025, 4, 1)), (date(2025, 2, 2), date(2025, 2, 20)),
+               (None, date(2025, 2, 15)), (date(2025, 3, 31), None),
+               (date(2025, 1, 15), date(2025, 2, 1))]
+    with Session(make_service.engine) as session:
+        for first, last in periods:
+            got = analytics._flow_by_stage(session, pipeline["id"], None,
+                                           {"date_from": first, "date_to": last})
+            query = select(StageFlow.stage_id, sa_func.sum(StageFlow.reached)).where(
+                StageFlow.pipeline_id == pipeline["id"])
+            if first:
+                query = query.where(StageFlow.cohort_day >= first)
+            if last:
+                query = query.where(StageFlow.cohort_day <= last)
+            expected = dict(session.execute(query.group_by(StageFlow.stage_id)).all())
+            assert {k: int(v["reached"]) for k, v in got.items() if v["reached"]} == {
+                k: int(v) for k, v in expected.items() if v}, (first, last)

@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-23 13:57:20.529072
+Create Date: 2026-11-23 14:07:41.055922
 """
 from alembic import op
 import sqlalchemy as sa
@@ -111,6 +111,18 @@ def upgrade() -> None:
     sa.Column('last_id', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('name', name=op.f('pk_stage_flow_mark'))
     )
+    op.create_table('stage_flow_month',
+    sa.Column('pipeline_id', sa.String(length=36), nullable=False),
+    sa.Column('stage_id', sa.String(length=36), nullable=False),
+    sa.Column('owner_id', sa.String(length=36), nullable=False),
+    sa.Column('team_id', sa.String(length=36), nullable=False),
+    sa.Column('cohort_day', sa.Date(), nullable=False),
+    sa.Column('reached', sa.Integer(), nullable=False),
+    sa.Column('reached_amount', sa.Numeric(precision=20, scale=2), nullable=False),
+    sa.Column('stays', sa.Integer(), nullable=False),
+    sa.Column('stay_seconds', sa.Numeric(precision=20, scale=0), nullable=False),
+    sa.PrimaryKeyConstraint('pipeline_id', 'stage_id', 'owner_id', 'team_id', 'cohort_day', name=op.f('pk_stage_flow_month'))
+    )
     op.create_table('forecast_snapshot_items',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('run_id', sa.Integer(), nullable=False),
@@ -168,6 +180,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_forecast_snapshot_items_run_close')
 
     op.drop_table('forecast_snapshot_items')
+    op.drop_table('stage_flow_month')
     op.drop_table('stage_flow_mark')
     with op.batch_alter_table('stage_flow', schema=None) as batch_op:
         batch_op.drop_index('ix_stage_flow_cohort')
