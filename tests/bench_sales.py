@@ -195,7 +195,7 @@ def import_file(rows: int) -> bytes:
     for i in range(rows):
         writer.writerow([
             company_name(rng) + f"{i}", random_credit_code(rng) if i % 3 else "",
-            rng.choice("ABC"), f"0{rng.choice(['10', '21', '755'])}-{rng.randrange(10**7, 10**8)}",
+            rng.choice("ABC"), f"1{rng.choice(('38', '39', '86'))}{rng.randrange(10**8):08d}",
             rng.choice(INDUSTRY_WORDS), rng.choice(("华东", "华南", "华北")), "导入;2026",
         ])
     return ("\ufeff" + text.getvalue()).encode()

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from rapidfuzz import fuzz
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -154,6 +155,7 @@ class Importer:
         self.new_contacts: dict[tuple[str, str, str], str] = {}
         self.unique_seen: dict[str, set[Any]] = {}
         self.created_ids: list[str] = []
+        self.name_keys: dict[str, str] = {}
 
     def run(self) -> dict[str, Any]:
         with self.db.begin() as session:
@@ -317,7 +319,7 @@ class Importer:
                     candidates.append(source[code])
             if block:
                 candidates += stored_by_block.get(block, []) + self.new_by_block.get(block, [])
-            matches = accounts.find_matches(record["name"], code, candidates)
+            matches = self._matches(key, code, candidates)
             owner, team, owner_problems = self._owner(record)
             if owner_problems:
                 errors["owner_id"] = owner_problems
@@ -363,6 +365,7 @@ class Importer:
             inserts.append(values)
             pending[new_id] = values
             candidate = (new_id, record["name"], code)
+            self.name_keys[record["name"]] = key
             if code:
                 self.new_by_code[code] = candidate
             if block:
@@ -371,7 +374,26 @@ class Importer:
             self.created_ids.append(new_id)
             counts["created"] += 1
         if inserts and not self.dry_run:
-            session.execute(insert(Customer), inserts)
+            insert_rows(session, Customer.__table__, inserts)
+
+    def _matches(
+        self, key: str | None, code: str | None, candidates: list[tuple[str, str, str | None]]
+    ) -> list[accounts.CustomerMatch]:
+        """accounts.find_matches with each candidate's name key computed once per import."""
+        exact, fuzzy = [], []
+        for customer_id, name, other_code in candidates:
+            if code and other_code == code:
+                exact.append(accounts.CustomerMatch(customer_id, name, "credit_code", 100.0))
+                continue
+            other_key = self.name_keys.get(name)
+            if other_key is None:
+                other_key = self.name_keys[name] = accounts.name_key(name)
+            if key and other_key:
+                score = round(float(fuzz.ratio(key, other_key)), 2)
+                if score >= accounts.NAME_MATCH_THRESHOLD:
+                    fuzzy.append(accounts.CustomerMatch(customer_id, name, "name", score))
+        fuzzy.sort(key=lambda m: -m.score)
+        return exact + fuzzy
 
     @staticmethod
     def _update_customer(
@@ -532,7 +554,12 @@ class Importer:
             self.created_ids.append(new_id)
             counts["created"] += 1
         if inserts and not self.dry_run:
-            session.execute(insert(Contact), inserts)
+            insert_rows(session, Contact.__table__, inserts)
+
+
+def insert_rows(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Core executemany on the table (the ORM's bulk path costs more than the database)."""
+    session.execute(insert(table), rows)
 
 
 def _unique_key(value: Any) -> str:
