@@ -230,6 +230,7 @@ class EventRecorder:
         self._uncommitted: list[tuple[str, str, str]] = []
         self.committed: list[tuple[str, str, str]] = []  # what the relay may publish
         self._sessions: set[int] = set()
+        self._deferred: dict[int, list[dict[str, Any]]] = {}
 
     _instances: dict[type[Schema], Schema] = {}
 
@@ -241,7 +242,11 @@ class EventRecorder:
             self._instances[schema_cls] = schema_cls()
         return self._instances[schema_cls]
 
-    def record(self, session: Session, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    def record(
+        self, session: Session, event_type: str, data: dict[str, Any], defer: bool = False
+    ) -> dict[str, Any]:
+        """Write the event row in the session's transaction. `defer=True` (many events in one
+        transaction) inserts the rows together, in one statement, just before the commit."""
         schema = self._schema(event_type)
         problems = schema.validate(data)
         if problems:  # a bug of the producer: the catalogue promises integrators this shape
@@ -250,16 +255,17 @@ class EventRecorder:
             )
         envelope = new_envelope(self.service, event_type, data, self.ctx)
         body = json.dumps(envelope, ensure_ascii=False)
-        session.execute(
-            self.table.insert(),
-            {
-                "event_id": envelope["event_id"],
-                "event_type": event_type,
-                "envelope": body,
-                "created_at": utcnow(),
-            },
-        )
+        row = {
+            "event_id": envelope["event_id"],
+            "event_type": event_type,
+            "envelope": body,
+            "created_at": utcnow(),
+        }
         self._follow(session)
+        if defer:
+            self._deferred.setdefault(id(session), []).append(row)
+        else:
+            session.execute(self.table.insert(), row)
         self._uncommitted.append((envelope["event_id"], event_type, body))
         return envelope
 
@@ -268,14 +274,21 @@ class EventRecorder:
         if id(session) in self._sessions:
             return
         self._sessions.add(id(session))
+        sa_event.listen(session, "before_commit", self._insert_deferred)
         sa_event.listen(session, "after_commit", self._on_commit)
         sa_event.listen(session, "after_rollback", self._on_rollback)
+
+    def _insert_deferred(self, session: Session) -> None:
+        rows = self._deferred.pop(id(session), None)
+        if rows:
+            session.execute(self.table.insert(), rows)
 
     def _on_commit(self, _session: Session) -> None:
         self.committed.extend(self._uncommitted)
         self._uncommitted.clear()
 
-    def _on_rollback(self, _session: Session) -> None:
+    def _on_rollback(self, session: Session) -> None:
+        self._deferred.pop(id(session), None)
         self._uncommitted.clear()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,6 +54,10 @@ CLOSED_LEAD_STATUSES = ("converted", "disqualified")
 DELIVERY_LEASE = timedelta(minutes=2)
 TIMER_LEASE = timedelta(minutes=5)
 EMAIL_BACKOFF = (10, 60, 300, 1800, 3600, 6 * 3600)
+LOCAL_ACTIONS = ("create_task", "notify", "escalate")
+OWN_PRODUCER = "rules"
+PATTERN_TTL = 2.0
+_PATTERN_CACHE: dict[str, Any] = {}
 
 
 # --------------------------------------------------------------------------- settings, ports
@@ -157,6 +162,16 @@ def run_to_dict(run: RuleRun) -> dict[str, Any]:
     }
 
 
+RUN_SUMMARY_FIELDS = ("id", "rule_id", "rule_version", "trigger", "event_id", "event_type",
+                      "record_key", "matched", "status", "reason", "actions", "correlation_id")
+
+
+def run_summary(run: RuleRun) -> dict[str, Any]:
+    """What `rule_run_completed` carries."""
+    data = run_to_dict(run)
+    return {key: data[key] for key in RUN_SUMMARY_FIELDS}
+
+
 def task_to_dict(task: Task, now: datetime) -> dict[str, Any]:
     return {
         "id": task.id, "title": task.title, "description": task.description,
@@ -256,6 +271,10 @@ class Engine:
         self.tz = timing.zone(settings.timezone)
         self.worker_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
+    def _record(self, session: Session, event_type: str, data: dict[str, Any]) -> None:
+        """Events of a transaction are inserted together at its commit."""
+        self.events.record(session, event_type, data, defer=True)
+
     # ---- intake ----------------------------------------------------------------------------
 
     def intake(self, envelope: dict[str, Any]) -> list[str]:
@@ -268,6 +287,8 @@ class Engine:
             log.warning("ignoring a message that is not an event envelope")
             return []
         name = f"{producer}.{event_type}"
+        if producer == OWN_PRODUCER and not self._interesting(name):
+            return []  # our own tasks, notifications and runs, which no rule nor webhook wants
         now = self.clock.now()
         with self.db.begin() as session:
             if not first_delivery(session, inbox, event_id, "rules.intake"):
@@ -283,6 +304,27 @@ class Engine:
             self._queue_webhooks(session, envelope, name, now)
             return self._match_rules(session, envelope, name, record_type, record, changes,
                                      keys, now)
+
+    def _interesting(self, name: str) -> bool:
+        """Whether a rule or a webhook subscription refers to this event type (their patterns
+        are cached for `PATTERN_TTL` seconds)."""
+        cache = _PATTERN_CACHE
+        if cache.get("at", 0.0) + PATTERN_TTL < time.monotonic():
+            patterns: list[str] = []
+            with self.db.read() as session:
+                for definition in session.scalars(
+                    select(Rule.definition).where(Rule.enabled.is_(True))
+                ):
+                    trigger = definition.get("trigger") or {}
+                    for key in ("event", "events", "unless"):
+                        value = trigger.get(key) or []
+                        patterns.extend([value] if isinstance(value, str) else value)
+                for types in session.scalars(select(WebhookSubscription.event_types).where(
+                    WebhookSubscription.active.is_(True))
+                ):
+                    patterns.extend(types)
+            cache.update(at=time.monotonic(), patterns=patterns)
+        return rules_domain.event_matches(cache["patterns"], name)
 
     def _directory(self, session: Session, event_type: str, data: dict[str, Any]) -> None:
         if event_type == "user_changed" and isinstance(data.get("user"), dict):
@@ -390,7 +432,11 @@ class Engine:
                 key = records.record_key(record_type, str(record["id"])) if record else None
                 run = self._start_run(session, rule, "event", envelope, key, record_type,
                                       record, changes, depth, now)
-                if run.status == "running":
+                if run.status != "running":
+                    continue
+                if all(a["type"] in LOCAL_ACTIONS for a in rule.definition["actions"]):
+                    self.run_locally(session, run, rule.definition)
+                else:
                     run_ids.append(run.id)
             elif kind == "delay" and rules_domain.event_matches(trigger["events"], name):
                 self._schedule_delay(session, rule, trigger, envelope, keys, now)
@@ -494,13 +540,8 @@ class Engine:
 
         for row in claimed:
             metrics.TIMER_LATENESS.observe(max((now - row.due_at).total_seconds(), 0.0))
-            try:
-                self.fire_timer(row)
-            except Exception:  # one timer's bug must not stop the others
-                log.exception("timer %s failed", row.id)
-                with self.db.begin() as session:
-                    session.execute(update(Timer).where(Timer.id == row.id)
-                                    .values(status="failed", outcome="error; see the log"))
+        if claimed:
+            self.fire_batch(claimed)
         metrics.TIMERS_FIRED.inc(len(claimed))
         done = len(claimed)
         done += self.deliver_due_emails()
@@ -524,6 +565,133 @@ class Engine:
 
         metrics.TIMER_LAG.set(max((now - oldest).total_seconds(), 0.0) if oldest else 0.0)
 
+    def fire_batch(self, rows: list[Any]) -> None:
+        """Fire claimed timers: the runs of a batch start in one transaction, and runs made
+        only of local actions (tasks, notifications) complete in it too; runs that call
+        another service go on one by one after the commit. If the batch fails as a whole,
+        each timer is fired on its own so that one bad timer cannot hold up the others."""
+        retries = [row for row in rows if row.kind == "action_retry"]
+        others = [row for row in rows if row.kind != "action_retry"]
+        remote: list[str] = []
+        if others:
+            try:
+                remote = self._fire_together(others)
+            except Exception:
+                log.exception("firing %d timers together failed; firing one by one",
+                              len(others))
+                remote = []
+                for row in others:
+                    self._fire_alone(row)
+        for run_id in remote:
+            self.execute_run(run_id)
+        for row in retries:
+            self._fire_alone(row)
+
+    def _fire_alone(self, row: Any) -> None:
+        try:
+            self.fire_timer(row)
+        except Exception:  # one timer's bug must not stop the others
+            log.exception("timer %s failed", row.id)
+            with self.db.begin() as session:
+                session.execute(update(Timer).where(Timer.id == row.id)
+                                .values(status="failed", outcome="error; see the log"))
+
+    def _fire_together(self, rows: list[Any]) -> list[str]:
+        now = self.clock.now()
+        remote: list[str] = []
+        with self.db.begin() as session:
+            fired = set(session.scalars(
+                update(Timer).where(Timer.id.in_([row.id for row in rows]),
+                                    Timer.status == "claimed",
+                                    Timer.claimed_by == self.worker_id)
+                .values(status="fired", fired_at=now, outcome="fired").returning(Timer.id)
+            ).all())
+            rule_ids = {row.rule_id for row in rows if row.rule_id}
+            rules = {r.id: r for r in session.scalars(
+                select(Rule).where(Rule.id.in_(rule_ids))).all()}
+            keys = {row.record_key for row in rows if row.record_key}
+            snapshots = {s.key: s for s in session.scalars(
+                select(RecordSnapshot).where(RecordSnapshot.key.in_(keys))).all()}
+            firings = {(f.rule_id, f.record_key): f for f in session.scalars(
+                select(RuleFiring).where(RuleFiring.rule_id.in_(rule_ids),
+                                         RuleFiring.record_key.in_(keys | {"-"}))).all()}
+            owners = {s.data.get("owner_id") for s in snapshots.values()} - {None}
+            if owners:  # into the identity map: names and templates look owners up
+                session.scalars(select(DirectoryUser).where(DirectoryUser.id.in_(owners))).all()
+            disabled = []
+            # Flushed once at commit, as batched inserts, not before every outbox insert.
+            session.autoflush = False
+            for row in rows:
+                if row.id not in fired:
+                    continue
+                rule = rules.get(row.rule_id)
+                if rule is None or not rule.enabled:
+                    disabled.append(row.id)
+                    continue
+                run = self._timer_run(session, row, rule, snapshots.get(row.record_key), now,
+                                      firings)
+                if run is None or run.status != "running":
+                    continue
+                if all(a["type"] in LOCAL_ACTIONS for a in rule.definition["actions"]):
+                    self.run_locally(session, run, rule.definition)
+                else:
+                    remote.append(run.id)
+            if disabled:
+                session.execute(update(Timer).where(Timer.id.in_(disabled))
+                                .values(outcome="rule disabled or deleted"))
+        return remote
+
+    def _timer_run(
+        self, session: Session, row: Any, rule: Rule, snapshot: RecordSnapshot | None,
+        now: datetime, firings: dict | None = None,
+    ) -> RuleRun | None:
+        trigger = rule.definition["trigger"]
+        origin = row.payload.get("event") or {}
+        depth = int(origin.get("causation_depth") or 0)
+        record_type = record = None
+        if row.record_key:
+            record_type = row.record_key.split(":", 1)[0]
+            record = dict(snapshot.data) if snapshot else {"id": row.record_key.split(":", 1)[1]}
+        trigger_name = "schedule" if row.kind == "schedule" else "timer"
+        envelope = {**origin, "timer_id": row.id}
+        run = self._start_run(session, rule, trigger_name, envelope, row.record_key,
+                              record_type, record, {}, depth, now, timer_id=row.id,
+                              firings=firings)
+        if row.kind == "schedule":
+            self._add_timer(session, kind="schedule",
+                            due_at=timing.next_cron(trigger["cron"], now, self.tz),
+                            rule=rule, record_key=None, payload={})
+        elif row.kind == "date" and trigger.get("yearly") and record:
+            self._schedule_date(session, rule, trigger, record_type, record, depth,
+                                now + timedelta(seconds=1))
+        return run
+
+    def run_locally(self, session: Session, run: RuleRun, definition: dict[str, Any]) -> None:
+        """Perform a run made only of local actions inside the caller's transaction (emails
+        are left to the delivery loop)."""
+        from services.rules import metrics
+
+        context = dict(run.context or {})
+        outcomes = list(run.actions or [])
+        for index, action in enumerate(definition["actions"]):
+            try:
+                outcome = {"status": "ok", "detail": self.local_action(
+                    session, action, context, run.id, send_now=False)}
+            except Skipped as exc:
+                outcome = {"status": "skipped", "detail": str(exc)}
+            except (PermanentFailure, CrmError) as exc:
+                outcome = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+            outcomes[index] = {"index": index, "type": action["type"], "attempts": 1, **outcome}
+        now = self.clock.now()
+        run.actions = outcomes
+        run.context = context
+        run.status = "failed" if any(o["status"] == "failed" for o in outcomes) else "completed"
+        run.reason = "an action failed" if run.status == "failed" else None
+        run.finished_at = now
+        run.duration_ms = round((now - run.started_at).total_seconds() * 1000, 2)
+        self._record(session, "rule_run_completed", {"run": run_summary(run)})
+        metrics.RULE_RUNS.labels(run.status).inc()
+
     def fire_timer(self, row: Any) -> None:
         now = self.clock.now()
         if row.kind == "action_retry":
@@ -541,28 +709,11 @@ class Engine:
                 return
             if not self._mark_fired(session, row.id, now, "fired"):
                 return
-            trigger = rule.definition["trigger"]
-            origin = row.payload.get("event") or {}
-            depth = int(origin.get("causation_depth") or 0)
-            record_type = record = None
-            if row.record_key:
-                snapshot = session.get(RecordSnapshot, row.record_key)
-                record_type = row.record_key.split(":", 1)[0]
-                record = dict(snapshot.data) if snapshot else {
-                    "id": row.record_key.split(":", 1)[1]}
-            trigger_name = "schedule" if row.kind == "schedule" else "timer"
-            envelope = {**origin, "timer_id": row.id}
-            run = self._start_run(session, rule, trigger_name, envelope, row.record_key,
-                                  record_type, record, {}, depth, now, timer_id=row.id)
-            if run.status == "running":
+            run = self._timer_run(session, row, rule, session.get(RecordSnapshot,
+                                                                  row.record_key)
+                                  if row.record_key else None, now)
+            if run is not None and run.status == "running":
                 run_id = run.id
-            if row.kind == "schedule":
-                self._add_timer(session, kind="schedule",
-                                due_at=timing.next_cron(trigger["cron"], now, self.tz),
-                                rule=rule, record_key=None, payload={})
-            elif row.kind == "date" and trigger.get("yearly") and record:
-                self._schedule_date(session, rule, trigger, record_type, record, depth,
-                                    now + timedelta(seconds=1))
         if run_id:
             self.execute_run(run_id)
 
@@ -600,6 +751,7 @@ class Engine:
         self, session: Session, rule: Rule, trigger: str, envelope: dict[str, Any],
         record_key: str | None, record_type: str | None, record: dict[str, Any] | None,
         changes: dict[str, Any], depth: int, now: datetime, timer_id: str | None = None,
+        firings: dict | None = None,
     ) -> RuleRun:
         definition = rule.definition
         run = RuleRun(
@@ -628,14 +780,18 @@ class Engine:
             run.status, run.reason, run.finished_at = "no_match", "conditions not met", now
             return run
         firing_key = record_key or "-"
-        firing = session.get(RuleFiring, (rule.id, firing_key))
+        firing = (firings.get((rule.id, firing_key)) if firings is not None
+                  else session.get(RuleFiring, (rule.id, firing_key)))
         reason = rules_domain.loop_guard(depth, firing.fired_at if firing else None, now,
                                          self.settings.guard)
         if reason:
             run.status, run.reason, run.finished_at = "stopped", reason, now
             return run
         if firing is None:
-            session.add(RuleFiring(rule_id=rule.id, record_key=firing_key, fired_at=now))
+            firing = RuleFiring(rule_id=rule.id, record_key=firing_key, fired_at=now)
+            session.add(firing)
+            if firings is not None:
+                firings[(rule.id, firing_key)] = firing
         else:
             firing.fired_at = now
         run.status = "running"
@@ -688,13 +844,12 @@ class Engine:
                                    (self.clock.now() - started).total_seconds() * 1000, 2),
                                **outcome}
         status = "failed" if any(o.get("status") == "failed" for o in outcomes) else "completed"
+        from services.rules import metrics
+
+        metrics.RULE_RUNS.labels(status).inc()
         with self.db.begin() as session:
             run = self._save_run(session, run_id, outcomes, context, status, self.clock.now())
-            self.events.record(session, "rule_run_completed", {"run": {
-                key: value for key, value in run_to_dict(run).items()
-                if key in ("id", "rule_id", "rule_version", "trigger", "event_id",
-                           "event_type", "record_key", "matched", "status", "reason",
-                           "actions", "correlation_id")}})
+            self._record(session, "rule_run_completed", {"run": run_summary(run)})
         return {"status": status}
 
     @staticmethod
@@ -722,14 +877,14 @@ class Engine:
         kind = action["type"]
         if kind == "assign":
             return self._assign(action, context)
-        if kind == "create_task":
-            return self._create_task(action, context, run_id)
-        if kind == "notify":
-            return self._notify(action, context, run_id, action.get("to") or [])
-        if kind == "escalate":
-            return self._escalate(action, context, run_id)
         if kind == "call":
             return self._call(action, context)
+        if kind in LOCAL_ACTIONS:
+            with self.db.begin() as session:
+                detail = self.local_action(session, action, context, run_id)
+            for delivery_id in detail.get("email_deliveries") or []:
+                self.send_email(delivery_id)
+            return detail
         raise PermanentFailure(f"unknown action {kind}")
 
     def _template_context(self, session: Session, context: dict[str, Any]) -> dict[str, Any]:
@@ -899,112 +1054,128 @@ class Engine:
         return min(sorted(candidates), key=lambda uid: open_tasks.get(uid, 0))
 
     def _create_task(
-        self, action: dict[str, Any], context: dict[str, Any], run_id: str
+        self, session: Session, action: dict[str, Any], context: dict[str, Any], run_id: str
     ) -> dict[str, Any]:
         now = self.clock.now()
         record = context.get("record") or {}
-        with self.db.begin() as session:
-            assignee = self._task_assignee(session, action.get("assignee", "owner"), context)
-            if not assignee:
-                raise Skipped(f"no assignee for {action.get('assignee', 'owner')!r}")
-            values = self._template_context(session, context)
-            user = session.get(DirectoryUser, assignee)
-            due_in = action.get("due_in")
-            task = Task(
-                id=new_id(), title=render(action["title"], values)[:300],
-                description=render(action.get("description"), values) or None,
-                record_type=context.get("record_type"),
-                record_id=str(record["id"]) if record.get("id") else None,
-                assignee_id=assignee, team_id=user.team_id if user else None, status="open",
-                priority=action.get("priority", "normal"),
-                due_at=now + timing.parse_duration(due_in) if due_in is not None else None,
-                rule_id=(context.get("rule") or {}).get("id"), run_id=run_id,
-                created_at=now, updated_at=now,
-            )
-            session.add(task)
-            self.events.record(session, "task_created", {"task": task_to_dict(task, now)})
+        assignee = self._task_assignee(session, action.get("assignee", "owner"), context)
+        if not assignee:
+            raise Skipped(f"no assignee for {action.get('assignee', 'owner')!r}")
+        values = self._template_context(session, context)
+        user = session.get(DirectoryUser, assignee)
+        due_in = action.get("due_in")
+        task = Task(
+            id=new_id(), title=render(action["title"], values)[:300],
+            description=render(action.get("description"), values) or None,
+            record_type=context.get("record_type"),
+            record_id=str(record["id"]) if record.get("id") else None,
+            assignee_id=assignee, team_id=user.team_id if user else None, status="open",
+            priority=action.get("priority", "normal"),
+            due_at=now + timing.parse_duration(due_in) if due_in is not None else None,
+            rule_id=(context.get("rule") or {}).get("id"), run_id=run_id,
+            created_at=now, updated_at=now,
+        )
+        session.add(task)
+        self._record(session, "task_created", {"task": task_to_dict(task, now)})
         return {"task_id": task.id, "assignee_id": assignee, "title": task.title,
                 "due_at": iso(task.due_at)}
 
     def _notify(
-        self, action: dict[str, Any], context: dict[str, Any], run_id: str, spec: list[str],
-        extra_recipients: list[str] | None = None,
+        self, session: Session, action: dict[str, Any], context: dict[str, Any], run_id: str,
+        spec: list[str], extra_recipients: list[str] | None = None, send_now: bool = True,
     ) -> dict[str, Any]:
+        """In-app notifications, an email delivery (sent after the commit when `send_now`,
+        else by the delivery loop) and a webhook delivery."""
         now = self.clock.now()
         channels = action.get("channels") or ["in_app"]
         record = context.get("record") or {}
+        users = extra_recipients if extra_recipients is not None else self.recipients(
+            session, spec, context)
+        if not users and "webhook" not in channels:
+            raise Skipped(f"no recipients for {spec}")
+        values = self._template_context(session, context)
+        title = render(action["title"], values)[:300]
+        body = render(action.get("body"), values)
+        notification_ids = []
+        if "in_app" in channels:
+            for user_id in users:
+                item = Notification(
+                    id=new_id(), user_id=user_id, title=title, body=body or None,
+                    record_type=context.get("record_type"),
+                    record_id=str(record["id"]) if record.get("id") else None,
+                    rule_id=(context.get("rule") or {}).get("id"), run_id=run_id,
+                    created_at=now,
+                )
+                session.add(item)
+                notification_ids.append(item.id)
+                self._record(session, "notification_created",
+                                   {"notification": notification_to_dict(item)})
+        addresses: list[str] = []
         email_ids: list[str] = []
-        with self.db.begin() as session:
-            users = extra_recipients if extra_recipients is not None else self.recipients(
-                session, spec, context)
-            if not users and "webhook" not in channels:
-                raise Skipped(f"no recipients for {spec}")
-            values = self._template_context(session, context)
-            title = render(action["title"], values)[:300]
-            body = render(action.get("body"), values)
-            notification_ids = []
-            if "in_app" in channels:
-                for user_id in users:
-                    item = Notification(
-                        id=new_id(), user_id=user_id, title=title, body=body or None,
-                        record_type=context.get("record_type"),
-                        record_id=str(record["id"]) if record.get("id") else None,
-                        rule_id=(context.get("rule") or {}).get("id"), run_id=run_id,
-                        created_at=now,
-                    )
-                    session.add(item)
-                    notification_ids.append(item.id)
-                    self.events.record(session, "notification_created",
-                                       {"notification": notification_to_dict(item)})
-            addresses: list[str] = []
-            if "email" in channels:
-                emails = session.scalars(select(DirectoryUser.email).where(
-                    DirectoryUser.id.in_(users))).all()
-                addresses = sorted({e for e in emails if e})
-                if addresses:
-                    delivery = EmailDelivery(
-                        id=new_id(), recipients=addresses, subject=title,
-                        text=body or title, status="sending", attempts=0,
-                        next_attempt_at=now + DELIVERY_LEASE, run_id=run_id, created_at=now,
-                    )
-                    session.add(delivery)
-                    email_ids.append(delivery.id)
-            webhook_id = None
-            if "webhook" in channels:
-                sub = session.get(WebhookSubscription, action.get("subscription_id"))
-                if sub is None or not sub.active:
-                    raise PermanentFailure("the webhook subscription is missing or disabled")
-                webhook_id = "msg_" + uuid.uuid4().hex
-                session.add(WebhookDelivery(
-                    id=webhook_id, subscription_id=sub.id, event_id=None,
-                    event_type="rules.notification",
-                    body=json.dumps({"type": "rules.notification", "title": title,
-                                     "body": body, "record": record,
-                                     "rule": context.get("rule")}, ensure_ascii=False),
-                    status="pending", attempts=0, next_attempt_at=now, attempt_log=[],
-                    created_at=now))
-        for delivery_id in email_ids:
-            self.send_email(delivery_id)
+        if "email" in channels:
+            emails = session.scalars(select(DirectoryUser.email).where(
+                DirectoryUser.id.in_(users))).all()
+            addresses = sorted({e for e in emails if e})
+            if addresses:
+                # "sending" with a lease when this worker sends it right after the commit, so
+                # the delivery loop leaves it alone unless the process dies first
+                delivery = EmailDelivery(
+                    id=new_id(), recipients=addresses, subject=title, text=body or title,
+                    status="sending" if send_now else "pending", attempts=0,
+                    next_attempt_at=now + DELIVERY_LEASE if send_now else now,
+                    run_id=run_id, created_at=now,
+                )
+                session.add(delivery)
+                email_ids.append(delivery.id)
+        webhook_id = None
+        if "webhook" in channels:
+            sub = session.get(WebhookSubscription, action.get("subscription_id"))
+            if sub is None or not sub.active:
+                raise PermanentFailure("the webhook subscription is missing or disabled")
+            webhook_id = "msg_" + uuid.uuid4().hex
+            session.add(WebhookDelivery(
+                id=webhook_id, subscription_id=sub.id, event_id=None,
+                event_type="rules.notification",
+                body=json.dumps({"type": "rules.notification", "title": title,
+                                 "body": body, "record": record,
+                                 "rule": context.get("rule")}, ensure_ascii=False),
+                status="pending", attempts=0, next_attempt_at=now, attempt_log=[],
+                created_at=now))
         return {"recipients": users, "notifications": notification_ids, "emails": addresses,
                 "email_deliveries": email_ids, "webhook_delivery": webhook_id, "title": title}
 
     def _escalate(
-        self, action: dict[str, Any], context: dict[str, Any], run_id: str
+        self, session: Session, action: dict[str, Any], context: dict[str, Any], run_id: str,
+        send_now: bool = True,
     ) -> dict[str, Any]:
         record = context.get("record") or {}
-        with self.db.begin() as session:
-            chain = self.manager_chain(session, record.get("owner_id"), action.get("levels", 1))
-            raised = 0
-            if action.get("raise_priority", True) and record.get("id"):
-                raised = session.execute(
-                    update(Task).where(Task.record_id == str(record["id"]),
-                                       Task.status == "open")
-                    .values(priority="urgent", updated_at=self.clock.now())
-                ).rowcount
+        chain = self.manager_chain(session, record.get("owner_id"), action.get("levels", 1))
+        raised = 0
+        if action.get("raise_priority", True) and record.get("id"):
+            raised = session.execute(
+                update(Task).where(Task.record_id == str(record["id"]), Task.status == "open")
+                .values(priority="urgent", updated_at=self.clock.now())
+            ).rowcount
         if not chain:
             raise Skipped("the owner has no manager to escalate to")
-        result = self._notify(action, context, run_id, [], extra_recipients=chain)
+        result = self._notify(session, action, context, run_id, [], extra_recipients=chain,
+                              send_now=send_now)
         return {**result, "manager_chain": chain, "tasks_raised": raised}
+
+    def local_action(
+        self, session: Session, action: dict[str, Any], context: dict[str, Any], run_id: str,
+        send_now: bool = True,
+    ) -> dict[str, Any]:
+        """An action on the rules service's own data, inside the caller's transaction."""
+        kind = action["type"]
+        if kind == "create_task":
+            return self._create_task(session, action, context, run_id)
+        if kind == "notify":
+            return self._notify(session, action, context, run_id, action.get("to") or [],
+                                send_now=send_now)
+        if kind == "escalate":
+            return self._escalate(session, action, context, run_id, send_now=send_now)
+        raise PermanentFailure(f"{kind} is not a local action")
 
     def _call(self, action: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         record = context.get("record") or {}
@@ -1109,13 +1280,13 @@ class Engine:
                 sub.active = False
                 sub.disabled_reason = f"the receiver answered 410 Gone at {now.isoformat()}"
                 item.status, item.next_attempt_at = "failed", None
-                self.events.record(session, "webhook_subscription_disabled", {
+                self._record(session, "webhook_subscription_disabled", {
                     "subscription_id": sub.id, "reason": sub.disabled_reason})
                 return
             delay = next_attempt_delay(item.attempts) if outcome.retry else None
             if delay is None:
                 item.status, item.next_attempt_at = "failed", None
-                self.events.record(session, "webhook_delivery_failed", {
+                self._record(session, "webhook_delivery_failed", {
                     "delivery_id": item.id, "subscription_id": item.subscription_id,
                     "event_type": item.event_type, "attempts": item.attempts,
                     "last_status_code": item.last_status_code, "last_error": item.last_error})

@@ -18,7 +18,6 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from services.rules import clock as clock_module
-from services.rules import metrics
 from services.rules.domain import records, timing
 from services.rules.domain import rules as rules_domain
 from services.rules.engine import (
@@ -203,8 +202,7 @@ class RulesService(PlatformEndpoints):
     def on_any_event(self, envelope: dict) -> None:
         run_ids = self.engine.intake(envelope)
         for run_id in run_ids:
-            result = self.engine.execute_run(run_id)
-            metrics.RULE_RUNS.labels(result["status"]).inc()
+            self.engine.execute_run(run_id)
 
     @timer(interval=TICK_SECONDS)
     def tick(self) -> None:
