@@ -44,6 +44,7 @@ from services.sales.models_numbers import (
     ForecastSnapshot,
     ForecastSnapshotItem,
     ForecastSnapshotRun,
+    OpportunityRollup,
     Quota,
     StageFlow,
     StageFlowMark,
@@ -267,13 +268,10 @@ def _fold_sql(table: str, cohort: str, seconds: str) -> str:
 # -- funnel --------------------------------------------------------------------------------
 
 
-def _flow_by_stage(
-    session: Session, pipeline_id: str, owners: list[str] | None, filters: dict[str, Any]
-) -> dict[str, dict[str, Decimal]]:
-    """Stage-flow sums per stage for cohorts in the period: whole months from the monthly
-    table, the partial months at the edges from the daily one."""
-    first, last = filters.get("date_from"), filters.get("date_to")
-    # whole months [month_from, month_to), either end open when the period is
+def period_parts(first: date | None, last: date | None) -> list[tuple[str, Any, Any]]:
+    """How to read a period [first, last] from a two-grain aggregate: [(grain, from,
+    to-exclusive)], whole months at grain 'm' and the partial edge months by day ('d');
+    None is an open end."""
     month_from = month_to = None
     if first:
         month_from = numbers.period_start("month", first)
@@ -283,29 +281,33 @@ def _flow_by_stage(
         month_to = numbers.period_start("month", last)
         if numbers.period_end("month", month_to) == last:
             month_to = numbers.next_period_start("month", month_to)
-    parts: list[tuple[Any, list[Any]]] = []
-    if first and last and month_from >= month_to:  # within one month, or across one edge
-        parts.append((StageFlow, [StageFlow.cohort_day >= first, StageFlow.cohort_day <= last]))
-    else:
-        months = []
-        if month_from:
-            months.append(StageFlowMonth.cohort_day >= month_from)
-        if month_to:
-            months.append(StageFlowMonth.cohort_day < month_to)
-        parts.append((StageFlowMonth, months))
-        if first and first < month_from:
-            parts.append((StageFlow, [StageFlow.cohort_day >= first,
-                                      StageFlow.cohort_day < month_from]))
-        if last and last >= month_to:
-            parts.append((StageFlow, [StageFlow.cohort_day >= month_to,
-                                      StageFlow.cohort_day <= last]))
+    if first and last and month_from >= month_to:  # no whole month inside
+        return [("d", first, last + timedelta(days=1))]
+    parts: list[tuple[str, Any, Any]] = [("m", month_from, month_to)]
+    if first and first < month_from:
+        parts.append(("d", first, month_from))
+    if last and last >= month_to:
+        parts.append(("d", month_to, last + timedelta(days=1)))
+    return parts
+
+
+def _flow_by_stage(
+    session: Session, pipeline_id: str, owners: list[str] | None, filters: dict[str, Any]
+) -> dict[str, dict[str, Decimal]]:
+    """Stage-flow sums per stage for cohorts in the period: whole months from the monthly
+    table, the partial months at the edges from the daily one."""
     totals: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-    for model, clauses in parts:
+    for grain, low, high in period_parts(filters.get("date_from"), filters.get("date_to")):
+        model = StageFlowMonth if grain == "m" else StageFlow
         query = select(
             model.stage_id, func.sum(model.reached).label("reached"),
             func.sum(model.reached_amount).label("reached_amount"),
             func.sum(model.stays).label("stays"), func.sum(model.stay_seconds).label("seconds"),
-        ).where(model.pipeline_id == pipeline_id, *clauses)
+        ).where(model.pipeline_id == pipeline_id)
+        if low is not None:
+            query = query.where(model.cohort_day >= low)
+        if high is not None:
+            query = query.where(model.cohort_day < high)
         if owners is not None:
             query = query.where(model.owner_id.in_(owners) if owners else literal(False))
         if filters.get("team_id"):
@@ -315,6 +317,47 @@ def _flow_by_stage(
             for name in ("reached", "reached_amount", "stays", "seconds"):
                 entry[name] += Decimal(getattr(row, name) or 0)
     return totals
+
+
+def rollup_sums(
+    session: Session, kind: str, group: list[str], filters: dict[str, Any],
+    scope: dict[str, Any], first: date | None, last: date | None,
+    stage_ids: Iterable[str] | None = None,
+) -> dict[tuple, dict[str, Decimal]]:
+    """n, amount, seconds of the opportunity roll-up (rollups.py) of `kind` over the period,
+    grouped by roll-up columns (`day` at month grain is the month's first day)."""
+    model = OpportunityRollup
+    owners = owner_ids(filters, scope)
+    totals: dict[tuple, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    for grain, low, high in period_parts(first, last):
+        columns = [getattr(model, name) for name in group]
+        query = select(*columns, func.sum(model.n).label("n"),
+                       func.sum(model.amount).label("amount"),
+                       func.sum(model.seconds).label("seconds")).where(
+            model.kind == kind, model.grain == grain)
+        if low is not None:
+            query = query.where(model.day >= low)
+        if high is not None:
+            query = query.where(model.day < high)
+        if filters.get("pipeline_id"):
+            query = query.where(model.pipeline_id == filters["pipeline_id"])
+        if owners is not None:
+            query = query.where(model.owner_id.in_(owners) if owners else literal(False))
+        if filters.get("team_id"):
+            query = query.where(model.team_id == filters["team_id"])
+        if stage_ids is not None:
+            query = query.where(model.stage_id.in_(list(stage_ids)))
+        for row in session.execute(query.group_by(*columns) if columns else query):
+            key = tuple(_as_date(v) if name == "day" else v
+                        for name, v in zip(group, row[:len(group)], strict=True))
+            entry = totals[key]
+            for name in ("n", "amount", "seconds"):
+                entry[name] += Decimal(getattr(row, name) or 0)
+    return totals
+
+
+def stage_kinds(session: Session) -> dict[str, Stage]:
+    return {stage.id: stage for stage in session.scalars(select(Stage))}
 
 
 def pipeline_stages(session: Session, pipeline_id: str | None) -> tuple[str, list[Stage]]:
@@ -347,26 +390,22 @@ def funnel(session: Session, filters: dict[str, Any], scope: dict[str, Any]) -> 
     dialect = session.get_bind().dialect.name
     pipeline_id, stages = pipeline_stages(session, filters.get("pipeline_id"))
     filters = {**filters, "pipeline_id": pipeline_id}
-    current = {
-        row.stage_id: row
-        for row in session.execute(
-            select(Opportunity.stage_id, func.count().label("n"),
-                   func.sum(Opportunity.amount).label("amount"))
-            .where(*opportunity_clauses(filters, scope, dated=Opportunity.created_at))
-            .group_by(Opportunity.stage_id)
-        )
-    }
+    by_stage = {stage.id: stage for stage in stages}
+    if filters.get("custom"):  # custom-field filters need the rows themselves
+        current, won, lost, reasons = _funnel_rows(session, filters, scope, dialect)
+    else:
+        current, won, lost, reasons = _funnel_rollup(session, filters, scope, by_stage)
     flow = _flow_by_stage(session, pipeline_id, owner_ids(filters, scope), filters)
 
     rows = []
     for stage in stages:
-        now_row, flow_row = current.get(stage.id), flow.get(stage.id)
+        now_row, flow_row = current.get(stage.id, {}), flow.get(stage.id)
         stays = int(flow_row["stays"]) if flow_row else 0
         rows.append({
             "stage_id": stage.id, "name": stage.name, "position": stage.position,
             "kind": stage.kind, "probability": stage.probability,
-            "count": int(now_row.n) if now_row else 0,
-            "amount": dec(now_row.amount if now_row else 0),
+            "count": int(now_row.get("n", 0)),
+            "amount": dec(now_row.get("amount", 0)),
             "reached": int(flow_row["reached"]) if flow_row else 0,
             "reached_amount": dec(flow_row["reached_amount"] if flow_row else 0),
             "avg_days_in_stage": (
@@ -375,19 +414,73 @@ def funnel(session: Session, filters: dict[str, Any], scope: dict[str, Any]) -> 
         })
     rows = numbers.stage_conversion(rows)
 
-    closed = opportunity_clauses(filters, scope, dated=Opportunity.closed_at)
-    outcome = {
-        row.status: row
+    won_n, lost_n = int(won["n"]), int(lost["n"])
+    return {
+        "pipeline_id": pipeline_id,
+        "period": _period_of(filters),
+        "stages": rows,
+        "won": {"count": won_n, "amount": dec(won["amount"])},
+        "lost": {"count": lost_n, "amount": dec(lost["amount"])},
+        "win_rate": numbers.win_rate(won_n, lost_n),
+        "loss_reasons": reasons[:20],
+        "sales_cycle_days": (
+            round(float(won["seconds"]) / won_n / 86400, 1) if won_n else None
+        ),
+    }
+
+
+def _funnel_rollup(
+    session: Session, filters: dict[str, Any], scope: dict[str, Any], by_stage: dict
+) -> tuple[dict, dict, dict, list]:
+    first, last = filters.get("date_from"), filters.get("date_to")
+    current = {key[0]: sums for key, sums in rollup_sums(
+        session, "created", ["stage_id"], filters, scope, first, last).items()}
+    won: dict[str, Decimal] = defaultdict(Decimal)
+    lost: dict[str, Decimal] = defaultdict(Decimal)
+    reasons: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    for (stage_id, reason), sums in rollup_sums(
+        session, "closed", ["stage_id", "key"], filters, scope, first, last
+    ).items():
+        stage = by_stage.get(stage_id)
+        target = won if stage is not None and stage.kind == "won" else lost
+        for name in ("n", "amount", "seconds"):
+            target[name] += sums[name]
+        if target is lost:
+            reasons[reason]["n"] += sums["n"]
+            reasons[reason]["amount"] += sums["amount"]
+    listed = sorted(
+        ({"reason": reason or None, "count": int(v["n"]), "amount": dec(v["amount"])}
+         for reason, v in reasons.items() if v["n"]),
+        key=lambda item: -item["count"])
+    return current, won, lost, listed
+
+
+def _funnel_rows(
+    session: Session, filters: dict[str, Any], scope: dict[str, Any], dialect: str
+) -> tuple[dict, dict, dict, list]:
+    """The funnel's counts from the opportunities themselves (custom-field filters)."""
+    current = {
+        row.stage_id: {"n": row.n, "amount": Decimal(row.amount or 0)}
         for row in session.execute(
-            select(Opportunity.status, func.count().label("n"),
-                   func.sum(Opportunity.amount).label("amount"),
-                   func.avg(_seconds_between(Opportunity.closed_at, Opportunity.created_at,
-                                             dialect)).label("cycle"))
-            .where(Opportunity.status.in_(("won", "lost")), *closed)
-            .group_by(Opportunity.status)
+            select(Opportunity.stage_id, func.count().label("n"),
+                   func.sum(Opportunity.amount).label("amount"))
+            .where(*opportunity_clauses(filters, scope, dated=Opportunity.created_at))
+            .group_by(Opportunity.stage_id)
         )
     }
-    won, lost = outcome.get("won"), outcome.get("lost")
+    closed = opportunity_clauses(filters, scope, dated=Opportunity.closed_at)
+    outcome: dict[str, dict[str, Decimal]] = {
+        "won": defaultdict(Decimal), "lost": defaultdict(Decimal)}
+    for row in session.execute(
+        select(Opportunity.status, func.count().label("n"),
+               func.sum(Opportunity.amount).label("amount"),
+               func.sum(_seconds_between(Opportunity.closed_at, Opportunity.created_at,
+                                         dialect)).label("seconds"))
+        .where(Opportunity.status.in_(("won", "lost")), *closed)
+        .group_by(Opportunity.status)
+    ):
+        outcome[row.status].update(n=Decimal(row.n), amount=Decimal(row.amount or 0),
+                                   seconds=Decimal(row.seconds or 0))
     reasons = session.execute(
         select(Opportunity.won_lost_reason.label("reason"),
                func.count().label("n"), func.sum(Opportunity.amount).label("amount"))
@@ -396,22 +489,9 @@ def funnel(session: Session, filters: dict[str, Any], scope: dict[str, Any]) -> 
         .order_by(func.count().desc())
         .limit(20)
     ).all()
-    won_n, lost_n = (int(won.n) if won else 0), (int(lost.n) if lost else 0)
-    return {
-        "pipeline_id": pipeline_id,
-        "period": _period_of(filters),
-        "stages": rows,
-        "won": {"count": won_n, "amount": dec(won.amount if won else 0)},
-        "lost": {"count": lost_n, "amount": dec(lost.amount if lost else 0)},
-        "win_rate": numbers.win_rate(won_n, lost_n),
-        "loss_reasons": [
-            {"reason": r.reason or None, "count": int(r.n), "amount": dec(r.amount)}
-            for r in reasons
-        ],
-        "sales_cycle_days": (
-            round(float(won.cycle) / 86400, 1) if won and won.cycle is not None else None
-        ),
-    }
+    listed = [{"reason": r.reason or None, "count": int(r.n), "amount": dec(r.amount)}
+              for r in reasons]
+    return current, outcome["won"], outcome["lost"], listed
 
 
 def _period_of(filters: dict[str, Any]) -> dict[str, Any]:
@@ -467,6 +547,8 @@ def forecast_rows(
 ) -> list[dict[str, Any]]:
     """Monthly forecast figures per owner and team (and pipeline): open opportunities expected
     to close in [first, last] weighted by stage probability, and those won in it."""
+    if not filters.get("custom"):
+        return _forecast_rollup(session, filters, scope, first, last, by_pipeline)
     dialect = session.get_bind().dialect.name
     owner_filter = opportunity_clauses(filters, scope)
     month = _month_of_date(Opportunity.expected_close_date, dialect).label("month")
@@ -516,6 +598,48 @@ def forecast_rows(
         entry = cell(row)
         entry["won_count"] += row.n
         entry["closed_won"] += Decimal(row.won or 0)
+    return list(cells.values())
+
+
+def _forecast_rollup(
+    session: Session, filters: dict[str, Any], scope: dict[str, Any], first: date, last: date,
+    by_pipeline: bool,
+) -> list[dict[str, Any]]:
+    stages = stage_kinds(session)
+    won_stages = [s.id for s in stages.values() if s.kind == "won"]
+    group = ["day", "stage_id", "owner_id", "team_id", "pipeline_id"]
+    cells: dict[tuple, dict[str, Any]] = {}
+
+    def cell(day: date, owner: str, team: str, pipeline: str) -> dict[str, Any]:
+        key = (numbers.period_start("month", day), owner or None, team or None,
+               pipeline if by_pipeline else None)
+        if key not in cells:
+            cells[key] = {"month": key[0], "owner_id": key[1], "team_id": key[2],
+                          "pipeline_id": key[3], "open_count": 0, "won_count": 0,
+                          "weighted_open": Decimal(0), "best_open": Decimal(0),
+                          "commit_open": Decimal(0), "closed_won": Decimal(0)}
+        return cells[key]
+
+    for (day, stage_id, owner, team, pipeline), sums in rollup_sums(
+        session, "close", group, filters, scope, first, last
+    ).items():
+        if not sums["n"]:
+            continue
+        probability = stages[stage_id].probability if stage_id in stages else 0
+        entry = cell(day, owner, team, pipeline)
+        entry["open_count"] += int(sums["n"])
+        entry["weighted_open"] += sums["amount"] * probability / 100
+        entry["best_open"] += sums["amount"]
+        if probability >= numbers.COMMIT_PROBABILITY:
+            entry["commit_open"] += sums["amount"]
+    for (day, _stage, owner, team, pipeline), sums in rollup_sums(
+        session, "closed", group, filters, scope, first, last, stage_ids=won_stages
+    ).items():
+        if not sums["n"]:
+            continue
+        entry = cell(day, owner, team, pipeline)
+        entry["won_count"] += int(sums["n"])
+        entry["closed_won"] += sums["amount"]
     return list(cells.values())
 
 
@@ -794,32 +918,44 @@ def channel_conversion(
     session: Session, filters: dict[str, Any], scope: dict[str, Any]
 ) -> dict[str, Any]:
     """Opportunities created in the period by source (lead channel): how many, how many won
-    and lost, won amount, win rate and share of leads converted (with a lead_id)."""
-    source = Opportunity.source.label("source")
-    rows = session.execute(
-        select(source, func.count().label("n"),
-               func.sum(case((Opportunity.status == "won", 1), else_=0)).label("won"),
-               func.sum(case((Opportunity.status == "lost", 1), else_=0)).label("lost"),
-               func.sum(case((Opportunity.status == "won", Opportunity.amount), else_=0))
-               .label("won_amount"),
-               func.sum(Opportunity.amount).label("amount"),
-               func.count(Opportunity.lead_id).label("from_leads"))
-        .where(*opportunity_clauses(filters, scope, dated=Opportunity.created_at))
-        .group_by(Opportunity.source)
-        .order_by(func.count().desc())
-    ).all()
-    return {
-        "period": _period_of(filters),
-        "items": [
-            {"source": r.source or None, "opportunities": int(r.n), "won": int(r.won or 0),
-             "lost": int(r.lost or 0), "open": int(r.n) - int(r.won or 0) - int(r.lost or 0),
-             "amount": dec(r.amount), "won_amount": dec(r.won_amount),
-             "win_rate": numbers.win_rate(int(r.won or 0), int(r.lost or 0)),
-             "conversion": numbers.win_rate(int(r.won or 0), int(r.n) - int(r.won or 0)),
-             "from_leads": int(r.from_leads or 0)}
-            for r in rows
-        ],
-    }
+    and lost, amounts, win rate (won / decided) and conversion (won / all)."""
+    per_source: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    if filters.get("custom"):
+        rows = session.execute(
+            select(Opportunity.source, Opportunity.status, func.count().label("n"),
+                   func.sum(Opportunity.amount).label("amount"))
+            .where(*opportunity_clauses(filters, scope, dated=Opportunity.created_at))
+            .group_by(Opportunity.source, Opportunity.status)
+        ).all()
+        sums = [(r.source or "", r.status, Decimal(r.n), Decimal(r.amount or 0)) for r in rows]
+    else:
+        stages = stage_kinds(session)
+        sums = [
+            (source, stages[stage_id].kind if stage_id in stages else "open", v["n"],
+             v["amount"])
+            for (source, stage_id), v in rollup_sums(
+                session, "source", ["key", "stage_id"], filters, scope,
+                filters.get("date_from"), filters.get("date_to")).items()
+        ]
+    for source, status, n, amount in sums:
+        entry = per_source[source]
+        entry["n"] += n
+        entry[status] += n
+        entry["amount"] += amount
+        if status == "won":
+            entry["won_amount"] += amount
+    items = []
+    for source, v in sorted(per_source.items(), key=lambda item: (-item[1]["n"], item[0])):
+        n, won, lost = int(v["n"]), int(v["won"]), int(v["lost"])
+        if not n:
+            continue
+        items.append({
+            "source": source or None, "opportunities": n, "won": won, "lost": lost,
+            "open": n - won - lost, "amount": dec(v["amount"]),
+            "won_amount": dec(v["won_amount"]), "win_rate": numbers.win_rate(won, lost),
+            "conversion": numbers.win_rate(won, n - won),
+        })
+    return {"period": _period_of(filters), "items": items}
 
 
 # -- dormant customers -----------------------------------------------------------------------

@@ -180,6 +180,38 @@ class StageFlowMonth(Base):
     stay_seconds: Mapped[Decimal] = mapped_column(Numeric(20, 0), default=0)
 
 
+class OpportunityRollup(Base):
+    """Opportunity figures kept by triggers (see rollups.py): count, amount, cycle seconds per
+    kind, grain ('d' / 'm'), pipeline, stage, owner, team ('' for none), day and key."""
+
+    __tablename__ = "opportunity_rollup"
+
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    grain: Mapped[str] = mapped_column(String(1), primary_key=True)
+    pipeline_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    stage_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer, default=0)
+    amount: Mapped[Decimal] = mapped_column(Numeric(20, 2), default=0)
+    seconds: Mapped[Decimal] = mapped_column(Numeric(20, 0), default=0)
+
+
+Index("ix_opportunity_rollup_day", OpportunityRollup.kind, OpportunityRollup.grain,
+      OpportunityRollup.day)
+
+
+class NumbersSettings(Base):
+    """The UTC offset (minutes) the roll-ups' local days were computed with."""
+
+    __tablename__ = "numbers_settings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    offset_minutes: Mapped[int] = mapped_column(Integer)
+
+
 class StageFlowMark(Base):
     """How far stage_history has been folded into stage_flow (its last id)."""
 

@@ -8,6 +8,7 @@ import base64
 import io
 import json
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from nameko.testing.services import worker_factory
@@ -422,3 +423,65 @@ def test_stage_flow_months_and_edge_days_add_up_like_days(make_service):
             expected = dict(session.execute(query.group_by(StageFlow.stage_id)).all())
             assert {k: int(v["reached"]) for k, v in got.items() if v["reached"]} == {
                 k: int(v) for k, v in expected.items() if v}, (first, last)
+
+
+def test_rollups_kept_by_triggers_match_the_rows_and_a_rebuild(make_service):
+    """Every figure read from the trigger-kept roll-up equals the same figure computed from the
+    opportunities (a custom-field filter that matches all forces that path), after creates,
+    moves, wins, losses, amount, owner and close-date changes; a rebuild changes nothing."""
+    from sqlalchemy.orm import Session
+
+    from services.sales import rollups
+    from services.sales.models_numbers import OpportunityRollup
+
+    admin, rep = make_service("admin"), make_service("rep-a")
+    admin.define_custom_field({"entity": "opportunity", "key": "note", "label": "备注",
+                               "type": "text"})
+    pipeline = simple_pipeline(admin)
+    stages = {s["name"]: s["id"] for s in pipeline["stages"]}
+    customer = rep.create_customer({"name": "北京小米科技有限责任公司"}, scope=REP_A)
+    today = analytics.today()
+    made = [opportunity(rep, pipeline, customer, str(10000 + i * 1111), today +
+                        timedelta(days=i * 20), source=("web", "expo", None)[i % 3])
+            for i in range(9)]
+    rep.move_opportunity(made[0]["id"], stages["方案"], scope=REP_A)
+    rep.move_opportunity(made[0]["id"], stages["赢单"], reason="成交", scope=REP_A)
+    rep.move_opportunity(made[1]["id"], stages["输单"], reason="价格", scope=REP_A)
+    rep.move_opportunity(made[2]["id"], stages["输单"], reason="价格", scope=REP_A)
+    rep.move_opportunity(made[3]["id"], stages["谈判"], scope=REP_A)
+    rep.update_opportunity(made[3]["id"], {"amount": "77777.77"}, scope=REP_A)
+    rep.update_opportunity(made[4]["id"], {"expected_close_date": None}, scope=REP_A)
+    from services.sales.models import Opportunity
+
+    with make_service.engine.begin() as conn:  # any write counts, not only the service's
+        conn.execute(update(Opportunity).where(Opportunity.id == made[5]["id"])
+                     .values(owner_id="rep-b"))
+        conn.execute(update(Opportunity).where(Opportunity.id == made[6]["id"])
+                     .values(created_at=datetime.now(UTC) - timedelta(days=90)))
+
+    everything = {"note__exists": False}
+    year = {"date_from": today - timedelta(days=400), "date_to": today + timedelta(days=400)}
+    for filters in ({"pipeline_id": pipeline["id"]}, {"pipeline_id": pipeline["id"], **year}):
+        fast, slow = (rep.funnel(filters, ALL),
+                      rep.funnel({**_iso(filters), "custom": everything}, ALL))
+        assert fast == slow
+    for filters in ({}, year):
+        assert rep.forecast(_iso(filters), ALL) == rep.forecast(
+            {**_iso(filters), "custom": everything}, ALL)
+        assert rep.channel_conversion(_iso(filters), ALL) == rep.channel_conversion(
+            {**_iso(filters), "custom": everything}, ALL)
+
+    def rollup_rows() -> set:
+        with Session(make_service.engine) as session:
+            return {(r.kind, r.grain, r.stage_id, r.owner_id, r.day, r.key, r.n,
+                     Decimal(r.amount), int(r.seconds))
+                    for r in session.scalars(select(OpportunityRollup)) if r.n}
+
+    kept = rollup_rows()
+    with make_service.engine.begin() as conn:
+        rollups.rebuild(conn)
+    assert rollup_rows() == kept
+
+
+def _iso(filters: dict) -> dict:
+    return {k: v.isoformat() if isinstance(v, date) else v for k, v in filters.items()}
