@@ -18,10 +18,10 @@ from typing import Any
 import eventlet
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 from nameko.timer import timer
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
-from services.sales import analytics
+from services.sales import analytics, rollups
 from services.sales import imports as importing
 from services.sales.domain import custom_fields as cf
 from services.sales.domain import numbers
@@ -234,8 +234,6 @@ class NumbersRpc:
             subjects.append((Quota.subject_kind == "team")
                             & (Quota.subject_id == filters["team_id"]))
         if subjects:
-            from sqlalchemy import or_
-
             query = query.where(or_(*subjects))
         if filters.get("period_kind"):
             query = query.where(Quota.period_kind == filters["period_kind"])
@@ -287,8 +285,13 @@ class NumbersRpc:
 
     @timer(interval=SNAPSHOT_CHECK_SECONDS)
     def forecast_snapshot_timer(self) -> None:
-        """Weekly snapshots: each hour, take one if none was taken this ISO week."""
+        """Weekly snapshots: each hour, take one if none was taken this ISO week. Also rebuilds
+        the roll-ups when CRM_TIMEZONE's offset is not the one they were built with."""
         now = _now()
+        with self.db.begin() as session:
+            if rollups.check_offset(session.connection()):
+                log.info("opportunity roll-ups rebuilt for the offset of %s",
+                         config.timezone_name())
         with self.db.begin() as session:
             if numbers.snapshot_due(analytics.last_snapshot_at(session), now):
                 result = analytics.take_snapshot(session, now, "schedule")
