@@ -961,31 +961,24 @@ def channel_conversion(
 # -- dormant customers -----------------------------------------------------------------------
 
 
-def _last_followups() -> Any:
-    return (
-        select(Followup.customer_id, func.max(Followup.occurred_at).label("last_at"))
-        .where(Followup.customer_id.is_not(None))
-        .group_by(Followup.customer_id)
-        .subquery()
-    )
-
-
 def dormant_query(days: int, filters: dict[str, Any], scope: dict[str, Any], now: datetime):
-    last = _last_followups()
+    """Customers (not merged, older than the window) with no follow-up in the last `days`
+    days: an anti-join on the (customer_id, occurred_at) index, with the last follow-up's
+    time looked up for the rows of the page only."""
     cutoff = now - timedelta(days=days)
+    recent = select(literal(1)).where(Followup.customer_id == Customer.id,
+                                      Followup.occurred_at >= cutoff).exists()
+    last_at = (select(func.max(Followup.occurred_at))
+               .where(Followup.customer_id == Customer.id)
+               .scalar_subquery().label("last_at"))
     clauses = [Customer.merged_into_id.is_(None),
                _owner_clause(Customer.owner_id, owner_ids(filters, scope)),
-               or_(last.c.last_at.is_(None), last.c.last_at < cutoff),
-               Customer.created_at < cutoff]
+               ~recent, Customer.created_at < cutoff]
     if filters.get("team_id"):
         clauses.append(Customer.team_id == filters["team_id"])
     if filters.get("custom"):
         clauses.extend(filters["custom"])
-    return (
-        select(Customer, last.c.last_at)
-        .outerjoin(last, last.c.customer_id == Customer.id)
-        .where(*clauses)
-    )
+    return select(Customer, last_at).where(*clauses)
 
 
 def dormant_customers(
@@ -994,7 +987,8 @@ def dormant_customers(
 ) -> dict[str, Any]:
     now = now or datetime.now(UTC)
     query = dormant_query(days, filters, scope, now)
-    total = session.scalar(select(func.count()).select_from(query.subquery()))
+    total = session.scalar(
+        select(func.count()).select_from(query.with_only_columns(Customer.id).subquery()))
     page = query.order_by(Customer.id)
     if cursor:
         page = page.where(Customer.id > decode_cursor(cursor))
