@@ -29,6 +29,7 @@ import pytest  # noqa: E402
 os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
 
 from deploy import devctl  # noqa: E402
+from tests.support.smtp_server import SmtpServer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("CRM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -135,3 +136,15 @@ def pg_url_factory(pg_admin_url: str) -> Iterator[Callable[[], str]]:
                 (name,),
             )
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+# --------------------------------------------------------------------------- SMTP
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[SmtpServer]:
+    """One real SMTP server for the whole session. Under eventlet every asyncio loop runs in
+    the same OS thread, and a second loop cannot run while the first one is, so tests share
+    this one (filter messages by recipient or subject; `refuse` / `defer` are mutable sets)."""
+    with SmtpServer() as server:
+        yield server

@@ -38,9 +38,8 @@ def _print_uncaptured(config: pytest.Config, text: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def mailbox() -> Iterator[SmtpServer]:
-    with SmtpServer() as server:
-        yield server
+def mailbox(smtp_server: SmtpServer) -> SmtpServer:
+    return smtp_server
 
 
 @pytest.fixture

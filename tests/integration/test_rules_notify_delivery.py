@@ -24,10 +24,13 @@ REFUSED = "gone@example.cn"
 DEFERRED = "busy@example.cn"
 
 
-@pytest.fixture(scope="module")
-def smtp() -> Iterator[SmtpServer]:
-    with SmtpServer(refuse={REFUSED}, defer={DEFERRED}) as server:
-        yield server
+@pytest.fixture
+def smtp(smtp_server: SmtpServer) -> Iterator[SmtpServer]:
+    smtp_server.refuse.add(REFUSED)
+    smtp_server.defer.add(DEFERRED)
+    yield smtp_server
+    smtp_server.refuse.discard(REFUSED)
+    smtp_server.defer.discard(DEFERRED)
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from services.leads.service import LeadsService
 from services.rules import clock as clock_module
 from services.rules import seed
 from services.rules import service as rules_service_module
+from services.rules.engine import forget_cached_rules
 from services.rules.events import EVENT_SCHEMAS
 from services.rules.models import EmailDelivery, Rule, RuleRun, Timer, outbox
 from services.rules.service import RulesService
@@ -33,7 +34,6 @@ from shared.db import DatabaseAccess, get_engine
 from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from shared.migrations import upgrade
 from shared.outbox import EventRecorder
-from tests.support.smtp_server import SmtpServer
 from tests.support.webhook_receiver import WebhookReceiver
 
 EAST_ID, SOUTH_ID = "team-east", "team-south"
@@ -107,10 +107,9 @@ def urls(request, tmp_path):
     return urls
 
 
-@pytest.fixture(scope="module")
-def smtp():
-    with SmtpServer() as server:
-        yield server
+@pytest.fixture
+def smtp(smtp_server):
+    return smtp_server
 
 
 @pytest.fixture
@@ -123,6 +122,7 @@ def system(urls, smtp, monkeypatch):
     monkeypatch.delenv("CRM_SMTP_USER", raising=False)
     monkeypatch.setattr(rules_service_module, "_email_sender", None)
     monkeypatch.setattr(clock_module, "CLOCK", clock_module.Clock(controllable=True))
+    forget_cached_rules()  # the caches of a previous test's database
     smtp.clear()
     rules_engine = get_engine(urls["rules"])
     leads_engine = get_engine(urls["leads"])
