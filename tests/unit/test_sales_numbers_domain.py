@@ -137,8 +137,10 @@ def test_values_are_typed_checked_and_stored_json_native():
 def test_cell_text_is_read_for_every_type():
     assert cf.clean_value(define(key="n", type="number"), "1,200", from_text=True) == 1200
     assert cf.clean_value(define(key="b", type="boolean"), "是", from_text=True) is True
-    assert cf.clean_value(define(key="d", type="date"), "2026/3/05"[:0] + "2026/03/05",
+    assert cf.clean_value(define(key="d", type="date"), "2026/03/05",
                           from_text=True) == "2026-03-05"
+    with pytest.raises(ValueError, match="YYYY-MM-DD"):
+        cf.clean_value(define(key="d", type="date"), "05.03.2026", from_text=True)
     assert cf.clean_value(define(key="m", type="multi_choice", options=["甲", "乙"]), "乙；甲",
                           from_text=True) == ["甲", "乙"]
 
