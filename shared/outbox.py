@@ -73,8 +73,9 @@ class BatchPublisher:
 
     CONFIRM_TIMEOUT = 30.0
 
-    def __init__(self, amqp_uri: str):
+    def __init__(self, amqp_uri: str, into_all_events: bool = True):
         self.amqp_uri = amqp_uri
+        self.into_all_events = into_all_events
         self._connection: Connection | None = None
         self._channel = None
         self._declared: set[str] = set()
@@ -109,7 +110,11 @@ class BatchPublisher:
         event of every service: a subscriber to everything (the rules service, integrators)
         binds one queue there and needs no list of services, including ones started later."""
         channel.exchange_declare(exchange, "topic", durable=True, auto_delete=False)
-        if exchange.endswith(".events") and exchange != ALL_EVENTS_EXCHANGE:
+        if (
+            self.into_all_events
+            and exchange.endswith(".events")
+            and exchange != ALL_EVENTS_EXCHANGE
+        ):
             channel.exchange_declare(
                 ALL_EVENTS_EXCHANGE, "topic", durable=True, auto_delete=False
             )
@@ -295,10 +300,19 @@ class EventRecorder:
 class EventOutbox(DependencyProvider):
     """nameko dependency: records events in the worker's transaction and relays them."""
 
-    def __init__(self, service: str, table: Table, schemas: dict[str, type[Schema]]):
+    def __init__(
+        self,
+        service: str,
+        table: Table,
+        schemas: dict[str, type[Schema]],
+        into_all_events: bool = True,
+    ):
+        """`into_all_events=False` keeps the service's events out of `crm.events` (the rules
+        service, which consumes `crm.events` and need not read its own events back)."""
         self.service = service
         self.table = table
         self.schemas = schemas
+        self.into_all_events = into_all_events
         self._recorders: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._wakeups: LightQueue = LightQueue()
         self._relay_thread = None
@@ -306,7 +320,7 @@ class EventOutbox(DependencyProvider):
 
     def setup(self) -> None:
         engine = get_engine(config.database_url(self.service))
-        publisher = BatchPublisher(self.container.config["AMQP_URI"])
+        publisher = BatchPublisher(self.container.config["AMQP_URI"], self.into_all_events)
         self.relay = OutboxRelay(self.service, engine, self.table, publisher)
 
     def start(self) -> None:

@@ -57,7 +57,31 @@ EMAIL_BACKOFF = (10, 60, 300, 1800, 3600, 6 * 3600)
 LOCAL_ACTIONS = ("create_task", "notify", "escalate")
 OWN_PRODUCER = "rules"
 PATTERN_TTL = 2.0
-_PATTERN_CACHE: dict[str, Any] = {}
+_RULES_CACHE: dict[str, Any] = {}
+_SUBSCRIPTIONS_CACHE: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class RuleView:
+    """A rule as the intake needs it (cached between events, detached from any session)."""
+
+    id: str
+    name: str
+    version: int
+    enabled: bool
+    definition: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SubscriptionView:
+    id: str
+    event_types: list[str]
+
+
+def forget_cached_rules() -> None:
+    """After a rule or a subscription changed in this process."""
+    _RULES_CACHE.clear()
+    _SUBSCRIPTIONS_CACHE.clear()
 
 
 # --------------------------------------------------------------------------- settings, ports
@@ -272,8 +296,12 @@ class Engine:
         self.worker_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
     def _record(self, session: Session, event_type: str, data: dict[str, Any]) -> None:
-        """Events of a transaction are inserted together at its commit."""
-        self.events.record(session, event_type, data, defer=True)
+        """Events of a transaction are inserted together at its commit. Our own events do not
+        come back through `crm.events`: their webhook deliveries are queued here."""
+        envelope = self.events.record(session, event_type, data, defer=True)
+        name = f"{OWN_PRODUCER}.{event_type}"
+        if self._subscribed(session, name):
+            self._queue_webhooks(session, envelope, name, self.clock.now())
 
     # ---- intake ----------------------------------------------------------------------------
 
@@ -287,8 +315,11 @@ class Engine:
             log.warning("ignoring a message that is not an event envelope")
             return []
         name = f"{producer}.{event_type}"
-        if producer == OWN_PRODUCER and not self._interesting(name):
-            return []  # our own tasks, notifications and runs, which no rule nor webhook wants
+        if producer == OWN_PRODUCER:
+            # Our own events are not published into crm.events (their webhooks are queued
+            # when they are recorded); one arriving anyway, e.g. through a binding made by an
+            # older version, is not acted on: rules never react to rules.
+            return []
         now = self.clock.now()
         with self.db.begin() as session:
             if not first_delivery(session, inbox, event_id, "rules.intake"):
@@ -304,27 +335,6 @@ class Engine:
             self._queue_webhooks(session, envelope, name, now)
             return self._match_rules(session, envelope, name, record_type, record, changes,
                                      keys, now)
-
-    def _interesting(self, name: str) -> bool:
-        """Whether a rule or a webhook subscription refers to this event type (their patterns
-        are cached for `PATTERN_TTL` seconds)."""
-        cache = _PATTERN_CACHE
-        if cache.get("at", 0.0) + PATTERN_TTL < time.monotonic():
-            patterns: list[str] = []
-            with self.db.read() as session:
-                for definition in session.scalars(
-                    select(Rule.definition).where(Rule.enabled.is_(True))
-                ):
-                    trigger = definition.get("trigger") or {}
-                    for key in ("event", "events", "unless"):
-                        value = trigger.get(key) or []
-                        patterns.extend([value] if isinstance(value, str) else value)
-                for types in session.scalars(select(WebhookSubscription.event_types).where(
-                    WebhookSubscription.active.is_(True))
-                ):
-                    patterns.extend(types)
-            cache.update(at=time.monotonic(), patterns=patterns)
-        return rules_domain.event_matches(cache["patterns"], name)
 
     def _directory(self, session: Session, event_type: str, data: dict[str, Any]) -> None:
         if event_type == "user_changed" and isinstance(data.get("user"), dict):
@@ -393,12 +403,24 @@ class Engine:
         )
         session.execute(delete(TimerCancel).where(TimerCancel.timer_id.in_(timer_ids)))
 
+    def _subscriptions(self, session: Session) -> list[SubscriptionView]:
+        subscriptions = _SUBSCRIPTIONS_CACHE.get("subs")
+        if subscriptions is None or _SUBSCRIPTIONS_CACHE["at"] + PATTERN_TTL < time.monotonic():
+            subscriptions = [
+                SubscriptionView(sub.id, list(sub.event_types)) for sub in session.scalars(
+                    select(WebhookSubscription).where(WebhookSubscription.active.is_(True)))
+            ]
+            _SUBSCRIPTIONS_CACHE.update(at=time.monotonic(), subs=subscriptions)
+        return subscriptions
+
+    def _subscribed(self, session: Session, name: str) -> bool:
+        return any(rules_domain.event_matches(sub.event_types, name)
+                   for sub in self._subscriptions(session))
+
     def _queue_webhooks(
         self, session: Session, envelope: dict[str, Any], name: str, now: datetime
     ) -> None:
-        subscriptions = session.scalars(
-            select(WebhookSubscription).where(WebhookSubscription.active.is_(True))
-        ).all()
+        subscriptions = self._subscriptions(session)
         body = None
         for sub in subscriptions:
             if not rules_domain.event_matches(list(sub.event_types), name):
@@ -411,8 +433,17 @@ class Engine:
                 attempts=0, next_attempt_at=now, attempt_log=[], created_at=now,
             ))
 
-    def _enabled_rules(self, session: Session) -> list[Rule]:
-        return list(session.scalars(select(Rule).where(Rule.enabled.is_(True))).all())
+    def _enabled_rules(self, session: Session) -> list[Any]:
+        """The enabled rules, cached for `PATTERN_TTL` seconds per process (a change made
+        through this process applies at once: `forget_cached_rules`)."""
+        cached = _RULES_CACHE.get("rules")
+        if cached is None or _RULES_CACHE["at"] + PATTERN_TTL < time.monotonic():
+            cached = [
+                RuleView(r.id, r.name, r.version, r.enabled, r.definition)
+                for r in session.scalars(select(Rule).where(Rule.enabled.is_(True))).all()
+            ]
+            _RULES_CACHE.update(at=time.monotonic(), rules=cached)
+        return cached
 
     def _match_rules(
         self, session: Session, envelope: dict[str, Any], name: str, record_type: str | None,
@@ -812,7 +843,11 @@ class Engine:
                                                run.causation_depth)
         self.ports.set_context(correlation_id, event_id, depth + 1)
         actions = definition["actions"]
-        for index in range(start, len(actions)):
+        # The local actions at the end (tasks, notifications) and the run's completion share
+        # one transaction; actions calling another service go one by one, outside any.
+        tail = next((i for i in range(start, len(actions))
+                     if all(a["type"] in LOCAL_ACTIONS for a in actions[i:])), len(actions))
+        for index in range(start, tail):
             action = actions[index]
             tries = attempt if index == start else 1
             started = self.clock.now()
@@ -843,13 +878,29 @@ class Engine:
                                "duration_ms": round(
                                    (self.clock.now() - started).total_seconds() * 1000, 2),
                                **outcome}
-        status = "failed" if any(o.get("status") == "failed" for o in outcomes) else "completed"
         from services.rules import metrics
 
-        metrics.RULE_RUNS.labels(status).inc()
+        emails: list[str] = []
         with self.db.begin() as session:
+            for index in range(max(tail, start), len(actions)):
+                action = actions[index]
+                try:
+                    detail = self.local_action(session, action, context, run_id)
+                    emails.extend(detail.get("email_deliveries") or [])
+                    outcome = {"status": "ok", "detail": detail}
+                except Skipped as exc:
+                    outcome = {"status": "skipped", "detail": str(exc)}
+                except (PermanentFailure, CrmError) as exc:
+                    outcome = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+                outcomes[index] = {"index": index, "type": action["type"], "attempts": 1,
+                                   **outcome}
+            status = ("failed" if any(o.get("status") == "failed" for o in outcomes)
+                      else "completed")
             run = self._save_run(session, run_id, outcomes, context, status, self.clock.now())
             self._record(session, "rule_run_completed", {"run": run_summary(run)})
+        metrics.RULE_RUNS.labels(status).inc()
+        for delivery_id in emails:
+            self.send_email(delivery_id)
         return {"status": status}
 
     @staticmethod
@@ -1279,6 +1330,7 @@ class Engine:
                 sub = session.get(WebhookSubscription, row.subscription_id)
                 sub.active = False
                 sub.disabled_reason = f"the receiver answered 410 Gone at {now.isoformat()}"
+                forget_cached_rules()
                 item.status, item.next_attempt_at = "failed", None
                 self._record(session, "webhook_subscription_disabled", {
                     "subscription_id": sub.id, "reason": sub.disabled_reason})

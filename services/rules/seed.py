@@ -187,6 +187,9 @@ def install(url: str | None = None) -> dict[str, str]:
             session.add(RuleVersion(rule_id=rule.id, version=1, name=rule.name,
                                     definition=definition, created_at=now, created_by=None))
             result[shipped["key"]] = "installed"
+    from services.rules.engine import forget_cached_rules
+
+    forget_cached_rules()
     return result
 
 

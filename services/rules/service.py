@@ -28,6 +28,7 @@ from services.rules.engine import (
     check_template,
     delivery_to_dict,
     event_summary,
+    forget_cached_rules,
     iso,
     new_id,
     notification_to_dict,
@@ -145,7 +146,9 @@ class RulesService(PlatformEndpoints):
     name = "rules"
 
     db = Database("rules")
-    events = EventOutbox("rules", outbox, EVENT_SCHEMAS)
+    # Our own events go to `rules.events` only: reading them back from `crm.events` would cost
+    # a message per task and notification for nothing; webhooks for them are queued directly.
+    events = EventOutbox("rules", outbox, EVENT_SCHEMAS, into_all_events=False)
     context: Context = CallContext()
     entrypoint_metrics = EntrypointMetrics()
     leads = RpcProxy("leads")
@@ -249,6 +252,7 @@ class RulesService(PlatformEndpoints):
             self._add_version(session, rule)
             session.flush()
             self.engine.schedule_rule(session, rule)
+            forget_cached_rules()
             return rule_to_dict(rule)
 
     def _add_version(self, session: Session, rule: Rule) -> None:
@@ -272,6 +276,7 @@ class RulesService(PlatformEndpoints):
             rule.updated_by = self.context.actor
             self._add_version(session, rule)
             self.engine.schedule_rule(session, rule)
+            forget_cached_rules()
             return rule_to_dict(rule)
 
     @rpc
@@ -285,6 +290,7 @@ class RulesService(PlatformEndpoints):
                 rule.updated_at = self.engine.clock.now()
                 rule.updated_by = self.context.actor
                 self.engine.schedule_rule(session, rule)
+            forget_cached_rules()
             return rule_to_dict(rule)
 
     @rpc
@@ -643,6 +649,7 @@ class RulesService(PlatformEndpoints):
                 created_by=self.context.actor,
             )
             session.add(sub)
+            forget_cached_rules()
             return {**subscription_to_dict(sub), "secret": sub.secret}
 
     @rpc
@@ -674,6 +681,7 @@ class RulesService(PlatformEndpoints):
                 setattr(sub, name, value)
             if fields_.get("active"):
                 sub.disabled_reason = None
+            forget_cached_rules()
             return subscription_to_dict(sub)
 
     @rpc
@@ -681,6 +689,7 @@ class RulesService(PlatformEndpoints):
         with self.db.begin() as session:
             sub = self._subscription(session, subscription_id)
             session.delete(sub)
+        forget_cached_rules()
 
     @rpc
     def list_webhook_deliveries(self, subscription_id: str, status: str | None = None,

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from services.rules import clock as clock_module
 from services.rules import service as rules_service_module
-from services.rules.engine import Settings
+from services.rules.engine import Settings, forget_cached_rules
 from services.rules.models import EventLog, Rule, RuleRun, RuleVersion, Timer
 from services.rules.service import RulesService
 from shared.db import Database, get_engine
@@ -99,6 +99,7 @@ def count(url: str, statement) -> int:
 
 
 def add_rule(url: str, rule_id: str, definition: dict) -> None:
+    forget_cached_rules()
     now = clock_module.CLOCK.now()
     with Session(get_engine(url)) as session, session.begin():
         session.add(Rule(id=rule_id, key=None, name=rule_id, description=None, enabled=True,
