@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 IMPORT_POLL_SECONDS = 1.0
 SNAPSHOT_CHECK_SECONDS = 3600.0
+FOLD_SECONDS = 60.0
 EXPORT_MAX_ROWS = 200_000
 IMPORT_EVENTS = {"customer": "customers_imported", "contact": "contacts_imported"}
 
@@ -266,6 +267,13 @@ class NumbersRpc:
             analytics.fold_stage_flow(session)
         with self.db.read() as session:
             return analytics.funnel(session, self._filters(session, filters), scope)
+
+    @timer(interval=FOLD_SECONDS)
+    def fold_stage_flow_timer(self) -> None:
+        """Keeps the stage-flow pre-aggregate close to the history, so a funnel request has
+        only the last minute's moves to fold."""
+        with self.db.begin() as session:
+            analytics.fold_stage_flow(session)
 
     @rpc
     def forecast(self, filters: dict | None = None, scope: dict | None = None) -> dict[str, Any]:

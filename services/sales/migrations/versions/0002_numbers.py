@@ -192,6 +192,12 @@ def upgrade() -> None:
     # ### end Alembic commands ###
     # triggers keep opportunity_rollup; the rebuild fills it from what is stored already
     rollups.install(op.get_bind())
+    # the stage history so far, so the first funnel request has nothing large to fold
+    from sqlalchemy.orm import Session
+
+    from services.sales.analytics import fold_stage_flow
+
+    fold_stage_flow(Session(bind=op.get_bind()))
 
 
 def downgrade() -> None:
