@@ -568,3 +568,55 @@ def test_shipped_rules_install_once(system):
         assert session.scalar(select(Rule).where(Rule.key == "lead-untreated-72h")).version == 1
         assert session.scalars(select(RuleRun)).all() == []
     assert timedelta(hours=72)  # the delay is data, checked by the unit tests
+
+
+# --------------------------------------------------------------------------- date and schedule
+
+
+def test_a_birthday_reminder_three_days_before_every_year(system):
+    rule = system.rules().create_rule({
+        "name": "生日提醒", "trigger": {
+            "type": "date", "events": ["sales.contact_created", "sales.contact_updated"],
+            "field": "birthday", "offset_days": -3, "at": "09:00", "yearly": True,
+            "record": "contact"},
+        "actions": [{"type": "notify", "to": ["owner"], "title": "{{ contact.name }} 三天后生日"}],
+    })
+    now = clock_module.CLOCK.now()
+    birthday = (now + timedelta(days=10)).date().replace(year=1990)
+    contact = {"id": "c1", "name": "王芳", "owner_id": "u-lina", "birthday": birthday.isoformat()}
+    system.rules().on_any_event(envelope("sales", "contact_created", {"contact": contact}))
+    with system.session() as session:
+        timer = session.scalars(select(Timer).where(Timer.rule_id == rule["id"])).one()
+        assert timer.status == "pending"
+        assert (timer.due_at.hour, timer.due_at.minute) == (1, 0)  # 09:00 in Shanghai
+        assert (timer.due_at + timedelta(hours=8)).date() == (
+            birthday.replace(year=timer.due_at.year) - timedelta(days=3))
+    advance(system, 8 * 86400)
+    runs = runs_of(system, rule["id"])
+    assert [r["status"] for r in runs] == ["completed"]
+    assert system.rules().list_notifications("u-lina")["items"][0]["title"] == "王芳 三天后生日"
+    with system.session() as session:  # and next year's is waiting
+        pending = session.scalars(select(Timer).where(Timer.rule_id == rule["id"],
+                                                      Timer.status == "pending")).one()
+        assert pending.due_at - now > timedelta(days=300)
+    # a changed birthday moves the reminder
+    moved = {**contact, "birthday": (now + timedelta(days=40)).date().isoformat()}
+    system.rules().on_any_event(envelope("sales", "contact_updated", {"contact": moved}))
+    with system.session() as session:
+        pending = session.scalars(select(Timer).where(Timer.rule_id == rule["id"],
+                                                      Timer.status == "pending")).all()
+        assert len(pending) == 1 and pending[0].due_at - now < timedelta(days=40)
+
+
+def test_a_schedule_fires_on_its_cron_and_reschedules(system):
+    rule = system.rules().create_rule({
+        "name": "每日提醒", "trigger": {"type": "schedule", "cron": "0 9 * * *"},
+        "actions": [{"type": "notify", "to": ["role:manager"], "title": "每日早会"}],
+    })
+    advance(system, 86400 + 60)
+    assert [r["trigger"] for r in runs_of(system, rule["id"])] == ["schedule"]
+    assert system.rules().list_notifications("u-manager")["items"][0]["title"] == "每日早会"
+    system.rules().set_rule_enabled(rule["id"], False)
+    with system.session() as session:
+        assert session.scalars(select(Timer).where(Timer.rule_id == rule["id"],
+                                                   Timer.status == "pending")).all() == []
