@@ -265,4 +265,11 @@ def test_rules_are_versioned_dry_run_and_bad_conditions_are_named(rules_ready):
             "owner_id": None}}}})
     assert sample.status_code == 200
     assert sample.json()["actions"][0]["owner_id"] == system.users["chenjing"]
+    unsaved = system.post("/rules/dry-run", user="manager", json={
+        "definition": {"trigger": {"type": "delay", "events": ["leads.lead_created"],
+                                   "delay": "2h"},
+                       "actions": [{"type": "notify", "to": ["owner"], "title": "x"}]},
+        "event_id": run["event_id"]})
+    assert unsaved.status_code == 200, unsaved.text
+    assert unsaved.json()["trigger"]["would_fire_at"]
     assert system.post(f"/rules/{rule['id']}/disable", user="manager").json()["enabled"] is False

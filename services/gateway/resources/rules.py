@@ -9,7 +9,7 @@ from flask_smorest import Blueprint
 from marshmallow import RAISE, Schema, fields, validate
 
 from services.gateway.app import current_principal, require_role, rpc_call
-from services.gateway.problems import PROBLEM_BASE, ApiProblem
+from services.gateway.problems import PROBLEM_BASE, ApiProblem, validation_problem
 from services.rules import schemas as rules_schemas
 
 blp = Blueprint(
@@ -328,6 +328,18 @@ def dry_run(data: dict[str, Any], rule_id: str) -> Any:
     `event_id`, without doing it."""
     require_role(*MANAGERS)
     return rpc_call("rules", "dry_run", rule_id=rule_id, data=data)
+
+
+@blp.route("/rules/dry-run", methods=["POST"])
+@blp.arguments(DryRunRequestSchema())
+@blp.response(200, DryRunResultSchema)
+def dry_run_definition(data: dict[str, Any]) -> Any:
+    """What an unsaved rule (`definition`: trigger, conditions, actions) would do for a
+    `sample` event or a past `event_id`."""
+    require_role(*MANAGERS)
+    if not data.get("definition"):
+        raise validation_problem({"definition": ["Missing data for required field."]})
+    return rpc_call("rules", "dry_run", rule_id=None, data=data)
 
 
 @blp.route("/rule-runs", methods=["GET"])
