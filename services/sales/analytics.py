@@ -806,8 +806,11 @@ def forecast_accuracy(
             .order_by(ForecastSnapshotRun.taken_at)
         ).all()
         entries = []
+        slips = slippage_by_run(session, [snap.id for snap in snapshots], start, end, filters,
+                                scope)
         for snap in snapshots:
-            slipped = slippage_summary(session, snap.id, start, end, filters, scope)
+            slipped = slips.get(snap.id) or {"count": 0, "amount": dec(0), "lost": 0,
+                                            "moved_out": 0}
             entries.append({
                 "run_id": snap.id, "taken_at": snap.taken_at.isoformat(), "week": snap.week,
                 "weighted": dec(snap.weighted), "commit": dec(snap.commit),
@@ -824,12 +827,15 @@ def forecast_accuracy(
     return {"period_kind": kind, "periods": periods}
 
 
-def _slipped_query(run_id: int, start: date, end: date, filters: dict, scope: dict) -> Any:
+def _slipped_query(
+    run_ids: int | list[int], start: date, end: date, filters: dict, scope: dict
+) -> Any:
+    runs = run_ids if isinstance(run_ids, list) else [run_ids]
     return (
         select(ForecastSnapshotItem, Opportunity.expected_close_date.label("now_close"),
                Opportunity.status.label("now_status"))
         .join(Opportunity, Opportunity.id == ForecastSnapshotItem.opportunity_id)
-        .where(ForecastSnapshotItem.run_id == run_id,
+        .where(ForecastSnapshotItem.run_id.in_(runs),
                ForecastSnapshotItem.expected_close_date >= start,
                ForecastSnapshotItem.expected_close_date <= end,
                or_(Opportunity.status == "lost",
@@ -840,16 +846,24 @@ def _slipped_query(run_id: int, start: date, end: date, filters: dict, scope: di
     )
 
 
-def slippage_summary(
-    session: Session, run_id: int, start: date, end: date, filters: dict, scope: dict
-) -> dict[str, Any]:
-    sub = _slipped_query(run_id, start, end, filters, scope).subquery()
-    row = session.execute(
-        select(func.count().label("n"), func.sum(sub.c.amount).label("amount"),
+def slippage_by_run(
+    session: Session, run_ids: list[int], start: date, end: date, filters: dict, scope: dict
+) -> dict[int, dict[str, Any]]:
+    """What each snapshot expected to close in [start, end] that now closes later or was
+    lost: one grouped query for every snapshot of the period."""
+    if not run_ids:
+        return {}
+    sub = _slipped_query(run_ids, start, end, filters, scope).subquery()
+    rows = session.execute(
+        select(sub.c.run_id, func.count().label("n"), func.sum(sub.c.amount).label("amount"),
                func.sum(case((sub.c.now_status == "lost", 1), else_=0)).label("lost"))
-    ).one()
-    return {"count": int(row.n or 0), "amount": dec(row.amount), "lost": int(row.lost or 0),
-            "moved_out": int(row.n or 0) - int(row.lost or 0)}
+        .group_by(sub.c.run_id)
+    ).all()
+    return {
+        row.run_id: {"count": int(row.n), "amount": dec(row.amount),
+                     "lost": int(row.lost or 0), "moved_out": int(row.n) - int(row.lost or 0)}
+        for row in rows
+    }
 
 
 # -- quotas --------------------------------------------------------------------------------
