@@ -256,6 +256,15 @@ def run() -> dict[str, Any]:
             "forecast, one team, this quarter", figure(analytics.forecast,
                                                        {"owner_ids": team["owner_ids"]}))
 
+        started = time.perf_counter()
+        with factory() as session, session.begin():
+            snapshot = analytics.take_snapshot(session, datetime.now(UTC), "manual")
+        results["snapshot"] = {"seconds": round(time.perf_counter() - started, 2),
+                               "opportunities": snapshot["opportunities"]}
+        progress(f"snapshot: {results['snapshot']}")
+        results["forecast_accuracy"] = timed(
+            "forecast accuracy, three quarters", figure(analytics.forecast_accuracy, {}))
+
         content = import_file(IMPORT_ROWS)
         db = DatabaseAccess(factory)
         started = time.perf_counter()
