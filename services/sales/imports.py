@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rapidfuzz import fuzz
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from services.sales.domain import accounts
@@ -156,6 +156,9 @@ class Importer:
         self.unique_seen: dict[str, set[Any]] = {}
         self.created_ids: list[str] = []
         self.name_keys: dict[str, str] = {}
+        # called in the last batch's transaction with the job's summary (not on a dry run)
+        self.record_summary: Callable[[Session, dict[str, Any]], None] | None = None
+        self.summary: dict[str, Any] = {}
 
     def run(self) -> dict[str, Any]:
         with self.db.begin() as session:
@@ -244,9 +247,6 @@ class Importer:
                 }
                 if not self.dry_run and self.record_summary is not None:
                     self.record_summary(session, self.summary)
-
-    record_summary: Callable[[Session, dict[str, Any]], None] | None = None
-    summary: dict[str, Any] = {}
 
     # -- customers -----------------------------------------------------------------------
 
@@ -598,6 +598,3 @@ def export_file(
                          for v in parsing.export_cells(entity, record, definitions)])
     return ("\ufeff" + text.getvalue()).encode("utf-8")
 
-
-def count_jobs(session: Session, status: str) -> int:
-    return session.scalar(select(func.count()).where(ImportJob.status == status)) or 0
