@@ -85,7 +85,7 @@ log = logging.getLogger(__name__)
 
 TICK_SECONDS = float(config.env("CRM_RULES_TICK_SECONDS", "0.25"))
 TICK_BUDGET_SECONDS = 2.0
-MAINTENANCE_EVERY = 120  # ticks
+MAINTENANCE_EVERY = 20  # ticks: the timer lag metric, stale claims, old events
 SETTINGS = Settings.from_env()
 
 rule_input_schema = RuleInputSchema()
