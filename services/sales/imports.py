@@ -21,11 +21,11 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rapidfuzz import fuzz
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from services.sales.domain import accounts
@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 BATCH_ROWS = 1000
 MAX_FILE_BYTES = 50 * 1024 * 1024
 ERRORS_PAGE = 500
+# a running job whose batches stopped for this long lost its process: another resumes it
+STALE_AFTER = timedelta(minutes=5)
 CANDIDATES_PER_BLOCK = 200
 
 
@@ -89,18 +91,22 @@ def start_job(
     return job
 
 
-def claim_next_job(session: Session) -> str | None:
-    """Take the oldest queued job (one process wins the update), or resume a running one
-    whose process died (it restarts from the progress it recorded)."""
+def claim_next_job(session: Session, now: datetime | None = None) -> str | None:
+    """Take the oldest queued job, or resume a running one whose process stopped beating
+    (it restarts after the rows it committed); one process wins the update."""
+    now = now or utcnow()
+    stale = now - STALE_AFTER
+    waiting = or_(ImportJob.status == "queued",
+                  and_(ImportJob.status == "running", ImportJob.heartbeat_at < stale))
     job_id = session.scalar(
-        select(ImportJob.id).where(ImportJob.status == "queued")
-        .order_by(ImportJob.created_at).limit(1)
+        select(ImportJob.id).where(waiting).order_by(ImportJob.created_at).limit(1)
     )
     if job_id is None:
         return None
     claimed = session.execute(
-        update(ImportJob).where(ImportJob.id == job_id, ImportJob.status == "queued")
-        .values(status="running", started_at=utcnow())
+        update(ImportJob).where(ImportJob.id == job_id, waiting)
+        .values(status="running", heartbeat_at=now,
+                started_at=func.coalesce(ImportJob.started_at, now))
     ).rowcount
     return job_id if claimed == 1 else None
 
@@ -233,6 +239,7 @@ class Importer:
                     {"job_id": self.job_id, "row": b["row"], "errors": b["errors"]} for b in bad
                 ])
             job.processed_rows += len(batch)
+            job.heartbeat_at = utcnow()
             for name, value in counts.items():
                 setattr(job, name, getattr(job, name) + value)
             if final:

@@ -245,6 +245,7 @@ class ImportJob(Base):
     actor: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # each batch
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 

@@ -484,3 +484,26 @@ def test_rollups_kept_by_triggers_match_the_rows_and_a_rebuild(make_service):
 
 def _iso(filters: dict) -> dict:
     return {k: v.isoformat() if isinstance(v, date) else v for k, v in filters.items()}
+
+
+def test_an_import_whose_process_died_is_resumed_after_its_committed_rows(make_service):
+    from services.sales.models_numbers import ImportJob
+
+    rep = make_service("rep-a")
+    job = rep.start_import("customer", "c.csv", b64(
+        "名称\n甲公司有限公司\n乙科技有限公司\n丙贸易有限公司\n"), {}, REP_A)
+    with make_service.engine.begin() as conn:  # as if a process took it, did one row, died
+        conn.execute(update(ImportJob).where(ImportJob.id == job["id"]).values(
+            status="running", processed_rows=1, created=1,
+            heartbeat_at=datetime.now(UTC) - timedelta(minutes=10)))
+    assert rep.run_import_jobs() == 1
+    done = rep.get_import(job["id"], REP_A)
+    assert (done["status"], done["processed_rows"], done["created"]) == ("done", 3, 3)
+    names = {c["name"] for c in rep.list_customers({}, REP_A)["items"]}
+    assert names == {"乙科技有限公司", "丙贸易有限公司"}  # the first row was the dead one's
+    # a running job that still beats is left alone
+    other = rep.start_import("customer", "d.csv", b64("名称\n丁公司\n"), {}, REP_A)
+    with make_service.engine.begin() as conn:
+        conn.execute(update(ImportJob).where(ImportJob.id == other["id"]).values(
+            status="running", heartbeat_at=datetime.now(UTC)))
+    assert rep.run_import_jobs() == 0

@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-23 14:12:12.478869
+Create Date: 2026-11-23 14:23:24.578242
 """
 from alembic import op
 import sqlalchemy as sa
@@ -72,6 +72,7 @@ def upgrade() -> None:
     sa.Column('actor', sa.String(length=36), nullable=True),
     sa.Column('created_at', shared.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('started_at', shared.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('heartbeat_at', shared.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('finished_at', shared.db.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_import_jobs'))
     )
