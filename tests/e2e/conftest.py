@@ -21,6 +21,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from deploy import devctl
 from tests.e2e.system import System
 from tests.support.smtp_server import SmtpServer
 from tests.support.webhook_receiver import WebhookReceiver
@@ -64,15 +65,19 @@ def system(
         "CRM_CLOCK": "controllable",
         "CRM_RULES_TICK_SECONDS": RULES_TICK_SECONDS,
     }
-    running = System.start(
-        amqp_uri, tmp_path_factory.mktemp("crm-system"), services=services, extra_env=extra_env
-    )
-    try:
-        yield running
-    finally:
-        report = running.stop()
-        if report:
-            _print_uncaptured(request.config, "\n" + report)
+    # A vhost of its own: the system lives for the whole session, and its services would
+    # otherwise compete for the durable queues of later integration tests' containers.
+    with devctl.temporary_vhost(amqp_uri, log=lambda _: None) as system_uri:
+        running = System.start(
+            system_uri, tmp_path_factory.mktemp("crm-system"), services=services,
+            extra_env=extra_env,
+        )
+        try:
+            yield running
+        finally:
+            report = running.stop()
+            if report:
+                _print_uncaptured(request.config, "\n" + report)
 
 
 @pytest.fixture(autouse=True)
