@@ -5,7 +5,8 @@
    request start to the notification's creation (same machine, same clock). The shipped rule
    also emails the owner; `BENCH_RULES_EMAIL=0` measures it without the email.
 2. One million pending timers (`BENCH_RULES_TIMERS`) in PostgreSQL, bulk inserted; a batch
-   (`BENCH_RULES_DUE`, default 20,000) is made due at once and a real rules process fires it:
+   (`BENCH_RULES_DUE`, default 20,000) is made due at once and `BENCH_RULES_PROCESSES` (2) real
+   rules processes fire it (each timer once):
    timers fired per second and lateness (fired - due) p50/p99.
 
     .venv/bin/python -m tests.bench_rules            # alone (starts what it needs)
@@ -36,6 +37,7 @@ RATE = float(os.environ.get("BENCH_RULES_RATE", "50"))
 TIMERS = int(os.environ.get("BENCH_RULES_TIMERS", "1000000"))
 DUE = int(os.environ.get("BENCH_RULES_DUE", "20000"))
 EMAIL = os.environ.get("BENCH_RULES_EMAIL", "1") != "0"
+PROCESSES = int(os.environ.get("BENCH_RULES_PROCESSES", "2"))
 PG_ADMIN_URL = os.environ.get("CRM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -213,32 +215,36 @@ def timer_firing(amqp_uri: str, base: Path) -> dict[str, Any]:
     import psycopg
 
     name, url = _pg_database()
-    process = None
+    processes: list[subprocess.Popen] = []
     try:
         progress(f"inserting {TIMERS} pending timers into PostgreSQL")
         started = time.monotonic()
         _bulk_timers(url, TIMERS)
         insert_seconds = time.monotonic() - started
-        address = f"127.0.0.1:{free_port()}"
-        env = {**{k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL")},
-               "AMQP_URI": amqp_uri, "RULES_DATABASE_URL": url, "WEB_SERVER_ADDRESS": address,
-               "CRM_DATA_DIR": str(base), "CRM_LOG_LEVEL": "WARNING"}
-        env.pop("CRM_CLOCK", None)
-        log = open(base / "rules-bench.log", "ab")  # noqa: SIM115 - closed below
-        process = subprocess.Popen(
-            [str(devctl.venv_bin() / "nameko"), "run", "--config", str(devctl.NAMEKO_CONFIG),
-             devctl.service_target("rules")], cwd=ROOT, env=env, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if requests.get(f"http://{address}/health", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(f"the rules process did not start; see {base}/rules-bench.log")
-            time.sleep(0.3)
+        progress(f"starting {PROCESSES} rules process(es) on it")
+        for index in range(PROCESSES):
+            address = f"127.0.0.1:{free_port()}"
+            env = {**{k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL")},
+                   "AMQP_URI": amqp_uri, "RULES_DATABASE_URL": url,
+                   "WEB_SERVER_ADDRESS": address, "CRM_DATA_DIR": str(base),
+                   "CRM_LOG_LEVEL": "WARNING"}
+            env.pop("CRM_CLOCK", None)
+            log = open(base / f"rules-bench-{index}.log", "ab")  # noqa: SIM115
+            processes.append(subprocess.Popen(
+                [str(devctl.venv_bin() / "nameko"), "run", "--config",
+                 str(devctl.NAMEKO_CONFIG), devctl.service_target("rules")], cwd=ROOT, env=env,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            log.close()
+            deadline = time.monotonic() + 90
+            while True:
+                try:
+                    if requests.get(f"http://{address}/health", timeout=2).status_code == 200:
+                        break
+                except requests.RequestException:
+                    pass
+                if time.monotonic() > deadline or processes[-1].poll() is not None:
+                    raise RuntimeError(f"a rules process did not start; see {base}")
+                time.sleep(0.3)
         batch = min(DUE, TIMERS)
         progress(f"making {batch} of them due in 2 s and watching them fire")
         due_at = datetime.now(UTC) + timedelta(seconds=2)
@@ -258,16 +264,21 @@ def timer_firing(amqp_uri: str, base: Path) -> dict[str, Any]:
                 "extract(epoch from fired_at) FROM timers WHERE status = 'fired'").fetchall()
             pending = conn.execute("SELECT count(*) FROM timers WHERE status = 'pending'"
                                    ).fetchone()[0]
+            runs, distinct = conn.execute(
+                "SELECT count(*), count(DISTINCT timer_id) FROM rule_runs").fetchone()
         lateness = [float(r[0]) for r in rows]
         moments = sorted(float(r[1]) for r in rows)
         span = (moments[-1] - moments[0]) if len(moments) > 1 else float("nan")
         return {"pending_timers": TIMERS, "bulk_insert_seconds": round(insert_seconds, 1),
+                "rules_processes": PROCESSES,
                 "batch_made_due": batch, "fired": len(rows), "still_pending": pending,
+                "runs": runs, "timers_with_a_run": distinct,
                 "fired_per_second": round(len(rows) / span, 1) if span and span > 0 else None,
                 "lateness": summary(lateness), "target": "thousands/s, p99 lateness < 5 s"}
     finally:
-        if process is not None:
+        for process in processes:
             process.terminate()
+        for process in processes:
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
