@@ -141,11 +141,16 @@ class Ports:
 
 
 def render(template: str | None, context: dict[str, Any]) -> str:
+    """A template rendered with the record; one that fails on this record fails the action
+    (not the event, nor the other rules)."""
     if not template:
         return ""
     from services.rules.notify.templates import render as render_template
 
-    return render_template(template, context)
+    try:
+        return render_template(template, context)
+    except Exception as exc:  # noqa: BLE001 - any template failure is the rule's problem
+        raise PermanentFailure(f"the template {template!r} failed: {exc}") from None
 
 
 def check_template(template: str) -> str | None:

@@ -620,3 +620,18 @@ def test_a_schedule_fires_on_its_cron_and_reschedules(system):
     with system.session() as session:
         assert session.scalars(select(Timer).where(Timer.rule_id == rule["id"],
                                                    Timer.status == "pending")).all() == []
+
+
+def test_a_template_failing_on_a_record_fails_that_action_only(system):
+    install_shipped(system)
+    broken = system.rules().create_rule({
+        "name": "broken", "trigger": {"type": "event", "event": "leads.lead_created"},
+        "actions": [{"type": "notify", "to": ["role:manager"], "title": "{{ 1 / 0 }}"},
+                    {"type": "notify", "to": ["role:manager"], "title": "still sent"}]})
+    system.leads().create_lead(website_lead(1))
+    system.deliver_leads_events()
+    run = runs_of(system, broken["id"])[0]
+    assert run["status"] == "failed"
+    assert "the template" in run["actions"][0]["error"]
+    assert run["actions"][1]["status"] == "ok"
+    assert runs_of(system, "website-lead-call-now")[0]["status"] == "completed"
