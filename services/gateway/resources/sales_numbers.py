@@ -501,7 +501,7 @@ def _document_custom_fields(state: Any) -> None:
         response = original()
         try:
             spec = json.loads(response.get_data())
-            definitions = rpc_call("sales", "list_custom_fields")
+            definitions = rpc_call("sales", "list_custom_fields") or []
         except Exception:  # noqa: BLE001 - the document is served without them
             log.info("custom fields left out of the OpenAPI document", exc_info=True)
             return response
