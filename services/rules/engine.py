@@ -566,15 +566,33 @@ class Engine:
 
     def tick(self) -> int:
         """Fire what is due (timers, then email and webhook deliveries); returns how many."""
-        with self.db.begin() as session:
-            self.clock.refresh(session)
+        if self.clock.controllable:
+            with self.db.read() as session:
+                self.clock.refresh(session)
         now = self.clock.now()
-        with self.db.begin() as session:
-            claimed = claim_due(
-                session, Timer.__table__, "due_at", now, self.settings.timer_batch,
-                ("pending",), {"status": "claimed", "claimed_by": self.worker_id,
-                               "claimed_at": now},
-            )
+        # A read first: an idle tick takes no write lock (SQLite has one writer).
+        with self.db.read() as session:
+            due = {
+                name: session.scalar(
+                    select(table.c.id).where(table.c.status.in_(statuses), column <= now)
+                    .limit(1)
+                ) is not None
+                for name, table, column, statuses in (
+                    ("timers", Timer.__table__, Timer.__table__.c.due_at, ("pending",)),
+                    ("emails", EmailDelivery.__table__,
+                     EmailDelivery.__table__.c.next_attempt_at, ("pending", "sending")),
+                    ("webhooks", WebhookDelivery.__table__,
+                     WebhookDelivery.__table__.c.next_attempt_at, ("pending", "sending")),
+                )
+            }
+        claimed = []
+        if due["timers"]:
+            with self.db.begin() as session:
+                claimed = claim_due(
+                    session, Timer.__table__, "due_at", now, self.settings.timer_batch,
+                    ("pending",), {"status": "claimed", "claimed_by": self.worker_id,
+                                   "claimed_at": now},
+                )
         from services.rules import metrics
 
         for row in claimed:
@@ -583,8 +601,10 @@ class Engine:
             self.fire_batch(claimed)
         metrics.TIMERS_FIRED.inc(len(claimed))
         done = len(claimed)
-        done += self.deliver_due_emails()
-        done += self.deliver_due_webhooks()
+        if due["emails"]:
+            done += self.deliver_due_emails()
+        if due["webhooks"]:
+            done += self.deliver_due_webhooks()
         return done
 
     def maintenance(self) -> None:
