@@ -1,0 +1,178 @@
+"""The gateway's rules endpoints with Flask's client: roles, visibility scopes, problem+json.
+
+The gateway's RPC pool is the tests' recording pool (tests/service/conftest_gateway.py), but
+what it calls on `rules` is answered by the real rules service (worker_factory on a real
+SQLite database), so validation and visibility are the service's own.
+"""
+
+from __future__ import annotations
+
+import uuid
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from nameko.testing.services import worker_factory
+from sqlalchemy.orm import sessionmaker
+
+from services.rules import clock as clock_module
+from services.rules.engine import forget_cached_rules
+from services.rules.events import EVENT_SCHEMAS
+from services.rules.models import outbox
+from services.rules.service import RulesService
+from shared.context import Context
+from shared.db import DatabaseAccess, get_engine
+from shared.migrations import upgrade
+from shared.outbox import EventRecorder
+from tests.service.conftest_gateway import *  # noqa: F403 - the gateway fixtures
+from tests.service.conftest_gateway import FakeRpc, assert_problem, auth
+
+RULES_METHODS = (
+    "create_rule", "update_rule", "get_rule", "list_rules", "set_rule_enabled", "dry_run",
+    "list_runs", "get_run", "list_tasks", "get_task", "create_task", "complete_task",
+    "reassign_task", "snooze_task", "list_notifications", "mark_notification_read",
+    "create_webhook", "list_webhooks", "get_webhook", "update_webhook", "delete_webhook",
+    "list_webhook_deliveries", "replay_webhook_delivery", "set_member_settings",
+    "get_member_settings", "get_clock", "advance_clock",
+)
+RULE = {"name": "提醒", "trigger": {"type": "event", "event": "leads.lead_created"},
+        "conditions": 'source == "website"',
+        "actions": [{"type": "notify", "to": ["owner"], "title": "新线索 {{ lead.name }}"}]}
+
+
+def envelope(event_type: str, data: dict) -> dict:
+    return {"event_id": str(uuid.uuid4()), "event_type": event_type, "version": 1,
+            "occurred_at": "2026-05-01T00:00:00+00:00", "producer": "gateway",
+            "correlation_id": "c", "causation_id": None, "actor": None, "causation_depth": 0,
+            "data": data}
+
+
+@pytest.fixture
+def rules(tmp_path, fake_rpc: FakeRpc, org: dict, app, monkeypatch) -> Any:
+    url = f"sqlite:///{tmp_path}/rules.db"
+    upgrade("rules", url)
+    engine = get_engine(url)
+    forget_cached_rules()
+    monkeypatch.setattr(clock_module, "CLOCK", clock_module.Clock(controllable=False))
+
+    def worker() -> RulesService:
+        ctx = Context(correlation_id="c", actor=None)
+        return worker_factory(
+            RulesService, db=DatabaseAccess(sessionmaker(engine, expire_on_commit=False)),
+            events=EventRecorder("rules", outbox, EVENT_SCHEMAS, ctx), context=ctx,
+            worker_ctx=SimpleNamespace(data={}))
+
+    for method in RULES_METHODS:
+        fake_rpc.on("rules", method,
+                    lambda method=method, **kwargs: getattr(worker(), method)(**kwargs))
+    from services.gateway.models import Team, User
+
+    with app.extensions["crm_gateway"].store.read() as session:
+        users = [
+            {"id": u.id, "username": u.username, "display_name": u.display_name,
+             "email": u.email, "role": u.role, "team_id": u.team_id, "active": u.active}
+            for u in session.query(User).all()
+        ]
+        teams = [{"id": t.id, "name": t.name, "manager_id": t.manager_id}
+                 for t in session.query(Team).all()]
+    for user in users:
+        worker().on_any_event(envelope("user_changed", {"user": user}))
+    for team in teams:
+        worker().on_any_event(envelope("team_changed", {"team": team}))
+    return SimpleNamespace(worker=worker)
+
+
+def test_rule_management_is_for_admins_and_managers(client: FlaskClient, org: dict, rules):
+    assert_problem(client.post("/rules", json=RULE, headers=auth(org, "zhangwei")), 403)
+    created = client.post("/rules", json=RULE, headers=auth(org, "manager"))
+    assert created.status_code == 201, created.get_data(as_text=True)
+    rule = created.get_json()
+    assert created.headers["Location"] == f"/rules/{rule['id']}"
+    assert rule["version"] == 1 and rule["conditions"] == 'source == "website"'
+    edited = client.put(f"/rules/{rule['id']}", json={**RULE, "conditions": ""},
+                        headers=auth(org, "admin"))
+    assert edited.get_json()["version"] == 2
+    listed = client.get("/rules", headers=auth(org, "manager")).get_json()["items"]
+    assert [r["id"] for r in listed] == [rule["id"]]
+    assert client.post(f"/rules/{rule['id']}/disable",
+                       headers=auth(org, "manager")).get_json()["enabled"] is False
+    assert_problem(client.get("/rules/nope", headers=auth(org, "admin")), 404)
+
+
+def test_bad_rules_are_422_naming_the_field_and_the_position(client: FlaskClient, org: dict,
+                                                              rules):
+    bad = client.post("/rules", json={**RULE, "conditions": "score >=> 3"},
+                      headers=auth(org, "admin"))
+    errors = assert_problem(bad, 422)["errors"]
+    assert "line 1, column 9 (offset 8)" in errors["conditions"][0]  # the second ">"
+    bad = client.post("/rules", json={**RULE, "actions": [{"type": "notify", "to": ["owner"],
+                                                           "title": "{{ x "}]},
+                      headers=auth(org, "admin"))
+    assert "actions.0.title" in assert_problem(bad, 422)["errors"]
+    unknown = client.post("/rules", json={**RULE, "colour": "red"}, headers=auth(org, "admin"))
+    assert "colour" in assert_problem(unknown, 422)["errors"]
+
+
+def test_tasks_are_visible_by_role(client: FlaskClient, org: dict, rules):
+    for username in ("zhangwei", "lina", "chenjing"):
+        made = client.post("/tasks", json={"title": f"回访 {username}",
+                                           "assignee_id": org[username]["id"]},
+                           headers=auth(org, username))
+        assert made.status_code == 201, made.get_data(as_text=True)
+    assert_problem(client.post("/tasks", json={"title": "x", "assignee_id": org["lina"]["id"]},
+                               headers=auth(org, "zhangwei")), 403)
+
+    def titles(username: str, **params: str) -> set[str]:
+        response = client.get("/tasks", query_string=params, headers=auth(org, username))
+        return {t["title"] for t in response.get_json()["items"]}
+
+    assert titles("zhangwei") == {"回访 zhangwei"}
+    assert titles("manager") == {"回访 zhangwei", "回访 lina"}
+    assert titles("manager", mine="true") == set()
+    assert titles("admin") == {"回访 zhangwei", "回访 lina", "回访 chenjing"}
+    assert "overdue" in assert_problem(client.get("/tasks", query_string={"overdue": "maybe"},
+                                                  headers=auth(org, "admin")), 422)["errors"]
+
+
+def test_member_settings_and_the_clock_are_guarded(client: FlaskClient, org: dict, rules):
+    chenjing = org["chenjing"]["id"]
+    assert_problem(client.put(f"/assignment/members/{chenjing}", json={"capacity": 5},
+                              headers=auth(org, "manager")), 403)  # another team's member
+    set_ = client.put(f"/assignment/members/{chenjing}", json={"capacity": 5},
+                      headers=auth(org, "admin"))
+    assert set_.status_code == 200 and set_.get_json()["capacity"] == 5
+    bad = client.put(f"/assignment/members/{chenjing}", json={"capacity": -1},
+                     headers=auth(org, "admin"))
+    assert "capacity" in assert_problem(bad, 422)["errors"]
+    assert_problem(client.post("/system/clock", json={"advance_seconds": 60},
+                               headers=auth(org, "manager")), 403)
+    # the service refuses unless CRM_CLOCK=controllable
+    assert_problem(client.post("/system/clock", json={"advance_seconds": 60},
+                               headers=auth(org, "admin")), 403)
+    assert client.get("/system/clock", headers=auth(org, "zhangwei")).get_json()[
+        "controllable"] is False
+
+
+def test_webhook_secret_is_shown_once_and_urls_are_checked(client: FlaskClient, org: dict,
+                                                          rules):
+    bad = client.post("/webhooks", json={"url": "ftp://x", "event_types": ["leads.*"]},
+                      headers=auth(org, "admin"))
+    assert "url" in assert_problem(bad, 422)["errors"]
+    made = client.post("/webhooks", json={"url": "http://127.0.0.1:9/hook",
+                                          "event_types": ["leads.*"]},
+                       headers=auth(org, "admin"))
+    assert made.status_code == 201 and made.get_json()["secret"].startswith("whsec_")
+    fetched = client.get(f"/webhooks/{made.get_json()['id']}", headers=auth(org, "admin"))
+    assert "secret" not in fetched.get_json()
+
+
+def test_the_openapi_document_describes_the_rules_endpoints(client: FlaskClient):
+    paths = client.get("/openapi.json").get_json()["paths"]
+    for path in ("/rules", "/rules/{rule_id}/dry-run", "/rule-runs", "/tasks",
+                 "/tasks/{task_id}/snooze", "/notifications", "/webhooks",
+                 "/webhook-deliveries/{delivery_id}/replay", "/assignment/members/{user_id}",
+                 "/system/clock"):
+        assert path in paths, path
+    post_rules = paths["/rules"]["post"]
+    assert "requestBody" in post_rules and "201" in post_rules["responses"]
