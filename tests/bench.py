@@ -159,7 +159,8 @@ def run(amqp_uri: str, base: Path) -> dict[str, Any]:
     }
     for name in devctl.SERVICES:
         env[f"CRM_{name.upper()}_WEB_ADDRESS"] = f"127.0.0.1:{free_port()}"
-    info = devctl.start_system(env, run_dir, start_broker=False, log=progress)
+    # Capture alone: the rules service reacting to every lead is measured by bench_rules.
+    info = devctl.start_system(env, run_dir, ["leads"], start_broker=False, log=progress)
     try:
         key = info.users["admin"]["api_key"]
         echo_url, leads_url = f"{info.url}/system/echo", f"{info.url}/leads"
@@ -184,13 +185,28 @@ def run(amqp_uri: str, base: Path) -> dict[str, Any]:
     return results
 
 
+# BENCH_ONLY=capture,rules,sales picks scenarios (default: all of them).
+SCENARIOS = ("capture", "rules", "sales")
+
+
 def main() -> None:
+    chosen = [s for s in os.environ.get("BENCH_ONLY", "").split(",") if s] or list(SCENARIOS)
     base_uri = os.environ.get("AMQP_URI") or devctl.DEFAULT_AMQP_URI
+    results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="crm-bench-") as tmp:
         devctl.ensure_broker(base_uri, Path(tmp) / "broker", progress)
-        with devctl.temporary_vhost(base_uri, log=progress) as uri:
-            results = run(uri, Path(tmp))
-    print(json.dumps(results, indent=2))
+        if "capture" in chosen:
+            with devctl.temporary_vhost(base_uri, log=progress) as uri:
+                results["capture"] = run(uri, Path(tmp))
+    if "rules" in chosen:
+        from tests import bench_rules
+
+        results["rules"] = bench_rules.run(None)
+    if "sales" in chosen:
+        from tests import bench_sales
+
+        results["sales"] = bench_sales.run()
+    print(json.dumps(results, indent=2, ensure_ascii=False))
 
 
 if __name__ == "__main__":
