@@ -79,9 +79,58 @@ class SubscriptionView:
 
 
 def forget_cached_rules() -> None:
-    """After a rule or a subscription changed in this process."""
+    """After a rule, a subscription or the directory changed in this process."""
     _RULES_CACHE.clear()
     _SUBSCRIPTIONS_CACHE.clear()
+    _DIRECTORY_CACHE.clear()
+
+
+@dataclass(frozen=True)
+class UserView:
+    id: str
+    username: str
+    display_name: str | None
+    email: str | None
+    role: str
+    team_id: str | None
+    active: bool
+
+
+@dataclass(frozen=True)
+class TeamView:
+    id: str
+    name: str
+    manager_id: str | None
+
+
+@dataclass(frozen=True)
+class Directory:
+    """The users and teams projection, read once per `PATTERN_TTL` seconds per process: every
+    run asks it who owns, manages and belongs to what."""
+
+    users: dict[str, UserView]
+    teams: dict[str, TeamView]
+
+    def team(self, name_or_id: str) -> TeamView | None:
+        return self.teams.get(name_or_id) or next(
+            (t for t in self.teams.values() if t.name == name_or_id), None)
+
+
+_DIRECTORY_CACHE: dict[str, Any] = {}
+
+
+def directory(session: Session) -> Directory:
+    cached = _DIRECTORY_CACHE.get("directory")
+    if cached is None or _DIRECTORY_CACHE["at"] + PATTERN_TTL < time.monotonic():
+        cached = Directory(
+            users={u.id: UserView(u.id, u.username, u.display_name, u.email, u.role,
+                                  u.team_id, u.active)
+                   for u in session.scalars(select(DirectoryUser)).all()},
+            teams={t.id: TeamView(t.id, t.name, t.manager_id)
+                   for t in session.scalars(select(DirectoryTeam)).all()},
+        )
+        _DIRECTORY_CACHE.update(at=time.monotonic(), directory=cached)
+    return cached
 
 
 # --------------------------------------------------------------------------- settings, ports
@@ -247,7 +296,7 @@ def delivery_to_dict(item: WebhookDelivery) -> dict[str, Any]:
     }
 
 
-def user_to_dict(user: DirectoryUser | None) -> dict[str, Any] | None:
+def user_to_dict(user: Any) -> dict[str, Any] | None:
     if user is None:
         return None
     return {"id": user.id, "username": user.username, "display_name": user.display_name,
@@ -337,6 +386,7 @@ class Engine:
             data = envelope.get("data") or {}
             if producer == "gateway":
                 self._directory(session, event_type, data)
+                _DIRECTORY_CACHE.clear()
             record_type, record, changes = self._snapshot(session, data, now)
             keys = records.related_keys(data)
             self._cancel_timers(session, keys, name, event_id)
@@ -674,9 +724,6 @@ class Engine:
             firings = {(f.rule_id, f.record_key): f for f in session.scalars(
                 select(RuleFiring).where(RuleFiring.rule_id.in_(rule_ids),
                                          RuleFiring.record_key.in_(keys | {"-"}))).all()}
-            owners = {s.data.get("owner_id") for s in snapshots.values()} - {None}
-            if owners:  # into the identity map: names and templates look owners up
-                session.scalars(select(DirectoryUser).where(DirectoryUser.id.in_(owners))).all()
             disabled = []
             # Flushed once at commit, as batched inserts, not before every outbox insert.
             session.autoflush = False
@@ -793,8 +840,7 @@ class Engine:
     ) -> dict[str, Any]:
         """What a condition or a template can refer to."""
         record = record or {}
-        owner = session.get(DirectoryUser, record["owner_id"]) if record.get(
-            "owner_id") else None
+        owner = directory(session).users.get(record.get("owner_id") or "")
         names: dict[str, Any] = {name: value for name, value in record.items()
                                  if isinstance(name, str) and name.isidentifier()}
         names.update({
@@ -968,8 +1014,7 @@ class Engine:
 
     def _template_context(self, session: Session, context: dict[str, Any]) -> dict[str, Any]:
         record = context.get("record") or {}
-        owner = session.get(DirectoryUser, record["owner_id"]) if record.get(
-            "owner_id") else None
+        owner = directory(session).users.get(record.get("owner_id") or "")
         values = {"record": record, "event": context.get("event") or {},
                   "rule": context.get("rule") or {}, "owner": user_to_dict(owner) or {},
                   "now": self.clock.now().isoformat()}
@@ -977,10 +1022,8 @@ class Engine:
             values[context["record_type"]] = record
         return values
 
-    def _team(self, session: Session, name_or_id: str) -> DirectoryTeam | None:
-        return session.get(DirectoryTeam, name_or_id) or session.scalars(
-            select(DirectoryTeam).where(DirectoryTeam.name == name_or_id)
-        ).first()
+    def _team(self, session: Session, name_or_id: str) -> TeamView | None:
+        return directory(session).team(name_or_id)
 
     def assignment_team(self, action: dict[str, Any], record: dict[str, Any]) -> str | None:
         region = record.get("region")
@@ -994,10 +1037,10 @@ class Engine:
         return action.get("team")
 
     def members(
-        self, session: Session, team: DirectoryTeam, roles: list[str]
+        self, session: Session, team: TeamView, roles: list[str]
     ) -> list[assignment.Member]:
-        users = session.scalars(select(DirectoryUser).where(
-            DirectoryUser.team_id == team.id, DirectoryUser.role.in_(roles))).all()
+        users = [u for u in directory(session).users.values()
+                 if u.team_id == team.id and u.role in roles]
         ids = [u.id for u in users]
         settings = {s.user_id: s for s in session.scalars(
             select(MemberSetting).where(MemberSetting.user_id.in_(ids))).all()}
@@ -1068,15 +1111,16 @@ class Engine:
         """The owner's manager, that manager's manager, ... (`levels` at most, no cycles)."""
         chain: list[str] = []
         seen = {user_id}
-        current = session.get(DirectoryUser, user_id) if user_id else None
+        people = directory(session)
+        current = people.users.get(user_id or "")
         while current is not None and len(chain) < levels:
-            team = session.get(DirectoryTeam, current.team_id) if current.team_id else None
+            team = people.teams.get(current.team_id or "")
             manager_id = team.manager_id if team else None
             if not manager_id or manager_id in seen:
                 break
             chain.append(manager_id)
             seen.add(manager_id)
-            current = session.get(DirectoryUser, manager_id)
+            current = people.users.get(manager_id)
         return chain
 
     def recipients(
@@ -1097,8 +1141,8 @@ class Engine:
             elif item.startswith("user:"):
                 found.append(item[5:])
             elif item.startswith("role:"):
-                found.extend(session.scalars(select(DirectoryUser.id).where(
-                    DirectoryUser.role == item[5:], DirectoryUser.active.is_(True))).all())
+                found.extend(sorted(u.id for u in directory(session).users.values()
+                                    if u.role == item[5:] and u.active))
             elif item.startswith(("team:", "team_manager:")):
                 name = item.split(":", 1)[1]
                 team = self._team(session, name)
@@ -1108,8 +1152,8 @@ class Engine:
                     if team.manager_id:
                         found.append(team.manager_id)
                 else:
-                    found.extend(session.scalars(select(DirectoryUser.id).where(
-                        DirectoryUser.team_id == team.id, DirectoryUser.active.is_(True))).all())
+                    found.extend(sorted(u.id for u in directory(session).users.values()
+                                        if u.team_id == team.id and u.active))
         return list(dict.fromkeys(found))
 
     def _task_assignee(
@@ -1141,7 +1185,7 @@ class Engine:
         if not assignee:
             raise Skipped(f"no assignee for {action.get('assignee', 'owner')!r}")
         values = self._template_context(session, context)
-        user = session.get(DirectoryUser, assignee)
+        user = directory(session).users.get(assignee)
         due_in = action.get("due_in")
         task = Task(
             id=new_id(), title=render(action["title"], values)[:300],
@@ -1192,9 +1236,9 @@ class Engine:
         addresses: list[str] = []
         email_ids: list[str] = []
         if "email" in channels:
-            emails = session.scalars(select(DirectoryUser.email).where(
-                DirectoryUser.id.in_(users))).all()
-            addresses = sorted({e for e in emails if e})
+            people = directory(session).users
+            addresses = sorted({people[u].email for u in users
+                                if u in people and people[u].email})
             if addresses:
                 # "sending" with a lease when this worker sends it right after the commit, so
                 # the delivery loop leaves it alone unless the process dies first
