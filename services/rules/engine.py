@@ -348,6 +348,8 @@ class Engine:
         self.ports = ports
         self.tz = timing.zone(settings.timezone)
         self.worker_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # Runs this engine started, for execute_run (an engine lives for one worker).
+        self._started: dict[str, tuple] = {}
 
     def _record(self, session: Session, event_type: str, data: dict[str, Any]) -> None:
         """Events of a transaction are inserted together at its commit. Our own events do not
@@ -777,6 +779,7 @@ class Engine:
         are left to the delivery loop)."""
         from services.rules import metrics
 
+        self._started.pop(run.id, None)
         context = dict(run.context or {})
         outcomes = list(run.actions or [])
         for index, action in enumerate(definition["actions"]):
@@ -902,19 +905,25 @@ class Engine:
         run.status = "running"
         run.actions = [{"index": i, "type": a["type"], "status": "pending"}
                        for i, a in enumerate(definition["actions"])]
+        self._started[run.id] = (definition, dict(run.context), list(run.actions),
+                                 run.correlation_id, run.event_id, run.causation_depth)
         return run
 
     def execute_run(self, run_id: str, start: int = 0, attempt: int = 1) -> dict[str, Any]:
         """Perform a run's actions in order from `start`. A failing action is retried later
         (a timer) with back-off, then recorded as failed and the next actions go on."""
-        with self.db.read() as session:
-            run = session.get(RuleRun, run_id)
-            version = session.get(RuleVersion, (run.rule_id, run.rule_version))
-            definition = version.definition
-            context = dict(run.context or {})
-            outcomes = list(run.actions or [])
-            correlation_id, event_id, depth = (run.correlation_id, run.event_id,
-                                               run.causation_depth)
+        started_here = self._started.pop(run_id, None) if start == 0 else None
+        if started_here is not None:  # started by this engine a moment ago: nothing to read
+            definition, context, outcomes, correlation_id, event_id, depth = started_here
+        else:
+            with self.db.read() as session:
+                run = session.get(RuleRun, run_id)
+                version = session.get(RuleVersion, (run.rule_id, run.rule_version))
+                definition = version.definition
+                context = dict(run.context or {})
+                outcomes = list(run.actions or [])
+                correlation_id, event_id, depth = (run.correlation_id, run.event_id,
+                                                   run.causation_depth)
         self.ports.set_context(correlation_id, event_id, depth + 1)
         actions = definition["actions"]
         # The local actions at the end (tasks, notifications) and the run's completion share
