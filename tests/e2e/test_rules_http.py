@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,8 +25,10 @@ DAY = 86400
 
 
 @pytest.fixture(scope="module")
-def rules_ready(system: System) -> System:
-    """The shipped rules installed (what `make run` does) and the directory projected."""
+def rules_ready(system: System) -> Iterator[System]:
+    """The shipped rules installed (what `make run` does) and the directory projected; every
+    rule is disabled again afterwards, so that later tests of the session see leads stay in
+    the pool as they expect."""
     env = {k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL")}
     env["CRM_DATA_DIR"] = str(system.data_dir)
     subprocess.run([sys.executable, "-m", "services.rules.seed"], cwd=ROOT, env=env,
@@ -35,7 +38,10 @@ def rules_ready(system: System) -> System:
             lambda name=name: system.get(f"/assignment/members/{system.users[name]}",
                                          user="admin").status_code == 200,
             timeout=20, message=f"{name} never reached the rules service's directory")
-    return system
+    yield system
+    for rule in system.get("/rules", user="admin").json()["items"]:
+        if rule["enabled"]:
+            system.post(f"/rules/{rule['id']}/disable", user="admin")
 
 
 def new_lead(system: System, source: str = "website", region: str = "华东",
