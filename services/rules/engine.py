@@ -875,9 +875,11 @@ class Engine:
                      "rule": {"id": rule.id, "name": rule.name, "version": rule.version}},
         )
         session.add(run)
-        names = self.names(session, envelope, record_type, record, changes)
+        expression = definition.get("conditions") or ""
+        names = self.names(session, envelope, record_type, record, changes) if (
+            expression.strip()) else {}
         try:
-            run.matched = conditions.evaluate(definition.get("conditions"), names, now)
+            run.matched = conditions.evaluate(expression, names, now)
         except conditions.ConditionFailed as exc:
             run.matched = False
             run.status = "no_match"
