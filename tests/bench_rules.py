@@ -299,11 +299,17 @@ def run(system: System | None = None) -> dict[str, Any]:
             latency = notification_latency(system)
             timers = timer_firing(system.amqp_uri, base)
             return {"rules_notification": latency, "rules_timers": timers}
-        with devctl.temporary_vhost(base_uri, log=progress) as uri:
+        from tests.support.smtp_server import SmtpServer
+
+        # A real SMTP server takes the owners' emails, as a relay would.
+        with devctl.temporary_vhost(base_uri, log=progress) as uri, SmtpServer() as smtp:
             progress("starting leads, rules and the gateway")
-            own = System.start(uri, base / "system", services=["leads", "rules"])
+            own = System.start(uri, base / "system", services=["leads", "rules"], extra_env={
+                "CRM_SMTP_HOST": smtp.host, "CRM_SMTP_PORT": str(smtp.port),
+                "CRM_SMTP_SECURITY": "none", "CRM_SMTP_USER": ""})
             try:
                 latency = notification_latency(own)
+                latency["emails_received"] = len(smtp.messages)
             finally:
                 own.stop()
             timers = timer_firing(uri, base)
