@@ -26,13 +26,14 @@ DAY = 86400
 
 @pytest.fixture(scope="module")
 def rules_ready(system: System) -> Iterator[System]:
-    """The shipped rules installed (what `make run` does) and the directory projected; every
-    rule is disabled again afterwards, so that later tests of the session see leads stay in
-    the pool as they expect."""
+    """The shipped rules installed (what `make run` does) and the directory projected. After
+    the module the rules are as they were before it (the rules it created are disabled)."""
     env = {k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL")}
     env["CRM_DATA_DIR"] = str(system.data_dir)
     subprocess.run([sys.executable, "-m", "services.rules.seed"], cwd=ROOT, env=env,
                    check=True, capture_output=True, timeout=60)
+    enabled_before = {rule["id"] for rule in system.get("/rules", user="admin").json()["items"]
+                      if rule["enabled"]}
     for name in ("zhangwei", "lina", "chenjing"):
         system.wait_for(
             lambda name=name: system.get(f"/assignment/members/{system.users[name]}",
@@ -40,7 +41,9 @@ def rules_ready(system: System) -> Iterator[System]:
             timeout=20, message=f"{name} never reached the rules service's directory")
     yield system
     for rule in system.get("/rules", user="admin").json()["items"]:
-        if rule["enabled"]:
+        if rule["id"] in enabled_before and not rule["enabled"]:
+            system.post(f"/rules/{rule['id']}/enable", user="admin")
+        elif rule["id"] not in enabled_before and rule["enabled"]:
             system.post(f"/rules/{rule['id']}/disable", user="admin")
 
 
