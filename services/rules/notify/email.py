@@ -122,6 +122,8 @@ class EmailSender:
         self.username = username
         self.password = password
         self.security = security
+        # Built once and only for TLS: a default context costs about 20 ms of CPU to make.
+        self._tls_context = ssl.create_default_context() if security != "none" else None
         self.timeout = float(timeout)
         self.sender_address = sender_address
         local, _, domain = sender_address.rpartition("@")
@@ -315,7 +317,7 @@ class EmailSender:
         return message_id
 
     def _connect(self) -> smtplib.SMTP:
-        context = ssl.create_default_context()
+        context = self._tls_context
         smtp: smtplib.SMTP
         if self.security == "ssl":
             smtp = smtplib.SMTP_SSL(
