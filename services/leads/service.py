@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 import copy
-import json
 import logging
 import uuid
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from services.leads import domain
@@ -42,6 +39,7 @@ from shared.inbox import first_delivery
 from shared.logging import setup_logging
 from shared.metrics import EntrypointMetrics
 from shared.outbox import EventOutbox
+from shared.paging import encode_cursor, escape_like, page_after
 from shared.payloads import load
 from shared.platform import PlatformEndpoints
 from shared.rpc import rpc
@@ -103,23 +101,6 @@ def lead_to_dict(lead: Lead) -> dict[str, Any]:
     data = lead_schema.dump(lead)
     data["in_pool"] = lead.owner_id is None
     return data
-
-
-def escape_like(term: str) -> str:
-    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def encode_cursor(lead: Lead) -> str:
-    raw = json.dumps([lead.created_at.isoformat(), lead.id])
-    return base64.urlsafe_b64encode(raw.encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        created_at, lead_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(created_at), str(lead_id)
-    except (ValueError, TypeError):
-        raise ValidationFailed.for_fields({"cursor": ["not a cursor this API returned"]}) from None
 
 
 class LeadsService(PlatformEndpoints):
@@ -299,22 +280,14 @@ class LeadsService(PlatformEndpoints):
             query = query.where(
                 or_(Lead.name.ilike(pattern, escape="\\"), Lead.company.ilike(pattern, escape="\\"))
             )
-        if page["cursor"]:
-            created_at, lead_id = decode_cursor(page["cursor"])
-            query = query.where(
-                or_(
-                    Lead.created_at < created_at,
-                    and_(Lead.created_at == created_at, Lead.id < lead_id),
-                )
-            )
-        query = query.order_by(Lead.created_at.desc(), Lead.id.desc()).limit(page["limit"] + 1)
+        query = page_after(query, Lead.created_at, Lead.id, page["cursor"], page["limit"])
         with self.db.read() as session:
             leads = session.scalars(query).all()
         more = len(leads) > page["limit"]
         leads = leads[: page["limit"]]
         return {
             "items": [lead_to_dict(lead) for lead in leads],
-            "next_cursor": encode_cursor(leads[-1]) if more else None,
+            "next_cursor": encode_cursor(leads[-1].created_at, leads[-1].id) if more else None,
         }
 
     # -- changes ---------------------------------------------------------------------------

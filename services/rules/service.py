@@ -3,8 +3,6 @@ and webhooks; assignment settings; the controllable clock."""
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import uuid
 from datetime import datetime
@@ -14,7 +12,7 @@ import eventlet
 from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
-from sqlalchemy import and_, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from services.rules import clock as clock_module
@@ -76,6 +74,7 @@ from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from shared.logging import setup_logging
 from shared.metrics import EntrypointMetrics
 from shared.outbox import EventOutbox
+from shared.paging import encode_cursor, page_after
 from shared.payloads import load
 from shared.platform import PlatformEndpoints
 from shared.rpc import rpc
@@ -118,26 +117,6 @@ class WorkerContext(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return worker_ctx
-
-
-def encode_cursor(moment: datetime, item_id: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([moment.isoformat(), item_id]).encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        moment, item_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(moment), str(item_id)
-    except (ValueError, TypeError):
-        raise ValidationFailed.for_fields({"cursor": ["not a cursor this API returned"]}) from None
-
-
-def page_after(query, column, id_column, cursor: str | None):
-    """Newest first, continuing after the cursor."""
-    if cursor:
-        moment, item_id = decode_cursor(cursor)
-        query = query.where(or_(column < moment, and_(column == moment, id_column < item_id)))
-    return query.order_by(column.desc(), id_column.desc())
 
 
 _email_sender = None

@@ -7,16 +7,14 @@ through the `NumbersRpc` mixin.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import uuid
 from collections import defaultdict
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Text, and_, cast, false, func, or_, select, true, update
+from sqlalchemy import Text, cast, false, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -72,6 +70,7 @@ from shared.errors import Conflict, Forbidden, NotFound, PreconditionFailed, Val
 from shared.logging import setup_logging
 from shared.metrics import EntrypointMetrics
 from shared.outbox import EventOutbox
+from shared.paging import encode_cursor, escape_like, page_after
 from shared.payloads import load
 from shared.platform import PlatformEndpoints
 from shared.rpc import rpc
@@ -112,31 +111,6 @@ board_filters_schema = BoardFiltersSchema()
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def escape_like(term: str) -> str:
-    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def encode_cursor(at: datetime, record_id: str) -> str:
-    raw = json.dumps([at.isoformat(), record_id])
-    return base64.urlsafe_b64encode(raw.encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        at, record_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(at), str(record_id)
-    except (ValueError, TypeError):
-        raise ValidationFailed.for_fields({"cursor": ["not a cursor this API returned"]}) from None
-
-
-def page_query(query, column, id_column, page: dict[str, Any]):
-    """Newest first by `column`, then id; the cursor is the last row's (column, id)."""
-    if page["cursor"]:
-        at, record_id = decode_cursor(page["cursor"])
-        query = query.where(or_(column < at, and_(column == at, id_column < record_id)))
-    return query.order_by(column.desc(), id_column.desc()).limit(page["limit"] + 1)
 
 
 def new_id() -> str:
@@ -332,7 +306,7 @@ class SalesService(NumbersRpc, PlatformEndpoints):
                 Customer.name_key.ilike(pattern, escape="\\"),
                 *(tags_text.ilike(p, escape="\\") for p in json_text_patterns(term)),
             ))
-        query = page_query(query, Customer.created_at, Customer.id, page)
+        query = page_after(query, Customer.created_at, Customer.id, page["cursor"], page["limit"])
         with self.db.read() as session:
             rows = session.scalars(query).all()
         more = len(rows) > page["limit"]
@@ -528,7 +502,7 @@ class SalesService(NumbersRpc, PlatformEndpoints):
                 *(getattr(Contact, field).ilike(pattern, escape="\\")
                   for field in ("name", "email", "phone", "title")),
             ))
-        query = page_query(query, Contact.created_at, Contact.id, page)
+        query = page_after(query, Contact.created_at, Contact.id, page["cursor"], page["limit"])
         with self.db.read() as session:
             rows = session.scalars(query).all()
         more = len(rows) > page["limit"]
@@ -603,7 +577,7 @@ class SalesService(NumbersRpc, PlatformEndpoints):
             query = query.where(Followup.occurred_at >= filters["occurred_from"])
         if "occurred_to" in filters:
             query = query.where(Followup.occurred_at < filters["occurred_to"])
-        query = page_query(query, Followup.occurred_at, Followup.id, page)
+        query = page_after(query, Followup.occurred_at, Followup.id, page["cursor"], page["limit"])
         with self.db.read() as session:
             rows = session.scalars(query).all()
         more = len(rows) > page["limit"]
@@ -798,7 +772,9 @@ class SalesService(NumbersRpc, PlatformEndpoints):
         scope = load(scope_schema, scope)
         page = load(page_schema, {"cursor": cursor, "limit": limit})
         query = self._opportunity_query(filters, scope)
-        query = page_query(query, Opportunity.created_at, Opportunity.id, page)
+        query = page_after(
+            query, Opportunity.created_at, Opportunity.id, page["cursor"], page["limit"]
+        )
         with self.db.read() as session:
             rows = session.scalars(query).all()
             stages = self._stage_map(session)
