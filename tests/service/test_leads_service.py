@@ -6,18 +6,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from nameko.testing.services import worker_factory
 from sqlalchemy import select
-from sqlalchemy.orm import sessionmaker
 
 from services.leads.events import EVENT_SCHEMAS
 from services.leads.models import outbox
 from services.leads.service import LeadsService
 from shared.context import Context
-from shared.db import DatabaseAccess, get_engine
+from shared.db import get_engine
 from shared.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
-from shared.migrations import upgrade
-from shared.outbox import EventRecorder
+from tests.service.workers import migrated_database, service_worker
 
 ALL = {"all": True}
 ACME = {
@@ -35,12 +32,7 @@ ACME = {
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/leads.db"
-    else:
-        url = request.getfixturevalue("pg_url_factory")()
-    upgrade("leads", url)
-    return url
+    return migrated_database(request, tmp_path, "leads")
 
 
 @pytest.fixture
@@ -49,12 +41,7 @@ def make_service(database_url):
 
     def make(actor: str | None = "u-admin") -> LeadsService:
         ctx = Context(correlation_id="corr-1", actor=actor)
-        return worker_factory(
-            LeadsService,
-            db=DatabaseAccess(sessionmaker(engine, expire_on_commit=False)),
-            events=EventRecorder("leads", outbox, EVENT_SCHEMAS, ctx),
-            context=ctx,
-        )
+        return service_worker(LeadsService, engine, outbox, EVENT_SCHEMAS, ctx)
 
     make.engine = engine
     return make

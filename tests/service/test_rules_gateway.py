@@ -13,8 +13,6 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from nameko.testing.services import worker_factory
-from sqlalchemy.orm import sessionmaker
 
 from services.rules import clock as clock_module
 from services.rules.engine import forget_cached_rules
@@ -22,11 +20,11 @@ from services.rules.events import EVENT_SCHEMAS
 from services.rules.models import outbox
 from services.rules.service import RulesService
 from shared.context import Context
-from shared.db import DatabaseAccess, get_engine
+from shared.db import get_engine
 from shared.migrations import upgrade
-from shared.outbox import EventRecorder
 from tests.service.conftest_gateway import *  # noqa: F403 - the gateway fixtures
 from tests.service.conftest_gateway import FakeRpc, assert_problem, auth
+from tests.service.workers import service_worker
 
 RULES_METHODS = (
     "create_rule", "update_rule", "get_rule", "list_rules", "set_rule_enabled", "dry_run",
@@ -58,10 +56,8 @@ def rules(tmp_path, fake_rpc: FakeRpc, org: dict, app, monkeypatch) -> Any:
 
     def worker() -> RulesService:
         ctx = Context(correlation_id="c", actor=None)
-        return worker_factory(
-            RulesService, db=DatabaseAccess(sessionmaker(engine, expire_on_commit=False)),
-            events=EventRecorder("rules", outbox, EVENT_SCHEMAS, ctx), context=ctx,
-            worker_ctx=SimpleNamespace(data={}))
+        return service_worker(RulesService, engine, outbox, EVENT_SCHEMAS, ctx,
+                              worker_ctx=SimpleNamespace(data={}))
 
     for method in RULES_METHODS:
         fake_rpc.on("rules", method,

@@ -15,7 +15,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from nameko.testing.services import worker_factory
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
@@ -30,10 +29,10 @@ from services.rules.events import EVENT_SCHEMAS
 from services.rules.models import EmailDelivery, Rule, RuleRun, Timer, outbox
 from services.rules.service import RulesService
 from shared.context import Context
-from shared.db import DatabaseAccess, get_engine
+from shared.db import get_engine
 from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from shared.migrations import upgrade
-from shared.outbox import EventRecorder
+from tests.service.workers import service_worker
 from tests.support.webhook_receiver import WebhookReceiver
 
 EAST_ID, SOUTH_ID = "team-east", "team-south"
@@ -129,19 +128,15 @@ def system(urls, smtp, monkeypatch):
 
     def leads(actor: str | None = "u-admin", ctx: Context | None = None) -> LeadsService:
         ctx = ctx or Context(correlation_id="corr-leads", actor=actor)
-        return worker_factory(
-            LeadsService, db=DatabaseAccess(sessionmaker(leads_engine, expire_on_commit=False)),
-            events=EventRecorder("leads", leads_outbox, LEADS_EVENTS, ctx), context=ctx)
+        return service_worker(LeadsService, leads_engine, leads_outbox, LEADS_EVENTS, ctx)
 
     context_data: dict = {}
     in_process_leads = InProcessLeads(leads, context_data)
 
     def rules(actor: str | None = "u-admin") -> RulesService:
         ctx = Context(correlation_id="corr-rules", actor=actor)
-        return worker_factory(
-            RulesService, db=DatabaseAccess(sessionmaker(rules_engine, expire_on_commit=False)),
-            events=EventRecorder("rules", outbox, EVENT_SCHEMAS, ctx), context=ctx,
-            leads=in_process_leads, worker_ctx=SimpleNamespace(data=context_data))
+        return service_worker(RulesService, rules_engine, outbox, EVENT_SCHEMAS, ctx,
+                              leads=in_process_leads, worker_ctx=SimpleNamespace(data=context_data))
 
     seen: set[str] = set()
 

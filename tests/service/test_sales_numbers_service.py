@@ -11,10 +11,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from nameko.testing.services import worker_factory
 from openpyxl import Workbook, load_workbook
 from sqlalchemy import select, update
-from sqlalchemy.orm import sessionmaker
 
 from services.sales import analytics
 from services.sales.domain import numbers
@@ -22,10 +20,9 @@ from services.sales.events import EVENT_SCHEMAS
 from services.sales.models import Customer, outbox
 from services.sales.service import SalesService
 from shared.context import Context
-from shared.db import DatabaseAccess, get_engine
+from shared.db import get_engine
 from shared.errors import Conflict, NotFound, ValidationFailed
-from shared.migrations import upgrade
-from shared.outbox import EventRecorder
+from tests.service.workers import migrated_database, service_worker
 
 ALL = {"all": True}
 REP_A = {"owner_ids": ["rep-a"]}
@@ -37,12 +34,7 @@ ALIBABA = "91330100716105852F"
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path, monkeypatch):
     monkeypatch.setenv("SALES_STAGE_FLOW_LAG_SECONDS", "0")
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/sales.db"
-    else:
-        url = request.getfixturevalue("pg_url_factory")()
-    upgrade("sales", url)
-    return url
+    return migrated_database(request, tmp_path, "sales")
 
 
 @pytest.fixture
@@ -51,12 +43,7 @@ def make_service(database_url):
 
     def make(actor: str | None = "rep-a") -> SalesService:
         ctx = Context(correlation_id="corr-n", actor=actor)
-        return worker_factory(
-            SalesService,
-            db=DatabaseAccess(sessionmaker(engine, expire_on_commit=False)),
-            events=EventRecorder("sales", outbox, EVENT_SCHEMAS, ctx),
-            context=ctx,
-        )
+        return service_worker(SalesService, engine, outbox, EVENT_SCHEMAS, ctx)
 
     make.engine = engine
     return make

@@ -7,7 +7,6 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from nameko.testing.services import worker_factory
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
@@ -16,10 +15,9 @@ from services.sales.models import Customer, StageHistory, outbox
 from services.sales.models_numbers import CustomFieldDefinition
 from services.sales.service import SalesService
 from shared.context import Context
-from shared.db import DatabaseAccess, get_engine
+from shared.db import get_engine
 from shared.errors import Conflict, Forbidden, NotFound, PreconditionFailed, ValidationFailed
-from shared.migrations import upgrade
-from shared.outbox import EventRecorder
+from tests.service.workers import migrated_database, service_worker
 
 ALL = {"all": True}
 REP_A = {"owner_ids": ["rep-a"]}
@@ -37,12 +35,7 @@ LEAD = {
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/sales.db"
-    else:
-        url = request.getfixturevalue("pg_url_factory")()
-    upgrade("sales", url)
-    return url
+    return migrated_database(request, tmp_path, "sales")
 
 
 @pytest.fixture
@@ -51,12 +44,7 @@ def make_service(database_url):
 
     def make(actor: str | None = "rep-a") -> SalesService:
         ctx = Context(correlation_id="corr-1", actor=actor)
-        return worker_factory(
-            SalesService,
-            db=DatabaseAccess(sessionmaker(engine, expire_on_commit=False)),
-            events=EventRecorder("sales", outbox, EVENT_SCHEMAS, ctx),
-            context=ctx,
-        )
+        return service_worker(SalesService, engine, outbox, EVENT_SCHEMAS, ctx)
 
     make.engine = engine
     return make
