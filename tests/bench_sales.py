@@ -40,13 +40,14 @@ from services.sales import (
     rollups,  # noqa: E402
 )
 from services.sales import imports as importing  # noqa: E402
-from services.sales.domain import credit_code  # noqa: E402
+from services.sales.domain import accounts, credit_code  # noqa: E402
 from shared.db import DatabaseAccess, make_engine  # noqa: E402
 from shared.migrations import upgrade  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("CRM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 OPPORTUNITIES = int(os.environ.get("BENCH_SALES_OPPORTUNITIES", "1000000"))
 IMPORT_ROWS = int(os.environ.get("BENCH_SALES_IMPORT_ROWS", "100000"))
+CUSTOMERS = int(os.environ.get("BENCH_SALES_CUSTOMERS", "0"))  # 0: a tenth of the opportunities
 RUNS = int(os.environ.get("BENCH_SALES_RUNS", "7"))
 OWNERS = 60
 TEAMS = 6
@@ -104,13 +105,20 @@ def seed(url: str, n: int) -> dict[str, Any]:
         pipeline_id = stages[0][4]
         owners = [f"user-{i:03d}" for i in range(OWNERS)]
         team_of = {owner: f"team-{i % TEAMS}" for i, owner in enumerate(owners)}
-        customers = [str(uuid.uuid4()) for _ in range(max(1, n // 10))]
+        customers = [str(uuid.uuid4()) for _ in range(CUSTOMERS or max(1, n // 10))]
         started = time.perf_counter()
-        _copy(conn, "customers", ["id", "name", "lifecycle_stage", "tags", "owner_id", "team_id",
-                                  "custom", "created_at", "updated_at"],
-              ((cid, company_name(rng), "customer", "[]", owners[i % OWNERS],
-                team_of[owners[i % OWNERS]], "{}", now - timedelta(days=DAYS), now)
-               for i, cid in enumerate(customers)))
+
+        def customer_row(i: int, cid: str) -> tuple:
+            name = company_name(rng)
+            key = accounts.name_key(name)  # the import's duplicate check reads these
+            return (cid, name, key, accounts.name_block(key), "customer", "[]",
+                    owners[i % OWNERS], team_of[owners[i % OWNERS]], "{}",
+                    now - timedelta(days=DAYS), now)
+
+        _copy(conn, "customers", ["id", "name", "name_key", "name_block", "lifecycle_stage",
+                                  "tags", "owner_id", "team_id", "custom", "created_at",
+                                  "updated_at"],
+              (customer_row(i, cid) for i, cid in enumerate(customers)))
         progress(f"{len(customers)} customers in {time.perf_counter() - started:.1f}s")
 
         history: list[tuple] = []

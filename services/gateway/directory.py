@@ -24,18 +24,21 @@ SWEEP_INTERVAL = 10.0
 SWEEP_GRACE = timedelta(seconds=5)
 
 
-def user_event(user: User) -> dict[str, Any]:
+def user_fields(user: User) -> dict[str, Any]:
+    """What other services know of a user (events) and what GET /users shows, less dates."""
     return {
-        "user": {
-            "id": user.id,
-            "username": user.username,
-            "display_name": user.display_name,
-            "email": user.email,
-            "role": user.role,
-            "team_id": user.team_id,
-            "active": bool(user.active),
-        }
+        "id": user.id,
+        "username": user.username,
+        "display_name": user.display_name,
+        "email": user.email,
+        "role": user.role,
+        "team_id": user.team_id,
+        "active": bool(user.active),
     }
+
+
+def user_event(user: User) -> dict[str, Any]:
+    return {"user": user_fields(user)}
 
 
 def team_event(team: Team) -> dict[str, Any]:

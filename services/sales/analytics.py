@@ -123,6 +123,11 @@ def custom_filter_clause(
     clauses = []
     for definition, op, value in cf.parse_filters(definitions, filters):
         key, type_ = definition["key"], definition["type"]
+        if op == "exists":
+            expr = custom_value_expr(model, key, "text" if type_ == "multi_choice" else type_,
+                                     dialect)
+            clauses.append(expr.is_not(None) if value else expr.is_(None))
+            continue
         if type_ == "multi_choice" or op == "contains":
             if type_ == "multi_choice":
                 clauses.append(_json_array_contains(model, key, value, dialect))
@@ -136,9 +141,7 @@ def custom_filter_clause(
             clause = _json_bool(model, key, dialect)
             clauses.append(clause if value == (op == "eq") else ~clause)
             continue
-        if op == "exists":
-            clauses.append(expr.is_not(None) if value else expr.is_(None))
-        elif op == "eq":
+        if op == "eq":
             clauses.append(expr == typed)
         elif op == "ne":
             clauses.append(or_(expr != typed, expr.is_(None)))

@@ -25,7 +25,6 @@ from services.sales import analytics, rollups
 from services.sales import imports as importing
 from services.sales.domain import custom_fields as cf
 from services.sales.domain import numbers
-from services.sales.events import EVENT_SCHEMAS
 from services.sales.models import Contact, Customer, Opportunity
 from services.sales.models_numbers import CustomFieldDefinition, Quota, load_field_definitions
 from services.sales.schemas import ScopeSchema
@@ -40,6 +39,19 @@ IMPORT_POLL_SECONDS = 1.0
 SNAPSHOT_CHECK_SECONDS = 3600.0
 FOLD_SECONDS = 60.0
 EXPORT_MAX_ROWS = 200_000
+ENTITY_OF = {Customer: "customer", Contact: "contact", Opportunity: "opportunity"}
+MODEL_OF = {entity: model for model, entity in ENTITY_OF.items()}
+
+
+def custom_clauses(session, entity: str, custom: dict[str, Any] | None) -> list[Any]:
+    """WHERE clauses for `custom` filters ({"<key>[__op]": value}) on an entity's records;
+    a bad key, operator or value raises ValidationFailed naming `custom.<key>`."""
+    if not custom:
+        return []
+    definitions = load_field_definitions(session, entity, include_inactive=True)
+    return analytics.custom_filter_clause(MODEL_OF[entity], definitions, custom,
+                                          session.get_bind().dialect.name)
+
 IMPORT_EVENTS = {"customer": "customers_imported", "contact": "contacts_imported"}
 
 
@@ -254,10 +266,7 @@ class NumbersRpc:
         loaded = load(filters_schema, filters)
         custom = loaded.pop("custom", None)
         if custom:
-            entity = {Opportunity: "opportunity", Customer: "customer"}[model]
-            definitions = load_field_definitions(session, entity, include_inactive=True)
-            loaded["custom"] = analytics.custom_filter_clause(
-                model, definitions, custom, session.get_bind().dialect.name)
+            loaded["custom"] = custom_clauses(session, ENTITY_OF[model], custom)
         return loaded
 
     @rpc
@@ -419,9 +428,7 @@ class NumbersRpc:
         importer = importing.Importer(self.db, job_id, between_batches=lambda: eventlet.sleep(0))
 
         def record(session, summary: dict[str, Any]) -> None:
-            event = IMPORT_EVENTS[summary["entity"]]
-            if event in EVENT_SCHEMAS:  # the schema lives in the core's events.py
-                self.events.record(session, event, summary)
+            self.events.record(session, IMPORT_EVENTS[summary["entity"]], summary)
 
         importer.record_summary = record
         return importer.run()
@@ -440,14 +447,11 @@ class NumbersRpc:
                 {"entity": ["must be one of customer, contact, opportunity"]})
         if format not in importing.EXPORT_FORMATS:
             raise ValidationFailed.for_fields({"format": ["must be csv or xlsx"]})
-        filters = dict(filters or {})
-        custom = filters.pop("custom", None)
         lister = {"customer": "list_customers", "contact": "list_contacts",
                   "opportunity": "list_opportunities"}[entity]
         with self.db.read() as session:
             definitions = load_field_definitions(session, entity)
-            custom_ids = self._custom_matches(session, entity, definitions, custom)
-        records = self._all_pages(getattr(self, lister), filters, scope, custom_ids)
+        records = self._all_pages(getattr(self, lister), dict(filters or {}), scope)
         content = importing.export_file(entity, records, definitions, format)
         stamp = datetime.now(analytics.tz()).strftime("%Y%m%d-%H%M%S")
         return {"filename": f"{entity}s-{stamp}.{format}",
@@ -456,25 +460,15 @@ class NumbersRpc:
                 "content_b64": base64.b64encode(content).decode()}
 
     @staticmethod
-    def _custom_matches(session, entity: str, definitions, custom: dict | None):
-        if not custom:
-            return None
-        model = {"customer": Customer, "contact": Contact, "opportunity": Opportunity}[entity]
-        clauses = analytics.custom_filter_clause(model, definitions, custom,
-                                                 session.get_bind().dialect.name)
-        return set(session.scalars(select(model.id).where(*clauses)).all())
-
-    @staticmethod
-    def _all_pages(lister, filters: dict, scope: dict | None, only: set[str] | None):
+    def _all_pages(lister, filters: dict, scope: dict | None):
         cursor, count = None, 0
         while True:
             page = lister(filters=filters, scope=scope, cursor=cursor, limit=200)
-            for item in page["items"]:
-                if only is None or item["id"] in only:
-                    count += 1
-                    if count > EXPORT_MAX_ROWS:
-                        return
-                    yield item
+            count += len(page["items"])
+            if count > EXPORT_MAX_ROWS:
+                raise ValidationFailed.for_fields({"filters": [
+                    f"the list has more than {EXPORT_MAX_ROWS:,} rows: narrow the filters"]})
+            yield from page["items"]
             cursor = page.get("next_cursor")
             if not cursor:
                 return

@@ -121,6 +121,22 @@ class PipelineChanged(Schema):
     created = fields.Boolean(required=True)
 
 
+class RecordsImported(Schema):
+    """An import job finished (not a dry run): one summary event instead of an event per row.
+
+    Subscribers that need the records read them by `created_ids` (the first 1,000)."""
+
+    job_id = fields.String(required=True)
+    entity = fields.String(required=True, metadata={"enum": ["customer", "contact"]})
+    filename = fields.String(required=True)
+    created = fields.Integer(required=True)
+    updated = fields.Integer(required=True)
+    skipped = fields.Integer(required=True, metadata={"description": "duplicates left alone"})
+    failed = fields.Integer(required=True, metadata={"description": "bad rows"})
+    created_ids = fields.List(fields.String(), required=True,
+                              metadata={"description": "ids of created records, at most 1,000"})
+
+
 EVENT_SCHEMAS: dict[str, type[Schema]] = {
     "customer_created": CustomerCreated,
     "customer_updated": CustomerUpdated,
@@ -135,5 +151,6 @@ EVENT_SCHEMAS: dict[str, type[Schema]] = {
     "opportunity_lost": OpportunityLost,
     "lead_converted": LeadConverted,
     "pipeline_changed": PipelineChanged,
+    "customers_imported": RecordsImported,
+    "contacts_imported": RecordsImported,
 }
-# Events of the numbers part (quotas, imports, snapshots) are added below.

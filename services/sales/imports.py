@@ -48,7 +48,13 @@ MAX_FILE_BYTES = 50 * 1024 * 1024
 ERRORS_PAGE = 500
 # a running job whose batches stopped for this long lost its process: another resumes it
 STALE_AFTER = timedelta(minutes=5)
-CANDIDATES_PER_BLOCK = 200
+# stored customers read as fuzzy-match candidates per (name block, key length); a block is
+# read once per job
+CANDIDATES_PER_BUCKET = 100
+# a ratio of at least 90 needs the shorter key to be at least 9/11 of the longer one
+LENGTH_SPREAD = 2 * 100 / accounts.NAME_MATCH_THRESHOLD - 1
+
+Candidate = tuple[str, str, str | None]  # id, name, credit code
 
 
 def utcnow() -> datetime:
@@ -156,8 +162,11 @@ class Importer:
         self.job_id = job_id
         self.between_batches = between_batches
         # keys of records this file created (or would create), for duplicates within it
-        self.new_by_code: dict[str, tuple[str, str, str | None]] = {}
-        self.new_by_block: dict[str, list[tuple[str, str, str | None]]] = defaultdict(list)
+        self.new_by_code: dict[str, Candidate] = {}
+        # name block -> key length -> candidates: this file's new records, stored customers
+        self.new_by_block: dict[str, dict[int, list[Candidate]]] = defaultdict(
+            lambda: defaultdict(list))
+        self.stored_by_block: dict[str, dict[int, list[Candidate]]] = {}
         self.new_contacts: dict[tuple[str, str, str], str] = {}
         self.unique_seen: dict[str, set[Any]] = {}
         self.created_ids: list[str] = []
@@ -291,24 +300,15 @@ class Importer:
             if "name" in record:
                 record["_key"] = accounts.name_key(record["name"])
         codes = {r["credit_code"] for _, r, _ in rows if r.get("credit_code")}
-        blocks = {accounts.name_block(r["_key"]) for _, r, _ in rows if r.get("_key")}
-        stored_by_code: dict[str, tuple[str, str, str | None]] = {}
-        stored_by_block: dict[str, list[tuple[str, str, str | None]]] = defaultdict(list)
-        conditions = []
+        stored_by_code: dict[str, Candidate] = {}
         if codes:
-            conditions.append(Customer.credit_code.in_(codes))
-        if blocks:
-            conditions.append(Customer.name_block.in_(blocks))
-        if conditions:
             for row in session.execute(
-                select(Customer.id, Customer.name, Customer.credit_code, Customer.name_block)
-                .where(or_(*conditions), Customer.merged_into_id.is_(None))
+                select(Customer.id, Customer.name, Customer.credit_code)
+                .where(Customer.credit_code.in_(codes), Customer.merged_into_id.is_(None))
             ):
-                candidate = (row.id, row.name, row.credit_code)
-                if row.credit_code:
-                    stored_by_code[row.credit_code] = candidate
-                if row.name_block and len(stored_by_block[row.name_block]) < CANDIDATES_PER_BLOCK:
-                    stored_by_block[row.name_block].append(candidate)
+                stored_by_code[row.credit_code] = (row.id, row.name, row.credit_code)
+        self._load_blocks(session, {accounts.name_block(r["_key"]) for _, r, _ in rows
+                                    if r.get("_key")})
         inserts: list[dict[str, Any]] = []
         pending: dict[str, dict[str, Any]] = {}
         now = utcnow()
@@ -325,7 +325,8 @@ class Importer:
                 if code and code in source:
                     candidates.append(source[code])
             if block:
-                candidates += stored_by_block.get(block, []) + self.new_by_block.get(block, [])
+                candidates += self._similar_length(self.stored_by_block.get(block), key)
+                candidates += self._similar_length(self.new_by_block.get(block), key)
             matches = self._matches(key, code, candidates)
             owner, team, owner_problems = self._owner(record)
             if owner_problems:
@@ -376,12 +377,44 @@ class Importer:
             if code:
                 self.new_by_code[code] = candidate
             if block:
-                self.new_by_block[block].append(candidate)
+                self.new_by_block[block][len(key)].append(candidate)
             self._remember_unique(record)
             self.created_ids.append(new_id)
             counts["created"] += 1
         if inserts and not self.dry_run:
             insert_rows(session, Customer.__table__, inserts)
+
+    def _load_blocks(self, session: Session, blocks: set[str | None]) -> None:
+        """Reads the stored customers of blocks not read yet in this job: at most
+        CANDIDATES_PER_BUCKET of each key length, the newest first."""
+        wanted = sorted(b for b in blocks if b and b not in self.stored_by_block)
+        if not wanted:
+            return
+        length = func.length(Customer.name_key)
+        ranked = (
+            select(Customer.id, Customer.name, Customer.credit_code, Customer.name_block,
+                   length.label("length"),
+                   func.row_number().over(partition_by=(Customer.name_block, length),
+                                          order_by=Customer.created_at.desc()).label("rank"))
+            .where(Customer.name_block.in_(wanted), Customer.merged_into_id.is_(None))
+            .subquery()
+        )
+        for block in wanted:
+            self.stored_by_block[block] = defaultdict(list)
+        for row in session.execute(select(ranked).where(ranked.c.rank <= CANDIDATES_PER_BUCKET)):
+            self.stored_by_block[row.name_block][row.length].append(
+                (row.id, row.name, row.credit_code))
+
+    @staticmethod
+    def _similar_length(
+        by_length: dict[int, list[Candidate]] | None, key: str
+    ) -> list[Candidate]:
+        """Candidates whose key is long enough and short enough to reach the threshold."""
+        if not by_length:
+            return []
+        size = len(key)
+        low, high = int(size / LENGTH_SPREAD), int(size * LENGTH_SPREAD) + 1
+        return [c for n in range(max(low, 1), high + 1) for c in by_length.get(n, ())]
 
     def _matches(
         self, key: str | None, code: str | None, candidates: list[tuple[str, str, str | None]]

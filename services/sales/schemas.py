@@ -92,6 +92,25 @@ class PageSchema(StrictSchema):
 # -- customers -------------------------------------------------------------------------------
 
 
+def custom_values(entity: str) -> fields.Dict:
+    """The free-form `custom` object of a record; its keys and rules are described by the
+    gateway's `components.schemas.CustomFields` (made from the definitions)."""
+    return fields.Dict(keys=fields.String(), metadata={"description": (
+        f"custom field values keyed by field key; the {entity} fields defined now and their "
+        f"rules: components.schemas.CustomFields.properties.{entity}, GET /custom-fields")})
+
+
+CUSTOM_FILTER_DOC = (
+    "custom-field filters: {\"<key>\": value} or {\"<key>__<op>\": value}, op one of eq, ne, "
+    "gte, lte, in (comma-separated), contains, exists; over HTTP `custom.<key>[__op]=value`"
+)
+
+
+def custom_filters() -> fields.Dict:
+    return fields.Dict(keys=fields.String(), values=fields.Raw(),
+                       metadata={"description": CUSTOM_FILTER_DOC})
+
+
 class CustomerWriteSchema(StrictSchema):
     name = fields.String(validate=short_text)
     credit_code = fields.String(
@@ -109,7 +128,7 @@ class CustomerWriteSchema(StrictSchema):
     phone = optional_text(40)
     website = optional_text(300)
     address = optional_text(500)
-    custom = fields.Dict(keys=fields.String(), metadata={"description": "custom field values"})
+    custom = custom_values("customer")
 
 
 class CustomerCreateSchema(CustomerWriteSchema):
@@ -142,7 +161,7 @@ class CustomerSchema(Schema):
     phone = fields.String(allow_none=True)
     website = fields.String(allow_none=True)
     address = fields.String(allow_none=True)
-    custom = fields.Dict()
+    custom = custom_values("customer")
     merged_into_id = fields.String(allow_none=True)
     last_activity_at = Timestamp(allow_none=True)
     created_at = Timestamp()
@@ -166,6 +185,7 @@ class CustomerFiltersSchema(StrictSchema):
     created_from = fields.AwareDateTime()
     created_to = fields.AwareDateTime()
     include_merged = fields.Boolean(load_default=False)
+    custom = custom_filters()
 
 
 class TagChangeSchema(StrictSchema):
@@ -192,7 +212,7 @@ class ContactWriteSchema(StrictSchema):
     preferred_channel = fields.String(allow_none=True, validate=validate.OneOf(CHANNELS))
     birthday = fields.Date(allow_none=True)
     consent = fields.Boolean(metadata={"description": "agreed to be contacted"})
-    custom = fields.Dict(keys=fields.String())
+    custom = custom_values("contact")
 
 
 class ContactCreateSchema(ContactWriteSchema):
@@ -217,7 +237,7 @@ class ContactSchema(Schema):
     preferred_channel = fields.String(allow_none=True, metadata={"enum": list(CHANNELS)})
     birthday = DateField(allow_none=True)
     consent = fields.Boolean()
-    custom = fields.Dict()
+    custom = custom_values("contact")
     owner_id = fields.String(allow_none=True)
     lead_id = fields.String(allow_none=True)
     created_at = Timestamp()
@@ -230,6 +250,7 @@ class ContactFiltersSchema(StrictSchema):
     owner_id = fields.String()
     consent = fields.Boolean()
     q = fields.String(validate=validate.Length(min=1, max=200))
+    custom = custom_filters()
 
 
 # -- follow-ups ------------------------------------------------------------------------------
@@ -373,7 +394,7 @@ class OpportunityWriteSchema(StrictSchema):
     competitors = string_list(20, 100)
     source = optional_text(64)
     campaign = optional_text(128)
-    custom = fields.Dict(keys=fields.String())
+    custom = custom_values("opportunity")
     owner_id = fields.String()
     team_id = fields.String(allow_none=True)
 
@@ -431,7 +452,7 @@ class OpportunitySchema(Schema):
     status = fields.String(metadata={"enum": list(OPPORTUNITY_STATUSES)})
     won_lost_reason = fields.String(allow_none=True)
     closed_at = Timestamp(allow_none=True)
-    custom = fields.Dict()
+    custom = custom_values("opportunity")
     stage_entered_at = Timestamp()
     created_at = Timestamp()
     updated_at = Timestamp()
@@ -450,6 +471,7 @@ class OpportunityFiltersSchema(StrictSchema):
     close_from = fields.Date(metadata={"description": "expected close date from (inclusive)"})
     close_to = fields.Date(metadata={"description": "expected close date to (inclusive)"})
     q = fields.String(validate=validate.Length(min=1, max=200))
+    custom = custom_filters()
 
 
 class MoveSchema(StrictSchema):

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.sales.analytics import customer_insights
-from services.sales.api_numbers import NumbersRpc
+from services.sales.api_numbers import NumbersRpc, custom_clauses
 from services.sales.domain import accounts, credit_code
 from services.sales.domain import pipeline as stages_domain
 from services.sales.domain.custom_fields import merge_custom, validate_custom
@@ -308,6 +308,7 @@ class SalesService(NumbersRpc, PlatformEndpoints):
             ))
         query = page_after(query, Customer.created_at, Customer.id, page["cursor"], page["limit"])
         with self.db.read() as session:
+            query = query.where(*custom_clauses(session, "customer", filters.get("custom")))
             rows = session.scalars(query).all()
         more = len(rows) > page["limit"]
         rows = rows[: page["limit"]]
@@ -504,6 +505,7 @@ class SalesService(NumbersRpc, PlatformEndpoints):
             ))
         query = page_after(query, Contact.created_at, Contact.id, page["cursor"], page["limit"])
         with self.db.read() as session:
+            query = query.where(*custom_clauses(session, "contact", filters.get("custom")))
             rows = session.scalars(query).all()
         more = len(rows) > page["limit"]
         rows = rows[: page["limit"]]
@@ -776,6 +778,7 @@ class SalesService(NumbersRpc, PlatformEndpoints):
             query, Opportunity.created_at, Opportunity.id, page["cursor"], page["limit"]
         )
         with self.db.read() as session:
+            query = query.where(*custom_clauses(session, "opportunity", filters.get("custom")))
             rows = session.scalars(query).all()
             stages = self._stage_map(session)
         more = len(rows) > page["limit"]

@@ -70,6 +70,18 @@ def test_import_with_bad_rows_dry_run_then_import_then_export(system):
     assert (done["created"], done["failed"], done["processed_rows"]) == (2, 2, 4)
     customers = system.get("/customers", user="zhangwei", params={"q": t}).json()["items"]
     assert {c["custom"].get(key) for c in customers} == {"SZ0001", "BJ0002"}
+    # lists filter on custom fields: custom.<key>[__op]=value
+    found = system.get("/customers", user="zhangwei",
+                       params={"q": t, f"custom.{key}": "BJ0002"}).json()["items"]
+    assert [c["custom"][key] for c in found] == ["BJ0002"]
+    found = system.get("/customers", user="zhangwei",
+                       params={"q": t, f"custom.{key}__in": "SZ0001,BJ0002"}).json()["items"]
+    assert len(found) == 2
+    bad = system.get("/customers", user="zhangwei",
+                     params={f"custom.{key}__near": "x", "colour": "red"})
+    assert bad.status_code == 422 and set(bad.json()["errors"]) == {"colour"}
+    bad = system.get("/customers", user="zhangwei", params={f"custom.{key}__near": "x"})
+    assert bad.status_code == 422 and set(bad.json()["errors"]) == {f"custom.{key}__near"}
     # another rep does not see the job
     assert system.get(real.headers["Location"], user="chenjing").status_code == 404
 

@@ -114,6 +114,18 @@ def test_custom_fields_are_defined_validated_on_write_unique_and_filterable(make
     with pytest.raises(ValidationFailed) as err:
         rep.dormant_customers(30, {"custom": {"nope": 1}}, REP_A)
     assert "custom.nope" in err.value.errors
+    # ... and so do the lists
+    listed = rep.list_customers({"custom": {"employees__lte": "100"}}, REP_A)["items"]
+    assert [c["id"] for c in listed] == [other["id"]]
+    listed = rep.list_customers({"custom": {"erp_code": "SZ0001", "lines__exists": "yes"}},
+                                REP_A)["items"]
+    assert [c["id"] for c in listed] == [customer["id"]]
+    listed = rep.list_customers({"custom": {"lines": "ERP"}}, REP_A)["items"]
+    assert [c["id"] for c in listed] == [customer["id"]]
+    assert rep.list_customers({"custom": {"employees__gte": 5000}}, REP_A)["items"] == []
+    with pytest.raises(ValidationFailed) as err:
+        rep.list_customers({"custom": {"employees__gte": "many", "erp_code__near": "x"}}, REP_A)
+    assert set(err.value.errors) == {"custom.employees__gte", "custom.erp_code__near"}
 
     # a required field added later is required on create; deactivated it no longer applies
     required = admin.define_custom_field({"entity": "customer", "key": "region_code",
@@ -283,6 +295,10 @@ def test_import_customers_dry_run_reports_every_bad_row_then_imports(make_servic
     assert tencent["phone"] == "+8675586013388" and tencent["custom"] == {"employees": 50000}
     events = [json.loads(e) for e in _outbox(make_service.engine)]
     assert not any(e["event_type"] == "customer_created" for e in events)  # one summary only
+    summary = [e["data"] for e in events if e["event_type"] == "customers_imported"]
+    assert len(summary) == 1 and summary[0]["job_id"] == job["id"]
+    assert (summary[0]["created"], summary[0]["failed"]) == (2, 2)
+    assert {tencent["id"]} < set(summary[0]["created_ids"])
 
     # again with skip: the same credit code and a close name are duplicates
     again = rep.start_import("customer", "again.csv", b64(

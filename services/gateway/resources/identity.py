@@ -16,6 +16,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from services.gateway.app import current_principal, gateway, require_role
 from services.gateway.auth import Principal, generate_api_key
+from services.gateway.directory import user_fields
 from services.gateway.models import ApiKey, Team, User
 from services.gateway.problems import PROBLEM_BASE, ApiProblem, validation_problem
 from services.gateway.schemas import (
@@ -41,16 +42,7 @@ _DUMMY_HASH = generate_password_hash("not-a-real-password")
 
 
 def user_dict(user: User) -> dict[str, Any]:
-    return {
-        "id": user.id,
-        "username": user.username,
-        "display_name": user.display_name,
-        "email": user.email,
-        "role": user.role,
-        "team_id": user.team_id,
-        "active": user.active,
-        "created_at": user.created_at,
-    }
+    return {**user_fields(user), "created_at": user.created_at}
 
 
 def key_dict(key: ApiKey) -> dict[str, Any]:

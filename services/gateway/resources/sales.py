@@ -8,8 +8,9 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from flask import request
 from flask_smorest import Blueprint
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 from nameko.exceptions import RemoteError
 from sqlalchemy import select
 
@@ -25,7 +26,6 @@ blp = Blueprint(
     "sales", __name__, description="Customers, contacts, follow-ups, pipelines and opportunities."
 )
 
-CONVERTIBLE = ("qualified", "converted")  # converted: a repeat answers the first result
 LEAD_FIELDS = ("id", "name", "company", "title", "email", "phone", "source", "region",
                "industry", "product_interest", "campaign", "attributes", "status", "owner_id")
 
@@ -34,7 +34,12 @@ LEAD_FIELDS = ("id", "name", "company", "title", "email", "phone", "source", "re
 
 
 def _paged(filters: type[Schema], name: str) -> type[Schema]:
+    """The list's filters as query params, with paging. `custom` is not a param: custom-field
+    filters come as `custom.<key>[__op]=value` and are read by `custom_params`."""
+    meta = type("Meta", (), {"exclude": ("custom",)} if "custom" in filters._declared_fields
+                else {})
     return type(name, (filters,), {
+        "Meta": meta,
         "cursor": fields.String(validate=validate.Length(max=1000)),
         "limit": fields.Integer(load_default=50, validate=validate.Range(min=1, max=200)),
     })
@@ -124,11 +129,26 @@ class PipelineListSchema(Schema):
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _scope() -> dict[str, Any]:
+def sales_scope() -> dict[str, Any]:
     """Sales records have no public pool: own (rep), the team's (manager) or all (admin)."""
     scope = dict(current_principal().leads_scope())
     scope.pop("include_pool", None)
     return scope
+
+
+
+def custom_params(known: set[str]) -> dict[str, str]:
+    """`custom.<key>[__op]=value` query params; any other name not in `known` is a 400."""
+    custom: dict[str, str] = {}
+    unknown: dict[str, list[str]] = {}
+    for name in request.args:
+        if name.startswith("custom."):
+            custom[name[len("custom."):]] = request.args[name]
+        elif name not in known:
+            unknown[name] = ["Unknown field."]
+    if unknown:
+        raise validation_problem(unknown)
+    return custom
 
 
 def _plain(value: Any) -> Any:
@@ -171,10 +191,16 @@ def _check_assignable(owner_id: str) -> User:
     return owner
 
 
-def _list_args(query: dict[str, Any]) -> dict[str, Any]:
+def _list_args(query: dict[str, Any], schema: type[Schema] | None = None) -> dict[str, Any]:
+    """RPC arguments of a list; with the route's query `schema`, also its custom-field
+    filters (the route reads the query with unknown=EXCLUDE so that they reach here)."""
     cursor = query.pop("cursor", None)
     limit = query.pop("limit", 50)
-    return {"filters": _plain(query), "scope": _scope(), "cursor": cursor, "limit": limit}
+    filters = _plain(query)
+    custom = custom_params(set(schema().fields)) if schema else {}
+    if custom:
+        filters["custom"] = custom
+    return {"filters": filters, "scope": sales_scope(), "cursor": cursor, "limit": limit}
 
 
 # -- customers -------------------------------------------------------------------------------
@@ -189,25 +215,25 @@ def create_customer(data: dict[str, Any]) -> Any:
     """Create a customer (account); the credit code is checked with its check digit."""
     on_duplicate = data.pop("on_duplicate", None) or "reject"
     _owner_fields(data)
-    customer = rpc_call("sales", "create_customer", data=_plain(data), scope=_scope(),
+    customer = rpc_call("sales", "create_customer", data=_plain(data), scope=sales_scope(),
                         on_duplicate=on_duplicate)
     return customer, 201, {"Location": f"/customers/{customer['id']}"}
 
 
 @blp.route("/customers", methods=["GET"])
-@blp.arguments(CustomerListQuery(), location="query", unknown=RAISE)
+@blp.arguments(CustomerListQuery(), location="query", unknown=EXCLUDE)
 @blp.response(200, CustomerPage)
 def list_customers(query: dict[str, Any]) -> Any:
     """Customers visible to the caller, newest first; `q` searches names and tags (Chinese
     works)."""
-    return rpc_call("sales", "list_customers", **_list_args(query))
+    return rpc_call("sales", "list_customers", **_list_args(query, CustomerListQuery))
 
 
 @blp.route("/customers/<string:customer_id>", methods=["GET"])
 @blp.response(200, CustomerDetailSchema)
 def get_customer(customer_id: str) -> Any:
     """A customer with its contacts, health score and RFM segment (explained)."""
-    return rpc_call("sales", "get_customer", customer_id=customer_id, scope=_scope())
+    return rpc_call("sales", "get_customer", customer_id=customer_id, scope=sales_scope())
 
 
 @blp.route("/customers/<string:customer_id>", methods=["PATCH"])
@@ -216,7 +242,7 @@ def get_customer(customer_id: str) -> Any:
 def update_customer(data: dict[str, Any], customer_id: str) -> Any:
     """Change fields of a customer (tier, lifecycle stage, custom fields...)."""
     return rpc_call("sales", "update_customer", customer_id=customer_id, data=_plain(data),
-                    scope=_scope())
+                    scope=sales_scope())
 
 
 @blp.route("/customers/<string:customer_id>/merge", methods=["POST"])
@@ -227,7 +253,7 @@ def merge_customers(data: dict[str, Any], customer_id: str) -> Any:
     if data["source_id"] == customer_id:
         raise validation_problem({"source_id": ["Cannot merge a customer into itself."]})
     return rpc_call("sales", "merge_customers", target_id=customer_id,
-                    source_id=data["source_id"], scope=_scope())
+                    source_id=data["source_id"], scope=sales_scope())
 
 
 class DuplicateSchema(Schema):
@@ -247,7 +273,7 @@ def find_duplicates(customer_id: str) -> Any:
     """Customers that look like this one (same credit code, or a name at least 90 % similar):
     candidates to merge."""
     return {"items": rpc_call("sales", "find_duplicate_customers", customer_id=customer_id,
-                              scope=_scope())}
+                              scope=sales_scope())}
 
 
 @blp.route("/customers/<string:customer_id>/tags", methods=["POST"])
@@ -256,7 +282,7 @@ def find_duplicates(customer_id: str) -> Any:
 def tag_customer(data: dict[str, Any], customer_id: str) -> Any:
     """Add and remove tags."""
     return rpc_call("sales", "tag_customer", customer_id=customer_id, add=data["add"],
-                    remove=data["remove"], scope=_scope())
+                    remove=data["remove"], scope=sales_scope())
 
 
 @blp.route("/customers/<string:customer_id>/assign", methods=["POST"])
@@ -266,7 +292,7 @@ def assign_customer(data: dict[str, Any], customer_id: str) -> Any:
     """Give the customer to a user (admins: anyone; managers: within their teams)."""
     owner = _check_assignable(data["owner_id"])
     return rpc_call("sales", "assign_customer", customer_id=customer_id, owner_id=owner.id,
-                    team_id=owner.team_id, scope=_scope(),
+                    team_id=owner.team_id, scope=sales_scope(),
                     include_open_opportunities=data["include_open_opportunities"])
 
 
@@ -276,7 +302,7 @@ def customer_360(customer_id: str) -> Any:
     """Everything about a customer in one call: contacts, recent follow-ups, open and closed
     opportunities, the owner and open tasks. A part whose service does not answer is null and
     named in `partial`."""
-    scope = _scope()
+    scope = sales_scope()
     customer = rpc_call("sales", "get_customer", customer_id=customer_id, scope=scope)
     followups = rpc_call("sales", "list_followups", filters={"customer_id": customer_id},
                          scope=scope, limit=20)
@@ -321,23 +347,23 @@ def customer_360(customer_id: str) -> Any:
 @blp.response(201, sales.ContactSchema)
 def create_contact(data: dict[str, Any]) -> Any:
     """Add a person at a customer, with their role in the decision chain."""
-    contact = rpc_call("sales", "create_contact", data=_plain(data), scope=_scope())
+    contact = rpc_call("sales", "create_contact", data=_plain(data), scope=sales_scope())
     return contact, 201, {"Location": f"/contacts/{contact['id']}"}
 
 
 @blp.route("/contacts", methods=["GET"])
-@blp.arguments(ContactListQuery(), location="query", unknown=RAISE)
+@blp.arguments(ContactListQuery(), location="query", unknown=EXCLUDE)
 @blp.response(200, ContactPage)
 def list_contacts(query: dict[str, Any]) -> Any:
     """Contacts visible to the caller, newest first."""
-    return rpc_call("sales", "list_contacts", **_list_args(query))
+    return rpc_call("sales", "list_contacts", **_list_args(query, ContactListQuery))
 
 
 @blp.route("/contacts/<string:contact_id>", methods=["GET"])
 @blp.response(200, sales.ContactSchema)
 def get_contact(contact_id: str) -> Any:
     """A contact."""
-    return rpc_call("sales", "get_contact", contact_id=contact_id, scope=_scope())
+    return rpc_call("sales", "get_contact", contact_id=contact_id, scope=sales_scope())
 
 
 @blp.route("/contacts/<string:contact_id>", methods=["PATCH"])
@@ -346,7 +372,7 @@ def get_contact(contact_id: str) -> Any:
 def update_contact(data: dict[str, Any], contact_id: str) -> Any:
     """Change fields of a contact (consent, preferred channel, birthday...)."""
     return rpc_call("sales", "update_contact", contact_id=contact_id, data=_plain(data),
-                    scope=_scope())
+                    scope=sales_scope())
 
 
 # -- follow-ups ------------------------------------------------------------------------------
@@ -358,7 +384,7 @@ def update_contact(data: dict[str, Any], contact_id: str) -> Any:
 def record_followup(data: dict[str, Any]) -> Any:
     """Record a call, email, meeting, visit (with check-in) or note with key points and the
     next follow-up date; `tags` label it for stage exit criteria (e.g. needs_analysis)."""
-    return rpc_call("sales", "record_followup", data=_plain(data), scope=_scope())
+    return rpc_call("sales", "record_followup", data=_plain(data), scope=sales_scope())
 
 
 @blp.route("/followups", methods=["GET"])
@@ -417,16 +443,16 @@ def update_pipeline(data: dict[str, Any], pipeline_id: str) -> Any:
 def create_opportunity(data: dict[str, Any]) -> Any:
     """Open an opportunity (amount as a decimal string, currency CNY by default)."""
     _owner_fields(data)
-    opportunity = rpc_call("sales", "create_opportunity", data=_plain(data), scope=_scope())
+    opportunity = rpc_call("sales", "create_opportunity", data=_plain(data), scope=sales_scope())
     return opportunity, 201, {"Location": f"/opportunities/{opportunity['id']}"}
 
 
 @blp.route("/opportunities", methods=["GET"])
-@blp.arguments(OpportunityListQuery(), location="query", unknown=RAISE)
+@blp.arguments(OpportunityListQuery(), location="query", unknown=EXCLUDE)
 @blp.response(200, OpportunityPage)
 def list_opportunities(query: dict[str, Any]) -> Any:
     """Opportunities visible to the caller, newest first."""
-    return rpc_call("sales", "list_opportunities", **_list_args(query))
+    return rpc_call("sales", "list_opportunities", **_list_args(query, OpportunityListQuery))
 
 
 @blp.route("/opportunities/board", methods=["GET"])
@@ -434,14 +460,14 @@ def list_opportunities(query: dict[str, Any]) -> Any:
 @blp.response(200, BoardSchema)
 def opportunity_board(query: dict[str, Any]) -> Any:
     """The kanban board: a column per stage with count, amounts and the newest cards."""
-    return rpc_call("sales", "opportunity_board", filters=_plain(query), scope=_scope())
+    return rpc_call("sales", "opportunity_board", filters=_plain(query), scope=sales_scope())
 
 
 @blp.route("/opportunities/<string:opportunity_id>", methods=["GET"])
 @blp.response(200, sales.OpportunitySchema)
 def get_opportunity(opportunity_id: str) -> Any:
     """An opportunity with its stage history."""
-    return rpc_call("sales", "get_opportunity", opportunity_id=opportunity_id, scope=_scope())
+    return rpc_call("sales", "get_opportunity", opportunity_id=opportunity_id, scope=sales_scope())
 
 
 @blp.route("/opportunities/<string:opportunity_id>", methods=["PATCH"])
@@ -453,7 +479,7 @@ def update_opportunity(data: dict[str, Any], opportunity_id: str) -> Any:
         owner = _check_assignable(data["owner_id"])
         data.setdefault("team_id", owner.team_id)
     return rpc_call("sales", "update_opportunity", opportunity_id=opportunity_id,
-                    data=_plain(data), scope=_scope())
+                    data=_plain(data), scope=sales_scope())
 
 
 @blp.route("/opportunities/<string:opportunity_id>/move", methods=["POST"])
@@ -464,7 +490,7 @@ def update_opportunity(data: dict[str, Any], opportunity_id: str) -> Any:
 def move_opportunity(data: dict[str, Any], opportunity_id: str) -> Any:
     """Move to another stage (the kanban drag). Won and lost need a reason."""
     return rpc_call("sales", "move_opportunity", opportunity_id=opportunity_id,
-                    stage_id=data["stage_id"], reason=data.get("reason"), scope=_scope())
+                    stage_id=data["stage_id"], reason=data.get("reason"), scope=sales_scope())
 
 
 # -- lead conversion -------------------------------------------------------------------------
@@ -481,12 +507,6 @@ def convert_lead(options: dict[str, Any], lead_id: str) -> Any:
     and a contact and an opportunity are created, keeping the lead's source and campaign."""
     principal = current_principal()
     lead = rpc_call("leads", "get_lead", lead_id=lead_id, scope=principal.leads_scope())
-    if lead.get("status") not in CONVERTIBLE:
-        raise ApiProblem(
-            412, f"Only a qualified lead can be converted; this one is {lead.get('status')}.",
-            title="Precondition failed", type_=PROBLEM_BASE + "precondition-failed",
-            field="status", status_value=lead.get("status"),
-        )
     owner_id = options.get("owner_id") or lead.get("owner_id") or principal.user_id
     if options.get("owner_id"):
         _check_assignable(owner_id)
@@ -495,6 +515,6 @@ def convert_lead(options: dict[str, Any], lead_id: str) -> Any:
             options["team_id"] = session.scalar(select(User.team_id).where(User.id == owner_id))
     result = rpc_call(
         "sales", "convert_lead", lead={k: lead.get(k) for k in LEAD_FIELDS},
-        options=_plain(options), scope=_scope(),
+        options=_plain(options), scope=sales_scope(),
     )
     return result, 200 if result.get("replayed") else 201

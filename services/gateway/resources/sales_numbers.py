@@ -19,6 +19,7 @@ from sqlalchemy import select
 from services.gateway.app import current_principal, gateway, require_role, rpc_call
 from services.gateway.models import Team, User
 from services.gateway.problems import PROBLEM_BASE, ApiProblem, validation_problem
+from services.gateway.resources.sales import custom_params, sales_scope
 from services.sales.domain import custom_fields as cf
 
 log = logging.getLogger("services.gateway.sales_numbers")
@@ -151,12 +152,6 @@ class ImportQuerySchema(Schema):
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _scope() -> dict[str, Any]:
-    scope = dict(current_principal().leads_scope())
-    scope.pop("include_pool", None)
-    return scope
-
-
 def _team_members(team_id: str) -> list[str]:
     with gateway().store.read() as session:
         if session.get(Team, team_id) is None:
@@ -164,22 +159,9 @@ def _team_members(team_id: str) -> list[str]:
         return list(session.scalars(select(User.id).where(User.team_id == team_id)))
 
 
-def _custom_params(known: set[str]) -> dict[str, str]:
-    custom: dict[str, str] = {}
-    unknown: dict[str, list[str]] = {}
-    for name in request.args:
-        if name.startswith("custom."):
-            custom[name[len("custom."):]] = request.args[name]
-        elif name not in known:
-            unknown[name] = ["Unknown field."]
-    if unknown:
-        raise validation_problem(unknown)
-    return custom
-
-
 def _filters(query: dict[str, Any], schema: type[Schema] = ReportQuerySchema) -> dict[str, Any]:
     known = set(schema().fields)
-    custom = _custom_params(known)
+    custom = custom_params(known)
     filters: dict[str, Any] = {}
     if query.get("owner_id"):
         filters["owner_ids"] = list(query["owner_id"])
@@ -198,7 +180,7 @@ def _filters(query: dict[str, Any], schema: type[Schema] = ReportQuerySchema) ->
 
 
 def _report(method: str, query: dict[str, Any], **extra: Any) -> Any:
-    return rpc_call("sales", method, filters=_filters(query), scope=_scope(), **extra)
+    return rpc_call("sales", method, filters=_filters(query), scope=sales_scope(), **extra)
 
 
 # -- custom fields ---------------------------------------------------------------------------
@@ -247,7 +229,7 @@ def list_quotas(query: dict[str, Any]) -> Any:
     for name in ("date_from", "date_to"):
         if query.get(name):
             filters[name] = query[name].isoformat()
-    scope = _scope()
+    scope = sales_scope()
     users = query.get("user_id")
     if not scope.get("all"):
         allowed = scope["owner_ids"]
@@ -347,7 +329,7 @@ def quota_performance(query: dict[str, Any]) -> Any:
                 User.team_id == team_id)))
     if query.get("team_id"):
         filters["team_id"] = query["team_id"]
-    return rpc_call("sales", "quota_performance", filters=filters, scope=_scope(),
+    return rpc_call("sales", "quota_performance", filters=filters, scope=sales_scope(),
                     team_members=members)
 
 
@@ -365,7 +347,7 @@ def channels(query: dict[str, Any]) -> Any:
 def dormant_customers(query: dict[str, Any]) -> Any:
     """Dormant customers, one page per cursor."""
     return rpc_call("sales", "dormant_customers", days=query["days"],
-                    filters=_filters(query, DormantQuerySchema), scope=_scope(),
+                    filters=_filters(query, DormantQuerySchema), scope=sales_scope(),
                     cursor=query.get("cursor"), limit=query["limit"])
 
 
@@ -383,7 +365,7 @@ def drill_down(query: dict[str, Any], figure: str) -> Any:
               if k in ("stage_id", "reason", "source", "run_id", "period_start", "days",
                        "period_kind")}
     return rpc_call("sales", "drill_down", figure=figure,
-                    filters=_filters(query, DrillQuerySchema), scope=_scope(), params=params,
+                    filters=_filters(query, DrillQuerySchema), scope=sales_scope(), params=params,
                     cursor=query.get("cursor"), limit=query["limit"])
 
 
@@ -413,7 +395,7 @@ def start_import(form: dict[str, Any], files: dict[str, Any]) -> Any:
         content_b64=base64.b64encode(content).decode(),
         options={"dry_run": form["dry_run"], "on_duplicate": form["on_duplicate"],
                  "owner_id": principal.user_id, "team_id": principal.team_id},
-        scope=_scope(),
+        scope=sales_scope(),
     )
     return job, 202, {"Location": f"/imports/{job['id']}"}
 
@@ -423,7 +405,7 @@ def start_import(form: dict[str, Any], files: dict[str, Any]) -> Any:
 @blp.response(200, description="Progress (processed_rows / total_rows), counts, bad rows.")
 def get_import(query: dict[str, Any], job_id: str) -> Any:
     """An import job: status, progress and its bad rows (row number and field messages)."""
-    return rpc_call("sales", "get_import", job_id=job_id, scope=_scope(), **query)
+    return rpc_call("sales", "get_import", job_id=job_id, scope=sales_scope(), **query)
 
 
 @blp.route("/exports/<string:entity>", methods=["GET"])
@@ -439,19 +421,15 @@ def export(entity: str) -> Any:
     fmt = request.args.get("format", "csv")
     if fmt not in ("csv", "xlsx"):
         raise validation_problem({"format": ["Must be one of: csv, xlsx."]})
-    filters: dict[str, Any] = {}
-    custom: dict[str, str] = {}
-    for name in request.args:
-        if name == "format":
-            continue
-        if name.startswith("custom."):
-            custom[name[len("custom."):]] = request.args[name]
-        else:
-            filters[name] = request.args[name]
+    # any other param is one of the list's filters: the sales service checks them (an unknown
+    # one is a 400 naming it)
+    filters: dict[str, Any] = {name: value for name, value in request.args.items()
+                               if name != "format" and not name.startswith("custom.")}
+    custom = custom_params(set(request.args))
     if custom:
         filters["custom"] = custom
     result = rpc_call("sales", "export", entity=entities[entity], filters=filters,
-                      scope=_scope(), format=fmt)
+                      scope=sales_scope(), format=fmt)
     return Response(
         base64.b64decode(result["content_b64"]), mimetype=result["content_type"],
         headers={"Content-Disposition": f'attachment; filename="{result["filename"]}"'},
