@@ -208,6 +208,15 @@ def check_template(template: str) -> str | None:
     return check(template)
 
 
+def failure(exc: Exception) -> dict[str, Any]:
+    """A failed action's outcome; a service's refusal keeps its details (a refused stage move
+    lists what is missing)."""
+    outcome: dict[str, Any] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    if isinstance(exc, CrmError) and exc.extra:
+        outcome["details"] = exc.extra
+    return outcome
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 
@@ -789,7 +798,7 @@ class Engine:
             except Skipped as exc:
                 outcome = {"status": "skipped", "detail": str(exc)}
             except (PermanentFailure, CrmError) as exc:
-                outcome = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+                outcome = failure(exc)
             outcomes[index] = {"index": index, "type": action["type"], "attempts": 1, **outcome}
         now = self.clock.now()
         run.actions = outcomes
@@ -942,7 +951,7 @@ class Engine:
             except Skipped as exc:
                 outcome = {"status": "skipped", "detail": str(exc)}
             except (PermanentFailure, CrmError) as exc:
-                outcome = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+                outcome = failure(exc)
             except Exception as exc:  # transient: the broker, a timeout, a service down
                 error = f"{type(exc).__name__}: {exc}"
                 backoff = self.settings.action_backoff
@@ -976,7 +985,7 @@ class Engine:
                 except Skipped as exc:
                     outcome = {"status": "skipped", "detail": str(exc)}
                 except (PermanentFailure, CrmError) as exc:
-                    outcome = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+                    outcome = failure(exc)
                 outcomes[index] = {"index": index, "type": action["type"], "attempts": 1,
                                    **outcome}
             status = ("failed" if any(o.get("status") == "failed" for o in outcomes)
@@ -1315,8 +1324,9 @@ class Engine:
         record = context.get("record") or {}
         record_type = context.get("record_type")
         service, method = action["service"], action["method"]
-        if not record.get("id") or record_type != service.rstrip("s"):
-            raise Skipped(f"{service}.{method} needs a {service.rstrip('s')} record")
+        acts_on = rules_domain.ALLOWED_CALLS[f"{service}.{method}"][0]
+        if not record.get("id") or record_type != acts_on:
+            raise Skipped(f"{service}.{method} needs a {acts_on} record")
         with self.db.read() as session:
             values = self._template_context(session, context)
         args = {name: render(value, values) if isinstance(value, str) else value
@@ -1328,8 +1338,9 @@ class Engine:
             # the context, so that "owner" and "owner_manager" still mean the people concerned.
             if result.get("owner_id"):
                 record["owner_id"] = result["owner_id"]
-            if "status" in result:
-                record["status"] = result["status"]
+            for name in ("status", "stage_id"):
+                if name in result:
+                    record[name] = result[name]
         return {"called": f"{service}.{method}", "args": args}
 
     # ---- deliveries -------------------------------------------------------------------------

@@ -141,6 +141,7 @@ class RulesService(PlatformEndpoints):
     context: Context = CallContext()
     entrypoint_metrics = EntrypointMetrics()
     leads = RpcProxy("leads")
+    sales = RpcProxy("sales")
     worker_ctx = WorkerContext()
 
     # -- plumbing --------------------------------------------------------------------------
@@ -157,7 +158,7 @@ class RulesService(PlatformEndpoints):
         return engine
 
     def _call(self, service: str, method: str, **kwargs: Any) -> Any:
-        proxies = {"leads": self.leads}
+        proxies = {"leads": self.leads, "sales": self.sales}
         if service not in proxies:
             raise PermanentFailure(f"no RPC client for {service}")
         reply = getattr(proxies[service], method).call_async(**kwargs)

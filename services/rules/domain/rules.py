@@ -16,12 +16,16 @@ ACTION_TYPES = ("assign", "create_task", "notify", "call", "escalate")
 CHANNELS = ("in_app", "email", "webhook")
 PRIORITIES = ("low", "normal", "high", "urgent")
 ROLES = ("admin", "manager", "sales_rep", "service_agent")
-# Commands of other services a rule may call, with the arguments it may pass. The record's id
-# is passed as `<record type>_id`; the scope is always everything (the rule acts for the org).
-ALLOWED_CALLS: dict[str, tuple[str, ...]] = {
-    "leads.release_lead": ("reason",),
-    "leads.change_status": ("status", "reason"),
-    "leads.assign_lead": ("owner_id",),
+# Commands of other services a rule may call: the record type it acts on and the arguments it
+# may pass. The record's id is passed as `<record type>_id`; the scope is always everything (the
+# rule acts for the organisation). The owning service checks the command as for any caller
+# (a stage move against the pipeline's exit criteria, for one).
+ALLOWED_CALLS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "leads.release_lead": ("lead", ("reason",)),
+    "leads.change_status": ("lead", ("status", "reason")),
+    "leads.assign_lead": ("lead", ("owner_id",)),
+    "sales.move_opportunity": ("opportunity", ("stage_id", "reason")),
+    "sales.assign_customer": ("customer", ("owner_id",)),
 }
 RECIPIENT_PREFIXES = ("role:", "team:", "team_manager:", "user:")
 RECIPIENTS = ("owner", "owner_manager", "manager_chain", "actor")
@@ -199,10 +203,10 @@ def validate_action(action: Any, path: str, problems: Problems, check: TemplateC
         if not isinstance(args, dict):
             _add(problems, f"{path}.args", "an object")
             return
+        takes = ALLOWED_CALLS[target][1]
         for name, value in args.items():
-            if name not in ALLOWED_CALLS[target]:
-                _add(problems, f"{path}.args.{name}",
-                     f"{target} takes {', '.join(ALLOWED_CALLS[target])}")
+            if name not in takes:
+                _add(problems, f"{path}.args.{name}", f"{target} takes {', '.join(takes)}")
             elif isinstance(value, str):
                 _template(value, f"{path}.args.{name}", problems, check)
 
