@@ -220,7 +220,6 @@ def _unbracket(match: re.Match[str]) -> str:
     return " " if _REGION_ONLY.match(inner) else f" {inner} "
 
 
-@lru_cache(maxsize=4096)
 @lru_cache(maxsize=65536)  # dedupe compares each capture with up to hundreds of stored names
 def _company_text(name: str) -> str:
     """Company name reduced to its distinctive words, Latin words still space-separated."""

@@ -13,6 +13,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -54,6 +55,7 @@ CLOSED_LEAD_STATUSES = ("converted", "disqualified")
 DELIVERY_LEASE = timedelta(minutes=2)
 TIMER_LEASE = timedelta(minutes=5)
 EMAIL_BACKOFF = (10, 60, 300, 1800, 3600, 6 * 3600)
+EMAIL_BATCH = 100  # deliveries sent over one SMTP connection per tick
 LOCAL_ACTIONS = ("create_task", "notify", "escalate")
 OWN_PRODUCER = "rules"
 PATTERN_TTL = 2.0
@@ -180,11 +182,14 @@ class Skipped(Exception):
 @dataclass
 class Ports:
     """The outside world: `call(service, method, **kwargs)` (RPC with the run's context),
-    `send_email(to, subject, text)` -> message id, `deliver_webhook(url, secret, id, body)`,
+    `email_connection()` -> a context manager holding one SMTP connection for several sends,
+    `send_email(to, subject, text, connection)` -> message id,
+    `deliver_webhook(url, secret, id, body)`,
     `set_context(correlation_id, causation_id, depth)` before acting for a run."""
 
     call: Callable[..., Any]
-    send_email: Callable[[list[str], str, str], str]
+    email_connection: Callable[[], AbstractContextManager[Any]]
+    send_email: Callable[[list[str], str, str, Any], str]
     deliver_webhook: Callable[[str, str, str, bytes], Any]
     set_context: Callable[[str | None, str | None, int], None]
 
@@ -784,8 +789,7 @@ class Engine:
         return run
 
     def run_locally(self, session: Session, run: RuleRun, definition: dict[str, Any]) -> None:
-        """Perform a run made only of local actions inside the caller's transaction (emails
-        are left to the delivery loop)."""
+        """Perform a run made only of local actions inside the caller's transaction."""
         from services.rules import metrics
 
         self._started.pop(run.id, None)
@@ -794,7 +798,7 @@ class Engine:
         for index, action in enumerate(definition["actions"]):
             try:
                 outcome = {"status": "ok", "detail": self.local_action(
-                    session, action, context, run.id, send_now=False)}
+                    session, action, context, run.id)}
             except Skipped as exc:
                 outcome = {"status": "skipped", "detail": str(exc)}
             except (PermanentFailure, CrmError) as exc:
@@ -974,13 +978,11 @@ class Engine:
                                **outcome}
         from services.rules import metrics
 
-        emails: list[str] = []
         with self.db.begin() as session:
             for index in range(max(tail, start), len(actions)):
                 action = actions[index]
                 try:
                     detail = self.local_action(session, action, context, run_id)
-                    emails.extend(detail.get("email_deliveries") or [])
                     outcome = {"status": "ok", "detail": detail}
                 except Skipped as exc:
                     outcome = {"status": "skipped", "detail": str(exc)}
@@ -993,8 +995,6 @@ class Engine:
             run = self._save_run(session, run_id, outcomes, context, status, self.clock.now())
             self._record(session, "rule_run_completed", {"run": run_summary(run)})
         metrics.RULE_RUNS.labels(status).inc()
-        for delivery_id in emails:
-            self.send_email(delivery_id)
         return {"status": status}
 
     @staticmethod
@@ -1026,10 +1026,7 @@ class Engine:
             return self._call(action, context)
         if kind in LOCAL_ACTIONS:
             with self.db.begin() as session:
-                detail = self.local_action(session, action, context, run_id)
-            for delivery_id in detail.get("email_deliveries") or []:
-                self.send_email(delivery_id)
-            return detail
+                return self.local_action(session, action, context, run_id)
         raise PermanentFailure(f"unknown action {kind}")
 
     def _template_context(self, session: Session, context: dict[str, Any]) -> dict[str, Any]:
@@ -1225,10 +1222,10 @@ class Engine:
 
     def _notify(
         self, session: Session, action: dict[str, Any], context: dict[str, Any], run_id: str,
-        spec: list[str], extra_recipients: list[str] | None = None, send_now: bool = True,
+        spec: list[str], extra_recipients: list[str] | None = None,
     ) -> dict[str, Any]:
-        """In-app notifications, an email delivery (sent after the commit when `send_now`,
-        else by the delivery loop) and a webhook delivery."""
+        """In-app notifications, an email delivery and a webhook delivery (both sent by the
+        delivery loop, which sends the emails due together over one SMTP connection)."""
         now = self.clock.now()
         channels = action.get("channels") or ["in_app"]
         record = context.get("record") or {}
@@ -1260,13 +1257,10 @@ class Engine:
             addresses = sorted({people[u].email for u in users
                                 if u in people and people[u].email})
             if addresses:
-                # "sending" with a lease when this worker sends it right after the commit, so
-                # the delivery loop leaves it alone unless the process dies first
                 delivery = EmailDelivery(
                     id=new_id(), recipients=addresses, subject=title, text=body or title,
-                    status="sending" if send_now else "pending", attempts=0,
-                    next_attempt_at=now + DELIVERY_LEASE if send_now else now,
-                    run_id=run_id, created_at=now,
+                    status="pending", attempts=0, next_attempt_at=now, run_id=run_id,
+                    created_at=now,
                 )
                 session.add(delivery)
                 email_ids.append(delivery.id)
@@ -1289,7 +1283,6 @@ class Engine:
 
     def _escalate(
         self, session: Session, action: dict[str, Any], context: dict[str, Any], run_id: str,
-        send_now: bool = True,
     ) -> dict[str, Any]:
         record = context.get("record") or {}
         chain = self.manager_chain(session, record.get("owner_id"), action.get("levels", 1))
@@ -1301,23 +1294,20 @@ class Engine:
             ).rowcount
         if not chain:
             raise Skipped("the owner has no manager to escalate to")
-        result = self._notify(session, action, context, run_id, [], extra_recipients=chain,
-                              send_now=send_now)
+        result = self._notify(session, action, context, run_id, [], extra_recipients=chain)
         return {**result, "manager_chain": chain, "tasks_raised": raised}
 
     def local_action(
         self, session: Session, action: dict[str, Any], context: dict[str, Any], run_id: str,
-        send_now: bool = True,
     ) -> dict[str, Any]:
         """An action on the rules service's own data, inside the caller's transaction."""
         kind = action["type"]
         if kind == "create_task":
             return self._create_task(session, action, context, run_id)
         if kind == "notify":
-            return self._notify(session, action, context, run_id, action.get("to") or [],
-                                send_now=send_now)
+            return self._notify(session, action, context, run_id, action.get("to") or [])
         if kind == "escalate":
-            return self._escalate(session, action, context, run_id, send_now=send_now)
+            return self._escalate(session, action, context, run_id)
         raise PermanentFailure(f"{kind} is not a local action")
 
     def _call(self, action: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
@@ -1345,43 +1335,49 @@ class Engine:
 
     # ---- deliveries -------------------------------------------------------------------------
 
-    def send_email(self, delivery_id: str) -> None:
+    def deliver_due_emails(self) -> int:
+        """Send the email deliveries due, over one SMTP connection, and record each outcome:
+        sent with its Message-ID, or failed with the reason, retried with back-off
+        (EMAIL_BACKOFF) unless the failure is permanent (a refused address)."""
         from services.rules.notify import DeliveryFailed
 
-        with self.db.read() as session:
-            item = session.get(EmailDelivery, delivery_id)
-            to, subject, text, attempts = (list(item.recipients), item.subject, item.text,
-                                           item.attempts)
+        now = self.clock.now()
+        with self.db.begin() as session:
+            rows = claim_due(session, EmailDelivery.__table__, "next_attempt_at", now,
+                             EMAIL_BATCH, ("pending", "sending"),
+                             {"status": "sending", "next_attempt_at": now + DELIVERY_LEASE})
+        if not rows:
+            return 0
+        outcomes: dict[str, str | Exception] = {}
         try:
-            message_id = self.ports.send_email(to, subject, text)
-        except Exception as exc:  # noqa: BLE001 - every failure is recorded on the delivery
-            permanent = isinstance(exc, DeliveryFailed) and exc.permanent
-            now = self.clock.now()
-            with self.db.begin() as session:
-                item = session.get(EmailDelivery, delivery_id)
-                item.attempts = attempts + 1
-                item.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+            with self.ports.email_connection() as connection:
+                for row in rows:
+                    try:
+                        outcomes[row.id] = self.ports.send_email(
+                            list(row.recipients), row.subject, row.text, connection)
+                    except Exception as exc:  # noqa: BLE001 - recorded on the delivery
+                        outcomes[row.id] = exc
+        except Exception as exc:  # noqa: BLE001 - e.g. CRM_SMTP_* wrong: each delivery says so
+            for row in rows:
+                outcomes.setdefault(row.id, exc)
+        now = self.clock.now()
+        with self.db.begin() as session:
+            for item in session.scalars(select(EmailDelivery).where(
+                    EmailDelivery.id.in_(list(outcomes)))):
+                outcome = outcomes[item.id]
+                item.attempts += 1
+                if isinstance(outcome, str):
+                    item.status, item.message_id = "sent", outcome
+                    item.sent_at, item.next_attempt_at, item.last_error = now, None, None
+                    continue
+                item.last_error = f"{type(outcome).__name__}: {outcome}"[:2000]
+                permanent = isinstance(outcome, DeliveryFailed) and outcome.permanent
                 if permanent or item.attempts > len(EMAIL_BACKOFF):
                     item.status, item.next_attempt_at = "failed", None
                 else:
                     item.status = "pending"
                     item.next_attempt_at = now + timedelta(
                         seconds=EMAIL_BACKOFF[item.attempts - 1])
-            return
-        with self.db.begin() as session:
-            item = session.get(EmailDelivery, delivery_id)
-            item.attempts = attempts + 1
-            item.status, item.message_id = "sent", message_id
-            item.sent_at, item.next_attempt_at, item.last_error = self.clock.now(), None, None
-
-    def deliver_due_emails(self) -> int:
-        now = self.clock.now()
-        with self.db.begin() as session:
-            rows = claim_due(session, EmailDelivery.__table__, "next_attempt_at", now, 50,
-                             ("pending", "sending"),
-                             {"status": "sending", "next_attempt_at": now + DELIVERY_LEASE})
-        for row in rows:
-            self.send_email(row.id)
         return len(rows)
 
     def deliver_due_webhooks(self) -> int:

@@ -151,7 +151,8 @@ class RulesService(PlatformEndpoints):
         engine = getattr(self, "_engine", None)
         if engine is None:
             engine = Engine(self.db, self.events, clock_module.CLOCK, SETTINGS, Ports(
-                call=self._call, send_email=self._send_email,
+                call=self._call, email_connection=lambda: email_sender().connection(),
+                send_email=self._send_email,
                 deliver_webhook=self._deliver_webhook, set_context=self._set_context,
             ))
             self._engine = engine
@@ -166,8 +167,8 @@ class RulesService(PlatformEndpoints):
             return reply.result()
 
     @staticmethod
-    def _send_email(to: list[str], subject: str, text: str) -> str:
-        return email_sender().send(to, subject, text)
+    def _send_email(to: list[str], subject: str, text: str, connection: Any) -> str:
+        return email_sender().send(to, subject, text, connection=connection)
 
     @staticmethod
     def _deliver_webhook(url: str, secret: str, msg_id: str, body: bytes) -> Any:

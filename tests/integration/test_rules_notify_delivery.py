@@ -118,6 +118,21 @@ def test_some_recipients_refused_names_them_and_keeps_the_message_id(
     assert delivered["Subject"] == "提醒"
 
 
+def test_a_shared_connection_sends_several_messages_in_one_session(
+    sender: EmailSender, mailbox: SmtpServer
+) -> None:
+    before = mailbox.sessions
+    with sender.connection() as connection:
+        first = sender.send(["zhangwei@demo.crm.local"], "提醒一", "内容", connection=connection)
+        with pytest.raises(DeliveryFailed) as refused:  # a refused address leaves it usable
+            sender.send([REFUSED], "提醒二", "内容", connection=connection)
+        assert refused.value.permanent
+        connection.smtp.sock.shutdown(socket.SHUT_RDWR)  # as if the relay had dropped it
+        third = sender.send(["lina@demo.crm.local"], "提醒三", "内容", connection=connection)
+    assert {m["Message-ID"] for m in mailbox.messages} == {first, third}
+    assert mailbox.sessions - before == 2  # the second session replaced the dropped one
+
+
 def test_no_server_listening_fails_temporarily() -> None:
     sender = EmailSender("127.0.0.1", closed_port(), "crm@demo.crm.local", timeout=2)
     with pytest.raises(DeliveryFailed) as failure:

@@ -204,6 +204,7 @@ def test_a_website_lead_is_assigned_by_territory_and_its_owner_gets_a_task_and_e
     assert tasks[0]["record_id"] == lead["id"] and tasks[0]["due_at"]
     inbox = system.rules().list_notifications(owner)["items"]
     assert inbox[0]["title"] == "新线索：客户1，请立即致电"
+    assert system.rules().engine.tick() == 1  # the delivery loop sends the email
     message = system.smtp.wait_for(lambda m: "客户1" in str(m["Subject"]), timeout=10)
     owner_name = owner.removeprefix("u-")
     assert f"{owner_name}@demo.crm.local" in str(message["To"])
@@ -545,9 +546,11 @@ def test_emails_that_cannot_be_sent_are_retried(system, smtp, monkeypatch):
     install_shipped(system)
     system.leads().create_lead(website_lead(1))
     system.deliver_leads_events()
+    system.rules().engine.tick()
     with system.session() as session:
         delivery = session.scalars(select(EmailDelivery)).one()
         assert delivery.status == "pending" and delivery.attempts == 1
+        assert "cannot reach SMTP server" in delivery.last_error
     monkeypatch.setenv("CRM_SMTP_PORT", str(smtp.port))
     monkeypatch.setattr(rules_service_module, "_email_sender", None)
     advance(system, 60)

@@ -46,6 +46,14 @@ class _Handler:
     def __init__(self, server: SmtpServer) -> None:
         self.server = server
 
+    async def handle_EHLO(  # noqa: N802 - aiosmtpd's hook name
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        with self.server._condition:
+            self.server.sessions += 1
+        session.host_name = hostname
+        return responses
+
     async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
@@ -70,7 +78,8 @@ class SmtpServer:
     """`messages`: parsed messages in arrival order (`email.message.EmailMessage`, policy
     default, so `message["Subject"]` is decoded text); `envelopes`: the same with MAIL FROM and
     RCPT TO. `refuse` (addresses, case-insensitive) answers RCPT with 550 (permanent) and
-    `defer` with 450 (temporary); both are sets you may change while it runs."""
+    `defer` with 450 (temporary); both are sets you may change while it runs. `sessions` counts
+    the SMTP sessions opened (EHLOs)."""
 
     def __init__(
         self,
@@ -85,6 +94,7 @@ class SmtpServer:
         self.refuse = {address.lower() for address in refuse}
         self.defer = {address.lower() for address in defer}
         self._envelopes: list[Envelope] = []
+        self.sessions = 0  # EHLOs received: one per SMTP session
         self._condition = threading.Condition()
         self._controller: Controller | None = None
 

@@ -1,8 +1,9 @@
 """Email notifications over SMTP (stdlib `smtplib` + `email.message.EmailMessage`).
 
-One connection per message: notifications are few per second and a fresh connection cannot be
-left half-dead by a relay that timed it out. Under eventlet's monkey patching smtplib's sockets
-are green, so a slow relay blocks only the calling greenlet.
+`send()` alone uses a connection of its own; inside `with sender.connection() as c:` several
+`send(..., connection=c)` share one (the delivery loop sends the emails due together), and a
+connection the relay closed while idle is reopened once. Under eventlet's monkey patching
+smtplib's sockets are green, so a slow relay blocks only the calling greenlet.
 
 Subjects and bodies may be Chinese: headers are RFC 2047 encoded and bodies are UTF-8 (the
 `email` package picks base64 or quoted-printable). Addresses with a non-ASCII local part need a
@@ -16,7 +17,8 @@ import re
 import smtplib
 import socket
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from email import policy
 from email.headerregistry import Address
@@ -28,7 +30,8 @@ from email_validator import EmailNotValidError, validate_email
 
 from services.rules.notify import DeliveryFailed
 
-__all__ = ["SECURITY_MODES", "EmailSender", "InvalidAddress", "normalize_address"]
+__all__ = ["SECURITY_MODES", "EmailSender", "InvalidAddress", "SmtpConnection",
+           "normalize_address"]
 
 SECURITY_MODES = ("none", "starttls", "ssl")
 
@@ -84,8 +87,21 @@ def _header_value(value: object) -> str:
     return text
 
 
+class SmtpConnection:
+    """One SMTP session shared by several `EmailSender.send` calls; opened at the first send,
+    closed with QUIT by `EmailSender.connection()` or at the first error."""
+
+    def __init__(self) -> None:
+        self.smtp: smtplib.SMTP | None = None
+
+    def close(self) -> None:
+        smtp, self.smtp = self.smtp, None
+        if smtp is not None:
+            _quit_quietly(smtp)
+
+
 class EmailSender:
-    """Sends one message per `send()` through an SMTP relay.
+    """Sends messages through an SMTP relay, one per `send()`.
 
     `security`: "none" (plain, e.g. a local relay or a test server), "starttls" (upgrade on the
     submission port, usually 587) or "ssl" (implicit TLS, usually 465). Certificates are
@@ -242,8 +258,10 @@ class EmailSender:
         text: str,
         html: str | None = None,
         headers: dict | None = None,
+        connection: SmtpConnection | None = None,
     ) -> str:
-        """Send one message to every address of `to`; returns its Message-ID.
+        """Send one message to every address of `to`; returns its Message-ID. With
+        `connection` (from `connection()`), over that shared session.
 
         Raises `DeliveryFailed`: permanent for bad addresses and 5xx refusals of the sender,
         recipients or content; temporary for connection errors, timeouts, TLS problems,
@@ -252,13 +270,7 @@ class EmailSender:
         message, recipients = self.build(to, subject, text, html, headers)
         message_id = str(message["Message-ID"])
         try:
-            smtp = self._connect()
-            try:
-                refused = smtp.send_message(
-                    message, from_addr=self.sender_address, to_addrs=recipients
-                )
-            finally:
-                _quit_quietly(smtp)
+            refused = self._transmit(message, recipients, connection)
         except smtplib.SMTPRecipientsRefused as error:
             replies = {addr: _reply(code, text) for addr, (code, text) in error.recipients.items()}
             permanent = all(code >= 500 for code, _ in error.recipients.values())
@@ -315,6 +327,50 @@ class EmailSender:
                 message_id=message_id,
             )
         return message_id
+
+    @contextmanager
+    def connection(self) -> Iterator[SmtpConnection]:
+        """A connection for several `send(..., connection=...)` calls."""
+        held = SmtpConnection()
+        try:
+            yield held
+        finally:
+            held.close()
+
+    def _transmit(
+        self, message: EmailMessage, recipients: list[str], connection: SmtpConnection | None
+    ) -> dict:
+        def over(smtp: smtplib.SMTP) -> dict:
+            return smtp.send_message(message, from_addr=self.sender_address,
+                                     to_addrs=recipients)
+
+        if connection is None:
+            smtp = self._connect()
+            try:
+                return over(smtp)
+            finally:
+                _quit_quietly(smtp)
+        reused = connection.smtp is not None
+        try:
+            if connection.smtp is None:
+                connection.smtp = self._connect()
+            return over(connection.smtp)
+        except smtplib.SMTPServerDisconnected:
+            connection.close()
+            if not reused:
+                raise
+            connection.smtp = self._connect()  # the relay closed it while idle: once more
+            try:
+                return over(connection.smtp)
+            except BaseException:
+                connection.close()
+                raise
+        except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused,
+                smtplib.SMTPDataError):
+            raise  # the session is still good: smtplib reset it
+        except BaseException:
+            connection.close()
+            raise
 
     def _connect(self) -> smtplib.SMTP:
         context = self._tls_context
