@@ -182,7 +182,8 @@ class Skipped(Exception):
 @dataclass
 class Ports:
     """The outside world: `call(service, method, **kwargs)` (RPC with the run's context),
-    `email_connection()` -> a context manager holding one SMTP connection for several sends,
+    `email_connection()` -> a context manager holding one SMTP connection for several sends
+    (its `open` is False after a failure that ended the session),
     `send_email(to, subject, text, connection)` -> message id,
     `deliver_webhook(url, secret, id, body)`,
     `set_context(correlation_id, causation_id, depth)` before acting for a run."""
@@ -1349,6 +1350,9 @@ class Engine:
         if not rows:
             return 0
         outcomes: dict[str, str | Exception] = {}
+        # Well within the claim's lease, so that no other process takes these while they are
+        # being sent; what is left when it passes goes back for the next tick.
+        deadline = time.monotonic() + DELIVERY_LEASE.total_seconds() / 2
         try:
             with self.ports.email_connection() as connection:
                 for row in rows:
@@ -1357,11 +1361,18 @@ class Engine:
                             list(row.recipients), row.subject, row.text, connection)
                     except Exception as exc:  # noqa: BLE001 - recorded on the delivery
                         outcomes[row.id] = exc
+                        if not connection.open:
+                            break  # no session with the relay: the rest would fail alike
+                    if time.monotonic() > deadline:
+                        break
         except Exception as exc:  # noqa: BLE001 - e.g. CRM_SMTP_* wrong: each delivery says so
             for row in rows:
                 outcomes.setdefault(row.id, exc)
         now = self.clock.now()
         with self.db.begin() as session:
+            session.execute(update(EmailDelivery).where(
+                EmailDelivery.id.in_([row.id for row in rows if row.id not in outcomes]))
+                .values(status="pending", next_attempt_at=now))
             for item in session.scalars(select(EmailDelivery).where(
                     EmailDelivery.id.in_(list(outcomes)))):
                 outcome = outcomes[item.id]

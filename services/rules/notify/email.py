@@ -94,6 +94,11 @@ class SmtpConnection:
     def __init__(self) -> None:
         self.smtp: smtplib.SMTP | None = None
 
+    @property
+    def open(self) -> bool:
+        """False before the first send and after an error that ended the session."""
+        return self.smtp is not None
+
     def close(self) -> None:
         smtp, self.smtp = self.smtp, None
         if smtp is not None:
