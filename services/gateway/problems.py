@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -40,6 +41,12 @@ class ApiProblem(Exception):
         self.type_ = type_
         self.headers = headers or {}
         self.extras = extras
+
+
+def problem_slug(error_name: str) -> str:
+    """`ValidationFailed` -> `validation-failed`: a service's typed error gets the same problem
+    type as the gateway's own problem of that kind."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", error_name).lower()
 
 
 def validation_problem(errors: dict[str, Any], detail: str = "") -> ApiProblem:
@@ -160,7 +167,7 @@ def handle_crm_error(error: CrmError) -> Response:
     extras = dict(error.extra)
     if isinstance(error, ValidationFailed):
         extras["errors"] = error.errors
-    slug = type(error).__name__
+    slug = problem_slug(type(error).__name__)
     return problem_response(
         status,
         title=error.title,

@@ -87,12 +87,18 @@ def test_typed_service_errors_map_by_status(client: FlaskClient, org: dict,
                                             fake_rpc: FakeRpc) -> None:
     headers = auth(org, "zhangwei")
     fake_rpc.on("leads", "get_lead", NotFound("No lead l1"))
-    assert_problem(client.get("/leads/l1", headers=headers), 404)
+    body = assert_problem(client.get("/leads/l1", headers=headers), 404)
+    assert body["type"] == "urn:problem-type:crm:not-found"
     fake_rpc.on("leads", "change_status", PreconditionFailed("converted is final"))
-    assert_problem(client.post("/leads/l1/status", json={"status": "new"}, headers=headers), 412)
+    body = assert_problem(client.post("/leads/l1/status", json={"status": "new"},
+                                      headers=headers), 412)
+    assert body["type"] == "urn:problem-type:crm:precondition-failed"
     fake_rpc.on("leads", "release_lead", ValidationFailed.for_fields({"reason": ["Required."]}))
     body = assert_problem(client.post("/leads/l1/release", json={}, headers=headers), 422)
     assert body["errors"] == {"reason": ["Required."]}
+    # the same type as the gateway's own validation problems
+    mine = assert_problem(client.post("/leads", json={"name": 1}, headers=headers), 422)
+    assert body["type"] == mine["type"] == "urn:problem-type:crm:validation-failed"
     fake_rpc.on("leads", "get_lead", RuntimeError("bug"))
     body = assert_problem(client.get("/leads/l1", headers=headers), 500)
     assert "bug" not in body["detail"]

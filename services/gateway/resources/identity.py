@@ -69,7 +69,7 @@ def team_dict(session: Session, team: Team) -> dict[str, Any]:
 
 
 def not_found(what: str) -> ApiProblem:
-    return ApiProblem(404, f"{what} not found.", type_=PROBLEM_BASE + "NotFound")
+    return ApiProblem(404, f"{what} not found.", type_=PROBLEM_BASE + "not-found")
 
 
 def forbidden(detail: str) -> ApiProblem:
@@ -139,7 +139,7 @@ class Users(MethodView):
         with gw.store.begin() as session:
             _check_team(session, data.get("team_id"))
             if session.scalar(select(User.id).where(User.username == data["username"])):
-                raise ApiProblem(409, "This username is taken.", type_=PROBLEM_BASE + "Conflict",
+                raise ApiProblem(409, "This username is taken.", type_=PROBLEM_BASE + "conflict",
                                  errors={"username": ["Already exists."]})
             user = User(
                 **data,
@@ -289,7 +289,7 @@ def _check_manager(session: Session, manager_id: str | None) -> None:
 
 
 def _team_name_taken() -> ApiProblem:
-    return ApiProblem(409, "A team with this name exists.", type_=PROBLEM_BASE + "Conflict",
+    return ApiProblem(409, "A team with this name exists.", type_=PROBLEM_BASE + "conflict",
                       errors={"name": ["Already exists."]})
 
 
