@@ -225,7 +225,8 @@ def create_customer(data: dict[str, Any]) -> Any:
 @blp.response(200, CustomerPage)
 def list_customers(query: dict[str, Any]) -> Any:
     """Customers visible to the caller, newest first; `q` searches names and tags (Chinese
-    works)."""
+    works); custom-field filters are `custom.<key>[__op]=value` (op eq, ne, gte, lte, in,
+    contains, exists)."""
     return rpc_call("sales", "list_customers", **_list_args(query, CustomerListQuery))
 
 
@@ -355,7 +356,8 @@ def create_contact(data: dict[str, Any]) -> Any:
 @blp.arguments(ContactListQuery(), location="query", unknown=EXCLUDE)
 @blp.response(200, ContactPage)
 def list_contacts(query: dict[str, Any]) -> Any:
-    """Contacts visible to the caller, newest first."""
+    """Contacts visible to the caller, newest first; custom-field filters as for customers
+    (`custom.<key>[__op]=value`)."""
     return rpc_call("sales", "list_contacts", **_list_args(query, ContactListQuery))
 
 
@@ -451,7 +453,8 @@ def create_opportunity(data: dict[str, Any]) -> Any:
 @blp.arguments(OpportunityListQuery(), location="query", unknown=EXCLUDE)
 @blp.response(200, OpportunityPage)
 def list_opportunities(query: dict[str, Any]) -> Any:
-    """Opportunities visible to the caller, newest first."""
+    """Opportunities visible to the caller, newest first; custom-field filters as for
+    customers (`custom.<key>[__op]=value`)."""
     return rpc_call("sales", "list_opportunities", **_list_args(query, OpportunityListQuery))
 
 
