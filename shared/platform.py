@@ -1,17 +1,25 @@
-"""What every nameko service has besides its business: health, metrics, tracing of workers."""
+"""What every nameko service has besides its business: health, metrics, tracing of workers,
+and `ping` (the gateway's echo RPC, the ceiling `make bench` measures against)."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from nameko.web.handlers import http
 from sqlalchemy import text
 
 from shared import metrics
+from shared.rpc import rpc
 
 
 class PlatformEndpoints:
-    """Mixin of a service class with a `db` dependency: `/health` and `/metrics` over HTTP."""
+    """Mixin of a service class with a `db` dependency: `/health` and `/metrics` over HTTP,
+    `ping` over RPC."""
+
+    @rpc
+    def ping(self, payload: Any = None) -> Any:
+        return payload
 
     @http("GET", "/health")
     def health(self, request):

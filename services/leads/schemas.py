@@ -7,6 +7,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from services.leads.domain import LEAD_STATUSES
+from shared.payloads import Timestamp
 
 ON_DUPLICATE = ("reject", "merge", "create")
 QUALIFICATIONS = ("mql", "sql")
@@ -58,16 +59,6 @@ class LeadCreateSchema(StrictSchema):
         if not data.get("email") and not data.get("phone"):
             message = "At least one of email or phone is required."
             raise ValidationError({"email": [message], "phone": [message]})
-
-
-class Timestamp(fields.AwareDateTime):
-    """ISO 8601 in UTC. A timestamp already formatted passes through unchanged, so the gateway
-    can describe and relay the service's answers with this same schema."""
-
-    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
-        if isinstance(value, str):
-            return value
-        return super()._serialize(value, attr, obj, **kwargs)
 
 
 class LeadSchema(Schema):

@@ -111,10 +111,6 @@ class LeadsService(PlatformEndpoints):
     context: Context = CallContext()
     entrypoint_metrics = EntrypointMetrics()
 
-    @rpc
-    def ping(self, payload: Any = None) -> Any:
-        return payload
-
     # -- capture ---------------------------------------------------------------------------
 
     @rpc

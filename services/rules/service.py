@@ -186,10 +186,6 @@ class RulesService(PlatformEndpoints):
         self.events.ctx = Context(correlation_id=data["correlation_id"], actor=None,
                                   causation_id=causation_id, causation_depth=depth)
 
-    @rpc
-    def ping(self, payload: Any = None) -> Any:
-        return payload
-
     # -- events in and timers --------------------------------------------------------------
 
     @all_events_handler("rules.all-events")

@@ -20,6 +20,7 @@ from marshmallow import (
 
 from services.sales.domain.accounts import CHANNELS, CONTACT_ROLES, LIFECYCLE_STAGES, TIERS
 from services.sales.domain.pipeline import FOLLOWUP_KINDS, STAGE_KINDS
+from shared.payloads import PassesFormatted, Timestamp
 
 ON_DUPLICATE = ("reject", "create")
 OPPORTUNITY_STATUSES = ("open", "won", "lost")
@@ -46,32 +47,15 @@ class StrictSchema(Schema):
         unknown = RAISE
 
 
-class Timestamp(fields.AwareDateTime):
-    """ISO 8601 in UTC; an already formatted string passes through (the gateway relays)."""
-
-    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
-        if isinstance(value, str):
-            return value
-        return super()._serialize(value, attr, obj, **kwargs)
+class DateField(PassesFormatted, fields.Date):
+    """An ISO date."""
 
 
-class DateField(fields.Date):
-    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
-        if isinstance(value, str):
-            return value
-        return super()._serialize(value, attr, obj, **kwargs)
-
-
-class Money(fields.Decimal):
+class Money(PassesFormatted, fields.Decimal):
     """A decimal with two places, as a string on the way out; numbers or strings on the way in."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(places=2, as_string=True, allow_nan=False, **kwargs)
-
-    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
-        if isinstance(value, str):
-            return value
-        return super()._serialize(value, attr, obj, **kwargs)
 
 
 class ScopeSchema(Schema):

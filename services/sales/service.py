@@ -179,10 +179,6 @@ class SalesService(NumbersRpc, PlatformEndpoints):
     context: Context = CallContext()
     entrypoint_metrics = EntrypointMetrics()
 
-    @rpc
-    def ping(self, payload: Any = None) -> Any:
-        return payload
-
     # == customers ================================================================================
 
     @rpc
