@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -41,3 +42,15 @@ def page_after(
         query = query.where(or_(column < at, and_(column == at, id_column < record_id)))
     query = query.order_by(column.desc(), id_column.desc())
     return query if limit is None else query.limit(limit + 1)
+
+
+def page_of(
+    rows: Sequence[Any], limit: int, at: str, to_dict: Callable[[Any], dict[str, Any]]
+) -> dict[str, Any]:
+    """The answer of a list: `rows` fetched by `page_after(..., limit)` (one too many when a
+    next page exists) as at most `limit` items and the next page's cursor, from the last row's
+    `at` attribute and id (None on the last page)."""
+    more = len(rows) > limit
+    rows = rows[:limit]
+    cursor = encode_cursor(getattr(rows[-1], at), rows[-1].id) if more else None
+    return {"items": [to_dict(row) for row in rows], "next_cursor": cursor}

@@ -39,7 +39,7 @@ from shared.inbox import first_delivery
 from shared.logging import setup_logging
 from shared.metrics import EntrypointMetrics
 from shared.outbox import EventOutbox
-from shared.paging import encode_cursor, escape_like, page_after
+from shared.paging import escape_like, page_after, page_of
 from shared.payloads import load
 from shared.platform import PlatformEndpoints
 from shared.rpc import rpc
@@ -279,12 +279,7 @@ class LeadsService(PlatformEndpoints):
         query = page_after(query, Lead.created_at, Lead.id, page["cursor"], page["limit"])
         with self.db.read() as session:
             leads = session.scalars(query).all()
-        more = len(leads) > page["limit"]
-        leads = leads[: page["limit"]]
-        return {
-            "items": [lead_to_dict(lead) for lead in leads],
-            "next_cursor": encode_cursor(leads[-1].created_at, leads[-1].id) if more else None,
-        }
+        return page_of(leads, page["limit"], "created_at", lead_to_dict)
 
     # -- changes ---------------------------------------------------------------------------
 

@@ -74,7 +74,7 @@ from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from shared.logging import setup_logging
 from shared.metrics import EntrypointMetrics
 from shared.outbox import EventOutbox
-from shared.paging import encode_cursor, page_after
+from shared.paging import page_after, page_of
 from shared.payloads import load
 from shared.platform import PlatformEndpoints
 from shared.rpc import rpc
@@ -458,13 +458,10 @@ class RulesService(PlatformEndpoints):
                 query = query.where(getattr(RuleRun, name) == filters[name])
         if "matched" in filters:
             query = query.where(RuleRun.matched.is_(filters["matched"]))
-        query = page_after(query, RuleRun.started_at, RuleRun.id, page["cursor"])
+        query = page_after(query, RuleRun.started_at, RuleRun.id, page["cursor"], page["limit"])
         with self.db.read() as session:
-            rows = session.scalars(query.limit(page["limit"] + 1)).all()
-        more = len(rows) > page["limit"]
-        rows = rows[: page["limit"]]
-        return {"items": [run_to_dict(r) for r in rows],
-                "next_cursor": encode_cursor(rows[-1].started_at, rows[-1].id) if more else None}
+            rows = session.scalars(query).all()
+        return page_of(rows, page["limit"], "started_at", run_to_dict)
 
     @rpc
     def get_run(self, run_id: str) -> dict[str, Any]:
@@ -500,13 +497,10 @@ class RulesService(PlatformEndpoints):
         elif filters.get("overdue") is False:
             query = query.where(or_(Task.status != "open", Task.due_at.is_(None),
                                     Task.due_at > now, Task.snoozed_until > now))
-        query = page_after(query, Task.created_at, Task.id, page["cursor"])
+        query = page_after(query, Task.created_at, Task.id, page["cursor"], page["limit"])
         with self.db.read() as session:
-            rows = session.scalars(query.limit(page["limit"] + 1)).all()
-        more = len(rows) > page["limit"]
-        rows = rows[: page["limit"]]
-        return {"items": [task_to_dict(t, now) for t in rows],
-                "next_cursor": encode_cursor(rows[-1].created_at, rows[-1].id) if more else None}
+            rows = session.scalars(query).all()
+        return page_of(rows, page["limit"], "created_at", lambda t: task_to_dict(t, now))
 
     def engine_clock_now(self) -> datetime:
         return clock_module.CLOCK.now()
@@ -600,13 +594,11 @@ class RulesService(PlatformEndpoints):
         query = select(Notification).where(Notification.user_id == user_id)
         if unread is True:
             query = query.where(Notification.read_at.is_(None))
-        query = page_after(query, Notification.created_at, Notification.id, page["cursor"])
+        query = page_after(query, Notification.created_at, Notification.id, page["cursor"],
+                           page["limit"])
         with self.db.read() as session:
-            rows = session.scalars(query.limit(page["limit"] + 1)).all()
-        more = len(rows) > page["limit"]
-        rows = rows[: page["limit"]]
-        return {"items": [notification_to_dict(n) for n in rows],
-                "next_cursor": encode_cursor(rows[-1].created_at, rows[-1].id) if more else None}
+            rows = session.scalars(query).all()
+        return page_of(rows, page["limit"], "created_at", notification_to_dict)
 
     @rpc
     def mark_notification_read(self, notification_id: str, user_id: str) -> dict[str, Any]:
@@ -692,12 +684,9 @@ class RulesService(PlatformEndpoints):
             if status:
                 query = query.where(WebhookDelivery.status == status)
             query = page_after(query, WebhookDelivery.created_at, WebhookDelivery.id,
-                               page["cursor"])
-            rows = session.scalars(query.limit(page["limit"] + 1)).all()
-        more = len(rows) > page["limit"]
-        rows = rows[: page["limit"]]
-        return {"items": [delivery_to_dict(d) for d in rows],
-                "next_cursor": encode_cursor(rows[-1].created_at, rows[-1].id) if more else None}
+                               page["cursor"], page["limit"])
+            rows = session.scalars(query).all()
+        return page_of(rows, page["limit"], "created_at", delivery_to_dict)
 
     @rpc
     def replay_webhook_delivery(self, delivery_id: str) -> dict[str, Any]:

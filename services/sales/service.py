@@ -70,7 +70,7 @@ from shared.errors import Conflict, Forbidden, NotFound, PreconditionFailed, Val
 from shared.logging import setup_logging
 from shared.metrics import EntrypointMetrics
 from shared.outbox import EventOutbox
-from shared.paging import encode_cursor, escape_like, page_after
+from shared.paging import escape_like, page_after, page_of
 from shared.payloads import load
 from shared.platform import PlatformEndpoints
 from shared.rpc import rpc
@@ -306,12 +306,7 @@ class SalesService(NumbersRpc, PlatformEndpoints):
         with self.db.read() as session:
             query = query.where(*custom_clauses(session, "customer", filters.get("custom")))
             rows = session.scalars(query).all()
-        more = len(rows) > page["limit"]
-        rows = rows[: page["limit"]]
-        return {
-            "items": [customer_to_dict(c) for c in rows],
-            "next_cursor": encode_cursor(rows[-1].created_at, rows[-1].id) if more else None,
-        }
+        return page_of(rows, page["limit"], "created_at", customer_to_dict)
 
     @rpc
     def tag_customer(
@@ -503,12 +498,7 @@ class SalesService(NumbersRpc, PlatformEndpoints):
         with self.db.read() as session:
             query = query.where(*custom_clauses(session, "contact", filters.get("custom")))
             rows = session.scalars(query).all()
-        more = len(rows) > page["limit"]
-        rows = rows[: page["limit"]]
-        return {
-            "items": [contact_to_dict(c) for c in rows],
-            "next_cursor": encode_cursor(rows[-1].created_at, rows[-1].id) if more else None,
-        }
+        return page_of(rows, page["limit"], "created_at", contact_to_dict)
 
     # == follow-ups ===============================================================================
 
@@ -578,12 +568,7 @@ class SalesService(NumbersRpc, PlatformEndpoints):
         query = page_after(query, Followup.occurred_at, Followup.id, page["cursor"], page["limit"])
         with self.db.read() as session:
             rows = session.scalars(query).all()
-        more = len(rows) > page["limit"]
-        rows = rows[: page["limit"]]
-        return {
-            "items": [followup_to_dict(f) for f in rows],
-            "next_cursor": encode_cursor(rows[-1].occurred_at, rows[-1].id) if more else None,
-        }
+        return page_of(rows, page["limit"], "occurred_at", followup_to_dict)
 
     # == pipelines ================================================================================
 
@@ -777,12 +762,8 @@ class SalesService(NumbersRpc, PlatformEndpoints):
             query = query.where(*custom_clauses(session, "opportunity", filters.get("custom")))
             rows = session.scalars(query).all()
             stages = self._stage_map(session)
-        more = len(rows) > page["limit"]
-        rows = rows[: page["limit"]]
-        return {
-            "items": [opportunity_to_dict(o, stages.get(o.stage_id)) for o in rows],
-            "next_cursor": encode_cursor(rows[-1].created_at, rows[-1].id) if more else None,
-        }
+        return page_of(rows, page["limit"], "created_at",
+                       lambda o: opportunity_to_dict(o, stages.get(o.stage_id)))
 
     @rpc
     def move_opportunity(
