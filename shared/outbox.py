@@ -8,6 +8,7 @@ the row, so nothing is lost. Consumers must be idempotent (at least once).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -37,6 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
 
 from shared import config, metrics
 from shared.context import context_of
@@ -234,7 +236,6 @@ class EventRecorder:
         self.ctx = ctx
         self._uncommitted: list[tuple[str, str, str]] = []
         self.committed: list[tuple[str, str, str]] = []  # what the relay may publish
-        self._sessions: set[int] = set()
         self._deferred: dict[int, list[dict[str, Any]]] = {}
 
     _instances: dict[type[Schema], Schema] = {}
@@ -270,31 +271,57 @@ class EventRecorder:
         if defer:
             self._deferred.setdefault(id(session), []).append(row)
         else:
-            session.execute(self.table.insert(), row)
+            session.connection().execute(_insert_into(self.table), row)
         self._uncommitted.append((envelope["event_id"], event_type, body))
         return envelope
 
     def _follow(self, session: Session) -> None:
         """Only what the transaction commits goes to the relay; a rollback forgets it."""
-        if id(session) in self._sessions:
-            return
-        self._sessions.add(id(session))
-        sa_event.listen(session, "before_commit", self._insert_deferred)
-        sa_event.listen(session, "after_commit", self._on_commit)
-        sa_event.listen(session, "after_rollback", self._on_rollback)
+        recorders = session.info.setdefault(_RECORDERS, [])
+        if self not in recorders:
+            recorders.append(self)
 
     def _insert_deferred(self, session: Session) -> None:
         rows = self._deferred.pop(id(session), None)
         if rows:
-            session.execute(self.table.insert(), rows)
+            session.connection().execute(_insert_into(self.table), rows)
 
-    def _on_commit(self, _session: Session) -> None:
+    def _on_commit(self) -> None:
         self.committed.extend(self._uncommitted)
         self._uncommitted.clear()
 
     def _on_rollback(self, session: Session) -> None:
         self._deferred.pop(id(session), None)
         self._uncommitted.clear()
+
+
+# The recorders following a session, in `session.info`. The listeners are registered once for
+# every session: registering three per session cost more than the insert of an event.
+_RECORDERS = "crm_event_recorders"
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _before_commit(session: Session) -> None:
+    for recorder in session.info.get(_RECORDERS, ()):
+        recorder._insert_deferred(session)
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    for recorder in session.info.get(_RECORDERS, ()):
+        recorder._on_commit()
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    for recorder in session.info.get(_RECORDERS, ()):
+        recorder._on_rollback(session)
+
+
+@functools.cache
+def _insert_into(table: Table) -> Insert:
+    """One statement object per table, so its compiled form is found without rebuilding it."""
+    return table.insert()
 
 
 class EventOutbox(DependencyProvider):

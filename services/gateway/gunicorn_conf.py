@@ -10,8 +10,11 @@ from typing import Any
 from shared import config as shared_config
 
 bind = shared_config.env("CRM_GATEWAY_BIND", "127.0.0.1:8000")
-workers = int(shared_config.env("CRM_GATEWAY_WORKERS", "2"))
-threads = int(shared_config.env("CRM_GATEWAY_THREADS", "4"))
+# The gateway shares the machine with the services in the default deployment: one worker per
+# two cores. On two cores one worker with 8 threads answered more echo RPCs than two workers
+# with 4 (373/s against 330/s), spending 2.3 ms of CPU per request against 3.1.
+workers = int(shared_config.env("CRM_GATEWAY_WORKERS", str(max(1, (os.cpu_count() or 2) // 2))))
+threads = int(shared_config.env("CRM_GATEWAY_THREADS", "8"))
 worker_class = "gthread"
 # An RPC waits at most CRM_RPC_TIMEOUT; leave room so gunicorn never kills a request first.
 timeout = int(shared_config.rpc_timeout()) + 20

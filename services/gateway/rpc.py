@@ -1,53 +1,46 @@
-"""Pooled nameko RPC clients for the gateway.
+"""The gateway's RPC client: nameko's wire protocol over long-lived py-amqp links.
 
-A standalone nameko proxy is neither thread- nor greenlet-safe (STACK-NOTES), and creating one
-per request costs a connection and a reply queue, so each process keeps a pool of started
-`ClusterRpcProxy` instances and lends one to each call.
+Each gateway process keeps a pool of links; a link is one broker connection with its own
+exclusive reply queue, lent to one request thread at a time. A call publishes the request to the
+`nameko-rpc` exchange (headers `nameko.correlation_id` and `nameko.actor` become the service's
+call context) and reads frames until the reply with its correlation id arrives. nameko's own
+standalone proxy does the same but builds a kombu connection and producer for every publish,
+which was most of the gateway's CPU per request.
 
 A call must never hang and must never run later behind the client's back: before publishing we
-check that the service's RPC queue has a consumer (cached briefly), and the request message
-carries a TTL equal to the call timeout so that a service which comes back after the client got
-its 503 finds nothing to do.
+check that the service's RPC queue has a consumer (cached briefly), the request is mandatory (an
+unroutable one comes back at once) and carries a TTL equal to the call timeout, so that a service
+which comes back after the client got its 503 finds nothing to do.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
-import socket
 import threading
 import time
-import warnings
+import uuid
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+import amqp
 import amqp.exceptions
 import kombu
 import kombu.exceptions
-from nameko.exceptions import RemoteError, RpcTimeout, UnknownService, deserialize
-from nameko.rpc import ServiceProxy
-from nameko.standalone.rpc import ClusterRpcProxy
+from kombu.utils import json as kombu_json
+from nameko.exceptions import RemoteError, deserialize
 
 import shared.errors  # noqa: F401  registers the typed errors so replies deserialize to them
 from shared import config as shared_config
 
 log = logging.getLogger(__name__)
 
-# nameko always asks for mandatory delivery; without confirms (see `call`) it warns that it
-# cannot detect unroutable requests, which the consumer check does instead.
-warnings.filterwarnings("ignore", message="Mandatory delivery was requested", category=UserWarning)
-
-# Publishing retries would turn a dead broker into a multi-second stall; the consumer check
-# already proved the broker reachable a moment ago, so one quick retry is enough.
-PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2,
-                        "interval_max": 0.2}
+RPC_EXCHANGE = "nameko-rpc"
 
 TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    socket.timeout,
+    OSError,  # includes socket.timeout
     amqp.exceptions.AMQPError,
     kombu.exceptions.KombuError,
-    RuntimeError,  # nameko's "consumer has been disconnected / stopped"
 )
 
 
@@ -83,8 +76,79 @@ class RpcClient(Protocol):
     def close(self) -> None: ...
 
 
+class Unroutable(Exception):
+    """The broker returned a request: no queue is bound for the service."""
+
+
+class _Link:
+    """One broker connection with an exclusive reply queue; used by one thread at a time."""
+
+    def __init__(self, config: Mapping[str, Any], connect_timeout: float):
+        self._connection = kombu.Connection(
+            config["AMQP_URI"],
+            connect_timeout=connect_timeout,
+            login_method=config.get("LOGIN_METHOD"),
+            ssl=config.get("AMQP_SSL") or False,
+        )
+        try:
+            self._connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0)
+            self._amqp: amqp.Connection = self._connection.connection
+            self._channel = self._amqp.channel()
+            self._channel.exchange_declare(RPC_EXCHANGE, "topic", durable=True,
+                                           auto_delete=False)
+            self._reply_to = uuid.uuid4().hex
+            reply_queue = f"rpc.reply-gateway-{self._reply_to}"
+            self._channel.queue_declare(reply_queue, exclusive=True, auto_delete=True)
+            self._channel.queue_bind(reply_queue, RPC_EXCHANGE, routing_key=self._reply_to)
+            self._channel.basic_consume(reply_queue, no_ack=True, callback=self._on_reply)
+            self._channel.events["basic_return"].add(self._on_return)
+        except BaseException:
+            self.close()
+            raise
+        self._waiting: str | None = None
+        self._reply: dict[str, Any] | None = None
+        self._returned = False
+
+    def _on_reply(self, message: amqp.Message) -> None:
+        # Anything but the awaited reply is a leftover and is dropped.
+        if message.properties.get("correlation_id") == self._waiting:
+            self._reply = kombu_json.loads(message.body)
+
+    def _on_return(self, exc, exchange, routing_key, message: amqp.Message) -> None:
+        if message.properties.get("correlation_id") == self._waiting:
+            self._returned = True
+
+    def call(self, routing_key: str, body: bytes, headers: dict[str, str],
+             timeout: float) -> dict[str, Any]:
+        """Publish one request and wait for its reply; socket.timeout after `timeout`."""
+        correlation_id = uuid.uuid4().hex
+        self._waiting, self._reply, self._returned = correlation_id, None, False
+        message = amqp.Message(
+            body, content_type="application/json", content_encoding="utf-8",
+            reply_to=self._reply_to, correlation_id=correlation_id, application_headers=headers,
+            expiration=str(int(timeout * 1000)), delivery_mode=1,
+        )
+        self._channel.basic_publish(message, exchange=RPC_EXCHANGE, routing_key=routing_key,
+                                    mandatory=True)
+        deadline = time.monotonic() + timeout
+        while self._reply is None:
+            if self._returned:
+                raise Unroutable(routing_key)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError()
+            self._amqp.drain_events(timeout=remaining)
+        return self._reply
+
+    def close(self) -> None:
+        try:
+            self._connection.release()
+        except Exception:  # noqa: BLE001 - a broken link may fail to close; drop it anyway
+            log.debug("closing an RPC link failed", exc_info=True)
+
+
 class RpcPool:
-    """A thread-safe pool of started cluster proxies, created lazily."""
+    """A thread-safe pool of broker links, created lazily."""
 
     def __init__(
         self,
@@ -100,7 +164,7 @@ class RpcPool:
         self.max_idle = max_idle
         self.consumer_cache_seconds = consumer_cache_seconds
         self.connect_timeout = connect_timeout
-        self._idle: queue.LifoQueue[ClusterRpcProxy] = queue.LifoQueue()
+        self._idle: queue.LifoQueue[_Link] = queue.LifoQueue()
         self._check_lock = threading.Lock()
         self._check_conn: kombu.Connection | None = None
         self._consumers_seen: dict[str, float] = {}
@@ -173,35 +237,26 @@ class RpcPool:
 
     # -- the pool ----------------------------------------------------------------------------
 
-    def _acquire(self, service: str) -> ClusterRpcProxy:
+    def _acquire(self, service: str) -> _Link:
         try:
             return self._idle.get_nowait()
         except queue.Empty:
             pass
-        wrapper = ClusterRpcProxy(self.config, timeout=self.timeout)
         try:
-            wrapper.start()
+            return _Link(self.config, self.connect_timeout)
         except TRANSPORT_ERRORS as exc:
             raise ServiceUnavailable(service, "message broker unreachable") from exc
-        return wrapper
 
-    def _release(self, wrapper: ClusterRpcProxy) -> None:
+    def _release(self, link: _Link) -> None:
         if self._closed or self._idle.qsize() >= self.max_idle:
-            self._discard(wrapper)
+            link.close()
             return
-        self._idle.put(wrapper)
-
-    @staticmethod
-    def _discard(wrapper: ClusterRpcProxy) -> None:
-        try:
-            wrapper.stop()
-        except Exception:  # noqa: BLE001 - a broken proxy may fail to close; drop it anyway
-            log.debug("closing a discarded RPC proxy failed", exc_info=True)
+        self._idle.put(link)
 
     def _drain_idle(self) -> None:
         while True:
             try:
-                self._discard(self._idle.get_nowait())
+                self._idle.get_nowait().close()
             except queue.Empty:
                 return
 
@@ -215,48 +270,35 @@ class RpcPool:
         actor: str | None,
     ) -> Any:
         self._ensure_consumers(service)
-        wrapper = self._acquire(service)
-        # nameko drops None-valued headers with a warning; leave the actor out instead.
-        data = {"correlation_id": correlation_id}
+        headers = {"nameko.correlation_id": correlation_id}
         if actor:
-            data["actor"] = actor
-        wrapper._worker_ctx.data = data
-        proxy = ServiceProxy(
-            wrapper._worker_ctx,
-            service,
-            wrapper._reply_listener,
-            expiration=self.timeout,
-            retry_policy=PUBLISH_RETRY_POLICY,
-            # A confirm costs a broker round trip per call; nameko needs it only to detect an
-            # unroutable request, which the consumer check above already rules out (a service
-            # that stops in between costs one timeout, then 503).
-            use_confirms=False,
-        )
+            headers["nameko.actor"] = actor
+        body = kombu_json.dumps({"args": [], "kwargs": dict(kwargs)}).encode()
+        link = self._acquire(service)
         try:
-            reply = getattr(proxy, method).call_async(**kwargs)
-            body = reply.reply_event.wait()
-        except UnknownService as exc:
-            # Unroutable publish: nothing was delivered and the proxy is intact.
-            self._release(wrapper)
+            reply = link.call(f"{service}.{method}", body, headers, self.timeout)
+        except Unroutable as exc:
+            # Nothing was delivered and the link is intact.
+            self._release(link)
             self._consumers_seen.pop(service, None)
             raise ServiceUnavailable(service, "no running instance") from exc
-        except RpcTimeout as exc:
-            # A late reply could still land on this proxy's queue; never reuse it.
-            self._discard(wrapper)
+        except TimeoutError as exc:
+            # A late reply could still land on this link's queue; never reuse it.
+            link.close()
             self._consumers_seen.pop(service, None)
             raise ServiceUnavailable(service, f"no reply within {self.timeout:g} s") from exc
         except TRANSPORT_ERRORS as exc:
-            self._discard(wrapper)
+            link.close()
             self._consumers_seen.pop(service, None)
             raise ServiceUnavailable(service, "message broker connection lost") from exc
         except BaseException:
-            self._discard(wrapper)
+            link.close()
             raise
-        self._release(wrapper)
-        error = body.get("error")
+        self._release(link)
+        error = reply.get("error")
         if error:
             raise deserialize(error)
-        return body.get("result")
+        return reply.get("result")
 
     def close(self) -> None:
         self._closed = True

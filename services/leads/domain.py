@@ -94,15 +94,25 @@ def normalise_email(raw: str) -> str:
     Zhang@x.com and zhang@x.com as two leads would defeat duplicate detection). Full-width
     input such as "ｚｈａｎｇ＠ｅｘａｍｐｌｅ．ｃｏｍ" is accepted via NFKC.
     """
+    known = _NORMALISED_EMAILS.get(raw)
+    if known is not None:
+        return known
     text = _nfkc(raw or "").strip()
     if not text:
         raise ValidationFailed.for_fields({"email": ["an email address is required"]})
     try:
-        result = validate_email(text, check_deliverability=False)
+        result = validate_email(text, check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
         message = f"{_clip(raw.strip())!r} is not a valid email address: {exc}"
         raise ValidationFailed.for_fields({"email": [message]}) from None
-    return result.normalized.lower()
+    if len(_NORMALISED_EMAILS) >= 8192:
+        _NORMALISED_EMAILS.clear()
+    # A capture normalises the address, then dedupe normalises it again: remember both.
+    _NORMALISED_EMAILS[raw] = _NORMALISED_EMAILS[result] = result
+    return result
+
+
+_NORMALISED_EMAILS: dict[str, str] = {}
 
 
 # Ranges of scripts that are written without spaces between words.

@@ -135,7 +135,9 @@ class System:
     """A running system: `url`, `keys` (username -> API key), `users` (username -> id),
     `roles` (username -> role), HTTP helpers and fault helpers."""
 
-    def __init__(self, info: devctl.SystemInfo, proxy: BrokerProxy, data_dir: Path) -> None:
+    def __init__(
+        self, info: devctl.SystemInfo, proxy: BrokerProxy | None, data_dir: Path
+    ) -> None:
         self.info = info
         self.proxy = proxy
         self.data_dir = data_dir
@@ -162,7 +164,10 @@ class System:
         services: list[str] | None = None,
         database_urls: Mapping[str, str] | None = None,
         extra_env: Mapping[str, str] | None = None,
+        broker_proxy: bool = True,
     ) -> System:
+        """Without `broker_proxy` the gateway talks to the broker directly (a benchmark: the
+        proxy process that lets tests cut the gateway off adds a hop and takes CPU)."""
         run_dir, data_dir = base_dir / "run", base_dir / "data"
         data_dir.mkdir(parents=True, exist_ok=True)
         env = {
@@ -185,16 +190,18 @@ class System:
             env[f"{name.upper()}_DATABASE_URL"] = url
         env.update(extra_env or {})
         run_dir.mkdir(parents=True, exist_ok=True)
-        proxy = BrokerProxy(amqp_uri, run_dir / "broker-proxy.log")
-        proxy.start()
+        proxy = BrokerProxy(amqp_uri, run_dir / "broker-proxy.log") if broker_proxy else None
+        if proxy is not None:
+            proxy.start()
         try:
             info = devctl.start_system(
                 env, run_dir, names, start_broker=False,
-                process_env={devctl.GATEWAY: {"AMQP_URI": proxy.uri}},
+                process_env={devctl.GATEWAY: {"AMQP_URI": proxy.uri}} if proxy else None,
                 log=lambda line: print(f"[system] {line}"),
             )
         except BaseException:
-            proxy.stop()
+            if proxy is not None:
+                proxy.stop()
             raise
         return cls(info, proxy, data_dir)
 
@@ -202,7 +209,8 @@ class System:
         """Stop everything; returns a report of processes that had died on their own."""
         report = self.died_report()
         devctl.stop_system(self.run_dir, log=lambda line: print(f"[system] {line}"))
-        self.proxy.stop()
+        if self.proxy is not None:
+            self.proxy.stop()
         self.http.close()
         return report
 
@@ -231,10 +239,12 @@ class System:
 
     def stop_broker_access(self) -> None:
         """The gateway loses the broker: its connections are reset and new ones refused."""
+        assert self.proxy is not None, "started without the broker proxy"
         self.proxy.cut()
 
     def restore_broker_access(self) -> None:
-        self.proxy.restore()
+        if self.proxy is not None:
+            self.proxy.restore()
 
     @contextlib.contextmanager
     def broker_unavailable(self) -> Iterator[None]:
