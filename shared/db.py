@@ -8,14 +8,16 @@ SQLite engines get a single connection (`StaticPool` is wrong across threads; a 
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from nameko.extensions import DependencyProvider
-from sqlalchemy import DateTime, Engine, TypeDecorator, create_engine, event
+from sqlalchemy import DateTime, Engine, Table, TypeDecorator, create_engine, event, inspect
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.dml import Insert
 
 from shared import config
 
@@ -102,6 +104,33 @@ class DatabaseAccess:
     def read(self) -> Iterator[Session]:
         with self._factory() as session:
             yield session
+
+
+@functools.cache
+def cached_insert(table: Table) -> Insert:
+    """One INSERT statement object per table, for rows written on every request: a statement
+    built anew is compiled (or looked up in the cache by a freshly computed key) each time."""
+    return table.insert()
+
+
+def insert_row(session: Session, table: Table, values: dict | list[dict]) -> None:
+    """Insert through the session's transaction without the ORM's unit of work."""
+    session.connection().execute(cached_insert(table), values)
+
+
+def insert_object(session: Session, obj: object) -> None:
+    """Insert a new mapped object's row without the unit of work: for rows that are only ever
+    added (history, logs, timers, tasks...). The object stays a plain value holder, untracked;
+    attributes it leaves unset get their columns' defaults."""
+    state = inspect(obj)
+    values = {column: state.dict[attribute] for attribute, column in _columns_of(type(obj))
+              if attribute in state.dict}
+    insert_row(session, state.mapper.local_table, values)
+
+
+@functools.cache
+def _columns_of(cls: type) -> tuple[tuple[str, str], ...]:
+    return tuple((prop.key, prop.columns[0].key) for prop in inspect(cls).column_attrs)
 
 
 class UTCDateTime(TypeDecorator):

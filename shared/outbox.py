@@ -8,7 +8,6 @@ the row, so nothing is lost. Consumers must be idempotent (at least once).
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import time
@@ -38,11 +37,10 @@ from sqlalchemy import (
 )
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.dml import Insert
 
 from shared import config, metrics
 from shared.context import context_of
-from shared.db import UTCDateTime, get_engine
+from shared.db import UTCDateTime, get_engine, insert_row
 from shared.envelope import context_headers, event_exchange_name, new_envelope, utcnow
 from shared.errors import ValidationFailed
 
@@ -271,7 +269,7 @@ class EventRecorder:
         if defer:
             self._deferred.setdefault(id(session), []).append(row)
         else:
-            session.connection().execute(_insert_into(self.table), row)
+            insert_row(session, self.table, row)
         self._uncommitted.append((envelope["event_id"], event_type, body))
         return envelope
 
@@ -284,7 +282,7 @@ class EventRecorder:
     def _insert_deferred(self, session: Session) -> None:
         rows = self._deferred.pop(id(session), None)
         if rows:
-            session.connection().execute(_insert_into(self.table), rows)
+            insert_row(session, self.table, rows)
 
     def _on_commit(self) -> None:
         self.committed.extend(self._uncommitted)
@@ -316,12 +314,6 @@ def _after_commit(session: Session) -> None:
 def _after_rollback(session: Session) -> None:
     for recorder in session.info.get(_RECORDERS, ()):
         recorder._on_rollback(session)
-
-
-@functools.cache
-def _insert_into(table: Table) -> Insert:
-    """One statement object per table, so its compiled form is found without rebuilding it."""
-    return table.insert()
 
 
 class EventOutbox(DependencyProvider):

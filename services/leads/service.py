@@ -32,7 +32,7 @@ from services.leads.schemas import (
 from shared import config
 from shared.consumer import event_handler
 from shared.context import CallContext, Context
-from shared.db import Database
+from shared.db import Database, insert_object
 from shared.envelope import utcnow
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.inbox import first_delivery
@@ -173,10 +173,10 @@ class LeadsService(PlatformEndpoints):
                 created_at=now,
                 updated_at=now,
             )
-            # Scored before it is added, so the row is inserted once with its score.
+            # Scored first, so the row is inserted once with its score; inserted without the
+            # ORM's unit of work (it is new: nothing to track), as history rows are.
             self._rescore(session, lead, None)
-            session.add(lead)
-            session.flush()  # history rows refer to it; the ORM knows no order between them
+            insert_object(session, lead)
             self._history(session, lead, "created", {"source": lead.source})
             snapshot = lead_to_dict(lead)
             self.events.record(
@@ -533,10 +533,10 @@ class LeadsService(PlatformEndpoints):
         )
 
     def _history(self, session: Session, lead: Lead, kind: str, data: dict[str, Any]) -> None:
-        session.add(
-            HistoryEntry(lead_id=lead.id, kind=kind, data=data, actor=self.context.actor,
-                         correlation_id=self.context.correlation_id, at=utcnow())
-        )
+        # The lead's row exists (create_lead inserts it first); history is only ever added.
+        insert_object(session, HistoryEntry(
+            lead_id=lead.id, kind=kind, data=data, actor=self.context.actor,
+            correlation_id=self.context.correlation_id, at=utcnow()))
 
     @staticmethod
     def _lead(session: Session, lead_id: str) -> Lead:
