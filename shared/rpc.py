@@ -20,7 +20,9 @@ import kombu
 from kombu.utils import json as kombu_json
 from nameko.constants import AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY, LOGIN_METHOD_CONFIG_KEY
 from nameko.exceptions import IncorrectSignature, UnserializableValueError, serialize
-from nameko.rpc import Rpc, RpcConsumer, get_rpc_exchange
+from nameko.rpc import Rpc, RpcConsumer, RpcProxy, get_rpc_exchange
+
+from shared import config as shared_config
 
 log = logging.getLogger(__name__)
 
@@ -119,3 +121,11 @@ class ServiceRpc(Rpc):
 
 
 rpc = ServiceRpc.decorator
+
+
+def rpc_proxy(service: str) -> RpcProxy:
+    """A dependency calling another service. Requests are transient, with a TTL of the call
+    timeout: the caller's timeout answers for a lost request, and a request nobody took in time
+    is dropped rather than run late. They stay confirmed: with the mandatory flag, the confirm
+    is what tells an unknown service at once."""
+    return RpcProxy(service, delivery_mode=1, expiration=shared_config.rpc_timeout())

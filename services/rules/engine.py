@@ -45,7 +45,7 @@ from services.rules.models import (
     inbox,
 )
 from shared import config
-from shared.db import DatabaseAccess, insert_object
+from shared.db import DatabaseAccess
 from shared.errors import CrmError
 from shared.inbox import first_delivery
 
@@ -398,8 +398,8 @@ class Engine:
             # One flush at commit (batched inserts) instead of one before every query; the
             # intake never reads back what it added in the same transaction.
             session.autoflush = False
-            insert_object(session, EventLog(event_id=event_id, event_name=name,
-                                            envelope=envelope, received_at=now))
+            session.add(EventLog(event_id=event_id, event_name=name, envelope=envelope,
+                                 received_at=now))
             data = envelope.get("data") or {}
             if producer == "gateway":
                 self._directory(session, event_type, data)
@@ -574,9 +574,9 @@ class Engine:
             record_key=record_key, payload=payload, cancel_keys=cancel_keys or [],
             created_at=self.clock.now(),
         )
-        insert_object(session, timer)
+        session.add(timer)
         for key in cancel_keys or []:
-            insert_object(session, TimerCancel(key=key, timer_id=timer.id))
+            session.add(TimerCancel(key=key, timer_id=timer.id))
         return timer
 
     def _schedule_delay(
@@ -1216,7 +1216,7 @@ class Engine:
             rule_id=(context.get("rule") or {}).get("id"), run_id=run_id,
             created_at=now, updated_at=now,
         )
-        insert_object(session, task)
+        session.add(task)
         self._record(session, "task_created", {"task": task_to_dict(task, now)})
         return {"task_id": task.id, "assignee_id": assignee, "title": task.title,
                 "due_at": iso(task.due_at)}
@@ -1247,7 +1247,7 @@ class Engine:
                     rule_id=(context.get("rule") or {}).get("id"), run_id=run_id,
                     created_at=now,
                 )
-                insert_object(session, item)
+                session.add(item)
                 notification_ids.append(item.id)
                 self._record(session, "notification_created",
                                    {"notification": notification_to_dict(item)})
@@ -1263,7 +1263,7 @@ class Engine:
                     status="pending", attempts=0, next_attempt_at=now, run_id=run_id,
                     created_at=now,
                 )
-                insert_object(session, delivery)
+                session.add(delivery)
                 email_ids.append(delivery.id)
         webhook_id = None
         if "webhook" in channels:

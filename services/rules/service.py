@@ -10,7 +10,6 @@ from typing import Any
 
 import eventlet
 from nameko.extensions import DependencyProvider
-from nameko.rpc import RpcProxy
 from nameko.timer import timer
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -77,7 +76,7 @@ from shared.outbox import EventOutbox
 from shared.paging import page_after, page_of
 from shared.payloads import load
 from shared.platform import PlatformEndpoints
-from shared.rpc import rpc
+from shared.rpc import rpc, rpc_proxy
 
 setup_logging("rules")
 log = logging.getLogger(__name__)
@@ -140,8 +139,8 @@ class RulesService(PlatformEndpoints):
     events = EventOutbox("rules", outbox, EVENT_SCHEMAS, into_all_events=False)
     context: Context = CallContext()
     entrypoint_metrics = EntrypointMetrics()
-    leads = RpcProxy("leads")
-    sales = RpcProxy("sales")
+    leads = rpc_proxy("leads")
+    sales = rpc_proxy("sales")
     worker_ctx = WorkerContext()
 
     # -- plumbing --------------------------------------------------------------------------
