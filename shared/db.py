@@ -119,9 +119,12 @@ def insert_row(session: Session, table: Table, values: dict | list[dict]) -> Non
 
 
 def insert_object(session: Session, obj: object) -> None:
-    """Insert a new mapped object's row without the unit of work: for rows that are only ever
-    added (history, logs, timers, tasks...). The object stays a plain value holder, untracked;
-    attributes it leaves unset get their columns' defaults."""
+    """Insert a new mapped object's row at once, without the unit of work: for a request that
+    adds a row or two that are never changed afterwards (a new lead, its history), where the
+    unit of work's flush costs more than the INSERT. The object stays a plain value holder,
+    untracked; attributes it leaves unset get their columns' defaults. One statement per call:
+    many rows in one transaction are better left to the unit of work, which sends them as one
+    multi-row INSERT."""
     state = inspect(obj)
     values = {column: state.dict[attribute] for attribute, column in _columns_of(type(obj))
               if attribute in state.dict}

@@ -16,7 +16,9 @@ import sys
 import threading
 
 import amqp
+import amqp.exceptions
 import kombu
+import kombu.exceptions
 from kombu.utils import json as kombu_json
 from nameko.constants import AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY, LOGIN_METHOD_CONFIG_KEY
 from nameko.exceptions import IncorrectSignature, UnserializableValueError, serialize

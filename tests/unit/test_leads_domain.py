@@ -929,3 +929,15 @@ def test_search_terms(q: str, terms: list[str]) -> None:
 def test_search_terms_caps_length() -> None:
     terms = search_terms("字" * 250 + " x")
     assert terms == ["字" * 100, "x"]
+
+
+def test_normalisation_remembers_results_but_never_a_failure() -> None:
+    assert normalise_email("Zhang.Wei@Example.CN") == "zhang.wei@example.cn"
+    assert normalise_email("zhang.wei@example.cn") == "zhang.wei@example.cn"
+    assert normalise_phone("138 0013 8000", "CN") == normalise_phone("+8613800138000", "CN")
+    assert normalise_phone("(650) 253-0000", default_region="US") == "+16502530000"
+    for _ in range(2):
+        with pytest.raises(ValidationFailed):
+            normalise_email("zhang.wei@")
+        with pytest.raises(ValidationFailed):
+            normalise_phone("138 0013", "CN")
