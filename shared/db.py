@@ -52,7 +52,22 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    import psycopg
+
+    # psycopg turns `%(name)s` placeholders into PostgreSQL's `$1` by parsing each query in
+    # Python, and caches only short ones: parsing a batch's multi-row INSERT cost more than
+    # running it (a quarter of the CPU of a fired timer). Queries written with `$1` and run on
+    # psycopg's raw cursors go to the server as they are.
+    engine = create_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+        paramstyle="numeric_dollar", connect_args={"cursor_factory": psycopg.RawCursor},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _raw_server_cursors(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
+        dbapi_conn.server_cursor_factory = psycopg.RawServerCursor
+
+    return engine
 
 
 _engines: dict[str, Engine] = {}
