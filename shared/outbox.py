@@ -48,7 +48,9 @@ log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL = 5.0
 SWEEP_GRACE = timedelta(seconds=5)
-RELAY_LINGER = 0.005
+RELAY_LINGER = float(config.env("CRM_RELAY_LINGER", "0.005"))
+# Confirmed events are marked sent by one UPDATE per this interval rather than one per batch.
+MARK_DELAY = float(config.env("CRM_RELAY_MARK_DELAY", "0.5"))
 RETENTION = timedelta(days=7)
 ALL_EVENTS_EXCHANGE = "crm.events"
 
@@ -163,15 +165,21 @@ class BatchPublisher:
 
 
 class OutboxRelay:
-    def __init__(self, service: str, engine: Engine, table: Table, publisher: BatchPublisher):
+    def __init__(self, service: str, engine: Engine, table: Table, publisher: BatchPublisher,
+                 mark_delay: float = 0.0):
+        """`mark_delay`: how long confirmed rows may wait to be marked sent, so that one UPDATE
+        marks several batches (0: at once)."""
         self.service = service
         self.engine = engine
         self.table = table
         self.publisher = publisher
+        self.mark_delay = mark_delay
+        self._sent: list[str] = []
+        self._sent_since = 0.0
 
     def publish_rows(self, rows: list[tuple[str, str, str]]) -> int:
-        """Publish (event_id, event_type, envelope JSON) rows in one confirmed batch and mark
-        them sent.
+        """Publish (event_id, event_type, envelope JSON) rows in one confirmed batch; they are
+        marked sent within `mark_delay`.
 
         No transaction is held while publishing: under eventlet a yield inside a SQLite write
         transaction would block every other writer of the file.
@@ -185,17 +193,39 @@ class OutboxRelay:
                 for event_id, event_type, body in rows
             ]
         )
-        t = self.table
-        sent = [event_id for event_id, _, _ in rows]
-        with self.engine.begin() as conn:
-            conn.execute(update(t).where(t.c.event_id.in_(sent)).values(published_at=utcnow()))
+        if not self._sent:
+            self._sent_since = time.monotonic()
+        self._sent.extend(event_id for event_id, _, _ in rows)
+        if len(self._sent) >= 500 or time.monotonic() - self._sent_since >= self.mark_delay:
+            self.mark_sent()
         for _, event_type, _ in rows:
             metrics.EVENTS_PUBLISHED.labels(self.service, event_type).inc()
         return len(rows)
 
+    @property
+    def marks_pending(self) -> bool:
+        return bool(self._sent)
+
+    def mark_sent(self) -> None:
+        """Mark sent what the broker confirmed. A row a crash left unmarked is published again
+        by a later sweep: delivery is at least once, and consumers take an event once by id."""
+        sent, self._sent = self._sent, []
+        if not sent:
+            return
+        t = self.table
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(t).where(t.c.event_id.in_(sent)).values(published_at=utcnow())
+                )
+        except BaseException:
+            self._sent = sent + self._sent
+            raise
+
     def publish_pending(self, grace: timedelta, limit: int = 500) -> int:
         """Publish unsent rows older than `grace` (left by a process that died, or whose
         publish failed); returns how many."""
+        self.mark_sent()  # what is only waiting to be marked is not pending
         t = self.table
         query = (
             select(t.c.event_id, t.c.event_type, t.c.envelope)
@@ -336,17 +366,20 @@ class EventOutbox(DependencyProvider):
         self._wakeups: LightQueue = LightQueue()
         self._relay_thread = None
         self._sweeps = 0
+        self._swept_at = 0.0
 
     def setup(self) -> None:
         engine = get_engine(config.database_url(self.service))
         publisher = BatchPublisher(self.container.config["AMQP_URI"], self.into_all_events)
-        self.relay = OutboxRelay(self.service, engine, self.table, publisher)
+        self.relay = OutboxRelay(self.service, engine, self.table, publisher,
+                                 mark_delay=MARK_DELAY)
 
     def start(self) -> None:
         self._relay_thread = self.container.spawn_managed_thread(self._run_relay)
 
     def stop(self) -> None:
         self._drain_wakeups(block=False)
+        self.relay.mark_sent()
         if self._relay_thread is not None:
             self._relay_thread.kill()
         self.relay.publisher.close()
@@ -367,11 +400,12 @@ class EventOutbox(DependencyProvider):
 
     def _drain_wakeups(self, block: bool) -> None:
         rows: list[tuple[str, str, str]] = []
+        idle = SWEEP_INTERVAL if not self.relay.marks_pending else MARK_DELAY
         try:
-            rows.extend(self._wakeups.get(block=block, timeout=SWEEP_INTERVAL if block else None))
+            rows.extend(self._wakeups.get(block=block, timeout=idle if block else None))
             if block:
                 # Linger a moment so that events committed by concurrent workers share one
-                # batch: one query, one confirm round trip and one update for all of them.
+                # batch: one confirm round trip for all of them.
                 eventlet.sleep(RELAY_LINGER)
             while True:
                 rows.extend(self._wakeups.get_nowait())
@@ -381,9 +415,13 @@ class EventOutbox(DependencyProvider):
             for start in range(0, len(rows), 500):
                 self.relay.publish_rows(rows[start : start + 500])
         elif block:
+            self.relay.mark_sent()
+        # Also under steady load, which never leaves the relay idle for a whole interval.
+        if block and time.monotonic() - self._swept_at >= SWEEP_INTERVAL:
             self._sweep()
 
     def _sweep(self) -> None:
+        self._swept_at = time.monotonic()
         while self.relay.publish_pending(grace=SWEEP_GRACE) == 500:
             eventlet.sleep(0)
         metrics.OUTBOX_BACKLOG.labels(self.service).set(self.relay.backlog())

@@ -17,6 +17,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 
 from shared.consumer import DEAD_LETTER_QUEUE, event_handler
 from shared.db import Database, get_engine
+from shared.envelope import utcnow
 from shared.inbox import first_delivery, inbox_table
 from shared.outbox import EventOutbox, outbox_table
 from shared.rpc import rpc
@@ -202,3 +203,34 @@ def test_a_failing_handler_retries_with_backoff_then_dead_letters(
     assert "always fails" in headers["x-crm-error"]
     eventlet.sleep(1.0)
     assert len(HANDLED) == 3, "nothing is retried after dead-lettering"
+
+
+def test_confirmed_events_waiting_to_be_marked_are_not_published_again(amqp_uri, probe_db):
+    """The relay marks confirmed rows sent in one UPDATE per interval; a sweep in between must
+    mark them, not publish them a second time."""
+    from datetime import timedelta
+
+    from shared.context import Context
+    from shared.envelope import new_envelope
+    from shared.outbox import BatchPublisher, OutboxRelay
+
+    queue = tap(amqp_uri, "probe.events")
+    relay = OutboxRelay("probe", probe_db, probe_outbox, BatchPublisher(amqp_uri),
+                        mark_delay=3600)
+    body = json.dumps(new_envelope("probe", "thing_happened", {"n": 1},
+                                   Context(correlation_id="c-1")))
+    with probe_db.begin() as conn:
+        conn.execute(probe_outbox.insert().values(
+            event_id=json.loads(body)["event_id"], event_type="thing_happened", envelope=body,
+            created_at=utcnow() - timedelta(minutes=1)))
+    try:
+        event_id = json.loads(body)["event_id"]
+        assert relay.publish_rows([(event_id, "thing_happened", body)]) == 1
+        assert relay.marks_pending
+        assert relay.publish_pending(grace=timedelta(0)) == 0
+        assert not relay.marks_pending
+    finally:
+        relay.publisher.close()
+    assert [body["data"]["n"] for body, _ in drain(amqp_uri, queue)] == [1]
+    with probe_db.connect() as conn:
+        assert conn.execute(select(probe_outbox.c.published_at)).scalar_one() is not None
