@@ -80,6 +80,11 @@ class Unroutable(Exception):
     """The broker returned a request: no queue is bound for the service."""
 
 
+class LinkBroken(Exception):
+    """The request could not be published: the link's connection is gone (say the broker
+    restarted while the link was idle in the pool)."""
+
+
 class _Link:
     """One broker connection with an exclusive reply queue; used by one thread at a time."""
 
@@ -128,8 +133,11 @@ class _Link:
             reply_to=self._reply_to, correlation_id=correlation_id, application_headers=headers,
             expiration=str(int(timeout * 1000)), delivery_mode=1,
         )
-        self._channel.basic_publish(message, exchange=RPC_EXCHANGE, routing_key=routing_key,
-                                    mandatory=True)
+        try:
+            self._channel.basic_publish(message, exchange=RPC_EXCHANGE,
+                                        routing_key=routing_key, mandatory=True)
+        except TRANSPORT_ERRORS as exc:
+            raise LinkBroken(str(exc)) from exc
         deadline = time.monotonic() + timeout
         while self._reply is None:
             if self._returned:
@@ -276,7 +284,15 @@ class RpcPool:
         body = kombu_json.dumps({"args": [], "kwargs": dict(kwargs)}).encode()
         link = self._acquire(service)
         try:
-            reply = link.call(f"{service}.{method}", body, headers, self.timeout)
+            try:
+                reply = link.call(f"{service}.{method}", body, headers, self.timeout)
+            except LinkBroken:
+                # Nothing was sent. The idle links are as stale as this one: once more on a
+                # new link, so that a broker restart costs no request a 503.
+                link.close()
+                self._drain_idle()
+                link = self._acquire(service)
+                reply = link.call(f"{service}.{method}", body, headers, self.timeout)
         except Unroutable as exc:
             # Nothing was delivered and the link is intact.
             self._release(link)
@@ -287,7 +303,7 @@ class RpcPool:
             link.close()
             self._consumers_seen.pop(service, None)
             raise ServiceUnavailable(service, f"no reply within {self.timeout:g} s") from exc
-        except TRANSPORT_ERRORS as exc:
+        except (LinkBroken, *TRANSPORT_ERRORS) as exc:
             link.close()
             self._consumers_seen.pop(service, None)
             raise ServiceUnavailable(service, "message broker connection lost") from exc

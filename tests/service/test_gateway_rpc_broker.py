@@ -171,3 +171,17 @@ def test_calls_context_typed_errors_and_timeouts(
     assert time.monotonic() - started < 1
     with kombu.Connection(amqp_uri) as conn:
         conn.channel().queue_delete(f"rpc-{name}")
+
+
+def test_a_stale_idle_link_costs_no_request(
+    pool: RpcPool, probe_service: tuple[str, subprocess.Popen]
+) -> None:
+    """A link whose connection went away while idle in the pool (a broker restart) is replaced
+    before the request is sent, and the call succeeds."""
+    name, _ = probe_service
+    assert pool.call(name, "ping", {"payload": 1}, correlation_id="c1", actor=None) == 1
+    stale = pool._idle.get_nowait()
+    stale._amqp.sock.close()
+    pool._idle.put(stale)
+    assert pool.call(name, "ping", {"payload": 2}, correlation_id="c2", actor=None) == 2
+    assert pool._idle.qsize() == 1 and pool._idle.get_nowait() is not stale
