@@ -75,17 +75,19 @@ scoring_models = ScoringModels()
 FUZZY_CANDIDATES = 500
 # Built once (capture runs it every time): leads with the same email or phone, and the newest
 # ones whose company key starts alike, for the fuzzy comparison. A NULL parameter matches none.
+# On the table, not the entity: run on the connection, it skips the ORM's statement handling.
+_leads = Lead.__table__.c
 DUPLICATE_CANDIDATES = (
-    select(Lead.id, Lead.email, Lead.phone, Lead.company)
+    select(_leads.id, _leads.email, _leads.phone, _leads.company)
     .where(
         or_(
-            Lead.email == bindparam("email"),
-            Lead.phone == bindparam("phone"),
-            Lead.company_block == bindparam("block"),
+            _leads.email == bindparam("email"),
+            _leads.phone == bindparam("phone"),
+            _leads.company_block == bindparam("block"),
         ),
-        Lead.merged_into_id.is_(None),
+        _leads.merged_into_id.is_(None),
     )
-    .order_by(Lead.created_at.desc())
+    .order_by(_leads.created_at.desc())
     .limit(FUZZY_CANDIDATES)
 )
 # Schemas are built once: constructing one costs more than loading a payload with it.
@@ -192,7 +194,7 @@ class LeadsService(PlatformEndpoints):
         session: Session, identity: domain.LeadIdentity
     ) -> list[domain.DuplicateMatch]:
         block = domain.company_key(identity.company)[:2] if identity.company else None
-        rows = session.execute(
+        rows = session.connection().execute(
             DUPLICATE_CANDIDATES,
             {"email": identity.email, "phone": identity.phone, "block": block or None},
         ).all()
