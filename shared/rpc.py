@@ -31,6 +31,17 @@ log = logging.getLogger(__name__)
 JSON = "application/json"
 
 
+def broker_connection(config: dict, connect_timeout: float = 5.0) -> kombu.Connection:
+    """A kombu connection (not yet open) as nameko's configuration describes it: URI, TLS and
+    login method. Links that publish or consume by hand take their py-amqp channel from it."""
+    return kombu.Connection(
+        config[AMQP_URI_CONFIG_KEY],
+        ssl=config.get(AMQP_SSL_CONFIG_KEY) or False,
+        login_method=config.get(LOGIN_METHOD_CONFIG_KEY),
+        connect_timeout=connect_timeout,
+    )
+
+
 class ReplyLink:
     """One broker connection that publishes replies; reconnects once when a publish fails."""
 
@@ -44,11 +55,7 @@ class ReplyLink:
 
     def _open(self) -> amqp.Channel:
         if self._channel is None:
-            self._connection = kombu.Connection(
-                self.config[AMQP_URI_CONFIG_KEY],
-                ssl=self.config.get(AMQP_SSL_CONFIG_KEY) or False,
-                login_method=self.config.get(LOGIN_METHOD_CONFIG_KEY),
-            )
+            self._connection = broker_connection(self.config)
             self._connection.ensure_connection(max_retries=3)
             self._channel = self._connection.connection.channel()
         return self._channel

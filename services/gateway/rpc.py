@@ -32,6 +32,7 @@ from nameko.exceptions import RemoteError, deserialize
 
 import shared.errors  # noqa: F401  registers the typed errors so replies deserialize to them
 from shared import config as shared_config
+from shared.rpc import broker_connection
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +90,7 @@ class _Link:
     """One broker connection with an exclusive reply queue; used by one thread at a time."""
 
     def __init__(self, config: Mapping[str, Any], connect_timeout: float):
-        self._connection = kombu.Connection(
-            config["AMQP_URI"],
-            connect_timeout=connect_timeout,
-            login_method=config.get("LOGIN_METHOD"),
-            ssl=config.get("AMQP_SSL") or False,
-        )
+        self._connection = broker_connection(dict(config), connect_timeout)
         try:
             self._connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0)
             self._amqp: amqp.Connection = self._connection.connection
@@ -182,11 +178,7 @@ class RpcPool:
 
     def _connection(self) -> kombu.Connection:
         if self._check_conn is None:
-            conn = kombu.Connection(
-                self.config["AMQP_URI"],
-                connect_timeout=self.connect_timeout,
-                login_method=self.config.get("LOGIN_METHOD"),
-            )
+            conn = broker_connection(self.config, self.connect_timeout)
             conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0)
             self._check_conn = conn
         return self._check_conn
