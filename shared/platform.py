@@ -6,16 +6,32 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import eventlet
+from nameko.extensions import DependencyProvider
 from nameko.web.handlers import http
 from sqlalchemy import text
 
 from shared import metrics
+from shared.heap import freeze_startup_heap
 from shared.rpc import rpc
+
+
+class StartupHeap(DependencyProvider):
+    """Freezes the heap (`shared.heap`) right after the container has started."""
+
+    def start(self) -> None:
+        # Spawned: it runs once the container's start has returned and every extension is up.
+        eventlet.spawn(freeze_startup_heap)
+
+    def get_dependency(self, worker_ctx) -> None:
+        return None
 
 
 class PlatformEndpoints:
     """Mixin of a service class with a `db` dependency: `/health` and `/metrics` over HTTP,
-    `ping` over RPC."""
+    `ping` over RPC; the startup heap frozen."""
+
+    startup_heap = StartupHeap()
 
     @rpc
     def ping(self, payload: Any = None) -> Any:

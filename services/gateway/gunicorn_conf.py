@@ -38,6 +38,12 @@ def on_starting(server: Any) -> None:
     _metrics_dir.mkdir(parents=True, exist_ok=True)
 
 
+def post_worker_init(worker: Any) -> None:
+    from shared.heap import freeze_startup_heap
+
+    freeze_startup_heap()
+
+
 def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
