@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from services.rules.clock import Clock
@@ -45,7 +45,7 @@ from services.rules.models import (
     inbox,
 )
 from shared import config
-from shared.db import DatabaseAccess
+from shared.db import DatabaseAccess, insert_row
 from shared.errors import CrmError
 from shared.inbox import first_delivery
 
@@ -61,6 +61,26 @@ OWN_PRODUCER = "rules"
 PATTERN_TTL = 2.0
 _RULES_CACHE: dict[str, Any] = {}
 _SUBSCRIPTIONS_CACHE: dict[str, Any] = {}
+# Statements every event runs, built once and run on the connection: the ORM's path (a
+# `session.get`, an object to flush) cost several times the query on these small rows.
+_RECORDS = RecordSnapshot.__table__
+SNAPSHOT_DATA = select(_RECORDS.c.data).where(_RECORDS.c.key == bindparam("key"))
+SNAPSHOT_OWNER = select(_RECORDS.c.owner_id).where(_RECORDS.c.key == bindparam("key"))
+# Sets the columns named in its parameters besides `record_key`.
+UPDATE_SNAPSHOT = update(_RECORDS).where(_RECORDS.c.key == bindparam("record_key"))
+_RUNS = RuleRun.__table__
+_ROTATIONS = Rotation.__table__
+LAST_CHOSEN = select(_ROTATIONS.c.last_user_id).where(_ROTATIONS.c.group_key == bindparam("group"))
+UPDATE_ROTATION = update(_ROTATIONS).where(_ROTATIONS.c.group_key == bindparam("group"))
+_SETTINGS = MemberSetting.__table__
+MEMBER_SETTINGS = select(_SETTINGS).where(_SETTINGS.c.user_id.in_(bindparam("ids", expanding=True)))
+OPEN_LEADS_BY_OWNER = (
+    select(_RECORDS.c.owner_id, func.count())
+    .where(_RECORDS.c.record_type == "lead", _RECORDS.c.is_open.is_(True),
+           _RECORDS.c.owner_id.in_(bindparam("ids", expanding=True)))
+    .group_by(_RECORDS.c.owner_id)
+)
+UPDATE_RUN = update(_RUNS).where(_RUNS.c.id == bindparam("run_id"))
 
 
 @dataclass(frozen=True)
@@ -78,6 +98,25 @@ class RuleView:
 class SubscriptionView:
     id: str
     event_types: list[str]
+
+
+@dataclass(frozen=True)
+class RunState:
+    """What performing a run's actions needs, kept by the engine that started it."""
+
+    summary: dict[str, Any]  # what `rule_run_completed` reports that the actions do not change
+    started_at: datetime
+    causation_depth: int
+    definition: dict[str, Any]
+    context: dict[str, Any]
+    actions: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, run: RuleRun, definition: dict[str, Any]) -> RunState:
+        return cls(summary={name: getattr(run, name) for name in RUN_SUMMARY_FIELDS},
+                   started_at=run.started_at, causation_depth=run.causation_depth,
+                   definition=definition, context=dict(run.context or {}),
+                   actions=list(run.actions or []))
 
 
 def forget_cached_rules() -> None:
@@ -404,12 +443,16 @@ class Engine:
             if producer == "gateway":
                 self._directory(session, event_type, data)
                 _DIRECTORY_CACHE.clear()
-            record_type, record, changes = self._snapshot(session, data, now)
+            record_type, record, changes, first_seen = self._snapshot(session, data, now)
             keys = records.related_keys(data)
-            self._cancel_timers(session, keys, name, event_id)
+            # The first event about a record, concerning no other: no timer and no firing can
+            # refer to it yet, so there is nothing to look up.
+            fresh = first_seen and len(keys) == 1
+            if not fresh:
+                self._cancel_timers(session, keys, name, event_id)
             self._queue_webhooks(session, envelope, name, now)
             return self._match_rules(session, envelope, name, record_type, record, changes,
-                                     keys, now)
+                                     keys, now, fresh)
 
     def _directory(self, session: Session, event_type: str, data: dict[str, Any]) -> None:
         if event_type == "user_changed" and isinstance(data.get("user"), dict):
@@ -431,35 +474,33 @@ class Engine:
 
     def _snapshot(
         self, session: Session, data: dict[str, Any], now: datetime
-    ) -> tuple[str | None, dict[str, Any] | None, dict[str, Any]]:
+    ) -> tuple[str | None, dict[str, Any] | None, dict[str, Any], bool]:
+        """The event's record, what changed since the stored snapshot (stored anew), and
+        whether the record is seen for the first time."""
         record_type, record = records.primary_record(data)
         if record_type is None or record is None:
-            return None, None, {}
+            return None, None, {}, False
         key = records.record_key(record_type, str(record["id"]))
-        stored = session.get(RecordSnapshot, key)
+        connection = session.connection()
+        previous = connection.execute(SNAPSHOT_DATA, {"key": key}).scalar()
         if len(record) <= 1:  # only an id: use what we know
-            return record_type, dict(stored.data) if stored else record, {}
-        previous = dict(stored.data) if stored else None
+            return record_type, dict(previous) if previous else record, {}, False
         if (
             previous and previous.get("updated_at") and record.get("updated_at")
             and str(record["updated_at"]) < str(previous["updated_at"])
         ):
-            return record_type, previous, {}  # an older snapshot arrived late: keep the newer
+            return record_type, previous, {}, False  # an older snapshot arrived late
         changes = records.changes(previous, record)
-        is_open = not (
-            record.get("merged_into_id")
-            or (record_type == "lead" and record.get("status") in CLOSED_LEAD_STATUSES)
-        )
-        if stored is None:
-            session.add(RecordSnapshot(key=key, record_type=record_type,
-                                       owner_id=record.get("owner_id"), is_open=is_open,
-                                       data=record, updated_at=now))
+        values = {"owner_id": record.get("owner_id"), "data": record, "updated_at": now,
+                  "is_open": not (
+                      record.get("merged_into_id")
+                      or (record_type == "lead" and record.get("status") in CLOSED_LEAD_STATUSES)
+                  )}
+        if previous is None:
+            insert_row(session, _RECORDS, {"key": key, "record_type": record_type, **values})
         else:
-            stored.data = record
-            stored.owner_id = record.get("owner_id")
-            stored.is_open = is_open
-            stored.updated_at = now
-        return record_type, record, changes
+            connection.execute(UPDATE_SNAPSHOT, {"record_key": key, **values})
+        return record_type, record, changes, previous is None
 
     def _cancel_timers(
         self, session: Session, keys: dict[str, str], name: str, event_id: str
@@ -523,10 +564,11 @@ class Engine:
     def _match_rules(
         self, session: Session, envelope: dict[str, Any], name: str, record_type: str | None,
         record: dict[str, Any] | None, changes: dict[str, Any], keys: dict[str, str],
-        now: datetime,
+        now: datetime, fresh: bool = False,
     ) -> list[str]:
         run_ids: list[str] = []
         depth = int(envelope.get("causation_depth") or 0)
+        firings: dict | None = {} if fresh else None  # a fresh record has fired no rule
         for rule in self._enabled_rules(session):
             trigger = rule.definition["trigger"]
             kind = trigger["type"]
@@ -537,7 +579,7 @@ class Engine:
                     continue
                 key = records.record_key(record_type, str(record["id"])) if record else None
                 run = self._start_run(session, rule, "event", envelope, key, record_type,
-                                      record, changes, depth, now)
+                                      record, changes, depth, now, firings=firings)
                 if run.status != "running":
                     continue
                 if all(a["type"] in LOCAL_ACTIONS for a in rule.definition["actions"]):
@@ -545,11 +587,12 @@ class Engine:
                 else:
                     run_ids.append(run.id)
             elif kind == "delay" and rules_domain.event_matches(trigger["events"], name):
-                self._schedule_delay(session, rule, trigger, envelope, keys, now)
+                self._schedule_delay(session, rule, trigger, envelope, keys, now, fresh)
             elif kind == "date" and rules_domain.event_matches(trigger["events"], name):
                 wanted = trigger.get("record") or record_type
                 if wanted == record_type and record is not None:
-                    self._schedule_date(session, rule, trigger, record_type, record, depth, now)
+                    self._schedule_date(session, rule, trigger, record_type, record, depth, now,
+                                        fresh)
         return run_ids
 
     # ---- timers -----------------------------------------------------------------------------
@@ -581,13 +624,14 @@ class Engine:
 
     def _schedule_delay(
         self, session: Session, rule: Rule, trigger: dict[str, Any], envelope: dict[str, Any],
-        keys: dict[str, str], now: datetime,
+        keys: dict[str, str], now: datetime, fresh: bool = False,
     ) -> None:
         record_type = trigger.get("record")
         key = keys.get(record_type) if record_type else next(iter(keys.values()), None)
         if key is None:
             return
-        self._replace_pending(session, rule.id, key)
+        if not fresh:
+            self._replace_pending(session, rule.id, key)
         unless = trigger.get("unless") or []
         self._add_timer(
             session, kind="rule", due_at=now + timing.parse_duration(trigger["delay"]),
@@ -598,10 +642,11 @@ class Engine:
 
     def _schedule_date(
         self, session: Session, rule: Rule, trigger: dict[str, Any], record_type: str,
-        record: dict[str, Any], depth: int, now: datetime,
+        record: dict[str, Any], depth: int, now: datetime, fresh: bool = False,
     ) -> None:
         key = records.record_key(record_type, str(record["id"]))
-        self._replace_pending(session, rule.id, key)
+        if not fresh:
+            self._replace_pending(session, rule.id, key)
         due = timing.relative_due(
             record.get(trigger["field"]), now=now, tz=self.tz,
             offset_days=trigger.get("offset_days", 0),
@@ -921,26 +966,21 @@ class Engine:
         run.status = "running"
         run.actions = [{"index": i, "type": a["type"], "status": "pending"}
                        for i, a in enumerate(definition["actions"])]
-        self._started[run.id] = (definition, dict(run.context), list(run.actions),
-                                 run.correlation_id, run.event_id, run.causation_depth)
+        self._started[run.id] = RunState.of(run, definition)
         return run
 
     def execute_run(self, run_id: str, start: int = 0, attempt: int = 1) -> dict[str, Any]:
         """Perform a run's actions in order from `start`. A failing action is retried later
         (a timer) with back-off, then recorded as failed and the next actions go on."""
-        started_here = self._started.pop(run_id, None) if start == 0 else None
-        if started_here is not None:  # started by this engine a moment ago: nothing to read
-            definition, context, outcomes, correlation_id, event_id, depth = started_here
-        else:
+        state = self._started.pop(run_id, None) if start == 0 else None
+        if state is None:  # not started by this engine a moment ago: read it
             with self.db.read() as session:
                 run = session.get(RuleRun, run_id)
                 version = session.get(RuleVersion, (run.rule_id, run.rule_version))
-                definition = version.definition
-                context = dict(run.context or {})
-                outcomes = list(run.actions or [])
-                correlation_id, event_id, depth = (run.correlation_id, run.event_id,
-                                                   run.causation_depth)
-        self.ports.set_context(correlation_id, event_id, depth + 1)
+                state = RunState.of(run, version.definition)
+        definition, context, outcomes = state.definition, state.context, state.actions
+        self.ports.set_context(state.summary["correlation_id"], state.summary["event_id"],
+                               state.causation_depth + 1)
         actions = definition["actions"]
         # The local actions at the end (tasks, notifications) and the run's completion share
         # one transaction; actions calling another service go one by one, outside any.
@@ -970,7 +1010,7 @@ class Engine:
                                         record_key=None, payload={
                                             "run_id": run_id, "action_index": index,
                                             "attempt": tries + 1})
-                        self._save_run(session, run_id, outcomes, context, "retrying", None)
+                        self._save_run(session, state, outcomes, context, "retrying", None)
                     return {"status": "retrying"}
                 outcome = {"status": "failed", "error": f"{error} (after {tries} attempts)"}
             outcomes[index] = {"index": index, "type": action["type"], "attempts": tries,
@@ -993,26 +1033,27 @@ class Engine:
                                    **outcome}
             status = ("failed" if any(o.get("status") == "failed" for o in outcomes)
                       else "completed")
-            run = self._save_run(session, run_id, outcomes, context, status, self.clock.now())
-            self._record(session, "rule_run_completed", {"run": run_summary(run)})
+            summary = self._save_run(session, state, outcomes, context, status,
+                                     self.clock.now())
+            self._record(session, "rule_run_completed", {"run": summary})
         metrics.RULE_RUNS.labels(status).inc()
         return {"status": status}
 
     @staticmethod
     def _save_run(
-        session: Session, run_id: str, outcomes: list[dict[str, Any]], context: dict[str, Any],
-        status: str, finished: datetime | None,
-    ) -> RuleRun:
-        run = session.get(RuleRun, run_id)
-        run.actions = outcomes
-        run.context = context
-        run.status = status
+        session: Session, state: RunState, outcomes: list[dict[str, Any]],
+        context: dict[str, Any], status: str, finished: datetime | None,
+    ) -> dict[str, Any]:
+        """Store a run's progress (an UPDATE: nothing to read); its summary."""
+        values: dict[str, Any] = {"actions": outcomes, "context": context, "status": status}
+        reason = None
         if finished is not None:
-            run.finished_at = finished
-            run.duration_ms = round((finished - run.started_at).total_seconds() * 1000, 2)
+            values["finished_at"] = finished
+            values["duration_ms"] = round((finished - state.started_at).total_seconds() * 1000, 2)
             if status == "failed":
-                run.reason = "an action failed"
-        return run
+                values["reason"] = reason = "an action failed"
+        session.connection().execute(UPDATE_RUN, {"run_id": state.summary["id"], **values})
+        return {**state.summary, "actions": outcomes, "status": status, "reason": reason}
 
     # ---- actions ----------------------------------------------------------------------------
 
@@ -1055,18 +1096,19 @@ class Engine:
         return action.get("team")
 
     def members(
-        self, session: Session, team: TeamView, roles: list[str]
+        self, session: Session, team: TeamView, roles: list[str], strategy: str = "least_loaded"
     ) -> list[assignment.Member]:
+        """The team's members in `roles` with their settings and, where the choice depends on
+        it (least-loaded, or a capacity to respect), their open leads."""
         users = [u for u in directory(session).users.values()
                  if u.team_id == team.id and u.role in roles]
         ids = [u.id for u in users]
-        settings = {s.user_id: s for s in session.scalars(
-            select(MemberSetting).where(MemberSetting.user_id.in_(ids))).all()}
-        loads = dict(session.execute(
-            select(RecordSnapshot.owner_id, func.count()).where(
-                RecordSnapshot.record_type == "lead", RecordSnapshot.is_open.is_(True),
-                RecordSnapshot.owner_id.in_(ids)).group_by(RecordSnapshot.owner_id)
-        ).all())
+        connection = session.connection()
+        settings = {row.user_id: row for row in connection.execute(MEMBER_SETTINGS, {"ids": ids})}
+        loads: dict[str, int] = {}
+        if strategy != "round_robin" or any(row.capacity is not None
+                                            for row in settings.values()):
+            loads = dict(connection.execute(OPEN_LEADS_BY_OWNER, {"ids": ids}).all())
         return [
             assignment.Member(
                 user_id=u.id, active=u.active,
@@ -1087,21 +1129,21 @@ class Engine:
         team = self._team(session, team_name)
         if team is None:
             raise PermanentFailure(f"team {team_name!r} is not in the directory")
-        members = self.members(session, team, action.get("roles") or ["sales_rep"])
+        strategy = action.get("strategy", "round_robin")
+        members = self.members(session, team, action.get("roles") or ["sales_rep"], strategy)
         group = f"team:{team.id}"
-        rotation = session.get(Rotation, group)
-        choice = assignment.choose(members, action.get("strategy", "round_robin"),
-                                   rotation.last_user_id if rotation else None,
+        connection = session.connection()
+        last = connection.execute(LAST_CHOSEN, {"group": group}).first()
+        choice = assignment.choose(members, strategy, last.last_user_id if last else None,
                                    self.clock.now())
         if choice.user_id is None:
             raise PermanentFailure(f"{choice.reason} in {team.name}: {choice.skipped}")
         if commit:
-            if rotation is None:
-                session.add(Rotation(group_key=group, last_user_id=choice.user_id,
-                                     updated_at=self.clock.now()))
+            values = {"last_user_id": choice.user_id, "updated_at": self.clock.now()}
+            if last is None:
+                insert_row(session, _ROTATIONS, {"group_key": group, **values})
             else:
-                rotation.last_user_id = choice.user_id
-                rotation.updated_at = self.clock.now()
+                connection.execute(UPDATE_ROTATION, {"group": group, **values})
         return {"owner_id": choice.user_id, "team": team.name, "reason": choice.reason,
                 "skipped": choice.skipped}
 
@@ -1111,14 +1153,16 @@ class Engine:
             raise Skipped("assign works on leads")
         with self.db.begin() as session:
             key = records.record_key("lead", record["id"])
-            snapshot = session.get(RecordSnapshot, key)
-            current_owner = snapshot.owner_id if snapshot else record.get("owner_id")
+            connection = session.connection()
+            known = connection.execute(SNAPSHOT_OWNER, {"key": key}).first()
+            current_owner = known.owner_id if known else record.get("owner_id")
             if action.get("only_unowned") and current_owner:
                 record["owner_id"] = current_owner
                 raise Skipped(f"the lead already has an owner ({current_owner})")
             chosen = self.choose_assignee(session, action, record, commit=True)
-            if snapshot is not None:  # count the lead at once, for least-loaded fairness
-                snapshot.owner_id = chosen["owner_id"]
+            if known is not None:  # count the lead at once, for least-loaded fairness
+                connection.execute(UPDATE_SNAPSHOT,
+                                   {"record_key": key, "owner_id": chosen["owner_id"]})
         self.ports.call("leads", "assign_lead", lead_id=record["id"],
                         owner_id=chosen["owner_id"], scope={"all": True})
         record["owner_id"] = chosen["owner_id"]
