@@ -12,6 +12,7 @@ relay that offers SMTPUTF8; smtplib asks for it only then.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import smtplib
@@ -68,6 +69,11 @@ def normalize_address(address: object) -> str:
     `InvalidAddress` naming the problem."""
     if not isinstance(address, str):
         raise InvalidAddress(f"{address!r}: an address must be a string")
+    return _normalize_text_address(address)
+
+
+@functools.lru_cache(maxsize=4096)  # the same owners and managers are written to all day
+def _normalize_text_address(address: str) -> str:
     text = address.strip()
     local, at, domain = text.rpartition("@")
     if not at or not local or not domain:
