@@ -3,7 +3,9 @@ HTTP, print JSON figures. Timings are reported here and never asserted in tests.
 
 Figures: lead creations per second through the gateway at concurrency 1 and 16 with latency
 percentiles, and, in the same run as the ceiling, an echo RPC through the same gateway
-(`POST /system/echo` -> `leads.ping`). The load generator runs on the same machine as the
+(`POST /system/echo` -> `leads.ping`). The echo and lead creation at concurrency 16 run in
+alternating slices (`BENCH_ROUNDS`, 5), so that their ratio is taken on the same machine
+state. The load generator runs on the same machine as the
 system, so it takes part of the same two cores. `cpu_ms_per_request` says where the CPU went:
 each process group (a service, the gateway with its workers), the local RabbitMQ and the load
 generator itself.
@@ -30,6 +32,7 @@ from deploy import devctl
 from tests.e2e.system import free_port
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))  # slices of echo and lead creation at c16
 
 
 def progress(message: str) -> None:
@@ -113,7 +116,42 @@ def cpu_seconds(group_ids: dict[str, int]) -> dict[str, float]:
     return totals
 
 
-def load(
+class Sample:
+    """What one load of one scenario measured; samples of a scenario add up."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.statuses: Counter[int] = Counter()
+        self.elapsed = 0.0
+        self.cpu: Counter[str] = Counter()
+
+    def add(self, other: Sample) -> Sample:
+        self.latencies += other.latencies
+        self.statuses.update(other.statuses)
+        self.elapsed += other.elapsed
+        self.cpu.update(other.cpu)
+        return self
+
+    def summary(self, concurrency: int) -> dict[str, Any]:
+        latencies = sorted(self.latencies)
+        ok = sum(count for status, count in self.statuses.items() if status < 300)
+        requests = max(1, len(latencies))
+        return {
+            "concurrency": concurrency,
+            "requests": len(latencies),
+            "ok": ok,
+            "statuses": {str(status): count for status, count in sorted(self.statuses.items())},
+            "per_second": round(ok / self.elapsed, 1) if self.elapsed else 0.0,
+            "p50_ms": round(percentile(latencies, 0.50) * 1000, 1),
+            "p95_ms": round(percentile(latencies, 0.95) * 1000, 1),
+            "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
+            "mean_ms": round(statistics.fmean(latencies) * 1000, 1) if latencies else None,
+            "cpu_ms_per_request": {process: round(seconds / requests * 1000, 2)
+                                   for process, seconds in self.cpu.items()},
+        }
+
+
+def drive(
     url: str,
     key: str,
     body: Callable[[], dict],
@@ -121,10 +159,9 @@ def load(
     seconds: float,
     name: str,
     groups: dict[str, int] | None = None,
-) -> dict[str, Any]:
+) -> Sample:
     """`concurrency` clients, each with its own keep-alive connection, for `seconds`."""
-    latencies: list[float] = []
-    statuses: Counter[int] = Counter()
+    sample = Sample()
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
 
@@ -142,8 +179,8 @@ def load(
             codes[status] += 1
         http_client.close()
         with lock:
-            latencies.extend(mine)
-            statuses.update(codes)
+            sample.latencies.extend(mine)
+            sample.statuses.update(codes)
 
     progress(f"{name}: {concurrency} clients for {seconds:g} s")
     cpu_before = cpu_seconds(groups or {})
@@ -154,29 +191,33 @@ def load(
         thread.start()
     for thread in threads:
         thread.join()
-    elapsed = time.monotonic() - started
+    sample.elapsed = time.monotonic() - started
     cpu_after = cpu_seconds(groups or {})
     cpu_before["load generator"], cpu_after["load generator"] = client_before, time.process_time()
-    latencies.sort()
-    ok = sum(count for status, count in statuses.items() if status < 300)
-    cpu_ms = {
-        process: round(
-            (cpu_after[process] - cpu_before[process]) / max(1, len(latencies)) * 1000, 2
-        )
-        for process in cpu_after
-    }
-    return {
-        "concurrency": concurrency,
-        "requests": len(latencies),
-        "ok": ok,
-        "statuses": {str(status): count for status, count in sorted(statuses.items())},
-        "per_second": round(ok / elapsed, 1),
-        "p50_ms": round(percentile(latencies, 0.50) * 1000, 1),
-        "p95_ms": round(percentile(latencies, 0.95) * 1000, 1),
-        "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
-        "mean_ms": round(statistics.fmean(latencies) * 1000, 1) if latencies else None,
-        "cpu_ms_per_request": cpu_ms,
-    }
+    sample.cpu.update({process: cpu_after[process] - cpu_before[process]
+                       for process in cpu_after})
+    return sample
+
+
+def load(url: str, key: str, body: Callable[[], dict], concurrency: int, seconds: float,
+         name: str, groups: dict[str, int] | None = None) -> dict[str, Any]:
+    return drive(url, key, body, concurrency, seconds, name, groups).summary(concurrency)
+
+
+def interleaved(
+    scenarios: dict[str, tuple[str, Callable[[], dict]]], key: str, concurrency: int,
+    seconds: float, groups: dict[str, int], rounds: int,
+) -> dict[str, dict[str, Any]]:
+    """Each scenario for `seconds` in all, in `rounds` alternating slices: scenarios compared
+    with each other (lead creation against the echo ceiling) meet the same machine. On a shared
+    2-core machine whose speed drifts by tens of per cent within a minute, scenarios run one
+    after the other measured the drift as much as the difference."""
+    samples = {name: Sample() for name in scenarios}
+    for round_ in range(1, rounds + 1):
+        for name, (url, body) in scenarios.items():
+            samples[name].add(drive(url, key, body, concurrency, seconds / rounds,
+                                    f"{name} c{concurrency} ({round_}/{rounds})", groups))
+    return {name: sample.summary(concurrency) for name, sample in samples.items()}
 
 
 def run(amqp_uri: str, base: Path) -> dict[str, Any]:
@@ -201,20 +242,20 @@ def run(amqp_uri: str, base: Path) -> dict[str, Any]:
         groups = dict(info.pids)
         load(echo_url, key, lambda: echo_body, 4, 2, "warm-up echo")
         load(leads_url, key, new_lead, 4, 2, "warm-up leads")
-        results = {
-            "echo_rpc_c16": load(echo_url, key, lambda: echo_body, 16, SECONDS, "echo c16", groups),
-            "lead_create_c1": load(leads_url, key, new_lead, 1, SECONDS, "lead create c1", groups),
-            "lead_create_c16": load(
-                leads_url, key, new_lead, 16, SECONDS, "lead create c16", groups
-            ),
-        }
+        results = {"lead_create_c1": load(leads_url, key, new_lead, 1, SECONDS, "lead create c1",
+                                          groups)}
+        # The ceiling and lead creation at concurrency 16, in alternating slices.
+        both = interleaved({"echo": (echo_url, lambda: echo_body), "lead create": (
+            leads_url, new_lead)}, key, 16, SECONDS, groups, ROUNDS)
+        results["echo_rpc_c16"], results["lead_create_c16"] = both["echo"], both["lead create"]
     finally:
         devctl.stop_system(run_dir, log=progress)
     ceiling = results["echo_rpc_c16"]["per_second"]
     results["lead_create_c16_vs_echo"] = (
         round(results["lead_create_c16"]["per_second"] / ceiling, 2) if ceiling else None
     )
-    results["machine"] = {"cores": os.cpu_count(), "seconds_per_scenario": SECONDS}
+    results["machine"] = {"cores": os.cpu_count(), "seconds_per_scenario": SECONDS,
+                          "interleaved_rounds": ROUNDS}
     return results
 
 
