@@ -403,7 +403,7 @@ class Engine:
         self.tz = timing.zone(settings.timezone)
         self.worker_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         # Runs this engine started, for execute_run (an engine lives for one worker).
-        self._started: dict[str, tuple] = {}
+        self._started: dict[str, RunState] = {}
 
     def _record(self, session: Session, event_type: str, data: dict[str, Any]) -> None:
         """Events of a transaction are inserted together at its commit. Our own events do not
@@ -585,7 +585,7 @@ class Engine:
                 if all(a["type"] in LOCAL_ACTIONS for a in rule.definition["actions"]):
                     self.run_locally(session, run, rule.definition)
                 else:
-                    run_ids.append(run.id)
+                    run_ids.append(self._keep_for_execution(run, rule.definition))
             elif kind == "delay" and rules_domain.event_matches(trigger["events"], name):
                 self._schedule_delay(session, rule, trigger, envelope, keys, now, fresh)
             elif kind == "date" and rules_domain.event_matches(trigger["events"], name):
@@ -803,7 +803,7 @@ class Engine:
                 if all(a["type"] in LOCAL_ACTIONS for a in rule.definition["actions"]):
                     self.run_locally(session, run, rule.definition)
                 else:
-                    remote.append(run.id)
+                    remote.append(self._keep_for_execution(run, rule.definition))
             if disabled:
                 session.execute(update(Timer).where(Timer.id.in_(disabled))
                                 .values(outcome="rule disabled or deleted"))
@@ -838,7 +838,6 @@ class Engine:
         """Perform a run made only of local actions inside the caller's transaction."""
         from services.rules import metrics
 
-        self._started.pop(run.id, None)
         context = dict(run.context or {})
         outcomes = list(run.actions or [])
         for index, action in enumerate(definition["actions"]):
@@ -881,7 +880,7 @@ class Engine:
                                                                   row.record_key)
                                   if row.record_key else None, now)
             if run is not None and run.status == "running":
-                run_id = run.id
+                run_id = self._keep_for_execution(run, rule.definition)
         if run_id:
             self.execute_run(run_id)
 
@@ -966,8 +965,12 @@ class Engine:
         run.status = "running"
         run.actions = [{"index": i, "type": a["type"], "status": "pending"}
                        for i, a in enumerate(definition["actions"])]
-        self._started[run.id] = RunState.of(run, definition)
         return run
+
+    def _keep_for_execution(self, run: RuleRun, definition: dict[str, Any]) -> str:
+        """What `execute_run` will need, kept so that it reads nothing back."""
+        self._started[run.id] = RunState.of(run, definition)
+        return run.id
 
     def execute_run(self, run_id: str, start: int = 0, attempt: int = 1) -> dict[str, Any]:
         """Perform a run's actions in order from `start`. A failing action is retried later
