@@ -96,6 +96,18 @@ class Client:
             self.connection = None
 
 
+def python_speed_ms() -> float:
+    """CPU milliseconds a fixed pure-Python loop takes now (the best of three): the machine's
+    speed at the moment of a measurement. On the shared development machine it varied by a
+    factor of two within minutes, and every CPU figure with it."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.process_time()
+        sum(i * i for i in range(1_000_000))
+        best = min(best, time.process_time() - started)
+    return round(best * 1000, 1)
+
+
 def cpu_seconds(group_ids: dict[str, int]) -> dict[str, float]:
     """CPU time used so far by each process group (a service, gunicorn with its workers) and
     by the local RabbitMQ, read from /proc (Linux)."""
@@ -242,12 +254,14 @@ def run(amqp_uri: str, base: Path) -> dict[str, Any]:
         groups = dict(info.pids)
         load(echo_url, key, lambda: echo_body, 4, 2, "warm-up echo")
         load(leads_url, key, new_lead, 4, 2, "warm-up leads")
+        speed_before = python_speed_ms()
         results = {"lead_create_c1": load(leads_url, key, new_lead, 1, SECONDS, "lead create c1",
                                           groups)}
         # The ceiling and lead creation at concurrency 16, in alternating slices.
         both = interleaved({"echo": (echo_url, lambda: echo_body), "lead create": (
             leads_url, new_lead)}, key, 16, SECONDS, groups, ROUNDS)
         results["echo_rpc_c16"], results["lead_create_c16"] = both["echo"], both["lead create"]
+        results["python_loop_ms_before_after"] = [speed_before, python_speed_ms()]
     finally:
         devctl.stop_system(run_dir, log=progress)
     ceiling = results["echo_rpc_c16"]["per_second"]

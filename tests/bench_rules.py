@@ -95,7 +95,7 @@ def notification_latency(system: System, mailbox: Any = None) -> dict[str, Any]:
             key: rule[key] for key in ("name", "description", "trigger", "conditions",
                                        "actions")})
         assert edited.status_code == 200, edited.text
-    from tests.bench import Client, cpu_seconds, new_lead
+    from tests.bench import Client, cpu_seconds, new_lead, python_speed_ms
 
     clients: queue.LifoQueue[Client] = queue.LifoQueue()  # keep-alive connections, reused
     engine = create_engine(f"sqlite:///{system.data_dir}/rules.db")
@@ -165,6 +165,7 @@ def notification_latency(system: System, mailbox: Any = None) -> dict[str, Any]:
         mailbox.clear()
 
     groups = {name: pid for name, pid in system.info.pids.items()}
+    speed_before = python_speed_ms()
     cpu_before = cpu_seconds(groups)
     total = int(SECONDS * RATE)
     progress(f"creating {total} website leads at {RATE:g}/s through the gateway")
@@ -185,7 +186,8 @@ def notification_latency(system: System, mailbox: Any = None) -> dict[str, Any]:
             "achieved_rate_per_s": round(achieved, 1), "errors": len(errors),
             "first_errors": errors[:3], "notified": len(found),
             "creation_to_owner_notification": summary(latencies), "target_p99_ms": 250,
-            "emails_received": emails, "cpu_ms_per_lead": cpu_ms}
+            "emails_received": emails, "cpu_ms_per_lead": cpu_ms,
+            "python_loop_ms_before_after": [speed_before, python_speed_ms()]}
 
 
 # --------------------------------------------------------------------------- 2. timers
