@@ -133,6 +133,30 @@ def insert_row(session: Session, table: Table, values: dict | list[dict]) -> Non
     session.connection().execute(cached_insert(table), values)
 
 
+_DEFERRED_ROWS = "crm_deferred_rows"
+
+
+def defer_insert(session: Session, table: Table, values: dict) -> None:
+    """Insert a row just before the transaction commits, together with the other rows of its
+    table deferred in the transaction (one multi-row INSERT), without the unit of work: for
+    the small rows an event or a timer batch adds and never reads back (the unit of work cost
+    several times the INSERT for each). A rollback forgets them. Like the unit of work's
+    flush at commit, the rows are not visible to queries earlier in the transaction."""
+    batches = session.info.setdefault(_DEFERRED_ROWS, {})
+    batches.setdefault((table, tuple(values)), []).append(values)
+
+
+@event.listens_for(Session, "before_commit")
+def _insert_deferred_rows(session: Session) -> None:
+    for (table, _columns), rows in session.info.pop(_DEFERRED_ROWS, {}).items():
+        insert_row(session, table, rows)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_deferred_rows(session: Session) -> None:
+    session.info.pop(_DEFERRED_ROWS, None)
+
+
 def insert_object(session: Session, obj: object) -> None:
     """Insert a new mapped object's row at once, without the unit of work: for a request that
     adds a row or two that are never changed afterwards (a new lead, its history), where the

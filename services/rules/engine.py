@@ -16,6 +16,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Table, bindparam, delete, func, select, update
@@ -45,7 +46,7 @@ from services.rules.models import (
     inbox,
 )
 from shared import config
-from shared.db import DatabaseAccess, insert_row
+from shared.db import DatabaseAccess, defer_insert, insert_row
 from shared.errors import CrmError
 from shared.inbox import first_delivery
 
@@ -69,6 +70,10 @@ SNAPSHOT_OWNER = select(_RECORDS.c.owner_id).where(_RECORDS.c.key == bindparam("
 # Sets the columns named in its parameters besides `record_key`.
 UPDATE_SNAPSHOT = update(_RECORDS).where(_RECORDS.c.key == bindparam("record_key"))
 _RUNS = RuleRun.__table__
+_EVENT_LOG = EventLog.__table__
+_TIMERS = Timer.__table__
+_TIMER_CANCELS = TimerCancel.__table__
+_FIRINGS = RuleFiring.__table__
 _ROTATIONS = Rotation.__table__
 LAST_CHOSEN = select(_ROTATIONS.c.last_user_id).where(_ROTATIONS.c.group_key == bindparam("group"))
 UPDATE_ROTATION = update(_ROTATIONS).where(_ROTATIONS.c.group_key == bindparam("group"))
@@ -437,8 +442,8 @@ class Engine:
             # One flush at commit (batched inserts) instead of one before every query; the
             # intake never reads back what it added in the same transaction.
             session.autoflush = False
-            session.add(EventLog(event_id=event_id, event_name=name, envelope=envelope,
-                                 received_at=now))
+            defer_insert(session, _EVENT_LOG, {"event_id": event_id, "event_name": name,
+                                               "envelope": envelope, "received_at": now})
             data = envelope.get("data") or {}
             if producer == "gateway":
                 self._directory(session, event_type, data)
@@ -610,17 +615,16 @@ class Engine:
     def _add_timer(
         self, session: Session, *, kind: str, due_at: datetime, rule: Rule | None,
         record_key: str | None, payload: dict[str, Any], cancel_keys: list[str] | None = None,
-    ) -> Timer:
-        timer = Timer(
-            id=new_id(), kind=kind, due_at=due_at, status="pending",
-            rule_id=rule.id if rule else None, rule_version=rule.version if rule else None,
-            record_key=record_key, payload=payload, cancel_keys=cancel_keys or [],
-            created_at=self.clock.now(),
-        )
-        session.add(timer)
+    ) -> None:
+        timer_id = new_id()
+        defer_insert(session, _TIMERS, {
+            "id": timer_id, "kind": kind, "due_at": due_at, "status": "pending",
+            "rule_id": rule.id if rule else None, "rule_version": rule.version if rule else None,
+            "record_key": record_key, "payload": payload, "cancel_keys": cancel_keys or [],
+            "created_at": self.clock.now(),
+        })
         for key in cancel_keys or []:
-            session.add(TimerCancel(key=key, timer_id=timer.id))
-        return timer
+            defer_insert(session, _TIMER_CANCELS, {"key": key, "timer_id": timer_id})
 
     def _schedule_delay(
         self, session: Session, rule: Rule, trigger: dict[str, Any], envelope: dict[str, Any],
@@ -956,10 +960,10 @@ class Engine:
             run.status, run.reason, run.finished_at = "stopped", reason, now
             return run
         if firing is None:
-            firing = RuleFiring(rule_id=rule.id, record_key=firing_key, fired_at=now)
-            session.add(firing)
-            if firings is not None:
-                firings[(rule.id, firing_key)] = firing
+            defer_insert(session, _FIRINGS,
+                         {"rule_id": rule.id, "record_key": firing_key, "fired_at": now})
+            if firings is not None:  # the next runs of a batch see it
+                firings[(rule.id, firing_key)] = SimpleNamespace(fired_at=now)
         else:
             firing.fired_at = now
         run.status = "running"
