@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 
 from shared import config, metrics
 from shared.context import context_of
-from shared.db import UTCDateTime, get_engine, insert_row
+from shared.db import UTCDateTime, defer_insert, get_engine, insert_row
 from shared.envelope import context_headers, event_exchange_name, new_envelope, utcnow
 from shared.errors import ValidationFailed
 
@@ -264,7 +264,6 @@ class EventRecorder:
         self.ctx = ctx
         self._uncommitted: list[tuple[str, str, str]] = []
         self.committed: list[tuple[str, str, str]] = []  # what the relay may publish
-        self._deferred: dict[int, list[dict[str, Any]]] = {}
 
     _instances: dict[type[Schema], Schema] = {}
 
@@ -297,7 +296,7 @@ class EventRecorder:
         }
         self._follow(session)
         if defer:
-            self._deferred.setdefault(id(session), []).append(row)
+            defer_insert(session, self.table, row)
         else:
             insert_row(session, self.table, row)
         self._uncommitted.append((envelope["event_id"], event_type, body))
@@ -309,29 +308,17 @@ class EventRecorder:
         if self not in recorders:
             recorders.append(self)
 
-    def _insert_deferred(self, session: Session) -> None:
-        rows = self._deferred.pop(id(session), None)
-        if rows:
-            insert_row(session, self.table, rows)
-
     def _on_commit(self) -> None:
         self.committed.extend(self._uncommitted)
         self._uncommitted.clear()
 
-    def _on_rollback(self, session: Session) -> None:
-        self._deferred.pop(id(session), None)
+    def _on_rollback(self) -> None:
         self._uncommitted.clear()
 
 
 # The recorders following a session, in `session.info`. The listeners are registered once for
-# every session: registering three per session cost more than the insert of an event.
+# every session: registering them per session cost more than the insert of an event.
 _RECORDERS = "crm_event_recorders"
-
-
-@sa_event.listens_for(Session, "before_commit")
-def _before_commit(session: Session) -> None:
-    for recorder in session.info.get(_RECORDERS, ()):
-        recorder._insert_deferred(session)
 
 
 @sa_event.listens_for(Session, "after_commit")
@@ -343,7 +330,7 @@ def _after_commit(session: Session) -> None:
 @sa_event.listens_for(Session, "after_rollback")
 def _after_rollback(session: Session) -> None:
     for recorder in session.info.get(_RECORDERS, ()):
-        recorder._on_rollback(session)
+        recorder._on_rollback()
 
 
 class EventOutbox(DependencyProvider):
