@@ -80,15 +80,26 @@ class Client:
         self.connection: http.client.HTTPConnection | None = None
 
     def post(self, path: str, body: Any) -> tuple[int, bytes]:
-        if self.connection is None:
-            self.connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        reused = self.connection is not None
         try:
-            self.connection.request("POST", path, json.dumps(body).encode(), self.headers)
-            response = self.connection.getresponse()
-            return response.status, response.read()
+            return self._post(path, body)
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            self.close()
+            if not reused:
+                raise
+            # The server closed the connection while it was idle (gunicorn's keep-alive is 5
+            # s): the request never reached it. Once more on a new connection.
+            return self._post(path, body)
         except (http.client.HTTPException, OSError):
             self.close()
             raise
+
+    def _post(self, path: str, body: Any) -> tuple[int, bytes]:
+        if self.connection is None:
+            self.connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        self.connection.request("POST", path, json.dumps(body).encode(), self.headers)
+        response = self.connection.getresponse()
+        return response.status, response.read()
 
     def close(self) -> None:
         if self.connection is not None:
