@@ -74,6 +74,8 @@ _EVENT_LOG = EventLog.__table__
 _TIMERS = Timer.__table__
 _TIMER_CANCELS = TimerCancel.__table__
 _FIRINGS = RuleFiring.__table__
+_NOTIFICATIONS = Notification.__table__
+_EMAILS = EmailDelivery.__table__
 _ROTATIONS = Rotation.__table__
 LAST_CHOSEN = select(_ROTATIONS.c.last_user_id).where(_ROTATIONS.c.group_key == bindparam("group"))
 UPDATE_ROTATION = update(_ROTATIONS).where(_ROTATIONS.c.group_key == bindparam("group"))
@@ -327,7 +329,7 @@ def is_overdue(task: Task, now: datetime) -> bool:
     return task.snoozed_until is None or task.snoozed_until <= now
 
 
-def notification_to_dict(item: Notification) -> dict[str, Any]:
+def notification_to_dict(item: Notification | SimpleNamespace) -> dict[str, Any]:
     return {
         "id": item.id, "user_id": item.user_id, "title": item.title, "body": item.body,
         "record_type": item.record_type, "record_id": item.record_id, "rule_id": item.rule_id,
@@ -1291,17 +1293,17 @@ class Engine:
         notification_ids = []
         if "in_app" in channels:
             for user_id in users:
-                item = Notification(
-                    id=new_id(), user_id=user_id, title=title, body=body or None,
-                    record_type=context.get("record_type"),
-                    record_id=str(record["id"]) if record.get("id") else None,
-                    rule_id=(context.get("rule") or {}).get("id"), run_id=run_id,
-                    created_at=now,
-                )
-                session.add(item)
-                notification_ids.append(item.id)
-                self._record(session, "notification_created",
-                                   {"notification": notification_to_dict(item)})
+                row = {
+                    "id": new_id(), "user_id": user_id, "title": title, "body": body or None,
+                    "record_type": context.get("record_type"),
+                    "record_id": str(record["id"]) if record.get("id") else None,
+                    "rule_id": (context.get("rule") or {}).get("id"), "run_id": run_id,
+                    "created_at": now,
+                }
+                defer_insert(session, _NOTIFICATIONS, row)
+                notification_ids.append(row["id"])
+                self._record(session, "notification_created", {
+                    "notification": notification_to_dict(SimpleNamespace(**row, read_at=None))})
         addresses: list[str] = []
         email_ids: list[str] = []
         if "email" in channels:
@@ -1309,13 +1311,12 @@ class Engine:
             addresses = sorted({people[u].email for u in users
                                 if u in people and people[u].email})
             if addresses:
-                delivery = EmailDelivery(
-                    id=new_id(), recipients=addresses, subject=title, text=body or title,
-                    status="pending", attempts=0, next_attempt_at=now, run_id=run_id,
-                    created_at=now,
-                )
-                session.add(delivery)
-                email_ids.append(delivery.id)
+                email_ids.append(new_id())
+                defer_insert(session, _EMAILS, {
+                    "id": email_ids[-1], "recipients": addresses, "subject": title,
+                    "text": body or title, "status": "pending", "attempts": 0,
+                    "next_attempt_at": now, "run_id": run_id, "created_at": now,
+                })
         webhook_id = None
         if "webhook" in channels:
             sub = session.get(WebhookSubscription, action.get("subscription_id"))
