@@ -162,8 +162,7 @@ def insert_object(session: Session, obj: object) -> None:
     adds a row or two that are never changed afterwards (a new lead, its history), where the
     unit of work's flush costs more than the INSERT. The object stays a plain value holder,
     untracked; attributes it leaves unset get their columns' defaults. One statement per call:
-    many rows in one transaction are better left to the unit of work, which sends them as one
-    multi-row INSERT."""
+    many rows in one transaction go better through `defer_insert`, one INSERT for them all."""
     state = inspect(obj)
     values = {column: state.dict[attribute] for attribute, column in _columns_of(type(obj))
               if attribute in state.dict}
