@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from nameko.extensions import DependencyProvider
 from sqlalchemy import DateTime, Engine, Table, TypeDecorator, create_engine, event, inspect
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert
 
@@ -29,6 +31,10 @@ def normalise_url(url: str) -> str:
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
+
+
+# A pooled connection idle for longer than this is pinged before use.
+PING_AFTER_IDLE = float(config.env("CRM_DB_PING_AFTER_IDLE", "5"))
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
@@ -59,7 +65,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     # running it (a quarter of the CPU of a fired timer). Queries written with `$1` and run on
     # psycopg's raw cursors go to the server as they are.
     engine = create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+        url, pool_size=pool_size, max_overflow=pool_size,
         paramstyle="numeric_dollar", connect_args={"cursor_factory": psycopg.RawCursor},
     )
 
@@ -67,7 +73,34 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     def _raw_server_cursors(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
         dbapi_conn.server_cursor_factory = psycopg.RawServerCursor
 
+    ping_after_idle(engine, PING_AFTER_IDLE)
     return engine
+
+
+
+def ping_after_idle(engine: Engine, seconds: float) -> None:
+    """Check a pooled connection before use only if it sat idle for `seconds`; a dead one is
+    replaced. SQLAlchemy's `pool_pre_ping` pings at every checkout: a round trip (and, on
+    psycopg, two autocommit switches) for every transaction, which cost as much as an INSERT.
+    A connection returned to the pool a moment ago was alive then; what kills connections
+    (a database restart, an idle timeout) finds them idle. One in use when the server goes
+    fails its statement, and SQLAlchemy then discards the whole pool."""
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from_now(_dbapi_conn, record) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_conn, record, _proxy) -> None:
+        idle_since = record.info.pop("idle_since", None)  # None: connected just now
+        if idle_since is None or time.monotonic() - idle_since < seconds:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # noqa: BLE001 - any failure means the connection is gone
+            raise DisconnectionError(f"a pooled connection failed its ping: {exc}") from exc
+        if not alive:
+            raise DisconnectionError("a pooled connection failed its ping")
 
 
 _engines: dict[str, Engine] = {}
@@ -129,8 +162,61 @@ def cached_insert(table: Table) -> Insert:
 
 
 def insert_row(session: Session, table: Table, values: dict | list[dict]) -> None:
-    """Insert through the session's transaction without the ORM's unit of work."""
-    session.connection().execute(cached_insert(table), values)
+    """Insert through the session's transaction without the ORM's unit of work. One row goes
+    as SQL compiled once per table, dialect and column set (`exec_driver_sql`): for the rows
+    written on every request, the Core statement's execution (cache key, parameters) cost more
+    than the INSERT itself. Many rows go as one Core INSERT (the dialect batches them)."""
+    connection = session.connection()
+    if isinstance(values, dict):
+        insert = _single_row_insert(table, connection.dialect, tuple(values))
+        if insert is not None:
+            connection.exec_driver_sql(insert.sql, insert.parameters(values))
+            return
+    connection.execute(cached_insert(table), values)
+
+
+class _SingleRowInsert:
+    """An INSERT of one column set, compiled for one dialect, with the columns' bind
+    processors and the Python-side defaults of the columns a row leaves out."""
+
+    def __init__(self, sql: str, names: tuple[str, ...], processors: tuple, defaults: dict,
+                 positional: bool):
+        self.sql = sql
+        self.names = names
+        self.processors = processors
+        self.defaults = defaults
+        self.positional = positional
+
+    def parameters(self, values: dict) -> tuple | dict:
+        if self.defaults:
+            values = {**{name: make() for name, make in self.defaults.items()}, **values}
+        processed = [values[name] if process is None else process(values[name])
+                     for name, process in zip(self.names, self.processors, strict=True)]
+        if self.positional:
+            return tuple(processed)
+        return dict(zip(self.names, processed, strict=True))
+
+
+@functools.cache
+def _single_row_insert(table: Table, dialect, keys: tuple[str, ...]) -> _SingleRowInsert | None:
+    """None when the INSERT needs what only the Core execution does (SQL-side defaults)."""
+    # inline: the row's generated key is not fetched (RETURNING) and nothing is run before.
+    compiled = cached_insert(table).inline().compile(dialect=dialect, column_keys=list(keys))
+    names = tuple(compiled.positiontup) if compiled.positional else tuple(compiled.binds)
+    defaults: dict[str, Callable[[], object]] = {}
+    for name in names:
+        if name not in table.c:
+            return None
+        default = table.c[name].default
+        if name not in keys:
+            if default is None or not (default.is_scalar or default.is_callable):
+                return None
+            # SQLAlchemy hands a callable default the execution context; ours take none.
+            defaults[name] = ((lambda value=default.arg: value) if default.is_scalar
+                              else functools.partial(default.arg, None))
+    processors = tuple(table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+                       for name in names)
+    return _SingleRowInsert(compiled.string, names, processors, defaults, compiled.positional)
 
 
 _DEFERRED_ROWS = "crm_deferred_rows"
@@ -149,7 +235,7 @@ def defer_insert(session: Session, table: Table, values: dict) -> None:
 @event.listens_for(Session, "before_commit")
 def _insert_deferred_rows(session: Session) -> None:
     for (table, _columns), rows in session.info.pop(_DEFERRED_ROWS, {}).items():
-        insert_row(session, table, rows)
+        insert_row(session, table, rows if len(rows) > 1 else rows[0])
 
 
 @event.listens_for(Session, "after_rollback")
