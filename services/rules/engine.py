@@ -107,6 +107,11 @@ class SubscriptionView:
     event_types: list[str]
 
 
+# A run started in the current transaction: a RuleRun row's columns as attributes, inserted
+# at commit (see Engine._start_run).
+StartedRun = SimpleNamespace
+
+
 @dataclass(frozen=True)
 class RunState:
     """What performing a run's actions needs, kept by the engine that started it."""
@@ -119,7 +124,7 @@ class RunState:
     actions: list[dict[str, Any]]
 
     @classmethod
-    def of(cls, run: RuleRun, definition: dict[str, Any]) -> RunState:
+    def of(cls, run: RuleRun | StartedRun, definition: dict[str, Any]) -> RunState:
         return cls(summary={name: getattr(run, name) for name in RUN_SUMMARY_FIELDS},
                    started_at=run.started_at, causation_depth=run.causation_depth,
                    definition=definition, context=dict(run.context or {}),
@@ -289,7 +294,7 @@ def rule_to_dict(rule: Rule) -> dict[str, Any]:
     }
 
 
-def run_to_dict(run: RuleRun) -> dict[str, Any]:
+def run_to_dict(run: RuleRun | StartedRun) -> dict[str, Any]:
     return {
         "id": run.id, "rule_id": run.rule_id, "rule_version": run.rule_version,
         "trigger": run.trigger, "event_id": run.event_id, "event_type": run.event_type,
@@ -305,7 +310,7 @@ RUN_SUMMARY_FIELDS = ("id", "rule_id", "rule_version", "trigger", "event_id", "e
                       "record_key", "matched", "status", "reason", "actions", "correlation_id")
 
 
-def run_summary(run: RuleRun) -> dict[str, Any]:
+def run_summary(run: RuleRun | StartedRun) -> dict[str, Any]:
     """What `rule_run_completed` carries."""
     data = run_to_dict(run)
     return {key: data[key] for key in RUN_SUMMARY_FIELDS}
@@ -818,7 +823,7 @@ class Engine:
     def _timer_run(
         self, session: Session, row: Any, rule: Rule, snapshot: RecordSnapshot | None,
         now: datetime, firings: dict | None = None,
-    ) -> RuleRun | None:
+    ) -> StartedRun | None:
         trigger = rule.definition["trigger"]
         origin = row.payload.get("event") or {}
         depth = int(origin.get("causation_depth") or 0)
@@ -840,7 +845,8 @@ class Engine:
                                 now + timedelta(seconds=1))
         return run
 
-    def run_locally(self, session: Session, run: RuleRun, definition: dict[str, Any]) -> None:
+    def run_locally(self, session: Session, run: StartedRun, definition: dict[str, Any]
+                    ) -> None:
         """Perform a run made only of local actions inside the caller's transaction."""
         from services.rules import metrics
 
@@ -924,21 +930,25 @@ class Engine:
         record_key: str | None, record_type: str | None, record: dict[str, Any] | None,
         changes: dict[str, Any], depth: int, now: datetime, timer_id: str | None = None,
         firings: dict | None = None,
-    ) -> RuleRun:
+    ) -> StartedRun:
         definition = rule.definition
-        run = RuleRun(
+        # Every column is set here: the row is the namespace's __dict__, inserted at commit
+        # with the values the run holds then (a batch of timers starts hundreds of runs, and
+        # the unit of work cost more than their INSERT).
+        run = SimpleNamespace(
             id=new_id(), rule_id=rule.id, rule_version=rule.version, trigger=trigger,
             event_id=envelope.get("event_id"),
             event_type=(f"{envelope['producer']}.{envelope['event_type']}"
                         if envelope.get("producer") and envelope.get("event_type") else None),
-            timer_id=timer_id, record_key=record_key, correlation_id=envelope.get(
-                "correlation_id") or new_id(),
-            causation_depth=depth, started_at=now, actions=[], status="evaluating",
+            timer_id=timer_id, record_key=record_key, matched=None, status="evaluating",
+            reason=None, actions=[],
             context={"record_type": record_type, "record": record or {},
                      "event": event_summary(envelope), "changes": changes,
                      "rule": {"id": rule.id, "name": rule.name, "version": rule.version}},
+            correlation_id=envelope.get("correlation_id") or new_id(),
+            causation_depth=depth, started_at=now, finished_at=None, duration_ms=None,
         )
-        session.add(run)
+        defer_insert(session, _RUNS, vars(run))
         expression = definition.get("conditions") or ""
         names = self.names(session, envelope, record_type, record, changes) if (
             expression.strip()) else {}
@@ -973,7 +983,7 @@ class Engine:
                        for i, a in enumerate(definition["actions"])]
         return run
 
-    def _keep_for_execution(self, run: RuleRun, definition: dict[str, Any]) -> str:
+    def _keep_for_execution(self, run: StartedRun, definition: dict[str, Any]) -> str:
         """What `execute_run` will need, kept so that it reads nothing back."""
         self._started[run.id] = RunState.of(run, definition)
         return run.id
