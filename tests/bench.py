@@ -119,10 +119,14 @@ def python_speed_ms() -> float:
     return round(best * 1000, 1)
 
 
-def cpu_seconds(group_ids: dict[str, int]) -> dict[str, float]:
+SERVERS = {"beam.smp": "rabbitmq", "postgres": "postgresql"}
+
+
+def cpu_seconds(group_ids: dict[str, int], servers: tuple[str, ...] = ("rabbitmq",)
+                ) -> dict[str, float]:
     """CPU time used so far by each process group (a service, gunicorn with its workers) and
-    by the local RabbitMQ, read from /proc (Linux)."""
-    totals = dict.fromkeys([*group_ids, "rabbitmq"], 0.0)
+    by the local RabbitMQ (and PostgreSQL, when asked), read from /proc (Linux)."""
+    totals = dict.fromkeys([*group_ids, *servers], 0.0)
     groups = {pgid: name for name, pgid in group_ids.items()}
     tick = os.sysconf("SC_CLK_TCK")
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -133,8 +137,8 @@ def cpu_seconds(group_ids: dict[str, int]) -> dict[str, float]:
         command, fields = text[text.index("(") + 1 : text.rindex(")")], text.rsplit(")", 1)[1]
         values = fields.split()
         used = (int(values[11]) + int(values[12])) / tick
-        name = groups.get(int(values[2])) or ("rabbitmq" if command == "beam.smp" else None)
-        if name:
+        name = groups.get(int(values[2])) or SERVERS.get(command)
+        if name in totals:
             totals[name] += used
     return totals
 

@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -268,6 +269,19 @@ def _watch(conn: Any, where: str, params: tuple, count: int) -> dict[str, Any]:
             "lateness": summary([float(r[0]) for r in rows])}
 
 
+def _measured(watch: Callable[[], dict[str, Any]], groups: dict[str, int]) -> dict[str, Any]:
+    """`watch()`'s figures and the CPU each process took per fired timer: the rules processes,
+    RabbitMQ (their events) and PostgreSQL."""
+    from tests.bench import cpu_seconds
+
+    before = cpu_seconds(groups, ("rabbitmq", "postgresql"))
+    figures = watch()
+    after = cpu_seconds(groups, ("rabbitmq", "postgresql"))
+    fired = max(figures["fired"], 1)
+    return {**figures, "cpu_ms_per_timer": {
+        name: round((after[name] - before[name]) * 1000 / fired, 3) for name in after}}
+
+
 def timer_firing(amqp_uri: str, base: Path) -> dict[str, Any]:
     import psycopg
 
@@ -302,6 +316,7 @@ def timer_firing(amqp_uri: str, base: Path) -> dict[str, Any]:
                 if time.monotonic() > deadline or processes[-1].poll() is not None:
                     raise RuntimeError(f"a rules process did not start; see {base}")
                 time.sleep(0.3)
+        groups = {f"rules {index + 1}": process.pid for index, process in enumerate(processes)}
         with psycopg.connect(url, autocommit=True) as conn:
             steady_count = min(int(STEADY_RATE * STEADY_SECONDS), TIMERS // 2)
             progress(f"steady: {steady_count} timers coming due at {STEADY_RATE:g}/s")
@@ -311,14 +326,15 @@ def timer_firing(amqp_uri: str, base: Path) -> dict[str, Any]:
                 "FROM timers WHERE status = 'pending' ORDER BY due_at LIMIT %s) "
                 "UPDATE timers t SET due_at = %s + (picked.n - 1) * interval '1 second' / %s "
                 "FROM picked WHERE t.id = picked.id", (steady_count, start, STEADY_RATE))
-            steady = _watch(conn, "due_at >= %s", (start,), steady_count)
+            steady = _measured(lambda: _watch(conn, "due_at >= %s", (start,), steady_count),
+                               groups)
             batch = min(DUE, TIMERS - steady_count)
             progress(f"burst: {batch} timers made due at once")
             due_at = datetime.now(UTC) + timedelta(seconds=2)
             conn.execute(
                 "UPDATE timers SET due_at = %s WHERE id IN (SELECT id FROM timers "
                 "WHERE status = 'pending' ORDER BY due_at LIMIT %s)", (due_at, batch))
-            burst = _watch(conn, "due_at = %s", (due_at,), batch)
+            burst = _measured(lambda: _watch(conn, "due_at = %s", (due_at,), batch), groups)
             pending = conn.execute("SELECT count(*) FROM timers WHERE status = 'pending'"
                                    ).fetchone()[0]
             runs, distinct = conn.execute(
