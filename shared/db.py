@@ -77,7 +77,6 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     return engine
 
 
-
 def ping_after_idle(engine: Engine, seconds: float) -> None:
     """Check a pooled connection before use only if it sat idle for `seconds`; a dead one is
     replaced. SQLAlchemy's `pool_pre_ping` pings at every checkout: a round trip (and, on
@@ -199,7 +198,7 @@ class _SingleRowInsert:
 
 @functools.cache
 def _single_row_insert(table: Table, dialect, keys: tuple[str, ...]) -> _SingleRowInsert | None:
-    """None when the INSERT needs what only the Core execution does (SQL-side defaults)."""
+    """None when the INSERT needs what only the Core execution does (a sequence, say)."""
     # inline: the row's generated key is not fetched (RETURNING) and nothing is run before.
     compiled = cached_insert(table).inline().compile(dialect=dialect, column_keys=list(keys))
     names = tuple(compiled.positiontup) if compiled.positional else tuple(compiled.binds)
@@ -227,7 +226,8 @@ def defer_insert(session: Session, table: Table, values: dict) -> None:
     table deferred in the transaction (one multi-row INSERT), without the unit of work: for
     the small rows an event or a timer batch adds and never reads back (the unit of work cost
     several times the INSERT for each). A rollback forgets them. Like the unit of work's
-    flush at commit, the rows are not visible to queries earlier in the transaction."""
+    flush at commit, the rows are not visible to queries earlier in the transaction. `values`
+    is read at commit: until then its values (not its keys) may still change."""
     batches = session.info.setdefault(_DEFERRED_ROWS, {})
     batches.setdefault((table, tuple(values)), []).append(values)
 
