@@ -9,10 +9,10 @@ import psycopg
 import pytest
 from sqlalchemy import JSON, Column, Integer, MetaData, String, Table, func, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import sessionmaker
 
 import shared.db
-from shared.db import DatabaseAccess, UTCDateTime, get_engine, insert_row, make_engine
+from shared.db import DatabaseAccess, UTCDateTime, insert_row, make_engine
+from tests.service.workers import tables_database
 
 metadata = MetaData()
 notes = Table(
@@ -29,11 +29,7 @@ notes = Table(
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request, tmp_path) -> DatabaseAccess:
-    url = (f"sqlite:///{tmp_path}/writes.db" if request.param == "sqlite"
-           else request.getfixturevalue("pg_url_factory")())
-    engine = get_engine(url)
-    metadata.create_all(engine)
-    return DatabaseAccess(sessionmaker(engine, expire_on_commit=False))
+    return tables_database(request, tmp_path, metadata)
 
 
 def test_a_row_gets_its_defaults_and_its_types_converted(db):

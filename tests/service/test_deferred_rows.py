@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
-from sqlalchemy.orm import sessionmaker
 
-from shared.db import DatabaseAccess, defer_insert, get_engine
+from shared.db import DatabaseAccess, defer_insert
+from tests.service.workers import tables_database
 
 metadata = MetaData()
 items = Table("items", metadata, Column("id", Integer, primary_key=True),
@@ -17,11 +17,7 @@ tags = Table("tags", metadata, Column("id", Integer, primary_key=True), Column("
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request, tmp_path) -> DatabaseAccess:
-    url = (f"sqlite:///{tmp_path}/deferred.db" if request.param == "sqlite"
-           else request.getfixturevalue("pg_url_factory")())
-    engine = get_engine(url)
-    metadata.create_all(engine)
-    return DatabaseAccess(sessionmaker(engine, expire_on_commit=False))
+    return tables_database(request, tmp_path, metadata)
 
 
 def rows(db: DatabaseAccess, table: Table) -> list[tuple]:
