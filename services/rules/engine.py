@@ -971,11 +971,11 @@ class Engine:
         if reason:
             run.status, run.reason, run.finished_at = "stopped", reason, now
             return run
-        if firing is None:
-            defer_insert(session, _FIRINGS,
-                         {"rule_id": rule.id, "record_key": firing_key, "fired_at": now})
+        if firing is None:  # its row, like the run's, is its __dict__, inserted at commit
+            firing = SimpleNamespace(rule_id=rule.id, record_key=firing_key, fired_at=now)
+            defer_insert(session, _FIRINGS, vars(firing))
             if firings is not None:  # the next runs of a batch see it
-                firings[(rule.id, firing_key)] = SimpleNamespace(fired_at=now)
+                firings[(rule.id, firing_key)] = firing
         else:
             firing.fired_at = now
         run.status = "running"
