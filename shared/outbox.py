@@ -12,11 +12,11 @@ import json
 import logging
 import time
 import weakref
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
 import eventlet
-from amqp import Message as AmqpMessage
 from eventlet.queue import Empty, LightQueue
 from kombu import Connection
 from marshmallow import Schema
@@ -39,6 +39,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
 from shared import config, metrics
+from shared.amqp_frames import PublishEncoder
 from shared.context import context_of
 from shared.db import UTCDateTime, defer_insert, get_engine, insert_row
 from shared.envelope import context_headers, event_exchange_name, new_envelope, utcnow
@@ -71,8 +72,8 @@ def outbox_table(metadata: MetaData) -> Table:
 
 
 class BatchPublisher:
-    """Publishes a batch of persistent messages and then waits once for the broker's confirms
-    of all of them: one round trip per batch instead of one per event."""
+    """Publishes a batch of persistent messages, written at once, and then waits once for the
+    broker's confirms of all of them: one round trip per batch instead of one per event."""
 
     CONFIRM_TIMEOUT = 30.0
 
@@ -81,6 +82,7 @@ class BatchPublisher:
         self.into_all_events = into_all_events
         self._connection: Connection | None = None
         self._channel = None
+        self._encoder: PublishEncoder | None = None
         self._declared: set[str] = set()
         self._unconfirmed: set[int] = set()
         self._nacked: set[int] = set()
@@ -93,6 +95,8 @@ class BatchPublisher:
             self._channel.confirm_select()
             self._channel.events["basic_ack"].add(self._on_ack)
             self._channel.events["basic_nack"].add(self._on_nack)
+            self._encoder = PublishEncoder(self._channel.channel_id,
+                                           self._connection.connection.frame_max)
             self._declared.clear()
             self._next_tag = 1
         return self._channel
@@ -132,17 +136,15 @@ class BatchPublisher:
         try:
             channel = self._ready_channel()
             self._nacked.clear()
+            frames = []
             for exchange, routing_key, body, headers, message_id in messages:
                 if exchange not in self._declared:
                     self._declare(channel, exchange)
-                message = AmqpMessage(
-                    body.encode("utf-8"), content_type="application/json",
-                    content_encoding="utf-8", delivery_mode=2, message_id=message_id,
-                    application_headers=headers,
-                )
-                channel.basic_publish(message, exchange=exchange, routing_key=routing_key)
+                frames.append(self._encoder.encode(exchange, routing_key, body.encode("utf-8"),
+                                                   headers, message_id))
                 self._unconfirmed.add(self._next_tag)
                 self._next_tag += 1
+            self._connection.connection.transport.write(b"".join(frames))
             deadline = time.monotonic() + self.CONFIRM_TIMEOUT
             while self._unconfirmed:
                 remaining = deadline - time.monotonic()
@@ -161,7 +163,7 @@ class BatchPublisher:
                 self._connection.release()
             except Exception:  # noqa: BLE001 - closing a broken connection
                 log.debug("closing the relay's connection failed", exc_info=True)
-        self._connection = self._channel = None
+        self._connection = self._channel = self._encoder = None
         self._unconfirmed.clear()
 
 
@@ -178,9 +180,9 @@ class OutboxRelay:
         self._sent: list[str] = []
         self._sent_since = 0.0
 
-    def publish_rows(self, rows: list[tuple[str, str, str]]) -> int:
-        """Publish (event_id, event_type, envelope JSON) rows in one confirmed batch; they are
-        marked sent within `mark_delay`.
+    def publish_rows(self, rows: list[tuple]) -> int:
+        """Publish (event_id, event_type, envelope JSON[, its context headers]) rows in one
+        confirmed batch; they are marked sent within `mark_delay`.
 
         No transaction is held while publishing: under eventlet a yield inside a SQLite write
         transaction would block every other writer of the file.
@@ -188,19 +190,18 @@ class OutboxRelay:
         if not rows:
             return 0
         exchange = event_exchange_name(self.service)
-        self.publisher.publish_batch(
-            [
-                (exchange, event_type, body, context_headers(json.loads(body)), event_id)
-                for event_id, event_type, body in rows
-            ]
-        )
+        self.publisher.publish_batch([
+            (exchange, row[1], row[2],
+             row[3] if len(row) > 3 else context_headers(json.loads(row[2])), row[0])
+            for row in rows
+        ])
         if not self._sent:
             self._sent_since = time.monotonic()
-        self._sent.extend(event_id for event_id, _, _ in rows)
+        self._sent.extend(row[0] for row in rows)
         if len(self._sent) >= 500 or time.monotonic() - self._sent_since >= self.mark_delay:
             self.mark_sent()
-        for _, event_type, _ in rows:
-            metrics.EVENTS_PUBLISHED.labels(self.service, event_type).inc()
+        for event_type, count in Counter(row[1] for row in rows).items():
+            metrics.EVENTS_PUBLISHED.labels(self.service, event_type).inc(count)
         return len(rows)
 
     @property
@@ -263,8 +264,8 @@ class EventRecorder:
         self.table = table
         self.schemas = schemas
         self.ctx = ctx
-        self._uncommitted: list[tuple[str, str, str]] = []
-        self.committed: list[tuple[str, str, str]] = []  # what the relay may publish
+        self._uncommitted: list[tuple[str, str, str, dict]] = []
+        self.committed: list[tuple[str, str, str, dict]] = []  # what the relay may publish
 
     # Per schema class: an instance (building one costs more than using it) and its quick
     # check (None: marshmallow validates every event).
@@ -303,7 +304,8 @@ class EventRecorder:
             defer_insert(session, self.table, row)
         else:
             insert_row(session, self.table, row)
-        self._uncommitted.append((envelope["event_id"], event_type, body))
+        self._uncommitted.append((envelope["event_id"], event_type, body,
+                                  context_headers(envelope)))
         return envelope
 
     def _follow(self, session: Session) -> None:
@@ -390,7 +392,7 @@ class EventOutbox(DependencyProvider):
             self._wakeups.put(recorder.committed)
 
     def _drain_wakeups(self, block: bool) -> None:
-        rows: list[tuple[str, str, str]] = []
+        rows: list[tuple] = []
         idle = SWEEP_INTERVAL if not self.relay.marks_pending else MARK_DELAY
         try:
             rows.extend(self._wakeups.get(block=block, timeout=idle if block else None))
