@@ -7,7 +7,7 @@
    `BENCH_RULES_WARM_UP_SECONDS` (2) of leads at the same rate are a warm-up, not measured.
 2. One million pending timers (`BENCH_RULES_TIMERS`) in PostgreSQL, bulk inserted, and
    `BENCH_RULES_PROCESSES` (2) real rules processes. Steady: timers come due at
-   `BENCH_RULES_STEADY_RATE` per second (1,000) for `BENCH_RULES_STEADY_SECONDS` (20): their
+   `BENCH_RULES_STEADY_RATE` per second (2,000) for `BENCH_RULES_STEADY_SECONDS` (20): their
    lateness (fired - due) p50/p99. Burst: `BENCH_RULES_DUE` (20,000) made due at once: how
    many fire per second (the capacity) and how late (the backlog). Each timer fires once.
 
@@ -44,7 +44,7 @@ TIMERS = int(os.environ.get("BENCH_RULES_TIMERS", "1000000"))
 DUE = int(os.environ.get("BENCH_RULES_DUE", "20000"))
 EMAIL = os.environ.get("BENCH_RULES_EMAIL", "1") != "0"
 PROCESSES = int(os.environ.get("BENCH_RULES_PROCESSES", "2"))
-STEADY_RATE = float(os.environ.get("BENCH_RULES_STEADY_RATE", "1000"))
+STEADY_RATE = float(os.environ.get("BENCH_RULES_STEADY_RATE", "2000"))
 STEADY_SECONDS = float(os.environ.get("BENCH_RULES_STEADY_SECONDS", "20"))
 PG_ADMIN_URL = os.environ.get("CRM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -615,7 +615,7 @@ class Engine:
                                    Timer.status == "pending")
         ).all()
         if ids:
-            session.execute(update(Timer).where(Timer.id.in_(ids))
+            session.execute(update(Timer).where(Timer.id.in_(ids), Timer.status == "pending")
                             .values(status="cancelled", outcome="replaced by a newer start"))
             session.execute(delete(TimerCancel).where(TimerCancel.timer_id.in_(ids)))
 
@@ -708,22 +708,8 @@ class Engine:
                      WebhookDelivery.__table__.c.next_attempt_at, ("pending", "sending")),
                 )
             }
-        claimed = []
-        if due["timers"]:
-            with self.db.begin() as session:
-                claimed = claim_due(
-                    session, Timer.__table__, "due_at", now, self.settings.timer_batch,
-                    ("pending",), {"status": "claimed", "claimed_by": self.worker_id,
-                                   "claimed_at": now},
-                )
-        from services.rules import metrics
-
-        for row in claimed:
-            metrics.TIMER_LATENESS.observe(max((now - row.due_at).total_seconds(), 0.0))
-        if claimed:
-            self.fire_batch(claimed)
-        metrics.TIMERS_FIRED.inc(len(claimed))
-        done = len(claimed)
+        fired = self.fire_due(now) if due["timers"] else 0
+        done = fired
         if due["emails"]:
             done += self.deliver_due_emails()
         if due["webhooks"]:
@@ -731,7 +717,8 @@ class Engine:
         return done
 
     def maintenance(self) -> None:
-        """Give back timers claimed by a process that died; forget old events; export lag."""
+        """Give back timers a process that died left claimed (versions before timers were
+        taken and fired in one transaction); forget old events; export lag."""
         now = self.clock.now()
         with self.db.begin() as session:
             session.execute(
@@ -747,78 +734,106 @@ class Engine:
 
         metrics.TIMER_LAG.set(max((now - oldest).total_seconds(), 0.0) if oldest else 0.0)
 
-    def fire_batch(self, rows: list[Any]) -> None:
-        """Fire claimed timers: the runs of a batch start in one transaction, and runs made
-        only of local actions (tasks, notifications) complete in it too; runs that call
-        another service go on one by one after the commit. If the batch fails as a whole,
-        each timer is fired on its own so that one bad timer cannot hold up the others."""
-        retries = [row for row in rows if row.kind == "action_retry"]
-        others = [row for row in rows if row.kind != "action_retry"]
-        remote: list[str] = []
-        if others:
-            try:
-                remote = self._fire_together(others)
-            except Exception:
-                log.exception("firing %d timers together failed; firing one by one",
-                              len(others))
-                remote = []
-                for row in others:
-                    self._fire_alone(row)
+    def fire_due(self, now: datetime) -> int:
+        """Fire up to a batch of due timers; returns how many.
+
+        A timer is taken (`fired`, by this process) and fired in one transaction: its runs
+        start there, and runs made only of local actions (tasks, notifications) complete in it
+        too. On PostgreSQL the rows stay locked until the commit, so no other process takes
+        them (it skips them); if the process dies, the rollback leaves them pending. Runs that
+        call another service and actions' retries go on after the commit. If the batch fails
+        as a whole, each timer is fired on its own so that one bad timer cannot hold up the
+        others."""
+        from services.rules import metrics
+
+        values = {"status": "fired", "fired_at": now, "outcome": "fired",
+                  "claimed_by": self.worker_id, "claimed_at": now}
+        rows: list[Any] = []
+        try:
+            with self.db.begin() as session:
+                rows = claim_due(session, Timer.__table__, "due_at", now,
+                                 self.settings.timer_batch, ("pending",), values)
+                remote, retries = self._fire_taken(session, rows, now)
+        except Exception:
+            if not rows:
+                raise
+            log.exception("firing %d timers together failed; firing one by one", len(rows))
+            remote, retries = [], []
+            for row in rows:
+                self._fire_alone(row, values)
+        for row in rows:
+            metrics.TIMER_LATENESS.observe(max((now - row.due_at).total_seconds(), 0.0))
+        metrics.TIMERS_FIRED.inc(len(rows))
+        self._after_commit(remote, retries)
+        return len(rows)
+
+    def _after_commit(self, remote: list[str], retries: list[Any]) -> None:
         for run_id in remote:
             self.execute_run(run_id)
         for row in retries:
-            self._fire_alone(row)
+            self.execute_run(row.payload["run_id"], row.payload["action_index"],
+                             row.payload["attempt"])
 
-    def _fire_alone(self, row: Any) -> None:
+    def _fire_alone(self, row: Any, values: dict[str, Any]) -> None:
         try:
-            self.fire_timer(row)
+            with self.db.begin() as session:
+                taken = session.execute(
+                    update(Timer).where(Timer.id == row.id, Timer.status == "pending")
+                    .values(**values)
+                ).rowcount == 1
+                remote, retries = self._fire_taken(session, [row] if taken else [],
+                                                   values["fired_at"])
         except Exception:  # one timer's bug must not stop the others
             log.exception("timer %s failed", row.id)
             with self.db.begin() as session:
-                session.execute(update(Timer).where(Timer.id == row.id)
+                session.execute(update(Timer).where(Timer.id == row.id,
+                                                    Timer.status == "pending")
                                 .values(status="failed", outcome="error; see the log"))
+            return
+        self._after_commit(remote, retries)
 
-    def _fire_together(self, rows: list[Any]) -> list[str]:
-        now = self.clock.now()
+    def _fire_taken(
+        self, session: Session, rows: list[Any], now: datetime
+    ) -> tuple[list[str], list[Any]]:
+        """Fire timers this transaction took. Returns the runs to execute after the commit
+        and the actions' retries to perform then."""
+        retries = [row for row in rows if row.kind == "action_retry"]
+        rows = [row for row in rows if row.kind != "action_retry"]
+        if retries:
+            session.execute(update(Timer).where(Timer.id.in_([row.id for row in retries]))
+                            .values(outcome="retrying the action"))
+        if not rows:
+            return [], retries
         remote: list[str] = []
-        with self.db.begin() as session:
-            fired = set(session.scalars(
-                update(Timer).where(Timer.id.in_([row.id for row in rows]),
-                                    Timer.status == "claimed",
-                                    Timer.claimed_by == self.worker_id)
-                .values(status="fired", fired_at=now, outcome="fired").returning(Timer.id)
-            ).all())
-            rule_ids = {row.rule_id for row in rows if row.rule_id}
-            rules = {r.id: r for r in session.scalars(
-                select(Rule).where(Rule.id.in_(rule_ids))).all()}
-            keys = {row.record_key for row in rows if row.record_key}
-            snapshots = {s.key: s for s in session.scalars(
-                select(RecordSnapshot).where(RecordSnapshot.key.in_(keys))).all()}
-            firings = {(f.rule_id, f.record_key): f for f in session.scalars(
-                select(RuleFiring).where(RuleFiring.rule_id.in_(rule_ids),
-                                         RuleFiring.record_key.in_(keys | {"-"}))).all()}
-            disabled = []
-            # Flushed once at commit, as batched inserts, not before every outbox insert.
-            session.autoflush = False
-            for row in rows:
-                if row.id not in fired:
-                    continue
-                rule = rules.get(row.rule_id)
-                if rule is None or not rule.enabled:
-                    disabled.append(row.id)
-                    continue
-                run = self._timer_run(session, row, rule, snapshots.get(row.record_key), now,
-                                      firings)
-                if run is None or run.status != "running":
-                    continue
-                if all(a["type"] in LOCAL_ACTIONS for a in rule.definition["actions"]):
-                    self.run_locally(session, run, rule.definition)
-                else:
-                    remote.append(self._keep_for_execution(run, rule.definition))
-            if disabled:
-                session.execute(update(Timer).where(Timer.id.in_(disabled))
-                                .values(outcome="rule disabled or deleted"))
-        return remote
+        rule_ids = {row.rule_id for row in rows if row.rule_id}
+        rules = {r.id: r for r in session.scalars(
+            select(Rule).where(Rule.id.in_(rule_ids))).all()}
+        keys = {row.record_key for row in rows if row.record_key}
+        snapshots = {s.key: s for s in session.scalars(
+            select(RecordSnapshot).where(RecordSnapshot.key.in_(keys))).all()}
+        firings = {(f.rule_id, f.record_key): f for f in session.scalars(
+            select(RuleFiring).where(RuleFiring.rule_id.in_(rule_ids),
+                                     RuleFiring.record_key.in_(keys | {"-"}))).all()}
+        disabled = []
+        # Flushed once at commit, as batched inserts, not before every outbox insert.
+        session.autoflush = False
+        for row in rows:
+            rule = rules.get(row.rule_id)
+            if rule is None or not rule.enabled:
+                disabled.append(row.id)
+                continue
+            run = self._timer_run(session, row, rule, snapshots.get(row.record_key), now,
+                                  firings)
+            if run is None or run.status != "running":
+                continue
+            if all(a["type"] in LOCAL_ACTIONS for a in rule.definition["actions"]):
+                self.run_locally(session, run, rule.definition)
+            else:
+                remote.append(self._keep_for_execution(run, rule.definition))
+        if disabled:
+            session.execute(update(Timer).where(Timer.id.in_(disabled))
+                            .values(outcome="rule disabled or deleted"))
+        return remote, retries
 
     def _timer_run(
         self, session: Session, row: Any, rule: Rule, snapshot: RecordSnapshot | None,
@@ -870,40 +885,6 @@ class Engine:
         run.duration_ms = round((now - run.started_at).total_seconds() * 1000, 2)
         self._record(session, "rule_run_completed", {"run": run_summary(run)})
         metrics.RULE_RUNS.labels(run.status).inc()
-
-    def fire_timer(self, row: Any) -> None:
-        now = self.clock.now()
-        if row.kind == "action_retry":
-            with self.db.begin() as session:
-                if not self._mark_fired(session, row.id, now, "retrying the action"):
-                    return
-            self.execute_run(row.payload["run_id"], row.payload["action_index"],
-                             row.payload["attempt"])
-            return
-        run_id: str | None = None
-        with self.db.begin() as session:
-            rule = session.get(Rule, row.rule_id)
-            if rule is None or not rule.enabled:
-                self._mark_fired(session, row.id, now, "rule disabled or deleted")
-                return
-            if not self._mark_fired(session, row.id, now, "fired"):
-                return
-            run = self._timer_run(session, row, rule, session.get(RecordSnapshot,
-                                                                  row.record_key)
-                                  if row.record_key else None, now)
-            if run is not None and run.status == "running":
-                run_id = self._keep_for_execution(run, rule.definition)
-        if run_id:
-            self.execute_run(run_id)
-
-    def _mark_fired(self, session: Session, timer_id: str, now: datetime, outcome: str) -> bool:
-        """Only the process that holds the claim fires the timer."""
-        result = session.execute(
-            update(Timer).where(Timer.id == timer_id, Timer.status == "claimed",
-                                Timer.claimed_by == self.worker_id)
-            .values(status="fired", fired_at=now, outcome=outcome)
-        )
-        return result.rowcount == 1
 
     # ---- runs -------------------------------------------------------------------------------
 

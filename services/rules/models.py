@@ -101,7 +101,8 @@ class RuleFiring(Base):
 
 class Timer(Base):
     """Something to do at `due_at`: a delayed or date-relative rule, a schedule, an action's
-    retry. Claimed by one process (SKIP LOCKED on PostgreSQL, a conditional UPDATE on SQLite)."""
+    retry. Taken and fired by one process in one transaction (SKIP LOCKED on PostgreSQL, a
+    conditional UPDATE on SQLite)."""
 
     __tablename__ = "timers"
     __table_args__ = (
@@ -112,7 +113,7 @@ class Timer(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     kind: Mapped[str] = mapped_column(String(20))  # rule / schedule / action_retry
     due_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    status: Mapped[str] = mapped_column(String(12))  # pending / claimed / fired / cancelled
+    status: Mapped[str] = mapped_column(String(12))  # pending / fired / cancelled / failed
     rule_id: Mapped[str | None] = mapped_column(String(36))
     rule_version: Mapped[int | None] = mapped_column(Integer)
     record_key: Mapped[str | None] = mapped_column(String(120))

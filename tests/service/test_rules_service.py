@@ -359,6 +359,33 @@ def test_a_timer_fires_once_even_when_ticked_twice(system):
     assert len(runs_of(system, "lead-untreated-72h")) == 1
 
 
+def test_one_failing_timer_does_not_hold_up_the_others_of_its_batch(system, monkeypatch):
+    """The batch is taken and fired in one transaction; when it fails, it rolls back and
+    each timer is fired on its own: the bad one is marked failed, the others fire once."""
+    install_shipped(system)
+    bad = system.leads().create_lead(website_lead(1))["lead"]
+    system.leads().create_lead(website_lead(2))
+    system.deliver_leads_events()
+    system.rules().advance_clock(73 * 3600)
+    engine = system.rules().engine
+    timer_run = engine._timer_run
+
+    def failing_for_one(session, row, *args, **kwargs):
+        if row.record_key == f"lead:{bad['id']}":
+            raise RuntimeError("a bug of one timer")
+        return timer_run(session, row, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "_timer_run", failing_for_one)
+    assert engine.fire_due(engine.clock.now()) == 2
+    with system.session() as session:
+        timers = {t.record_key: (t.status, t.outcome) for t in session.scalars(
+            select(Timer).where(Timer.rule_id == "lead-untreated-72h"))}
+    assert timers.pop(f"lead:{bad['id']}") == ("failed", "error; see the log")
+    assert list(timers.values()) == [("fired", "fired")]
+    assert len(runs_of(system, "lead-untreated-72h")) == 1
+    assert engine.fire_due(engine.clock.now()) == 0  # nothing left pending or half-fired
+
+
 def test_the_clock_is_refused_unless_controllable(system, monkeypatch):
     monkeypatch.setattr(clock_module, "CLOCK", clock_module.Clock(controllable=False))
     with pytest.raises(Forbidden):
