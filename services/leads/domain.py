@@ -9,6 +9,7 @@ casefold, and nothing assumes words are separated by spaces.
 from __future__ import annotations
 
 import copy
+import importlib
 import re
 import unicodedata
 from collections import Counter
@@ -106,6 +107,15 @@ def normalise_phone(raw: str, default_region: str = "CN") -> str:
     if not phonenumbers.is_valid_number(number):
         raise ValidationFailed.for_fields({"phone": [invalid]})
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+# Leads come from few domains (a company's, qq.com, 163.com...): email_validator checks each
+# address's domain once (IDNA, label rules), not at every capture. Its result is a pure function
+# of the domain and the options; an invalid domain raises and is not cached. (The module, not
+# the package's function of the same name.)
+_email_validation = importlib.import_module("email_validator.validate_email")
+_email_validation.validate_email_domain_name = lru_cache(maxsize=4096)(
+    _email_validation.validate_email_domain_name)
 
 
 @_remembered

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import copy
 import importlib
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from marshmallow import EXCLUDE, Schema, fields, validate, validates_schema
 
 from shared.catalogue import SERVICES
+from shared.payloads import Timestamp
 from shared.schema_check import quick_check
 
 
@@ -32,15 +34,22 @@ class Sample(Schema):
     items = fields.List(fields.Nested(Inner))
     renamed = fields.String(data_key="otherName")
     written = fields.String(dump_only=True)
+    at = fields.DateTime()
+    aware = fields.AwareDateTime(allow_none=True)
+    stamp = Timestamp(required=True)
 
 
 VALID = {"name": "n", "kind": "a", "count": 3, "ratio": 0.5, "flag": True, "extra": {"k": 1},
          "anything": [1, "x"], "tags": ["t"], "inner": {"code": "c1", "level": 2},
-         "items": [{"code": "x"}, {"code": "y", "level": None}], "otherName": "r"}
+         "items": [{"code": "x"}, {"code": "y", "level": None}], "otherName": "r",
+         "at": "2026-11-23T10:00:00", "aware": "2026-11-23T10:00:00+08:00",
+         "stamp": "2026-11-23T02:00:00.123456+00:00"}
 
 WRONG_VALUES = [None, "", "s", "123456", 0, 1, -1, 10, 2.5, float("nan"), float("inf"), True,
                 False, [], ["t"], [1], {}, {"code": "z"}, {"code": "z", "more": 1}, b"bytes",
-                ("t",)]
+                ("t",), "2026-11-23T10:00:00", "2026-11-23", "2026-13-01T00:00:00+00:00",
+                "2026-11-23T10:00:00Z", "20261123T100000+0800", " 2026-11-23T10:00:00+00:00",
+                datetime(2026, 11, 23, tzinfo=UTC)]
 
 
 def mutations(payload: dict[str, Any]):
@@ -91,9 +100,19 @@ def test_schemas_beyond_it_get_no_quick_check():
         inner = fields.Nested(Inner, unknown=EXCLUDE)
 
     class DatedList(Schema):
-        at = fields.List(fields.DateTime())
+        at = fields.List(fields.Date())
 
-    for schema in (WithHook(), WithEmail(), Lenient(), DatedList(), Sample(many=True)):
+    class Formatted(Schema):
+        at = fields.DateTime(format="%Y/%m/%d")
+
+    class Defaulted(Schema):
+        at = fields.AwareDateTime(default_timezone=UTC)
+
+    class ValidatedTime(Schema):
+        at = fields.DateTime(validate=lambda value: value.year > 2000)
+
+    for schema in (WithHook(), WithEmail(), Lenient(), DatedList(), Formatted(), Defaulted(),
+                   ValidatedTime(), Sample(many=True)):
         assert quick_check(schema) is None
 
 
@@ -123,7 +142,9 @@ def event_samples() -> list[tuple[str, str, dict[str, Any]]]:
 
 def example(schema: Schema) -> dict[str, Any]:
     values = {fields.String: "x", fields.Integer: 1, fields.Float: 1.5, fields.Boolean: True,
-              fields.Raw: {"any": 1}, fields.Dict: {"k": "v"}}
+              fields.Raw: {"any": 1}, fields.Dict: {"k": "v"},
+              fields.DateTime: "2026-11-23T10:00:00", Timestamp: "2026-11-23T02:00:00+00:00",
+              fields.AwareDateTime: "2026-11-23T10:00:00+08:00"}
     data = {}
     for name, field in schema.load_fields.items():
         if isinstance(field, fields.Nested):
@@ -152,6 +173,12 @@ def test_it_covers_the_rules_services_events():
     covered = {(service, event_type) for service, event_type, _ in event_samples()}
     assert {("rules", "rule_run_completed"), ("rules", "notification_created"),
             ("rules", "task_created")} <= covered
+
+
+def test_it_covers_the_leads_services_events():
+    covered = {(service, event_type) for service, event_type, _ in event_samples()}
+    assert {("leads", "lead_created"), ("leads", "lead_qualified"),
+            ("leads", "lead_scored")} <= covered
 
 
 def test_the_recorder_refuses_an_event_that_does_not_fit_its_schema():
