@@ -234,3 +234,25 @@ def test_confirmed_events_waiting_to_be_marked_are_not_published_again(amqp_uri,
     assert [body["data"]["n"] for body, _ in drain(amqp_uri, queue)] == [1]
     with probe_db.connect() as conn:
         assert conn.execute(select(probe_outbox.c.published_at)).scalar_one() is not None
+
+
+def test_the_definitions_policies_are_in_effect(amqp_uri):
+    """Dead letters for the service queues; version 2 storage for the queue of every event."""
+    import subprocess
+
+    from deploy import devctl
+
+    _, _, vhost = devctl.amqp_endpoint(amqp_uri)
+    ctl = devctl.find_tool("rabbitmqctl")
+    if vhost == "/" or ctl is None:
+        pytest.skip("no test vhost of a local broker")
+    with Connection(amqp_uri) as connection:
+        Queue("evt-probe-policy", durable=True, auto_delete=True)(
+            connection.default_channel).declare()
+        listed = subprocess.run(
+            [ctl, "list_queues", "-q", "-p", vhost, "name", "policy"],
+            capture_output=True, text=True, check=True, timeout=60).stdout
+    policies = dict(line.split("\t")[:2] for line in listed.splitlines() if "\t" in line)
+    assert policies["rules.all-events"] == "crm-event-stores"
+    assert policies["crm.dead-letter"] == "crm-event-stores"
+    assert policies["evt-probe-policy"] == "crm-dead-letter"
