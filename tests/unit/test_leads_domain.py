@@ -136,7 +136,7 @@ def test_normalise_email_requires_a_value() -> None:
 
 def test_each_address_is_checked_whole_though_its_domain_is_checked_once() -> None:
     assert normalise_email("ok@Corp-Once.cn") == "ok@corp-once.cn"
-    for bad in ("a..b@corp-once.cn", "x" * 65 + "@corp-once.cn", "a@corp-once.cn-"):
+    for bad in ("a..b@corp-once.cn", ".a@corp-once.cn", "a b@corp-once.cn", "a@corp-once.cn-"):
         with pytest.raises(ValidationFailed):
             normalise_email(bad)
     for _ in range(2):  # a refused domain is refused again, not remembered as valid
