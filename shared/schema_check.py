@@ -5,10 +5,9 @@ integrators). marshmallow's `validate` builds the loaded result field by field; 
 service's events that was about a fifth of the CPU of a fired timer. `quick_check(schema)` turns
 a schema made of plain fields (strings, integers, floats, booleans, raw values, dicts, lists,
 ISO 8601 datetimes and nested schemas, with their validators) into a function that only
-answers: certainly valid, or
-not sure. "Not sure" sends the payload to marshmallow, which decides and says why, so the quick
-check may be stricter than marshmallow but never more lenient. A schema with anything else
-(another field type, hooks, `many`) gets no quick check.
+answers: certainly valid, or not sure. "Not sure" sends the payload to marshmallow, which
+decides and says why, so the quick check may be stricter than marshmallow but never more
+lenient. A schema with anything else (another field type, hooks, `many`) gets no quick check.
 """
 
 from __future__ import annotations
