@@ -708,8 +708,7 @@ class Engine:
                      WebhookDelivery.__table__.c.next_attempt_at, ("pending", "sending")),
                 )
             }
-        fired = self.fire_due(now) if due["timers"] else 0
-        done = fired
+        done = self.fire_due(now) if due["timers"] else 0
         if due["emails"]:
             done += self.deliver_due_emails()
         if due["webhooks"]:
@@ -758,13 +757,13 @@ class Engine:
             if not rows:
                 raise
             log.exception("firing %d timers together failed; firing one by one", len(rows))
-            remote, retries = [], []
             for row in rows:
                 self._fire_alone(row, values)
+        else:
+            self._after_commit(remote, retries)
         for row in rows:
             metrics.TIMER_LATENESS.observe(max((now - row.due_at).total_seconds(), 0.0))
         metrics.TIMERS_FIRED.inc(len(rows))
-        self._after_commit(remote, retries)
         return len(rows)
 
     def _after_commit(self, remote: list[str], retries: list[Any]) -> None:
