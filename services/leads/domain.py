@@ -13,7 +13,7 @@ import importlib
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache, wraps
 from typing import Any, Literal
@@ -22,7 +22,7 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from rapidfuzz import fuzz
 
-from shared.errors import Forbidden, PreconditionFailed, ValidationFailed
+from shared.errors import Conflict, Forbidden, PreconditionFailed, ValidationFailed
 
 __all__ = [
     "ATTRIBUTE_OPERATORS",
@@ -31,6 +31,7 @@ __all__ = [
     "QUALIFICATIONS",
     "DuplicateMatch",
     "LeadIdentity",
+    "HIDDEN_DUPLICATE",
     "ScoreLine",
     "ScoreResult",
     "check_claim",
@@ -39,10 +40,13 @@ __all__ = [
     "company_key",
     "company_similarity",
     "find_duplicates",
+    "lead_visible",
+    "may_merge",
     "normalise_email",
     "normalise_phone",
     "qualification_for",
     "qualification_rank",
+    "resolve_duplicates",
     "score_lead",
     "search_terms",
     "upgraded_qualification",
@@ -890,18 +894,23 @@ def check_status_change(current: str, target: str, reason: str | None) -> None:
         raise ValidationFailed.for_fields({"reason": ["a reason is required to disqualify a lead"]})
 
 
-def check_claim(owner_id: str | None, status: str, user_id: str | None = None) -> None:
+def check_claim(
+    owner_id: str | None, status: str, user_id: str | None = None, reveal_owner: bool = False
+) -> None:
     """Raise unless the lead can be claimed from the public pool (公海).
 
     A lead without an owner (None or "") is in the pool. Converted leads cannot be claimed;
     disqualified ones can (someone picking one from the pool is how it gets a second look).
-    Pass `user_id` to get a clearer message when the caller already owns the lead.
+    Pass `user_id` to get a clearer message when the caller already owns the lead, and
+    `reveal_owner` when the caller may see who owns it (the owner is in their scope); otherwise
+    the owner is "someone else" and not named.
     """
     if owner_id:
         if user_id is not None and owner_id == user_id:
             raise PreconditionFailed("you already own this lead")
+        holder = f"user {owner_id}" if reveal_owner else "someone else"
         raise PreconditionFailed(
-            "lead is owned by someone else; it must be released to the public pool first"
+            f"lead is owned by {holder}; it must be released to the public pool first"
         )
     if status == "converted":
         raise PreconditionFailed("converted leads cannot be claimed")
@@ -920,7 +929,83 @@ def check_release(owner_id: str | None, user_id: str, may_act_for_others: bool) 
 
 
 # --------------------------------------------------------------------------------------------
-# 5. Text search
+# 5. Row-level visibility and edit rights
+# --------------------------------------------------------------------------------------------
+
+# The answer to a duplicate the caller may not see: that one exists, nothing of it.
+HIDDEN_DUPLICATE = "a duplicate of this lead exists outside your view"
+
+
+def lead_visible(owner_id: str | None, scope: Mapping[str, Any]) -> bool:
+    """Whether a caller with `scope` (see services/leads/README.md) may see a lead owned by
+    `owner_id` (None: in the public pool)."""
+    if scope.get("all"):
+        return True
+    if owner_id is None:
+        return bool(scope.get("include_pool"))
+    return owner_id in scope.get("owner_ids", ())
+
+
+def may_merge(owner_id: str | None, scope: Mapping[str, Any]) -> bool:
+    """Whether the caller may merge into (or retire by merging) a lead owned by `owner_id`.
+
+    A merge writes identity fields and attributes into a lead, rescoring it (which can fire
+    rules), and a merge with a source retires the source: it needs edit rights, not sight.
+    Leads of the caller's scope (their own; their teams' for a manager; all for an admin) may
+    be merged. A public-pool lead belongs to nobody: only who manages the pool (scope
+    `manage_pool`, a manager) may merge into or from it; a rep claims it first, so that taking
+    a pool lead always goes through the claim (and the pool rules that watch claims) instead of
+    being absorbed into the rep's own lead or written into unclaimed.
+    """
+    if scope.get("all"):
+        return True
+    if owner_id is None:
+        return bool(scope.get("include_pool") and scope.get("manage_pool"))
+    return owner_id in scope.get("owner_ids", ())
+
+
+def resolve_duplicates(
+    matches: Sequence[DuplicateMatch],
+    owners: Mapping[str, str | None],
+    scope: Mapping[str, Any],
+    on_duplicate: str,
+) -> str | None:
+    """What a capture with `matches` (best first, as find_duplicates orders them) does: the id
+    of the lead to merge into, None to create a new lead, or Conflict.
+
+    `owners` maps each match's lead id to its owner. Only matches the caller may see are named
+    (`existing_id`, `matches`); when none is visible, the Conflict says a duplicate exists and
+    carries no id (existing_id None, matches []). `merge` goes to the best match the caller may
+    merge into among the best kind of match (an exact one when there is one: a similar company
+    name is never preferred to the same email or phone the caller cannot edit).
+    """
+    if not matches or on_duplicate == "create":
+        return None
+    if on_duplicate == "merge":
+        best_kind = matches[0].exact
+        for match in matches:
+            if match.exact == best_kind and may_merge(owners[match.lead_id], scope):
+                return match.lead_id
+    visible = [match for match in matches if lead_visible(owners[match.lead_id], scope)]
+    if not visible:
+        raise Conflict(HIDDEN_DUPLICATE, {"existing_id": None, "matches": []})
+    best = visible[0]
+    detail = (
+        f"a lead with the same {best.reason} exists"
+        if best.exact
+        else "a lead with a similar company name exists"
+    )
+    if on_duplicate == "merge":
+        detail += (
+            "; nothing was merged: you may merge only into a lead you may edit"
+            " (claim a public-pool lead first)"
+        )
+    raise Conflict(detail, {"existing_id": best.lead_id,
+                            "matches": [match.to_dict() for match in visible]})
+
+
+# --------------------------------------------------------------------------------------------
+# 6. Text search
 # --------------------------------------------------------------------------------------------
 
 MAX_SEARCH_TERMS = 5

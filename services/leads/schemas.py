@@ -133,9 +133,14 @@ class BehaviourSchema(StrictSchema):
 
 
 class ScopeSchema(StrictSchema):
+    """Row-level visibility and edit rights of the caller (services/leads/README.md)."""
+
     all = fields.Boolean(load_default=False)
     owner_ids = fields.List(fields.String(), load_default=list)
     include_pool = fields.Boolean(load_default=False)
+    # Who manages the public pool (a manager) may merge into and from pool leads without
+    # claiming them; a rep claims first.
+    manage_pool = fields.Boolean(load_default=False)
 
 
 class PageSchema(StrictSchema):

@@ -34,7 +34,7 @@ from shared.consumer import event_handler
 from shared.context import CallContext, Context
 from shared.db import Database, insert_object
 from shared.envelope import utcnow
-from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from shared.inbox import first_delivery
 from shared.logging import setup_logging
 from shared.metrics import EntrypointMetrics
@@ -78,7 +78,7 @@ FUZZY_CANDIDATES = 500
 # On the table, not the entity: run on the connection, it skips the ORM's statement handling.
 _leads = Lead.__table__.c
 DUPLICATE_CANDIDATES = (
-    select(_leads.id, _leads.email, _leads.phone, _leads.company)
+    select(_leads.id, _leads.email, _leads.phone, _leads.company, _leads.owner_id)
     .where(
         or_(
             _leads.email == bindparam("email"),
@@ -117,8 +117,13 @@ class LeadsService(PlatformEndpoints):
 
     @rpc
     def create_lead(
-        self, data: dict, on_duplicate: str = "reject", owner_id: str | None = None
+        self,
+        data: dict,
+        on_duplicate: str = "reject",
+        owner_id: str | None = None,
+        scope: dict | None = None,
     ) -> dict[str, Any]:
+        scope = load(scope_schema, scope)
         if on_duplicate not in ON_DUPLICATE:
             raise ValidationFailed.for_fields(
                 {"on_duplicate": [f"must be one of {', '.join(ON_DUPLICATE)}"]}
@@ -141,17 +146,11 @@ class LeadsService(PlatformEndpoints):
             identity = domain.LeadIdentity(
                 "", fields_.get("email"), fields_.get("phone"), fields_.get("company")
             )
-            matches = self._find_duplicates(session, identity)
-            if matches and on_duplicate == "reject":
-                best = matches[0]
-                raise Conflict(
-                    f"a lead with the same {best.reason} exists"
-                    if best.exact
-                    else "a lead with a similar company name exists",
-                    {"existing_id": best.lead_id, "matches": [m.to_dict() for m in matches]},
-                )
-            if matches and on_duplicate == "merge":
-                lead = self._lead(session, matches[0].lead_id)
+            matches, owners = self._find_duplicates(session, identity)
+            # Only what the caller's scope shows is named; merging needs edit rights.
+            merge_into = domain.resolve_duplicates(matches, owners, scope, on_duplicate)
+            if merge_into is not None:
+                lead = self._lead(session, merge_into)
                 self._absorb(lead, fields_)
                 self._history(session, lead, "merged", {"incoming": data})
                 self._rescore(session, lead, "merged")
@@ -192,14 +191,16 @@ class LeadsService(PlatformEndpoints):
     @staticmethod
     def _find_duplicates(
         session: Session, identity: domain.LeadIdentity
-    ) -> list[domain.DuplicateMatch]:
+    ) -> tuple[list[domain.DuplicateMatch], dict[str, str | None]]:
+        """The matches, best first, and the owner of each candidate (for visibility)."""
         block = domain.company_key(identity.company)[:2] if identity.company else None
         rows = session.connection().execute(
             DUPLICATE_CANDIDATES,
             {"email": identity.email, "phone": identity.phone, "block": block or None},
         ).all()
-        existing = [domain.LeadIdentity(*row) for row in rows]
-        return domain.find_duplicates(identity, existing)
+        existing = [domain.LeadIdentity(*row[:4]) for row in rows]
+        owners = {row[0]: row[4] for row in rows}
+        return domain.find_duplicates(identity, existing), owners
 
     @staticmethod
     def _absorb(lead: Lead, incoming: dict[str, Any]) -> None:
@@ -365,10 +366,20 @@ class LeadsService(PlatformEndpoints):
             )
 
     @rpc
-    def claim_lead(self, lead_id: str, user_id: str) -> dict[str, Any]:
+    def claim_lead(
+        self, lead_id: str, user_id: str, scope: dict | None = None
+    ) -> dict[str, Any]:
+        scope = load(scope_schema, scope)
+        if not isinstance(user_id, str) or not user_id:
+            raise ValidationFailed.for_fields({"user_id": ["a user id is required"]})
         with self.db.begin() as session:
-            lead = self._lead(session, lead_id)
-            domain.check_claim(lead.owner_id, lead.status)
+            # A lead owned by someone the caller cannot see is hidden: 404 as a missing one,
+            # so a claim does not tell that it exists (or who holds it).
+            lead = self._visible_lead(session, lead_id, scope)
+            if not scope["all"] and user_id not in scope["owner_ids"]:
+                raise Forbidden("you may claim leads only for yourself")
+            domain.check_claim(lead.owner_id, lead.status, user_id,
+                               reveal_owner=domain.lead_visible(lead.owner_id, scope))
             lead.owner_id = user_id
             lead.claimed_at = lead.updated_at = utcnow()
             self._history(session, lead, "claimed", {"owner_id": user_id})
@@ -408,6 +419,10 @@ class LeadsService(PlatformEndpoints):
             raise ValidationFailed.for_fields({"owner_id": ["a user id is required"]})
         with self.db.begin() as session:
             lead = self._visible_lead(session, lead_id, scope)
+            # The gateway checks the assignee too; this keeps every caller (rules acting for
+            # a manager included) to assignees inside its scope.
+            if not scope["all"] and owner_id not in scope["owner_ids"]:
+                raise Forbidden("leads can be assigned only to users within your scope")
             if lead.owner_id == owner_id:
                 return lead_to_dict(lead)
             previous = lead.owner_id
@@ -430,12 +445,19 @@ class LeadsService(PlatformEndpoints):
         if target_id == source_id:
             raise ValidationFailed.for_fields({"source_id": ["cannot merge a lead into itself"]})
         with self.db.begin() as session:
-            target = self._visible_lead(session, target_id, scope)
-            source = self._visible_lead(session, source_id, scope)
+            # Both are looked up before any other answer: a hidden one is a 404 like a missing
+            # one, whichever of the two it is.
+            target = self._visible_lead(session, target_id, scope, "id")
+            source = self._visible_lead(session, source_id, scope, "source_id")
+            for lead, field in ((target, "id"), (source, "source_id")):
+                if not domain.may_merge(lead.owner_id, scope):
+                    raise Forbidden(
+                        f"you may not merge lead {lead.id}: claim it from the public pool first",
+                        {"field": field},
+                    )
             for lead, field in ((target, "id"), (source, "source_id")):
                 if lead.merged_into_id:
-                    raise Conflict(f"lead {lead.id} was already merged into {lead.merged_into_id}",
-                                   {"field": field, "existing_id": lead.merged_into_id})
+                    self._already_merged(session, lead, field, scope)
             self._absorb(target, lead_to_dict(source))
             session.execute(
                 update(Behaviour).where(Behaviour.lead_id == source.id).values(lead_id=target.id)
@@ -547,17 +569,26 @@ class LeadsService(PlatformEndpoints):
             raise NotFound(f"lead {lead_id} not found", {"field": "lead_id"})
         return lead
 
-    def _visible_lead(self, session: Session, lead_id: str, scope: dict) -> Lead:
-        """The lead if the caller may see it; otherwise NotFound, so nothing leaks."""
-        lead = self._lead(session, lead_id)
-        visible = (
-            scope["all"]
-            or lead.owner_id in scope["owner_ids"]
-            or (lead.owner_id is None and scope["include_pool"])
-        )
-        if not visible:
-            raise NotFound(f"lead {lead_id} not found", {"field": "lead_id"})
+    def _visible_lead(
+        self, session: Session, lead_id: str, scope: dict, field: str = "lead_id"
+    ) -> Lead:
+        """The lead if the caller may see it; otherwise the same NotFound as for a missing
+        one (same detail, same field), so nothing tells that it exists."""
+        lead = session.get(Lead, lead_id) if isinstance(lead_id, str) else None
+        if lead is None or not domain.lead_visible(lead.owner_id, scope):
+            raise NotFound(f"lead {lead_id} not found", {"field": field})
         return lead
+
+    @staticmethod
+    def _already_merged(session: Session, lead: Lead, field: str, scope: dict) -> None:
+        """Conflict for a lead that was merged before; the lead it went into is named only
+        when the caller may see it."""
+        into = session.get(Lead, lead.merged_into_id)
+        if into is not None and domain.lead_visible(into.owner_id, scope):
+            raise Conflict(f"lead {lead.id} was already merged into {into.id}",
+                           {"field": field, "existing_id": into.id})
+        raise Conflict(f"lead {lead.id} was already merged into another lead",
+                       {"field": field, "existing_id": None})
 
     @staticmethod
     def _scope_clause(scope: dict):

@@ -178,7 +178,9 @@ def test_assign_rules(client: FlaskClient, org: dict, fake_rpc: FakeRpc) -> None
 
 
 def test_claim_is_always_for_the_caller(client: FlaskClient, org: dict, fake_rpc: FakeRpc) -> None:
-    fake_rpc.on("leads", "claim_lead", lambda lead_id, user_id: lead(owner_id=user_id))
+    fake_rpc.on("leads", "claim_lead",
+                lambda lead_id, user_id, scope: lead(owner_id=user_id))
     response = client.post("/leads/lead-1/claim", headers=auth(org, "zhangwei"))
     assert response.status_code == 200
-    assert fake_rpc.last["kwargs"] == {"lead_id": "lead-1", "user_id": org["zhangwei"]["id"]}
+    assert fake_rpc.last["kwargs"] == {"lead_id": "lead-1", "user_id": org["zhangwei"]["id"],
+                                       "scope": compute_scope("sales_rep", org["zhangwei"]["id"])}

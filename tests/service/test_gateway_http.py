@@ -15,7 +15,8 @@ NEW_LEAD = {"name": "李雷", "company": "杭州示例科技", "email": "lilei@e
             "source": "website", "product_interest": ["CRM"]}
 
 
-def created(data: dict, on_duplicate: str = "reject", owner_id: Any = None) -> dict:
+def created(data: dict, on_duplicate: str = "reject", owner_id: Any = None,
+            scope: Any = None) -> dict:
     return {"outcome": "created", "lead": lead(id="lead-9", **data)}
 
 
@@ -70,7 +71,7 @@ def test_create_lead_statuses_and_duplicates(client: FlaskClient, org: dict,
     assert fake_rpc.last["kwargs"]["on_duplicate"] == "create"
     assert "on_duplicate" not in fake_rpc.last["kwargs"]["data"]
 
-    fake_rpc.on("leads", "create_lead", lambda data, on_duplicate: {
+    fake_rpc.on("leads", "create_lead", lambda data, on_duplicate, scope: {
         "outcome": "merged", "lead": lead(id="lead-1")})
     merged = client.post("/leads", json={**NEW_LEAD, "on_duplicate": "merge"}, headers=headers)
     assert merged.status_code == 200 and merged.headers["Location"] == "/leads/lead-1"

@@ -8,12 +8,13 @@ import json
 import pytest
 from sqlalchemy import select
 
+from services.leads import domain
 from services.leads.events import EVENT_SCHEMAS
 from services.leads.models import outbox
 from services.leads.service import LeadsService
 from shared.context import Context
 from shared.db import get_engine
-from shared.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
+from shared.errors import Conflict, Forbidden, NotFound, PreconditionFailed, ValidationFailed
 from tests.service.workers import migrated_database, service_worker
 
 ALL = {"all": True}
@@ -73,17 +74,18 @@ def test_duplicates_are_refused_merged_or_created_on_request(make_service):
     first = service.create_lead(ACME)["lead"]
     same_phone = {**ACME, "email": "other@acme.cn", "phone": "+86 138-0013-8000"}
     with pytest.raises(Conflict) as refused:
-        service.create_lead(same_phone)
+        service.create_lead(same_phone, scope=ALL)
     assert refused.value.extra["existing_id"] == first["id"]
     assert refused.value.extra["matches"][0]["reason"] in ("phone", "email")
 
     similar = {"name": "李四", "company": "阿克米机械制造", "email": "li@elsewhere.cn",
                "source": "referral"}
     with pytest.raises(Conflict) as possible:
-        service.create_lead(similar)
+        service.create_lead(similar, scope=ALL)
     assert possible.value.extra["matches"][0]["exact"] is False
 
-    merged = service.create_lead({**same_phone, "attributes": {"budget": "50万"}}, "merge")
+    merged = service.create_lead({**same_phone, "attributes": {"budget": "50万"}}, "merge",
+                                 scope=ALL)
     assert merged["outcome"] == "merged" and merged["lead"]["id"] == first["id"]
     assert merged["lead"]["attributes"]["budget"] == "50万"
     assert merged["lead"]["email"] == first["email"], "stored values are never overwritten"
@@ -149,10 +151,10 @@ def test_pool_claim_release_and_visibility(make_service):
     other_scope = {"owner_ids": ["u-other"], "include_pool": True}
 
     assert rep.get_lead(lead["id"], rep_scope)["in_pool"] is True
-    claimed = rep.claim_lead(lead["id"], "u-rep")
+    claimed = rep.claim_lead(lead["id"], "u-rep", rep_scope)
     assert claimed["owner_id"] == "u-rep"
-    with pytest.raises(PreconditionFailed):
-        other.claim_lead(lead["id"], "u-other")
+    with pytest.raises(NotFound):  # claimed by someone the caller cannot see: hidden
+        other.claim_lead(lead["id"], "u-other", other_scope)
     with pytest.raises(NotFound):
         other.get_lead(lead["id"], other_scope)
     assert other.list_leads({}, other_scope)["items"] == []
@@ -245,3 +247,204 @@ def test_a_lead_converted_by_sales_shows_it_once(make_service):
     assert len(changes) == 1 and changes[0]["data"]["status"] == "converted"
     with pytest.raises(PreconditionFailed):
         service.change_status(lead["id"], "contacted", None, ALL)
+
+
+# --------------------------------------------------------------------------------------------
+# Row-level visibility on every path (issue 13). Scopes as the gateway passes them: u-rep and
+# u-mate are reps of the manager's team, u-other a rep of another team.
+# --------------------------------------------------------------------------------------------
+
+REP = {"owner_ids": ["u-rep"], "include_pool": True}
+MATE = {"owner_ids": ["u-mate"], "include_pool": True}
+OTHER = {"owner_ids": ["u-other"], "include_pool": True}
+MANAGER = {"owner_ids": ["u-manager", "u-mate", "u-rep"], "include_pool": True,
+           "manage_pool": True}
+SCOPES = {"u-rep": REP, "u-mate": MATE, "u-other": OTHER, "u-manager": MANAGER, "u-admin": ALL}
+MISSING_ID = "00000000-0000-4000-8000-000000000000"
+
+
+def lead_of(service: LeadsService, owner_id: str | None, number: int, **fields) -> dict:
+    """A stored lead of `owner_id` (None: the pool) with its own email and phone."""
+    data = {"name": f"客户{number}", "email": f"c{number}@kunde{number}.cn",
+            "phone": f"139{number:08d}", "source": "referral", **fields}
+    return service.create_lead(data, "create", owner_id, ALL)["lead"]
+
+
+def raised(call, *args) -> Exception:
+    try:
+        call(*args)
+    except Exception as err:  # noqa: BLE001 - the answer under test
+        return err
+    raise AssertionError("expected an error")
+
+
+def assert_reveals_nothing(err: Exception, lead: dict) -> None:
+    text = err.detail + json.dumps(err.extra, ensure_ascii=False)
+    for secret in (lead["id"], lead["name"], lead["email"], lead["phone"]):
+        assert secret not in text, (secret, text)
+
+
+@pytest.mark.parametrize("on_duplicate", ["reject", "merge"])
+@pytest.mark.parametrize("caller", ["u-other", "u-mate"])
+def test_a_hidden_duplicate_is_only_said_to_exist(make_service, caller, on_duplicate):
+    admin = make_service()
+    hidden = lead_of(admin, "u-rep", 1, attributes={"wechat": "kept"})
+    events_before = len(outbox_events(make_service.engine))
+    capture = {"name": "冒充者", "phone": hidden["phone"], "email": "new@elsewhere.cn",
+               "company": "写入公司", "source": "web", "attributes": {"budget": "100万"}}
+
+    err = raised(lambda: make_service(caller).create_lead(capture, on_duplicate,
+                                                          scope=SCOPES[caller]))
+    assert isinstance(err, Conflict)
+    assert err.detail == domain.HIDDEN_DUPLICATE
+    assert err.extra == {"existing_id": None, "matches": []}
+    assert_reveals_nothing(err, hidden)
+    stored = admin.get_lead(hidden["id"], ALL)
+    assert stored["company"] is None and stored["attributes"] == {"wechat": "kept"}
+    assert "merged" not in [entry["kind"] for entry in stored["history"]]
+    assert len(outbox_events(make_service.engine)) == events_before
+
+
+def test_merging_a_capture_needs_edit_rights_on_the_existing_lead(make_service):
+    admin = make_service()
+    owned = lead_of(admin, "u-rep", 1)
+    pool = lead_of(admin, None, 2)
+
+    def capture(lead: dict, budget: str) -> dict:
+        return {"name": "重复", "phone": lead["phone"], "source": "web",
+                "attributes": {f"budget-{budget}": budget}}
+
+    for actor in ("u-rep", "u-manager", "u-admin"):
+        merged = make_service(actor).create_lead(capture(owned, actor), "merge",
+                                                 scope=SCOPES[actor])
+        assert merged["outcome"] == "merged" and merged["lead"]["id"] == owned["id"]
+
+    rep = make_service("u-rep")
+    refused = raised(lambda: rep.create_lead(capture(pool, "r"), scope=REP))
+    assert isinstance(refused, Conflict) and refused.extra["existing_id"] == pool["id"]
+    assert [m["lead_id"] for m in refused.extra["matches"]] == [pool["id"]]
+    not_merged = raised(lambda: rep.create_lead(capture(pool, "r"), "merge", scope=REP))
+    assert isinstance(not_merged, Conflict), "a rep may not write into a pool lead"
+    assert not_merged.extra["existing_id"] == pool["id"]
+    assert admin.get_lead(pool["id"], ALL)["attributes"] == {}
+
+    by_manager = make_service("u-manager").create_lead(capture(pool, "m"), "merge",
+                                                       scope=MANAGER)
+    assert by_manager["lead"]["id"] == pool["id"]
+    rep.claim_lead(pool["id"], "u-rep", REP)
+    assert rep.create_lead(capture(pool, "r"), "merge", scope=REP)["lead"]["id"] == pool["id"]
+
+
+def test_a_capture_merges_into_the_best_lead_the_caller_may_edit(make_service):
+    admin = make_service()
+    hidden = lead_of(admin, "u-other", 1)
+    own = lead_of(admin, "u-rep", 2, company="杭州星河软件有限公司")
+    rep = make_service("u-rep")
+    both = {"name": "两个都像", "email": hidden["email"], "phone": own["phone"], "source": "web"}
+    refused = raised(lambda: rep.create_lead(both, scope=REP))
+    assert refused.extra["existing_id"] == own["id"]
+    assert [m["lead_id"] for m in refused.extra["matches"]] == [own["id"]]
+    assert_reveals_nothing(refused, hidden)
+    assert rep.create_lead(both, "merge", scope=REP)["lead"]["id"] == own["id"]
+
+    # The same email as a hidden lead and a company like one's own: not merged into the
+    # merely similar one.
+    similar = {"name": "相似", "email": hidden["email"], "company": "星河软件", "source": "web"}
+    not_merged = raised(lambda: rep.create_lead(similar, "merge", scope=REP))
+    assert isinstance(not_merged, Conflict) and not_merged.extra["existing_id"] == own["id"]
+    assert_reveals_nothing(not_merged, hidden)
+
+
+@pytest.mark.parametrize("caller", ["u-other", "u-mate"])
+def test_every_operation_by_id_answers_a_hidden_lead_as_a_missing_one(make_service, caller):
+    admin = make_service()
+    hidden = lead_of(admin, "u-rep", 1)
+    already_merged = lead_of(admin, "u-rep", 2)
+    admin.merge_leads(hidden["id"], already_merged["id"], ALL)
+    scope = SCOPES[caller]
+    service = make_service(caller)
+    own = lead_of(admin, caller, 3)
+    operations = {
+        "get": lambda lead_id: service.get_lead(lead_id, scope),
+        "behaviour": lambda lead_id: service.record_behaviour(
+            lead_id, {"type": "requested_demo"}, scope),
+        # "new" -> "new" would be a 412 on a visible lead
+        "status": lambda lead_id: service.change_status(lead_id, "new", None, scope),
+        "claim": lambda lead_id: service.claim_lead(lead_id, caller, scope),
+        "release": lambda lead_id: service.release_lead(lead_id, "不要了", scope),
+        "assign": lambda lead_id: service.assign_lead(lead_id, caller, scope),
+        "merge into": lambda lead_id: service.merge_leads(lead_id, own["id"], scope),
+        "merge from": lambda lead_id: service.merge_leads(own["id"], lead_id, scope),
+    }
+    events_before = len(outbox_events(make_service.engine))
+    for name, operation in operations.items():
+        missing = raised(operation, MISSING_ID)
+        assert isinstance(missing, NotFound), (name, missing)
+        for lead in (hidden, already_merged):
+            answer = raised(operation, lead["id"])
+            assert type(answer) is NotFound, (name, answer)
+            assert answer.detail.replace(lead["id"], MISSING_ID) == missing.detail, name
+            assert answer.extra == missing.extra, name
+    assert len(outbox_events(make_service.engine)) == events_before
+    assert admin.get_lead(hidden["id"], ALL)["owner_id"] == "u-rep"
+
+
+def test_claim_names_the_owner_only_to_who_may_see_them(make_service):
+    admin = make_service()
+    owned = lead_of(admin, "u-rep", 1)
+    pool = lead_of(admin, None, 2)
+    mine = raised(lambda: make_service("u-rep").claim_lead(owned["id"], "u-rep", REP))
+    assert isinstance(mine, PreconditionFailed)
+    assert mine.detail == "you already own this lead"
+    teams = raised(lambda: make_service("u-manager").claim_lead(owned["id"], "u-manager",
+                                                                 MANAGER))
+    assert isinstance(teams, PreconditionFailed) and "user u-rep" in teams.detail
+    for_other = raised(lambda: make_service("u-rep").claim_lead(pool["id"], "u-mate", REP))
+    assert isinstance(for_other, Forbidden)
+    assert admin.get_lead(pool["id"], ALL)["in_pool"] is True
+    assert isinstance(raised(lambda: admin.claim_lead(owned["id"], "u-admin")), NotFound), (
+        "no scope: nothing is visible")
+
+
+def test_merging_two_stored_leads_needs_edit_rights_on_both(make_service):
+    admin = make_service()
+    target = lead_of(admin, "u-rep", 1)
+    source = lead_of(admin, "u-rep", 2)
+    pool = lead_of(admin, None, 3)
+    hidden = lead_of(admin, "u-other", 4)
+    rep = make_service("u-rep")
+    for pair in ((target["id"], pool["id"]), (pool["id"], target["id"])):
+        err = raised(rep.merge_leads, *pair, REP)
+        assert isinstance(err, Forbidden), "absorbing a pool lead would bypass the claim"
+    assert admin.get_lead(pool["id"], ALL)["merged_into_id"] is None
+    missing = raised(lambda: rep.merge_leads(target["id"], MISSING_ID, REP))
+    hidden_source = raised(lambda: rep.merge_leads(target["id"], hidden["id"], REP))
+    assert isinstance(hidden_source, NotFound) and hidden_source.extra == missing.extra
+    assert missing.extra == {"field": "source_id"}
+
+    admin.merge_leads(hidden["id"], source["id"], ALL)
+    conflict = raised(lambda: rep.merge_leads(target["id"], source["id"], REP))
+    assert isinstance(conflict, Conflict), "the source is still u-rep's, merged into a hidden one"
+    assert conflict.extra == {"field": "source_id", "existing_id": None}
+    assert_reveals_nothing(conflict, hidden)
+    seen = raised(lambda: admin.merge_leads(target["id"], source["id"], ALL))
+    assert seen.extra["existing_id"] == hidden["id"]
+    assert make_service("u-manager").merge_leads(target["id"], pool["id"], MANAGER)["id"] == (
+        target["id"])
+
+
+def test_assignment_keeps_to_the_callers_scope(make_service):
+    admin = make_service()
+    other_team = lead_of(admin, "u-other", 1)
+    team = lead_of(admin, "u-rep", 2)
+    pool = lead_of(admin, None, 3)
+    manager = make_service("u-manager")
+    assert isinstance(raised(lambda: manager.assign_lead(other_team["id"], "u-mate", MANAGER)),
+                      NotFound)
+    assert isinstance(raised(lambda: manager.assign_lead(team["id"], "u-other", MANAGER)),
+                      Forbidden)
+    assert manager.assign_lead(team["id"], "u-mate", MANAGER)["owner_id"] == "u-mate"
+    assert manager.assign_lead(pool["id"], "u-rep", MANAGER)["owner_id"] == "u-rep"
+    rep = make_service("u-rep")
+    assert isinstance(raised(lambda: rep.assign_lead(pool["id"], "u-mate", REP)), Forbidden)
+    assert admin.get_lead(other_team["id"], ALL)["owner_id"] == "u-other"

@@ -317,7 +317,7 @@ def test_a_status_change_cancels_the_72_hour_timer(system):
 def test_pool_recycling_after_seven_days_without_follow_up_with_a_warning(system):
     install_shipped(system)
     lead = system.leads().create_lead({**website_lead(1), "source": "trade_show"})["lead"]
-    system.leads().claim_lead(lead["id"], "u-zhangwei")
+    system.leads().claim_lead(lead["id"], "u-zhangwei", {"all": True})
     system.deliver_leads_events()
     advance(system, 2 * 86400)
     system.leads().record_behaviour(lead["id"], {"type": "email_opened"}, scope={"all": True})

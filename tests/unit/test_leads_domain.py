@@ -17,6 +17,7 @@ if _ROOT not in sys.path:
 
 from services.leads.domain import (  # noqa: E402
     DEFAULT_SCORING_MODEL,
+    HIDDEN_DUPLICATE,
     LEAD_STATUSES,
     DuplicateMatch,
     LeadIdentity,
@@ -28,16 +29,24 @@ from services.leads.domain import (  # noqa: E402
     company_key,
     company_similarity,
     find_duplicates,
+    lead_visible,
+    may_merge,
     normalise_email,
     normalise_phone,
     qualification_for,
     qualification_rank,
+    resolve_duplicates,
     score_lead,
     search_terms,
     upgraded_qualification,
     validate_scoring_model,
 )
-from shared.errors import Forbidden, PreconditionFailed, ValidationFailed  # noqa: E402
+from shared.errors import (  # noqa: E402
+    Conflict,
+    Forbidden,
+    PreconditionFailed,
+    ValidationFailed,
+)
 
 # --------------------------------------------------------------------------------------------
 # Phones
@@ -890,6 +899,14 @@ def test_claim_owned_lead() -> None:
     with pytest.raises(PreconditionFailed) as own:
         check_claim("u1", "new", user_id="u1")
     assert own.value.detail == "you already own this lead"
+    with pytest.raises(PreconditionFailed) as named:
+        check_claim("u1", "new", user_id="u2", reveal_owner=True)
+    assert named.value.detail == (
+        "lead is owned by user u1; it must be released to the public pool first"
+    )
+    with pytest.raises(PreconditionFailed) as unnamed:
+        check_claim("u1", "new", user_id="u2")
+    assert "u1" not in unnamed.value.detail
 
 
 def test_claim_converted_lead() -> None:
@@ -912,6 +929,74 @@ def test_release_already_in_pool() -> None:
 def test_release_by_someone_else_is_forbidden() -> None:
     with pytest.raises(Forbidden):
         check_release("u1", "u2", may_act_for_others=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Visibility, edit rights and duplicates the caller may not see
+# --------------------------------------------------------------------------------------------
+
+REP_SCOPE = {"owner_ids": ["u1"], "include_pool": True}
+MANAGER_SCOPE = {"owner_ids": ["m", "u1"], "include_pool": True, "manage_pool": True}
+
+
+@pytest.mark.parametrize(
+    ("owner_id", "scope", "visible", "mergeable"),
+    [
+        ("u1", REP_SCOPE, True, True),
+        (None, REP_SCOPE, True, False),  # a rep claims a pool lead before merging it
+        ("u2", REP_SCOPE, False, False),
+        (None, MANAGER_SCOPE, True, True),
+        ("u1", MANAGER_SCOPE, True, True),
+        ("u2", MANAGER_SCOPE, False, False),
+        ("u2", {"all": True}, True, True),
+        (None, {"owner_ids": ["u1"], "manage_pool": True}, False, False),
+        ("u1", {}, False, False),
+    ],
+)
+def test_visibility_and_merge_rights(owner_id, scope, visible, mergeable) -> None:
+    assert lead_visible(owner_id, scope) is visible
+    assert may_merge(owner_id, scope) is mergeable
+
+
+def _match(lead_id: str, exact: bool = True) -> DuplicateMatch:
+    return DuplicateMatch(lead_id, "phone" if exact else "company", 100.0 if exact else 95.0,
+                          exact)
+
+
+def test_a_hidden_duplicate_names_nothing() -> None:
+    owners = {"h": "u2"}
+    for on_duplicate in ("reject", "merge"):
+        with pytest.raises(Conflict) as err:
+            resolve_duplicates([_match("h")], owners, REP_SCOPE, on_duplicate)
+        assert err.value.detail == HIDDEN_DUPLICATE
+        assert err.value.extra == {"existing_id": None, "matches": []}
+    assert resolve_duplicates([_match("h")], owners, REP_SCOPE, "create") is None
+
+
+def test_only_visible_duplicates_are_named_and_merged_into() -> None:
+    matches = [_match("h"), _match("own"), _match("pool")]
+    owners = {"h": "u2", "own": "u1", "pool": None}
+    with pytest.raises(Conflict) as err:
+        resolve_duplicates(matches, owners, REP_SCOPE, "reject")
+    assert err.value.extra["existing_id"] == "own"
+    assert [m["lead_id"] for m in err.value.extra["matches"]] == ["own", "pool"]
+    assert resolve_duplicates(matches, owners, REP_SCOPE, "merge") == "own"
+    assert resolve_duplicates(matches, owners, {"all": True}, "merge") == "h"
+
+
+def test_merge_never_prefers_a_similar_company_to_an_exact_match() -> None:
+    matches = [_match("h"), _match("own", exact=False)]
+    with pytest.raises(Conflict) as err:
+        resolve_duplicates(matches, {"h": "u2", "own": "u1"}, REP_SCOPE, "merge")
+    assert err.value.extra["existing_id"] == "own"
+    assert "nothing was merged" in err.value.detail
+
+
+def test_a_pool_duplicate_is_named_to_a_rep_but_not_merged_into() -> None:
+    with pytest.raises(Conflict) as err:
+        resolve_duplicates([_match("pool")], {"pool": None}, REP_SCOPE, "merge")
+    assert err.value.extra["existing_id"] == "pool"
+    assert resolve_duplicates([_match("pool")], {"pool": None}, MANAGER_SCOPE, "merge") == "pool"
 
 
 # --------------------------------------------------------------------------------------------

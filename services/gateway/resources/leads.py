@@ -32,7 +32,13 @@ ERRORS_DOC = "Errors are application/problem+json."
 
 
 def _scope() -> dict[str, Any]:
-    return current_principal().leads_scope()
+    """The caller's scope for the leads service; a manager also manages the public pool
+    (may merge into and from pool leads without claiming them, see services/leads/README.md)."""
+    principal = current_principal()
+    scope = principal.leads_scope()
+    if principal.role == "manager":
+        scope["manage_pool"] = True
+    return scope
 
 
 def _iso(value: Any) -> Any:
@@ -44,12 +50,18 @@ def _iso(value: Any) -> Any:
 @blp.arguments(LeadCreateSchema())
 @blp.response(201, LeadSchema, description="Created.")
 @blp.alt_response(200, schema=LeadSchema, description="Merged into an existing lead (Location).")
-@blp.alt_response(409, description="Duplicate: the problem names `existing_id` and `matches`.")
+@blp.alt_response(
+    409,
+    description="Duplicate: the problem names `existing_id` and `matches` of the duplicates the "
+    "caller may see; a duplicate outside the caller's view is only said to exist "
+    "(`existing_id` null, `matches` empty). `merge` needs edit rights on the existing lead.",
+)
 def create_lead(query: dict[str, Any], data: dict[str, Any]) -> Any:
     """Capture a lead; `on_duplicate` = reject (default), merge or create."""
-    current_principal()
     on_duplicate = data.pop("on_duplicate", None) or query.get("on_duplicate") or "reject"
-    result = rpc_call("leads", "create_lead", data=data, on_duplicate=on_duplicate)
+    result = rpc_call(
+        "leads", "create_lead", data=data, on_duplicate=on_duplicate, scope=_scope()
+    )
     lead = result["lead"]
     status = 200 if result.get("outcome") == "merged" else 201
     return lead, status, {"Location": f"/leads/{lead['id']}"}
@@ -101,7 +113,10 @@ def change_status(data: dict[str, Any], lead_id: str) -> Any:
 @blp.response(200, LeadSchema)
 def claim_lead(lead_id: str) -> Any:
     """Take a lead from the public pool (公海) for yourself."""
-    return rpc_call("leads", "claim_lead", lead_id=lead_id, user_id=current_principal().user_id)
+    return rpc_call(
+        "leads", "claim_lead", lead_id=lead_id, user_id=current_principal().user_id,
+        scope=_scope(),
+    )
 
 
 @blp.route("/leads/<string:lead_id>/release", methods=["POST"])
@@ -118,7 +133,8 @@ def release_lead(data: dict[str, Any], lead_id: str) -> Any:
 @blp.arguments(AssignSchema())
 @blp.response(200, LeadSchema)
 def assign_lead(data: dict[str, Any], lead_id: str) -> Any:
-    """Give the lead to a user: admins to anyone, managers within their teams."""
+    """Give the lead to an active user: admins to anyone, managers to themselves and their
+    teams' members, and only leads they can see (another team's lead is a 404)."""
     principal = require_role("admin", "manager")
     owner_id = data["owner_id"]
     with gateway().store.read() as session:
