@@ -115,7 +115,8 @@ def test_public_pool_claim_release_and_visibility(system):
 
     claimed = system.post(f"/leads/{lead_id}/claim", user="zhangwei")
     assert claimed.status_code == 200 and claimed.json()["owner_id"] == system.users["zhangwei"]
-    assert_problem(system.post(f"/leads/{lead_id}/claim", user="lina"), 412)
+    # Claimed by someone lina cannot see: hidden, so the same 404 as a missing lead.
+    assert_problem(system.post(f"/leads/{lead_id}/claim", user="lina"), 404)
     assert_problem(system.get(f"/leads/{lead_id}", user="lina"), 404)
     assert_problem(system.get(f"/leads/{lead_id}", user="chenjing"), 404)
     assert system.get(f"/leads/{lead_id}", user="manager").status_code == 200, "team's lead"
