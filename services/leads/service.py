@@ -128,6 +128,9 @@ class LeadsService(PlatformEndpoints):
             raise ValidationFailed.for_fields(
                 {"on_duplicate": [f"must be one of {', '.join(ON_DUPLICATE)}"]}
             )
+        if owner_id is not None and not scope["all"] and owner_id not in scope["owner_ids"]:
+            raise Forbidden("a lead can be captured only for an owner within your scope",
+                            {"field": "owner_id"})
         fields_ = load(create_schema, data)
         problems: dict[str, list[str]] = {}
         for field, normalise in (

@@ -399,6 +399,9 @@ def test_claim_names_the_owner_only_to_who_may_see_them(make_service):
     teams = raised(lambda: make_service("u-manager").claim_lead(owned["id"], "u-manager",
                                                                  MANAGER))
     assert isinstance(teams, PreconditionFailed) and "user u-rep" in teams.detail
+    captured_for_other = raised(lambda: make_service("u-rep").create_lead(
+        {**ACME, "email": "x@kunde.cn", "phone": None}, "create", "u-other", REP))
+    assert isinstance(captured_for_other, Forbidden)
     for_other = raised(lambda: make_service("u-rep").claim_lead(pool["id"], "u-mate", REP))
     assert isinstance(for_other, Forbidden)
     assert admin.get_lead(pool["id"], ALL)["in_pool"] is True
