@@ -153,7 +153,7 @@ class LeadsService(PlatformEndpoints):
             # Only what the caller's scope shows is named; merging needs edit rights.
             merge_into = domain.resolve_duplicates(matches, owners, scope, on_duplicate)
             if merge_into is not None:
-                lead = self._lead(session, merge_into)
+                lead = session.get(Lead, merge_into, with_for_update=True)
                 self._absorb(lead, fields_)
                 self._history(session, lead, "merged", {"incoming": data})
                 self._rescore(session, lead, "merged")
@@ -297,7 +297,7 @@ class LeadsService(PlatformEndpoints):
         fields_ = load(behaviour_schema, behaviour)
         occurred_at = fields_["occurred_at"] or utcnow()
         with self.db.begin() as session:
-            lead = self._visible_lead(session, lead_id, scope)
+            lead = self._visible_lead(session, lead_id, scope, lock=True)
             session.add(
                 Behaviour(lead_id=lead.id, type=fields_["type"], occurred_at=occurred_at,
                           attributes=fields_["attributes"])
@@ -321,7 +321,7 @@ class LeadsService(PlatformEndpoints):
     ) -> dict[str, Any]:
         scope = load(scope_schema, scope)
         with self.db.begin() as session:
-            lead = self._visible_lead(session, lead_id, scope)
+            lead = self._visible_lead(session, lead_id, scope, lock=True)
             domain.check_status_change(lead.status, status, reason)
             previous = lead.status
             lead.status = status
@@ -378,7 +378,7 @@ class LeadsService(PlatformEndpoints):
         with self.db.begin() as session:
             # A lead owned by someone the caller cannot see is hidden: 404 as a missing one,
             # so a claim does not tell that it exists (or who holds it).
-            lead = self._visible_lead(session, lead_id, scope)
+            lead = self._visible_lead(session, lead_id, scope, lock=True)
             if not scope["all"] and user_id not in scope["owner_ids"]:
                 raise Forbidden("you may claim leads only for yourself")
             domain.check_claim(lead.owner_id, lead.status, user_id,
@@ -397,7 +397,7 @@ class LeadsService(PlatformEndpoints):
     ) -> dict[str, Any]:
         scope = load(scope_schema, scope)
         with self.db.begin() as session:
-            lead = self._visible_lead(session, lead_id, scope)
+            lead = self._visible_lead(session, lead_id, scope, lock=True)
             actor = self.context.actor or ""
             domain.check_release(lead.owner_id, actor, scope["all"] or bool(scope["owner_ids"]))
             previous = lead.owner_id
@@ -421,7 +421,7 @@ class LeadsService(PlatformEndpoints):
         if not isinstance(owner_id, str) or not owner_id:
             raise ValidationFailed.for_fields({"owner_id": ["a user id is required"]})
         with self.db.begin() as session:
-            lead = self._visible_lead(session, lead_id, scope)
+            lead = self._visible_lead(session, lead_id, scope, lock=True)
             # The gateway checks the assignee too; this keeps every caller (rules acting for
             # a manager included) to assignees inside its scope.
             if not scope["all"] and owner_id not in scope["owner_ids"]:
@@ -450,6 +450,9 @@ class LeadsService(PlatformEndpoints):
         with self.db.begin() as session:
             # Both are looked up before any other answer: a hidden one is a 404 like a missing
             # one, whichever of the two it is.
+            # Locked in id order, so that two merges of the same pair cannot deadlock.
+            for lead_id in sorted(i for i in {target_id, source_id} if isinstance(i, str)):
+                session.get(Lead, lead_id, with_for_update=True)
             target = self._visible_lead(session, target_id, scope, "id")
             source = self._visible_lead(session, source_id, scope, "source_id")
             for lead, field in ((target, "id"), (source, "source_id")):
@@ -565,19 +568,18 @@ class LeadsService(PlatformEndpoints):
             lead_id=lead.id, kind=kind, data=data, actor=self.context.actor,
             correlation_id=self.context.correlation_id, at=utcnow()))
 
-    @staticmethod
-    def _lead(session: Session, lead_id: str) -> Lead:
-        lead = session.get(Lead, lead_id) if isinstance(lead_id, str) else None
-        if lead is None:
-            raise NotFound(f"lead {lead_id} not found", {"field": "lead_id"})
-        return lead
-
     def _visible_lead(
-        self, session: Session, lead_id: str, scope: dict, field: str = "lead_id"
+        self, session: Session, lead_id: str, scope: dict, field: str = "lead_id",
+        lock: bool = False,
     ) -> Lead:
         """The lead if the caller may see it; otherwise the same NotFound as for a missing
-        one (same detail, same field), so nothing tells that it exists."""
-        lead = session.get(Lead, lead_id) if isinstance(lead_id, str) else None
+        one (same detail, same field), so nothing tells that it exists.
+
+        `lock` for a change: the row is locked (PostgreSQL; SQLite has one writer anyway) so
+        that two claims of one pool lead cannot both succeed, the second overwriting the
+        first; the second waits and then sees the lead owned."""
+        lead = (session.get(Lead, lead_id, with_for_update=lock)
+                if isinstance(lead_id, str) else None)
         if lead is None or not domain.lead_visible(lead.owner_id, scope):
             raise NotFound(f"lead {lead_id} not found", {"field": field})
         return lead

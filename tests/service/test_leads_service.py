@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 
+import eventlet
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from services.leads import domain
 from services.leads.events import EVENT_SCHEMAS
@@ -451,3 +452,29 @@ def test_assignment_keeps_to_the_callers_scope(make_service):
     rep = make_service("u-rep")
     assert isinstance(raised(lambda: rep.assign_lead(pool["id"], "u-mate", REP)), Forbidden)
     assert admin.get_lead(other_team["id"], ALL)["owner_id"] == "u-other"
+
+
+def test_two_claims_of_one_pool_lead_have_one_winner(make_service, database_url):
+    """The claim locks the row: a claim that meets another in flight waits for it and then
+    finds the lead taken, instead of overwriting the first owner (a lost update)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has a single writer; the row lock matters on PostgreSQL")
+    admin = make_service()
+    pool = lead_of(admin, None, 1)
+    rep = make_service("u-rep")
+
+    def claim():
+        try:
+            return rep.claim_lead(pool["id"], "u-rep", REP)
+        except Exception as err:  # noqa: BLE001 - the answer under test
+            return err
+
+    with make_service.engine.connect() as first_claim:
+        with first_claim.begin():
+            first_claim.execute(text("UPDATE leads SET owner_id = 'u-mate' WHERE id = :id"),
+                                {"id": pool["id"]})
+            second = eventlet.spawn(claim)
+            eventlet.sleep(0.5)  # let the second claim reach the locked row
+        outcome = second.wait()
+    assert isinstance(outcome, NotFound), outcome
+    assert admin.get_lead(pool["id"], ALL)["owner_id"] == "u-mate"
