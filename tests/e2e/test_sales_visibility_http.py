@@ -213,6 +213,16 @@ def test_owner_and_team_references(system):
     errors = problem(system.patch(f"/opportunities/{opportunity.json()['id']}", user="zhangwei",
                                   json={"team_id": teams[SOUTH]}), 422)["errors"]
     assert list(errors) == ["team_id"]
+    # An admin may file a record under another existing team.
+    errors = problem(system.post("/opportunities", user="admin", json={
+        "customer_id": mine["id"], "name": "x", "owner_id": system.users["zhangwei"],
+        "team_id": MISSING}), 422)["errors"]
+    assert errors == {"team_id": ["No such team."]}
+    filed = system.post("/opportunities", user="admin", json={
+        "customer_id": mine["id"], "name": "x", "owner_id": system.users["zhangwei"],
+        "team_id": teams[SOUTH]})
+    assert filed.status_code == 201, filed.text
+    assert filed.json()["team_id"] == teams[SOUTH]
     lead = owned_lead(system, "zhangwei", qualified=True)
     errors = problem(system.post(f"/leads/{lead['id']}/convert", user="zhangwei",
                                  json={"team_id": teams[SOUTH]}), 422)["errors"]
