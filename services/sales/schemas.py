@@ -23,6 +23,9 @@ from services.sales.domain.pipeline import FOLLOWUP_KINDS, STAGE_KINDS
 from shared.payloads import PassesFormatted, Timestamp
 
 ON_DUPLICATE = ("reject", "create")
+# The answer for an owner or author a caller may not give records to, the same as for a user
+# that does not exist (the gateway's and the service's): another team's user ids are hidden.
+NO_SUCH_USER = "no such active user in your view"
 OPPORTUNITY_STATUSES = ("open", "won", "lost")
 short_text = validate.Length(min=1, max=200)
 currency_code = validate.Regexp(r"^[A-Z]{3}$", error="an ISO 4217 code such as CNY or USD")
@@ -319,17 +322,30 @@ class FollowupFiltersSchema(StrictSchema):
 
 
 class ActivityCriterionSchema(Schema):
+    class Meta:
+        ordered = True
+
     kind = fields.String(metadata={"enum": list(FOLLOWUP_KINDS)})
     tag = fields.String(allow_none=True)
     min_count = fields.Integer()
 
 
 class ExitCriteriaSchema(Schema):
+    """Every criterion of a stage. The Python name `fields_` avoids the `fields` module; the
+    value lives under "fields" both in the stored criteria (`attribute`) and on the wire."""
+
+    class Meta:
+        ordered = True
+
     fields_ = fields.List(
-        fields.String(), data_key="fields",
-        metadata={"description": "opportunity fields that must be filled (custom.<key> too)"},
+        fields.String(), data_key="fields", attribute="fields",
+        metadata={"description": "opportunity fields that must be filled (custom.<key> too: "
+                  "an active opportunity custom field)"},
     )
-    activities = fields.List(fields.Nested(ActivityCriterionSchema))
+    activities = fields.List(
+        fields.Nested(ActivityCriterionSchema),
+        metadata={"description": "follow-ups on the opportunity that must exist"},
+    )
 
 
 class StageSchema(Schema):

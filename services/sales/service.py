@@ -37,6 +37,7 @@ from services.sales.models import (
 )
 from services.sales.models_numbers import check_unique, load_field_definitions
 from services.sales.schemas import (
+    NO_SUCH_USER,
     ON_DUPLICATE,
     BoardFiltersSchema,
     ContactCreateSchema,
@@ -66,7 +67,7 @@ from shared import config
 from shared.context import CallContext, Context
 from shared.db import Database
 from shared.envelope import utcnow
-from shared.errors import Conflict, Forbidden, NotFound, PreconditionFailed, ValidationFailed
+from shared.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
 from shared.logging import setup_logging
 from shared.metrics import EntrypointMetrics
 from shared.outbox import EventOutbox
@@ -79,6 +80,7 @@ setup_logging("sales")
 log = logging.getLogger(__name__)
 
 FUZZY_CANDIDATES = 500
+CONVERTED_LEADS_SHOWN = 50
 OPPORTUNITY_CRITERIA_FIELDS = (
     "name", "amount", "expected_close_date", "contact_id", "products", "competitors", "source",
     "campaign", "custom",
@@ -115,6 +117,15 @@ board_filters_schema = BoardFiltersSchema()
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+def missing(what: str, record_id: Any, field: str, reference: bool) -> Exception:
+    """The one answer for a record that does not exist and one the caller may not see:
+    NotFound for the record of the path, a ValidationFailed naming the body's field for a
+    reference (the message never says which of the two it was)."""
+    if reference:
+        return ValidationFailed.for_fields({field: [f"no such {what}"]})
+    return NotFound(f"{what} {record_id} not found", {"field": field})
 
 
 def stage_info(stage: Stage) -> stages_domain.StageInfo:
@@ -196,22 +207,22 @@ class SalesService(NumbersRpc, PlatformEndpoints):
         self._clean_customer_fields(fields_)
         owner_id = fields_.pop("owner_id") or self.context.actor
         self._check_owner(owner_id, scope)
-        with self.db.begin() as session:
-            matches = self._customer_matches(session, fields_["name"], fields_.get("credit_code"))
-            exact = [m for m in matches if m.reason == "credit_code"]
-            if exact or (matches and on_duplicate == "reject"):
-                best = (exact or matches)[0]
-                raise Conflict(
-                    "a customer with the same credit code exists" if exact
-                    else "a customer with a similar name exists",
-                    {"existing_id": best.customer_id, "field": "credit_code" if exact else "name",
-                     "matches": [m.to_dict() for m in matches]},
-                )
-            customer = self._new_customer(session, fields_, owner_id)
-            snapshot = customer_to_dict(customer)
-            self.events.record(session, "customer_created", {"customer": snapshot,
-                                                            "lead_id": None})
-            return snapshot
+        try:
+            with self.db.begin() as session:
+                matches = self._customer_matches(session, fields_["name"],
+                                                 fields_.get("credit_code"))
+                exact = [m for m in matches if m.reason == "credit_code"]
+                if exact or (matches and on_duplicate == "reject"):
+                    self._raise_duplicate(session, exact or matches, scope)
+                customer = self._new_customer(session, fields_, owner_id)
+                snapshot = customer_to_dict(customer)
+                self.events.record(session, "customer_created", {"customer": snapshot,
+                                                                "lead_id": None})
+                return snapshot
+        except IntegrityError:
+            # A concurrent create took the credit code between the check and the insert.
+            raise Conflict("a customer with the same credit code exists",
+                           {"field": "credit_code"}) from None
 
     @rpc
     def update_customer(
@@ -227,12 +238,16 @@ class SalesService(NumbersRpc, PlatformEndpoints):
                     session, "customer", fields_["custom"], customer.custom, customer.id, True
                 )
             if fields_.get("credit_code") and fields_["credit_code"] != customer.credit_code:
-                other = session.scalar(
-                    select(Customer.id).where(Customer.credit_code == fields_["credit_code"])
-                )
+                other = session.execute(
+                    select(Customer.id, Customer.owner_id)
+                    .where(Customer.credit_code == fields_["credit_code"])
+                ).first()
                 if other:
+                    # The id only of a customer the caller may see (no existence detail leak).
                     raise Conflict("a customer with the same credit code exists",
-                                   {"existing_id": other, "field": "credit_code"})
+                                   {"field": "credit_code",
+                                    **({"existing_id": other.id}
+                                       if self._visible(other.owner_id, scope) else {})})
             changed = self._apply(customer, fields_)
             if "name" in changed:
                 key = accounts.name_key(customer.name)
@@ -261,6 +276,12 @@ class SalesService(NumbersRpc, PlatformEndpoints):
                     .order_by(Contact.created_at, Contact.id)
                 ).all()
                 result["contacts"] = [contact_to_dict(c) for c in contacts]
+            # The leads it came from, newest first: their open tasks belong in the 360 view.
+            result["converted_lead_ids"] = list(session.scalars(
+                select(Conversion.lead_id).where(Conversion.customer_id == customer.id)
+                .order_by(Conversion.converted_at.desc(), Conversion.lead_id)
+                .limit(CONVERTED_LEADS_SHOWN)
+            ))
             result["insights"] = customer_insights(session, customer.id)
             return result
 
@@ -336,6 +357,7 @@ class SalesService(NumbersRpc, PlatformEndpoints):
         scope = load(scope_schema, scope)
         if not isinstance(owner_id, str) or not owner_id:
             raise ValidationFailed.for_fields({"owner_id": ["a user id is required"]})
+        self._check_owner(owner_id, scope)
         with self.db.begin() as session:
             customer = self._visible_customer(session, customer_id, scope)
             previous = customer.owner_id
@@ -393,7 +415,8 @@ class SalesService(NumbersRpc, PlatformEndpoints):
                                                              "itself"]})
         with self.db.begin() as session:
             target = self._visible_customer(session, target_id, scope)
-            source = self._visible_customer(session, source_id, scope, field="source_id")
+            source = self._visible_customer(session, source_id, scope, field="source_id",
+                                            reference=True)
             if source.credit_code and target.credit_code and (
                 source.credit_code != target.credit_code
             ):
@@ -441,10 +464,13 @@ class SalesService(NumbersRpc, PlatformEndpoints):
         self._clean_contact_fields(fields_)
         with self.db.begin() as session:
             customer = self._visible_customer(session, fields_["customer_id"], scope,
-                                              field="customer_id")
+                                              field="customer_id", reference=True)
             fields_["custom"] = self._custom(session, "contact", fields_.get("custom") or {},
                                              None, None, False)
-            owner_id = fields_.pop("owner_id") or customer.owner_id or self.context.actor
+            owner_id = fields_.pop("owner_id")
+            if owner_id:
+                self._check_owner(owner_id, scope)
+            owner_id = owner_id or customer.owner_id or self.context.actor
             contact = self._new_contact(session, fields_, owner_id)
             snapshot = contact_to_dict(contact)
             self.events.record(session, "contact_created", {"contact": snapshot})
@@ -509,22 +535,32 @@ class SalesService(NumbersRpc, PlatformEndpoints):
         given."""
         scope = load(scope_schema, scope)
         fields_ = load(followup_create_schema, data)
+        owner_id = fields_["owner_id"] or self.context.actor
+        if fields_["owner_id"]:
+            self._check_owner(owner_id, scope)
         with self.db.begin() as session:
             customer_id = fields_["customer_id"]
             if fields_["opportunity_id"]:
                 opportunity = self._visible_opportunity(session, fields_["opportunity_id"],
-                                                        scope, field="opportunity_id")
+                                                        scope, reference=True)
                 customer_id = self._same_customer(customer_id, opportunity.customer_id,
                                                   "opportunity_id")
             if fields_["contact_id"]:
                 contact = self._visible_contact(session, fields_["contact_id"], scope,
-                                                field="contact_id")
+                                                reference=True)
                 customer_id = self._same_customer(customer_id, contact.customer_id, "contact_id")
+            if fields_["lead_id"] and not customer_id:
+                # A follow-up on a converted lead belongs to the customer it became, when the
+                # caller sees that customer (the gateway checked the lead itself with leads).
+                conversion = session.get(Conversion, fields_["lead_id"])
+                if conversion is not None and self._visible(
+                    self._customer_owner(session, conversion.customer_id), scope
+                ):
+                    customer_id = conversion.customer_id
             customer = None
             if customer_id:
                 customer = self._visible_customer(session, customer_id, scope,
-                                                  field="customer_id")
-            owner_id = fields_["owner_id"] or self.context.actor
+                                                  field="customer_id", reference=True)
             now = utcnow()
             occurred_at = fields_["occurred_at"] or now
             if fields_["next_followup_at"] and fields_["next_followup_at"] < occurred_at:
@@ -595,6 +631,7 @@ class SalesService(NumbersRpc, PlatformEndpoints):
         if any(s["id"] for s in stages):
             raise ValidationFailed.for_fields({"stages": ["a new pipeline's stages have no id"]})
         with self.db.begin() as session:
+            self._check_criteria_fields(session, fields_["stages"])
             self._unique_pipeline_name(session, fields_["name"], None)
             now = utcnow()
             pipeline = Pipeline(id=new_id(), name=fields_["name"].strip(), is_default=False,
@@ -619,6 +656,7 @@ class SalesService(NumbersRpc, PlatformEndpoints):
         stages = stages_domain.validate_stages(fields_["stages"])
         with self.db.begin() as session:
             pipeline = self._pipeline(session, pipeline_id)
+            self._check_criteria_fields(session, fields_["stages"])
             self._unique_pipeline_name(session, fields_["name"], pipeline.id)
             existing = {s.id: s for s in session.scalars(
                 select(Stage).where(Stage.pipeline_id == pipeline.id))}
@@ -680,7 +718,7 @@ class SalesService(NumbersRpc, PlatformEndpoints):
         fields_ = load(opportunity_create_schema, data)
         with self.db.begin() as session:
             customer = self._visible_customer(session, fields_["customer_id"], scope,
-                                              field="customer_id")
+                                              field="customer_id", reference=True)
             owner_id = fields_.pop("owner_id") or self.context.actor
             self._check_owner(owner_id, scope)
             if fields_.get("contact_id"):
@@ -837,7 +875,8 @@ class SalesService(NumbersRpc, PlatformEndpoints):
         per_stage = filters.pop("per_stage")
         include_closed = filters.pop("include_closed")
         with self.db.read() as session:
-            pipeline = (self._pipeline(session, filters["pipeline_id"], field="pipeline_id")
+            pipeline = (self._pipeline(session, filters["pipeline_id"], field="pipeline_id",
+                                       reference=True)
                         if filters.get("pipeline_id") else self._default_pipeline(session))
             filters["pipeline_id"] = pipeline.id
             stages = session.scalars(select(Stage).where(
@@ -906,7 +945,7 @@ class SalesService(NumbersRpc, PlatformEndpoints):
             with self.db.begin() as session:
                 existing = session.get(Conversion, lead["id"])
                 if existing is not None:
-                    return self._conversion_result(session, existing, replayed=True)
+                    return self._replayed_conversion(session, existing, scope)
                 return self._convert(session, lead, options, scope)
         except IntegrityError:
             # A concurrent conversion of the same lead won the race: answer its result.
@@ -917,7 +956,7 @@ class SalesService(NumbersRpc, PlatformEndpoints):
                         "a concurrent change took the customer's credit code; retry",
                         {"field": "credit_code"},
                     ) from None
-                return self._conversion_result(session, existing, replayed=True)
+                return self._replayed_conversion(session, existing, scope)
 
     def _convert(
         self, session: Session, lead: dict, options: dict, scope: dict
@@ -938,15 +977,20 @@ class SalesService(NumbersRpc, PlatformEndpoints):
         customer: Customer | None = None
         if options["customer_id"]:
             customer = self._visible_customer(session, options["customer_id"], scope,
-                                              field="customer_id")
+                                              field="customer_id", reference=True)
         else:
             for match in self._customer_matches(session, customer_name, code):
                 candidate = session.get(Customer, match.customer_id)
-                # The same credit code is the same company whoever owns it; a similar name
-                # links only a customer the converter can see.
-                if match.reason == "credit_code" or self._visible(candidate.owner_id, scope):
+                if self._visible(candidate.owner_id, scope):
                     customer = candidate
                     break
+                if match.reason == "credit_code":
+                    # The same credit code is the same company: a second customer cannot be
+                    # made, and linking one the converter cannot see would hand them its data.
+                    raise Conflict(
+                        "a customer with the lead's credit code exists outside your view: ask "
+                        "your manager to assign it to you, or convert into a customer_id you "
+                        "can see", {"field": "credit_code"})
         created = customer is None
         if customer is None:
             values = {
@@ -1001,6 +1045,15 @@ class SalesService(NumbersRpc, PlatformEndpoints):
             "campaign": lead.get("campaign"),
         })
         return self._conversion_result(session, conversion, replayed=False)
+
+    def _replayed_conversion(
+        self, session: Session, conversion: Conversion, scope: dict
+    ) -> dict[str, Any]:
+        """The first result of a repeated conversion, to a caller who sees its customer."""
+        if not self._visible(self._customer_owner(session, conversion.customer_id), scope):
+            raise Conflict("this lead was converted into a customer outside your view",
+                           {"field": "lead_id"})
+        return self._conversion_result(session, conversion, replayed=True)
 
     def _conversion_result(
         self, session: Session, conversion: Conversion, replayed: bool
@@ -1099,7 +1152,8 @@ class SalesService(NumbersRpc, PlatformEndpoints):
     def _new_opportunity(
         self, session: Session, customer: Customer, values: dict[str, Any], owner_id: str | None
     ) -> Opportunity:
-        pipeline = (self._pipeline(session, values["pipeline_id"], field="pipeline_id")
+        pipeline = (self._pipeline(session, values["pipeline_id"], field="pipeline_id",
+                                   reference=True)
                     if values.get("pipeline_id") else self._default_pipeline(session))
         stages = session.scalars(select(Stage).where(
             Stage.pipeline_id == pipeline.id, Stage.active.is_(True)
@@ -1195,10 +1249,33 @@ class SalesService(NumbersRpc, PlatformEndpoints):
     def _visible(owner_id: str | None, scope: dict) -> bool:
         return scope["all"] or (owner_id is not None and owner_id in scope["owner_ids"])
 
-    def _check_owner(self, owner_id: str | None, scope: dict) -> None:
+    def _check_owner(self, owner_id: str | None, scope: dict, field: str = "owner_id") -> None:
+        """A user a record is given to (or a follow-up attributed to) must be in the caller's
+        scope; one outside it answers like a user that does not exist."""
         if not self._visible(owner_id, scope):
-            raise Forbidden("you can give records only to yourself or your team",
-                            {"field": "owner_id"})
+            raise ValidationFailed.for_fields({field: [NO_SUCH_USER]})
+
+    def _raise_duplicate(
+        self, session: Session, matches: list[accounts.CustomerMatch], scope: dict
+    ) -> None:
+        """The Conflict for `matches` (exact credit codes first): ids, names and scores only of
+        customers the caller sees; one they do not see is reported as existing, nothing more."""
+        owners = dict(session.execute(select(Customer.id, Customer.owner_id).where(
+            Customer.id.in_([m.customer_id for m in matches]))).all())
+        visible = [m for m in matches if self._visible(owners.get(m.customer_id), scope)]
+        exact = matches[0].reason == "credit_code"
+        field = "credit_code" if exact else "name"
+        what = "the same credit code" if exact else "a similar name"
+        if exact and not any(m.reason == "credit_code" for m in visible):
+            raise Conflict(f"a customer with {what} exists outside your view: ask your "
+                           "manager to assign it to you", {"field": field, "matches": []})
+        if not visible:
+            raise Conflict(f"a customer with {what} exists outside your view: ask your "
+                           "manager, or send on_duplicate=create to keep both",
+                           {"field": field, "matches": []})
+        raise Conflict(f"a customer with {what} exists",
+                       {"existing_id": visible[0].customer_id, "field": field,
+                        "matches": [m.to_dict() for m in visible]})
 
     @staticmethod
     def _owner_clause(column, scope: dict):
@@ -1218,14 +1295,22 @@ class SalesService(NumbersRpc, PlatformEndpoints):
 
     def _visible_customer(
         self, session: Session, customer_id: str, scope: dict, allow_merged: bool = False,
-        field: str = "customer_id",
+        field: str = "customer_id", reference: bool = False,
     ) -> Customer:
+        """The customer when the caller sees it. Missing and hidden answer alike: NotFound
+        for the record a request is about (its path id), ValidationFailed naming `field` for
+        one a body refers to (`reference`)."""
         customer = session.get(Customer, customer_id) if isinstance(customer_id, str) else None
         if customer is None or not self._visible(customer.owner_id, scope):
-            raise NotFound(f"customer {customer_id} not found", {"field": field})
+            raise missing("customer", customer_id, field, reference)
         if customer.merged_into_id and not allow_merged:
-            raise Conflict(f"customer {customer_id} was merged into {customer.merged_into_id}",
-                           {"field": field, "existing_id": customer.merged_into_id})
+            survivor_owner = self._customer_owner(session, customer.merged_into_id)
+            if self._visible(survivor_owner, scope):
+                raise Conflict(
+                    f"customer {customer_id} was merged into {customer.merged_into_id}",
+                    {"field": field, "existing_id": customer.merged_into_id})
+            raise Conflict(f"customer {customer_id} was merged into a customer outside your "
+                           "view", {"field": field})
         return customer
 
     def _customer_owner(self, session: Session, customer_id: str | None) -> str | None:
@@ -1234,18 +1319,20 @@ class SalesService(NumbersRpc, PlatformEndpoints):
         return session.scalar(select(Customer.owner_id).where(Customer.id == customer_id))
 
     def _visible_contact(
-        self, session: Session, contact_id: str, scope: dict, field: str = "contact_id"
+        self, session: Session, contact_id: str, scope: dict, field: str = "contact_id",
+        reference: bool = False,
     ) -> Contact:
         contact = session.get(Contact, contact_id) if isinstance(contact_id, str) else None
         if contact is None or not (
             self._visible(contact.owner_id, scope)
             or self._visible(self._customer_owner(session, contact.customer_id), scope)
         ):
-            raise NotFound(f"contact {contact_id} not found", {"field": field})
+            raise missing("contact", contact_id, field, reference)
         return contact
 
     def _visible_opportunity(
-        self, session: Session, opportunity_id: str, scope: dict, field: str = "opportunity_id"
+        self, session: Session, opportunity_id: str, scope: dict, field: str = "opportunity_id",
+        reference: bool = False,
     ) -> Opportunity:
         opportunity = (session.get(Opportunity, opportunity_id)
                        if isinstance(opportunity_id, str) else None)
@@ -1253,7 +1340,7 @@ class SalesService(NumbersRpc, PlatformEndpoints):
             self._visible(opportunity.owner_id, scope)
             or self._visible(self._customer_owner(session, opportunity.customer_id), scope)
         ):
-            raise NotFound(f"opportunity {opportunity_id} not found", {"field": field})
+            raise missing("opportunity", opportunity_id, field, reference)
         return opportunity
 
     def _opportunity_query(self, filters: dict[str, Any], scope: dict):
@@ -1276,10 +1363,12 @@ class SalesService(NumbersRpc, PlatformEndpoints):
         return {s.id: s for s in session.scalars(select(Stage))}
 
     @staticmethod
-    def _pipeline(session: Session, pipeline_id: str, field: str = "pipeline_id") -> Pipeline:
+    def _pipeline(
+        session: Session, pipeline_id: str, field: str = "pipeline_id", reference: bool = False
+    ) -> Pipeline:
         pipeline = session.get(Pipeline, pipeline_id) if isinstance(pipeline_id, str) else None
         if pipeline is None:
-            raise NotFound(f"pipeline {pipeline_id} not found", {"field": field})
+            raise missing("pipeline", pipeline_id, field, reference)
         return pipeline
 
     @staticmethod
@@ -1304,6 +1393,14 @@ class SalesService(NumbersRpc, PlatformEndpoints):
         return Stage(id=new_id(), pipeline_id=pipeline_id, position=stage["position"],
                      name=stage["name"], probability=stage["probability"],
                      exit_criteria=stage["exit_criteria"], kind=stage["kind"], active=True)
+
+    @staticmethod
+    def _check_criteria_fields(session: Session, stages: list[dict[str, Any]]) -> None:
+        """A criterion on a custom field nobody defined could never be met: refused at save."""
+        defined = {d["key"] for d in load_field_definitions(session, "opportunity")}
+        errors = stages_domain.undefined_custom_criteria(stages, defined)
+        if errors:
+            raise ValidationFailed.for_fields(errors)
 
     @staticmethod
     def _make_default(session: Session, pipeline: Pipeline) -> None:

@@ -152,8 +152,9 @@ def test_visibility_per_role(system):
     assert_problem(system.get(f"/customers/{customer_id}", user="lina"), 404)
     assert_problem(system.patch(f"/customers/{customer_id}", user="lina",
                                 json={"tier": "A"}), 404)
-    assert_problem(system.post("/contacts", user="lina",
-                               json={"customer_id": customer_id, "name": "x"}), 404)
+    # A body's reference to a hidden customer answers like one to a missing customer: 422.
+    assert list(assert_problem(system.post("/contacts", user="lina", json={
+        "customer_id": customer_id, "name": "x"}), 422)["errors"]) == ["customer_id"]
     listed = system.get("/customers", user="lina", params={"q": t}).json()["items"]
     assert listed == []
     # The manager of 华东销售部 sees the team's customer, not 华南's; the admin sees both.
@@ -163,8 +164,10 @@ def test_visibility_per_role(system):
     # Reps cannot assign; the manager assigns within the team.
     assert_problem(system.post(f"/customers/{customer_id}/assign", user="zhangwei",
                                json={"owner_id": system.users["lina"]}), 403)
-    assert_problem(system.post(f"/customers/{customer_id}/assign", user="manager",
-                               json={"owner_id": system.users["chenjing"]}), 403)
+    # Another team's rep is not a user the manager may name: answered like a missing user.
+    assert list(assert_problem(system.post(f"/customers/{customer_id}/assign", user="manager",
+                                           json={"owner_id": system.users["chenjing"]}),
+                               422)["errors"]) == ["owner_id"]
     assigned = system.post(f"/customers/{customer_id}/assign", user="manager",
                            json={"owner_id": system.users["lina"]})
     assert assigned.status_code == 200, assigned.text

@@ -16,7 +16,7 @@ from services.sales.models_numbers import CustomFieldDefinition
 from services.sales.service import SalesService
 from shared.context import Context
 from shared.db import get_engine
-from shared.errors import Conflict, Forbidden, NotFound, PreconditionFailed, ValidationFailed
+from shared.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
 from tests.service.workers import migrated_database, service_worker
 
 ALL = {"all": True}
@@ -130,8 +130,10 @@ def test_reps_see_their_own_customers_and_managers_their_team(make_service):
         service.update_customer(theirs["id"], {"tier": "A"}, scope=REP_A)
     assert [c["id"] for c in service.list_customers({}, scope=REP_A)["items"]] == [mine["id"]]
     assert len(service.list_customers({}, scope=MANAGER)["items"]) == 2
-    with pytest.raises(Forbidden):
+    # Another rep is not a user rep-a may give records to: answered like a missing user.
+    with pytest.raises(ValidationFailed) as err:
         service.create_customer({"name": "小米科技", "owner_id": "rep-b"}, scope=REP_A)
+    assert list(err.value.errors) == ["owner_id"]
 
 
 def test_update_tag_assign(make_service):
@@ -498,3 +500,181 @@ def test_conversion_keeps_the_owners_team(make_service):
     result = make_service().convert_lead(LEAD, {"team_id": "team-east"}, scope=REP_A)
     assert result["customer"]["team_id"] == "team-east"
     assert result["opportunity"]["team_id"] == "team-east"
+
+
+# -- references in bodies and duplicates across views (issue 13) ----------------------------
+
+MISSING = "00000000-0000-4000-8000-00000000dead"
+
+
+def refused(call, *args, **kwargs) -> dict:
+    """The field errors of a call that must be refused as invalid input."""
+    with pytest.raises(ValidationFailed) as err:
+        call(*args, **kwargs)
+    return err.value.errors
+
+
+def test_body_references_to_hidden_records_answer_like_missing_ones(make_service):
+    theirs = make_service("rep-b")
+    hidden_customer = theirs.create_customer({"name": "华为技术有限公司"}, scope=REP_B)
+    hidden_contact = theirs.create_contact({"customer_id": hidden_customer["id"], "name": "余承东"},
+                                           scope=REP_B)
+    hidden_opportunity = theirs.create_opportunity(
+        {"customer_id": hidden_customer["id"], "name": "鸿蒙"}, scope=REP_B)
+    service = make_service("rep-a")
+    mine = new_customer(service)
+    before = len(events_of(make_service.engine))
+
+    hidden = hidden_customer["id"]
+    no_such_customer = {"customer_id": ["no such customer"]}
+    assert refused(service.create_contact, {"customer_id": hidden, "name": "x"},
+                   scope=REP_A) == no_such_customer
+    assert refused(service.create_contact, {"customer_id": MISSING, "name": "x"},
+                   scope=REP_A) == no_such_customer
+    assert refused(service.create_opportunity, {"customer_id": hidden, "name": "x"},
+                   scope=REP_A) == no_such_customer
+    assert refused(service.convert_lead, LEAD, {"customer_id": hidden},
+                   scope=REP_A) == no_such_customer
+    for source_id in (hidden, MISSING):
+        assert refused(service.merge_customers, mine["id"], source_id, scope=REP_A) == {
+            "source_id": ["no such customer"]}
+    for field, hidden, what in (("customer_id", hidden_customer["id"], "customer"),
+                                ("contact_id", hidden_contact["id"], "contact"),
+                                ("opportunity_id", hidden_opportunity["id"], "opportunity")):
+        expected = {field: [f"no such {what}"]}
+        assert refused(service.record_followup, {"kind": "call", field: hidden},
+                       scope=REP_A) == expected
+        assert refused(service.record_followup, {"kind": "call", field: MISSING},
+                       scope=REP_A) == expected
+    # A contact of another customer is not the opportunity's, hidden or not.
+    assert refused(service.create_opportunity, {"customer_id": mine["id"], "name": "x",
+                                                "contact_id": hidden_contact["id"]},
+                   scope=REP_A) == {"contact_id": ["not a contact of this customer"]}
+    assert refused(service.create_opportunity, {"customer_id": mine["id"], "name": "x",
+                                                "pipeline_id": MISSING},
+                   scope=REP_A) == {"pipeline_id": ["no such pipeline"]}
+    # Nothing was written by any of these.
+    assert len(events_of(make_service.engine)) == before
+
+
+def test_owner_and_author_ids_must_be_in_the_callers_scope(make_service):
+    service = make_service("rep-a")
+    customer = new_customer(service)
+    opportunity = service.create_opportunity({"customer_id": customer["id"], "name": "x"},
+                                             scope=REP_A)
+    no_such_user = {"owner_id": ["no such active user in your view"]}
+    assert refused(service.record_followup, {"kind": "call", "customer_id": customer["id"],
+                                             "owner_id": "rep-b"}, scope=REP_A) == no_such_user
+    assert refused(service.create_contact, {"customer_id": customer["id"], "name": "x",
+                                            "owner_id": "rep-b"}, scope=REP_A) == no_such_user
+    assert refused(service.create_opportunity, {"customer_id": customer["id"], "name": "x",
+                                                "owner_id": "rep-b"}, scope=REP_A) == no_such_user
+    assert refused(service.update_opportunity, opportunity["id"], {"owner_id": "rep-b"},
+                   scope=REP_A) == no_such_user
+    assert refused(service.assign_customer, customer["id"], "rep-c", scope=MANAGER) == \
+        no_such_user
+    assert refused(service.convert_lead, LEAD, {"owner_id": "rep-b"}, scope=REP_A) == \
+        no_such_user
+    # Within the scope it works: the manager attributes a follow-up to a team member.
+    followup = service.record_followup({"kind": "call", "customer_id": customer["id"],
+                                        "owner_id": "rep-a"}, scope=MANAGER)
+    assert followup["owner_id"] == "rep-a"
+
+
+def test_duplicate_conflicts_name_only_customers_the_caller_sees(make_service):
+    hidden = make_service("rep-b").create_customer(
+        {"name": "上海阿克米机械制造有限公司", "credit_code": CREDIT_CODE}, scope=REP_B)
+    service = make_service("rep-a")
+    with pytest.raises(Conflict) as err:
+        service.create_customer({"name": "别的名字", "credit_code": CREDIT_CODE}, scope=REP_A)
+    assert err.value.extra == {"field": "credit_code", "matches": []}
+    assert hidden["id"] not in str(err.value) and hidden["name"] not in str(err.value)
+    with pytest.raises(Conflict) as err:
+        service.create_customer({"name": "阿克米机械制造（上海）"}, scope=REP_A)
+    assert err.value.extra == {"field": "name", "matches": []}
+    assert hidden["id"] not in str(err.value)
+    mine = service.create_customer({"name": "阿克米机械制造（上海）"}, scope=REP_A,
+                                   on_duplicate="create")
+    with pytest.raises(Conflict) as err:
+        service.update_customer(mine["id"], {"credit_code": CREDIT_CODE}, scope=REP_A)
+    assert err.value.extra == {"field": "credit_code"}
+    # The manager sees both: the conflict names the match.
+    with pytest.raises(Conflict) as err:
+        service.create_customer({"name": "别的名字", "credit_code": CREDIT_CODE}, scope=MANAGER)
+    assert err.value.extra["existing_id"] == hidden["id"]
+    assert [m["customer_id"] for m in err.value.extra["matches"]][0] == hidden["id"]
+    # A customer merged into one the caller does not see: the survivor is not named.
+    make_service("admin").merge_customers(hidden["id"], mine["id"], scope=ALL)
+    with pytest.raises(Conflict) as err:
+        service.update_customer(mine["id"], {"tier": "A"}, scope=REP_A)
+    assert "existing_id" not in err.value.extra and hidden["id"] not in str(err.value)
+    with pytest.raises(Conflict) as err:
+        service.update_customer(mine["id"], {"tier": "A"}, scope=MANAGER)
+    assert err.value.extra["existing_id"] == hidden["id"]
+
+
+def test_conversion_never_links_or_replays_a_customer_outside_the_view(make_service):
+    hidden = make_service("rep-b").create_customer(
+        {"name": "苏州精工机械有限公司", "credit_code": CREDIT_CODE}, scope=REP_B)
+    lead = {**LEAD, "attributes": {"credit_code": CREDIT_CODE}}
+    with pytest.raises(Conflict) as err:
+        make_service("rep-a").convert_lead(lead, {}, scope=REP_A)
+    assert err.value.extra == {"field": "credit_code"} and hidden["id"] not in str(err.value)
+    # Without the code, the similar hidden name is not linked: a customer of rep-a's own.
+    result = make_service("rep-a").convert_lead(LEAD, {"customer": {"name": "苏州精工机械"}},
+                                                scope=REP_A)
+    assert result["customer_created"] is True and result["customer"]["id"] != hidden["id"]
+    with pytest.raises(Conflict) as err:
+        make_service("rep-b").convert_lead(LEAD, {}, scope=REP_B)
+    assert err.value.extra == {"field": "lead_id"}
+    assert result["customer"]["id"] not in str(err.value)
+    assert make_service("rep-a").convert_lead(LEAD, {}, scope=REP_A)["replayed"] is True
+
+
+def test_converted_leads_are_listed_and_their_followups_reach_the_customer(make_service):
+    service = make_service("rep-a")
+    result = service.convert_lead(LEAD, {}, scope=REP_A)
+    customer = service.get_customer(result["customer_id"], scope=REP_A)
+    assert customer["converted_lead_ids"] == [LEAD["id"]]
+    followup = service.record_followup({"kind": "call", "lead_id": LEAD["id"]}, scope=REP_A)
+    assert followup["customer_id"] == result["customer_id"]
+    # Someone who does not see the customer logs on the lead alone.
+    other = make_service("rep-b").record_followup({"kind": "call", "lead_id": LEAD["id"]},
+                                                  scope=REP_B)
+    assert other["customer_id"] is None
+
+
+def test_exit_criteria_on_undefined_custom_fields_are_refused_at_save(make_service):
+    now = datetime.now(UTC)
+    with sessionmaker(make_service.engine)() as session, session.begin():
+        session.add(CustomFieldDefinition(
+            id="f1", entity="opportunity", key="budget", label="预算", type="decimal",
+            required=False, options=[], unique=False, position=0, active=True,
+            created_at=now, updated_at=now))
+        session.add(CustomFieldDefinition(  # the same key on another entity does not count
+            id="f2", entity="customer", key="employees", label="员工数", type="number",
+            required=False, options=[], unique=False, position=0, active=True,
+            created_at=now, updated_at=now))
+    service = make_service()
+    stages = [
+        {"name": "初访", "probability": 10, "kind": "open",
+         "exit_criteria": {"fields": ["amount", "custom.budget", "custom.employees"],
+                           "activities": [{"kind": "visit", "min_count": 2}]}},
+        {"name": "成交", "probability": 100, "kind": "won"},
+        {"name": "丢单", "probability": 0, "kind": "lost"},
+    ]
+    errors = refused(service.create_pipeline, {"name": "渠道", "stages": stages})
+    assert list(errors) == ["stages.0.exit_criteria.fields.2"]
+    assert "custom.employees" in errors["stages.0.exit_criteria.fields.2"][0]
+    assert all(p["name"] != "渠道" for p in service.list_pipelines())
+    stages[0]["exit_criteria"]["fields"].pop()
+    pipeline = service.create_pipeline({"name": "渠道", "stages": stages})
+    assert pipeline["stages"][0]["exit_criteria"] == {
+        "fields": ["amount", "custom.budget"],
+        "activities": [{"kind": "visit", "tag": None, "min_count": 2}]}
+    kept = [{k: v for k, v in s.items() if k != "position"} for s in pipeline["stages"]]
+    kept[0]["exit_criteria"] = {"fields": ["custom.nope"]}
+    assert list(refused(service.update_pipeline, pipeline["id"],
+                        {"name": "渠道", "stages": kept})) == ["stages.0.exit_criteria.fields.0"]
+    assert service.get_pipeline(pipeline["id"])["stages"][0]["exit_criteria"]["fields"] == [
+        "amount", "custom.budget"]

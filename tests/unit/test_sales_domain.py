@@ -238,3 +238,26 @@ def test_contact_normalisation_names_the_field():
     with pytest.raises(ValidationFailed) as err:
         accounts.normalise_phone("1-800-FLOWERS")
     assert "letters" in err.value.errors["phone"][0]
+
+
+def test_criteria_on_undefined_custom_fields_are_named_by_path():
+    stages = [
+        {"exit_criteria": {"fields": ["amount", "custom.budget"], "activities": []}},
+        {"exit_criteria": None},
+        {"exit_criteria": {"fields": ["custom.nope", "custom.budget"]}},
+    ]
+    errors = p.undefined_custom_criteria(stages, {"budget"})
+    assert list(errors) == ["stages.2.exit_criteria.fields.0"]
+    assert "'custom.nope'" in errors["stages.2.exit_criteria.fields.0"][0]
+    assert p.undefined_custom_criteria(stages, {"budget", "nope"}) == {}
+
+
+def test_the_pipeline_schema_dumps_every_exit_criterion():
+    from services.sales.schemas import PipelineSchema
+
+    stage = {"id": "s1", "name": "需求分析", "position": 0, "probability": 25, "kind": "open",
+             "exit_criteria": {"fields": ["amount", "custom.budget"], "activities": [
+                 {"kind": "meeting", "tag": "needs_analysis", "min_count": 1}]}}
+    dumped = PipelineSchema().dump({"id": "p1", "name": "默认", "is_default": True,
+                                    "stages": [stage]})
+    assert dumped["stages"][0]["exit_criteria"] == stage["exit_criteria"]

@@ -15,10 +15,11 @@ from nameko.exceptions import RemoteError
 from sqlalchemy import select
 
 from services.gateway.app import current_principal, gateway, require_role, rpc_call
-from services.gateway.models import User
-from services.gateway.problems import PROBLEM_BASE, ApiProblem, validation_problem
+from services.gateway.models import Team, User
+from services.gateway.problems import validation_problem
 from services.gateway.rpc import ServiceUnavailable
 from services.sales import schemas as sales
+from shared.errors import NotFound
 
 log = logging.getLogger("services.gateway.sales")
 
@@ -28,6 +29,9 @@ blp = Blueprint(
 
 LEAD_FIELDS = ("id", "name", "company", "title", "email", "phone", "source", "region",
                "industry", "product_interest", "campaign", "attributes", "status", "owner_id")
+# The customer 360's tasks: besides the customer's own, those of at most this many converted
+# leads and open opportunities (one rules call each; the newest first).
+TASK_RECORDS_MAX = 20
 
 
 # -- HTTP schemas (the service's own, plus paging and what the gateway adds) -------------------
@@ -73,6 +77,8 @@ class CustomerCreateBody(sales.CustomerCreateSchema):
 
 class CustomerDetailSchema(sales.CustomerSchema):
     contacts = fields.List(fields.Nested(sales.ContactSchema))
+    converted_lead_ids = fields.List(fields.String(), metadata={
+        "description": "the leads converted into this customer, newest first (at most 50)"})
     insights = fields.Raw(metadata={
         "description": "health score and RFM segment (recency, frequency, monetary value of "
         "won deals) with the explanation of each"})
@@ -109,7 +115,9 @@ class Customer360Schema(Schema):
     open_opportunities = fields.List(fields.Nested(sales.OpportunitySchema))
     closed_opportunities = fields.List(fields.Nested(sales.OpportunitySchema))
     tasks = fields.Raw(allow_none=True, metadata={
-        "description": "open tasks from the rules service; null when it did not answer"})
+        "description": "open tasks from the rules service that the caller sees: the "
+        "customer's, those of the leads converted into it and of its open opportunities "
+        "(`record_type`, `record_id` say which), by due time; null when it did not answer"})
     partial = fields.List(fields.String(), metadata={
         "description": "parts missing because their service did not answer, e.g. tasks"})
 
@@ -164,31 +172,69 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _active_user(user_id: str, field: str = "owner_id") -> User:
+# References in a body (owner_id, team_id, lead_id here; customer_id, contact_id,
+# opportunity_id, pipeline_id in the sales service) that do not exist or that the caller may
+# not see or use all answer 422 naming the field, with the same message for both: a body
+# cannot probe for records outside the caller's view. The record of the path answers 404.
+
+
+def _user_ref(user_id: str, field: str = "owner_id") -> User:
+    """An active user the caller may give records to: anyone for an admin, the members of
+    their teams (and themselves) for a manager, themselves for a rep."""
+    principal = current_principal()
     with gateway().store.read() as session:
         user = session.scalar(select(User).where(User.id == user_id))
-        if user is None or not user.active:
-            raise validation_problem({field: ["No such active user."]})
+        usable = user is not None and user.active and (
+            principal.role == "admin" or user.id in principal.leads_scope()["owner_ids"])
+        if not usable:
+            raise validation_problem({field: [sales.NO_SUCH_USER]})
         session.expunge(user)
         return user
 
 
+def _team_for(owner: User | None, team_id: str | None, field: str = "team_id") -> str | None:
+    """A record's team follows its owner; only an admin files it under another (existing)
+    team. Teams are listed to everyone, so a wrong one may say why."""
+    owner_team = owner.team_id if owner is not None else None
+    if not team_id or team_id == owner_team:
+        return owner_team
+    if current_principal().role != "admin":
+        raise validation_problem({field: ["Must be the owner's team: the team follows the "
+                                          "owner."]})
+    with gateway().store.read() as session:
+        if session.get(Team, team_id) is None:
+            raise validation_problem({field: ["No such team."]})
+    return team_id
+
+
 def _owner_fields(data: dict[str, Any]) -> None:
-    """Default the owner to the caller and take the team from the owner's user record."""
-    owner_id = data.get("owner_id") or current_principal().user_id
-    owner = _active_user(owner_id)
-    data["owner_id"] = owner_id
-    if not data.get("team_id"):
-        data["team_id"] = owner.team_id
+    """Default the owner to the caller, check it, and take the team from the owner."""
+    owner = _user_ref(data.get("owner_id") or current_principal().user_id)
+    data["owner_id"] = owner.id
+    data["team_id"] = _team_for(owner, data.get("team_id"))
 
 
 def _check_assignable(owner_id: str) -> User:
-    principal = require_role("admin", "manager")
-    owner = _active_user(owner_id)
-    if principal.role == "manager" and owner_id not in principal.leads_scope()["owner_ids"]:
-        raise ApiProblem(403, "Managers assign records within their own teams only.",
-                         type_=PROBLEM_BASE + "forbidden")
-    return owner
+    """Assigning is for admins and managers (403 by role, whatever the record); the new owner
+    is a user reference like any other."""
+    require_role("admin", "manager")
+    return _user_ref(owner_id)
+
+
+def _lead_ref(lead_id: str, field: str = "lead_id") -> dict[str, Any]:
+    """A lead a body refers to (a follow-up on it, an opportunity from it) must be one the
+    caller works: visible to them in the leads service and owned (a lead in the public pool is
+    claimed first, as the pool's timers and the claim rules assume). Hidden and missing leads
+    answer alike."""
+    principal = current_principal()
+    try:
+        lead = rpc_call("leads", "get_lead", lead_id=lead_id, scope=principal.leads_scope())
+    except NotFound:
+        raise validation_problem({field: ["No such lead."]}) from None
+    if not lead.get("owner_id"):
+        raise validation_problem({field: ["The lead is in the public pool: claim it before "
+                                          "working it."]})
+    return lead
 
 
 def _list_args(query: dict[str, Any], schema: type[Schema] | None = None) -> dict[str, Any]:
@@ -309,13 +355,11 @@ def customer_360(customer_id: str) -> Any:
                          scope=scope, limit=20)
     opportunities = rpc_call("sales", "list_opportunities",
                              filters={"customer_id": customer_id}, scope=scope, limit=200)
+    items = opportunities["items"]
     partial: list[str] = []
     try:
-        tasks: Any = rpc_call(
-            "rules", "list_tasks",
-            filters={"record_type": "customer", "record_id": customer_id, "status": "open"},
-            scope=scope,
-        )["items"]
+        tasks: Any = _open_tasks(customer, [o["id"] for o in items if o["status"] == "open"],
+                                 scope)
     except (ServiceUnavailable, RemoteError) as exc:
         log.warning("customer 360 without tasks: %s", exc)
         tasks = None
@@ -328,7 +372,6 @@ def customer_360(customer_id: str) -> Any:
                 owner = {"id": user.id, "username": user.username,
                          "display_name": user.display_name, "email": user.email,
                          "team_id": user.team_id}
-    items = opportunities["items"]
     return {
         "customer": customer,
         "owner": owner,
@@ -340,6 +383,27 @@ def customer_360(customer_id: str) -> Any:
     }
 
 
+def _open_tasks(customer: dict[str, Any], open_opportunity_ids: list[str],
+                scope: dict[str, Any]) -> list[dict[str, Any]]:
+    """Open tasks on the customer, on the leads converted into it (a lead's tasks do not
+    move with the conversion) and on its open opportunities, as the rules service shows them
+    to the caller (its scope), soonest due first."""
+    records = [("customer", customer["id"])]
+    records += [("lead", lead_id)
+                for lead_id in (customer.get("converted_lead_ids") or [])[:TASK_RECORDS_MAX]]
+    records += [("opportunity", opportunity_id)
+                for opportunity_id in open_opportunity_ids[:TASK_RECORDS_MAX]]
+    found: dict[str, dict[str, Any]] = {}
+    for record_type, record_id in records:
+        page = rpc_call("rules", "list_tasks", filters={
+            "record_type": record_type, "record_id": record_id, "status": "open"},
+            scope=scope, limit=50)
+        for task in page["items"]:
+            found.setdefault(task["id"], task)
+    return sorted(found.values(), key=lambda t: (t.get("due_at") is None, t.get("due_at") or "",
+                                                 t.get("created_at") or "", t["id"]))
+
+
 # -- contacts --------------------------------------------------------------------------------
 
 
@@ -347,7 +411,10 @@ def customer_360(customer_id: str) -> Any:
 @blp.arguments(sales.ContactCreateSchema())
 @blp.response(201, sales.ContactSchema)
 def create_contact(data: dict[str, Any]) -> Any:
-    """Add a person at a customer, with their role in the decision chain."""
+    """Add a person at a customer (one the caller sees), with their role in the decision
+    chain; the owner defaults to the customer's."""
+    if data.get("owner_id"):
+        _user_ref(data["owner_id"])
     contact = rpc_call("sales", "create_contact", data=_plain(data), scope=sales_scope())
     return contact, 201, {"Location": f"/contacts/{contact['id']}"}
 
@@ -385,7 +452,14 @@ def update_contact(data: dict[str, Any], contact_id: str) -> Any:
 @blp.response(201, sales.FollowupSchema)
 def record_followup(data: dict[str, Any]) -> Any:
     """Record a call, email, meeting, visit (with check-in) or note with key points and the
-    next follow-up date; `tags` label it for stage exit criteria (e.g. needs_analysis)."""
+    next follow-up date; `tags` label it for stage exit criteria (e.g. needs_analysis). Every
+    referenced record must be one the caller sees (a lead: one they own or whose owner is in
+    their team, not a pool lead); `owner_id` (default: the caller) one they may give records
+    to."""
+    if data.get("owner_id"):
+        _user_ref(data["owner_id"])
+    if data.get("lead_id"):
+        _lead_ref(data["lead_id"])
     return rpc_call("sales", "record_followup", data=_plain(data), scope=sales_scope())
 
 
@@ -443,8 +517,12 @@ def update_pipeline(data: dict[str, Any], pipeline_id: str) -> Any:
 @blp.arguments(sales.OpportunityCreateSchema())
 @blp.response(201, sales.OpportunitySchema)
 def create_opportunity(data: dict[str, Any]) -> Any:
-    """Open an opportunity (amount as a decimal string, currency CNY by default)."""
+    """Open an opportunity (amount as a decimal string, currency CNY by default). The
+    customer, contact, pipeline and lead (one the caller works) must be visible to the caller;
+    the team is the owner's."""
     _owner_fields(data)
+    if data.get("lead_id"):
+        _lead_ref(data["lead_id"])
     opportunity = rpc_call("sales", "create_opportunity", data=_plain(data), scope=sales_scope())
     return opportunity, 201, {"Location": f"/opportunities/{opportunity['id']}"}
 
@@ -477,10 +555,20 @@ def get_opportunity(opportunity_id: str) -> Any:
 @blp.arguments(sales.OpportunityWriteSchema())
 @blp.response(200, sales.OpportunitySchema)
 def update_opportunity(data: dict[str, Any], opportunity_id: str) -> Any:
-    """Change fields of an opportunity; its stage changes only through /move."""
+    """Change fields of an opportunity; its stage changes only through /move. A new owner
+    (admins, managers within their teams) brings their team; the team alone changes only by an
+    admin."""
     if "owner_id" in data:
         owner = _check_assignable(data["owner_id"])
-        data.setdefault("team_id", owner.team_id)
+        data["team_id"] = _team_for(owner, data.get("team_id"))
+    elif "team_id" in data:
+        if current_principal().role != "admin":
+            raise validation_problem({"team_id": ["The team follows the owner: change "
+                                                  "owner_id instead."]})
+        if data["team_id"] is not None:
+            with gateway().store.read() as session:
+                if session.get(Team, data["team_id"]) is None:
+                    raise validation_problem({"team_id": ["No such team."]})
     return rpc_call("sales", "update_opportunity", opportunity_id=opportunity_id,
                     data=_plain(data), scope=sales_scope())
 
@@ -512,10 +600,13 @@ def convert_lead(options: dict[str, Any], lead_id: str) -> Any:
     lead = rpc_call("leads", "get_lead", lead_id=lead_id, scope=principal.leads_scope())
     owner_id = options.get("owner_id") or lead.get("owner_id") or principal.user_id
     if options.get("owner_id"):
-        _check_assignable(owner_id)
-    if not options.get("team_id"):
+        owner: User | None = _check_assignable(owner_id)
+    else:  # the lead's owner (in the caller's view, as the lead is) or the caller
         with gateway().store.read() as session:
-            options["team_id"] = session.scalar(select(User.team_id).where(User.id == owner_id))
+            owner = session.get(User, owner_id)
+            if owner is not None:
+                session.expunge(owner)
+    options["team_id"] = _team_for(owner, options.get("team_id"))
     result = rpc_call(
         "sales", "convert_lead", lead={k: lead.get(k) for k in LEAD_FIELDS},
         options=_plain(options), scope=sales_scope(),

@@ -200,6 +200,25 @@ def validate_stages(stages: Any) -> list[dict[str, Any]]:
     return cleaned
 
 
+def undefined_custom_criteria(
+    stages: Sequence[Mapping[str, Any]], defined_keys: Iterable[str]
+) -> dict[str, list[str]]:
+    """Errors for the `custom.<key>` field criteria of cleaned `stages` whose key is not an
+    active opportunity custom field: such a criterion could never be met and would block the
+    stage for ever. Keyed by the criterion's path (`stages.<i>.exit_criteria.fields.<j>`)."""
+    defined = set(defined_keys)
+    errors: dict[str, list[str]] = {}
+    for index, stage in enumerate(stages):
+        names = (stage.get("exit_criteria") or {}).get("fields") or []
+        for position, name in enumerate(names):
+            if name.startswith("custom.") and name[len("custom."):] not in defined:
+                errors[f"stages.{index}.exit_criteria.fields.{position}"] = [
+                    f"{name!r}: no active opportunity custom field has the key "
+                    f"{name[len('custom.'):]!r} (define it first: POST /custom-fields)"
+                ]
+    return errors
+
+
 # --------------------------------------------------------------------------------------------
 # Moves
 # --------------------------------------------------------------------------------------------
