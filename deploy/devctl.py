@@ -334,10 +334,12 @@ def temporary_vhost(base_uri: str, log: Log = print) -> Iterator[str]:
                 log(f"warning: could not delete vhost {vhost}: {exc}")
 
 
-def apply_definitions(uri: str, log: Log = print, path: Path = DEFINITIONS) -> None:
+def apply_definitions(uri: str, log: Log = print, path: Path = DEFINITIONS,
+                      node: str | None = None) -> None:
     """Declare deploy/rabbitmq/definitions.json's exchanges, queues and bindings in `uri`'s vhost
     over AMQP, and its policies with rabbitmqctl when that is usable (a local broker, as root or
-    the rabbitmq user). Idempotent."""
+    the rabbitmq user). `node` (default $CRM_RABBITMQ_NODENAME) is the node rabbitmqctl talks
+    to, when it is not the machine's default one. Idempotent."""
     import kombu
 
     definitions = json.loads(path.read_text())
@@ -367,9 +369,11 @@ def apply_definitions(uri: str, log: Log = print, path: Path = DEFINITIONS) -> N
     if ctl is None or host not in LOCAL_HOSTS:
         log(f"note: policies of {path.name} not applied (needs rabbitmqctl on the broker's host)")
         return
+    node = node or os.environ.get("CRM_RABBITMQ_NODENAME")
     for policy in policies:
         argv = [
-            ctl, "set_policy", "-p", vhost, "--priority", str(policy.get("priority", 0)),
+            ctl, *(["-n", node] if node else []), "set_policy", "-p", vhost,
+            "--priority", str(policy.get("priority", 0)),
             "--apply-to", policy.get("apply-to", "queues"),
             policy["name"], policy["pattern"], json.dumps(policy["definition"]),
         ]
@@ -697,7 +701,7 @@ def start_system(
         specs = [recorded.get(s.name, s) if s.name in pids else s for s in specs]
     save_specs(run_dir, specs)
     try:
-        apply_definitions(uri, log)
+        apply_definitions(uri, log, node=env.get("CRM_RABBITMQ_NODENAME"))
     except Exception as exc:  # noqa: BLE001 - the dead-letter topology is helpful, not required
         log(f"note: RabbitMQ definitions not applied: {exc!r}")
     migrate(specs[0].env, names, log)
