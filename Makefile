@@ -10,7 +10,7 @@ STAMP := $(VENV)/.requirements-installed
 DEVCTL_PY = $(if $(wildcard $(PY)),$(PY),$(PYTHON))
 PYTEST_ARGS ?=
 
-.PHONY: help venv run stop status test test-unit bench lint catalogue clean
+.PHONY: help venv run stop status test test-unit chaos bench lint catalogue clean
 
 help: ## list the targets
 	@echo "make <target>:"
@@ -38,6 +38,10 @@ test: venv ## the whole test pyramid with a real broker (PostgreSQL tests skip w
 
 test-unit: venv ## unit tests only (no broker)
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+chaos: venv ## the fault suite: every fault on SQLite and PostgreSQL, a table of what was lost
+	$(PY) deploy/devctl.py ensure-broker
+	$(PY) -m tests.chaos $(CHAOS_ARGS)
 
 bench: venv ## benchmarks; prints JSON figures
 	$(PY) -m tests.bench

@@ -334,10 +334,12 @@ def temporary_vhost(base_uri: str, log: Log = print) -> Iterator[str]:
                 log(f"warning: could not delete vhost {vhost}: {exc}")
 
 
-def apply_definitions(uri: str, log: Log = print, path: Path = DEFINITIONS) -> None:
+def apply_definitions(uri: str, log: Log = print, path: Path = DEFINITIONS,
+                      node: str | None = None) -> None:
     """Declare deploy/rabbitmq/definitions.json's exchanges, queues and bindings in `uri`'s vhost
     over AMQP, and its policies with rabbitmqctl when that is usable (a local broker, as root or
-    the rabbitmq user). Idempotent."""
+    the rabbitmq user). `node` (default $CRM_RABBITMQ_NODENAME) is the node rabbitmqctl talks
+    to, when it is not the machine's default one. Idempotent."""
     import kombu
 
     definitions = json.loads(path.read_text())
@@ -367,9 +369,11 @@ def apply_definitions(uri: str, log: Log = print, path: Path = DEFINITIONS) -> N
     if ctl is None or host not in LOCAL_HOSTS:
         log(f"note: policies of {path.name} not applied (needs rabbitmqctl on the broker's host)")
         return
+    node = node or os.environ.get("CRM_RABBITMQ_NODENAME")
     for policy in policies:
         argv = [
-            ctl, "set_policy", "-p", vhost, "--priority", str(policy.get("priority", 0)),
+            ctl, *(["-n", node] if node else []), "set_policy", "-p", vhost,
+            "--priority", str(policy.get("priority", 0)),
             "--apply-to", policy.get("apply-to", "queues"),
             policy["name"], policy["pattern"], json.dumps(policy["definition"]),
         ]
@@ -456,6 +460,11 @@ def load_specs(run_dir: Path) -> list[ProcessSpec]:
 
 def pid_file(run_dir: Path, name: str) -> Path:
     return run_dir / f"{name}.pid"
+
+
+def hold_file(run_dir: Path, name: str) -> Path:
+    """Present while `name` was stopped on purpose: the supervisor leaves it stopped."""
+    return run_dir / f"{name}.held"
 
 
 def read_pid(run_dir: Path, name: str) -> int | None:
@@ -650,6 +659,7 @@ def start_system(
     check_broker: bool = True,
     start_broker: bool = True,
     seed_demo: bool = True,
+    supervise: bool = False,
     timeout: float | None = None,
     log: Log = print,
 ) -> SystemInfo:
@@ -657,7 +667,8 @@ def start_system(
 
     `env` is the base environment of every process (default os.environ): AMQP_URI, CRM_DATA_DIR,
     <SERVICE>_DATABASE_URL, CRM_GATEWAY_BIND, CRM_<NAME>_WEB_ADDRESS, CRM_SERVICES are read
-    from it. On failure the processes started by this call are stopped again.
+    from it. On failure the processes started by this call are stopped again. With `supervise`
+    a supervisor process restarts any process that dies (see `supervise`).
     """
     env = dict(os.environ if env is None else env)
     run_dir = Path(run_dir).resolve() if run_dir else default_run_dir(env)
@@ -680,6 +691,8 @@ def start_system(
     if not to_start:
         users = json.loads((run_dir / "seed.json").read_text()) if (
             run_dir / "seed.json").exists() else {}
+        if supervise:
+            start_supervisor(run_dir, log)
         return SystemInfo(url, run_dir, uri, load_specs(run_dir) or specs, pids, users, True)
     if pids:
         log(f"Already running: {', '.join(pids)}")
@@ -688,7 +701,7 @@ def start_system(
         specs = [recorded.get(s.name, s) if s.name in pids else s for s in specs]
     save_specs(run_dir, specs)
     try:
-        apply_definitions(uri, log)
+        apply_definitions(uri, log, node=env.get("CRM_RABBITMQ_NODENAME"))
     except Exception as exc:  # noqa: BLE001 - the dead-letter topology is helpful, not required
         log(f"note: RabbitMQ definitions not applied: {exc!r}")
     migrate(specs[0].env, names, log)
@@ -696,6 +709,7 @@ def start_system(
     started: dict[str, int] = {}
     try:
         for spec in to_start:
+            hold_file(run_dir, spec.name).unlink(missing_ok=True)
             started[spec.name] = launch(spec, run_dir)
             log(f"Started {spec.name:<13} pid {started[spec.name]:<7} http://{spec.address}  "
                 f"log {spec.log}")
@@ -703,6 +717,8 @@ def start_system(
             wait_healthy(spec, started[spec.name], timeout)
         log("All processes are healthy.")
         users = seed(specs[-1].env, run_dir, names, log) if seed_demo else {}
+        if supervise:
+            start_supervisor(run_dir, log)
     except BaseException:
         terminate(started, log=log)
         for name in started:
@@ -717,6 +733,7 @@ def start_process(run_dir: Path | str, name: str, timeout: float = 90) -> int:
     spec = next((s for s in load_specs(run_dir) if s.name == name), None)
     if spec is None:
         raise DevctlError(f"{name} is not a process of the system in {run_dir}")
+    hold_file(run_dir, name).unlink(missing_ok=True)
     pid = running_pid(run_dir, spec)
     if pid is None:
         pid = launch(spec, run_dir)
@@ -735,6 +752,11 @@ def stop_system(
     """Stop the recorded processes (or just `names`); returns the names that were running."""
     run_dir = Path(run_dir).resolve() if run_dir else default_run_dir()
     specs = {s.name: s for s in load_specs(run_dir)}
+    if names is None:
+        stop_supervisor(run_dir, log)
+    else:
+        for name in names:  # stopped on purpose: the supervisor must not bring it back
+            hold_file(run_dir, name).write_text(f"{time.time()}\n")
     wanted = list(names) if names is not None else [
         *(n for n in specs if n == GATEWAY),  # the gateway first: stop taking requests
         *(n for n in specs if n != GATEWAY),
@@ -750,6 +772,8 @@ def stop_system(
         terminate(pids, timeout, log)
     for name in wanted:
         pid_file(run_dir, name).unlink(missing_ok=True)
+        if names is None:
+            hold_file(run_dir, name).unlink(missing_ok=True)
     if stop_broker:
         stop_broker_if_ours(run_dir, log)
     return list(pids)
@@ -771,6 +795,169 @@ def status(run_dir: Path | str | None = None) -> list[dict]:
         rows.append({"name": spec.name, "pid": pid, "running": pid is not None,
                      "address": spec.address, "health": health, "log": spec.log})
     return rows
+
+
+# --------------------------------------------------------------------------- supervisor
+
+SUPERVISOR = "supervisor"
+# Restart back-off: doubles from the first delay up to the cap; a process that stayed up for
+# RESET seconds starts again from the first delay.
+BACKOFF_FIRST = 1.0
+BACKOFF_CAP = 30.0
+BACKOFF_RESET = 60.0
+
+
+@dataclass
+class Watched:
+    """What the supervisor knows of one process."""
+
+    restarts: int = 0
+    delay: float = 0.0  # the back-off before the next restart
+    up_since: float | None = None  # monotonic time it was last seen alive
+    down_since: float | None = None  # monotonic time it was first seen dead
+    unhealthy_since: float | None = None  # monotonic time /health first failed while alive
+    healthy_once: bool = False
+    last_exit: str = ""  # why it was last restarted: "died" or "unhealthy"
+    cause: str = ""  # set when the supervisor itself stopped it
+
+
+def _supervisor_state_path(run_dir: Path) -> Path:
+    return run_dir / "supervisor.json"
+
+
+def _write_supervisor_state(run_dir: Path, watched: Mapping[str, Watched]) -> None:
+    state = {
+        name: {"restarts": w.restarts, "last_exit": w.last_exit, "backoff_seconds": w.delay}
+        for name, w in watched.items()
+    }
+    tmp = _supervisor_state_path(run_dir).with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=1) + "\n")
+    tmp.replace(_supervisor_state_path(run_dir))
+
+
+def supervisor_state(run_dir: Path | str) -> dict[str, dict]:
+    """{name: {"restarts", "last_exit", "backoff_seconds"}} as the supervisor last wrote it."""
+    try:
+        return json.loads(_supervisor_state_path(Path(run_dir)).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _healthy(spec: ProcessSpec) -> bool:
+    try:
+        code, _ = http_get(spec.health_url, timeout=2)
+    except OSError:
+        return False
+    return code == 200
+
+
+def supervise(
+    run_dir: Path | str,
+    *,
+    poll_seconds: float = 0.5,
+    health_seconds: float = 5.0,
+    unhealthy_limit: float = 60.0,
+    log: Log = print,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> None:
+    """Keep every recorded process running, as Kubernetes does in production.
+
+    A process that died is started again the way it was started, after a back-off that doubles
+    from 1 s up to 30 s (reset once it stays up for a minute), so a process that cannot start
+    does not spin. A process whose /health has failed for `unhealthy_limit` seconds after it
+    was once healthy (a stalled consumer) is stopped and started again, like a failed liveness
+    probe. A process stopped on purpose (`stop_system(names=...)`, its `.held` file) is left
+    alone. Ends on SIGTERM/SIGINT or when `should_stop()` says so.
+    """
+    run_dir = Path(run_dir)
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(ValueError):  # not the main thread (a test)
+            signal.signal(signum, on_signal)
+    watched: dict[str, Watched] = {}
+    next_health = 0.0
+    log(f"supervisor: watching the processes recorded in {run_dir}")
+    while not stopping and not should_stop():
+        now = time.monotonic()
+        check_health = now >= next_health
+        if check_health:
+            next_health = now + health_seconds
+        changed = False
+        for spec in load_specs(run_dir):
+            w = watched.setdefault(spec.name, Watched())
+            if hold_file(run_dir, spec.name).exists():
+                w.down_since = w.up_since = w.unhealthy_since = None
+                continue
+            pid = running_pid(run_dir, spec)
+            if pid is not None:
+                w.down_since = None
+                if w.up_since is None:
+                    w.up_since = now
+                if now - w.up_since >= BACKOFF_RESET:
+                    w.delay = 0.0
+                if check_health:
+                    if _healthy(spec):
+                        w.healthy_once, w.unhealthy_since = True, None
+                    elif w.healthy_once:
+                        w.unhealthy_since = w.unhealthy_since or now
+                        if now - w.unhealthy_since >= unhealthy_limit:
+                            log(f"supervisor: {spec.name} (pid {pid}) unhealthy for "
+                                f"{now - w.unhealthy_since:.0f}s; restarting it")
+                            terminate({spec.name: pid}, log=log)
+                            w.cause = "unhealthy"
+                            w.unhealthy_since = None
+                            changed = True
+                continue
+            if w.down_since is None:
+                w.down_since = now
+                w.up_since = w.unhealthy_since = None
+                w.healthy_once = False
+                w.last_exit, w.cause = w.cause or "died", ""
+                log(f"supervisor: {spec.name} is not running; restarting it in {w.delay:.0f}s")
+            if now - w.down_since < w.delay:
+                continue
+            new_pid = launch(spec, run_dir)
+            w.restarts += 1
+            w.down_since = None
+            w.delay = min(BACKOFF_CAP, max(BACKOFF_FIRST, w.delay * 2))
+            log(f"supervisor: started {spec.name} again, pid {new_pid} (restart {w.restarts}; "
+                f"next back-off {w.delay:.0f}s)")
+            changed = True
+        for child_pid, child in list(_children.items()):  # reap what we started and lost
+            if child.poll() is not None:
+                _children.pop(child_pid, None)
+        if changed or not _supervisor_state_path(run_dir).exists():
+            _write_supervisor_state(run_dir, watched)
+        time.sleep(poll_seconds)
+    log("supervisor: stopping")
+
+
+def start_supervisor(run_dir: Path, log: Log = print) -> int:
+    """Start `devctl supervise` detached, unless one runs for this run directory."""
+    pid = read_pid(run_dir, SUPERVISOR)
+    if is_alive(pid):
+        return pid  # type: ignore[return-value]
+    _supervisor_state_path(run_dir).unlink(missing_ok=True)
+    spec = ProcessSpec(
+        SUPERVISOR,
+        [python_exe(), str(Path(__file__).resolve()), "--run-dir", str(run_dir), "supervise"],
+        dict(os.environ, PYTHONUNBUFFERED="1"), "", str(run_dir / "logs" / "supervisor.log"),
+    )
+    pid = launch(spec, run_dir)
+    log(f"Started {SUPERVISOR:<13} pid {pid:<7} restarts what dies; log {spec.log}")
+    return pid
+
+
+def stop_supervisor(run_dir: Path, log: Log = print) -> None:
+    pid = read_pid(run_dir, SUPERVISOR)
+    if is_alive(pid):
+        terminate({SUPERVISOR: pid}, log=log)  # type: ignore[dict-item]
+    pid_file(run_dir, SUPERVISOR).unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- command line
@@ -828,6 +1015,9 @@ def main(argv: list[str] | None = None) -> int:
     start_cmd.add_argument("--no-seed", action="store_true",
                            help="do not seed the demo organisation")
     start_cmd.add_argument("--timeout", type=float, help="seconds to wait for each /health")
+    start_cmd.add_argument("--no-supervise", action="store_true",
+                           help="do not restart processes that die")
+    commands.add_parser("supervise", help="restart recorded processes that die (foreground)")
     stop_cmd = commands.add_parser("stop", help="stop the processes (and a broker devctl started)")
     stop_cmd.add_argument("--keep-broker", action="store_true",
                           help="leave a broker that devctl started running")
@@ -849,7 +1039,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "start":
             info = start_system(env, run_dir, services, seed_demo=not args.no_seed,
-                                timeout=args.timeout)
+                                supervise=not args.no_supervise, timeout=args.timeout)
             if info.already_running:
                 print(f"Already running ({', '.join(f'{n} {p}' for n, p in info.pids.items())}).")
             print_welcome(info)
@@ -861,10 +1051,18 @@ def main(argv: list[str] | None = None) -> int:
             rows = status(run_dir)
             uri = env.get("AMQP_URI") or DEFAULT_AMQP_URI
             problem = broker_problem(uri)
+            supervisor_pid = read_pid(run_dir, SUPERVISOR)
+            supervisor = {"pid": supervisor_pid if is_alive(supervisor_pid) else None,
+                          "processes": supervisor_state(run_dir)}
             if args.json:
-                print(json.dumps({"broker": problem or "ok", "processes": rows}, indent=1))
+                print(json.dumps({"broker": problem or "ok", "processes": rows,
+                                  "supervisor": supervisor}, indent=1))
             else:
                 print(f"broker   {mask_uri(uri)}: {problem or 'ok'}")
+                restarts = ", ".join(f"{n} {v['restarts']}" for n, v in
+                                     supervisor["processes"].items() if v.get("restarts"))
+                state = f"pid {supervisor['pid']}" if supervisor["pid"] else "not running"
+                print(f"supervisor {state}{'; restarts: ' + restarts if restarts else ''}")
                 if not rows:
                     print(f"no processes recorded in {run_dir}")
                 for row in rows:
@@ -877,6 +1075,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.definitions:
                 apply_definitions(uri)
             print(f"RabbitMQ reachable at {mask_uri(uri)}")
+        elif args.command == "supervise":
+            supervise(run_dir)
         elif args.command == "logs":
             print(log_tail(run_dir / "logs" / f"{args.name}.log", args.n))
     except DevctlError as exc:

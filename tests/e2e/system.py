@@ -165,6 +165,7 @@ class System:
         database_urls: Mapping[str, str] | None = None,
         extra_env: Mapping[str, str] | None = None,
         broker_proxy: bool = True,
+        supervise: bool = False,
     ) -> System:
         """Without `broker_proxy` the gateway talks to the broker directly (a benchmark: the
         proxy process that lets tests cut the gateway off adds a hop and takes CPU)."""
@@ -197,7 +198,7 @@ class System:
             info = devctl.start_system(
                 env, run_dir, names, start_broker=False,
                 process_env={devctl.GATEWAY: {"AMQP_URI": proxy.uri}} if proxy else None,
-                log=lambda line: print(f"[system] {line}"),
+                supervise=supervise, log=lambda line: print(f"[system] {line}"),
             )
         except BaseException:
             if proxy is not None:

@@ -1,0 +1,34 @@
+"""The short form of `make chaos` inside `make test`: on SQLite, a lead load through a broker
+kill -9, a kill -9 of the rules and the leads services, and poison messages. Nothing is lost,
+duplicated or left without its effects, and no one restarts anything by hand."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.chaos import harness
+from tests.chaos.node import unavailable_reason
+
+LEADS = int(os.environ.get("CRM_CHAOS_TEST_LEADS", "150"))
+SCENARIOS = ["broker-kill", "kill-rules", "kill-leads", "poison"]
+
+
+@pytest.fixture(scope="module")
+def chaos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.ChaosSystem]:
+    reason = unavailable_reason()
+    if reason:
+        if os.environ.get("CRM_REQUIRE_BROKER"):
+            pytest.fail(f"the fault suite cannot start its broker node: {reason}")
+        pytest.skip(reason)
+    with harness.ChaosSystem.running(tmp_path_factory.mktemp("chaos")) as running:
+        yield running
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_no_lead_or_effect_is_lost_or_doubled(chaos: harness.ChaosSystem, scenario: str):
+    outcome = harness.run_cycle(chaos, scenario, LEADS, concurrency=8)
+    print("\n" + harness.table([outcome]))
+    assert outcome.passed, "\n".join([harness.table([outcome]), *outcome.details[:30]])
