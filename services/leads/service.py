@@ -237,6 +237,10 @@ class LeadsService(PlatformEndpoints):
                 .limit(200)
             ).all()
             result = lead_to_dict(lead)
+            if lead.merged_into_id:  # the lead it went into is named only to who may see it
+                into = session.get(Lead, lead.merged_into_id)
+                if into is None or not domain.lead_visible(into.owner_id, scope):
+                    result["merged_into_id"] = None
             result["score_breakdown"] = lead.score_breakdown
             result["behaviours"] = [
                 {"type": b.type, "occurred_at": b.occurred_at.isoformat(),

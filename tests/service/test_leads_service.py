@@ -478,3 +478,13 @@ def test_two_claims_of_one_pool_lead_have_one_winner(make_service, database_url)
         outcome = second.wait()
     assert isinstance(outcome, NotFound), outcome
     assert admin.get_lead(pool["id"], ALL)["owner_id"] == "u-mate"
+
+
+def test_a_merged_lead_names_the_lead_it_went_into_only_to_who_may_see_it(make_service):
+    service = make_service()
+    target = service.create_lead(ACME, "create", "u-other", ALL)["lead"]
+    source = service.create_lead({"name": "张伟", "email": "zw2@gmail.com", "source": "web"},
+                                 "create", "u-rep", ALL)["lead"]
+    service.merge_leads(target["id"], source["id"], ALL)
+    assert service.get_lead(source["id"], ALL)["merged_into_id"] == target["id"]
+    assert service.get_lead(source["id"], REP)["merged_into_id"] is None
