@@ -29,6 +29,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from shared import config
+from shared.db import limit_statements
 
 NO_DATE = "1900-01-01"
 KEY_LENGTH = 200
@@ -203,6 +204,7 @@ def rebuild(connection: Connection, minutes: int | None = None) -> int:
     """Recompute the roll-up from the opportunities (set-based; a million rows take seconds)
     with the offset of CRM_TIMEZONE; returns the number of roll-up rows."""
     minutes = offset_minutes() if minutes is None else minutes
+    limit_statements(connection, 0)  # set-based over every opportunity: may take a while
     connection.execute(text("DELETE FROM numbers_settings"))
     connection.execute(text("INSERT INTO numbers_settings (id, offset_minutes) VALUES (1, :m)"),
                        {"m": minutes})
