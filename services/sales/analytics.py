@@ -772,15 +772,30 @@ def take_snapshot(
                 select(func.count()).where(ForecastSnapshotItem.run_id == run.id))}
 
 
-def list_snapshots(session: Session, limit: int = 20) -> list[dict[str, Any]]:
-    runs = session.scalars(
-        select(ForecastSnapshotRun).order_by(ForecastSnapshotRun.id.desc()).limit(limit)
-    )
-    return [
-        {"id": r.id, "taken_at": r.taken_at.isoformat(), "week": r.week, "trigger": r.trigger,
-         "from": r.first_day.isoformat(), "to": r.last_day.isoformat()}
-        for r in runs
-    ]
+def list_snapshots(
+    session: Session, limit: int = 20, cursor: str | None = None
+) -> dict[str, Any]:
+    """One page of snapshots, newest first, in the shape of every list: items, next_cursor."""
+    query = select(ForecastSnapshotRun).order_by(ForecastSnapshotRun.id.desc())
+    if cursor:
+        try:
+            before = int(decode_cursor(cursor))
+        except ValueError:
+            raise ValidationFailed.for_fields(
+                {"cursor": ["not a cursor this API returned"]}) from None
+        query = query.where(ForecastSnapshotRun.id < before)
+    runs = session.scalars(query.limit(limit + 1)).all()
+    more = len(runs) > limit
+    runs = runs[:limit]
+    return {
+        "items": [
+            {"id": r.id, "taken_at": r.taken_at.isoformat(), "week": r.week,
+             "trigger": r.trigger, "from": r.first_day.isoformat(),
+             "to": r.last_day.isoformat()}
+            for r in runs
+        ],
+        "next_cursor": encode_cursor(str(runs[-1].id)) if more else None,
+    }
 
 
 def _snapshot_clauses(model: Any, filters: dict[str, Any], scope: dict[str, Any]) -> list[Any]:

@@ -227,7 +227,9 @@ def test_funnel_forecast_quota_snapshot_accuracy_and_drill_down(make_service):
     assert [r["id"] for r in slipped["items"]] == [big["id"]]
     # the weekly timer does not take a second one in the same week
     admin.forecast_snapshot_timer()
-    assert len(admin.list_forecast_snapshots()) == 1
+    listed = admin.list_forecast_snapshots()
+    assert set(listed) == {"items", "next_cursor"}  # the shape of every list
+    assert len(listed["items"]) == 1 and listed["next_cursor"] is None
 
     insights = rep.customer_insights(customer["id"])
     assert insights["rfm"]["segment"] == "new" and insights["rfm"]["frequency"] == 1
@@ -276,7 +278,9 @@ def test_import_customers_dry_run_reports_every_bad_row_then_imports(make_servic
     assert rep.run_import_jobs() == 1
     report = rep.get_import(job["id"], REP_A)
     assert report["status"] == "done" and report["dry_run"] is True
-    assert report["created"] == 2 and report["failed"] == 2
+    # a dry run says what it would do, and that it created nothing
+    assert (report["would_create"], report["would_update"], report["would_skip"]) == (2, 0, 0)
+    assert (report["created"], report["updated"], report["failed"]) == (0, 0, 2)
     bad = {row["row"]: row["errors"] for row in report["bad_rows"]}
     assert set(bad) == {3, 5}
     assert set(bad[3]) == {"credit_code", "tier", "phone", "custom.employees"}
@@ -361,7 +365,7 @@ def test_import_contacts_from_xlsx_and_export_both_formats(make_service):
     back = rep.start_import("customer", exported["filename"],
                             exported["content_b64"], {"dry_run": True}, REP_A)
     rep.run_import_jobs()
-    assert rep.get_import(back["id"], REP_A)["skipped"] == 1
+    assert rep.get_import(back["id"], REP_A)["would_skip"] == 1
 
 
 def test_a_file_that_cannot_be_read_is_refused_at_once(make_service):
