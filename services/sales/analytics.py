@@ -53,16 +53,26 @@ from services.sales.models_numbers import (
     custom_value_expr,
 )
 from shared import config
+from shared.db import limit_statements
 from shared.errors import NotFound, ValidationFailed
 
 FIGURES = ("funnel", "won", "lost", "forecast", "channel", "slippage", "dormant", "quota",
            "cycle")
 
 
-def pause() -> None:
+STATEMENT_LIMIT = "crm_statement_limit"  # session.info: the report's statement timeout
+
+
+def pause(session: Session) -> None:
     """A cooperative yield between the queries of a long report (eventlet: a greenlet that
-    never yields keeps every other RPC of the process waiting)."""
+    never yields keeps every other RPC of the process waiting). The read transaction ends
+    first, so its connection (on SQLite the process's only one) serves the others in between;
+    the next statement takes one again, with the report's statement timeout."""
+    session.rollback()  # a read: nothing to keep
     eventlet.sleep(0)
+    limit = session.info.get(STATEMENT_LIMIT)
+    if limit is not None:
+        limit_statements(session, limit)
 
 
 def tz() -> ZoneInfo:
@@ -824,7 +834,7 @@ def forecast_accuracy(
         last = numbers.period_end(kind, current)
     periods = []
     for start in bounded_periods("forecast_accuracy", kind, first, last):
-        pause()  # several queries a period: let the service's other workers in between
+        pause(session)  # several queries a period: the others' turn in between
         end = numbers.period_end(kind, start)
         actual = _figures(forecast_rows(session, filters, scope, start, end))
         actual_won = Decimal(actual["closed_won"])

@@ -282,6 +282,7 @@ class NumbersRpc:
         """A read session whose every statement must finish within REPORT_STATEMENT_SECONDS
         (under the RPC timeout); one that does not is a 422 asking for narrower filters."""
         with self.db.read() as session:
+            session.info[analytics.STATEMENT_LIMIT] = REPORT_STATEMENT_SECONDS
             limit_statements(session, REPORT_STATEMENT_SECONDS)
             try:
                 yield session
