@@ -553,8 +553,9 @@ def test_report_ranges_and_periods_are_bounded_with_a_422_naming_the_filter(make
 def test_a_report_statement_past_its_timeout_is_a_422_and_the_service_goes_on(
     make_service, monkeypatch
 ):
-    from services.sales import api_numbers
     from sqlalchemy import text
+
+    from services.sales import api_numbers
 
     monkeypatch.setattr(api_numbers, "REPORT_STATEMENT_SECONDS", 0.2)
 
