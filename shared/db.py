@@ -20,7 +20,16 @@ from datetime import UTC, datetime
 
 from eventlet import patcher
 from nameko.extensions import DependencyProvider
-from sqlalchemy import DateTime, Engine, Table, TypeDecorator, create_engine, event, inspect
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Engine,
+    Table,
+    TypeDecorator,
+    create_engine,
+    event,
+    inspect,
+)
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert
@@ -107,10 +116,71 @@ class _Checkpointer:
 
 # A pooled connection idle for longer than this is pinged before use.
 PING_AFTER_IDLE = float(config.env("CRM_DB_PING_AFTER_IDLE", "5"))
+# Every statement is cancelled after this many seconds (0: never), so one runaway query cannot
+# hold a connection (SQLite's only one) for ever; `limit_statements` narrows it for a
+# transaction. PostgreSQL: `statement_timeout`; SQLite: a progress handler (below).
+STATEMENT_TIMEOUT = float(config.env("CRM_DB_STATEMENT_TIMEOUT_SECONDS", "60"))
+_DEADLINE = "crm_statement_deadline"
+_LIMIT = "crm_statement_limit"
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+def _bound_sqlite_statements(engine: Engine, seconds: float) -> None:
+    """SQLite has no statement timeout: a progress handler, called every few thousand VM
+    steps, interrupts the statement ("interrupted") once its deadline, set when it starts and
+    cleared when the transaction ends, has passed."""
+
+    @event.listens_for(engine, "connect")
+    def _install(dbapi_conn, record) -> None:
+        info = record.info
+
+        def past_deadline() -> int:
+            deadline = info.get(_DEADLINE)
+            return 1 if deadline is not None and time.monotonic() > deadline else 0
+
+        dbapi_conn.set_progress_handler(past_deadline, 5000)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _start(conn, _cursor, _statement, _params, _context, _many) -> None:
+        limit = conn.info.get(_LIMIT, seconds)
+        conn.info[_DEADLINE] = time.monotonic() + limit if limit > 0 else None
+
+    def _clear(conn, *_args) -> None:
+        conn.info.pop(_DEADLINE, None)
+        conn.info.pop(_LIMIT, None)
+
+    event.listen(engine, "commit", _clear)
+    event.listen(engine, "rollback", _clear)
+
+    @event.listens_for(engine, "checkin")
+    def _forget(_dbapi_conn, record) -> None:
+        record.info.pop(_DEADLINE, None)
+        record.info.pop(_LIMIT, None)
+
+
+def limit_statements(target: Session | Connection, seconds: float) -> None:
+    """Bound each statement of the current transaction to `seconds` (0: no bound, for a
+    rebuild or migration); the engine's default comes back after the transaction."""
+    connection = target.connection() if isinstance(target, Session) else target
+    if connection.dialect.name == "postgresql":
+        milliseconds = max(int(seconds * 1000), 1) if seconds > 0 else 0
+        connection.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
+    else:
+        connection.info[_LIMIT] = seconds
+        connection.info.pop(_DEADLINE, None)
+
+
+def is_statement_timeout(exc: BaseException) -> bool:
+    """Whether a database error is a statement cancelled by its timeout."""
+    orig = getattr(exc, "orig", exc)
+    if getattr(orig, "sqlstate", None) == "57014":  # PostgreSQL query_canceled
+        return True
+    return isinstance(orig, sqlite3.OperationalError) and "interrupted" in str(orig)
+
+
+def make_engine(url: str, *, pool_size: int = 10,
+                statement_timeout: float | None = None) -> Engine:
     url = normalise_url(url)
+    timeout = STATEMENT_TIMEOUT if statement_timeout is None else statement_timeout
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
@@ -131,6 +201,8 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             cursor.execute(f"PRAGMA wal_autocheckpoint={_Checkpointer.FALLBACK_PAGES}")
             cursor.close()
 
+        if timeout > 0:
+            _bound_sqlite_statements(engine, timeout)
         if engine.url.database and engine.url.database != ":memory:":
             _Checkpointer.start(engine.url.database)
         return engine
@@ -140,9 +212,12 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     # Python, and caches only short ones: parsing a batch's multi-row INSERT cost more than
     # running it (a quarter of the CPU of a fired timer). Queries written with `$1` and run on
     # psycopg's raw cursors go to the server as they are.
+    connect_args: dict = {"cursor_factory": psycopg.RawCursor}
+    if timeout > 0:
+        connect_args["options"] = f"-c statement_timeout={int(timeout * 1000)}"
     engine = create_engine(
         url, pool_size=pool_size, max_overflow=pool_size,
-        paramstyle="numeric_dollar", connect_args={"cursor_factory": psycopg.RawCursor},
+        paramstyle="numeric_dollar", connect_args=connect_args,
     )
 
     @event.listens_for(engine, "connect")

@@ -37,7 +37,7 @@ def run_env(metadata: MetaData) -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = make_engine(url)
+    engine = make_engine(url, statement_timeout=0)  # a migration may rewrite a big table
     with engine.connect() as connection:
         context.configure(
             connection=connection,

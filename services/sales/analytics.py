@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import eventlet
 from sqlalchemy import (
     and_,
     case,
@@ -52,10 +53,26 @@ from services.sales.models_numbers import (
     custom_value_expr,
 )
 from shared import config
+from shared.db import limit_statements
 from shared.errors import NotFound, ValidationFailed
 
 FIGURES = ("funnel", "won", "lost", "forecast", "channel", "slippage", "dormant", "quota",
            "cycle")
+
+
+STATEMENT_LIMIT = "crm_statement_limit"  # session.info: the report's statement timeout
+
+
+def pause(session: Session) -> None:
+    """A cooperative yield between the queries of a long report (eventlet: a greenlet that
+    never yields keeps every other RPC of the process waiting). The read transaction ends
+    first, so its connection (on SQLite the process's only one) serves the others in between;
+    the next statement takes one again, with the report's statement timeout."""
+    session.rollback()  # a read: nothing to keep
+    eventlet.sleep(0)
+    limit = session.info.get(STATEMENT_LIMIT)
+    if limit is not None:
+        limit_statements(session, limit)
 
 
 def tz() -> ZoneInfo:
@@ -544,6 +561,14 @@ def default_period(filters: dict[str, Any], kind: str = "quarter") -> tuple[date
     return start, end
 
 
+def bounded_periods(report: str, kind: str, first: date, last: date) -> list[date]:
+    """The report's period starts, or a 422 naming the filter and the limit."""
+    try:
+        return numbers.check_periods(report, kind, first, last)
+    except numbers.RangeError as exc:
+        raise ValidationFailed.for_fields({exc.field: [str(exc)]}) from None
+
+
 def forecast_rows(
     session: Session, filters: dict[str, Any], scope: dict[str, Any], first: date, last: date,
     *, by_pipeline: bool = False,
@@ -670,6 +695,7 @@ def forecast(session: Session, filters: dict[str, Any], scope: dict[str, Any]) -
     """Weighted forecast by period, owner and team (default: the current quarter)."""
     kind = filters.get("period_kind") or "month"
     first, last = default_period(filters)
+    starts = bounded_periods("forecast", kind, first, last)
     entries = forecast_rows(session, filters, scope, first, last)
     by_period: dict[date, list] = defaultdict(list)
     by_owner: dict[Any, list] = defaultdict(list)
@@ -686,7 +712,7 @@ def forecast(session: Session, filters: dict[str, Any], scope: dict[str, Any]) -
         "by_period": [
             {"period": numbers.period_label(kind, start), "start": start.isoformat(),
              **_figures(by_period[start])}
-            for start in numbers.periods_between(kind, first, last)
+            for start in starts
         ],
         "by_owner": sorted(
             ({"owner_id": owner, **_figures(items)} for owner, items in by_owner.items()),
@@ -756,15 +782,30 @@ def take_snapshot(
                 select(func.count()).where(ForecastSnapshotItem.run_id == run.id))}
 
 
-def list_snapshots(session: Session, limit: int = 20) -> list[dict[str, Any]]:
-    runs = session.scalars(
-        select(ForecastSnapshotRun).order_by(ForecastSnapshotRun.id.desc()).limit(limit)
-    )
-    return [
-        {"id": r.id, "taken_at": r.taken_at.isoformat(), "week": r.week, "trigger": r.trigger,
-         "from": r.first_day.isoformat(), "to": r.last_day.isoformat()}
-        for r in runs
-    ]
+def list_snapshots(
+    session: Session, limit: int = 20, cursor: str | None = None
+) -> dict[str, Any]:
+    """One page of snapshots, newest first, in the shape of every list: items, next_cursor."""
+    query = select(ForecastSnapshotRun).order_by(ForecastSnapshotRun.id.desc())
+    if cursor:
+        try:
+            before = int(decode_cursor(cursor))
+        except ValueError:
+            raise ValidationFailed.for_fields(
+                {"cursor": ["not a cursor this API returned"]}) from None
+        query = query.where(ForecastSnapshotRun.id < before)
+    runs = session.scalars(query.limit(limit + 1)).all()
+    more = len(runs) > limit
+    runs = runs[:limit]
+    return {
+        "items": [
+            {"id": r.id, "taken_at": r.taken_at.isoformat(), "week": r.week,
+             "trigger": r.trigger, "from": r.first_day.isoformat(),
+             "to": r.last_day.isoformat()}
+            for r in runs
+        ],
+        "next_cursor": encode_cursor(str(runs[-1].id)) if more else None,
+    }
 
 
 def _snapshot_clauses(model: Any, filters: dict[str, Any], scope: dict[str, Any]) -> list[Any]:
@@ -792,7 +833,8 @@ def forecast_accuracy(
             first = numbers.period_start(kind, first - timedelta(days=1))
         last = numbers.period_end(kind, current)
     periods = []
-    for start in numbers.periods_between(kind, first, last):
+    for start in bounded_periods("forecast_accuracy", kind, first, last):
+        pause(session)  # several queries a period: the others' turn in between
         end = numbers.period_end(kind, start)
         actual = _figures(forecast_rows(session, filters, scope, start, end))
         actual_won = Decimal(actual["closed_won"])
@@ -880,7 +922,7 @@ def quota_performance(
     weighted forecast still open). A team's achievement is its opportunities' team_id."""
     kind = filters.get("period_kind") or "month"
     first, last = default_period(filters, "quarter" if kind == "quarter" else "month")
-    starts = numbers.periods_between(kind, first, last)
+    starts = bounded_periods("quota_performance", kind, first, last)
     owners = owner_ids(filters, scope)
     query = select(Quota).where(Quota.period_kind == kind, Quota.period_start.in_(starts))
     user_clause = Quota.subject_kind == "user"

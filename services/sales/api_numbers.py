@@ -12,6 +12,8 @@ import base64
 import binascii
 import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +21,8 @@ import eventlet
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 from nameko.timer import timer
 from sqlalchemy import or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
 
 from services.sales import analytics, rollups
 from services.sales import imports as importing
@@ -29,6 +32,7 @@ from services.sales.models import Contact, Customer, Opportunity
 from services.sales.models_numbers import CustomFieldDefinition, Quota, load_field_definitions
 from services.sales.schemas import ScopeSchema
 from shared import config
+from shared.db import is_statement_timeout, limit_statements
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.payloads import load
 from shared.rpc import rpc
@@ -38,7 +42,10 @@ log = logging.getLogger(__name__)
 IMPORT_POLL_SECONDS = 1.0
 SNAPSHOT_CHECK_SECONDS = 3600.0
 FOLD_SECONDS = 60.0
-EXPORT_MAX_ROWS = 200_000
+# A report's statements must end well within the gateway's RPC timeout (CRM_RPC_TIMEOUT, 10).
+REPORT_STATEMENT_SECONDS = float(config.env("SALES_REPORT_STATEMENT_SECONDS", "5"))
+# An export is built in one RPC (within the RPC timeout): more rows than this is a 422.
+EXPORT_MAX_ROWS = int(config.env("SALES_EXPORT_MAX_ROWS", "50000"))
 ENTITY_OF = {Customer: "customer", Contact: "contact", Opportunity: "opportunity"}
 MODEL_OF = {entity: model for model, entity in ENTITY_OF.items()}
 
@@ -71,9 +78,11 @@ class NumbersFiltersSchema(StrictSchema):
     custom = fields.Dict(keys=fields.String(), load_default=None, allow_none=True)
 
     @validates_schema
-    def _order(self, data: dict[str, Any], **_: Any) -> None:
-        if data.get("date_from") and data.get("date_to") and data["date_to"] < data["date_from"]:
-            raise ValidationError("must not be before date_from", "date_to")
+    def _range(self, data: dict[str, Any], **_: Any) -> None:
+        try:
+            numbers.check_dates(data.get("date_from"), data.get("date_to"))
+        except numbers.RangeError as exc:
+            raise ValidationError(str(exc), exc.field) from None
 
 
 class QuotaSchema(StrictSchema):
@@ -123,6 +132,12 @@ quota_schema = QuotaSchema()
 quota_filters_schema = QuotaFiltersSchema()
 import_options_schema = ImportOptionsSchema()
 scope_schema = LooseScopeSchema()
+
+
+def _yield() -> None:
+    """A cooperative yield (eventlet): long CPU-bound work calls it so that the service's
+    other RPCs are served in between."""
+    eventlet.sleep(0)
 
 
 def _now() -> datetime:
@@ -262,6 +277,23 @@ class NumbersRpc:
 
     # -- figures -------------------------------------------------------------------------
 
+    @contextmanager
+    def _report_session(self) -> Iterator[Session]:
+        """A read session whose every statement must finish within REPORT_STATEMENT_SECONDS
+        (under the RPC timeout); one that does not is a 422 asking for narrower filters."""
+        with self.db.read() as session:
+            session.info[analytics.STATEMENT_LIMIT] = REPORT_STATEMENT_SECONDS
+            limit_statements(session, REPORT_STATEMENT_SECONDS)
+            try:
+                yield session
+            except OperationalError as exc:
+                if not is_statement_timeout(exc):
+                    raise
+                log.info("a report was cancelled after %s s", REPORT_STATEMENT_SECONDS)
+                raise ValidationFailed.for_fields({"filters": [
+                    f"the report took longer than {REPORT_STATEMENT_SECONDS:g} s: narrow the "
+                    "date range, owners or pipeline"]}) from None
+
     def _filters(self, session, filters: dict | None, model: Any = Opportunity) -> dict:
         loaded = load(filters_schema, filters)
         custom = loaded.pop("custom", None)
@@ -274,7 +306,7 @@ class NumbersRpc:
         scope = load(scope_schema, scope)
         with self.db.begin() as session:  # brings the stage-flow pre-aggregate up to date
             analytics.fold_stage_flow(session)
-        with self.db.read() as session:
+        with self._report_session() as session:
             return analytics.funnel(session, self._filters(session, filters), scope)
 
     @timer(interval=FOLD_SECONDS)
@@ -287,7 +319,7 @@ class NumbersRpc:
     @rpc
     def forecast(self, filters: dict | None = None, scope: dict | None = None) -> dict[str, Any]:
         scope = load(scope_schema, scope)
-        with self.db.read() as session:
+        with self._report_session() as session:
             return analytics.forecast(session, self._filters(session, filters), scope)
 
     @rpc
@@ -296,9 +328,15 @@ class NumbersRpc:
             return analytics.take_snapshot(session, _now(), "manual", self.context.actor)
 
     @rpc
-    def list_forecast_snapshots(self, limit: int = 20) -> list[dict[str, Any]]:
-        with self.db.read() as session:
-            return analytics.list_snapshots(session, max(1, min(int(limit), 200)))
+    def list_forecast_snapshots(
+        self, limit: int = 20, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """A page of snapshots, newest first: {items, next_cursor}."""
+        limit = self._positive(limit, "limit", 200)
+        if cursor is not None and not isinstance(cursor, str):
+            raise ValidationFailed.for_fields({"cursor": ["must be a string"]})
+        with self._report_session() as session:
+            return analytics.list_snapshots(session, limit, cursor)
 
     @timer(interval=SNAPSHOT_CHECK_SECONDS)
     def forecast_snapshot_timer(self) -> None:
@@ -320,7 +358,7 @@ class NumbersRpc:
         self, filters: dict | None = None, scope: dict | None = None
     ) -> dict[str, Any]:
         scope = load(scope_schema, scope)
-        with self.db.read() as session:
+        with self._report_session() as session:
             return analytics.forecast_accuracy(session, self._filters(session, filters), scope)
 
     @rpc
@@ -331,7 +369,7 @@ class NumbersRpc:
         """`team_members` ({team_id: [user ids]}, from the gateway, which owns teams): a team's
         achievement is what its members won; without it, the opportunities' team_id."""
         scope = load(scope_schema, scope)
-        with self.db.read() as session:
+        with self._report_session() as session:
             return analytics.quota_performance(session, self._filters(session, filters), scope,
                                                team_members)
 
@@ -340,7 +378,7 @@ class NumbersRpc:
         self, filters: dict | None = None, scope: dict | None = None
     ) -> dict[str, Any]:
         scope = load(scope_schema, scope)
-        with self.db.read() as session:
+        with self._report_session() as session:
             return analytics.channel_conversion(session, self._filters(session, filters), scope)
 
     @rpc
@@ -350,7 +388,7 @@ class NumbersRpc:
     ) -> dict[str, Any]:
         scope = load(scope_schema, scope)
         days, limit = self._positive(days, "days", 3650), self._positive(limit, "limit", 200)
-        with self.db.read() as session:
+        with self._report_session() as session:
             return analytics.dormant_customers(
                 session, days, self._filters(session, filters, Customer), scope, cursor, limit)
 
@@ -362,7 +400,7 @@ class NumbersRpc:
         scope = load(scope_schema, scope)
         limit = self._positive(limit, "limit", 200)
         model = Customer if figure == "dormant" else Opportunity
-        with self.db.read() as session:
+        with self._report_session() as session:
             return analytics.drill_down(session, figure, self._filters(session, filters, model),
                                         scope, params or {}, cursor, limit)
 
@@ -387,7 +425,10 @@ class NumbersRpc:
         scope: dict | None = None,
     ) -> dict[str, Any]:
         """Queue an import (answered at once; the rows are processed in the background).
-        A file or header problem is answered now as ValidationFailed naming `file`/`header`."""
+        A file or header problem, or a file over the limits (bytes, rows), is answered now as
+        ValidationFailed naming `file`/`header`; a user over their limits (imports queued or
+        running at once, rows in 24 hours) is a Conflict. The gateway lets only admins and
+        managers import."""
         values = load(import_options_schema, options)
         scope = load(scope_schema, scope)
         try:
@@ -398,7 +439,7 @@ class NumbersRpc:
         values["scope"] = scope
         with self.db.begin() as session:
             job = importing.start_job(session, entity, filename or "import.csv", content,
-                                      values, self.context.actor)
+                                      values, self.context.actor, pause=_yield)
             return importing.job_to_dict(session, job)
 
     @rpc
@@ -425,7 +466,7 @@ class NumbersRpc:
             ran += 1
 
     def run_import(self, job_id: str) -> dict[str, Any]:
-        importer = importing.Importer(self.db, job_id, between_batches=lambda: eventlet.sleep(0))
+        importer = importing.Importer(self.db, job_id, between_batches=_yield)
 
         def record(session, summary: dict[str, Any]) -> None:
             self.events.record(session, IMPORT_EVENTS[summary["entity"]], summary)
@@ -452,7 +493,8 @@ class NumbersRpc:
         with self.db.read() as session:
             definitions = load_field_definitions(session, entity)
         records = self._all_pages(getattr(self, lister), dict(filters or {}), scope)
-        content = importing.export_file(entity, records, definitions, format)
+        content = importing.export_file(entity, records, definitions, format,
+                                        pause=importing.Pacer(_yield))
         stamp = datetime.now(analytics.tz()).strftime("%Y%m%d-%H%M%S")
         return {"filename": f"{entity}s-{stamp}.{format}",
                 "content_type": "text/csv; charset=utf-8" if format == "csv" else
@@ -464,6 +506,7 @@ class NumbersRpc:
         cursor, count = None, 0
         while True:
             page = lister(filters=filters, scope=scope, cursor=cursor, limit=200)
+            _yield()  # each page is its own short read: others get the database in between
             count += len(page["items"])
             if count > EXPORT_MAX_ROWS:
                 raise ValidationFailed.for_fields({"filters": [

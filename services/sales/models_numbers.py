@@ -306,7 +306,8 @@ def check_unique(
     definitions: list[dict[str, Any]] | None = None,
 ) -> None:
     """`ValidationFailed` naming `custom.<key>` when another record of the entity already
-    holds a value of a unique custom field."""
+    holds a value of a unique custom field. The message names no record (the other one may be
+    outside the caller's view)."""
     if definitions is None:
         definitions = load_field_definitions(session, entity)
     model = ENTITY_MODELS[entity]
@@ -330,8 +331,7 @@ def check_unique(
             query = query.where(model.merged_into_id.is_(None))
         other = session.scalar(query.limit(1))
         if other is not None:
-            errors[f"custom.{key}"] = [
-                f"must be unique: {entity} {other} already has {value!r}"
-            ]
+            # Neither the other record's id nor its value: it may be outside the caller's view.
+            errors[f"custom.{key}"] = [f"must be unique: another {entity} already has this value"]
     if errors:
         raise ValidationFailed.for_fields(errors)

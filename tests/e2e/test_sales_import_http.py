@@ -52,29 +52,34 @@ def test_import_with_bad_rows_dry_run_then_import_then_export(system):
         ",,,,\n"
         " ,,C,,\n"
     )
-    dry = upload(system, "zhangwei", text, dry_run="true")
+    # importing is for admins and managers: a rep is refused before the file is read
+    refused = upload(system, "zhangwei", text)
+    assert refused.status_code == 403, refused.text
+    dry = upload(system, "manager", text, dry_run="true")
     assert dry.status_code == 202, dry.text
     assert dry.headers["Location"] == f"/imports/{dry.json()['id']}"
-    report = wait_done(system, dry.headers["Location"], "zhangwei")
+    report = wait_done(system, dry.headers["Location"], "manager")
     assert report["dry_run"] is True and report["status"] == "done"
-    assert (report["created"], report["failed"], report["total_rows"]) == (2, 2, 4)
+    # a dry run says what it would create, and that it created nothing
+    assert (report["would_create"], report["created"], report["failed"],
+            report["total_rows"]) == (2, 0, 2, 4)
     bad = {row["row"]: row["errors"] for row in report["bad_rows"]}
     assert set(bad) == {3, 6}
     assert set(bad[3]) == {"credit_code", "tier", "phone", f"custom.{key}"}
     assert bad[6] == {"name": ["is required"]}
-    listed = system.get("/customers", user="zhangwei", params={"q": t}).json()["items"]
+    listed = system.get("/customers", user="manager", params={"q": t}).json()["items"]
     assert listed == []  # a dry run writes nothing
 
-    real = upload(system, "zhangwei", text)
-    done = wait_done(system, real.headers["Location"], "zhangwei")
+    real = upload(system, "manager", text)
+    done = wait_done(system, real.headers["Location"], "manager")
     assert (done["created"], done["failed"], done["processed_rows"]) == (2, 2, 4)
-    customers = system.get("/customers", user="zhangwei", params={"q": t}).json()["items"]
+    customers = system.get("/customers", user="manager", params={"q": t}).json()["items"]
     assert {c["custom"].get(key) for c in customers} == {"SZ0001", "BJ0002"}
     # lists filter on custom fields: custom.<key>[__op]=value
-    found = system.get("/customers", user="zhangwei",
+    found = system.get("/customers", user="manager",
                        params={"q": t, f"custom.{key}": "BJ0002"}).json()["items"]
     assert [c["custom"][key] for c in found] == ["BJ0002"]
-    found = system.get("/customers", user="zhangwei",
+    found = system.get("/customers", user="manager",
                        params={"q": t, f"custom.{key}__in": "SZ0001,BJ0002"}).json()["items"]
     assert len(found) == 2
     bad = system.get("/customers", user="zhangwei",
@@ -85,18 +90,18 @@ def test_import_with_bad_rows_dry_run_then_import_then_export(system):
     # another rep does not see the job
     assert system.get(real.headers["Location"], user="chenjing").status_code == 404
 
-    again = upload(system, "zhangwei", f"name,credit_code\n腾讯{t}计算机系统有限公司,{TENCENT}\n",
+    again = upload(system, "manager", f"name,credit_code\n腾讯{t}计算机系统有限公司,{TENCENT}\n",
                    on_duplicate="skip")
-    assert wait_done(system, again.headers["Location"], "zhangwei")["skipped"] == 1
+    assert wait_done(system, again.headers["Location"], "manager")["skipped"] == 1
 
-    exported = system.get("/exports/customers", user="zhangwei",
+    exported = system.get("/exports/customers", user="manager",
                           params={"q": t, "format": "csv", f"custom.{key}": "SZ0001"})
     assert exported.status_code == 200, exported.text
     assert "attachment" in exported.headers["Content-Disposition"]
     rows = list(csv.reader(io.StringIO(exported.content.decode("utf-8-sig"))))
     assert rows[0][:3] == ["ID", "名称", "统一社会信用代码"] and len(rows) == 2
     assert rows[1][2] == TENCENT
-    xlsx = system.get("/exports/customers", user="zhangwei", params={"format": "xlsx"})
+    xlsx = system.get("/exports/customers", user="manager", params={"format": "xlsx"})
     assert xlsx.status_code == 200 and xlsx.content[:2] == b"PK"
 
     spec = system.get("/openapi.json").json()
@@ -105,7 +110,7 @@ def test_import_with_bad_rows_dry_run_then_import_then_export(system):
 
 
 def test_unreadable_files_and_reports(system):
-    bad = upload(system, "zhangwei", "公司,电话\nA,1\n")
+    bad = upload(system, "manager", "公司,电话\nA,1\n")
     assert bad.status_code == 422
     assert "header" in bad.json()["errors"]
     for path in ("/reports/funnel", "/reports/forecast", "/reports/forecast/accuracy",
@@ -124,3 +129,57 @@ def test_unreadable_files_and_reports(system):
     assert system.put("/quotas", user="zhangwei", json={
         "user_id": "x", "period_kind": "month", "period_start": "2026-11-01",
         "amount": "1"}).status_code == 403
+
+
+def test_report_ranges_patterns_and_snapshots_have_bounds(system):
+    # the request that froze the sales service for 40 s is a 422 naming the filter
+    frozen = system.get("/reports/forecast/accuracy", user="manager", params={
+        "date_from": "0078-11-02", "date_to": "2000-01-01", "period_kind": "month"})
+    assert frozen.status_code == 422, frozen.text
+    assert frozen.headers["Content-Type"].startswith("application/problem+json")
+    assert set(frozen.json()["errors"]) == {"date_from"}
+    months = system.get("/reports/forecast/accuracy", user="manager", params={
+        "date_from": "2024-01-01", "date_to": "2025-12-31", "period_kind": "month"})
+    assert months.status_code == 422
+    assert "at most 12 periods" in months.json()["errors"]["date_to"][0]
+    # a pattern that backtracks catastrophically elsewhere is checked in linear time here
+    t = tag()
+    field = system.post("/custom-fields", user="admin", json={
+        "entity": "customer", "key": f"redos_{t}", "label": f"ReDoS{t}", "type": "text",
+        "regex": "(a+)+$"})
+    assert field.status_code == 201, field.text
+    slow = system.post("/customers", user="zhangwei", json={
+        "name": f"正则{t}测试有限公司", "custom": {f"redos_{t}": "a" * 24 + "!"}})
+    assert slow.status_code == 422, slow.text
+    assert set(slow.json()["errors"]) == {f"custom.redos_{t}"}
+    backref = system.post("/custom-fields", user="admin", json={
+        "entity": "customer", "key": f"backref_{t}", "label": f"B{t}", "type": "text",
+        "regex": r"(a)\1"})
+    assert backref.status_code == 422 and set(backref.json()["errors"]) == {"regex"}
+    assert system.get("/customers", user="zhangwei").status_code == 200
+    # snapshots answer in the shape of every list
+    assert system.post("/reports/forecast/snapshots", user="manager").status_code == 201
+    page = system.get("/reports/forecast/snapshots", user="zhangwei", params={"limit": 1})
+    assert page.status_code == 200, page.text
+    assert set(page.json()) == {"items", "next_cursor"} and len(page.json()["items"]) == 1
+
+
+def test_other_requests_are_answered_while_a_large_dry_run_and_reports_run(system):
+    t = tag()
+    mine = system.post("/customers", user="zhangwei", json={"name": f"北京{t}新程科技有限公司"})
+    assert mine.status_code == 201, mine.text
+    rows = "".join(f"{t}测试{i}号{i % 7}科技有限公司,0755-8601{i % 10000:04d},A\n"
+                   for i in range(20000))
+    job = upload(system, "manager", "名称,电话,客户等级\n" + rows, dry_run="true")
+    assert job.status_code == 202, job.text
+    answered = 0
+    for _ in range(5):
+        report = system.get("/reports/forecast/accuracy", user="manager", params={
+            "date_from": "2024-01-01", "date_to": "2026-12-31"})
+        assert report.status_code == 200, report.text
+        got = system.get(f"/customers/{mine.json()['id']}", user="zhangwei")
+        assert got.status_code == 200, got.text  # not a 503 from a starved service
+        answered += 1
+    assert answered == 5
+    done = wait_done(system, job.headers["Location"], "manager")
+    assert done["status"] == "done" and done["would_create"] + done["would_skip"] == 20000

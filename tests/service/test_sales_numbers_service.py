@@ -227,7 +227,9 @@ def test_funnel_forecast_quota_snapshot_accuracy_and_drill_down(make_service):
     assert [r["id"] for r in slipped["items"]] == [big["id"]]
     # the weekly timer does not take a second one in the same week
     admin.forecast_snapshot_timer()
-    assert len(admin.list_forecast_snapshots()) == 1
+    listed = admin.list_forecast_snapshots()
+    assert set(listed) == {"items", "next_cursor"}  # the shape of every list
+    assert len(listed["items"]) == 1 and listed["next_cursor"] is None
 
     insights = rep.customer_insights(customer["id"])
     assert insights["rfm"]["segment"] == "new" and insights["rfm"]["frequency"] == 1
@@ -276,7 +278,9 @@ def test_import_customers_dry_run_reports_every_bad_row_then_imports(make_servic
     assert rep.run_import_jobs() == 1
     report = rep.get_import(job["id"], REP_A)
     assert report["status"] == "done" and report["dry_run"] is True
-    assert report["created"] == 2 and report["failed"] == 2
+    # a dry run says what it would do, and that it created nothing
+    assert (report["would_create"], report["would_update"], report["would_skip"]) == (2, 0, 0)
+    assert (report["created"], report["updated"], report["failed"]) == (0, 0, 2)
     bad = {row["row"]: row["errors"] for row in report["bad_rows"]}
     assert set(bad) == {3, 5}
     assert set(bad[3]) == {"credit_code", "tier", "phone", "custom.employees"}
@@ -361,7 +365,7 @@ def test_import_contacts_from_xlsx_and_export_both_formats(make_service):
     back = rep.start_import("customer", exported["filename"],
                             exported["content_b64"], {"dry_run": True}, REP_A)
     rep.run_import_jobs()
-    assert rep.get_import(back["id"], REP_A)["skipped"] == 1
+    assert rep.get_import(back["id"], REP_A)["would_skip"] == 1
 
 
 def test_a_file_that_cannot_be_read_is_refused_at_once(make_service):
@@ -510,3 +514,176 @@ def test_an_import_whose_process_died_is_resumed_after_its_committed_rows(make_s
         conn.execute(update(ImportJob).where(ImportJob.id == other["id"]).values(
             status="running", heartbeat_at=datetime.now(UTC)))
     assert rep.run_import_jobs() == 0
+
+
+# -- limits: report ranges, statement timeouts, patterns, imports, fairness ---------------------
+
+
+def test_report_ranges_and_periods_are_bounded_with_a_422_naming_the_filter(make_service):
+    rep = make_service("rep-a")
+    # the request that froze the service: 1,922 years by month
+    with pytest.raises(ValidationFailed) as err:
+        rep.forecast_accuracy({"date_from": "0078-11-02", "date_to": "2000-01-01",
+                               "period_kind": "month"}, REP_A)
+    assert set(err.value.errors) == {"date_from"}
+    assert "1900-01-01" in err.value.errors["date_from"][0]
+    with pytest.raises(ValidationFailed) as err:
+        rep.funnel({"date_from": "2001-01-01", "date_to": "2026-12-31"}, REP_A)
+    assert set(err.value.errors) == {"date_to"}
+    assert f"{numbers.MAX_RANGE_DAYS:,} days" in err.value.errors["date_to"][0]
+    # within the range, the number of periods is bounded per report
+    with pytest.raises(ValidationFailed) as err:
+        rep.forecast_accuracy({"date_from": "2024-01-01", "date_to": "2025-06-30",
+                               "period_kind": "month"}, REP_A)
+    message = err.value.errors["date_to"][0]
+    assert "at most 12 periods" in message and "18" in message
+    accuracy = rep.forecast_accuracy({"date_from": "2024-01-01", "date_to": "2025-06-30",
+                                      "period_kind": "quarter"}, REP_A)
+    assert len(accuracy["periods"]) == 6
+    with pytest.raises(ValidationFailed) as err:
+        rep.forecast({"date_to": "2199-12-31"}, REP_A)  # from this quarter: too long
+    assert set(err.value.errors) == {"date_to"}
+    forecast = rep.forecast({"date_from": "2024-01-01", "date_to": "2028-12-31"}, REP_A)
+    assert len(forecast["by_period"]) == 60
+    with pytest.raises(ValidationFailed) as err:
+        rep.quota_performance({"date_from": "2020-01-01", "date_to": "2025-12-31"}, REP_A)
+    assert set(err.value.errors) == {"date_to"}
+
+
+def test_a_report_statement_past_its_timeout_is_a_422_and_the_service_goes_on(
+    make_service, monkeypatch
+):
+    from sqlalchemy import text
+
+    from services.sales import api_numbers
+
+    monkeypatch.setattr(api_numbers, "REPORT_STATEMENT_SECONDS", 0.2)
+
+    def runaway(session, filters, scope):
+        return session.execute(text(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+            "SELECT count(*) FROM c")).scalar()
+
+    monkeypatch.setattr(analytics, "forecast", runaway)
+    rep = make_service("rep-a")
+    with pytest.raises(ValidationFailed) as err:
+        rep.forecast({}, REP_A)
+    assert set(err.value.errors) == {"filters"} and "0.2 s" in err.value.errors["filters"][0]
+    # the connection is usable and unbounded by the report's limit afterwards
+    assert rep.list_customers({}, REP_A)["items"] == []
+
+
+def test_custom_field_patterns_match_in_linear_time_and_uniqueness_names_nobody(make_service):
+    admin = make_service("admin")
+    # the pattern that blocked the service: accepted, since RE2 does not backtrack
+    admin.define_custom_field({"entity": "customer", "key": "code", "label": "代码",
+                               "type": "text", "regex": "(a+)+$", "unique": True})
+    for refused in (r"(a)\1", r"(?=a)a", "a{1000}{1000}", "(unclosed"):
+        with pytest.raises(ValidationFailed) as err:
+            admin.define_custom_field({"entity": "customer", "key": "other", "label": "x",
+                                       "type": "text", "regex": refused})
+        assert set(err.value.errors) == {"regex"}, refused
+        assert "RE2" in err.value.errors["regex"][0]
+    rep_a, rep_b = make_service("rep-a"), make_service("rep-b")
+    with pytest.raises(ValidationFailed) as err:
+        rep_a.create_customer({"name": "苏州精工机械有限公司",
+                               "custom": {"code": "a" * 1999 + "b"}}, scope=REP_A)
+    assert "does not match" in err.value.errors["custom.code"][0]
+    hidden = rep_a.create_customer({"name": "苏州精工机械有限公司",
+                                    "custom": {"code": "aaaa"}}, scope=REP_A)
+    with pytest.raises(ValidationFailed) as err:
+        rep_b.create_customer({"name": "杭州云栖软件有限公司", "custom": {"code": "aaaa"}},
+                              scope=REP_B)
+    message = err.value.errors["custom.code"][0]
+    assert "unique" in message
+    assert hidden["id"] not in str(err.value.errors) and "aaaa" not in str(err.value.errors)
+
+
+def test_forecast_snapshots_page_with_a_cursor(make_service):
+    admin = make_service("admin")
+    taken = [admin.take_forecast_snapshot()["id"] for _ in range(3)]
+    first = admin.list_forecast_snapshots(limit=2)
+    assert [s["id"] for s in first["items"]] == taken[:0:-1] and first["next_cursor"]
+    rest = admin.list_forecast_snapshots(limit=2, cursor=first["next_cursor"])
+    assert [s["id"] for s in rest["items"]] == [taken[0]] and rest["next_cursor"] is None
+    with pytest.raises(ValidationFailed) as err:
+        admin.list_forecast_snapshots(limit=0)
+    assert set(err.value.errors) == {"limit"}
+
+
+def test_imports_have_per_user_limits_that_they_name(make_service, monkeypatch):
+    from services.sales import imports as importing
+
+    rep = make_service("rep-a")
+    monkeypatch.setattr(importing, "MAX_FILE_BYTES", 40)
+    with pytest.raises(ValidationFailed) as err:
+        rep.start_import("customer", "c.csv", b64("名称\n" + "测试科技有限公司\n" * 5), {}, REP_A)
+    assert "at most 40 B" not in err.value.errors["file"][0]
+    assert "(40 bytes)" in err.value.errors["file"][0]
+    monkeypatch.setattr(importing, "MAX_FILE_BYTES", 10_000)
+    monkeypatch.setattr(importing, "MAX_ROWS", 2)
+    with pytest.raises(ValidationFailed) as err:
+        rep.start_import("customer", "c.csv", b64("名称\nA公司\nB公司\nC公司\n"), {}, REP_A)
+    assert "at most 2 rows" in err.value.errors["file"][0]
+    monkeypatch.setattr(importing, "MAX_ROWS", 100)
+    monkeypatch.setattr(importing, "MAX_ACTIVE_JOBS", 1)
+    rep.start_import("customer", "c.csv", b64("名称\nA公司\n"), {"dry_run": True}, REP_A)
+    with pytest.raises(Conflict) as err:
+        rep.start_import("customer", "c.csv", b64("名称\nB公司\n"), {}, REP_A)
+    assert err.value.extra["limit"] == "max_active_jobs" and "at most 1" in str(err.value)
+    # another user has limits of their own
+    make_service("rep-b").start_import("customer", "c.csv", b64("名称\nB公司\n"), {}, REP_B)
+    assert rep.run_import_jobs() == 2
+    monkeypatch.setattr(importing, "MAX_ROWS_PER_DAY", 3)
+    rep.start_import("customer", "c.csv", b64("名称\nC公司\nD公司\n"), {}, REP_A)
+    rep.run_import_jobs()
+    with pytest.raises(Conflict) as err:
+        rep.start_import("customer", "c.csv", b64("名称\nE公司\n"), {}, REP_A)
+    assert err.value.extra["limit"] == "max_rows_per_day" and err.value.extra["rows_today"] == 3
+
+
+def test_an_import_neither_updates_nor_names_a_customer_the_importer_cannot_see(make_service):
+    rep_a, rep_b = make_service("rep-a"), make_service("rep-b")
+    hidden = rep_a.create_customer({"name": "深圳市腾讯计算机系统有限公司",
+                                    "credit_code": TENCENT, "industry": "互联网"}, scope=REP_A)
+    for mode in ("update", "create"):
+        job = rep_b.start_import("customer", "c.csv", b64(
+            f"名称,统一社会信用代码,行业\n腾讯,{TENCENT},游戏\n"), {"on_duplicate": mode}, REP_B)
+        rep_b.run_import_jobs()
+        report = rep_b.get_import(job["id"], REP_B)
+        assert (report["failed"], report["updated"], report["created"]) == (1, 0, 0), mode
+        errors = report["bad_rows"][0]["errors"]
+        assert "cannot see" in errors["credit_code"][0]
+        assert hidden["id"] not in json.dumps(errors) and "深圳" not in json.dumps(errors)
+    assert rep_a.get_customer(hidden["id"], REP_A)["industry"] == "互联网"
+    # its owner may update it
+    job = rep_a.start_import("customer", "c.csv", b64(
+        f"名称,统一社会信用代码,行业\n腾讯,{TENCENT},游戏\n"), {"on_duplicate": "update"}, REP_A)
+    rep_a.run_import_jobs()
+    assert rep_a.get_import(job["id"], REP_A)["updated"] == 1
+    assert rep_a.get_customer(hidden["id"], REP_A)["industry"] == "游戏"
+
+
+def test_other_rpcs_are_answered_while_a_heavy_import_or_report_runs(make_service):
+    """eventlet runs one greenlet at a time: an import or report that never yielded would run
+    to its end before any other RPC of the process got an answer."""
+    import eventlet
+
+    rep, other = make_service("rep-a"), make_service("rep-b")
+    known = other.create_customer({"name": "北京新程科技有限公司"}, scope=REP_B)
+    rows = "".join(f"测试{i}号{i % 7}科技有限公司,0755-8601{i % 10000:04d},A\n"
+                   for i in range(3000))
+    rep.start_import("customer", "big.csv", b64("名称,电话,客户等级\n" + rows),
+                     {"dry_run": True}, REP_A)
+    running = eventlet.spawn(rep.run_import_jobs)
+    eventlet.sleep(0)  # the import starts and runs until it yields
+    assert other.get_customer(known["id"], REP_B)["id"] == known["id"]
+    assert not running.dead  # answered while the import was still going
+    assert running.wait() == 1
+
+    report = eventlet.spawn(rep.forecast_accuracy, {"date_from": "2024-01-01",
+                                                    "date_to": "2026-12-31"}, REP_A)
+    eventlet.sleep(0)
+    assert other.get_customer(known["id"], REP_B)["id"] == known["id"]
+    assert not report.dead
+    assert len(report.wait()["periods"]) == 12

@@ -330,3 +330,60 @@ def test_export_cells_read_back_and_guard_formulas():
                                                          "custom.staff"}
     assert parsing.csv_safe("=HYPERLINK(1)") == "'=HYPERLINK(1)"
     assert parsing.csv_safe("+8613800138000") == "'+8613800138000"
+
+
+# -- limits ----------------------------------------------------------------------------------
+
+
+def test_report_dates_ranges_and_periods_are_bounded():
+    numbers.check_dates(date(2024, 1, 1), date(2028, 12, 31))
+    numbers.check_dates(None, date(2199, 12, 31))
+    with pytest.raises(numbers.RangeError) as err:
+        numbers.check_dates(date(78, 11, 2), date(2000, 1, 1))
+    assert err.value.field == "date_from"
+    with pytest.raises(numbers.RangeError) as err:
+        numbers.check_dates(date(2020, 1, 1), date(2026, 1, 1))
+    assert err.value.field == "date_to" and "1,827 days" in str(err.value)
+    with pytest.raises(numbers.RangeError) as err:
+        numbers.check_dates(date(2026, 2, 1), date(2026, 1, 1))
+    assert err.value.field == "date_to"
+    assert len(numbers.check_periods("forecast_accuracy", "month", date(2026, 1, 15),
+                                     date(2026, 12, 1))) == 12
+    with pytest.raises(numbers.RangeError) as err:
+        numbers.check_periods("forecast_accuracy", "month", date(2026, 1, 15), date(2027, 1, 1))
+    assert "at most 12 periods" in str(err.value) and "13" in str(err.value)
+    assert len(numbers.check_periods("forecast_accuracy", "quarter", date(2024, 2, 1),
+                                     date(2026, 12, 31))) == 12
+    assert len(numbers.check_periods("forecast", "month", date(2024, 1, 1),
+                                     date(2028, 12, 31))) == 60
+
+
+def test_custom_field_patterns_are_re2_and_linear_time():
+    base = {"entity": "customer", "key": "code", "label": "代码", "type": "text"}
+    definition = cf.validate_definition({**base, "regex": "(a+)+$"})
+    with pytest.raises(ValueError, match="does not match"):
+        cf.clean_value(definition, "a" * 1999 + "!")  # backtracking engines take for ever
+    assert cf.clean_value(definition, "aaaa") == "aaaa"
+    chinese = cf.validate_definition({**base, "regex": r"[\p{Han}]{2,4}\d{2}"})
+    assert cf.clean_value(chinese, "华东区01") == "华东区01"
+    for pattern in (r"(a)\1", r"(?<=a)b", r"(?!a)b", "a{1001}", "[z-a]"):
+        with pytest.raises(ValidationFailed) as err:
+            cf.validate_definition({**base, "regex": pattern})
+        assert set(err.value.errors) == {"regex"} and "RE2" in err.value.errors["regex"][0]
+    # a pattern stored before RE2 was used is reported, not skipped
+    stored = {**definition, "regex": r"(a)\1"}
+    with pytest.raises(ValueError, match="cannot be checked"):
+        cf.clean_value(stored, "aa")
+
+
+def test_counting_a_csv_stops_past_the_row_limit_and_pauses():
+    paused = []
+    text = "名称\n" + "".join(f"公司{i}\n" for i in range(12000))
+    sheet = parsing.read_sheet("c.csv", text.encode(), max_rows=100,
+                               pause=lambda: paused.append(1))
+    assert sheet.total_rows == 101  # one past the limit: refused without reading it all
+    sheet = parsing.read_sheet("c.csv", text.encode(), pause=lambda: paused.append(1))
+    assert sheet.total_rows == 12000 and len(paused) == 2
+    limits = parsing.limits()
+    assert limits["max_file_bytes"] == 20 * 1024 * 1024 and limits["max_rows"] == 100_000
+    assert "20 MiB" in parsing.limits_text()

@@ -15,12 +15,21 @@ from flask_smorest import Blueprint
 from flask_smorest.fields import Upload
 from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 from sqlalchemy import select
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from services.gateway.app import current_principal, gateway, require_role, rpc_call
 from services.gateway.models import Team, User
-from services.gateway.problems import PROBLEM_BASE, ApiProblem, validation_problem
+from services.gateway.problems import (
+    PROBLEM_BASE,
+    ApiProblem,
+    handle_api_problem,
+    handle_http_exception,
+    validation_problem,
+)
 from services.gateway.resources.sales import custom_params, sales_scope
 from services.sales.domain import custom_fields as cf
+from services.sales.domain import imports as import_rules
+from services.sales.domain import numbers as report_rules
 
 log = logging.getLogger("services.gateway.sales_numbers")
 
@@ -28,7 +37,29 @@ blp = Blueprint(
     "sales_numbers", __name__, description="Funnel, forecast, quotas, custom fields, import."
 )
 
-MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+# Imports are bulk writes into other people's view of the data (duplicates, owners): like a
+# mature CRM's "import" permission, admins and managers have it, reps do not.
+IMPORT_ROLES = ("admin", "manager")
+# The request may exceed the file by the multipart envelope (boundary, part headers, fields).
+MULTIPART_OVERHEAD = 64 * 1024
+MAX_UPLOAD_BYTES = import_rules.MAX_FILE_BYTES + MULTIPART_OVERHEAD
+IMPORT_LIMITS_DOC = (
+    f"Who: {' and '.join(IMPORT_ROLES)} (a rep gets 403). Limits: {import_rules.limits_text()}. "
+    "A larger request is a 413 naming the limit; a file with too many rows is a 422 naming "
+    "`file`; a user over their jobs or rows a day is a 409. The rows are processed in the "
+    "background in batches; poll the job for `processed_rows` / `total_rows` and "
+    "`progress_percent`. A dry run writes nothing: it reports `would_create`, `would_update` "
+    "and `would_skip` (and 0 created)."
+)
+REPORT_LIMITS_DOC = (
+    f"Dates from {report_rules.EARLIEST_DAY.isoformat()} to "
+    f"{report_rules.LATEST_DAY.isoformat()}, a range of at most "
+    f"{report_rules.MAX_RANGE_DAYS:,} days; at most "
+    f"{report_rules.MAX_PERIODS['forecast']} periods (forecast, quota performance) or "
+    f"{report_rules.MAX_PERIODS['forecast_accuracy']} (forecast accuracy). Beyond them, a 422 "
+    "names the filter and the limit; a report whose query runs too long is a 422 on "
+    "`filters` (narrow them)."
+)
 FIGURES = ("funnel", "won", "lost", "cycle", "forecast", "channel", "slippage", "dormant",
            "quota")
 CUSTOM_FIELDS_DOC = (
@@ -114,8 +145,10 @@ class ReportQuerySchema(Schema):
     owner_id = fields.List(fields.String(), metadata={"description": "repeat for several"})
     team_id = fields.String(metadata={"description": "the team's members"})
     pipeline_id = fields.String()
-    date_from = fields.Date(metadata={"description": "local date, inclusive"})
-    date_to = fields.Date(metadata={"description": "local date, inclusive"})
+    date_from = fields.Date(metadata={"description": "local date, inclusive. "
+                                      + REPORT_LIMITS_DOC})
+    date_to = fields.Date(metadata={"description": "local date, inclusive. "
+                                    + REPORT_LIMITS_DOC})
     period_kind = fields.String(validate=validate.OneOf(("month", "quarter")))
 
 
@@ -141,7 +174,71 @@ class ImportFormSchema(Schema):
 
 
 class ImportFileSchema(Schema):
-    file = Upload(required=True, metadata={"description": "CSV (UTF-8 or GBK) or xlsx"})
+    file = Upload(required=True, metadata={
+        "description": "CSV (UTF-8 or GBK) or xlsx, at most "
+                       f"{import_rules.MAX_FILE_BYTES:,} bytes and "
+                       f"{import_rules.MAX_ROWS:,} rows"})
+
+
+class SnapshotQuerySchema(Schema):
+    cursor = fields.String()
+    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=200))
+
+
+class SnapshotSchema(Schema):
+    id = fields.Integer()
+    taken_at = fields.String()
+    week = fields.String(metadata={"description": "ISO week, e.g. 2026-W48"})
+    trigger = fields.String(metadata={"enum": ["schedule", "manual"]})
+    from_ = fields.String(data_key="from", attribute="from")
+    to = fields.String()
+
+
+class SnapshotPageSchema(Schema):
+    items = fields.List(fields.Nested(SnapshotSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class ExportQuerySchema(Schema):
+    """The filters of GET /customers, /contacts and /opportunities (each applies to the
+    entities named), plus custom-field filters `custom.<key>[__op]=value`."""
+
+    class Meta:
+        unknown = EXCLUDE  # custom.<key> params are read from the query string by hand
+
+    format = fields.String(load_default="csv", validate=validate.OneOf(("csv", "xlsx")))
+    q = fields.String(metadata={"description": "customers, contacts, opportunities: text"})
+    owner_id = fields.String(metadata={"description": "customers, contacts, opportunities"})
+    team_id = fields.String(metadata={"description": "customers, opportunities"})
+    customer_id = fields.String(metadata={"description": "contacts, opportunities"})
+    tier = fields.String(metadata={"description": "customers: A, B or C"})
+    lifecycle_stage = fields.String(metadata={"description": "customers"})
+    tag = fields.String(metadata={"description": "customers"})
+    region = fields.String(metadata={"description": "customers"})
+    industry = fields.String(metadata={"description": "customers"})
+    source = fields.String(metadata={"description": "customers, opportunities"})
+    credit_code = fields.String(metadata={"description": "customers"})
+    created_from = fields.String(metadata={"description": "customers: ISO date-time with zone"})
+    created_to = fields.String(metadata={"description": "customers: ISO date-time with zone"})
+    include_merged = fields.Boolean(metadata={"description": "customers"})
+    role = fields.String(metadata={"description": "contacts: decision role"})
+    consent = fields.Boolean(metadata={"description": "contacts"})
+    pipeline_id = fields.String(metadata={"description": "opportunities"})
+    stage_id = fields.String(metadata={"description": "opportunities"})
+    status = fields.String(metadata={"description": "opportunities: open, won, lost"})
+    lead_id = fields.String(metadata={"description": "opportunities"})
+    close_from = fields.Date(metadata={"description": "opportunities: expected close from"})
+    close_to = fields.Date(metadata={"description": "opportunities: expected close to"})
+
+
+EXPORT_FILTERS = {
+    "customer": ("q", "owner_id", "team_id", "tier", "lifecycle_stage", "tag", "region",
+                 "industry", "source", "credit_code", "created_from", "created_to",
+                 "include_merged"),
+    "contact": ("q", "owner_id", "customer_id", "role", "consent"),
+    "opportunity": ("q", "owner_id", "team_id", "customer_id", "pipeline_id", "stage_id",
+                    "status", "source", "lead_id", "close_from", "close_to"),
+}
 
 
 class ImportQuerySchema(Schema):
@@ -290,11 +387,14 @@ def forecast(query: dict[str, Any]) -> Any:
 
 
 @blp.route("/reports/forecast/snapshots", methods=["GET"])
-@blp.response(200, description="The latest forecast snapshots.")
-def list_snapshots() -> Any:
+@blp.arguments(SnapshotQuerySchema(), location="query", unknown=RAISE)
+@blp.response(200, SnapshotPageSchema, description="A page of forecast snapshots, newest "
+              "first, like every list: `items` and `next_cursor`.")
+def list_snapshots(query: dict[str, Any]) -> Any:
     """Forecast snapshots (one a week by timer, and any taken on request)."""
     current_principal()
-    return rpc_call("sales", "list_forecast_snapshots")
+    return rpc_call("sales", "list_forecast_snapshots", limit=query["limit"],
+                    cursor=query.get("cursor"))
 
 
 @blp.route("/reports/forecast/snapshots", methods=["POST"])
@@ -372,24 +472,56 @@ def drill_down(query: dict[str, Any], figure: str) -> Any:
 # -- import and export -----------------------------------------------------------------------
 
 
+def _too_large() -> ApiProblem:
+    return ApiProblem(
+        413, f"An import file may have at most {import_rules.MAX_FILE_BYTES:,} bytes "
+             f"({import_rules.MAX_FILE_BYTES / (1024 * 1024):g} MiB).",
+        type_=PROBLEM_BASE + "payload-too-large", limit="max_file_bytes",
+        max_file_bytes=import_rules.MAX_FILE_BYTES)
+
+
 @blp.before_request
 def _allow_uploads() -> None:
-    # the gateway's 1 MB body limit is for JSON; an import file may be larger
+    # the gateway's 1 MiB body limit is for JSON; an import file may be larger. The role and
+    # the declared size are checked before any of the body is read.
     if request.endpoint == "sales_numbers.start_import":
+        require_role(*IMPORT_ROLES)
+        if request.content_length is not None and request.content_length > MAX_UPLOAD_BYTES:
+            raise _too_large()
         request.max_content_length = MAX_UPLOAD_BYTES
+
+
+@blp.errorhandler(RequestEntityTooLarge)
+def _upload_too_large(error: RequestEntityTooLarge) -> Response:
+    # a body without Content-Length that grew past the limit while it was read: the import's
+    # own limit, not the 1 MiB of JSON bodies
+    if request.endpoint == "sales_numbers.start_import":
+        return handle_api_problem(_too_large())
+    return handle_http_exception(error)
 
 
 @blp.route("/imports", methods=["POST"])
 @blp.arguments(ImportFormSchema(), location="form")
 @blp.arguments(ImportFileSchema(), location="files")
-@blp.response(202, description="The queued job; poll its Location for progress and bad rows.")
+@blp.response(202, description="The queued job; poll its Location for progress and bad rows. "
+              + IMPORT_LIMITS_DOC)
+@blp.alt_response(403, description=f"Only {' and '.join(IMPORT_ROLES)} may import.")
+@blp.alt_response(409, description="The user has the most imports queued or running at once "
+                  f"({import_rules.MAX_ACTIVE_JOBS}), or the file would take them past "
+                  f"{import_rules.MAX_ROWS_PER_DAY:,} rows in 24 hours.")
+@blp.alt_response(413, description="The file has more than "
+                  f"{import_rules.MAX_FILE_BYTES:,} bytes.")
+@blp.alt_response(422, description="A file or header problem, or more than "
+                  f"{import_rules.MAX_ROWS:,} rows (`file`).")
 def start_import(form: dict[str, Any], files: dict[str, Any]) -> Any:
-    """Import customers or contacts from CSV or xlsx (multipart: file, entity, dry_run,
-    on_duplicate skip|update|create). A dry run reports every bad row and field and writes
-    nothing."""
+    """Import customers or contacts from CSV or xlsx (admin, manager; multipart: file, entity,
+    dry_run, on_duplicate skip|update|create). A dry run reports every bad row and field and
+    what it would create, update and skip, and writes nothing."""
     principal = current_principal()
     upload = files["file"]
-    content = upload.read()
+    content = upload.read(import_rules.MAX_FILE_BYTES + 1)
+    if len(content) > import_rules.MAX_FILE_BYTES:
+        raise _too_large()
     job = rpc_call(
         "sales", "start_import", entity=form["entity"], filename=upload.filename or "import",
         content_b64=base64.b64encode(content).decode(),
@@ -409,27 +541,33 @@ def get_import(query: dict[str, Any], job_id: str) -> Any:
 
 
 @blp.route("/exports/<string:entity>", methods=["GET"])
-@blp.response(200, description="The file (CSV UTF-8 with BOM, or xlsx).")
-def export(entity: str) -> Any:
+@blp.arguments(ExportQuerySchema(), location="query")
+@blp.response(200, description="The file (CSV UTF-8 with BOM, or xlsx), at most "
+              "50,000 rows (more is a 422 on `filters`: narrow them).")
+def export(query: dict[str, Any], entity: str) -> Any:
     """Export a filtered list of customers, contacts or opportunities: `format=csv|xlsx` and
-    the list's own filters (as on GET /customers etc.), plus `custom.<key>[__op]=value`."""
+    the list's own filters (as on GET /customers etc.; each names the entities it applies
+    to), plus `custom.<key>[__op]=value`."""
     entities = {"customers": "customer", "contacts": "contact",
                 "opportunities": "opportunity"}
     if entity not in entities:
         raise ApiProblem(404, f"No export of {entity!r}; one of: {', '.join(entities)}.",
                          type_=PROBLEM_BASE + "not-found")
-    fmt = request.args.get("format", "csv")
-    if fmt not in ("csv", "xlsx"):
-        raise validation_problem({"format": ["Must be one of: csv, xlsx."]})
-    # any other param is one of the list's filters: the sales service checks them (an unknown
-    # one is a 400 naming it)
-    filters: dict[str, Any] = {name: value for name, value in request.args.items()
-                               if name != "format" and not name.startswith("custom.")}
-    custom = custom_params(set(request.args))
+    allowed = EXPORT_FILTERS[entities[entity]]
+    known = set(ExportQuerySchema().fields)
+    custom = custom_params(known)  # an unknown name is a 400 naming it
+    wrong = {name: [f"Not a filter of {entity}; they are: {', '.join(allowed)}."]
+             for name in request.args if name in known and name != "format"
+             and name not in allowed}
+    if wrong:
+        raise validation_problem(wrong)
+    # the raw values: the sales service loads them with the list's own schema
+    filters: dict[str, Any] = {name: request.args[name] for name in allowed
+                               if name in request.args}
     if custom:
         filters["custom"] = custom
     result = rpc_call("sales", "export", entity=entities[entity], filters=filters,
-                      scope=sales_scope(), format=fmt)
+                      scope=sales_scope(), format=query["format"])
     return Response(
         base64.b64decode(result["content_b64"]), mimetype=result["content_type"],
         headers={"Content-Disposition": f'attachment; filename="{result["filename"]}"'},

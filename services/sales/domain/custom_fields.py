@@ -11,11 +11,14 @@ Errors name the field as `custom.<key>`.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+import re2
 
 from shared.errors import ValidationFailed
 
@@ -23,6 +26,10 @@ ENTITIES = ("customer", "contact", "opportunity")
 FIELD_TYPES = ("text", "number", "decimal", "date", "choice", "multi_choice", "boolean")
 KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 TEXT_MAX = 2000
+REGEX_MAX = 500
+# RE2 matches in time linear in the value (no backtracking, so `(a+)+$` cannot blow up); its
+# memory for one compiled pattern is capped too, which refuses patterns that expand hugely.
+REGEX_MEMORY = 2 * 1024 * 1024
 OPTION_MAX = 100
 RANGE_TYPES = ("text", "number", "decimal", "date")  # text: min/max length
 UNIQUE_TYPES = ("text", "number", "decimal", "date", "choice")
@@ -34,7 +41,9 @@ RULES_DOC = {
     "type": "one of " + ", ".join(FIELD_TYPES),
     "required": "a value must be given when the record is created and cannot be cleared",
     "options": "choice / multi_choice: the allowed values (strings)",
-    "regex": "text: the whole value must match this regular expression",
+    "regex": "text: the whole value must match this regular expression (RE2 syntax, at most "
+             f"{REGEX_MAX} characters: no back-references or look-around; matching takes time "
+             "linear in the value)",
     "min": "number / decimal: smallest value; date: earliest date; text: shortest length",
     "max": "number / decimal: largest value; date: latest date; text: longest length",
     "unique": "no two records of the entity may hold the same value",
@@ -43,6 +52,34 @@ RULES_DOC = {
 
 def field_path(key: str) -> str:
     return f"custom.{key}"
+
+
+class PatternError(ValueError):
+    """A regex that RE2 does not take (syntax, back-references, look-around, too large)."""
+
+
+def _re2_options() -> re2.Options:
+    options = re2.Options()
+    options.log_errors = False  # an admin's typo is a 422, not a line on stderr
+    options.max_mem = REGEX_MEMORY
+    return options
+
+
+@functools.lru_cache(maxsize=256)
+def compile_pattern(pattern: str) -> Any:
+    """A custom field's regex compiled with RE2 (linear-time matching); PatternError with
+    RE2's reason when it is not accepted."""
+    try:
+        return re2.compile(pattern, _re2_options())
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise PatternError(str(reason)) from None
+
+
+def matches_pattern(pattern: str, value: str) -> bool:
+    return compile_pattern(pattern).fullmatch(value) is not None
 
 
 # -- definitions ---------------------------------------------------------------------------
@@ -115,13 +152,17 @@ def validate_definition(
     if regex not in (None, ""):
         if type_ != "text":
             errors["regex"] = ["only text fields take a regex"]
-        elif not isinstance(regex, str) or len(regex) > 500:
-            errors["regex"] = ["must be a regular expression of at most 500 characters"]
+        elif not isinstance(regex, str) or len(regex) > REGEX_MAX:
+            errors["regex"] = [f"must be a regular expression of at most {REGEX_MAX} characters"]
         else:
             try:
-                re.compile(regex)
-            except re.error as exc:
-                errors["regex"] = [f"not a valid regular expression: {exc}"]
+                compile_pattern(regex)
+            except PatternError as exc:
+                errors["regex"] = [
+                    f"not a regular expression in RE2 syntax ({exc}): back-references and "
+                    "look-around are not supported, so that checking a value takes time "
+                    "linear in its length"
+                ]
     else:
         regex = None
 
@@ -247,8 +288,14 @@ def clean_value(definition: dict[str, Any], raw: Any, *, from_text: bool = False
             raise ValueError(f"at least {definition['min']} characters")
         if definition.get("max") is not None and len(value) > definition["max"]:
             raise ValueError(f"at most {definition['max']} characters")
-        if definition.get("regex") and not re.fullmatch(definition["regex"], value):
-            raise ValueError(f"does not match the pattern {definition['regex']}")
+        if definition.get("regex"):
+            try:
+                matched = matches_pattern(definition["regex"], value)
+            except PatternError:  # stored before patterns were checked with RE2
+                raise ValueError("the field's pattern cannot be checked: an admin must change "
+                                 "it to RE2 syntax") from None
+            if not matched:
+                raise ValueError(f"does not match the pattern {definition['regex']}")
         return value
     if type_ == "number":
         if isinstance(raw, bool):

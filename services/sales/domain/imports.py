@@ -19,12 +19,20 @@ from typing import Any
 
 from services.sales.domain import accounts, credit_code
 from services.sales.domain.custom_fields import clean_value, field_path
+from shared import config
 from shared.errors import ValidationFailed
 
 ENTITIES = ("customer", "contact")
 FORMATS = ("csv", "xlsx")
 ON_DUPLICATE = ("skip", "update", "create")
-MAX_ROWS = 1_000_000
+# What one user may import (the service enforces them, the gateway states them in the OpenAPI
+# document and its 413): bytes and rows of one file, imports queued or running at once, rows
+# in 24 hours.
+MAX_FILE_BYTES = int(config.env("SALES_IMPORT_MAX_BYTES", str(20 * 1024 * 1024)))
+MAX_ROWS = int(config.env("SALES_IMPORT_MAX_ROWS", "100000"))
+MAX_ACTIVE_JOBS = int(config.env("SALES_IMPORT_MAX_ACTIVE_JOBS", "2"))
+MAX_ROWS_PER_DAY = int(config.env("SALES_IMPORT_MAX_ROWS_PER_DAY", "300000"))
+COUNT_PAUSE_ROWS = 5000  # counting a file's rows calls `pause` this often
 MAX_CELL = 2000
 
 # field -> header spellings (compared after NFKC, case-fold, spaces/_/- removed)
@@ -72,6 +80,19 @@ LIFECYCLE_WORDS = {"潜在客户": "prospect", "成交客户": "customer", "忠�
 CHANNEL_WORDS = {"电话": "phone", "邮件": "email", "邮箱": "email", "微信": "wechat"}
 YES = frozenset({"true", "yes", "y", "1", "是", "同意", "√"})
 NO = frozenset({"false", "no", "n", "0", "否", "不同意", "×", ""})
+
+
+def limits() -> dict[str, int]:
+    return {"max_file_bytes": MAX_FILE_BYTES, "max_rows": MAX_ROWS,
+            "max_active_jobs": MAX_ACTIVE_JOBS, "max_rows_per_day": MAX_ROWS_PER_DAY}
+
+
+def limits_text() -> str:
+    """The limits in words, for the OpenAPI document and error messages."""
+    return (f"at most {MAX_FILE_BYTES / (1024 * 1024):g} MiB ({MAX_FILE_BYTES:,} bytes) and "
+            f"{MAX_ROWS:,} rows a file; at most {MAX_ACTIVE_JOBS} imports queued or running "
+            f"per user; at most {MAX_ROWS_PER_DAY:,} rows per user in 24 hours (dry runs "
+            "count)")
 
 
 def header_key(text: Any) -> str:
@@ -138,14 +159,34 @@ def cell_text(value: Any) -> str:
     return str(value).strip()
 
 
-def read_sheet(filename: str, content: bytes) -> Sheet:
+def read_sheet(
+    filename: str, content: bytes, *, max_rows: int | None = None,
+    pause: Callable[[], None] | None = None,
+) -> Sheet:
+    """The file's header and rows. `total_rows` of a CSV is counted up to `max_rows` + 1 (a
+    larger file is refused without reading it all), calling `pause` (a cooperative yield)
+    every COUNT_PAUSE_ROWS rows."""
     if not content:
         raise FileProblem.for_fields({"file": ["the file is empty"]})
     kind = sniff_format(filename, content)
-    return _read_xlsx(content) if kind == "xlsx" else _read_csv(content)
+    return _read_xlsx(content) if kind == "xlsx" else _read_csv(content, max_rows, pause)
 
 
-def _read_csv(content: bytes) -> Sheet:
+def _count_rows(text: str, dialect: Any, max_rows: int | None,
+                pause: Callable[[], None] | None) -> int:
+    total = 0
+    for row in csv.reader(io.StringIO(text), dialect):
+        if any(c.strip() for c in row):
+            total += 1
+            if pause is not None and total % COUNT_PAUSE_ROWS == 0:
+                pause()
+            if max_rows is not None and total > max_rows + 1:  # the header is one of them
+                break
+    return total
+
+
+def _read_csv(content: bytes, max_rows: int | None = None,
+              pause: Callable[[], None] | None = None) -> Sheet:
     text = decode_text(content)
     sample = text[:4096]
     try:
@@ -153,7 +194,10 @@ def _read_csv(content: bytes) -> Sheet:
     except csv.Error:
         dialect = csv.excel
     # counting first gives the progress total; parsing twice is cheap next to validating
-    total = sum(1 for row in csv.reader(io.StringIO(text), dialect) if any(c.strip() for c in row))
+    try:
+        total = _count_rows(text, dialect, max_rows, pause)
+    except csv.Error as exc:
+        raise FileProblem.for_fields({"file": [f"not a readable CSV file: {exc}"]}) from None
     reader = csv.reader(io.StringIO(text), dialect)
     try:
         header = next(reader)

@@ -63,6 +63,56 @@ def periods_between(kind: str, first: date, last: date) -> list[date]:
     return starts
 
 
+# -- report limits -------------------------------------------------------------------------
+
+# Every report's range is bounded, so one request cannot run for minutes (a range of 1,922
+# years by month once froze the service): dates within these years, a range of at most
+# MAX_RANGE_DAYS, and at most a report's own number of periods (each period costs queries).
+EARLIEST_DAY = date(1900, 1, 1)
+LATEST_DAY = date(2199, 12, 31)
+MAX_RANGE_DAYS = 5 * 365 + 2  # five years, leap days included
+MAX_PERIODS = {"forecast": 61, "quota_performance": 61, "forecast_accuracy": 12}
+
+
+class RangeError(ValueError):
+    """A report range out of bounds; `field` is the filter to name in the 422."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+def check_dates(first: date | None, last: date | None) -> None:
+    """Each given date within [EARLIEST_DAY, LATEST_DAY]; a closed range of at most
+    MAX_RANGE_DAYS days."""
+    for name, day in (("date_from", first), ("date_to", last)):
+        if day is not None and not EARLIEST_DAY <= day <= LATEST_DAY:
+            raise RangeError(name, f"must be between {EARLIEST_DAY.isoformat()} and "
+                                   f"{LATEST_DAY.isoformat()}")
+    if first is not None and last is not None:
+        if last < first:
+            raise RangeError("date_to", "must not be before date_from")
+        days = (last - first).days + 1
+        if days > MAX_RANGE_DAYS:
+            raise RangeError("date_to", f"a report covers at most {MAX_RANGE_DAYS:,} days "
+                                        f"(5 years); this range has {days:,}: narrow it")
+
+
+def check_periods(report: str, kind: str, first: date, last: date) -> list[date]:
+    """The period starts of [first, last] when there are at most MAX_PERIODS[report] of them
+    (counted without building the list of a huge range); else RangeError naming date_to."""
+    check_dates(first, last)
+    limit = MAX_PERIODS[report]
+    months = (last.year - first.year) * 12 + last.month - first.month
+    count = months + 1 if kind == "month" else (
+        (last.year * 12 + last.month - 1) // 3 - (first.year * 12 + first.month - 1) // 3 + 1)
+    if count > limit:
+        hint = " or use period_kind=quarter" if kind == "month" else ""
+        raise RangeError("date_to", f"this report has at most {limit} periods of a {kind}; "
+                                    f"the range has {count}: narrow it{hint}")
+    return periods_between(kind, first, last)
+
+
 def check_period_start(kind: str, start: date) -> None:
     if kind not in PERIOD_KINDS:
         raise ValueError(f"must be one of {', '.join(PERIOD_KINDS)}")
