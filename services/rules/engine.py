@@ -243,7 +243,8 @@ class Ports:
     """The outside world: `call(service, method, **kwargs)` (RPC with the run's context),
     `email_connection()` -> a context manager holding one SMTP connection for several sends
     (its `open` is False after a failure that ended the session),
-    `send_email(to, subject, text, connection)` -> message id,
+    `send_email(to, subject, text, connection, message_key)` -> message id (the same for a
+    message key at every attempt),
     `deliver_webhook(url, secret, id, body)`,
     `set_context(correlation_id, causation_id, depth)` before acting for a run."""
 
@@ -1495,11 +1496,14 @@ class Engine:
     # ---- deliveries -------------------------------------------------------------------------
 
     def deliver_due_emails(self) -> int:
-        """Send the email deliveries due, over one SMTP connection, and record each outcome:
-        sent with its Message-ID, or failed with the reason, retried with back-off
-        (EMAIL_BACKOFF) unless the failure is permanent (a refused address)."""
-        from services.rules.notify import DeliveryFailed
+        """Send the email deliveries due, over one SMTP connection, and record each outcome as
+        it happens: sent with its Message-ID, or failed with the reason, retried with back-off
+        (EMAIL_BACKOFF) unless the failure is permanent (a refused address).
 
+        The Message-ID is made from the delivery's id, so a delivery sent again is the same
+        message; and since each outcome is stored before the next message goes, a process
+        dying mid-batch leaves at most the one message in flight to be sent again (with that
+        same Message-ID), not the whole claimed batch."""
         now = self.clock.now()
         with self.db.begin() as session:
             rows = claim_due(session, EmailDelivery.__table__, "next_attempt_at", now,
@@ -1507,7 +1511,7 @@ class Engine:
                              {"status": "sending", "next_attempt_at": now + DELIVERY_LEASE})
         if not rows:
             return 0
-        outcomes: dict[str, str | Exception] = {}
+        done: set[str] = set()
         # Well within the claim's lease, so that no other process takes these while they are
         # being sent; what is left when it passes goes back for the next tick.
         deadline = time.monotonic() + DELIVERY_LEASE.total_seconds() / 2
@@ -1515,39 +1519,49 @@ class Engine:
             with self.ports.email_connection() as connection:
                 for row in rows:
                     try:
-                        outcomes[row.id] = self.ports.send_email(
-                            list(row.recipients), row.subject, row.text, connection)
+                        outcome: str | Exception = self.ports.send_email(
+                            list(row.recipients), row.subject, row.text, connection, row.id)
                     except Exception as exc:  # noqa: BLE001 - recorded on the delivery
-                        outcomes[row.id] = exc
-                        if not connection.open:
-                            break  # no session with the relay: the rest would fail alike
+                        outcome = exc
+                    self._record_email_outcome(row, outcome)
+                    done.add(row.id)
+                    if isinstance(outcome, Exception) and not connection.open:
+                        break  # no session with the relay: the rest would fail alike
                     if time.monotonic() > deadline:
                         break
         except Exception as exc:  # noqa: BLE001 - e.g. CRM_SMTP_* wrong: each delivery says so
             for row in rows:
-                outcomes.setdefault(row.id, exc)
-        now = self.clock.now()
-        with self.db.begin() as session:
-            session.execute(update(EmailDelivery).where(
-                EmailDelivery.id.in_([row.id for row in rows if row.id not in outcomes]))
-                .values(status="pending", next_attempt_at=now))
-            for item in session.scalars(select(EmailDelivery).where(
-                    EmailDelivery.id.in_(list(outcomes)))):
-                outcome = outcomes[item.id]
-                item.attempts += 1
-                if isinstance(outcome, str):
-                    item.status, item.message_id = "sent", outcome
-                    item.sent_at, item.next_attempt_at, item.last_error = now, None, None
-                    continue
-                item.last_error = f"{type(outcome).__name__}: {outcome}"[:2000]
-                permanent = isinstance(outcome, DeliveryFailed) and outcome.permanent
-                if permanent or item.attempts > len(EMAIL_BACKOFF):
-                    item.status, item.next_attempt_at = "failed", None
-                else:
-                    item.status = "pending"
-                    item.next_attempt_at = now + timedelta(
-                        seconds=EMAIL_BACKOFF[item.attempts - 1])
+                if row.id not in done:
+                    self._record_email_outcome(row, exc)
+                    done.add(row.id)
+        left = [row.id for row in rows if row.id not in done]
+        if left:
+            with self.db.begin() as session:
+                session.execute(update(EmailDelivery).where(
+                    EmailDelivery.id.in_(left), EmailDelivery.status == "sending")
+                    .values(status="pending", next_attempt_at=self.clock.now()))
         return len(rows)
+
+    def _record_email_outcome(self, row: Any, outcome: str | Exception) -> None:
+        from services.rules.notify import DeliveryFailed
+
+        now = self.clock.now()
+        attempts = (row.attempts or 0) + 1
+        values: dict[str, Any]
+        if isinstance(outcome, str):
+            values = {"status": "sent", "message_id": outcome, "sent_at": now,
+                      "next_attempt_at": None, "last_error": None}
+        else:
+            values = {"last_error": f"{type(outcome).__name__}: {outcome}"[:2000]}
+            permanent = isinstance(outcome, DeliveryFailed) and outcome.permanent
+            if permanent or attempts > len(EMAIL_BACKOFF):
+                values.update(status="failed", next_attempt_at=None)
+            else:
+                values.update(status="pending", next_attempt_at=now + timedelta(
+                    seconds=EMAIL_BACKOFF[attempts - 1]))
+        with self.db.begin() as session:
+            session.execute(update(EmailDelivery).where(EmailDelivery.id == row.id)
+                            .values(attempts=attempts, **values))
 
     def deliver_due_webhooks(self) -> int:
         now = self.clock.now()

@@ -770,3 +770,43 @@ def test_a_timed_out_call_is_a_transient_failure_that_is_retried(system, monkeyp
     assert run["status"] == "retrying" and "Timeout" in run["actions"][0]["error"]
     advance(system, 3)
     _one_of_each_effect(system, lead["id"])
+
+
+def test_a_death_mid_batch_repeats_only_the_email_in_flight_with_its_message_id(
+    system, smtp, monkeypatch
+):
+    """Three emails claimed together; the process dies after the relay accepted the second,
+    before its outcome was stored. After the lease, only that one goes again, with the same
+    Message-ID; the first is not sent twice."""
+    from services.rules.engine import DELIVERY_LEASE, Engine
+
+    install_shipped(system)
+    for n in range(3):
+        system.leads().create_lead(website_lead(n))
+    system.deliver_leads_events()
+    original = Engine._record_email_outcome
+    recorded = []
+
+    def dies_at_the_second(self, row, outcome):
+        recorded.append(row.id)
+        if len(recorded) == 2:
+            raise Died()
+        return original(self, row, outcome)
+
+    monkeypatch.setattr(Engine, "_record_email_outcome", dies_at_the_second)
+    with pytest.raises(Died):
+        system.rules().engine.tick()
+    monkeypatch.setattr(Engine, "_record_email_outcome", original)
+    assert len(smtp.messages) == 2, "the relay took the first two"
+    advance(system, DELIVERY_LEASE.total_seconds() + 1)
+
+    ids = [str(m["Message-ID"]) for m in smtp.messages]
+    assert len(ids) == 4, ids
+    first, in_flight = ids[0], ids[1]
+    assert ids.count(first) == 1, "a recorded delivery is never sent again"
+    assert ids.count(in_flight) == 2, "the one in flight repeats, with the same Message-ID"
+    with system.session() as session:
+        deliveries = session.scalars(select(EmailDelivery)).all()
+    assert {d.status for d in deliveries} == {"sent"}
+    assert sorted(d.message_id for d in deliveries) == sorted(set(ids))
+    assert all(d.message_id == f"<{d.id}@localhost>" for d in deliveries)
