@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
+import uuid
 
-from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table
+from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
@@ -42,3 +43,31 @@ def _insert_once(dialect_name: str, table: Table) -> Insert:
     """Built once per database kind: every consumed event runs it."""
     dialect = postgresql if dialect_name == "postgresql" else sqlite
     return dialect.insert(table).on_conflict_do_nothing().returning(table.c.event_id)
+
+
+# --------------------------------------------------------------------------- commands
+# A command with an idempotency key (a client's retry after a lost reply) is recorded in the
+# same inbox, in the transaction of its effect: its `event_id` is a UUID made from the key, its
+# `handler` names the command and a reference to the result (e.g. `create_lead:created:<id>`).
+
+_COMMAND_NAMESPACE = uuid.UUID("5b0f3c1e-7a52-4f0e-9a55-0d5c1c2e6a11")
+
+
+def command_id(key: str) -> str:
+    """The inbox id of an idempotency key (any length, any characters)."""
+    return str(uuid.uuid5(_COMMAND_NAMESPACE, key))
+
+
+def recorded_command(session: Session, table: Table, key: str, command: str) -> str | None:
+    """The result reference a command with this key recorded, or None when it never ran."""
+    handler = session.execute(
+        select(table.c.handler).where(table.c.event_id == command_id(key),
+                                      table.c.handler.startswith(f"{command}:", autoescape=True))
+    ).scalar()
+    return handler[len(command) + 1:] if handler else None
+
+
+def record_command(session: Session, table: Table, key: str, command: str, result: str) -> None:
+    """Record the command's result reference with its effect (the caller's transaction)."""
+    session.connection().execute(table.insert().values(
+        event_id=command_id(key), handler=f"{command}:{result}"[:200], processed_at=utcnow()))

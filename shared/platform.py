@@ -12,6 +12,7 @@ from nameko.web.handlers import http
 from sqlalchemy import text
 
 from shared import metrics
+from shared.consumer import stalled_consumers
 from shared.heap import freeze_startup_heap
 from shared.rpc import rpc
 
@@ -39,14 +40,22 @@ class PlatformEndpoints:
 
     @http("GET", "/health")
     def health(self, request):
+        """200 when the database answers and no event consumer is stuck (it holds messages
+        and has finished none for CRM_CONSUMER_STALL_SECONDS); else 503 with the reasons.
+        Kubernetes uses it as the liveness and readiness probe (deploy/README.md)."""
+        checks: dict[str, str] = {}
         try:
             with self.db.read() as session:
                 session.execute(text("SELECT 1"))
-        except Exception as exc:  # health reports, it does not raise
-            body = {"status": "unavailable", "checks": {"database": str(exc)}}
-            return 503, {"Content-Type": "application/json"}, json.dumps(body)
-        body = {"status": "ok", "service": self.name, "checks": {"database": "ok"}}
-        return 200, {"Content-Type": "application/json"}, json.dumps(body)
+            checks["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - health reports, it does not raise
+            checks["database"] = str(exc)
+        stalled = stalled_consumers()
+        checks["consumers"] = "; ".join(stalled) if stalled else "ok"
+        healthy = all(value == "ok" for value in checks.values())
+        body = {"status": "ok" if healthy else "unavailable", "service": self.name,
+                "checks": checks}
+        return (200 if healthy else 503), {"Content-Type": "application/json"}, json.dumps(body)
 
     @http("GET", "/metrics")
     def metrics(self, request):

@@ -14,17 +14,17 @@ import inspect
 import logging
 import sys
 import threading
+import time
 
 import amqp
-import amqp.exceptions
 import kombu
-import kombu.exceptions
 from kombu.utils import json as kombu_json
 from nameko.constants import AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY, LOGIN_METHOD_CONFIG_KEY
 from nameko.exceptions import IncorrectSignature, UnserializableValueError, serialize
 from nameko.rpc import Rpc, RpcConsumer, RpcProxy, get_rpc_exchange
 
 from shared import config as shared_config
+from shared.consumer import BROKER_ERRORS, settle
 
 log = logging.getLogger(__name__)
 
@@ -43,35 +43,48 @@ def broker_connection(config: dict, connect_timeout: float = 5.0) -> kombu.Conne
 
 
 class ReplyLink:
-    """One broker connection that publishes replies; reconnects once when a publish fails."""
+    """One broker connection that publishes replies. A publish that meets a dead link
+    reconnects; while the broker stays away the reply is given up after `give_up_after`
+    seconds (replies are transient: the caller's timeout answers for a lost one) and the
+    service goes on. It never raises: an exception here used to end the whole process."""
 
-    def __init__(self, config: dict, exchange: str):
+    def __init__(self, config: dict, exchange: str, give_up_after: float = 5.0):
         self.config = config
         self.exchange = exchange
+        self.give_up_after = give_up_after
         # nameko monkey-patches threading, so this lock is a green one under eventlet.
         self._lock = threading.Lock()
         self._connection: kombu.Connection | None = None
         self._channel: amqp.Channel | None = None
+        self.lost = 0  # replies given up
 
     def _open(self) -> amqp.Channel:
         if self._channel is None:
-            self._connection = broker_connection(self.config)
-            self._connection.ensure_connection(max_retries=3)
+            self._connection = broker_connection(self.config, connect_timeout=2.0)
+            self._connection.ensure_connection(max_retries=1)
             self._channel = self._connection.connection.channel()
         return self._channel
 
-    def publish(self, body: bytes, routing_key: str, correlation_id: str | None) -> None:
+    def publish(self, body: bytes, routing_key: str, correlation_id: str | None) -> bool:
+        """True when the reply went to the broker."""
         message = amqp.Message(body, content_type=JSON, content_encoding="utf-8",
                                correlation_id=correlation_id, delivery_mode=1)
+        deadline = time.monotonic() + self.give_up_after
         with self._lock:
-            try:
-                self._open().basic_publish(message, exchange=self.exchange,
-                                           routing_key=routing_key)
-            except (OSError, amqp.exceptions.AMQPError, kombu.exceptions.KombuError):
-                log.warning("reply link to the broker lost; reconnecting", exc_info=True)
-                self.close()
-                self._open().basic_publish(message, exchange=self.exchange,
-                                           routing_key=routing_key)
+            while True:
+                try:
+                    self._open().basic_publish(message, exchange=self.exchange,
+                                               routing_key=routing_key)
+                    return True
+                except BROKER_ERRORS as exc:
+                    self.close()
+                    if time.monotonic() >= deadline:
+                        self.lost += 1
+                        log.warning("reply %s not sent: the broker is unreachable (%s); the "
+                                    "caller's timeout answers for it", correlation_id, exc)
+                        return False
+                    log.warning("reply link to the broker lost (%s); reconnecting", exc)
+                    time.sleep(0.2)
 
     def close(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
@@ -105,12 +118,21 @@ class ReplyingRpcConsumer(RpcConsumer):
 
     def handle_result(self, message, result, exc_info):
         if message.properties.get("content_type") != JSON:
-            return super().handle_result(message, result, exc_info)  # nameko's own way
+            try:
+                return super().handle_result(message, result, exc_info)  # nameko's own way
+            except BROKER_ERRORS as exc:
+                log.warning("reply not sent: the broker is unreachable (%s)", exc)
+                return result, exc_info
         body, result, exc_info = reply_body(result, exc_info)
         self.replies.publish(body, message.properties["reply_to"],
                              message.properties.get("correlation_id"))
-        self.queue_consumer.ack_message(message)
+        # A dead connection cannot take the ack: the broker gives the request again (if its
+        # TTL allows), and the effect is idempotent.
+        settle(self.queue_consumer.ack_message, message, "ack")
         return result, exc_info
+
+    def requeue_message(self, message):
+        settle(self.queue_consumer.requeue_message, message, "requeue")
 
 
 class ServiceRpc(Rpc):

@@ -35,7 +35,7 @@ from shared.context import CallContext, Context
 from shared.db import Database, insert_object
 from shared.envelope import utcnow
 from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from shared.inbox import first_delivery
+from shared.inbox import first_delivery, record_command, recorded_command
 from shared.logging import setup_logging
 from shared.metrics import EntrypointMetrics
 from shared.outbox import EventOutbox
@@ -122,6 +122,7 @@ class LeadsService(PlatformEndpoints):
         on_duplicate: str = "reject",
         owner_id: str | None = None,
         scope: dict | None = None,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         scope = load(scope_schema, scope)
         if on_duplicate not in ON_DUPLICATE:
@@ -146,6 +147,12 @@ class LeadsService(PlatformEndpoints):
             raise ValidationFailed.for_fields(problems)
 
         with self.db.begin() as session:
+            if idempotency_key:  # a retry after a lost reply gets the original answer
+                done = recorded_command(session, inbox, idempotency_key, "create_lead")
+                if done:
+                    outcome, _, lead_id = done.partition(":")
+                    return {"outcome": outcome,
+                            "lead": lead_to_dict(self._lead(session, lead_id))}
             identity = domain.LeadIdentity(
                 "", fields_.get("email"), fields_.get("phone"), fields_.get("company")
             )
@@ -160,6 +167,9 @@ class LeadsService(PlatformEndpoints):
                 self.events.record(
                     session, "lead_merged", {"lead": lead_to_dict(lead), "source_id": None}
                 )
+                if idempotency_key:
+                    record_command(session, inbox, idempotency_key, "create_lead",
+                                   f"merged:{lead.id}")
                 return {"outcome": "merged", "lead": lead_to_dict(lead)}
 
             now = utcnow()
@@ -189,6 +199,9 @@ class LeadsService(PlatformEndpoints):
                 {"lead": snapshot, "duplicate_of": [m.lead_id for m in matches]},
             )
             self._record_qualification(session, lead, None)
+            if idempotency_key:
+                record_command(session, inbox, idempotency_key, "create_lead",
+                               f"created:{lead.id}")
             return {"outcome": "created", "lead": snapshot}
 
     @staticmethod

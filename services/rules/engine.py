@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
+from eventlet.timeout import Timeout as CallTimeout
 from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
@@ -58,6 +59,13 @@ TIMER_LEASE = timedelta(minutes=5)
 EMAIL_BACKOFF = (10, 60, 300, 1800, 3600, 6 * 3600)
 EMAIL_BATCH = 100  # deliveries sent over one SMTP connection per tick
 LOCAL_ACTIONS = ("create_task", "notify", "escalate")
+# An action's outcome once it is done: a resumed run goes on from the first action without one.
+FINAL_OUTCOMES = ("ok", "skipped", "failed")
+# A run that calls other services gets a `run_resume` timer in the transaction that starts it
+# (or retries or resumes it): if the process dies before the run is finished, the timer resumes
+# it this long after, in whichever rules process takes it (also at start-up: due timers fire
+# at the first tick). A run that finished by then makes the timer a no-op.
+RESUME_AFTER = timedelta(seconds=float(config.env("CRM_RULES_RESUME_SECONDS", "30")))
 OWN_PRODUCER = "rules"
 PATTERN_TTL = 2.0
 _RULES_CACHE: dict[str, Any] = {}
@@ -235,7 +243,8 @@ class Ports:
     """The outside world: `call(service, method, **kwargs)` (RPC with the run's context),
     `email_connection()` -> a context manager holding one SMTP connection for several sends
     (its `open` is False after a failure that ended the session),
-    `send_email(to, subject, text, connection)` -> message id,
+    `send_email(to, subject, text, connection, message_key)` -> message id (the same for a
+    message key at every attempt),
     `deliver_webhook(url, secret, id, body)`,
     `set_context(correlation_id, causation_id, depth)` before acting for a run."""
 
@@ -416,6 +425,7 @@ class Engine:
         self.worker_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         # Runs this engine started, for execute_run (an engine lives for one worker).
         self._started: dict[str, RunState] = {}
+        self._resume_timers: dict[str, str] = {}  # run id -> its pending run_resume timer
 
     def _record(self, session: Session, event_type: str, data: dict[str, Any]) -> None:
         """Events of a transaction are inserted together at its commit. Our own events do not
@@ -597,7 +607,7 @@ class Engine:
                 if all(a["type"] in LOCAL_ACTIONS for a in rule.definition["actions"]):
                     self.run_locally(session, run, rule.definition)
                 else:
-                    run_ids.append(self._keep_for_execution(run, rule.definition))
+                    run_ids.append(self._keep_for_execution(session, run, rule.definition))
             elif kind == "delay" and rules_domain.event_matches(trigger["events"], name):
                 self._schedule_delay(session, rule, trigger, envelope, keys, now, fresh)
             elif kind == "date" and rules_domain.event_matches(trigger["events"], name):
@@ -622,7 +632,7 @@ class Engine:
     def _add_timer(
         self, session: Session, *, kind: str, due_at: datetime, rule: Rule | None,
         record_key: str | None, payload: dict[str, Any], cancel_keys: list[str] | None = None,
-    ) -> None:
+    ) -> str:
         timer_id = new_id()
         defer_insert(session, _TIMERS, {
             "id": timer_id, "kind": kind, "due_at": due_at, "status": "pending",
@@ -632,6 +642,7 @@ class Engine:
         })
         for key in cancel_keys or []:
             defer_insert(session, _TIMER_CANCELS, {"key": key, "timer_id": timer_id})
+        return timer_id
 
     def _schedule_delay(
         self, session: Session, rule: Rule, trigger: dict[str, Any], envelope: dict[str, Any],
@@ -770,8 +781,11 @@ class Engine:
         for run_id in remote:
             self.execute_run(run_id)
         for row in retries:
-            self.execute_run(row.payload["run_id"], row.payload["action_index"],
-                             row.payload["attempt"])
+            if row.kind == "run_resume":
+                self.resume_run(row.payload["run_id"])
+            else:
+                self.execute_run(row.payload["run_id"], row.payload["action_index"],
+                                 row.payload["attempt"])
 
     def _fire_alone(self, row: Any, values: dict[str, Any]) -> None:
         try:
@@ -796,11 +810,19 @@ class Engine:
     ) -> tuple[list[str], list[Any]]:
         """Fire timers this transaction took. Returns the runs to execute after the commit
         and the actions' retries to perform then."""
-        retries = [row for row in rows if row.kind == "action_retry"]
-        rows = [row for row in rows if row.kind != "action_retry"]
+        retries = [row for row in rows if row.kind in ("action_retry", "run_resume")]
+        rows = [row for row in rows if row.kind not in ("action_retry", "run_resume")]
         if retries:
             session.execute(update(Timer).where(Timer.id.in_([row.id for row in retries]))
                             .values(outcome="retrying the action"))
+            # Should this process die while retrying or resuming, a timer resumes them again.
+            statuses = dict(session.execute(select(RuleRun.id, RuleRun.status).where(
+                RuleRun.id.in_({row.payload["run_id"] for row in retries}))).all())
+            for run_id in {row.payload["run_id"] for row in retries
+                           if statuses.get(row.payload["run_id"]) == "running"
+                           or (row.kind == "action_retry"
+                               and statuses.get(row.payload["run_id"]) == "retrying")}:
+                self._add_resume_timer(session, run_id)
         if not rows:
             return [], retries
         remote: list[str] = []
@@ -828,7 +850,7 @@ class Engine:
             if all(a["type"] in LOCAL_ACTIONS for a in rule.definition["actions"]):
                 self.run_locally(session, run, rule.definition)
             else:
-                remote.append(self._keep_for_execution(run, rule.definition))
+                remote.append(self._keep_for_execution(session, run, rule.definition))
         if disabled:
             session.execute(update(Timer).where(Timer.id.in_(disabled))
                             .values(outcome="rule disabled or deleted"))
@@ -963,15 +985,51 @@ class Engine:
                        for i, a in enumerate(definition["actions"])]
         return run
 
-    def _keep_for_execution(self, run: StartedRun, definition: dict[str, Any]) -> str:
-        """What `execute_run` will need, kept so that it reads nothing back."""
+    def _keep_for_execution(
+        self, session: Session, run: StartedRun, definition: dict[str, Any]
+    ) -> str:
+        """What `execute_run` will need, kept so that it reads nothing back; and the timer
+        that resumes the run if this process dies before it is finished."""
         self._started[run.id] = RunState.of(run, definition)
+        self._add_resume_timer(session, run.id)
         return run.id
 
-    def execute_run(self, run_id: str, start: int = 0, attempt: int = 1) -> dict[str, Any]:
+    def _add_resume_timer(self, session: Session, run_id: str) -> None:
+        # Remembered, so that the transaction finishing the run cancels it (by its key).
+        self._resume_timers[run_id] = self._add_timer(
+            session, kind="run_resume", due_at=self.clock.now() + RESUME_AFTER, rule=None,
+            record_key=None, payload={"run_id": run_id})
+
+    def _cancel_resume_timer(self, session: Session, run_id: str) -> None:
+        timer_id = self._resume_timers.pop(run_id, None)
+        if timer_id is not None:
+            session.execute(update(Timer).where(Timer.id == timer_id,
+                                                Timer.status == "pending")
+                            .values(status="cancelled", outcome="the run finished"))
+
+    def resume_run(self, run_id: str) -> dict[str, Any]:
+        """Go on with a run a dead process left `running`: from its first action without an
+        outcome, an action caught in flight again with what it had decided (an assignment's
+        chosen owner), so each effect happens once."""
+        with self.db.read() as session:
+            run = session.get(RuleRun, run_id)
+            if run is None or run.status != "running":
+                return {"status": run.status if run else "missing"}
+            outcomes = list(run.actions or [])
+        start = next((o.get("index", i) for i, o in enumerate(outcomes)
+                      if o.get("status") not in FINAL_OUTCOMES), len(outcomes))
+        log.info("resuming run %s at action %s", run_id, start)
+        attempt = int(outcomes[start].get("attempts") or 1) if start < len(outcomes) else 1
+        return self.execute_run(run_id, start, attempt, resumed=True)
+
+    def execute_run(self, run_id: str, start: int = 0, attempt: int = 1,
+                    resumed: bool = False) -> dict[str, Any]:
         """Perform a run's actions in order from `start`. A failing action is retried later
-        (a timer) with back-off, then recorded as failed and the next actions go on."""
-        state = self._started.pop(run_id, None) if start == 0 else None
+        (a timer) with back-off, then recorded as failed and the next actions go on.
+
+        Each action's outcome is stored as it happens (a local action's in the transaction of
+        its effect), so that a run resumed after a crash (`resume_run`) does nothing twice."""
+        state = self._started.pop(run_id, None) if start == 0 and not resumed else None
         if state is None:  # not started by this engine a moment ago: read it
             with self.db.read() as session:
                 run = session.get(RuleRun, run_id)
@@ -981,27 +1039,67 @@ class Engine:
         self.ports.set_context(state.summary["correlation_id"], state.summary["event_id"],
                                state.causation_depth + 1)
         actions = definition["actions"]
+        while len(outcomes) < len(actions):
+            outcomes.append({"index": len(outcomes), "type": actions[len(outcomes)]["type"],
+                             "status": "pending"})
         # The local actions at the end (tasks, notifications) and the run's completion share
         # one transaction; actions calling another service go one by one, outside any.
         tail = next((i for i in range(start, len(actions))
                      if all(a["type"] in LOCAL_ACTIONS for a in actions[i:])), len(actions))
         for index in range(start, tail):
             action = actions[index]
+            if outcomes[index].get("status") in FINAL_OUTCOMES:
+                continue  # done before a crash
             tries = attempt if index == start else 1
             started = self.clock.now()
+
+            def remember(session: Session, progress: dict[str, Any], index: int = index,
+                         tries: int = tries) -> None:
+                """What an action decided, stored with the decision (before its effect)."""
+                outcomes[index] = {"index": index, "type": actions[index]["type"],
+                                   "status": "in_progress", "attempts": tries, **progress}
+                self._save_run(session, state, outcomes, context, "running", None)
+
+            def finish(session: Session, outcome: dict[str, Any], index: int = index,
+                       tries: int = tries, started: datetime = started) -> None:
+                outcomes[index] = {"index": index, "type": actions[index]["type"],
+                                   "attempts": tries, "duration_ms": round(
+                                       (self.clock.now() - started).total_seconds() * 1000, 2),
+                                   **outcome}
+                self._save_run(session, state, outcomes, context, "running", None)
+
             try:
-                detail = self.perform(action, context, run_id, definition)
+                if action["type"] in LOCAL_ACTIONS:
+                    # Its effect and its outcome commit together: never done twice.
+                    with self.db.begin() as session:
+                        try:
+                            outcome = {"status": "ok", "detail": self.local_action(
+                                session, action, context, run_id)}
+                        except Skipped as exc:
+                            outcome = {"status": "skipped", "detail": str(exc)}
+                        except (PermanentFailure, CrmError) as exc:
+                            outcome = failure(exc)
+                        finish(session, outcome)
+                    continue
+                detail = self.perform(action, context, run_id, definition,
+                                      progress=outcomes[index], remember=remember)
                 outcome = {"status": "ok", "detail": detail}
             except Skipped as exc:
                 outcome = {"status": "skipped", "detail": str(exc)}
             except (PermanentFailure, CrmError) as exc:
                 outcome = failure(exc)
-            except Exception as exc:  # transient: the broker, a timeout, a service down
+            except (Exception, CallTimeout) as exc:
+                # Transient: the broker, a timed-out call (eventlet's Timeout is a
+                # BaseException), a service down. Retried by a timer.
                 error = f"{type(exc).__name__}: {exc}"
+                log.warning("run %s action %s failed (attempt %s): %s", run_id, index, tries,
+                            error)
                 backoff = self.settings.action_backoff
                 if tries <= len(backoff):
                     due = self.clock.now() + timedelta(seconds=backoff[tries - 1])
-                    outcomes[index] = {"index": index, "type": action["type"],
+                    outcomes[index] = {**{k: v for k, v in outcomes[index].items()
+                                          if k == "chosen"},
+                                       "index": index, "type": action["type"],
                                        "status": "retrying", "attempts": tries, "error": error,
                                        "next_attempt_at": due.isoformat()}
                     with self.db.begin() as session:
@@ -1010,12 +1108,11 @@ class Engine:
                                             "run_id": run_id, "action_index": index,
                                             "attempt": tries + 1})
                         self._save_run(session, state, outcomes, context, "retrying", None)
+                        self._cancel_resume_timer(session, run_id)
                     return {"status": "retrying"}
                 outcome = {"status": "failed", "error": f"{error} (after {tries} attempts)"}
-            outcomes[index] = {"index": index, "type": action["type"], "attempts": tries,
-                               "duration_ms": round(
-                                   (self.clock.now() - started).total_seconds() * 1000, 2),
-                               **outcome}
+            with self.db.begin() as session:
+                finish(session, outcome)
         from services.rules import metrics
 
         with self.db.begin() as session:
@@ -1035,6 +1132,7 @@ class Engine:
             summary = self._save_run(session, state, outcomes, context, status,
                                      self.clock.now())
             self._record(session, "rule_run_completed", {"run": summary})
+            self._cancel_resume_timer(session, run_id)
         metrics.RULE_RUNS.labels(status).inc()
         return {"status": status}
 
@@ -1058,11 +1156,14 @@ class Engine:
 
     def perform(
         self, action: dict[str, Any], context: dict[str, Any], run_id: str,
-        definition: dict[str, Any],
+        definition: dict[str, Any], progress: dict[str, Any] | None = None,
+        remember: Callable[[Session, dict[str, Any]], None] | None = None,
     ) -> Any:
+        """`progress`: the action's stored outcome so far (a resumed run's); `remember(session,
+        progress)` stores what the action decided, in the transaction of the decision."""
         kind = action["type"]
         if kind == "assign":
-            return self._assign(action, context)
+            return self._assign(action, context, progress or {}, remember)
         if kind == "call":
             return self._call(action, context)
         if kind in LOCAL_ACTIONS:
@@ -1146,10 +1247,19 @@ class Engine:
         return {"owner_id": choice.user_id, "team": team.name, "reason": choice.reason,
                 "skipped": choice.skipped}
 
-    def _assign(self, action: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    def _assign(
+        self, action: dict[str, Any], context: dict[str, Any],
+        progress: dict[str, Any] | None = None,
+        remember: Callable[[Session, dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
         record = context.get("record") or {}
         if context.get("record_type") != "lead" or not record.get("id"):
             raise Skipped("assign works on leads")
+        chosen = (progress or {}).get("chosen")
+        if chosen:
+            # Chosen before a crash or a failed call: the same owner again (assigning a lead
+            # to its owner changes nothing), not a second choice that moves the rotation on.
+            return self._assign_to(record, context, chosen)
         with self.db.begin() as session:
             key = records.record_key("lead", record["id"])
             connection = session.connection()
@@ -1162,6 +1272,13 @@ class Engine:
             if known is not None:  # count the lead at once, for least-loaded fairness
                 connection.execute(UPDATE_SNAPSHOT,
                                    {"record_key": key, "owner_id": chosen["owner_id"]})
+            if remember is not None:
+                remember(session, {"chosen": chosen})
+        return self._assign_to(record, context, chosen)
+
+    def _assign_to(
+        self, record: dict[str, Any], context: dict[str, Any], chosen: dict[str, Any]
+    ) -> dict[str, Any]:
         self.ports.call("leads", "assign_lead", lead_id=record["id"],
                         owner_id=chosen["owner_id"], scope={"all": True})
         record["owner_id"] = chosen["owner_id"]
@@ -1379,11 +1496,14 @@ class Engine:
     # ---- deliveries -------------------------------------------------------------------------
 
     def deliver_due_emails(self) -> int:
-        """Send the email deliveries due, over one SMTP connection, and record each outcome:
-        sent with its Message-ID, or failed with the reason, retried with back-off
-        (EMAIL_BACKOFF) unless the failure is permanent (a refused address)."""
-        from services.rules.notify import DeliveryFailed
+        """Send the email deliveries due, over one SMTP connection, and record each outcome as
+        it happens: sent with its Message-ID, or failed with the reason, retried with back-off
+        (EMAIL_BACKOFF) unless the failure is permanent (a refused address).
 
+        The Message-ID is made from the delivery's id, so a delivery sent again is the same
+        message; and since each outcome is stored before the next message goes, a process
+        dying mid-batch leaves at most the one message in flight to be sent again (with that
+        same Message-ID), not the whole claimed batch."""
         now = self.clock.now()
         with self.db.begin() as session:
             rows = claim_due(session, EmailDelivery.__table__, "next_attempt_at", now,
@@ -1391,7 +1511,7 @@ class Engine:
                              {"status": "sending", "next_attempt_at": now + DELIVERY_LEASE})
         if not rows:
             return 0
-        outcomes: dict[str, str | Exception] = {}
+        done: set[str] = set()
         # Well within the claim's lease, so that no other process takes these while they are
         # being sent; what is left when it passes goes back for the next tick.
         deadline = time.monotonic() + DELIVERY_LEASE.total_seconds() / 2
@@ -1399,39 +1519,49 @@ class Engine:
             with self.ports.email_connection() as connection:
                 for row in rows:
                     try:
-                        outcomes[row.id] = self.ports.send_email(
-                            list(row.recipients), row.subject, row.text, connection)
+                        outcome: str | Exception = self.ports.send_email(
+                            list(row.recipients), row.subject, row.text, connection, row.id)
                     except Exception as exc:  # noqa: BLE001 - recorded on the delivery
-                        outcomes[row.id] = exc
-                        if not connection.open:
-                            break  # no session with the relay: the rest would fail alike
+                        outcome = exc
+                    self._record_email_outcome(row, outcome)
+                    done.add(row.id)
+                    if isinstance(outcome, Exception) and not connection.open:
+                        break  # no session with the relay: the rest would fail alike
                     if time.monotonic() > deadline:
                         break
         except Exception as exc:  # noqa: BLE001 - e.g. CRM_SMTP_* wrong: each delivery says so
             for row in rows:
-                outcomes.setdefault(row.id, exc)
-        now = self.clock.now()
-        with self.db.begin() as session:
-            session.execute(update(EmailDelivery).where(
-                EmailDelivery.id.in_([row.id for row in rows if row.id not in outcomes]))
-                .values(status="pending", next_attempt_at=now))
-            for item in session.scalars(select(EmailDelivery).where(
-                    EmailDelivery.id.in_(list(outcomes)))):
-                outcome = outcomes[item.id]
-                item.attempts += 1
-                if isinstance(outcome, str):
-                    item.status, item.message_id = "sent", outcome
-                    item.sent_at, item.next_attempt_at, item.last_error = now, None, None
-                    continue
-                item.last_error = f"{type(outcome).__name__}: {outcome}"[:2000]
-                permanent = isinstance(outcome, DeliveryFailed) and outcome.permanent
-                if permanent or item.attempts > len(EMAIL_BACKOFF):
-                    item.status, item.next_attempt_at = "failed", None
-                else:
-                    item.status = "pending"
-                    item.next_attempt_at = now + timedelta(
-                        seconds=EMAIL_BACKOFF[item.attempts - 1])
+                if row.id not in done:
+                    self._record_email_outcome(row, exc)
+                    done.add(row.id)
+        left = [row.id for row in rows if row.id not in done]
+        if left:
+            with self.db.begin() as session:
+                session.execute(update(EmailDelivery).where(
+                    EmailDelivery.id.in_(left), EmailDelivery.status == "sending")
+                    .values(status="pending", next_attempt_at=self.clock.now()))
         return len(rows)
+
+    def _record_email_outcome(self, row: Any, outcome: str | Exception) -> None:
+        from services.rules.notify import DeliveryFailed
+
+        now = self.clock.now()
+        attempts = (row.attempts or 0) + 1
+        values: dict[str, Any]
+        if isinstance(outcome, str):
+            values = {"status": "sent", "message_id": outcome, "sent_at": now,
+                      "next_attempt_at": None, "last_error": None}
+        else:
+            values = {"last_error": f"{type(outcome).__name__}: {outcome}"[:2000]}
+            permanent = isinstance(outcome, DeliveryFailed) and outcome.permanent
+            if permanent or attempts > len(EMAIL_BACKOFF):
+                values.update(status="failed", next_attempt_at=None)
+            else:
+                values.update(status="pending", next_attempt_at=now + timedelta(
+                    seconds=EMAIL_BACKOFF[attempts - 1]))
+        with self.db.begin() as session:
+            session.execute(update(EmailDelivery).where(EmailDelivery.id == row.id)
+                            .values(attempts=attempts, **values))
 
     def deliver_due_webhooks(self) -> int:
         now = self.clock.now()

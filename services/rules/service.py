@@ -166,8 +166,10 @@ class RulesService(PlatformEndpoints):
             return reply.result()
 
     @staticmethod
-    def _send_email(to: list[str], subject: str, text: str, connection: Any) -> str:
-        return email_sender().send(to, subject, text, connection=connection)
+    def _send_email(to: list[str], subject: str, text: str, connection: Any,
+                    message_key: str | None = None) -> str:
+        return email_sender().send(to, subject, text, connection=connection,
+                                   message_key=message_key)
 
     @staticmethod
     def _deliver_webhook(url: str, secret: str, msg_id: str, body: bytes) -> Any:

@@ -237,7 +237,7 @@ def test_confirmed_events_waiting_to_be_marked_are_not_published_again(amqp_uri,
 
 
 def test_the_definitions_policies_are_in_effect(amqp_uri):
-    """Dead letters for the service queues; version 2 storage for the queue of every event."""
+    """Dead letters for the event queues, not RPC; version 2 storage for every event queue."""
     import subprocess
 
     from deploy import devctl
@@ -247,12 +247,68 @@ def test_the_definitions_policies_are_in_effect(amqp_uri):
     if vhost == "/" or ctl is None:
         pytest.skip("no test vhost of a local broker")
     with Connection(amqp_uri) as connection:
-        Queue("evt-probe-policy", durable=True, auto_delete=True)(
-            connection.default_channel).declare()
+        for name in ("evt-probe-policy", "rpc-probe-policy"):
+            Queue(name, durable=True, auto_delete=True)(connection.default_channel).declare()
         listed = subprocess.run(
             [ctl, "list_queues", "-q", "-p", vhost, "name", "policy"],
             capture_output=True, text=True, check=True, timeout=60).stdout
     policies = dict(line.split("\t")[:2] for line in listed.splitlines() if "\t" in line)
-    assert policies["rules.all-events"] == "crm-event-stores"
-    assert policies["crm.dead-letter"] == "crm-event-stores"
+    # Every queue of events dead-letters (and keeps version 2 storage); the dead letters
+    # themselves do not; RPC requests do not: an expired request is not a dead event.
+    assert policies["rules.all-events"] == "crm-dead-letter"
     assert policies["evt-probe-policy"] == "crm-dead-letter"
+    assert policies["crm.dead-letter"] == "crm-event-stores"
+    assert policies["rpc-probe-policy"] in ("", None)
+
+
+@pytest.mark.parametrize("poison", ["not-json", "disallowed-content-type", "no-data",
+                                    "not-an-object"])
+def test_a_message_that_is_no_event_is_dead_lettered_with_its_reason(
+    container_factory, nameko_config, amqp_uri, poison
+):
+    """Nothing is thrown away: what no handler can read goes to crm.dead-letter at once,
+    with why, and the consumer goes on with the next message."""
+    HANDLED.clear()
+    with Connection(amqp_uri) as conn:
+        Queue(DEAD_LETTER_QUEUE, durable=True).bind(conn.default_channel).queue_declare(
+            passive=False)
+        conn.default_channel.queue_purge(DEAD_LETTER_QUEUE)
+    container = container_factory(FailingService, {**nameko_config,
+                                                   "EVENT_RETRY_BACKOFF": [0.2]})
+    container.start()
+    exchange = Exchange("probe.events", type="topic", durable=True)
+    bodies = {
+        "not-json": (b"{this is not json", "application/json"),
+        "disallowed-content-type": (b"\x80\x04K\x01.", "application/x-python-serialize"),
+        "no-data": (json.dumps({"event_id": "e-1", "event_type": "thing_happened"}).encode(),
+                    "application/json"),
+        "not-an-object": (b"[1, 2]", "application/json"),
+    }
+    body, content_type = bodies[poison]
+    good = {"event_id": str(uuid.uuid4()), "event_type": "thing_happened", "data": {"n": 1}}
+    with Connection(amqp_uri) as conn:
+        producer = conn.Producer()
+        producer.publish(body, exchange=exchange, routing_key="thing_happened",
+                         content_type=content_type, content_encoding="binary",
+                         delivery_mode=2)
+        producer.publish(good, exchange=exchange, routing_key="thing_happened",
+                         serializer="json", delivery_mode=2)
+    with eventlet.Timeout(15):
+        while good["event_id"] not in HANDLED:
+            eventlet.sleep(0.05)
+    assert "e-1" not in HANDLED, "the poison never reached the handler"
+    with Connection(amqp_uri) as conn:
+        # The raw message: kombu's SimpleQueue would try (and fail) to decode the poison.
+        channel = conn.connection.channel()
+        with eventlet.Timeout(10):  # (a retried good event may be dead-lettered too)
+            while (dead := channel.basic_get(DEAD_LETTER_QUEUE, no_ack=True)) is None or (
+                    dead.body != body):
+                eventlet.sleep(0.05)
+        headers = dead.properties["application_headers"]
+        assert dead.body == body
+        assert headers["x-crm-reason"] == ("not an event" if poison in ("no-data",
+                                                                      "not-an-object")
+                                           else "undecodable")
+        assert headers["x-crm-error"]
+        assert headers["x-crm-queue"].startswith("evt-probe-")
+        channel.close()

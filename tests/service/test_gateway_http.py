@@ -16,7 +16,7 @@ NEW_LEAD = {"name": "李雷", "company": "杭州示例科技", "email": "lilei@e
 
 
 def created(data: dict, on_duplicate: str = "reject", owner_id: Any = None,
-            scope: Any = None) -> dict:
+            scope: Any = None, idempotency_key: Any = None) -> dict:
     return {"outcome": "created", "lead": lead(id="lead-9", **data)}
 
 
@@ -132,6 +132,10 @@ def test_idempotent_replay_and_mismatch(client: FlaskClient, org: dict,
     headers = {**auth(org, "zhangwei"), "Idempotency-Key": "k-1"}
     first = client.post("/leads", json=NEW_LEAD, headers=headers)
     assert first.status_code == 201 and "Idempotent-Replayed" not in first.headers
+    # the key goes to the service too (per user), which replays it after a lost reply
+    assert fake_rpc.calls[-1]["kwargs"]["idempotency_key"] == f"{org['zhangwei']['id']}:k-1" \
+        if isinstance(org.get("zhangwei"), dict) else fake_rpc.calls[-1]["kwargs"][
+            "idempotency_key"].endswith(":k-1")
     again = client.post("/leads", json=NEW_LEAD, headers=headers)
     assert again.status_code == 201
     assert again.headers["Idempotent-Replayed"] == "true"

@@ -664,3 +664,149 @@ def test_a_template_failing_on_a_record_fails_that_action_only(system):
     assert "the template" in run["actions"][0]["error"]
     assert run["actions"][1]["status"] == "ok"
     assert runs_of(system, "website-lead-call-now")[0]["status"] == "completed"
+
+
+# --------------------------------------------------------------------------- crashes mid-run
+
+
+class Died(BaseException):
+    """The process dying at this line (a kill -9): nothing after it runs, nothing catches it."""
+
+
+def _resume_by_timer(system) -> None:
+    from services.rules.engine import RESUME_AFTER
+
+    advance(system, RESUME_AFTER.total_seconds() + 1)
+
+
+def _one_of_each_effect(system, lead_id: str) -> str:
+    owner = system.leads().get_lead(lead_id, {"all": True})["owner_id"]
+    assert owner in ("u-zhangwei", "u-lina")
+    tasks = system.rules().list_tasks({}, {"all": True})["items"]
+    assert [t["record_id"] for t in tasks] == [lead_id], "one task"
+    assert len(system.rules().list_notifications(owner)["items"]) == 1
+    with system.session() as session:
+        assert len(session.scalars(select(EmailDelivery)).all()) == 1, "one email"
+    run = runs_of(system, "website-lead-call-now")[0]
+    assert run["status"] == "completed", run
+    assert [a["status"] for a in run["actions"]] == ["ok", "ok", "ok"]
+    return owner
+
+
+def test_a_run_left_running_by_a_death_after_the_commit_is_resumed(system, monkeypatch):
+    """The run and the inbox row committed, then the process died before any action: the
+    redelivered event is (rightly) skipped, and the run's resume timer finishes it."""
+    from services.rules.engine import Engine
+
+    install_shipped(system)
+    lead = system.leads().create_lead(website_lead(1))["lead"]
+    original = Engine.execute_run
+
+    def dies(self, *args, **kwargs):
+        raise Died()
+
+    monkeypatch.setattr(Engine, "execute_run", dies)
+    with pytest.raises(Died):
+        system.deliver_leads_events()
+    monkeypatch.setattr(Engine, "execute_run", original)
+    run = runs_of(system, "website-lead-call-now")[0]
+    assert run["status"] == "running"
+    assert [a["status"] for a in run["actions"]] == ["pending"] * 3
+
+    _resume_by_timer(system)
+    _one_of_each_effect(system, lead["id"])
+    assert [m for m, _ in system.leads_rpc.calls] == ["assign_lead"]
+
+
+def test_an_assignment_cut_off_after_its_call_is_repeated_with_the_same_owner(
+    system, monkeypatch
+):
+    """Died after leads.assign_lead answered, before the outcome was stored: the resumed run
+    assigns the lead again to the owner it had chosen (no change, no second rotation step)."""
+    from services.rules.engine import Engine
+
+    install_shipped(system)
+    lead = system.leads().create_lead(website_lead(1))["lead"]
+    original = Engine._assign_to
+
+    def assigns_then_dies(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        raise Died()
+
+    monkeypatch.setattr(Engine, "_assign_to", assigns_then_dies)
+    with pytest.raises(Died):
+        system.deliver_leads_events()
+    monkeypatch.setattr(Engine, "_assign_to", original)
+    assert runs_of(system, "website-lead-call-now")[0]["status"] == "running"
+
+    _resume_by_timer(system)
+    owner = _one_of_each_effect(system, lead["id"])
+    owners = [kwargs["owner_id"] for method, kwargs in system.leads_rpc.calls
+              if method == "assign_lead"]
+    assert owners == [owner, owner], "the same owner again: the second call changes nothing"
+
+
+def test_a_timed_out_call_is_a_transient_failure_that_is_retried(system, monkeypatch):
+    """eventlet's Timeout is a BaseException: it used to escape the handler and stall the
+    consumer. It is now a failed attempt, retried by a timer, and the run completes."""
+    import eventlet
+
+    from services.rules.engine import Engine
+
+    install_shipped(system)
+    lead = system.leads().create_lead(website_lead(1))["lead"]
+    original = Engine._assign_to
+    calls = []
+
+    def times_out_once(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise eventlet.Timeout(10)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "_assign_to", times_out_once)
+    system.deliver_leads_events()  # does not raise
+    run = runs_of(system, "website-lead-call-now")[0]
+    assert run["status"] == "retrying" and "Timeout" in run["actions"][0]["error"]
+    advance(system, 3)
+    _one_of_each_effect(system, lead["id"])
+
+
+def test_a_death_mid_batch_repeats_only_the_email_in_flight_with_its_message_id(
+    system, smtp, monkeypatch
+):
+    """Three emails claimed together; the process dies after the relay accepted the second,
+    before its outcome was stored. After the lease, only that one goes again, with the same
+    Message-ID; the first is not sent twice."""
+    from services.rules.engine import DELIVERY_LEASE, Engine
+
+    install_shipped(system)
+    for n in range(3):
+        system.leads().create_lead(website_lead(n))
+    system.deliver_leads_events()
+    original = Engine._record_email_outcome
+    recorded = []
+
+    def dies_at_the_second(self, row, outcome):
+        recorded.append(row.id)
+        if len(recorded) == 2:
+            raise Died()
+        return original(self, row, outcome)
+
+    monkeypatch.setattr(Engine, "_record_email_outcome", dies_at_the_second)
+    with pytest.raises(Died):
+        system.rules().engine.tick()
+    monkeypatch.setattr(Engine, "_record_email_outcome", original)
+    assert len(smtp.messages) == 2, "the relay took the first two"
+    advance(system, DELIVERY_LEASE.total_seconds() + 1)
+
+    ids = [str(m["Message-ID"]) for m in smtp.messages]
+    assert len(ids) == 4, ids
+    first, in_flight = ids[0], ids[1]
+    assert ids.count(first) == 1, "a recorded delivery is never sent again"
+    assert ids.count(in_flight) == 2, "the one in flight repeats, with the same Message-ID"
+    with system.session() as session:
+        deliveries = session.scalars(select(EmailDelivery)).all()
+    assert {d.status for d in deliveries} == {"sent"}
+    assert sorted(d.message_id for d in deliveries) == sorted(set(ids))
+    assert all(d.message_id == f"<{d.id}@localhost>" for d in deliveries)

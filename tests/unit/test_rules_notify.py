@@ -338,3 +338,16 @@ def test_email_sender_from_env_defaults_and_errors() -> None:
         EmailSender.from_env({"CRM_SMTP_FROM": "crm"})
     with pytest.raises(ValueError, match="CRM_SMTP_PASSWORD"):
         EmailSender.from_env({"CRM_SMTP_USER": "crm"})
+
+
+def test_a_delivery_keyed_message_id_is_the_same_at_every_attempt():
+    from services.rules.notify import EmailSender
+
+    sender = EmailSender("127.0.0.1", 1025, "CRM <crm@例子.cn>")
+    first, _ = sender.build(["a@b.cn"], "s", "t", message_key="d-1")
+    again, _ = sender.build(["a@b.cn"], "s", "t", message_key="d-1")
+    other, _ = sender.build(["a@b.cn"], "s", "t")
+    assert str(first["Message-ID"]) == str(again["Message-ID"]) == "<d-1@xn--fsqu00a.cn>"
+    assert str(other["Message-ID"]) != str(first["Message-ID"])
+    with pytest.raises(ValueError):
+        sender.message_id_for("a>b")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from flask import g
 from flask_smorest import Blueprint
 from marshmallow import RAISE
 from sqlalchemy import select
@@ -58,9 +59,14 @@ def _iso(value: Any) -> Any:
 )
 def create_lead(query: dict[str, Any], data: dict[str, Any]) -> Any:
     """Capture a lead; `on_duplicate` = reject (default), merge or create."""
+    principal = current_principal()
     on_duplicate = data.pop("on_duplicate", None) or query.get("on_duplicate") or "reject"
+    # The Idempotency-Key goes along (per user): a retry after a lost reply (a 503 behind
+    # which the lead was created) is answered with the lead it created, not a 409 duplicate.
+    key = g.get("idempotency_key")
+    extra = {"idempotency_key": f"{principal.user_id}:{key}"} if key else {}
     result = rpc_call(
-        "leads", "create_lead", data=data, on_duplicate=on_duplicate, scope=_scope()
+        "leads", "create_lead", data=data, on_duplicate=on_duplicate, scope=_scope(), **extra
     )
     lead = result["lead"]
     status = 200 if result.get("outcome") == "merged" else 201

@@ -208,6 +208,14 @@ class EmailSender:
     def __repr__(self) -> str:
         return f"EmailSender({self.host}:{self.port}, security={self.security})"
 
+    def message_id_for(self, key: str) -> str:
+        """The Message-ID of the delivery `key` (its stored id): the same at every attempt,
+        so that a message sent again after a crash is recognisably the same message (mail
+        clients and relays drop the copy)."""
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,200}", key):
+            raise ValueError(f"message key {key!r}: letters, digits, '.', '_' and '-' only")
+        return f"<{key}@{self._message_id_domain}>"
+
     # ---------------------------------------------------------------- building the message
 
     def build(
@@ -217,6 +225,7 @@ class EmailSender:
         text: str,
         html: str | None = None,
         headers: Mapping[str, object] | None = None,
+        message_key: str | None = None,
     ) -> tuple[EmailMessage, list[str]]:
         """The message and its normalised recipients; `DeliveryFailed(permanent=True)` for input
         no retry can fix (bad addresses, header injection)."""
@@ -243,7 +252,8 @@ class EmailSender:
             message["To"] = ", ".join(recipients)
             message["Subject"] = _header_value(subject)
             message["Date"] = format_datetime(datetime.now(UTC))
-            message["Message-ID"] = make_msgid(domain=self._message_id_domain)
+            message["Message-ID"] = (self.message_id_for(message_key) if message_key
+                                     else make_msgid(domain=self._message_id_domain))
             for name, value in (headers or {}).items():
                 if not isinstance(name, str) or not _HEADER_NAME.match(name):
                     raise ValueError(f"header {name!r}: not a valid header name")
@@ -270,15 +280,18 @@ class EmailSender:
         html: str | None = None,
         headers: dict | None = None,
         connection: SmtpConnection | None = None,
+        message_key: str | None = None,
     ) -> str:
         """Send one message to every address of `to`; returns its Message-ID. With
-        `connection` (from `connection()`), over that shared session.
+        `connection` (from `connection()`), over that shared session. With `message_key` (a
+        delivery's id) the Message-ID is `message_id_for(message_key)`, the same at every
+        attempt; without it, a new one.
 
         Raises `DeliveryFailed`: permanent for bad addresses and 5xx refusals of the sender,
         recipients or content; temporary for connection errors, timeouts, TLS problems,
         authentication failures (a configuration matter, not the message's) and 4xx replies.
         """
-        message, recipients = self.build(to, subject, text, html, headers)
+        message, recipients = self.build(to, subject, text, html, headers, message_key)
         message_id = str(message["Message-ID"])
         try:
             refused = self._transmit(message, recipients, connection)
