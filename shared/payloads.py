@@ -83,7 +83,7 @@ class JsonObject(fields.Dict):
 
     default_error_messages = {
         "too_many_properties": "At most {limit} properties.",
-        "key_too_long": "Keys are at most {limit} characters: {key!r}.",
+        "key_too_long": "Keys are at most {limit} characters: {name!r}.",
         "string_too_long": "Strings are at most {limit} characters (at {path}).",
         "list_too_long": "Lists have at most {limit} items (at {path}).",
         "too_deep": "Nested at most {limit} levels deep (at {path}).",
@@ -129,8 +129,14 @@ class JsonObject(fields.Dict):
         )
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
-        if isinstance(value, Mapping) and len(value) > self.max_properties:
-            raise self.make_error("too_many_properties", limit=self.max_properties)
+        if isinstance(value, Mapping):
+            if len(value) > self.max_properties:
+                raise self.make_error("too_many_properties", limit=self.max_properties)
+            for key in value:
+                # one message on the field, not marshmallow's nested {key: {"key": [...]}}
+                if isinstance(key, str) and len(key) > self.max_key_length:
+                    raise self.make_error("key_too_long", limit=self.max_key_length,
+                                          name=key[:80])
         loaded = super()._deserialize(value, attr, data, **kwargs)
         self._check_nested(loaded)
         size = len(json.dumps(loaded, ensure_ascii=False, separators=(",", ":")).encode())
@@ -160,6 +166,6 @@ class JsonObject(fields.Dict):
                     for key in value:
                         if not isinstance(key, str) or len(key) > self.max_key_length:
                             raise self.make_error(
-                                "key_too_long", limit=self.max_key_length, key=str(key)[:80])
+                                "key_too_long", limit=self.max_key_length, name=str(key)[:80])
                     children = ((f"{path}.{k}" if path else k, v) for k, v in value.items())
                 stack.extend((child, child_path, depth + 1) for child_path, child in children)
