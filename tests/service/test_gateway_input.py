@@ -272,3 +272,9 @@ def test_faults_are_one_error_json_line_with_traceback(client: FlaskClient, org:
     parsed = json.loads(line)
     assert parsed["level"] == "ERROR" and "Traceback" in parsed["exc"]
     assert parsed["correlation_id"] == response.headers["X-Correlation-ID"]
+
+
+def test_413_names_the_limit_of_the_route(client: FlaskClient, org: dict) -> None:
+    huge = '{"name": "' + "x" * (1024 * 1024 + 10) + '"}'
+    body = assert_problem(send(client, "POST", "/leads", huge, auth(org, "zhangwei")), 413)
+    assert body["max_bytes"] == 1024 * 1024 and str(1024 * 1024) in body["detail"]
