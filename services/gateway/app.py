@@ -243,7 +243,6 @@ class GatewayApi(Api):
         self.spec.to_dict = lambda: docs.fix_openapi(written())  # type: ignore[method-assign]
 
 
-
 def _setting(settings: dict[str, Any], name: str, env_name: str, default: str) -> str:
     if name in settings:
         return str(settings[name])
