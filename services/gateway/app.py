@@ -14,7 +14,7 @@ from typing import Any
 from flask import Flask, Response, current_app, g, request
 from flask_smorest import Api
 
-from services.gateway import metrics, problems
+from services.gateway import docs, metrics, problems
 from services.gateway.auth import (
     Authenticator,
     Principal,
@@ -27,7 +27,9 @@ from services.gateway.idempotency import HEADER as IDEMPOTENCY_HEADER
 from services.gateway.idempotency import Idempotency
 from services.gateway.problems import ApiProblem
 from services.gateway.rpc import RpcClient, RpcPool, ServiceUnavailable
+from services.gateway.schemas import ProblemSchema
 from services.gateway.store import Store
+from services.gateway.strict_json import StrictJSONProvider, check_request_input
 from shared import config as shared_config
 from shared.context import current_correlation_id
 from shared.logging import JsonFormatter
@@ -41,7 +43,7 @@ CORRELATION_HEADER = "X-Correlation-ID"
 PUBLIC_ENDPOINTS = frozenset(
     {"system.health", "system.metrics", "identity.create_token", "static"}
 )
-PUBLIC_BLUEPRINTS = frozenset({"api-docs"})
+PUBLIC_BLUEPRINTS = frozenset({"api-docs", "docs-assets"})
 
 
 @dataclass
@@ -130,9 +132,10 @@ def _start_request() -> Response | None:
     g.correlation_token = current_correlation_id.set(g.correlation_id)
 
     endpoint = request.endpoint
-    if endpoint is None or endpoint in PUBLIC_ENDPOINTS:
-        return None
-    if request.blueprint in PUBLIC_BLUEPRINTS:
+    if endpoint is None:
+        return None  # answered 404/405 by routing
+    if endpoint in PUBLIC_ENDPOINTS or request.blueprint in PUBLIC_BLUEPRINTS:
+        check_request_input(request)
         return None
 
     gw = gateway()
@@ -157,6 +160,8 @@ def _start_request() -> Response | None:
             type_=problems.PROBLEM_BASE + "rate-limited",
             headers={"Retry-After": str(wait)},
         )
+    # Strict JSON and storable strings, for every route, before a schema or view sees them.
+    check_request_input(request)
 
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if request.method == "POST" and key is not None:
@@ -201,6 +206,7 @@ def _finish_request(response: Response) -> Response:
                 "status": response.status_code,
                 "duration_ms": round(elapsed * 1000, 2),
                 "user_id": principal.user_id if principal else None,
+                "problem": g.get("problem_type"),
             },
         )
     return response
@@ -221,6 +227,20 @@ def _teardown_request(error: BaseException | None) -> None:
 
 
 # -- factory -------------------------------------------------------------------------------
+
+
+class GatewayApi(Api):
+    """flask-smorest's Api with problem+json errors and a valid OpenAPI 3.1 document."""
+
+    ERROR_SCHEMA = ProblemSchema
+
+    def _init_spec(self, **kwargs: Any) -> None:
+        super()._init_spec(**kwargs)
+        self.ma_plugin.converter.add_attribute_function(docs.field_properties)
+        # Every reader of the document (/openapi.json, `flask openapi write`, tests) gets the
+        # corrected one, whichever resource module wrote what (see docs.py).
+        written = self.spec.to_dict
+        self.spec.to_dict = lambda: docs.fix_openapi(written())  # type: ignore[method-assign]
 
 
 def _setting(settings: dict[str, Any], name: str, env_name: str, default: str) -> str:
@@ -244,9 +264,10 @@ def create_app(settings: dict[str, Any] | None = None) -> Flask:
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="/docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        # served by the gateway itself from Python packages (docs.py): no CDN, no internet
+        OPENAPI_SWAGGER_UI_URL=docs.SWAGGER_UI_URL,
         OPENAPI_REDOC_PATH="/redoc",
-        OPENAPI_REDOC_URL="https://cdn.jsdelivr.net/npm/redoc/bundles/redoc.standalone.js",
+        OPENAPI_REDOC_URL=docs.REDOC_URL,
         API_SPEC_OPTIONS={
             "info": {
                 "description": "HTTP gateway of the CRM. Errors are application/problem+json "
@@ -255,8 +276,7 @@ def create_app(settings: dict[str, Any] | None = None) -> Flask:
             "security": [{"bearerAuth": []}, {"apiKeyHeader": []}],
         },
     )
-    app.json.ensure_ascii = False  # type: ignore[attr-defined]
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json = StrictJSONProvider(app)
     configure_logging(_setting(settings, "log_level", "CRM_LOG_LEVEL", "INFO"))
 
     store = Store(settings.get("database_url"))
@@ -287,7 +307,7 @@ def create_app(settings: dict[str, Any] | None = None) -> Flask:
     if settings.get("sweep_directory", True):
         directory.start_sweeper()
 
-    api = Api(app)
+    api = GatewayApi(app)
     api.spec.components.security_scheme(
         "bearerAuth",
         {"type": "http", "scheme": "bearer",
@@ -302,6 +322,7 @@ def create_app(settings: dict[str, Any] | None = None) -> Flask:
     for blueprint in (system, identity, leads, sales, sales_numbers, rules):
         api.register_blueprint(blueprint.blp)
 
+    app.register_blueprint(docs.assets)
     problems.register(app)
     app.before_request(_start_request)
     app.after_request(_finish_request)

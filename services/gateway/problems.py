@@ -1,8 +1,12 @@
-"""Every error as `application/problem+json` (RFC 9457)."""
+"""Every error as `application/problem+json` (RFC 9457).
+
+Logging: an expected client error (4xx) is not a fault of the gateway; it is in the access log
+line (INFO, with its problem `type`) and nowhere else, without a traceback. A real fault (a 500,
+an untyped error of a service) is one ERROR JSON line with its traceback.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from http import HTTPStatus
@@ -13,6 +17,7 @@ from nameko.exceptions import RemoteError
 from werkzeug.exceptions import HTTPException
 
 from services.gateway.rpc import ServiceUnavailable
+from services.gateway.strict_json import InvalidJsonValues, MalformedJson, strict_dumps
 from shared.errors import CrmError, ValidationFailed
 
 log = logging.getLogger("services.gateway.errors")
@@ -84,10 +89,13 @@ def problem_response(
         correlation_id = g.get("correlation_id")
         if correlation_id:
             body["correlation_id"] = correlation_id
+        g.problem_type = body["type"]  # for the access log line
     for key, value in extras.items():
         body.setdefault(key, value)
     response = Response(
-        json.dumps(body, ensure_ascii=False, default=str), status=status, mimetype=PROBLEM_MIMETYPE
+        strict_dumps(body, ensure_ascii=False, default=str),
+        status=status,
+        mimetype=PROBLEM_MIMETYPE,
     )
     for key, value in (headers or {}).items():
         response.headers[key] = value
@@ -137,16 +145,34 @@ def handle_http_exception(error: HTTPException) -> Response:
             headers=headers, errors=errors,
         )
     if status == 413:
-        return problem_response(
-            413, detail="The request body exceeds the 1 MiB limit.", headers=headers
-        )
+        limit = request.max_content_length
+        detail = (f"The request body exceeds the limit of {limit} bytes on {request.path}."
+                  if limit else "The request body is too large.")
+        return problem_response(413, detail=detail, headers=headers, max_bytes=limit)
     if status == 404:
         return problem_response(
             404, detail=f"No resource at {request.path}.", headers=headers
         )
     if status >= 500:
-        log.error("HTTP %s: %s", status, error.description)
+        log.error("HTTP %s: %s", status, error.description, exc_info=error)
     return problem_response(status, detail=error.description or "", headers=headers)
+
+
+def handle_malformed_json(error: MalformedJson) -> Response:
+    return problem_response(
+        400,
+        title="Malformed request body",
+        detail=str(error),
+        type_=PROBLEM_BASE + "malformed-body",
+    )
+
+
+def handle_invalid_json_values(error: InvalidJsonValues) -> Response:
+    problem = validation_problem(error.errors)
+    return problem_response(
+        422, title=problem.title, detail=problem.detail, type_=problem.type_,
+        errors=error.errors,
+    )
 
 
 def handle_api_problem(error: ApiProblem) -> Response:
@@ -192,7 +218,7 @@ def handle_unavailable(error: ServiceUnavailable) -> Response:
 
 def handle_remote_error(error: RemoteError) -> Response:
     # An exception the service did not type: a bug there, not something the client can fix.
-    log.error("unmapped remote error %s: %s", error.exc_type, error.value)
+    log.error("unmapped remote error %s: %s", error.exc_type, error.value, exc_info=error)
     return problem_response(
         500,
         detail="An internal error occurred in a backing service.",
@@ -212,6 +238,8 @@ def handle_unexpected(error: Exception) -> Response:
 def register(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(ApiProblem, handle_api_problem)
+    app.register_error_handler(MalformedJson, handle_malformed_json)
+    app.register_error_handler(InvalidJsonValues, handle_invalid_json_values)
     app.register_error_handler(CrmError, handle_crm_error)
     app.register_error_handler(ServiceUnavailable, handle_unavailable)
     app.register_error_handler(RemoteError, handle_remote_error)

@@ -1,4 +1,11 @@
-"""HTTP payload schemas; the OpenAPI document is generated from these same classes."""
+"""HTTP payload schemas; the OpenAPI document is generated from these same classes.
+
+Size limits: every free-form JSON object a client can store (lead `attributes`, follow-up key
+points, rule definitions...) is a `JsonObject` (from shared/payloads.py, so a service's own
+schema can use the same field): bounded properties, key and string lengths, list lengths,
+depth and encoded bytes, all written into the OpenAPI document. Every text field has a
+maximum length (`text()`).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,9 @@ from services.gateway.models import ROLES
 from services.leads import schemas as lead_schemas
 from services.leads.domain import LEAD_STATUSES
 from services.leads.schemas import ON_DUPLICATE
+from shared.payloads import JsonObject
+
+__all__ = ["JsonObject", "ProblemSchema", "StrictSchema", "text"]
 
 USERNAME = validate.Regexp(
     r"^[A-Za-z0-9_.\-]{3,64}$", error="3-64 characters: letters, digits, '_', '.', '-'."
@@ -37,9 +47,16 @@ class StrictSchema(Schema):
 # -- leads ---------------------------------------------------------------------------------
 
 
+LEAD_ATTRIBUTES = {"max_properties": 50, "max_string_length": 2000, "max_bytes": 16 * 1024}
+
+
 class LeadCreateSchema(lead_schemas.LeadCreateSchema):
     """The leads service's own capture schema, plus how to treat a duplicate."""
 
+    attributes = JsonObject(
+        load_default=dict, metadata={"description": "free-form attributes, usable in scoring"},
+        **LEAD_ATTRIBUTES,
+    )
     on_duplicate = fields.String(
         validate=validate.OneOf(ON_DUPLICATE),
         metadata={"description": "May also be given as a query parameter; the body wins."},
@@ -55,7 +72,11 @@ class LeadListQuerySchema(lead_schemas.LeadFiltersSchema):
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
 
 
-BehaviourCreateSchema = lead_schemas.BehaviourSchema
+class BehaviourSchema(lead_schemas.BehaviourSchema):
+    attributes = JsonObject(load_default=dict, **LEAD_ATTRIBUTES)
+
+
+BehaviourCreateSchema = BehaviourSchema
 
 
 class StatusChangeSchema(StrictSchema):
@@ -194,6 +215,30 @@ class ApiKeySchema(Schema):
 
 class ApiKeyCreatedSchema(ApiKeySchema):
     key = fields.String(metadata={"description": "Shown once; only its hash is stored."})
+
+
+# -- errors --------------------------------------------------------------------------------
+
+
+class ProblemSchema(Schema):
+    """An error (RFC 9457), sent as application/problem+json; extra members by problem type."""
+
+    class Meta:
+        ordered = True
+        unknown = INCLUDE
+
+    type = fields.String(required=True, metadata={
+        "description": "urn:problem-type:crm:<kind> (validation-failed, not-found, ...)"})
+    title = fields.String(required=True)
+    status = fields.Integer(required=True)
+    detail = fields.String(required=True)
+    instance = fields.String(metadata={"description": "The request path."})
+    correlation_id = fields.String()
+    errors = fields.Dict(
+        keys=fields.String(), values=fields.Raw(),
+        metadata={"description": "422: {field: [messages]}; a nested field is named by its "
+                                 "path (`attributes.size`, `items[2]`)."},
+    )
 
 
 # -- system --------------------------------------------------------------------------------
