@@ -246,6 +246,10 @@ class RateLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
+    def reset(self, key: str) -> None:
+        with self._lock:
+            self._buckets.pop(key, None)
+
     def acquire(self, key: str) -> int:
         """0 when allowed, else the seconds to wait (for Retry-After)."""
         if self.rate <= 0:
@@ -364,6 +368,10 @@ KEY_PREFIX_POLICY = ThrottlePolicy(throttle_after=10, lock_after=100, lock_secon
                                    window_seconds=900)
 
 
+def address_keys(address: str) -> list[str]:
+    return [login_address_key(address), credential_address_key(address)]
+
+
 def account_key(username: str) -> str:
     # The same key shape for names that exist and names that do not: locking says nothing
     # about whether an account exists.
@@ -392,11 +400,14 @@ class FailureThrottle:
     """
 
     PRUNE_INTERVAL = 300.0
+    # A block seen here is believed this long without asking the database again, so that an
+    # admin's unblock in another worker takes effect within these seconds.
+    MEMO_SECONDS = 5.0
 
     def __init__(self, sessionmaker: Any, clock: Any = time.time):
         self._sessionmaker = sessionmaker
         self.clock = clock  # epoch seconds; tests move it
-        self._blocked: dict[str, float] = {}
+        self._blocked: dict[str, tuple[float, float]] = {}  # key -> (blocked until, seen at)
         self._lock = threading.Lock()
         self._pruned_at = 0.0
 
@@ -408,8 +419,12 @@ class FailureThrottle:
     def memo_blocked(self, keys: list[str]) -> float:
         """Seconds left on a block this process has already seen (no database access)."""
         now = self.clock()
+        until = 0.0
         with self._lock:
-            until = max((self._blocked.get(key, 0.0) for key in keys), default=0.0)
+            for key in keys:
+                memo = self._blocked.get(key)
+                if memo is not None and now - memo[1] < self.MEMO_SECONDS:
+                    until = max(until, memo[0])
         return max(0.0, until - now)
 
     def blocked(self, keys: list[str]) -> float:
@@ -449,7 +464,7 @@ class FailureThrottle:
             with self._lock:
                 if len(self._blocked) > 10_000:
                     self._blocked.clear()
-                self._blocked[key] = now + seconds
+                self._blocked[key] = (now + seconds, now)
         self._maybe_prune(now)
         return seconds
 
@@ -486,7 +501,7 @@ class FailureThrottle:
                 )
             )
         with self._lock:
-            for key in [k for k, until in self._blocked.items() if until < now]:
+            for key in [k for k, (until, _) in self._blocked.items() if until < now]:
                 del self._blocked[key]
 
 

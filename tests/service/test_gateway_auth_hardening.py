@@ -142,6 +142,25 @@ def test_address_spraying_many_accounts_is_blocked(make_app: Any, org: dict) -> 
     assert login(client, "zhangwei", PASSWORD, "10.9.9.10").status_code == 201
 
 
+def test_admin_unblocks_an_address(client: FlaskClient, org: dict, clock: FakeClock) -> None:
+    for n in range(21):
+        client.get("/me", headers={"X-API-Key": f"crm_{n:04d}badbadbad"},
+                   environ_base={"REMOTE_ADDR": "10.9.8.7"})
+        login(client, f"sprayed{n}", "guess", "10.9.8.7")
+    assert_problem(client.get("/me", headers={"X-API-Key": "crm_x"},
+                              environ_base={"REMOTE_ADDR": "10.9.8.7"}), 429)
+    assert_problem(login(client, "lina", PASSWORD, "10.9.8.7"), 429)
+    rep = client.post("/auth/unblock", json={"address": "10.9.8.7"}, headers=auth(org, "lina"))
+    assert_problem(rep, 403)
+    missing = client.post("/auth/unblock", json={}, headers=auth(org, "admin"))
+    assert "address" in assert_problem(missing, 422)["errors"]
+    done = client.post("/auth/unblock", json={"address": "10.9.8.7"}, headers=auth(org, "admin"))
+    assert done.status_code == 204
+    assert_problem(client.get("/me", headers={"X-API-Key": "crm_x"},
+                              environ_base={"REMOTE_ADDR": "10.9.8.7"}), 401)
+    assert login(client, "lina", PASSWORD, "10.9.8.7").status_code == 201
+
+
 def test_lockout_is_shared_by_every_worker(make_app: Any, org: dict) -> None:
     first, second = make_app(), make_app()  # two gunicorn workers on one database
     clock = FakeClock()

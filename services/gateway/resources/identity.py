@@ -23,6 +23,7 @@ from services.gateway.auth import (
     HashBusy,
     Principal,
     account_key,
+    address_keys,
     client_address,
     generate_api_key,
     login_address_key,
@@ -66,6 +67,14 @@ class UserPageSchema(Schema):
 class TeamPageSchema(Schema):
     items = fields.List(fields.Nested(TeamSchema))
     next_cursor = fields.String(allow_none=True)
+
+
+class UnblockSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    address = fields.String(required=True, validate=validate.Length(min=1, max=100),
+                            metadata={"description": "Client address as the gateway sees it."})
 
 
 class PasswordChangeSchema(Schema):
@@ -143,6 +152,10 @@ def _client_address() -> str:
     gw = gateway()
     return client_address(request.remote_addr, request.headers.get("X-Forwarded-For"),
                           gw.auth_settings.trusted_proxy_hops)
+
+
+def _login_limiter_key(address: str) -> str:
+    return "login:" + address
 
 
 def _sign_in_blocked(seconds: float) -> ApiProblem:
@@ -242,7 +255,7 @@ def create_token(credentials: dict[str, Any]) -> Any:
     password-hashing slot of the process is busy.
     """
     gw = gateway()
-    wait = gw.login_limiter.acquire(f"login:{_client_address()}")
+    wait = gw.login_limiter.acquire(_login_limiter_key(_client_address()))
     if wait:
         raise ApiProblem(429, "Too many login attempts.", headers={"Retry-After": str(wait)},
                          type_=PROBLEM_BASE + "rate-limited")
@@ -416,6 +429,19 @@ def unlock_user(user_id: str) -> Any:
             raise not_found("User")
         username = user.username
     gw.throttle.clear([account_key(username)])
+    return None
+
+
+@blp.route("/auth/unblock", methods=["POST"])
+@blp.arguments(UnblockSchema())
+@blp.response(204)
+def unblock_address(data: dict[str, Any]) -> Any:
+    """Lift the blocks of a client address: sign-in failures and failed credentials (admin).
+    Effective at once in this worker and within 5 seconds in the others."""
+    require_role("admin")
+    gw = gateway()
+    gw.throttle.clear(address_keys(data["address"]))
+    gw.login_limiter.reset(_login_limiter_key(data["address"]))
     return None
 
 
