@@ -362,7 +362,7 @@ ACCOUNT_POLICY = ThrottlePolicy(throttle_after=5, lock_after=10, lock_seconds=90
 # Addresses are shared (offices behind NAT): higher thresholds, a shorter window.
 LOGIN_ADDRESS_POLICY = ThrottlePolicy(throttle_after=20, lock_after=100, lock_seconds=900,
                                       window_seconds=900)
-CREDENTIAL_ADDRESS_POLICY = ThrottlePolicy(throttle_after=20, lock_after=200, lock_seconds=300,
+CREDENTIAL_ADDRESS_POLICY = ThrottlePolicy(throttle_after=50, lock_after=500, lock_seconds=300,
                                            window_seconds=900)
 KEY_PREFIX_POLICY = ThrottlePolicy(throttle_after=10, lock_after=100, lock_seconds=900,
                                    window_seconds=900)
