@@ -17,6 +17,7 @@ from flask_smorest import Api
 
 from services.gateway import metrics, problems
 from services.gateway.auth import (
+    API_KEY_PREFIX,
     CREDENTIAL_ADDRESS_POLICY,
     KEY_PREFIX_POLICY,
     Authenticator,
@@ -195,13 +196,14 @@ def _refuse_credentials(gw: Gateway, authorization: str | None, x_api_key: str |
         address = client_address(request.remote_addr, request.headers.get("X-Forwarded-For"),
                                  gw.auth_settings.trusted_proxy_hops)
         credential = credential.removeprefix("Bearer ").removeprefix("bearer ").strip()
-        keys = [credential_address_key(address), key_prefix_key(credential)]
-        blocked = gw.throttle.memo_blocked(keys)
+        policies = {credential_address_key(address): CREDENTIAL_ADDRESS_POLICY}
+        # Only API keys have a meaningful prefix; every token starts alike (its payload).
+        if credential.startswith(API_KEY_PREFIX):
+            policies[key_prefix_key(credential)] = KEY_PREFIX_POLICY
+        blocked = gw.throttle.memo_blocked(list(policies))
         if not blocked:
-            blocked = max(
-                gw.throttle.record_failure(keys[0], CREDENTIAL_ADDRESS_POLICY),
-                gw.throttle.record_failure(keys[1], KEY_PREFIX_POLICY),
-            )
+            blocked = max(gw.throttle.record_failure(key, policy)
+                          for key, policy in policies.items())
         if blocked:
             raise ApiProblem(
                 429,

@@ -243,6 +243,13 @@ def test_one_key_hammered_from_many_addresses_is_throttled(client: FlaskClient, 
 
 def test_bad_tokens_count_as_failures_too(client: FlaskClient, org: dict,
                                           clock: FakeClock) -> None:
+    # Tokens all begin alike (their payload): no prefix throttle, so expired tokens of many
+    # clients do not block one another and each still gets the 401 that sends it to sign in.
+    expired = login(client, "lina", PASSWORD).json["token"][:-3] + "xyz"
+    spread = [client.get("/me", headers=bearer(expired),
+                         environ_base={"REMOTE_ADDR": f"10.7.1.{n}"}).status_code
+              for n in range(15)]
+    assert spread == [401] * 15
     address = {"REMOTE_ADDR": "10.7.0.1"}
     statuses = [client.get("/me", headers=bearer(f"forged.token.{n}"),
                            environ_base=address).status_code for n in range(KEY_FAILURES + 1)]
