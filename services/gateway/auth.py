@@ -314,10 +314,11 @@ class PasswordHasher:
     def verify(self, stored_hash: str | None, password: str) -> bool:
         """Unknown users and users without a password cost the same hash as the others, so the
         time of the answer tells nothing about whether the account exists."""
-        if self._dummy is None:
-            self._dummy = generate_password_hash(secrets.token_urlsafe(16), method=self.method)
         self._slot()
         try:
+            if self._dummy is None:
+                self._dummy = generate_password_hash(secrets.token_urlsafe(16),
+                                                     method=self.method)
             valid = check_password_hash(stored_hash or self._dummy, password)
         finally:
             self.slots.release()
