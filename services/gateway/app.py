@@ -347,7 +347,7 @@ def create_app(settings: dict[str, Any] | None = None) -> Flask:
             concurrency=int(_setting(settings, "hash_concurrency", "CRM_AUTH_HASH_CONCURRENCY",
                                      "1")),
             wait_seconds=float(_setting(settings, "hash_wait_seconds",
-                                        "CRM_AUTH_HASH_WAIT_SECONDS", "0.25")),
+                                        "CRM_AUTH_HASH_WAIT_SECONDS", "0")),
         ),
         auth_settings=AuthSettings(
             trusted_proxy_hops=int(_setting(settings, "trusted_proxy_hops",
