@@ -3,24 +3,35 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import Flask, Response, current_app, g, request
 from flask_smorest import Api
 
 from services.gateway import docs, metrics, problems
 from services.gateway.auth import (
+    API_KEY_PREFIX,
+    CREDENTIAL_ADDRESS_POLICY,
+    KEY_PREFIX_POLICY,
     Authenticator,
+    AuthSettings,
+    FailureThrottle,
+    PasswordHasher,
     Principal,
     RateLimiter,
     TokenSigner,
+    client_address,
+    credential_address_key,
+    key_prefix_key,
     load_secret_key,
+    password_method,
 )
 from services.gateway.directory import DirectoryEvents
 from services.gateway.idempotency import HEADER as IDEMPOTENCY_HEADER
@@ -58,6 +69,11 @@ class Gateway:
     idempotency: Idempotency
     directory: DirectoryEvents
     settings: dict[str, Any]
+    # One ceiling over every user of the organisation (per worker, like `limiter`).
+    org_limiter: RateLimiter
+    throttle: FailureThrottle
+    passwords: PasswordHasher
+    auth_settings: AuthSettings
 
 
 def gateway() -> Gateway:
@@ -139,20 +155,16 @@ def _start_request() -> Response | None:
         return None
 
     gw = gateway()
-    principal = gw.authenticator.authenticate(
-        request.headers.get("Authorization"), request.headers.get("X-API-Key")
-    )
+    authorization = request.headers.get("Authorization")
+    x_api_key = request.headers.get("X-API-Key")
+    principal = gw.authenticator.authenticate(authorization, x_api_key)
     if principal is None:
-        raise ApiProblem(
-            401,
-            "Missing or invalid credentials: send 'Authorization: Bearer <api key or token>' "
-            "or 'X-API-Key: <api key>'.",
-            type_=problems.PROBLEM_BASE + "unauthenticated",
-            headers={"WWW-Authenticate": 'Bearer realm="crm"'},
-        )
+        _refuse_credentials(gw, authorization, x_api_key)
     g.principal = principal
 
-    wait = gw.limiter.acquire(principal.rate_key)
+    # Per user (all their keys and tokens), then the organisation's ceiling; a user already
+    # over their own limit does not draw on the organisation's.
+    wait = gw.limiter.acquire(principal.rate_key) or gw.org_limiter.acquire("org")
     if wait:
         raise ApiProblem(
             429,
@@ -174,6 +186,44 @@ def _start_request() -> Response | None:
             return stored.to_response()
         g.idempotency_key = key.strip()
     return None
+
+
+def _refuse_credentials(gw: Gateway, authorization: str | None, x_api_key: str | None
+                        ) -> NoReturn:
+    """401, or 429 with Retry-After once this address or key prefix failed too often.
+
+    A valid credential is never refused here (it is looked up before): keys are 256 random bits
+    and cannot be guessed, so blocking valid ones would only hurt neighbours behind the same
+    NAT. A blocked client's further failures cost no database write (the block is memoised).
+    """
+    credential = (x_api_key or authorization or "").strip()
+    if credential:
+        address = client_address(request.remote_addr, request.headers.get("X-Forwarded-For"),
+                                 gw.auth_settings.trusted_proxy_hops)
+        credential = credential.removeprefix("Bearer ").removeprefix("bearer ").strip()
+        policies = {credential_address_key(address): CREDENTIAL_ADDRESS_POLICY}
+        # Only API keys have a meaningful prefix; every token starts alike (its payload).
+        if credential.startswith(API_KEY_PREFIX):
+            policies[key_prefix_key(credential)] = KEY_PREFIX_POLICY
+        blocked = gw.throttle.memo_blocked(list(policies))
+        if not blocked:
+            blocked = max(gw.throttle.record_failure(key, policy)
+                          for key, policy in policies.items())
+        if blocked:
+            raise ApiProblem(
+                429,
+                "Too many failed authentications from this address or with this key; "
+                "try again later.",
+                type_=problems.PROBLEM_BASE + "rate-limited",
+                headers={"Retry-After": str(max(1, math.ceil(blocked)))},
+            )
+    raise ApiProblem(
+        401,
+        "Missing or invalid credentials: send 'Authorization: Bearer <api key or token>' "
+        "or 'X-API-Key: <api key>'.",
+        type_=problems.PROBLEM_BASE + "unauthenticated",
+        headers={"WWW-Authenticate": 'Bearer realm="crm"'},
+    )
 
 
 def _finish_request(response: Response) -> Response:
@@ -251,8 +301,9 @@ def _setting(settings: dict[str, Any], name: str, env_name: str, default: str) -
 
 def create_app(settings: dict[str, Any] | None = None) -> Flask:
     """Settings (all optional): rpc_pool, database_url, amqp_uri (directory events),
-    sweep_directory, secret_key, rate_limit, rate_burst, token_ttl_seconds, auth_cache_seconds,
-    log_level."""
+    sweep_directory, secret_key, rate_limit, rate_burst, org_rate_limit, org_rate_burst,
+    token_ttl_seconds, auth_cache_seconds, password_method, hash_concurrency,
+    hash_wait_seconds, max_api_keys_per_user, trusted_proxy_hops, log_level."""
     settings = dict(settings or {})
     app = Flask("services.gateway")
     app.config.update(
@@ -286,6 +337,10 @@ def create_app(settings: dict[str, Any] | None = None) -> Flask:
     )
     rate = float(_setting(settings, "rate_limit", "CRM_RATE_LIMIT", "200"))
     burst = float(_setting(settings, "rate_burst", "CRM_RATE_BURST", str(int(rate * 2))))
+    org_rate = float(_setting(settings, "org_rate_limit", "CRM_ORG_RATE_LIMIT",
+                              str(max(1000, int(rate * 5)))))
+    org_burst = float(_setting(settings, "org_rate_burst", "CRM_ORG_RATE_BURST",
+                               str(int(org_rate * 2))))
     rpc: RpcClient = settings.get("rpc_pool") or RpcPool()
     directory = DirectoryEvents(store, settings.get("amqp_uri"))
     app.extensions["crm_gateway"] = Gateway(
@@ -299,10 +354,27 @@ def create_app(settings: dict[str, Any] | None = None) -> Flask:
             ),
         ),
         limiter=RateLimiter(rate, burst),
-        login_limiter=RateLimiter(5, 20),
+        # A cheap per-address gate in memory before the database-backed throttle.
+        login_limiter=RateLimiter(float(settings.get("login_rate", 5)),
+                                  float(settings.get("login_burst", 20))),
         idempotency=Idempotency(store, ttl=timedelta(hours=24)),
         directory=directory,
         settings=settings,
+        org_limiter=RateLimiter(org_rate, org_burst),
+        throttle=FailureThrottle(store.sessionmaker),
+        passwords=PasswordHasher(
+            str(settings.get("password_method") or password_method()),
+            concurrency=int(_setting(settings, "hash_concurrency", "CRM_AUTH_HASH_CONCURRENCY",
+                                     "1")),
+            wait_seconds=float(_setting(settings, "hash_wait_seconds",
+                                        "CRM_AUTH_HASH_WAIT_SECONDS", "0")),
+        ),
+        auth_settings=AuthSettings(
+            trusted_proxy_hops=int(_setting(settings, "trusted_proxy_hops",
+                                            "CRM_TRUSTED_PROXY_HOPS", "0")),
+            max_api_keys_per_user=int(_setting(settings, "max_api_keys_per_user",
+                                               "CRM_MAX_API_KEYS_PER_USER", "10")),
+        ),
     )
     if settings.get("sweep_directory", True):
         directory.start_sweeper()

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
+    Float,
     ForeignKey,
     Integer,
     MetaData,
@@ -73,6 +74,10 @@ class User(Base):
     team_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id"), index=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Signed user tokens carry the generation they were issued under; raising it (password
+    # change, deactivation) revokes every token issued before.
+    token_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class ApiKey(Base):
@@ -105,6 +110,22 @@ class IdempotencyKey(Base):
     created_at: Mapped[datetime] = mapped_column(
         UTCDateTime(), default=utcnow, index=True
     )
+
+
+class AuthThrottle(Base):
+    """Failed authentications per account, client address or key prefix (`key` says which).
+
+    Kept in the database, not in worker memory, so that every gunicorn worker and replica sees
+    the same lockout. Times are epoch seconds: the upsert compares them in SQL on SQLite and
+    PostgreSQL alike.
+    """
+
+    __tablename__ = "auth_throttles"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    window_started: Mapped[float] = mapped_column(Float, index=True)
+    blocked_until: Mapped[float | None] = mapped_column(Float)
 
 
 # Directory events (services/gateway/events.py), written in the transaction of the change.

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 
-from services.gateway.auth import generate_api_key, hash_api_key
+from services.gateway.auth import generate_api_key, hash_api_key, password_method
 from services.gateway.directory import DirectoryEvents
 from services.gateway.models import ApiKey, Team, User, new_id
 from services.gateway.store import Store
@@ -75,7 +75,7 @@ def _user(session: Session, known: dict[str, Any], username: str, display_name: 
             username=username,
             display_name=display_name,
             email=f"{username}@demo.crm.local",
-            password_hash=generate_password_hash(DEMO_PASSWORD),
+            password_hash=generate_password_hash(DEMO_PASSWORD, method=password_method()),
             role=role,
             team_id=team_id,
             active=True,

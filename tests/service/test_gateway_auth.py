@@ -102,7 +102,7 @@ def test_admin_endpoints_need_admin(client: FlaskClient, org: dict) -> None:
     moved = client.patch(f"/users/{created.json['id']}", json={"team_id": team.json["id"]},
                          headers=auth(org, "admin"))
     assert moved.status_code == 200
-    manager_view = client.get("/users", headers=auth(org, "manager")).json
+    manager_view = client.get("/users", headers=auth(org, "manager")).json["items"]
     assert "wangfang" in {u["username"] for u in manager_view}
     assert "chenjing" not in {u["username"] for u in manager_view}
 
