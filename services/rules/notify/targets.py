@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 import urllib.parse
 from collections.abc import Callable
@@ -43,6 +44,7 @@ BLOCKED_NAMES = frozenset({
     "instance-data.ec2.internal",
 })
 BLOCKED_SUFFIXES = (".localhost", ".internal")
+_NUMERIC_HOST = re.compile(r"[0-9a-fx.]+")
 
 Resolver = Callable[..., list[tuple[Any, ...]]]
 
@@ -102,8 +104,8 @@ def _kind(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
                        ("loopback", address.is_loopback),
                        ("link-local", address.is_link_local),
                        ("multicast", address.is_multicast),
-                       ("private", address.is_private),
-                       ("reserved", address.is_reserved)):
+                       ("reserved", address.is_reserved),
+                       ("private", address.is_private)):
         if flag:
             return name
     if not address.is_global:
@@ -159,7 +161,26 @@ def check_url(url: str, allowlist: Allowlist | None = None,
     return Target(url, scheme, host, port, tuple(addresses))
 
 
+def _literal(host: str) -> str | None:
+    """The address a host written as an address means, in any spelling the C resolver takes
+    (`2130706433`, `0x7f.1`, `0177.0.0.1`, `127.1`): decided here, not by whichever resolver
+    is in use (eventlet's green one does not take them all)."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if _NUMERIC_HOST.fullmatch(host):
+        try:
+            return socket.inet_ntoa(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
 def _resolve(resolve: Resolver, host: str, port: int) -> list[str]:
+    literal = _literal(host)
+    if literal is not None:
+        return [literal]
     try:
         infos = resolve(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, OSError) as error:

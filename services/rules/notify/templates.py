@@ -39,7 +39,7 @@ __all__ = ["BudgetExceeded", "TemplateError", "check_template", "render"]
 MAX_TEMPLATE_LENGTH = 20_000
 MAX_OUTPUT_CHARS = 20_000
 MAX_STEPS = 10_000
-MAX_RENDER_SECONDS = 0.5
+MAX_RENDER_SECONDS = 0.25
 MAX_INT_BITS = 4_096
 # printf-style and format-spec widths and precisions ("%09999d", "{:>9999}")
 _PRINTF_NUMBERS = re.compile(r"%[-#0 +]*(\d*)(?:\.(\d+))?")
