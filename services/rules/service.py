@@ -766,12 +766,16 @@ class RulesService(PlatformEndpoints):
     @staticmethod
     def _checked_url(url: str) -> None:
         """422 naming `url` for a target webhooks may not reach (SSRF); checked again at
-        every delivery."""
+        every delivery. A name that does not resolve yet is accepted (an integrator may
+        register before their DNS is live, or on a machine without it): nothing is sent to
+        it until it resolves to an address that passes."""
         from services.rules.notify import targets
 
         try:
             targets.check_url(url, targets.Allowlist.from_env())
-        except targets.TargetError as exc:
+        except targets.TargetUnresolved:
+            return
+        except targets.TargetRefused as exc:
             raise ValidationFailed.for_fields({"url": [str(exc)]},
                                               "the webhook URL is not accepted") from None
 

@@ -905,3 +905,15 @@ def test_a_rep_gives_tasks_within_their_team_only(system):
                                    {"owner_ids": EAST_MANAGER["owner_ids"]}, EAST_MANAGER)
     assert system.rules().create_task({"title": "x", "assignee_id": "u-chenjing"},
                                       {"all": True}, ADMIN)["assignee_id"] == "u-chenjing"
+
+
+def test_a_webhook_name_not_resolving_yet_is_accepted_and_not_sent_to(system, monkeypatch):
+    monkeypatch.delenv("CRM_WEBHOOK_ALLOW_NETWORKS", raising=False)
+    sub = system.rules().create_webhook({"url": "https://erp.crm-test.invalid/hook",
+                                         "event_types": ["leads.lead_created"]}, ADMIN)
+    system.leads().create_lead({**website_lead(1), "source": "trade_show"})
+    system.deliver_leads_events()
+    system.rules().engine.tick()
+    delivery = system.rules().list_webhook_deliveries(sub["id"])["items"][0]
+    assert delivery["status"] == "pending" and delivery["last_status_code"] is None
+    assert "does not resolve" in delivery["last_error"]  # tried again later
