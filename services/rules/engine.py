@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from services.rules.clock import Clock
 from services.rules.domain import assignment, conditions, records, timing
 from services.rules.domain import rules as rules_domain
+from services.rules.domain.authority import Authority
 from services.rules.models import (
     DirectoryTeam,
     DirectoryUser,
@@ -107,12 +108,14 @@ class RuleView:
     version: int
     enabled: bool
     definition: dict[str, Any]
+    authority: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
 class SubscriptionView:
     id: str
     event_types: list[str]
+    authority: dict[str, Any] | None = None
 
 
 # A run started in the current transaction: a RuleRun row's columns as attributes, inserted
@@ -265,7 +268,8 @@ def render(template: str | None, context: dict[str, Any]) -> str:
     try:
         return render_template(template, context)
     except Exception as exc:  # noqa: BLE001 - any template failure is the rule's problem
-        raise PermanentFailure(f"the template {template!r} failed: {exc}") from None
+        shown = template if len(template) <= 80 else template[:77] + "..."
+        raise PermanentFailure(f"the template {shown!r} failed: {exc}") from None
 
 
 def check_template(template: str) -> str | None:
@@ -299,8 +303,14 @@ def rule_to_dict(rule: Rule) -> dict[str, Any]:
         "id": rule.id, "key": rule.key, "name": rule.name, "description": rule.description,
         "enabled": rule.enabled, "version": rule.version, **rule.definition,
         "created_at": iso(rule.created_at), "updated_at": iso(rule.updated_at),
-        "updated_by": rule.updated_by,
+        "updated_by": rule.updated_by, "acts_for": acts_for(rule.authority),
     }
+
+
+def acts_for(stored: dict[str, Any] | None) -> dict[str, Any]:
+    """Whom a rule or subscription acts for, as its readers see it (not its member list)."""
+    authority = Authority.of(stored)
+    return {"kind": authority.kind, "user_id": authority.user_id}
 
 
 def run_to_dict(run: RuleRun | StartedRun) -> dict[str, Any]:
@@ -356,7 +366,7 @@ def subscription_to_dict(sub: WebhookSubscription) -> dict[str, Any]:
         "id": sub.id, "url": sub.url, "event_types": list(sub.event_types),
         "description": sub.description, "active": sub.active,
         "disabled_reason": sub.disabled_reason, "created_at": iso(sub.created_at),
-        "created_by": sub.created_by,
+        "created_by": sub.created_by, "acts_for": acts_for(sub.authority),
     }
 
 
@@ -472,7 +482,7 @@ class Engine:
             fresh = first_seen and len(keys) == 1
             if not fresh:
                 self._cancel_timers(session, keys, name, event_id)
-            self._queue_webhooks(session, envelope, name, now)
+            self._queue_webhooks(session, envelope, name, now, record_type, record)
             return self._match_rules(session, envelope, name, record_type, record, changes,
                                      keys, now, fresh)
 
@@ -545,7 +555,8 @@ class Engine:
         subscriptions = _SUBSCRIPTIONS_CACHE.get("subs")
         if subscriptions is None or _SUBSCRIPTIONS_CACHE["at"] + PATTERN_TTL < time.monotonic():
             subscriptions = [
-                SubscriptionView(sub.id, list(sub.event_types)) for sub in session.scalars(
+                SubscriptionView(sub.id, list(sub.event_types), sub.authority)
+                for sub in session.scalars(
                     select(WebhookSubscription).where(WebhookSubscription.active.is_(True)))
             ]
             _SUBSCRIPTIONS_CACHE.update(at=time.monotonic(), subs=subscriptions)
@@ -556,13 +567,17 @@ class Engine:
                    for sub in self._subscriptions(session))
 
     def _queue_webhooks(
-        self, session: Session, envelope: dict[str, Any], name: str, now: datetime
+        self, session: Session, envelope: dict[str, Any], name: str, now: datetime,
+        record_type: str | None = None, record: dict[str, Any] | None = None,
     ) -> None:
         subscriptions = self._subscriptions(session)
         body = None
         for sub in subscriptions:
             if not rules_domain.event_matches(list(sub.event_types), name):
                 continue
+            if sub.authority and not self._subscriber_sees(session, sub.authority, name,
+                                                           envelope, record_type, record):
+                continue  # a manager's subscription carries what the manager may see
             if body is None:
                 body = json.dumps({**envelope, "type": name}, ensure_ascii=False)
             session.add(WebhookDelivery(
@@ -571,13 +586,28 @@ class Engine:
                 attempts=0, next_attempt_at=now, attempt_log=[], created_at=now,
             ))
 
+    def _subscriber_sees(
+        self, session: Session, stored: dict[str, Any], name: str, envelope: dict[str, Any],
+        record_type: str | None, record: dict[str, Any] | None,
+    ) -> bool:
+        people = directory(session)
+        authority = Authority.of(stored).effective(people.users, people.teams)
+        if record is not None and not name.startswith(("rules.", "gateway.")):
+            return authority.covers(record_type, record)  # the snapshot, when only an id came
+        return authority.sees_event(name, envelope.get("data") or {})
+
+    def authority(self, session: Session, stored: dict[str, Any] | None) -> Authority:
+        """A rule's or a run's authority as the directory stands now."""
+        people = directory(session)
+        return Authority.of(stored).effective(people.users, people.teams)
+
     def _enabled_rules(self, session: Session) -> list[Any]:
         """The enabled rules, cached for `PATTERN_TTL` seconds per process (a change made
         through this process applies at once: `forget_cached_rules`)."""
         cached = _RULES_CACHE.get("rules")
         if cached is None or _RULES_CACHE["at"] + PATTERN_TTL < time.monotonic():
             cached = [
-                RuleView(r.id, r.name, r.version, r.enabled, r.definition)
+                RuleView(r.id, r.name, r.version, r.enabled, r.definition, r.authority)
                 for r in session.scalars(select(Rule).where(Rule.enabled.is_(True))).all()
             ]
             _RULES_CACHE.update(at=time.monotonic(), rules=cached)
@@ -934,6 +964,10 @@ class Engine:
         firings: dict | None = None,
     ) -> StartedRun:
         definition = rule.definition
+        authority = self.authority(session, getattr(rule, "authority", None))
+        if not authority.revoked and not authority.covers(record_type, record):
+            # A team rule does not see another team's records: no run, nothing in its audit.
+            return SimpleNamespace(id=None, status="outside_authority")
         # Every column is set here: the row is the namespace's __dict__, inserted at commit
         # with the values the run holds then (a batch of timers starts hundreds of runs, and
         # the unit of work cost more than their INSERT).
@@ -946,11 +980,16 @@ class Engine:
             reason=None, actions=[],
             context={"record_type": record_type, "record": record or {},
                      "event": event_summary(envelope), "changes": changes,
-                     "rule": {"id": rule.id, "name": rule.name, "version": rule.version}},
+                     "rule": {"id": rule.id, "name": rule.name, "version": rule.version},
+                     "authority": getattr(rule, "authority", None)},
             correlation_id=envelope.get("correlation_id") or new_id(),
             causation_depth=depth, started_at=now, finished_at=None, duration_ms=None,
         )
         defer_insert(session, _RUNS, vars(run))
+        if authority.revoked:
+            run.matched, run.status, run.finished_at = False, "stopped", now
+            run.reason = f"the rule acts for nobody: {authority.revoked}"
+            return run
         expression = definition.get("conditions") or ""
         names = self.names(session, envelope, record_type, record, changes) if (
             expression.strip()) else {}
@@ -1221,7 +1260,8 @@ class Engine:
         ]
 
     def choose_assignee(
-        self, session: Session, action: dict[str, Any], record: dict[str, Any], commit: bool
+        self, session: Session, action: dict[str, Any], record: dict[str, Any], commit: bool,
+        authority: Authority | None = None,
     ) -> dict[str, Any]:
         team_name = self.assignment_team(action, record)
         if not team_name:
@@ -1231,6 +1271,11 @@ class Engine:
             raise PermanentFailure(f"team {team_name!r} is not in the directory")
         strategy = action.get("strategy", "round_robin")
         members = self.members(session, team, action.get("roles") or ["sales_rep"], strategy)
+        if authority is not None and not authority.is_organisation:
+            members = [m for m in members if m.user_id in authority.owner_ids]
+            if not members:
+                raise PermanentFailure(f"nobody in {team.name} is within the rule's authority "
+                                       "(a manager's rules assign within their teams)")
         group = f"team:{team.id}"
         connection = session.connection()
         last = connection.execute(LAST_CHOSEN, {"group": group}).first()
@@ -1268,7 +1313,11 @@ class Engine:
             if action.get("only_unowned") and current_owner:
                 record["owner_id"] = current_owner
                 raise Skipped(f"the lead already has an owner ({current_owner})")
-            chosen = self.choose_assignee(session, action, record, commit=True)
+            rule_authority = self.authority(session, context.get("authority"))
+            if rule_authority.revoked:
+                raise PermanentFailure(f"the rule acts for nobody: {rule_authority.revoked}")
+            chosen = self.choose_assignee(session, action, record, commit=True,
+                                          authority=rule_authority)
             if known is not None:  # count the lead at once, for least-loaded fairness
                 connection.execute(UPDATE_SNAPSHOT,
                                    {"record_key": key, "owner_id": chosen["owner_id"]})
@@ -1280,10 +1329,27 @@ class Engine:
         self, record: dict[str, Any], context: dict[str, Any], chosen: dict[str, Any]
     ) -> dict[str, Any]:
         self.ports.call("leads", "assign_lead", lead_id=record["id"],
-                        owner_id=chosen["owner_id"], scope={"all": True})
+                        owner_id=chosen["owner_id"], scope=rule_authority.scope())
         record["owner_id"] = chosen["owner_id"]
         context["record"] = record
         return chosen
+
+    def _owner_refuses(self, session: Session, stored: dict[str, Any], row: Any) -> str | None:
+        """Why a manager's subscription may no longer get this delivery (checked again when
+        it is sent: the owner may have left, the record may have left their teams)."""
+        authority = self.authority(session, stored)
+        if authority.revoked:
+            return f"not sent: {authority.revoked}"
+        try:
+            data = json.loads(row.body).get("data") or {}
+        except (ValueError, AttributeError):
+            data = {}
+        record_type, record = records.primary_record(data) if isinstance(
+            data, dict) else (None, None)
+        if record is not None and "owner_id" in record and not authority.covers(
+                record_type, record):
+            return "not sent: the record is outside the subscription owner's view"
+        return None
 
     def manager_chain(self, session: Session, user_id: str | None, levels: int) -> list[str]:
         """The owner's manager, that manager's manager, ... (`levels` at most, no cycles)."""
@@ -1345,7 +1411,8 @@ class Engine:
             return chain[0] if chain else None
         if spec.startswith("user:"):
             return spec[5:]
-        candidates = self.recipients(session, [spec], context)
+        candidates, _ = self.authority(session, context.get("authority")).within(
+            self.recipients(session, [spec], context), directory(session).users)
         if not candidates:
             return None
         open_tasks = dict(session.execute(
@@ -1362,6 +1429,10 @@ class Engine:
         assignee = self._task_assignee(session, action.get("assignee", "owner"), context)
         if not assignee:
             raise Skipped(f"no assignee for {action.get('assignee', 'owner')!r}")
+        if not self.authority(session, context.get("authority")).reaches(
+                assignee, directory(session).users):
+            raise PermanentFailure(f"user {assignee} is outside the rule's authority "
+                                   "(a manager's rules give tasks within their teams)")
         values = self._template_context(session, context)
         user = directory(session).users.get(assignee)
         due_in = action.get("due_in")
@@ -1392,8 +1463,12 @@ class Engine:
         record = context.get("record") or {}
         users = extra_recipients if extra_recipients is not None else self.recipients(
             session, spec, context)
+        rule_authority = self.authority(session, context.get("authority"))
+        users, left_out = rule_authority.within(users, directory(session).users)
         if not users and "webhook" not in channels:
-            raise Skipped(f"no recipients for {spec}")
+            raise Skipped(f"no recipients for {spec}" + (
+                f" within the rule's authority (left out: {', '.join(left_out)})"
+                if left_out else ""))
         values = self._template_context(session, context)
         title = render(action["title"], values)[:300]
         body = render(action.get("body"), values)
@@ -1429,6 +1504,8 @@ class Engine:
             sub = session.get(WebhookSubscription, action.get("subscription_id"))
             if sub is None or not sub.active:
                 raise PermanentFailure("the webhook subscription is missing or disabled")
+            if not Authority.of(sub.authority).managed_by(rule_authority):
+                raise PermanentFailure("the webhook subscription is not the rule author's")
             webhook_id = "msg_" + uuid.uuid4().hex
             session.add(WebhookDelivery(
                 id=webhook_id, subscription_id=sub.id, event_id=None,
@@ -1438,8 +1515,12 @@ class Engine:
                                  "rule": context.get("rule")}, ensure_ascii=False),
                 status="pending", attempts=0, next_attempt_at=now, attempt_log=[],
                 created_at=now))
-        return {"recipients": users, "notifications": notification_ids, "emails": addresses,
-                "email_deliveries": email_ids, "webhook_delivery": webhook_id, "title": title}
+        outcome = {"recipients": users, "notifications": notification_ids,
+                   "emails": addresses, "email_deliveries": email_ids,
+                   "webhook_delivery": webhook_id, "title": title}
+        if left_out:
+            outcome["left_out"] = left_out  # outside the rule's authority
+        return outcome
 
     def _escalate(
         self, session: Session, action: dict[str, Any], context: dict[str, Any], run_id: str,
@@ -1479,10 +1560,18 @@ class Engine:
             raise Skipped(f"{service}.{method} needs a {acts_on} record")
         with self.db.read() as session:
             values = self._template_context(session, context)
+            rule_authority = self.authority(session, context.get("authority"))
         args = {name: render(value, values) if isinstance(value, str) else value
                 for name, value in (action.get("args") or {}).items()}
+        if rule_authority.revoked:
+            raise PermanentFailure(f"the rule acts for nobody: {rule_authority.revoked}")
+        if "owner_id" in args and not rule_authority.is_organisation and (
+                args["owner_id"] not in rule_authority.owner_ids):
+            raise PermanentFailure(f"user {args['owner_id']} is outside the rule's authority "
+                                   "(a manager's rules assign within their teams)")
+        # The owner checks the command with the author's own scope, as for a person.
         result = self.ports.call(service, method, **{f"{record_type}_id": record["id"]},
-                                 **args, scope={"all": True})
+                                 **args, scope=rule_authority.scope())
         if isinstance(result, dict):
             # A new owner counts for the next actions; a release keeps the previous owner in
             # the context, so that "owner" and "owner_manager" still mean the people concerned.
@@ -1569,23 +1658,30 @@ class Engine:
             rows = claim_due(session, WebhookDelivery.__table__, "next_attempt_at", now, 50,
                              ("pending", "sending"),
                              {"status": "sending", "next_attempt_at": now + DELIVERY_LEASE})
-            subs = {s.id: (s.url, s.secret, s.active) for s in session.scalars(
+            subs = {s.id: (s.url, s.secret, s.active, s.authority) for s in session.scalars(
                 select(WebhookSubscription).where(WebhookSubscription.id.in_(
                     {row.subscription_id for row in rows})))}
         for row in rows:
             self.deliver_webhook(row, subs.get(row.subscription_id))
         return len(rows)
 
-    def deliver_webhook(self, row: Any, subscription: tuple[str, str, bool] | None) -> None:
+    def deliver_webhook(self, row: Any, subscription: tuple[str, str, bool, Any] | None
+                        ) -> None:
         from services.rules.notify import next_attempt_delay
 
+        refusal = None
         if subscription is None or not subscription[2]:
+            refusal = "the subscription is disabled or deleted"
+        elif subscription[3]:
+            with self.db.read() as session:
+                refusal = self._owner_refuses(session, subscription[3], row)
+        if refusal:
             with self.db.begin() as session:
                 item = session.get(WebhookDelivery, row.id)
                 item.status, item.next_attempt_at = "failed", None
-                item.last_error = "the subscription is disabled or deleted"
+                item.last_error = refusal
             return
-        url, secret, _ = subscription
+        url, secret = subscription[0], subscription[1]
         outcome = self.ports.deliver_webhook(url, secret, row.id, row.body.encode("utf-8"))
         now = self.clock.now()
         with self.db.begin() as session:

@@ -46,6 +46,8 @@ class Rule(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_by: Mapped[str | None] = mapped_column(String(36))
+    # Who the rule acts for (services/rules/domain/authority.py); null: the organisation.
+    authority: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class RuleVersion(Base):
@@ -207,6 +209,8 @@ class WebhookSubscription(Base):
     disabled_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by: Mapped[str | None] = mapped_column(String(36))
+    # Whose view its deliveries carry (services/rules/domain/authority.py); null: everything.
+    authority: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class WebhookDelivery(Base):

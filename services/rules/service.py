@@ -15,8 +15,10 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from services.rules import clock as clock_module
+from services.rules.domain import authority as authority_domain
 from services.rules.domain import records, timing
 from services.rules.domain import rules as rules_domain
+from services.rules.domain.authority import Authority
 from services.rules.engine import (
     Engine,
     PermanentFailure,
@@ -34,6 +36,9 @@ from services.rules.engine import (
     run_to_dict,
     subscription_to_dict,
     task_to_dict,
+)
+from services.rules.engine import (
+    directory as engine_directory,
 )
 from services.rules.events import EVENT_SCHEMAS
 from services.rules.models import (
@@ -173,9 +178,10 @@ class RulesService(PlatformEndpoints):
 
     @staticmethod
     def _deliver_webhook(url: str, secret: str, msg_id: str, body: bytes) -> Any:
-        from services.rules.notify import deliver
+        from services.rules.notify import deliver_checked
 
-        return deliver(url, secret, msg_id, body)
+        # Checked again at every delivery (DNS can change), connected to the address checked.
+        return deliver_checked(url, secret, msg_id, body)
 
     def _set_context(self, correlation_id: str | None, causation_id: str | None,
                      depth: int) -> None:
@@ -211,18 +217,67 @@ class RulesService(PlatformEndpoints):
 
     # -- rules -----------------------------------------------------------------------------
 
-    def _validated(self, data: dict) -> dict[str, Any]:
+    def _validated(self, data: dict, acting: Authority | None = None,
+                   session: Session | None = None) -> dict[str, Any]:
         fields_ = load(rule_input_schema, data)
         definition = {"trigger": fields_["trigger"], "conditions": fields_["conditions"] or "",
                       "actions": fields_["actions"]}
         problems = rules_domain.validate_definition(definition, check_template)
+        if not problems and acting is not None and not acting.is_organisation:
+            problems = self._authority_problems(session, definition, acting)
         if problems:
             raise ValidationFailed.for_fields(problems, "the rule is not valid")
         return {**fields_, "definition": definition}
 
+    def _authority_problems(self, session: Session | None, definition: dict[str, Any],
+                            acting: Authority) -> dict[str, list[str]]:
+        """What a team rule names outside its author's teams (and webhooks not theirs)."""
+        from services.rules.engine import directory
+
+        def check(session: Session) -> dict[str, list[str]]:
+            people = directory(session)
+            effective = acting.effective(people.users, people.teams)
+            problems = authority_domain.definition_problems(
+                definition, effective, people.users, people.teams)
+            for index, action in enumerate(definition["actions"]):
+                if "webhook" in (action.get("channels") or []):
+                    sub = session.get(WebhookSubscription, action.get("subscription_id"))
+                    if sub is None or not Authority.of(sub.authority).managed_by(acting):
+                        problems.setdefault(f"actions.{index}.subscription_id", []).append(
+                            "not a webhook subscription of yours")
+            return problems
+
+        if session is not None:
+            return check(session)
+        with self.db.read() as session:
+            return check(session)
+
+    def _principal(self, principal: dict | None) -> Authority:
+        """The authority a caller has (the gateway passes `principal`: user_id, role,
+        team_id, owner_ids); no principal is the organisation (the seed, scripts)."""
+        if principal is not None and not isinstance(principal, dict):
+            raise ValidationFailed.for_fields({"principal": ["an object"]})
+        try:
+            return Authority.for_author(principal)
+        except authority_domain.NotAllowed as exc:
+            raise Forbidden(str(exc)) from None
+
+    @staticmethod
+    def _check_manages(rule: Rule, acting: Authority) -> None:
+        stored = Authority.of(rule.authority)
+        if not stored.visible_to(acting):
+            raise NotFound(f"rule {rule.id} not found", {"field": "rule_id"})
+        if not stored.managed_by(acting):
+            raise Forbidden("organisation rules (the shipped ones among them) are changed by "
+                            "admins only", {"field": "rule_id"})
+
     @rpc
-    def create_rule(self, data: dict) -> dict[str, Any]:
-        fields_ = self._validated(data)
+    def create_rule(self, data: dict, principal: dict | None = None) -> dict[str, Any]:
+        acting = self._principal(principal)
+        fields_ = self._validated(data, acting)
+        if fields_.get("key") and not acting.is_organisation:
+            raise Forbidden("a rule key marks an organisation rule: admins only",
+                            {"field": "key"})
         now = self.engine.clock.now()
         with self.db.begin() as session:
             if fields_.get("key") and session.scalar(
@@ -235,6 +290,7 @@ class RulesService(PlatformEndpoints):
                 trigger_type=fields_["definition"]["trigger"]["type"],
                 definition=fields_["definition"], created_at=now, updated_at=now,
                 updated_by=self.context.actor,
+                authority=None if acting.is_organisation else acting.to_dict(),
             )
             session.add(rule)
             self._add_version(session, rule)
@@ -249,11 +305,19 @@ class RulesService(PlatformEndpoints):
                                 created_by=self.context.actor))
 
     @rpc
-    def update_rule(self, rule_id: str, data: dict) -> dict[str, Any]:
-        """Replace the rule's definition: a new version (runs record the version they used)."""
-        fields_ = self._validated(data)
+    def update_rule(self, rule_id: str, data: dict,
+                    principal: dict | None = None) -> dict[str, Any]:
+        """Replace the rule's definition: a new version (runs record the version they used).
+        A manager saving their rule gives it their scope of now; an admin keeps its authority."""
+        acting = self._principal(principal)
+        with self.db.read() as session:
+            self._check_manages(self._rule(session, rule_id), acting)
+        fields_ = self._validated(data, acting)
         with self.db.begin() as session:
             rule = self._rule(session, rule_id, lock=True)
+            self._check_manages(rule, acting)
+            if not acting.is_organisation:
+                rule.authority = acting.to_dict()
             rule.name = fields_["name"]
             rule.description = fields_.get("description")
             rule.enabled = fields_["enabled"]
@@ -268,11 +332,14 @@ class RulesService(PlatformEndpoints):
             return rule_to_dict(rule)
 
     @rpc
-    def set_rule_enabled(self, rule_id: str, enabled: bool) -> dict[str, Any]:
+    def set_rule_enabled(self, rule_id: str, enabled: bool,
+                         principal: dict | None = None) -> dict[str, Any]:
+        acting = self._principal(principal)
         if not isinstance(enabled, bool):
             raise ValidationFailed.for_fields({"enabled": ["Not a valid boolean."]})
         with self.db.begin() as session:
             rule = self._rule(session, rule_id, lock=True)
+            self._check_manages(rule, acting)
             if rule.enabled != enabled:
                 rule.enabled = enabled
                 rule.updated_at = self.engine.clock.now()
@@ -282,9 +349,12 @@ class RulesService(PlatformEndpoints):
             return rule_to_dict(rule)
 
     @rpc
-    def get_rule(self, rule_id: str) -> dict[str, Any]:
+    def get_rule(self, rule_id: str, principal: dict | None = None) -> dict[str, Any]:
+        acting = self._principal(principal)
         with self.db.read() as session:
             rule = self._rule(session, rule_id)
+            if not Authority.of(rule.authority).visible_to(acting):
+                raise NotFound(f"rule {rule_id} not found", {"field": "rule_id"})
             versions = session.scalars(
                 select(RuleVersion).where(RuleVersion.rule_id == rule.id)
                 .order_by(RuleVersion.version.desc())
@@ -298,7 +368,10 @@ class RulesService(PlatformEndpoints):
             return result
 
     @rpc
-    def list_rules(self, filters: dict | None = None) -> dict[str, Any]:
+    def list_rules(self, filters: dict | None = None,
+                   principal: dict | None = None) -> dict[str, Any]:
+        """The organisation's rules and, for a manager, their own (not other managers')."""
+        acting = self._principal(principal)
         filters = load(rule_filters_schema, filters)
         query = select(Rule).order_by(Rule.created_at, Rule.id)
         if "enabled" in filters:
@@ -306,7 +379,8 @@ class RulesService(PlatformEndpoints):
         if "trigger_type" in filters:
             query = query.where(Rule.trigger_type == filters["trigger_type"])
         with self.db.read() as session:
-            return {"items": [rule_to_dict(r) for r in session.scalars(query).all()]}
+            return {"items": [rule_to_dict(r) for r in session.scalars(query).all()
+                              if Authority.of(r.authority).visible_to(acting)]}
 
     @staticmethod
     def _rule(session: Session, rule_id: str, lock: bool = False) -> Rule:
@@ -317,29 +391,53 @@ class RulesService(PlatformEndpoints):
         return rule
 
     @rpc
-    def dry_run(self, rule_id: str | None = None, data: dict | None = None) -> dict[str, Any]:
+    def dry_run(self, rule_id: str | None = None, data: dict | None = None,
+                principal: dict | None = None) -> dict[str, Any]:
         """What the rule (saved, or `data.definition`) would do for an event (`data.sample` or
-        a past `data.event_id`), without doing it."""
+        a past `data.event_id`), without doing it. A manager dry-runs their own rules and
+        unsaved ones, on events about records they may see; the actions are worked out with
+        the rule's authority, as a run would."""
+        acting = self._principal(principal)
         request = load(dry_run_schema, data)
         with self.db.read() as session:
             if request.get("definition"):
-                definition = self._validated({"name": "dry run", **request["definition"]})[
-                    "definition"]
+                definition = self._validated({"name": "dry run", **request["definition"]},
+                                             acting, session)["definition"]
                 version = None
                 rule_name = request["definition"].get("name", "dry run")
+                stored = None if acting.is_organisation else acting.to_dict()
             elif rule_id:
                 rule = self._rule(session, rule_id)
+                self._check_manages(rule, acting)
                 definition, version, rule_name = rule.definition, rule.version, rule.name
+                stored = rule.authority
             else:
                 raise ValidationFailed.for_fields({"definition": ["give a rule or a definition"]})
+            viewer = self.engine.authority(session, acting.to_dict())
             if request.get("event_id"):
                 logged = session.get(EventLog, request["event_id"])
-                if logged is None:
+                if logged is None or not self._event_visible(session, viewer, logged.envelope):
+                    # the same answer for an event outside the caller's view as for none
                     raise NotFound("no such event in the last days", {"field": "event_id"})
                 envelope = dict(logged.envelope)
             else:
                 envelope = self._sample_envelope(request["sample"])
-            return self._dry_run(session, definition, version, rule_name, envelope)
+            return self._dry_run(session, definition, version, rule_name, envelope, stored,
+                                 viewer)
+
+    @staticmethod
+    def _event_visible(session: Session, viewer: Authority, envelope: dict[str, Any]) -> bool:
+        if viewer.is_organisation:
+            return True
+        data = envelope.get("data") or {}
+        name = f"{envelope.get('producer')}.{envelope.get('event_type')}"
+        record_type, record = records.primary_record(data)
+        if record is None or name.startswith(("rules.", "gateway.")):
+            return viewer.sees_event(name, data)
+        stored = session.get(RecordSnapshot, records.record_key(record_type, str(record["id"])))
+        # as the record stands now, or as the event had it when never seen in full
+        return viewer.covers(record_type, dict(stored.data) if stored else record) and (
+            viewer.covers(record_type, record) or len(record) <= 1)
 
     @staticmethod
     def _sample_envelope(sample: dict[str, Any]) -> dict[str, Any]:
@@ -355,7 +453,8 @@ class RulesService(PlatformEndpoints):
 
     def _dry_run(
         self, session: Session, definition: dict[str, Any], version: int | None, rule_name: str,
-        envelope: dict[str, Any],
+        envelope: dict[str, Any], authority: dict[str, Any] | None = None,
+        viewer: Authority | None = None,
     ) -> dict[str, Any]:
         engine = self.engine
         name = f"{envelope['producer']}.{envelope['event_type']}"
@@ -363,6 +462,9 @@ class RulesService(PlatformEndpoints):
         record_type, record = records.primary_record(data)
         stored = session.get(RecordSnapshot, records.record_key(
             record_type, str(record["id"]))) if record else None
+        if stored is not None and viewer is not None and not viewer.covers(
+                record_type, stored.data):
+            stored = None  # a sample naming a record the caller may not see learns nothing
         if record is not None and len(record) <= 1 and stored is not None:
             record = dict(stored.data)
         changes = records.changes(stored.data if stored else None, record) if record else {}
@@ -407,10 +509,16 @@ class RulesService(PlatformEndpoints):
                                     "matched": False, "error": str(exc)}
         context = {"record_type": record_type, "record": dict(record or {}),
                    "event": event_summary(envelope), "changes": changes,
-                   "rule": {"id": None, "name": rule_name, "version": version}}
+                   "rule": {"id": None, "name": rule_name, "version": version},
+                   "authority": authority}
+        acting = engine.authority(session, authority)
+        if not acting.covers(record_type, record):
+            result["outside_authority"] = True  # a run would not even start
+
         result["actions"] = [self._describe_action(session, a, context)
                              for a in definition["actions"]]
-        result["would_act"] = bool(matches and matched) if kind == "event" else bool(matches)
+        result["would_act"] = (bool(matches and matched) if kind == "event" else bool(matches)
+                               ) and not result.get("outside_authority")
         return result
 
     def _describe_action(
@@ -421,8 +529,11 @@ class RulesService(PlatformEndpoints):
         described: dict[str, Any] = {"type": action["type"]}
         try:
             values = engine._template_context(session, context)
+            acting = engine.authority(session, context.get("authority"))
+            people = engine_directory(session).users
             if action["type"] == "assign":
-                chosen = engine.choose_assignee(session, action, record, commit=False)
+                chosen = engine.choose_assignee(session, action, record, commit=False,
+                                                authority=acting)
                 described.update(chosen)
                 record["owner_id"] = chosen["owner_id"]
             elif action["type"] == "create_task":
@@ -432,10 +543,13 @@ class RulesService(PlatformEndpoints):
                 described["due_in"] = action.get("due_in")
             elif action["type"] in ("notify", "escalate"):
                 if action["type"] == "notify":
-                    described["recipients"] = engine.recipients(session, action["to"], context)
+                    recipients = engine.recipients(session, action["to"], context)
                 else:
-                    described["recipients"] = engine.manager_chain(
+                    recipients = engine.manager_chain(
                         session, record.get("owner_id"), action.get("levels", 1))
+                described["recipients"], left_out = acting.within(recipients, people)
+                if left_out:
+                    described["left_out"] = left_out
                 described["channels"] = action.get("channels") or ["in_app"]
                 described["title"] = render(action["title"], values)
             elif action["type"] == "call":
@@ -448,12 +562,26 @@ class RulesService(PlatformEndpoints):
 
     # -- runs ------------------------------------------------------------------------------
 
+    def _managed_rule_ids(self, session: Session, acting: Authority) -> list[str] | None:
+        """The rules whose runs the caller may read (None: all): a manager's own."""
+        if acting.is_organisation:
+            return None
+        return [rule.id for rule in session.scalars(select(Rule).where(
+            Rule.authority.is_not(None))) if Authority.of(rule.authority).managed_by(acting)]
+
     @rpc
     def list_runs(self, filters: dict | None = None, cursor: str | None = None,
-                  limit: int = 50) -> dict[str, Any]:
+                  limit: int = 50, principal: dict | None = None) -> dict[str, Any]:
+        """Runs, newest first; a manager's are those of their rules (an organisation rule's
+        runs concern every team's records)."""
+        acting = self._principal(principal)
         filters = load(run_filters_schema, filters)
         page = load(page_schema, {"cursor": cursor, "limit": limit})
         query = select(RuleRun)
+        if not acting.is_organisation:
+            with self.db.read() as session:
+                query = query.where(RuleRun.rule_id.in_(
+                    self._managed_rule_ids(session, acting) or ["-"]))
         for name in ("rule_id", "status", "event_id", "record_key", "correlation_id"):
             if name in filters:
                 query = query.where(getattr(RuleRun, name) == filters[name])
@@ -465,10 +593,12 @@ class RulesService(PlatformEndpoints):
         return page_of(rows, page["limit"], "started_at", run_to_dict)
 
     @rpc
-    def get_run(self, run_id: str) -> dict[str, Any]:
+    def get_run(self, run_id: str, principal: dict | None = None) -> dict[str, Any]:
+        acting = self._principal(principal)
         with self.db.read() as session:
             run = session.get(RuleRun, run_id) if isinstance(run_id, str) else None
-            if run is None:
+            allowed = self._managed_rule_ids(session, acting)
+            if run is None or (allowed is not None and run.rule_id not in allowed):
                 raise NotFound(f"rule run {run_id} not found", {"field": "run_id"})
             return run_to_dict(run)
 
@@ -520,14 +650,34 @@ class RulesService(PlatformEndpoints):
             return task_to_dict(self._visible_task(session, task_id, scope),
                                 self.engine_clock_now())
 
+    def _check_assignable(self, assignee_id: str, scope: dict[str, Any],
+                          principal: dict | None) -> None:
+        """A rep gives tasks to themselves and their team's members, a manager within their
+        teams, an admin to anyone (`principal`: user_id, role, team_id from the gateway; the
+        teams come from the directory projection). Without a principal, the scope decides."""
+        if principal is None:
+            if not scope["all"] and assignee_id not in scope["owner_ids"]:
+                raise Forbidden("you can give tasks to yourself or your team only",
+                                {"field": "assignee_id"})
+            return
+        if not isinstance(principal, dict):
+            raise ValidationFailed.for_fields({"principal": ["an object"]})
+        if scope["all"] and principal.get("role") == "admin":
+            return
+        with self.db.read() as session:
+            allowed = authority_domain.assignable(
+                principal, scope["owner_ids"], engine_directory(session).users)
+        if allowed is not None and assignee_id not in allowed:
+            raise Forbidden("you can give tasks to yourself and the members of your team only",
+                            {"field": "assignee_id"})
+
     @rpc
-    def create_task(self, data: dict, scope: dict | None = None) -> dict[str, Any]:
+    def create_task(self, data: dict, scope: dict | None = None,
+                    principal: dict | None = None) -> dict[str, Any]:
         """A to-do created by a person (rules create theirs through actions)."""
         fields_ = load(task_create_schema, data)
         scope = load(scope_schema, scope)
-        if not scope["all"] and fields_["assignee_id"] not in scope["owner_ids"]:
-            raise Forbidden("you can give tasks to yourself or your team only",
-                            {"field": "assignee_id"})
+        self._check_assignable(fields_["assignee_id"], scope, principal)
         now = self.engine_clock_now()
         with self.db.begin() as session:
             user = session.get(DirectoryUser, fields_["assignee_id"])
@@ -552,12 +702,12 @@ class RulesService(PlatformEndpoints):
 
     @rpc
     def reassign_task(self, task_id: str, assignee_id: str,
-                      scope: dict | None = None) -> dict[str, Any]:
+                      scope: dict | None = None, principal: dict | None = None
+                      ) -> dict[str, Any]:
         scope = load(scope_schema, scope)
         if not isinstance(assignee_id, str) or not assignee_id:
             raise ValidationFailed.for_fields({"assignee_id": ["a user id is required"]})
-        if not scope["all"] and assignee_id not in scope["owner_ids"]:
-            raise Forbidden("you can reassign within your team only", {"field": "assignee_id"})
+        self._check_assignable(assignee_id, scope, principal)
         now = self.engine_clock_now()
         with self.db.begin() as session:
             task = self._visible_task(session, task_id, scope)
@@ -615,48 +765,82 @@ class RulesService(PlatformEndpoints):
 
     # -- webhooks --------------------------------------------------------------------------
 
+    @staticmethod
+    def _checked_url(url: str) -> None:
+        """422 naming `url` for a target webhooks may not reach (SSRF); checked again at
+        every delivery. A name that does not resolve yet is accepted (an integrator may
+        register before their DNS is live, or on a machine without it): nothing is sent to
+        it until it resolves to an address that passes."""
+        from services.rules.notify import targets
+
+        try:
+            targets.check_url(url, targets.Allowlist.from_env())
+        except targets.TargetUnresolved:
+            return
+        except targets.TargetRefused as exc:
+            raise ValidationFailed.for_fields({"url": [str(exc)]},
+                                              "the webhook URL is not accepted") from None
+
     @rpc
-    def create_webhook(self, data: dict) -> dict[str, Any]:
-        """A subscription; its secret is in this answer only."""
+    def create_webhook(self, data: dict, principal: dict | None = None) -> dict[str, Any]:
+        """A subscription; its secret is in this answer only. An admin's gets every event
+        (the organisation's); a manager's only those about records of their teams."""
         from services.rules.notify import generate_secret
 
+        acting = self._principal(principal)
         fields_ = load(webhook_input_schema, data)
+        self._checked_url(fields_["url"])
         with self.db.begin() as session:
             sub = WebhookSubscription(
                 id=new_id(), url=fields_["url"], secret=generate_secret(),
                 event_types=fields_["event_types"], description=fields_.get("description"),
                 active=fields_["active"], created_at=self.engine_clock_now(),
                 created_by=self.context.actor,
+                authority=None if acting.is_organisation else acting.to_dict(),
             )
             session.add(sub)
             forget_cached_rules()
             return {**subscription_to_dict(sub), "secret": sub.secret}
 
     @rpc
-    def list_webhooks(self) -> dict[str, Any]:
+    def list_webhooks(self, principal: dict | None = None) -> dict[str, Any]:
+        acting = self._principal(principal)
         with self.db.read() as session:
             rows = session.scalars(select(WebhookSubscription).order_by(
                 WebhookSubscription.created_at)).all()
-            return {"items": [subscription_to_dict(s) for s in rows]}
+            return {"items": [subscription_to_dict(s) for s in rows
+                              if Authority.of(s.authority).managed_by(acting)]}
 
-    def _subscription(self, session: Session, subscription_id: str) -> WebhookSubscription:
+    def _subscription(self, session: Session, subscription_id: str,
+                      acting: Authority | None = None) -> WebhookSubscription:
+        """A subscription the caller manages (admins every one, a manager theirs); another's
+        is answered like a missing one."""
         sub = session.get(WebhookSubscription, subscription_id) if isinstance(
             subscription_id, str) else None
-        if sub is None:
+        if sub is None or (acting is not None
+                           and not Authority.of(sub.authority).managed_by(acting)):
             raise NotFound(f"webhook subscription {subscription_id} not found",
                            {"field": "subscription_id"})
         return sub
 
     @rpc
-    def get_webhook(self, subscription_id: str) -> dict[str, Any]:
+    def get_webhook(self, subscription_id: str, principal: dict | None = None
+                    ) -> dict[str, Any]:
+        acting = self._principal(principal)
         with self.db.read() as session:
-            return subscription_to_dict(self._subscription(session, subscription_id))
+            return subscription_to_dict(self._subscription(session, subscription_id, acting))
 
     @rpc
-    def update_webhook(self, subscription_id: str, data: dict) -> dict[str, Any]:
+    def update_webhook(self, subscription_id: str, data: dict,
+                       principal: dict | None = None) -> dict[str, Any]:
+        acting = self._principal(principal)
         fields_ = load(webhook_update_schema, data)
+        with self.db.read() as session:
+            self._subscription(session, subscription_id, acting)
+        if "url" in fields_:
+            self._checked_url(fields_["url"])
         with self.db.begin() as session:
-            sub = self._subscription(session, subscription_id)
+            sub = self._subscription(session, subscription_id, acting)
             for name, value in fields_.items():
                 setattr(sub, name, value)
             if fields_.get("active"):
@@ -665,21 +849,24 @@ class RulesService(PlatformEndpoints):
             return subscription_to_dict(sub)
 
     @rpc
-    def delete_webhook(self, subscription_id: str) -> None:
+    def delete_webhook(self, subscription_id: str, principal: dict | None = None) -> None:
+        acting = self._principal(principal)
         with self.db.begin() as session:
-            sub = self._subscription(session, subscription_id)
+            sub = self._subscription(session, subscription_id, acting)
             session.delete(sub)
         forget_cached_rules()
 
     @rpc
     def list_webhook_deliveries(self, subscription_id: str, status: str | None = None,
-                                cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
+                                cursor: str | None = None, limit: int = 50,
+                                principal: dict | None = None) -> dict[str, Any]:
+        acting = self._principal(principal)
         page = load(page_schema, {"cursor": cursor, "limit": limit})
         if status is not None and status not in ("pending", "sending", "delivered", "failed"):
             raise ValidationFailed.for_fields({"status": [
                 "must be one of pending, sending, delivered, failed"]})
         with self.db.read() as session:
-            self._subscription(session, subscription_id)
+            self._subscription(session, subscription_id, acting)
             query = select(WebhookDelivery).where(
                 WebhookDelivery.subscription_id == subscription_id)
             if status:
@@ -690,15 +877,18 @@ class RulesService(PlatformEndpoints):
         return page_of(rows, page["limit"], "created_at", delivery_to_dict)
 
     @rpc
-    def replay_webhook_delivery(self, delivery_id: str) -> dict[str, Any]:
+    def replay_webhook_delivery(self, delivery_id: str,
+                                principal: dict | None = None) -> dict[str, Any]:
         """Send a delivery again (same webhook-id, so the receiver can recognise it)."""
+        acting = self._principal(principal)
         with self.db.begin() as session:
             item = session.get(WebhookDelivery, delivery_id) if isinstance(
                 delivery_id, str) else None
-            if item is None:
+            sub = session.get(WebhookSubscription, item.subscription_id) if item else None
+            if item is None or sub is None or not Authority.of(sub.authority).managed_by(
+                    acting):
                 raise NotFound(f"webhook delivery {delivery_id} not found",
                                {"field": "delivery_id"})
-            sub = self._subscription(session, item.subscription_id)
             if not sub.active:
                 raise Conflict("the subscription is disabled; enable it first",
                                {"field": "subscription_id"})

@@ -9,7 +9,8 @@
 not cleared between tests: filter by recipient or subject,
 `mailbox.wait_for(lambda m: m["To"] == "zhangwei@demo.crm.local" and "线索" in m["Subject"])`.
 `webhook_receiver` (per test): an HTTP endpoint recording what it is sent
-(tests/support/webhook_receiver.py).
+(tests/support/webhook_receiver.py), on 127.0.0.1, which the system allows webhooks to reach
+(CRM_WEBHOOK_ALLOW_HOSTS=127.0.0.1).
 
 The services run with a controllable clock (CRM_CLOCK=controllable) and a rules tick of 0.2 s.
 """
@@ -64,6 +65,9 @@ def system(
         "CRM_SMTP_USER": "",  # no credentials from the developer's environment
         "CRM_CLOCK": "controllable",
         "CRM_RULES_TICK_SECONDS": RULES_TICK_SECONDS,
+        # The webhook receiver listens on 127.0.0.1, which webhooks reach only when allowed;
+        # by this host name only, so other spellings of loopback stay refused.
+        "CRM_WEBHOOK_ALLOW_HOSTS": "127.0.0.1",
     }
     # A vhost of its own: the system lives for the whole session, and its services would
     # otherwise compete for the durable queues of later integration tests' containers.

@@ -116,17 +116,26 @@ def test_tasks_are_visible_by_role(client: FlaskClient, org: dict, rules):
                                            "assignee_id": org[username]["id"]},
                            headers=auth(org, username))
         assert made.status_code == 201, made.get_data(as_text=True)
-    assert_problem(client.post("/tasks", json={"title": "x", "assignee_id": org["lina"]["id"]},
-                               headers=auth(org, "zhangwei")), 403)
+    # a rep gives a task to a teammate (issue 13; it was refused), not outside the team
+    handed = client.post("/tasks", json={"title": "交接 lina", "assignee_id": org["lina"]["id"]},
+                         headers=auth(org, "zhangwei"))
+    assert handed.status_code == 201 and handed.get_json()["assignee_id"] == org["lina"]["id"]
+    outside = {"title": "x", "assignee_id": org["chenjing"]["id"]}
+    for username in ("zhangwei", "manager"):
+        problem = assert_problem(client.post("/tasks", json=outside,
+                                             headers=auth(org, username)), 403)
+        assert "team" in problem["detail"]
+    assert client.post("/tasks", json=outside, headers=auth(org, "admin")).status_code == 201
 
     def titles(username: str, **params: str) -> set[str]:
         response = client.get("/tasks", query_string=params, headers=auth(org, username))
         return {t["title"] for t in response.get_json()["items"]}
 
     assert titles("zhangwei") == {"回访 zhangwei"}
-    assert titles("manager") == {"回访 zhangwei", "回访 lina"}
+    assert titles("lina") == {"回访 lina", "交接 lina"}
+    assert titles("manager") == {"回访 zhangwei", "回访 lina", "交接 lina"}
     assert titles("manager", mine="true") == set()
-    assert titles("admin") == {"回访 zhangwei", "回访 lina", "回访 chenjing"}
+    assert titles("admin") == {"回访 zhangwei", "回访 lina", "交接 lina", "回访 chenjing", "x"}
     assert "overdue" in assert_problem(client.get("/tasks", query_string={"overdue": "maybe"},
                                                   headers=auth(org, "admin")), 422)["errors"]
 
@@ -151,10 +160,17 @@ def test_member_settings_and_the_clock_are_guarded(client: FlaskClient, org: dic
 
 
 def test_webhook_secret_is_shown_once_and_urls_are_checked(client: FlaskClient, org: dict,
-                                                          rules):
+                                                          rules, monkeypatch):
     bad = client.post("/webhooks", json={"url": "ftp://x", "event_types": ["leads.*"]},
                       headers=auth(org, "admin"))
     assert "url" in assert_problem(bad, 422)["errors"]
+    monkeypatch.delenv("CRM_WEBHOOK_ALLOW_NETWORKS", raising=False)
+    monkeypatch.delenv("CRM_WEBHOOK_ALLOW_HOSTS", raising=False)
+    internal = client.post("/webhooks", json={"url": "http://127.0.0.1:9/hook",
+                                              "event_types": ["leads.*"]},
+                           headers=auth(org, "admin"))
+    assert "loopback" in assert_problem(internal, 422)["errors"]["url"][0]
+    monkeypatch.setenv("CRM_WEBHOOK_ALLOW_NETWORKS", "127.0.0.1/32")
     made = client.post("/webhooks", json={"url": "http://127.0.0.1:9/hook",
                                           "event_types": ["leads.*"]},
                        headers=auth(org, "admin"))

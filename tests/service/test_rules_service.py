@@ -26,7 +26,7 @@ from services.rules import seed
 from services.rules import service as rules_service_module
 from services.rules.engine import forget_cached_rules
 from services.rules.events import EVENT_SCHEMAS
-from services.rules.models import EmailDelivery, Rule, RuleRun, Timer, outbox
+from services.rules.models import EmailDelivery, EventLog, Rule, RuleRun, Timer, outbox
 from services.rules.service import RulesService
 from shared.context import Context
 from shared.db import get_engine
@@ -531,9 +531,11 @@ def test_notifications_are_per_user_and_can_be_marked_read(system):
 # --------------------------------------------------------------------------- webhooks
 
 
-def test_webhook_deliveries_are_signed_retried_and_a_410_disables(system):
+def test_webhook_deliveries_are_signed_retried_and_a_410_disables(system, monkeypatch):
     from services.rules.notify import verify
 
+    # the receiver listens on 127.0.0.1, which only an operator's allowlist lets webhooks reach
+    monkeypatch.setenv("CRM_WEBHOOK_ALLOW_NETWORKS", "127.0.0.1/32")
     with WebhookReceiver() as receiver:
         sub = system.rules().create_webhook({"url": receiver.url,
                                              "event_types": ["leads.lead_created"]})
@@ -810,3 +812,254 @@ def test_a_death_mid_batch_repeats_only_the_email_in_flight_with_its_message_id(
     assert {d.status for d in deliveries} == {"sent"}
     assert sorted(d.message_id for d in deliveries) == sorted(set(ids))
     assert all(d.message_id == f"<{d.id}@localhost>" for d in deliveries)
+
+
+# --------------------------------------------------------------------------- authority (issue 13)
+
+EAST_MANAGER = {"user_id": "u-manager", "role": "manager", "team_id": EAST_ID,
+                "owner_ids": ["u-manager", "u-zhangwei", "u-lina"]}
+SOUTH_MANAGER = {"user_id": "u-south", "role": "manager", "team_id": SOUTH_ID,
+                 "owner_ids": ["u-south", "u-chenjing"]}
+ADMIN = {"user_id": "u-admin", "role": "admin", "team_id": None, "owner_ids": []}
+
+
+def with_south_manager(system) -> None:
+    """A second team with a manager of its own (the fixture's south team has none)."""
+    service = system.rules()
+    service.on_any_event(envelope("gateway", "user_changed", {"user": {
+        "id": "u-south", "username": "south", "display_name": "south", "role": "manager",
+        "team_id": SOUTH_ID, "active": True, "email": "south@demo.crm.local"}}))
+    service.on_any_event(envelope("gateway", "team_changed", {"team": {
+        "id": SOUTH_ID, "name": "华南销售部", "manager_id": "u-south"}}))
+    forget_cached_rules()
+
+
+def owned_lead(system, n: int, owner_id: str) -> dict[str, Any]:
+    lead = system.leads().create_lead({**website_lead(n), "source": "trade_show",
+                                       "phone": f"1380013{n:04d}"})["lead"]
+    system.leads().assign_lead(lead["id"], owner_id, {"all": True})
+    system.deliver_leads_events()
+    return lead
+
+
+def test_a_managers_rule_acts_only_on_its_teams_records_with_the_managers_scope(system):
+    with_south_manager(system)
+    # the rule of the issue: take the lead and copy its email and phone into a notification
+    grab = system.rules().create_rule({
+        "name": "grab", "trigger": {"type": "event", "event": "leads.lead_assigned"},
+        "actions": [{"type": "call", "service": "leads", "method": "assign_lead",
+                     "args": {"owner_id": "u-manager"}},
+                    {"type": "notify", "to": ["user:u-manager"],
+                     "title": "{{ lead.email }} {{ lead.phone }}"}]}, EAST_MANAGER)
+    assert grab["acts_for"] == {"kind": "team", "user_id": "u-manager"}
+    south = owned_lead(system, 1, "u-chenjing")
+    assert system.leads().get_lead(south["id"], {"all": True})["owner_id"] == "u-chenjing"
+    assert runs_of(system, grab["id"]) == []  # not even a run about another team's lead
+    assert all(south["email"] not in n["title"]
+               for n in system.rules().list_notifications("u-manager")["items"])
+
+    east = owned_lead(system, 2, "u-zhangwei")
+    run = runs_of(system, grab["id"])[-1]  # the first; its own assignment's is stopped
+    assert run["record_key"] == f"lead:{east['id']}" and run["status"] == "completed", run
+    call = next(kwargs for method, kwargs in system.leads_rpc.calls
+                if method == "assign_lead" and kwargs["owner_id"] == "u-manager")
+    assert call["scope"] == {"owner_ids": ["u-lina", "u-manager", "u-zhangwei"],
+                             "include_pool": True}
+
+
+def test_a_managers_rule_is_refused_what_names_other_teams(system):
+    with_south_manager(system)
+    rule = {"name": "x", "trigger": {"type": "event", "event": "leads.lead_created"}}
+    with pytest.raises(ValidationFailed) as raised:
+        system.rules().create_rule({**rule, "actions": [
+            {"type": "assign", "team": "华南销售部"},
+            {"type": "create_task", "title": "t", "assignee": "user:u-chenjing"},
+            {"type": "notify", "to": ["team:华南销售部"], "title": "t"},
+            {"type": "call", "service": "leads", "method": "assign_lead",
+             "args": {"owner_id": "u-chenjing"}}]}, EAST_MANAGER)
+    assert {"actions.0.team", "actions.1.assignee", "actions.2.to.0",
+            "actions.3.args.owner_id"} <= set(raised.value.errors)
+    with pytest.raises(Forbidden):
+        system.rules().create_rule({**rule, "actions": [{"type": "notify", "to": ["owner"],
+                                                         "title": "t"}]},
+                                   {"user_id": "u-zhangwei", "role": "sales_rep",
+                                    "team_id": EAST_ID, "owner_ids": ["u-zhangwei"]})
+    # a template can name anyone: the run keeps it within the team anyway
+    sneaky = system.rules().create_rule({**rule, "trigger": {
+        "type": "event", "event": "leads.lead_assigned"}, "actions": [
+        {"type": "call", "service": "leads", "method": "assign_lead",
+         "args": {"owner_id": "{{ 'u-chen' ~ 'jing' }}"}},
+        {"type": "notify", "to": ["role:sales_rep"], "title": "{{ lead.phone }}"}]},
+        EAST_MANAGER)
+    lead = owned_lead(system, 3, "u-zhangwei")
+    run = next(r for r in runs_of(system, sneaky["id"]) if r["record_key"] == f"lead:{lead['id']}")
+    assert run["actions"][0]["status"] == "failed"
+    assert "outside the rule's authority" in run["actions"][0]["error"]
+    assert system.leads().get_lead(lead["id"], {"all": True})["owner_id"] == "u-zhangwei"
+    assert run["actions"][1]["detail"]["recipients"] == ["u-lina", "u-zhangwei"]
+    assert run["actions"][1]["detail"]["left_out"] == ["u-chenjing"]
+    assert system.rules().list_notifications("u-chenjing")["items"] == []
+
+
+def test_shipped_and_other_managers_rules_are_out_of_a_managers_hands(system):
+    install_shipped(system)
+    with_south_manager(system)
+    for change in (lambda: system.rules().set_rule_enabled("website-lead-call-now", False,
+                                                           EAST_MANAGER),
+                   lambda: system.rules().update_rule("website-lead-call-now", {
+                       "name": "mine now", "trigger": {"type": "event",
+                                                       "event": "leads.lead_created"},
+                       "actions": [{"type": "notify", "to": ["owner"], "title": "x"}]},
+                       EAST_MANAGER)):
+        with pytest.raises(Forbidden):
+            change()
+    assert system.rules().get_rule("website-lead-call-now")["enabled"] is True
+    south_rule = system.rules().create_rule({
+        "name": "south", "trigger": {"type": "event", "event": "leads.lead_created"},
+        "actions": [{"type": "notify", "to": ["owner"], "title": "x"}]}, SOUTH_MANAGER)
+    with pytest.raises(NotFound):
+        system.rules().set_rule_enabled(south_rule["id"], False, EAST_MANAGER)
+    with pytest.raises(NotFound):
+        system.rules().get_rule(south_rule["id"], EAST_MANAGER)
+    seen = {r["id"] for r in system.rules().list_rules(None, EAST_MANAGER)["items"]}
+    assert "website-lead-call-now" in seen and south_rule["id"] not in seen
+    # admins change everything; the runs of organisation rules are theirs to read
+    assert system.rules().set_rule_enabled(south_rule["id"], False, ADMIN)["enabled"] is False
+    system.leads().create_lead(website_lead(1))
+    system.deliver_leads_events()
+    assert runs_of(system, "website-lead-call-now")
+    assert system.rules().list_runs({"rule_id": "website-lead-call-now"}, None, 50,
+                                    EAST_MANAGER)["items"] == []
+
+
+def test_a_dry_run_shows_only_what_the_caller_may_see(system):
+    with_south_manager(system)
+    south = owned_lead(system, 4, "u-chenjing")
+    definition = {"trigger": {"type": "event", "event": "leads.lead_assigned"},
+                  "actions": [{"type": "notify", "to": ["user:u-manager"],
+                               "title": "{{ lead.email }}|{{ lead.phone }}"}]}
+    with system.session() as session:
+        logged = next(row.envelope for row in session.scalars(select(EventLog))
+                      if row.envelope["event_type"] == "lead_assigned"
+                      and row.envelope["data"]["lead"]["id"] == south["id"])
+    with pytest.raises(NotFound):
+        system.rules().dry_run(None, {"definition": definition,
+                                      "event_id": logged["event_id"]}, EAST_MANAGER)
+    admin_view = system.rules().dry_run(None, {"definition": definition,
+                                               "event_id": logged["event_id"]}, ADMIN)
+    assert south["email"] in admin_view["actions"][0]["title"]
+    # a sample naming the hidden lead by id gets nothing of its stored data
+    sample = system.rules().dry_run(None, {"definition": definition, "sample": {
+        "event_type": "leads.lead_assigned", "data": {"lead": {"id": south["id"]}}}},
+        EAST_MANAGER)
+    assert sample["actions"][0]["title"] == "|"
+    assert sample["would_act"] is False
+
+
+def test_a_managers_webhook_carries_only_its_teams_events(system, monkeypatch):
+    monkeypatch.setenv("CRM_WEBHOOK_ALLOW_NETWORKS", "127.0.0.1/32")
+    with_south_manager(system)
+    with WebhookReceiver() as team_hook, WebhookReceiver() as org_hook:
+        mine = system.rules().create_webhook({"url": team_hook.url, "event_types": [
+            "leads.lead_assigned", "gateway.*"]}, EAST_MANAGER)
+        assert mine["acts_for"]["kind"] == "team"
+        system.rules().create_webhook({"url": org_hook.url,
+                                       "event_types": ["leads.lead_assigned"]}, ADMIN)
+        forget_cached_rules()
+        south = owned_lead(system, 5, "u-chenjing")
+        east = owned_lead(system, 6, "u-zhangwei")
+        with_south_manager(system)  # a directory event, with people's addresses
+        while system.rules().engine.tick():
+            pass
+        org_ids = [json.loads(r.body)["data"]["lead"]["id"] for r in org_hook.wait_for_count(2)]
+        assert sorted(org_ids) == sorted([south["id"], east["id"]])
+        got = [json.loads(r.body) for r in team_hook.wait_for_count(1)]
+        assert [b["data"]["lead"]["id"] for b in got] == [east["id"]]
+        deliveries = system.rules().list_webhook_deliveries(mine["id"], None, None, 50,
+                                                            EAST_MANAGER)["items"]
+        assert len(deliveries) == 1
+        # another manager sees no such subscription
+        with pytest.raises(NotFound):
+            system.rules().get_webhook(mine["id"], SOUTH_MANAGER)
+        assert system.rules().list_webhooks(SOUTH_MANAGER)["items"] == []
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:9/hook", "http://localhost:9/", "http://2130706433/", "http://0x7f.1/",
+    "http://0.0.0.0:9/", "http://[::1]:9/", "http://[::ffff:127.0.0.1]/",
+    "http://169.254.169.254/latest/meta-data/", "http://metadata.google.internal/",
+    "http://10.0.0.5/", "http://user:secret@example.com/hook", "http://224.0.0.1/",
+])
+def test_webhook_urls_to_internal_targets_are_refused_at_registration(system, monkeypatch, url):
+    monkeypatch.delenv("CRM_WEBHOOK_ALLOW_NETWORKS", raising=False)
+    monkeypatch.delenv("CRM_WEBHOOK_ALLOW_HOSTS", raising=False)
+    with pytest.raises(ValidationFailed) as raised:
+        system.rules().create_webhook({"url": url, "event_types": ["leads.*"]}, ADMIN)
+    assert list(raised.value.errors) == ["url"]
+
+
+def test_a_webhook_target_is_checked_again_at_each_delivery(system, monkeypatch):
+    monkeypatch.setenv("CRM_WEBHOOK_ALLOW_NETWORKS", "127.0.0.1/32")
+    with WebhookReceiver() as receiver:
+        sub = system.rules().create_webhook({"url": receiver.url,
+                                             "event_types": ["leads.lead_created"]})
+        with pytest.raises(ValidationFailed):
+            system.rules().update_webhook(sub["id"], {"url": "http://169.254.169.254/"})
+        monkeypatch.delenv("CRM_WEBHOOK_ALLOW_NETWORKS")  # the operator takes it back
+        system.leads().create_lead({**website_lead(1), "source": "trade_show"})
+        system.deliver_leads_events()
+        system.rules().engine.tick()
+        delivery = system.rules().list_webhook_deliveries(sub["id"])["items"][0]
+        assert delivery["status"] == "failed" and delivery["last_status_code"] is None
+        assert "loopback" in delivery["last_error"]
+        assert receiver.requests == []  # nothing was sent: no status, no timing of the port
+
+
+def test_a_template_over_budget_is_refused_at_save_or_fails_its_action(system):
+    install_shipped(system)
+    rule = {"name": "budget", "trigger": {"type": "event", "event": "leads.lead_created"}}
+    with pytest.raises(ValidationFailed) as raised:
+        system.rules().create_rule({**rule, "actions": [
+            {"type": "notify", "to": ["role:manager"], "title": "{{ 'x' * 1000000 }}"}]})
+    assert "budget" in raised.value.errors["actions.0.title"][0]
+    # only a record can tell: the run records why, the next action and the other rules go on
+    greedy = system.rules().create_rule({**rule, "actions": [
+        {"type": "notify", "to": ["role:manager"], "title": "t",
+         "body": "{{ lead.name * 100000 }}"},
+        {"type": "notify", "to": ["role:manager"], "title": "still sent"}]})
+    system.leads().create_lead(website_lead(1))
+    system.deliver_leads_events()
+    run = runs_of(system, greedy["id"])[0]
+    assert run["status"] == "failed"
+    assert "over the template budget" in run["actions"][0]["error"]
+    assert run["actions"][1]["status"] == "ok"
+    assert runs_of(system, "website-lead-call-now")[0]["status"] == "completed"
+
+
+def test_a_rep_gives_tasks_within_their_team_only(system):
+    rep = {"user_id": "u-zhangwei", "role": "sales_rep", "team_id": EAST_ID}
+    scope = {"owner_ids": ["u-zhangwei"]}
+    task = system.rules().create_task({"title": "交接", "assignee_id": "u-lina"}, scope, rep)
+    assert task["assignee_id"] == "u-lina"
+    with pytest.raises(Forbidden):
+        system.rules().create_task({"title": "x", "assignee_id": "u-chenjing"}, scope, rep)
+    own = system.rules().create_task({"title": "mine", "assignee_id": "u-zhangwei"}, scope, rep)
+    assert system.rules().reassign_task(own["id"], "u-lina", scope, rep)["assignee_id"] == (
+        "u-lina")
+    with pytest.raises(Forbidden):
+        system.rules().create_task({"title": "x", "assignee_id": "u-chenjing"},
+                                   {"owner_ids": EAST_MANAGER["owner_ids"]}, EAST_MANAGER)
+    assert system.rules().create_task({"title": "x", "assignee_id": "u-chenjing"},
+                                      {"all": True}, ADMIN)["assignee_id"] == "u-chenjing"
+
+
+def test_a_webhook_name_not_resolving_yet_is_accepted_and_not_sent_to(system, monkeypatch):
+    monkeypatch.delenv("CRM_WEBHOOK_ALLOW_NETWORKS", raising=False)
+    sub = system.rules().create_webhook({"url": "https://erp.crm-test.invalid/hook",
+                                         "event_types": ["leads.lead_created"]}, ADMIN)
+    system.leads().create_lead({**website_lead(1), "source": "trade_show"})
+    system.deliver_leads_events()
+    system.rules().engine.tick()
+    delivery = system.rules().list_webhook_deliveries(sub["id"])["items"][0]
+    assert delivery["status"] == "pending" and delivery["last_status_code"] is None
+    assert "does not resolve" in delivery["last_error"]  # tried again later

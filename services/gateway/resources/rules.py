@@ -1,5 +1,7 @@
 """Rules, runs, tasks, notifications, webhooks, assignment settings and the test clock: one rules
-RPC each. Rule and webhook management is for admins and managers."""
+RPC each. Rule and webhook management is for admins and managers; every call passes the caller
+(`principal`: id, role, team, the members they manage), and the rules service decides what they
+may author, read and change (services/rules/README.md, "Who may author what")."""
 
 from __future__ import annotations
 
@@ -44,6 +46,9 @@ class RuleSchema(Schema):
     created_at = fields.String()
     updated_at = fields.String()
     updated_by = fields.String(allow_none=True)
+    acts_for = fields.Dict(metadata={"description": "kind: organisation (admins' and the "
+                                                    "shipped rules) or team (a manager's: "
+                                                    "their teams' records only); user_id"})
     versions = fields.List(fields.Dict(), metadata={"description": "GET /rules/<id> only"})
 
 
@@ -69,6 +74,8 @@ class DryRunResultSchema(Schema):
     conditions = fields.Dict(metadata={"description": "expression, matched, error"})
     actions = fields.List(fields.Dict(), metadata={"description": "what each would do"})
     would_act = fields.Boolean()
+    outside_authority = fields.Boolean(
+        metadata={"description": "the record is outside the rule's authority: no run"})
 
 
 class RunSchema(Schema):
@@ -185,6 +192,9 @@ class WebhookSchema(Schema):
     disabled_reason = fields.String(allow_none=True)
     created_at = fields.String()
     created_by = fields.String(allow_none=True)
+    acts_for = fields.Dict(metadata={"description": "organisation (every event) or team (a "
+                                                    "manager's: events about their teams' "
+                                                    "records only)"})
 
 
 class WebhookCreatedSchema(WebhookSchema):
@@ -262,6 +272,15 @@ def _task_scope() -> dict[str, Any]:
     return {"owner_ids": scope["owner_ids"]}
 
 
+def _principal() -> dict[str, Any]:
+    """Who is calling, as the rules service needs it to decide what they may author and see
+    (it stores it with their rules and subscriptions)."""
+    principal = current_principal()
+    return {"user_id": principal.user_id, "role": principal.role,
+            "team_id": principal.team_id,
+            "owner_ids": list(principal.leads_scope().get("owner_ids") or [])}
+
+
 def _page(query: dict[str, Any]) -> tuple[str | None, int]:
     return query.pop("cursor", None), query.pop("limit", 50)
 
@@ -275,7 +294,7 @@ def _page(query: dict[str, Any]) -> tuple[str | None, int]:
 def list_rules(query: dict[str, Any]) -> Any:
     """Every rule (admins and managers)."""
     require_role(*MANAGERS)
-    return rpc_call("rules", "list_rules", filters=query)
+    return rpc_call("rules", "list_rules", filters=query, principal=_principal())
 
 
 @blp.route("/rules", methods=["POST"])
@@ -285,7 +304,8 @@ def create_rule(data: dict[str, Any]) -> Any:
     """Define a rule: trigger, conditions and ordered actions. A bad expression or template is
     answered 422 with its position (`conditions`, `actions.0.title`)."""
     require_role(*MANAGERS)
-    rule = rpc_call("rules", "create_rule", data=data)
+    rule = rpc_call("rules", "create_rule", data=data,
+                    principal=_principal())
     return rule, 201, {"Location": f"/rules/{rule['id']}"}
 
 
@@ -294,7 +314,7 @@ def create_rule(data: dict[str, Any]) -> Any:
 def get_rule(rule_id: str) -> Any:
     """A rule with all its versions."""
     require_role(*MANAGERS)
-    return rpc_call("rules", "get_rule", rule_id=rule_id)
+    return rpc_call("rules", "get_rule", rule_id=rule_id, principal=_principal())
 
 
 @blp.route("/rules/<string:rule_id>", methods=["PUT"])
@@ -303,21 +323,24 @@ def get_rule(rule_id: str) -> Any:
 def update_rule(data: dict[str, Any], rule_id: str) -> Any:
     """Edit a rule: a new version (runs record which version they used)."""
     require_role(*MANAGERS)
-    return rpc_call("rules", "update_rule", rule_id=rule_id, data=data)
+    return rpc_call("rules", "update_rule", rule_id=rule_id, data=data,
+                    principal=_principal())
 
 
 @blp.route("/rules/<string:rule_id>/enable", methods=["POST"])
 @blp.response(200, RuleSchema)
 def enable_rule(rule_id: str) -> Any:
     require_role(*MANAGERS)
-    return rpc_call("rules", "set_rule_enabled", rule_id=rule_id, enabled=True)
+    return rpc_call("rules", "set_rule_enabled", rule_id=rule_id, enabled=True,
+                    principal=_principal())
 
 
 @blp.route("/rules/<string:rule_id>/disable", methods=["POST"])
 @blp.response(200, RuleSchema)
 def disable_rule(rule_id: str) -> Any:
     require_role(*MANAGERS)
-    return rpc_call("rules", "set_rule_enabled", rule_id=rule_id, enabled=False)
+    return rpc_call("rules", "set_rule_enabled", rule_id=rule_id, enabled=False,
+                    principal=_principal())
 
 
 @blp.route("/rules/<string:rule_id>/dry-run", methods=["POST"])
@@ -327,7 +350,8 @@ def dry_run(data: dict[str, Any], rule_id: str) -> Any:
     """What the rule (or an unsaved `definition`) would do for a `sample` event or a past
     `event_id`, without doing it."""
     require_role(*MANAGERS)
-    return rpc_call("rules", "dry_run", rule_id=rule_id, data=data)
+    return rpc_call("rules", "dry_run", rule_id=rule_id, data=data,
+                    principal=_principal())
 
 
 @blp.route("/rules/dry-run", methods=["POST"])
@@ -339,7 +363,8 @@ def dry_run_definition(data: dict[str, Any]) -> Any:
     require_role(*MANAGERS)
     if not data.get("definition"):
         raise validation_problem({"definition": ["Missing data for required field."]})
-    return rpc_call("rules", "dry_run", rule_id=None, data=data)
+    return rpc_call("rules", "dry_run", rule_id=None, data=data,
+                    principal=_principal())
 
 
 @blp.route("/rule-runs", methods=["GET"])
@@ -349,14 +374,15 @@ def list_runs(query: dict[str, Any]) -> Any:
     """Rule runs, newest first: event, rule version, match, each action's outcome."""
     require_role(*MANAGERS)
     cursor, limit = _page(query)
-    return rpc_call("rules", "list_runs", filters=query, cursor=cursor, limit=limit)
+    return rpc_call("rules", "list_runs", filters=query, cursor=cursor, limit=limit,
+                    principal=_principal())
 
 
 @blp.route("/rule-runs/<string:run_id>", methods=["GET"])
 @blp.response(200, RunSchema)
 def get_run(run_id: str) -> Any:
     require_role(*MANAGERS)
-    return rpc_call("rules", "get_run", run_id=run_id)
+    return rpc_call("rules", "get_run", run_id=run_id, principal=_principal())
 
 
 # --------------------------------------------------------------------------- tasks
@@ -379,8 +405,10 @@ def list_tasks(query: dict[str, Any]) -> Any:
 @blp.arguments(TaskCreateSchema())
 @blp.response(201, TaskSchema)
 def create_task(data: dict[str, Any]) -> Any:
-    """A to-do for yourself (or, for managers, your team)."""
-    return rpc_call("rules", "create_task", data=_iso(data), scope=_task_scope())
+    """A to-do for yourself or a member of your team (managers: of the teams they manage;
+    admins: anyone)."""
+    return rpc_call("rules", "create_task", data=_iso(data), scope=_task_scope(),
+                    principal=_principal())
 
 
 @blp.route("/tasks/<string:task_id>", methods=["GET"])
@@ -400,7 +428,8 @@ def complete_task(task_id: str) -> Any:
 @blp.response(200, TaskSchema)
 def reassign_task(data: dict[str, Any], task_id: str) -> Any:
     return rpc_call("rules", "reassign_task", task_id=task_id,
-                    assignee_id=data["assignee_id"], scope=_task_scope())
+                    assignee_id=data["assignee_id"], scope=_task_scope(),
+                    principal=_principal())
 
 
 @blp.route("/tasks/<string:task_id>/snooze", methods=["POST"])
@@ -438,7 +467,7 @@ def mark_read(notification_id: str) -> Any:
 @blp.response(200, WebhookListSchema)
 def list_webhooks() -> Any:
     require_role(*MANAGERS)
-    return rpc_call("rules", "list_webhooks")
+    return rpc_call("rules", "list_webhooks", principal=_principal())
 
 
 @blp.route("/webhooks", methods=["POST"])
@@ -449,7 +478,8 @@ def create_webhook(data: dict[str, Any]) -> Any:
     like Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature: HMAC-SHA256 with
     the secret answered here, once)."""
     require_role(*MANAGERS)
-    sub = rpc_call("rules", "create_webhook", data=data)
+    sub = rpc_call("rules", "create_webhook", data=data,
+                    principal=_principal())
     return sub, 201, {"Location": f"/webhooks/{sub['id']}"}
 
 
@@ -457,7 +487,7 @@ def create_webhook(data: dict[str, Any]) -> Any:
 @blp.response(200, WebhookSchema)
 def get_webhook(subscription_id: str) -> Any:
     require_role(*MANAGERS)
-    return rpc_call("rules", "get_webhook", subscription_id=subscription_id)
+    return rpc_call("rules", "get_webhook", subscription_id=subscription_id, principal=_principal())
 
 
 @blp.route("/webhooks/<string:subscription_id>", methods=["PATCH"])
@@ -466,14 +496,15 @@ def get_webhook(subscription_id: str) -> Any:
 def update_webhook(data: dict[str, Any], subscription_id: str) -> Any:
     """Change the URL or event types, or enable a subscription again (a 410 disabled it)."""
     require_role(*MANAGERS)
-    return rpc_call("rules", "update_webhook", subscription_id=subscription_id, data=data)
+    return rpc_call("rules", "update_webhook", subscription_id=subscription_id, data=data,
+                    principal=_principal())
 
 
 @blp.route("/webhooks/<string:subscription_id>", methods=["DELETE"])
 @blp.response(204)
 def delete_webhook(subscription_id: str) -> Any:
     require_role(*MANAGERS)
-    rpc_call("rules", "delete_webhook", subscription_id=subscription_id)
+    rpc_call("rules", "delete_webhook", subscription_id=subscription_id, principal=_principal())
     return None
 
 
@@ -485,7 +516,8 @@ def list_deliveries(query: dict[str, Any], subscription_id: str) -> Any:
     require_role(*MANAGERS)
     cursor, limit = _page(query)
     return rpc_call("rules", "list_webhook_deliveries", subscription_id=subscription_id,
-                    status=query.get("status"), cursor=cursor, limit=limit)
+                    status=query.get("status"), cursor=cursor, limit=limit,
+                    principal=_principal())
 
 
 @blp.route("/webhook-deliveries/<string:delivery_id>/replay", methods=["POST"])
@@ -493,7 +525,8 @@ def list_deliveries(query: dict[str, Any], subscription_id: str) -> Any:
 def replay_delivery(delivery_id: str) -> Any:
     """Send a delivery again, with the same webhook-id."""
     require_role(*MANAGERS)
-    return rpc_call("rules", "replay_webhook_delivery", delivery_id=delivery_id)
+    return rpc_call("rules", "replay_webhook_delivery", delivery_id=delivery_id,
+                    principal=_principal())
 
 
 # --------------------------------------------------------------------------- assignment

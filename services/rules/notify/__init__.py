@@ -12,10 +12,12 @@ __all__ = [
     "DeliveryFailed",
     "DeliveryOutcome",
     "EmailSender",
+    "TargetError",
     "TemplateError",
     "WebhookVerificationError",
     "check_template",
     "deliver",
+    "deliver_checked",
     "generate_secret",
     "next_attempt_delay",
     "render",
@@ -53,12 +55,14 @@ class DeliveryFailed(Exception):
 
 # The submodules import DeliveryFailed from here, so they come after it.
 from services.rules.notify.email import EmailSender  # noqa: E402
+from services.rules.notify.targets import TargetError  # noqa: E402
 from services.rules.notify.templates import TemplateError, check_template, render  # noqa: E402
 from services.rules.notify.webhooks import (  # noqa: E402
     RETRY_SCHEDULE,
     DeliveryOutcome,
     WebhookVerificationError,
     deliver,
+    deliver_checked,
     generate_secret,
     next_attempt_delay,
     sign,

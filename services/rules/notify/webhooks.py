@@ -8,7 +8,9 @@ deduplicate), `webhook-timestamp` (unix seconds of this attempt) and `webhook-si
 
 `deliver()` makes one attempt and classifies it; scheduling the next one (`next_attempt_delay`)
 and disabling endpoints are the caller's job. Redirects are not followed: a 3xx means the
-endpoint's URL should be updated.
+endpoint's URL should be updated (and a redirect cannot lead a delivery to an internal address).
+`deliver_checked()` is what the rules service calls: the URL is checked against the SSRF policy
+(`targets.check_url`) and the POST goes to the address that was checked.
 """
 
 from __future__ import annotations
@@ -20,12 +22,19 @@ import hmac
 import random
 import secrets
 import time
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from types import SimpleNamespace
+from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
+
+from services.rules.notify import targets
 
 __all__ = [
     "RETRY_SCHEDULE",
@@ -35,6 +44,7 @@ __all__ = [
     "WebhookVerificationError",
     "classify",
     "deliver",
+    "deliver_checked",
     "generate_secret",
     "next_attempt_delay",
     "sign",
@@ -239,6 +249,65 @@ def _status_error(response: requests.Response) -> str | None:
     return reason
 
 
+class _PinnedAdapter(HTTPAdapter):
+    """Connects to one given address whatever the URL's host resolves to now; TLS still
+    checks the certificate against the URL's host name (SNI and hostname verification)."""
+
+    def __init__(self, address: str, hostname: str) -> None:
+        self._address, self._hostname = address, hostname
+        super().__init__(max_retries=0)
+
+    def get_connection_with_tls_context(self, request: Any, verify: Any, proxies: Any = None,
+                                        cert: Any = None) -> Any:
+        parts = urllib.parse.urlsplit(request.url)
+        if parts.scheme == "https":
+            return HTTPSConnectionPool(self._address, parts.port or 443, maxsize=1,
+                                       server_hostname=self._hostname,
+                                       assert_hostname=self._hostname)
+        return HTTPConnectionPool(self._address, parts.port or 80, maxsize=1)
+
+    def get_connection(self, url: Any, proxies: Any = None) -> Any:  # older requests
+        return self.get_connection_with_tls_context(SimpleNamespace(url=url), True)
+
+
+def _pinned_post(url: str, address: str, body: bytes, headers: dict[str, str],
+                 timeout: float) -> requests.Response:
+    parts = urllib.parse.urlsplit(url)
+    session = requests.Session()
+    session.trust_env = False  # no proxy from the environment: it would connect elsewhere
+    adapter = _PinnedAdapter(address, parts.hostname or "")
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    try:
+        return session.post(url, data=body, headers={**headers, "host": parts.netloc},
+                            timeout=timeout, allow_redirects=False, stream=True)
+    finally:
+        session.close()
+
+
+def deliver_checked(
+    url: str,
+    secret: str,
+    msg_id: str,
+    body: bytes,
+    allowlist: targets.Allowlist | None = None,
+    timeout: float = 10.0,
+    resolve: targets.Resolver | None = None,
+) -> DeliveryOutcome:
+    """`deliver` after the URL passed the SSRF policy, to the address checked. A refused
+    target fails at once and for good, with nothing sent and nothing measured of it; a name
+    that does not resolve now is tried again later."""
+    try:
+        target = targets.check_url(url, allowlist if allowlist is not None
+                                   else targets.Allowlist.from_env(),
+                                   **({"resolve": resolve} if resolve else {}))
+    except targets.TargetError as error:
+        return DeliveryOutcome(
+            ok=False, status_code=None, retry=isinstance(error, targets.TargetUnresolved),
+            disable=False, error=f"not sent: {error}", duration_ms=0.0)
+    return deliver(url, secret, msg_id, body, timeout=timeout, connect_to=target.addresses[0])
+
+
 def deliver(
     url: str,
     secret: str,
@@ -246,10 +315,13 @@ def deliver(
     body: bytes,
     timeout: float = 10.0,
     now: datetime | None = None,
+    connect_to: str | None = None,
 ) -> DeliveryOutcome:
     """POST `body` (JSON) to `url`, signed; never raises for network or HTTP trouble (the
     outcome says what happened). `now` is the attempt's timestamp (default: the clock);
-    `timeout` bounds connecting and each read. `ValueError` for a bad secret or msg_id."""
+    `timeout` bounds connecting and each read; `connect_to` is the address to connect to
+    (checked by the caller), else the host is resolved as usual. `ValueError` for a bad
+    secret or msg_id."""
     timestamp = int(_unix(now))
     if isinstance(body, str):
         body = body.encode("utf-8")
@@ -262,9 +334,13 @@ def deliver(
     }
     started = time.perf_counter()
     try:
-        response = _session.post(
-            url, data=body, headers=headers, timeout=timeout, allow_redirects=False, stream=True
-        )
+        if connect_to is not None:
+            response = _pinned_post(url, connect_to, body, headers, timeout)
+        else:
+            response = _session.post(
+                url, data=body, headers=headers, timeout=timeout, allow_redirects=False,
+                stream=True,
+            )
     except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
             requests.exceptions.InvalidSchema, requests.exceptions.InvalidHeader) as error:
         return DeliveryOutcome(
