@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.e2e
@@ -234,7 +235,7 @@ def scrape_metrics(system, url: str) -> dict:
     the text format (an error page that merely contains a metric's name does not pass)."""
     response = system.get(url)
     assert response.status_code == 200, response.text
-    assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert response.headers["Content-Type"] == CONTENT_TYPE_LATEST
     return {family.name: family for family in text_string_to_metric_families(response.text)}
 
 
