@@ -44,8 +44,9 @@ OTHER_TEAM_PAIRS = (("zhangwei", "chenjing"), ("manager", "chenjing"), ("chenjin
 # organisation records the admin makes (webhooks, deliveries, an import job): no one else's
 ADMIN_RECORD_CALLERS = ("zhangwei", "manager", "chenjing")
 CALLERS = ("zhangwei", "manager", "chenjing")
-# answer fields that differ between two calls whatever the record (timestamps, request ids)
-VOLATILE_KEYS = {"correlation_id", "generated_at", "as_of", "computed_at", "now"}
+# answer fields that differ between two calls whatever the record (timestamps, request ids,
+# a problem's `instance`: the request path, with ids of the caller's own records)
+VOLATILE_KEYS = {"correlation_id", "generated_at", "as_of", "computed_at", "now", "instance"}
 MISSING = "00000000-0000-4000-8000-00000000dead"  # replaced by a fresh uuid per call
 
 
@@ -57,7 +58,8 @@ class Check:
     """One reference of an operation. `where` is path / query / body, `name` the parameter or
     (dotted) body field, `kind` what it refers to. `body`, `query` and `path` give the rest of
     a valid request: "{own.<kind>}" is the caller's own record, "{ref}" the reference under
-    test, "{stage.<n>}" a stage of the default pipeline."""
+    test, "{stage.<n>}" a stage of the default pipeline, "{qualified_lead}" a new lead of the
+    caller's, qualified (only those convert; one per request, as a conversion is for good)."""
 
     where: str
     name: str
@@ -197,11 +199,11 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
         body("stage_id", "org", {"stage_id": "{ref}"}, opportunity_id="{own.opportunity}")),
     "POST /leads/{lead_id}/convert": (
         path("lead_id", "lead", {}),
-        body("customer_id", "customer", {"customer_id": "{ref}"}, lead_id="{own.lead}"),
-        body("owner_id", "user", {"owner_id": "{ref}"}, lead_id="{own.lead}"),
-        body("team_id", "team", {"team_id": "{ref}"}, lead_id="{own.lead}"),
+        body("customer_id", "customer", {"customer_id": "{ref}"}, lead_id="{qualified_lead}"),
+        body("owner_id", "user", {"owner_id": "{ref}"}, lead_id="{qualified_lead}"),
+        body("team_id", "team", {"team_id": "{ref}"}, lead_id="{qualified_lead}"),
         body("opportunity.pipeline_id", "org", {"opportunity": {"pipeline_id": "{ref}"}},
-             lead_id="{own.lead}")),
+             lead_id="{qualified_lead}")),
     "GET /custom-fields": (),
     "POST /custom-fields": (),
     "PATCH /custom-fields/{field_id}": (path("field_id", "org", {"label": "x"}),),
@@ -537,6 +539,12 @@ def _fill(template: Any, world: World, caller: str, ref: str | None) -> Any:
         return f"matrix-{_tag()}"
     if name == "new_key":
         return f"m{_tag()}"
+    if name == "qualified_lead":
+        lead = _capture_lead(world.system, caller, _tag())
+        _ok(world.system.post(f"/leads/{lead['id']}/claim", user=caller))
+        _ok(world.system.post(f"/leads/{lead['id']}/status", user=caller,
+                              json={"status": "qualified"}))
+        return lead["id"]
     if name.startswith("own."):
         return world.own[caller][name[4:]]
     return copy.deepcopy(world.values[name])
