@@ -10,6 +10,7 @@ import eventlet
 from nameko.extensions import DependencyProvider
 from nameko.web.handlers import http
 from sqlalchemy import text
+from werkzeug.wrappers import Response
 
 from shared import metrics
 from shared.consumer import stalled_consumers
@@ -58,6 +59,8 @@ class PlatformEndpoints:
         return (200 if healthy else 503), {"Content-Type": "application/json"}, json.dumps(body)
 
     @http("GET", "/metrics")
-    def metrics(self, request):
+    def metrics(self, request) -> Response:
+        # A Response, not a (status, headers, payload) tuple: nameko's tuple path refuses bytes
+        # ("Payload must be a string"), and generate_latest() returns bytes.
         payload, content_type = metrics.exposition()
-        return 200, {"Content-Type": content_type}, payload
+        return Response(payload, status=200, content_type=content_type)
