@@ -1304,7 +1304,11 @@ class Engine:
         if chosen:
             # Chosen before a crash or a failed call: the same owner again (assigning a lead
             # to its owner changes nothing), not a second choice that moves the rotation on.
-            return self._assign_to(record, context, chosen)
+            with self.db.begin() as session:
+                rule_authority = self.authority(session, context.get("authority"))
+            if rule_authority.revoked:
+                raise PermanentFailure(f"the rule acts for nobody: {rule_authority.revoked}")
+            return self._assign_to(record, context, chosen, rule_authority.scope())
         with self.db.begin() as session:
             key = records.record_key("lead", record["id"])
             connection = session.connection()
@@ -1323,13 +1327,14 @@ class Engine:
                                    {"record_key": key, "owner_id": chosen["owner_id"]})
             if remember is not None:
                 remember(session, {"chosen": chosen})
-        return self._assign_to(record, context, chosen)
+        return self._assign_to(record, context, chosen, rule_authority.scope())
 
     def _assign_to(
-        self, record: dict[str, Any], context: dict[str, Any], chosen: dict[str, Any]
+        self, record: dict[str, Any], context: dict[str, Any], chosen: dict[str, Any],
+        scope: dict[str, Any],
     ) -> dict[str, Any]:
         self.ports.call("leads", "assign_lead", lead_id=record["id"],
-                        owner_id=chosen["owner_id"], scope=rule_authority.scope())
+                        owner_id=chosen["owner_id"], scope=scope)
         record["owner_id"] = chosen["owner_id"]
         context["record"] = record
         return chosen
