@@ -186,11 +186,18 @@ def handle_api_problem(error: ApiProblem) -> Response:
     )
 
 
+RESERVED_MEMBERS = frozenset({"type", "type_", "title", "status", "detail", "instance",
+                              "headers", "correlation_id"})
+
+
 def handle_crm_error(error: CrmError) -> Response:
     status = int(getattr(error, "status", 500) or 500)
     if status >= 500:
         log.error("service error %r", error, exc_info=error)
-    extras = dict(error.extra)
+    # A service's detail named like a member of the problem itself (a lead's `status`) must
+    # not replace it: it goes in as `record_<name>`.
+    extras = {(f"record_{key}" if key in RESERVED_MEMBERS else key): value
+              for key, value in error.extra.items()}
     if isinstance(error, ValidationFailed):
         extras["errors"] = error.errors
     slug = problem_slug(type(error).__name__)

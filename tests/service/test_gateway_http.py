@@ -94,6 +94,12 @@ def test_typed_service_errors_map_by_status(client: FlaskClient, org: dict,
     body = assert_problem(client.post("/leads/l1/status", json={"status": "new"},
                                       headers=headers), 412)
     assert body["type"] == "urn:problem-type:crm:precondition-failed"
+    # a detail named like a member of the problem (the lead's status) does not replace it
+    fake_rpc.on("leads", "change_status",
+                PreconditionFailed("not qualified", {"status": "new", "title": "x"}))
+    body = assert_problem(client.post("/leads/l1/status", json={"status": "new"},
+                                      headers=headers), 412)
+    assert (body["status"], body["record_status"], body["record_title"]) == (412, "new", "x")
     fake_rpc.on("leads", "release_lead", ValidationFailed.for_fields({"reason": ["Required."]}))
     body = assert_problem(client.post("/leads/l1/release", json={}, headers=headers), 422)
     assert body["errors"] == {"reason": ["Required."]}
