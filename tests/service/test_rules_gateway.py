@@ -188,3 +188,30 @@ def test_the_openapi_document_describes_the_rules_endpoints(client: FlaskClient)
         assert path in paths, path
     post_rules = paths["/rules"]["post"]
     assert "requestBody" in post_rules and "201" in post_rules["responses"]
+
+
+def test_a_task_is_only_about_a_record_the_caller_sees(client: FlaskClient, org: dict,
+                                                       fake_rpc: FakeRpc, rules):
+    from shared.errors import NotFound
+
+    seen: list[dict] = []
+
+    def get_lead(lead_id: str, scope: dict) -> dict:
+        seen.append(scope)
+        if lead_id != "lead-mine":
+            raise NotFound(f"lead {lead_id} not found")
+        return {"id": lead_id, "owner_id": org["zhangwei"]["id"]}
+
+    fake_rpc.on("leads", "get_lead", get_lead)
+    task = {"title": "回访", "assignee_id": org["zhangwei"]["id"], "record_type": "lead"}
+    mine = client.post("/tasks", json={**task, "record_id": "lead-mine"},
+                       headers=auth(org, "zhangwei"))
+    assert mine.status_code == 201 and mine.get_json()["record_id"] == "lead-mine"
+    assert seen[-1]["owner_ids"] == [org["zhangwei"]["id"]]  # the caller's own view
+    hidden = assert_problem(client.post("/tasks", json={**task, "record_id": "lead-hidden"},
+                                        headers=auth(org, "zhangwei")), 422)
+    assert hidden["errors"] == {"record_id": ["No such lead."]}
+    untyped = {"title": "x", "assignee_id": org["zhangwei"]["id"], "record_id": "lead-mine"}
+    problem = assert_problem(client.post("/tasks", json=untyped,
+                                         headers=auth(org, "zhangwei")), 422)
+    assert "record_type" in problem["errors"]

@@ -13,6 +13,7 @@ from marshmallow import RAISE, Schema, fields, validate
 from services.gateway.app import current_principal, require_role, rpc_call
 from services.gateway.problems import PROBLEM_BASE, ApiProblem, validation_problem
 from services.rules import schemas as rules_schemas
+from shared.errors import NotFound
 
 blp = Blueprint(
     "rules", __name__, description="Rules, runs, tasks, notifications, webhooks, assignment."
@@ -407,8 +408,39 @@ def list_tasks(query: dict[str, Any]) -> Any:
 def create_task(data: dict[str, Any]) -> Any:
     """A to-do for yourself or a member of your team (managers: of the teams they manage;
     admins: anyone)."""
+    _check_record_ref(data.get("record_type"), data.get("record_id"))
     return rpc_call("rules", "create_task", data=_iso(data), scope=_task_scope(),
                     principal=_principal())
+
+
+# What a task may be about: a record its owning service shows the caller. Hidden and missing
+# records answer alike (422 on record_id).
+_RECORD_READS = {
+    "lead": ("leads", "get_lead", "lead_id"),
+    "customer": ("sales", "get_customer", "customer_id"),
+    "opportunity": ("sales", "get_opportunity", "opportunity_id"),
+    "contact": ("sales", "get_contact", "contact_id"),
+}
+
+
+def _check_record_ref(record_type: str | None, record_id: str | None) -> None:
+    if record_id is None:
+        return
+    if record_type is None:
+        raise validation_problem({"record_type": ["Required with record_id."]})
+    read = _RECORD_READS.get(record_type)
+    if read is None:
+        raise validation_problem({"record_type": [
+            f"Tasks on {record_type} records are not available yet."]})
+    service, method, id_arg = read
+    principal = current_principal()
+    scope = dict(principal.leads_scope())
+    if service != "leads":
+        scope.pop("include_pool", None)  # sales records have no pool
+    try:
+        rpc_call(service, method, **{id_arg: record_id, "scope": scope})
+    except NotFound:
+        raise validation_problem({"record_id": [f"No such {record_type}."]}) from None
 
 
 @blp.route("/tasks/<string:task_id>", methods=["GET"])
