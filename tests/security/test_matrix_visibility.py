@@ -104,6 +104,7 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
     "POST /system/echo": (),
     "POST /auth/tokens": (),
     "GET /me": (),
+    "POST /me/password": (),  # the caller's own password: no reference
     "GET /users": (),
     "POST /users": (body("team_id", "team", {"username": "{new}", "display_name": "x",
                                              "role": "sales_rep", "team_id": "{ref}"}),),
@@ -226,7 +227,10 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
         query("run_id", "org", {"figure": "forecast"})),
     "POST /imports": (),
     "GET /imports/{job_id}": (path("job_id", "import"),),
-    "GET /exports/{entity}": (path("entity", "org"),),
+    "GET /exports/{entity}": (path("entity", "org"), *(
+        query(name, kind, {"entity": "opportunities"}) for name, kind in (
+            ("customer_id", "customer"), ("lead_id", "lead"), ("owner_id", "user"),
+            ("team_id", "team"), ("pipeline_id", "org"), ("stage_id", "org")))),
     "GET /rules": (),
     "POST /rules": (),
     "GET /rules/{rule_id}": (path("rule_id", "org"),),
@@ -265,6 +269,8 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
     "PUT /assignment/members/{user_id}": (path("user_id", "user_record", {"capacity": 1}),),
     "GET /system/clock": (),
     "POST /system/clock": (),
+    "POST /users/{user_id}/unlock": (path("user_id", "user_record"),),
+    "POST /auth/unblock": (),  # an address, no record
 }
 
 # Writes of organisation settings that only an admin may make (a rep or a manager gets 403 or
@@ -285,6 +291,8 @@ AUTHORITY: dict[str, tuple[dict[str, str], Any]] = {
     "POST /rules/{rule_id}/enable": ({"rule_id": "{shipped_rule}"}, None),
     "PUT /assignment/members/{user_id}": ({"user_id": "{other_user}"}, {"capacity": 1}),
     "POST /system/clock": ({}, {"advance_seconds": 1}),
+    "POST /users/{user_id}/unlock": ({"user_id": "{other_user}"}, None),
+    "POST /auth/unblock": ({}, {"address": "192.0.2.1"}),
 }
 AUTHORITY_OF_MANAGERS = {"PUT /scoring-model"}
 
