@@ -152,7 +152,7 @@ class LeadsService(PlatformEndpoints):
                 if done:
                     outcome, _, lead_id = done.partition(":")
                     return {"outcome": outcome,
-                            "lead": lead_to_dict(self._lead(session, lead_id))}
+                            "lead": lead_to_dict(session.get(Lead, lead_id))}
             identity = domain.LeadIdentity(
                 "", fields_.get("email"), fields_.get("phone"), fields_.get("company")
             )

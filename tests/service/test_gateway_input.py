@@ -127,7 +127,7 @@ def test_timestamps_are_utc_on_create_and_on_read(client: FlaskClient, org: dict
                   updated_at="2026-11-23T10:00:00.250000+08:00",
                   last_activity_at="2026-11-23T02:00:00Z")
     fake_rpc.on("leads", "create_lead",
-                lambda data, on_duplicate: {"outcome": "created", "lead": echoed})
+                lambda data, on_duplicate, **_: {"outcome": "created", "lead": echoed})
     fake_rpc.on("leads", "get_lead", lambda lead_id, scope: lead(
         id="lead-9", created_at="2026-11-23T02:00:00+00:00",
         updated_at="2026-11-23T02:00:00.250000+00:00",
@@ -197,7 +197,7 @@ def test_a_megabyte_of_attributes_cannot_be_stored(client: FlaskClient, org: dic
 
 def test_bounded_attributes_within_the_limits_pass(client: FlaskClient, org: dict,
                                                    fake_rpc: FakeRpc) -> None:
-    fake_rpc.on("leads", "create_lead", lambda data, on_duplicate: {
+    fake_rpc.on("leads", "create_lead", lambda data, on_duplicate, **_: {
         "outcome": "created", "lead": lead(id="lead-9", attributes=data["attributes"])})
     attributes = {"employees": 500, "tags": ["a", "b"], "erp": {"id": "4711"}}
     response = client.post("/leads", json={**NEW_LEAD, "attributes": attributes},

@@ -14,6 +14,8 @@ from services.leads.service import LeadsService
 from shared.context import Context
 from shared.db import get_engine
 from shared.errors import Conflict
+
+ALL = {"all": True}
 from tests.service.workers import migrated_database, service_worker
 
 LEAD = {"name": "王芳", "company": "杭州云帆科技有限公司", "email": "wang.fang@yunfan.cn",
@@ -39,27 +41,27 @@ def created_events(engine) -> list[dict]:
 
 
 def test_a_retry_with_the_key_replays_the_creation(leads):
-    first = leads().create_lead(LEAD, idempotency_key="u-1:key-1")
+    first = leads().create_lead(LEAD, scope=ALL, idempotency_key="u-1:key-1")
     # the reply was lost; the client retries with the same key
-    again = leads().create_lead(LEAD, idempotency_key="u-1:key-1")
+    again = leads().create_lead(LEAD, scope=ALL, idempotency_key="u-1:key-1")
     assert again["outcome"] == "created"
     assert again["lead"]["id"] == first["lead"]["id"]
     assert len(created_events(leads.engine)) == 1, "one lead, one event"
 
 
 def test_another_key_or_none_is_a_new_request_and_meets_the_duplicate(leads):
-    leads().create_lead(LEAD, idempotency_key="u-1:key-1")
+    leads().create_lead(LEAD, scope=ALL, idempotency_key="u-1:key-1")
     with pytest.raises(Conflict):
-        leads().create_lead(LEAD, idempotency_key="u-1:key-2")
+        leads().create_lead(LEAD, scope=ALL, idempotency_key="u-1:key-2")
     with pytest.raises(Conflict):
-        leads().create_lead(LEAD)
+        leads().create_lead(LEAD, scope=ALL)
 
 
 def test_a_merge_is_replayed_as_the_merge(leads):
-    original = leads().create_lead(LEAD)["lead"]
+    original = leads().create_lead(LEAD, scope=ALL)["lead"]
     merged = leads().create_lead({**LEAD, "title": "CTO"}, on_duplicate="merge",
-                                 idempotency_key="u-1:key-3")
+                                 scope=ALL, idempotency_key="u-1:key-3")
     again = leads().create_lead({**LEAD, "title": "CTO"}, on_duplicate="merge",
-                                idempotency_key="u-1:key-3")
+                                scope=ALL, idempotency_key="u-1:key-3")
     assert merged["outcome"] == again["outcome"] == "merged"
     assert again["lead"]["id"] == original["id"]
