@@ -14,9 +14,9 @@ from services.leads.service import LeadsService
 from shared.context import Context
 from shared.db import get_engine
 from shared.errors import Conflict
+from tests.service.workers import migrated_database, service_worker
 
 ALL = {"all": True}
-from tests.service.workers import migrated_database, service_worker
 
 LEAD = {"name": "王芳", "company": "杭州云帆科技有限公司", "email": "wang.fang@yunfan.cn",
         "phone": "139 0013 9000", "source": "website", "region": "华东"}
