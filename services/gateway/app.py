@@ -50,6 +50,7 @@ access_log = logging.getLogger("services.gateway.access")
 
 MAX_BODY_BYTES = 1024 * 1024
 CORRELATION_HEADER = "X-Correlation-ID"
+MAX_URI_LENGTH = 4000
 # Endpoints reachable without credentials (docs, health, metrics, login).
 PUBLIC_ENDPOINTS = frozenset(
     {"system.health", "system.metrics", "identity.create_token", "static"}
@@ -146,6 +147,11 @@ def _start_request() -> Response | None:
     incoming = request.headers.get(CORRELATION_HEADER, "").strip()
     g.correlation_id = incoming[:128] if incoming else str(uuid.uuid4())
     g.correlation_token = current_correlation_id.set(g.correlation_id)
+    if len(request.full_path) > MAX_URI_LENGTH:
+        raise ApiProblem(
+            414, f"The URI is longer than {MAX_URI_LENGTH} characters.",
+            type_=problems.PROBLEM_BASE + "uri-too-long",
+        )
 
     endpoint = request.endpoint
     if endpoint is None:

@@ -20,6 +20,9 @@ worker_class = "gthread"
 timeout = int(shared_config.rpc_timeout()) + 20
 graceful_timeout = int(shared_config.rpc_timeout()) + 5
 keepalive = 5
+# gunicorn's own refusal of a long request line is an HTML page; up to its maximum the app
+# answers a too long URI itself, as application/problem+json (MAX_URI_LENGTH in app.py).
+limit_request_line = 8190
 accesslog = None  # the app logs JSON lines with the correlation id itself
 errorlog = "-"
 

@@ -278,3 +278,10 @@ def test_413_names_the_limit_of_the_route(client: FlaskClient, org: dict) -> Non
     huge = '{"name": "' + "x" * (1024 * 1024 + 10) + '"}'
     body = assert_problem(send(client, "POST", "/leads", huge, auth(org, "zhangwei")), 413)
     assert body["max_bytes"] == 1024 * 1024 and str(1024 * 1024) in body["detail"]
+
+
+def test_a_too_long_uri_is_a_problem_not_an_html_page(client: FlaskClient, org: dict) -> None:
+    response = client.get("/leads?q=" + "x" * 5000, headers=auth(org, "zhangwei"))
+    assert response.status_code == 414
+    assert response.content_type == "application/problem+json"
+    assert response.json["status"] == 414

@@ -763,7 +763,9 @@ def test_a_timed_out_call_is_a_transient_failure_that_is_retried(system, monkeyp
     def times_out_once(self, *args, **kwargs):
         calls.append(1)
         if len(calls) == 1:
-            raise eventlet.Timeout(10)
+            timeout = eventlet.Timeout(10)
+            timeout.cancel()  # a started Timeout would go off in a later test, 10 s from now
+            raise timeout
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(Engine, "_assign_to", times_out_once)
