@@ -4,7 +4,8 @@ SQLite (one WAL-mode file per service) is the embedded default; PostgreSQL is ch
 Under eventlet, a SQLite writer that yields while holding the lock makes other writers fail, so
 SQLite engines get a single connection (`StaticPool` is wrong across threads; a one-slot
 `QueuePool` serialises writers instead). WAL checkpoints run in a thread of their own
-(`_Checkpointer`), not in the commit that happens to fill the WAL.
+(`_Checkpointer`), not in the commit that happens to fill the WAL: a fast path
+(`shared.fastpaths`, `sqlite_checkpoints`); with it off, SQLite checkpoints as it does by default.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert
 
-from shared import config
+from shared import config, fastpaths
 
 # psycopg 3 does not yield to eventlet by itself (see STACK-NOTES); must be set before import.
 os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
@@ -182,6 +183,7 @@ def make_engine(url: str, *, pool_size: int = 10,
     url = normalise_url(url)
     timeout = STATEMENT_TIMEOUT if statement_timeout is None else statement_timeout
     if url.startswith("sqlite"):
+        own_checkpoints = fastpaths.enabled("sqlite_checkpoints")
         engine = create_engine(
             url,
             pool_size=1,
@@ -197,13 +199,14 @@ def make_engine(url: str, *, pool_size: int = 10,
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
-            # Checkpoints are the checkpointer's; a commit checkpoints only if it fell behind.
-            cursor.execute(f"PRAGMA wal_autocheckpoint={_Checkpointer.FALLBACK_PAGES}")
+            if own_checkpoints:
+                # Checkpoints are the checkpointer's; a commit checkpoints only if it fell behind.
+                cursor.execute(f"PRAGMA wal_autocheckpoint={_Checkpointer.FALLBACK_PAGES}")
             cursor.close()
 
         if timeout > 0:
             _bound_sqlite_statements(engine, timeout)
-        if engine.url.database and engine.url.database != ":memory:":
+        if own_checkpoints and engine.url.database and engine.url.database != ":memory:":
             _Checkpointer.start(engine.url.database)
         return engine
     import psycopg

@@ -18,7 +18,7 @@ from typing import Any
 
 import eventlet
 from eventlet.queue import Empty, LightQueue
-from kombu import Connection
+from kombu import Connection, Producer
 from marshmallow import Schema
 from nameko.extensions import DependencyProvider
 from sqlalchemy import (
@@ -38,8 +38,8 @@ from sqlalchemy import (
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
-from shared import config, metrics
-from shared.amqp_frames import PublishEncoder
+from shared import config, fastpaths, metrics
+from shared.amqp_frames import PERSISTENT, PublishEncoder
 from shared.context import context_of
 from shared.db import UTCDateTime, defer_insert, get_engine, insert_row
 from shared.envelope import context_headers, event_exchange_name, new_envelope, utcnow
@@ -73,15 +73,23 @@ def outbox_table(metadata: MetaData) -> Table:
 
 class BatchPublisher:
     """Publishes a batch of persistent messages, written at once, and then waits once for the
-    broker's confirms of all of them: one round trip per batch instead of one per event."""
+    broker's confirms of all of them: one round trip per batch instead of one per event.
+
+    That is the `relay_frames` fast path (`shared.fastpaths`). With it off, each message goes
+    through kombu's `Producer.publish` on a confirming channel and waits for its own confirm:
+    the same messages, one round trip each."""
 
     CONFIRM_TIMEOUT = 30.0
 
-    def __init__(self, amqp_uri: str, into_all_events: bool = True):
+    def __init__(self, amqp_uri: str, into_all_events: bool = True,
+                 own_frames: bool | None = None):
         self.amqp_uri = amqp_uri
         self.into_all_events = into_all_events
+        self.own_frames = (fastpaths.enabled("relay_frames") if own_frames is None
+                           else own_frames)
         self._connection: Connection | None = None
         self._channel = None
+        self._producer: Producer | None = None
         self._encoder: PublishEncoder | None = None
         self._declared: set[str] = set()
         self._unconfirmed: set[int] = set()
@@ -89,6 +97,12 @@ class BatchPublisher:
         self._next_tag = 1
 
     def _ready_channel(self):
+        if self._channel is None and not self.own_frames:
+            self._connection = Connection(self.amqp_uri, connect_timeout=10,
+                                          transport_options={"confirm_publish": True})
+            self._channel = self._connection.channel()
+            self._producer = Producer(self._channel)
+            self._declared.clear()
         if self._channel is None:
             self._connection = Connection(self.amqp_uri, connect_timeout=10)
             self._channel = self._connection.connection.channel()  # the py-amqp channel
@@ -133,6 +147,8 @@ class BatchPublisher:
     def publish_batch(self, messages: list[tuple[str, str, str, dict, str]]) -> None:
         """`messages`: (exchange, routing_key, JSON body, headers, message_id). Raises unless
         the broker confirmed every one; the caller then retries the whole batch later."""
+        if not self.own_frames:
+            return self._publish_each(messages)
         try:
             channel = self._ready_channel()
             self._nacked.clear()
@@ -157,13 +173,32 @@ class BatchPublisher:
             self.close()
             raise
 
+    def _publish_each(self, messages: list[tuple[str, str, str, dict, str]]) -> None:
+        """The library's path: kombu publishes and py-amqp waits for each confirm (a nack
+        raises `MessageNacked`)."""
+        try:
+            channel = self._ready_channel()
+            for exchange, routing_key, body, headers, message_id in messages:
+                if exchange not in self._declared:
+                    self._declare(channel, exchange)
+                self._producer.publish(
+                    body.encode("utf-8"), exchange=exchange, routing_key=routing_key,
+                    headers=headers, message_id=message_id, delivery_mode=PERSISTENT,
+                    content_type="application/json", content_encoding="utf-8",
+                    priority=None,  # as the fast path: no priority property at all
+                    retry=False, confirm_timeout=self.CONFIRM_TIMEOUT,
+                )
+        except BaseException:
+            self.close()
+            raise
+
     def close(self) -> None:
         if self._connection is not None:
             try:
                 self._connection.release()
             except Exception:  # noqa: BLE001 - closing a broken connection
                 log.debug("closing the relay's connection failed", exc_info=True)
-        self._connection = self._channel = self._encoder = None
+        self._connection = self._channel = self._encoder = self._producer = None
         self._unconfirmed.clear()
 
 
@@ -267,18 +302,19 @@ class EventRecorder:
         self._uncommitted: list[tuple[str, str, str, dict]] = []
         self.committed: list[tuple[str, str, str, dict]] = []  # what the relay may publish
 
-    # Per schema class: an instance (building one costs more than using it) and its quick
-    # check (None: marshmallow validates every event).
-    _instances: dict[type[Schema], tuple[Schema, Check | None]] = {}
+    # Per schema class and fast path setting: an instance (building one costs more than using
+    # it) and its quick check (None: marshmallow validates every event).
+    _instances: dict[tuple[type[Schema], bool], tuple[Schema, Check | None]] = {}
 
     def _schema(self, event_type: str) -> tuple[Schema, Check | None]:
         schema_cls = self.schemas.get(event_type)
         if schema_cls is None:
             raise ValueError(f"{self.service} has no schema for event {event_type!r}")
-        if schema_cls not in self._instances:
+        key = (schema_cls, fastpaths.enabled("event_quick_check"))
+        if key not in self._instances:
             schema = schema_cls()
-            self._instances[schema_cls] = (schema, quick_check(schema))
-        return self._instances[schema_cls]
+            self._instances[key] = (schema, quick_check(schema) if key[1] else None)
+        return self._instances[key]
 
     def record(
         self, session: Session, event_type: str, data: dict[str, Any], defer: bool = False

@@ -6,6 +6,11 @@ it, the caller's timeout answers for it. So each service process keeps one publi
 the broker for its replies (shared by its workers, one publish at a time) and sends each reply
 once, unconfirmed and not persistent. Every service uses this `rpc` and not nameko's: the two
 would be two consumers of one `rpc-<service>` queue, each not knowing the other's methods.
+
+The lean replies and the cached signature check are the `rpc_replies` fast path
+(`shared.fastpaths`). With it off, this entrypoint replies through nameko's own responder
+(persistent, confirmed, a publisher per reply) and checks signatures as nameko does; the body,
+the correlation id and the errors of a reply are the same.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from nameko.exceptions import IncorrectSignature, UnserializableValueError, seri
 from nameko.rpc import Rpc, RpcConsumer, RpcProxy, get_rpc_exchange
 
 from shared import config as shared_config
+from shared import fastpaths
 from shared.consumer import BROKER_ERRORS, settle
 
 log = logging.getLogger(__name__)
@@ -107,17 +113,21 @@ def reply_body(result: object, exc_info: tuple | None) -> tuple[bytes, object, t
 
 
 class ReplyingRpcConsumer(RpcConsumer):
+    replies: ReplyLink | None = None  # None: nameko's responder replies (fast path off)
+
     def setup(self):
         super().setup()
-        self.replies = ReplyLink(self.container.config, get_rpc_exchange(
-            self.container.config).name)
+        if fastpaths.enabled("rpc_replies"):
+            self.replies = ReplyLink(self.container.config, get_rpc_exchange(
+                self.container.config).name)
 
     def stop(self):
         super().stop()
-        self.replies.close()
+        if self.replies is not None:
+            self.replies.close()
 
     def handle_result(self, message, result, exc_info):
-        if message.properties.get("content_type") != JSON:
+        if self.replies is None or message.properties.get("content_type") != JSON:
             try:
                 return super().handle_result(message, result, exc_info)  # nameko's own way
             except BROKER_ERRORS as exc:
@@ -138,12 +148,17 @@ class ReplyingRpcConsumer(RpcConsumer):
 class ServiceRpc(Rpc):
     rpc_consumer = ReplyingRpcConsumer()
 
+    _signature: inspect.Signature | None = None  # None: nameko checks (fast path off)
+
     def setup(self):
         super().setup()
-        self._signature = inspect.signature(getattr(self.container.service_cls,
-                                                    self.method_name))
+        if fastpaths.enabled("rpc_replies"):
+            self._signature = inspect.signature(getattr(self.container.service_cls,
+                                                        self.method_name))
 
     def check_signature(self, args, kwargs):
+        if self._signature is None:
+            return super().check_signature(args, kwargs)
         # nameko's check rebuilds the method's signature on every call (inspect.getcallargs).
         try:
             self._signature.bind(None, *args, **kwargs)

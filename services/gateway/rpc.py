@@ -11,6 +11,11 @@ A call must never hang and must never run later behind the client's back: before
 check that the service's RPC queue has a consumer (cached briefly), the request is mandatory (an
 unroutable one comes back at once) and carries a TTL equal to the call timeout, so that a service
 which comes back after the client got its 503 finds nothing to do.
+
+The py-amqp links are the `rpc_client` fast path (`shared.fastpaths`). With it off, each link of
+the pool is a started nameko `ClusterRpcProxy` (nameko's standalone client), publishing the same
+request (mandatory, transient, the same TTL and context headers) through nameko's publisher; the
+pool, its consumer check and its errors stay the same.
 """
 
 from __future__ import annotations
@@ -28,10 +33,19 @@ import amqp.exceptions
 import kombu
 import kombu.exceptions
 from kombu.utils import json as kombu_json
-from nameko.exceptions import RemoteError, deserialize
+from nameko.exceptions import (
+    BadRequest,
+    RemoteError,
+    RpcTimeout,
+    UnknownService,
+    deserialize,
+)
+from nameko.rpc import ServiceProxy
+from nameko.standalone.rpc import ClusterRpcProxy
 
-import shared.errors  # noqa: F401  registers the typed errors so replies deserialize to them
 from shared import config as shared_config
+from shared import fastpaths
+from shared.errors import CrmError  # importing it registers the typed errors with nameko
 from shared.rpc import broker_connection
 
 log = logging.getLogger(__name__)
@@ -86,6 +100,25 @@ class LinkBroken(Exception):
     restarted while the link was idle in the pool)."""
 
 
+class RemoteFailure(Exception):
+    """The service answered with an error (`error`, deserialised); the link is intact."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(str(error))
+        self.error = error
+
+
+class Link(Protocol):
+    """One request at a time over the broker. `call` returns the result or raises
+    RemoteFailure, Unroutable, LinkBroken (nothing was sent), TimeoutError or a transport
+    error."""
+
+    def call(self, service: str, method: str, kwargs: Mapping[str, Any],
+             context: dict[str, str], timeout: float) -> Any: ...
+
+    def close(self) -> None: ...
+
+
 class _Link:
     """One broker connection with an exclusive reply queue; used by one thread at a time."""
 
@@ -119,8 +152,19 @@ class _Link:
         if message.properties.get("correlation_id") == self._waiting:
             self._returned = True
 
-    def call(self, routing_key: str, body: bytes, headers: dict[str, str],
-             timeout: float) -> dict[str, Any]:
+    def call(self, service: str, method: str, kwargs: Mapping[str, Any],
+             context: dict[str, str], timeout: float) -> Any:
+        reply = self._round_trip(
+            f"{service}.{method}",
+            kombu_json.dumps({"args": [], "kwargs": dict(kwargs)}).encode(),
+            {f"nameko.{key}": value for key, value in context.items()}, timeout)
+        error = reply.get("error")
+        if error:
+            raise RemoteFailure(deserialize(error))
+        return reply.get("result")
+
+    def _round_trip(self, routing_key: str, body: bytes, headers: dict[str, str],
+                    timeout: float) -> dict[str, Any]:
         """Publish one request and wait for its reply; socket.timeout after `timeout`."""
         correlation_id = uuid.uuid4().hex
         self._waiting, self._reply, self._returned = correlation_id, None, False
@@ -151,8 +195,59 @@ class _Link:
             log.debug("closing an RPC link failed", exc_info=True)
 
 
+class _NamekoLink:
+    """The library's path: a started nameko standalone proxy, used by one thread at a time.
+
+    Its context is the dict given to nameko as `context_data`, refilled for every call: nameko
+    reads it when it publishes (as `nameko.correlation_id` and `nameko.actor` headers, with
+    nameko's own `nameko.call_id_stack`)."""
+
+    def __init__(self, config: Mapping[str, Any], timeout: float):
+        self._context: dict[str, str] = {}
+        self._timeout = timeout
+        self._proxy = ClusterRpcProxy(dict(config), context_data=self._context, timeout=timeout)
+        self._cluster = self._proxy.start()
+        self._services: dict[str, ServiceProxy] = {}
+
+    def _service(self, service: str) -> ServiceProxy:
+        proxy = self._services.get(service)
+        if proxy is None:
+            cluster_proxy = self._cluster[service]
+            # As the fast path and the services' rpc_proxy: a transient request that expires
+            # with the call, and one quick publish retry instead of nameko's slower policy.
+            proxy = self._services[service] = ServiceProxy(
+                cluster_proxy.worker_ctx, service, cluster_proxy.reply_listener,
+                delivery_mode=1, expiration=self._timeout,
+                retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0,
+                              "interval_max": 0},
+            )
+        return proxy
+
+    def call(self, service: str, method: str, kwargs: Mapping[str, Any],
+             context: dict[str, str], timeout: float) -> Any:
+        self._context.clear()
+        self._context.update(context)
+        try:
+            return getattr(self._service(service), method)(**kwargs)
+        except UnknownService as exc:
+            raise Unroutable(service) from exc
+        except RpcTimeout as exc:
+            raise TimeoutError() from exc
+        except (RemoteError, BadRequest, CrmError) as exc:  # what nameko deserialises to
+            raise RemoteFailure(exc) from None
+        except RuntimeError as exc:  # nameko: "This consumer has been disconnected"
+            raise ConnectionError(str(exc)) from exc
+
+    def close(self) -> None:
+        try:
+            self._proxy.stop()
+        except Exception:  # noqa: BLE001 - a broken proxy may fail to stop; drop it anyway
+            log.debug("stopping a nameko RPC proxy failed", exc_info=True)
+
+
 class RpcPool:
-    """A thread-safe pool of broker links, created lazily."""
+    """A thread-safe pool of broker links, created lazily: py-amqp links (the `rpc_client`
+    fast path) or nameko's standalone proxies (`fast=False`, or the fast path off)."""
 
     def __init__(
         self,
@@ -162,13 +257,15 @@ class RpcPool:
         max_idle: int = 16,
         consumer_cache_seconds: float = 1.5,
         connect_timeout: float = 2.0,
+        fast: bool | None = None,
     ):
         self.config = nameko_config or shared_config.nameko_config()
+        self.fast = fastpaths.enabled("rpc_client") if fast is None else fast
         self.timeout = timeout if timeout is not None else shared_config.rpc_timeout()
         self.max_idle = max_idle
         self.consumer_cache_seconds = consumer_cache_seconds
         self.connect_timeout = connect_timeout
-        self._idle: queue.LifoQueue[_Link] = queue.LifoQueue()
+        self._idle: queue.LifoQueue[Link] = queue.LifoQueue()
         self._check_lock = threading.Lock()
         self._check_conn: kombu.Connection | None = None
         self._consumers_seen: dict[str, float] = {}
@@ -237,17 +334,19 @@ class RpcPool:
 
     # -- the pool ----------------------------------------------------------------------------
 
-    def _acquire(self, service: str) -> _Link:
+    def _acquire(self, service: str) -> Link:
         try:
             return self._idle.get_nowait()
         except queue.Empty:
             pass
         try:
-            return _Link(self.config, self.connect_timeout)
+            if self.fast:
+                return _Link(self.config, self.connect_timeout)
+            return _NamekoLink(self.config, self.timeout)
         except TRANSPORT_ERRORS as exc:
             raise ServiceUnavailable(service, "message broker unreachable") from exc
 
-    def _release(self, link: _Link) -> None:
+    def _release(self, link: Link) -> None:
         if self._closed or self._idle.qsize() >= self.max_idle:
             link.close()
             return
@@ -270,21 +369,24 @@ class RpcPool:
         actor: str | None,
     ) -> Any:
         self._ensure_consumers(service)
-        headers = {"nameko.correlation_id": correlation_id}
+        context = {"correlation_id": correlation_id}
         if actor:
-            headers["nameko.actor"] = actor
-        body = kombu_json.dumps({"args": [], "kwargs": dict(kwargs)}).encode()
+            context["actor"] = actor
         link = self._acquire(service)
         try:
             try:
-                reply = link.call(f"{service}.{method}", body, headers, self.timeout)
+                result = link.call(service, method, kwargs, context, self.timeout)
             except LinkBroken:
                 # Nothing was sent. The idle links are as stale as this one: once more on a
                 # new link, so that a broker restart costs no request a 503.
                 link.close()
                 self._drain_idle()
                 link = self._acquire(service)
-                reply = link.call(f"{service}.{method}", body, headers, self.timeout)
+                result = link.call(service, method, kwargs, context, self.timeout)
+        except RemoteFailure as failure:
+            # The service answered: the link is intact, and the error is the caller's.
+            self._release(link)
+            raise failure.error from None
         except Unroutable as exc:
             # Nothing was delivered and the link is intact.
             self._release(link)
@@ -303,10 +405,7 @@ class RpcPool:
             link.close()
             raise
         self._release(link)
-        error = reply.get("error")
-        if error:
-            raise deserialize(error)
-        return reply.get("result")
+        return result
 
     def close(self) -> None:
         self._closed = True
