@@ -6,6 +6,9 @@ Fixtures:
 - `nameko_config` / `rabbit_config`: `shared.config.nameko_config(AMQP_URI=amqp_uri)`.
 - `pg_url_factory`: call it to get the URL of a fresh PostgreSQL database (dropped after the
   test); the test is skipped when PostgreSQL is unreachable.
+- `smtp_server` (session): one real SMTP server.
+- the gateway app: `gateway_env`, `fake_rpc` (tests.support.gateway.FakeRpc), `make_app`,
+  `app`, `client`, `org` (the demo organisation).
 """
 
 import warnings
@@ -22,6 +25,7 @@ import secrets  # noqa: E402
 import urllib.parse  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -30,6 +34,12 @@ os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
 
 from deploy import devctl  # noqa: E402
 from tests.support.smtp_server import SmtpServer  # noqa: E402
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from flask.testing import FlaskClient
+
+    from tests.support.gateway import FakeRpc
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("CRM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -148,3 +158,72 @@ def smtp_server() -> Iterator[SmtpServer]:
     this one (filter messages by recipient or subject; `refuse` / `defer` are mutable sets)."""
     with SmtpServer() as server:
         yield server
+
+
+# --------------------------------------------------------------------------- the gateway app
+# For the gateway tests of tests/service and tests/integration; the helpers they use
+# (FakeRpc, auth, assert_problem, lead) are in tests/support/gateway.py. The gateway is
+# imported when a test asks for these, not by every test session.
+
+
+@pytest.fixture
+def gateway_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A migrated gateway database in a temp data dir, without the developer's settings."""
+    from shared.migrations import upgrade
+
+    monkeypatch.setenv("CRM_DATA_DIR", str(tmp_path))
+    for name in ("CRM_SECRET_KEY", "GATEWAY_DATABASE_URL", "CRM_RATE_LIMIT", "CRM_RATE_BURST",
+                 "PROMETHEUS_MULTIPROC_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CRM_GATEWAY_CLOSE_ON_EXIT", "0")
+    upgrade("gateway")
+    return tmp_path
+
+
+@pytest.fixture
+def fake_rpc() -> "FakeRpc":
+    from tests.support.gateway import FakeRpc
+
+    return FakeRpc()
+
+
+@pytest.fixture
+def make_app(gateway_env: Path, fake_rpc: "FakeRpc", amqp_uri: str
+             ) -> Iterator[Callable[..., "Flask"]]:
+    """`make_app(**settings)`: a gateway app on the fake RPC pool (unless `rpc_pool` is given),
+    its directory events going to the test vhost; closed after the test."""
+    from services.gateway.app import create_app
+
+    apps: list = []
+
+    def make(**settings: object) -> "Flask":
+        settings.setdefault("rpc_pool", fake_rpc)
+        settings.setdefault("amqp_uri", amqp_uri)  # directory events go to the test vhost
+        settings.setdefault("sweep_directory", False)
+        app = create_app(settings=settings)
+        app.config["TESTING"] = True
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["crm_gateway"].directory.close()
+        app.extensions["crm_gateway"].store.dispose()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., "Flask"]) -> "Flask":
+    return make_app()
+
+
+@pytest.fixture
+def client(app: "Flask") -> "FlaskClient":
+    return app.test_client()
+
+
+@pytest.fixture
+def org(app: "Flask") -> dict[str, dict[str, object]]:
+    """The demo organisation: {username: {id, role, api_key}}."""
+    from services.gateway.seed import seed
+
+    return seed(app.extensions["crm_gateway"].store)

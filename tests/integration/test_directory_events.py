@@ -13,8 +13,7 @@ from sqlalchemy import func, select
 
 from services.gateway.models import outbox
 from services.gateway.seed import DEMO_USERS, seed
-from tests.service.conftest_gateway import *  # noqa: F403 - the gateway fixtures
-from tests.service.conftest_gateway import auth
+from tests.support.gateway import auth
 
 pytestmark = pytest.mark.integration
 

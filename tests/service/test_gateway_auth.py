@@ -9,8 +9,7 @@ from typing import Any
 from flask.testing import FlaskClient
 
 from services.gateway.auth import compute_scope
-from tests.service.conftest_gateway import *  # noqa: F403 - the gateway fixtures
-from tests.service.conftest_gateway import FakeRpc, assert_problem, auth, lead
+from tests.support.gateway import FakeRpc, assert_problem, auth, lead
 
 
 def test_missing_and_invalid_credentials_are_401(client: FlaskClient, org: dict) -> None:

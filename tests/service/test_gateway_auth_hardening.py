@@ -14,8 +14,7 @@ from werkzeug.security import generate_password_hash
 
 from services.gateway.auth import CREDENTIAL_ADDRESS_POLICY
 from services.gateway.models import User
-from tests.service.conftest_gateway import *  # noqa: F403 - the gateway fixtures
-from tests.service.conftest_gateway import assert_problem, auth
+from tests.support.gateway import assert_problem, auth
 
 KEY_FAILURES = CREDENTIAL_ADDRESS_POLICY.throttle_after  # per address before the first block
 

@@ -8,8 +8,7 @@ from flask.testing import FlaskClient
 
 from services.gateway.rpc import ServiceUnavailable
 from shared.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
-from tests.service.conftest_gateway import *  # noqa: F403 - the gateway fixtures
-from tests.service.conftest_gateway import FakeRpc, assert_problem, auth, lead
+from tests.support.gateway import FakeRpc, assert_problem, auth, lead
 
 NEW_LEAD = {"name": "李雷", "company": "杭州示例科技", "email": "lilei@example.cn",
             "source": "website", "product_interest": ["CRM"]}

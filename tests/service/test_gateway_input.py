@@ -14,8 +14,7 @@ from nameko.exceptions import RemoteError
 
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.logging import JsonFormatter
-from tests.service.conftest_gateway import *  # noqa: F403 - the gateway fixtures
-from tests.service.conftest_gateway import FakeRpc, assert_problem, auth, lead
+from tests.support.gateway import FakeRpc, assert_problem, auth, lead
 
 JSON = {"Content-Type": "application/json"}
 # One route of each resource module, and a public one: the checks are central, not per route.

@@ -10,8 +10,6 @@ from typing import Any
 from flask.testing import FlaskClient
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
-from tests.service.conftest_gateway import *  # noqa: F403 - the gateway fixtures
-
 PROBLEM = "application/problem+json"
 
 

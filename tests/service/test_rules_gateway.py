@@ -1,6 +1,6 @@
 """The gateway's rules endpoints with Flask's client: roles, visibility scopes, problem+json.
 
-The gateway's RPC pool is the tests' recording pool (tests/service/conftest_gateway.py), but
+The gateway's RPC pool is the tests' recording pool (tests.support.gateway.FakeRpc), but
 what it calls on `rules` is answered by the real rules service (worker_factory on a real
 SQLite database), so validation and visibility are the service's own.
 """
@@ -22,9 +22,8 @@ from services.rules.service import RulesService
 from shared.context import Context
 from shared.db import get_engine
 from shared.migrations import upgrade
-from tests.service.conftest_gateway import *  # noqa: F403 - the gateway fixtures
-from tests.service.conftest_gateway import FakeRpc, assert_problem, auth
 from tests.service.workers import service_worker
+from tests.support.gateway import FakeRpc, assert_problem, auth
 
 RULES_METHODS = (
     "create_rule", "update_rule", "get_rule", "list_rules", "set_rule_enabled", "dry_run",

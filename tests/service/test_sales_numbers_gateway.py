@@ -8,16 +8,7 @@ import io
 
 from services.gateway.resources import sales_numbers
 from services.sales.domain import imports as import_rules
-from tests.service import conftest_gateway as gateway_fixtures
-from tests.service.conftest_gateway import FakeRpc, assert_problem, auth
-
-# the gateway fixtures this module uses, by name
-gateway_env = gateway_fixtures.gateway_env
-fake_rpc = gateway_fixtures.fake_rpc
-make_app = gateway_fixtures.make_app
-app = gateway_fixtures.app
-client = gateway_fixtures.client
-org = gateway_fixtures.org
+from tests.support.gateway import FakeRpc, assert_problem, auth
 
 JOB = {"id": "job-1", "status": "queued", "total_rows": 1}
 

@@ -1,18 +1,11 @@
-"""Fixtures of the gateway tests: a migrated SQLite database in a temp data dir, a fake leads
-RPC pool, the demo organisation and helpers. Import the fixtures you use from this module."""
+"""Helpers of the gateway tests: a recording RPC pool, a lead as the leads service answers
+it, the demo organisation's credentials and the problem+json check. The fixtures that build
+the app (`gateway_env`, `fake_rpc`, `make_app`, `app`, `client`, `org`) are in
+tests/conftest.py, where pytest finds them for tests/service and tests/integration alike."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from typing import Any
-
-import pytest
-from flask import Flask
-from flask.testing import FlaskClient
-
-from services.gateway.app import create_app
-from services.gateway.seed import seed
-from shared.migrations import upgrade
 
 
 class FakeRpc:
@@ -64,58 +57,6 @@ def lead(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
-
-
-@pytest.fixture
-def gateway_env(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("CRM_DATA_DIR", str(tmp_path))
-    for name in ("CRM_SECRET_KEY", "GATEWAY_DATABASE_URL", "CRM_RATE_LIMIT", "CRM_RATE_BURST",
-                 "PROMETHEUS_MULTIPROC_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("CRM_GATEWAY_CLOSE_ON_EXIT", "0")
-    upgrade("gateway")
-    return tmp_path
-
-
-@pytest.fixture
-def fake_rpc() -> FakeRpc:
-    return FakeRpc()
-
-
-@pytest.fixture
-def make_app(gateway_env: Any, fake_rpc: FakeRpc, amqp_uri: str
-             ) -> Iterator[Callable[..., Flask]]:
-    apps: list[Flask] = []
-
-    def make(**settings: Any) -> Flask:
-        settings.setdefault("rpc_pool", fake_rpc)
-        settings.setdefault("amqp_uri", amqp_uri)  # directory events go to the test vhost
-        settings.setdefault("sweep_directory", False)
-        app = create_app(settings=settings)
-        app.config["TESTING"] = True
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.extensions["crm_gateway"].directory.close()
-        app.extensions["crm_gateway"].store.dispose()
-
-
-@pytest.fixture
-def app(make_app: Callable[..., Flask]) -> Flask:
-    return make_app()
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
-@pytest.fixture
-def org(app: Flask) -> dict[str, dict[str, Any]]:
-    """The demo organisation: {username: {id, role, api_key}}."""
-    return seed(app.extensions["crm_gateway"].store)
 
 
 def auth(org: dict[str, dict[str, Any]], username: str) -> dict[str, str]:
