@@ -6,7 +6,8 @@ Fixtures:
 - `nameko_config` / `rabbit_config`: `shared.config.nameko_config(AMQP_URI=amqp_uri)`.
 - `pg_url_factory`: call it to get the URL of a fresh PostgreSQL database (dropped after the
   test); the test is skipped when PostgreSQL is unreachable.
-- `smtp_server` (session): one real SMTP server.
+- `smtp_server` (session): one real SMTP server; `mailbox` is the same for the e2e and security
+  systems. `webhook_receiver`: an HTTP endpoint recording the requests it gets.
 - the gateway app: `gateway_env`, `fake_rpc` (tests.support.gateway.FakeRpc), `make_app`,
   `app`, `client`, `org` (the demo organisation).
 """
@@ -34,6 +35,7 @@ os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
 
 from deploy import devctl  # noqa: E402
 from tests.support.smtp_server import SmtpServer  # noqa: E402
+from tests.support.webhook_receiver import WebhookReceiver  # noqa: E402
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -158,6 +160,19 @@ def smtp_server() -> Iterator[SmtpServer]:
     this one (filter messages by recipient or subject; `refuse` / `defer` are mutable sets)."""
     with SmtpServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def mailbox(smtp_server: SmtpServer) -> SmtpServer:
+    """The SMTP server every service of the e2e and security systems sends to."""
+    return smtp_server
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    """An HTTP endpoint on 127.0.0.1 recording what it is sent (tests/support)."""
+    with WebhookReceiver() as receiver:
+        yield receiver
 
 
 # --------------------------------------------------------------------------- the gateway app
