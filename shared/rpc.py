@@ -114,6 +114,12 @@ def reply_body(result: object, exc_info: tuple | None) -> tuple[bytes, object, t
 
 class ReplyingRpcConsumer(RpcConsumer):
     replies: ReplyLink | None = None  # None: nameko's responder replies (fast path off)
+    _lost_by_nameko = 0
+
+    @property
+    def replies_lost(self) -> int:
+        """Replies given up because the broker was unreachable, on either path."""
+        return self._lost_by_nameko + (self.replies.lost if self.replies is not None else 0)
 
     def setup(self):
         super().setup()
@@ -131,6 +137,7 @@ class ReplyingRpcConsumer(RpcConsumer):
             try:
                 return super().handle_result(message, result, exc_info)  # nameko's own way
             except BROKER_ERRORS as exc:
+                self._lost_by_nameko += 1
                 log.warning("reply not sent: the broker is unreachable (%s)", exc)
                 return result, exc_info
         body, result, exc_info = reply_body(result, exc_info)

@@ -160,9 +160,9 @@ def test_a_reply_that_meets_the_broker_down_leaves_the_process_alive(
         GATE.entered.wait()
         proxy.cut()
         GATE.release.send(True)
-        link = next(ext for ext in container.extensions
-                    if isinstance(ext, ReplyingRpcConsumer)).replies
-        wait_until(lambda: container._died.ready() or getattr(link, "lost", 0))
+        replier = next(ext for ext in container.extensions
+                       if isinstance(ext, ReplyingRpcConsumer))
+        wait_until(lambda: container._died.ready() or replier.replies_lost)
         assert not container._died.ready(), "the container must not die with its reply"
         proxy.restore()
 
