@@ -294,11 +294,16 @@ class OutboxRelay:
 class EventRecorder:
     """What an entrypoint sees: `record(session, event_type, data)` inside its transaction."""
 
-    def __init__(self, service: str, table: Table, schemas: dict[str, type[Schema]], ctx) -> None:
+    def __init__(self, service: str, table: Table, schemas: dict[str, type[Schema]], ctx,
+                 quick_checks: bool | None = None) -> None:
+        """`quick_checks`: whether `schema_check` may answer first (None: the
+        `event_quick_check` fast path decides)."""
         self.service = service
         self.table = table
         self.schemas = schemas
         self.ctx = ctx
+        self.quick_checks = (fastpaths.enabled("event_quick_check") if quick_checks is None
+                             else quick_checks)
         self._uncommitted: list[tuple[str, str, str, dict]] = []
         self.committed: list[tuple[str, str, str, dict]] = []  # what the relay may publish
 
@@ -310,7 +315,7 @@ class EventRecorder:
         schema_cls = self.schemas.get(event_type)
         if schema_cls is None:
             raise ValueError(f"{self.service} has no schema for event {event_type!r}")
-        key = (schema_cls, fastpaths.enabled("event_quick_check"))
+        key = (schema_cls, self.quick_checks)
         if key not in self._instances:
             schema = schema_cls()
             self._instances[key] = (schema, quick_check(schema) if key[1] else None)
@@ -398,6 +403,7 @@ class EventOutbox(DependencyProvider):
         self._swept_at = 0.0
 
     def setup(self) -> None:
+        self.quick_checks = fastpaths.enabled("event_quick_check")  # once, not per worker
         engine = get_engine(config.database_url(self.service))
         publisher = BatchPublisher(self.container.config["AMQP_URI"], self.into_all_events)
         self.relay = OutboxRelay(self.service, engine, self.table, publisher,
@@ -418,7 +424,8 @@ class EventOutbox(DependencyProvider):
             self._relay_thread.kill()
 
     def get_dependency(self, worker_ctx) -> EventRecorder:
-        recorder = EventRecorder(self.service, self.table, self.schemas, context_of(worker_ctx))
+        recorder = EventRecorder(self.service, self.table, self.schemas, context_of(worker_ctx),
+                                 self.quick_checks)
         self._recorders[worker_ctx] = recorder
         return recorder
 
