@@ -10,9 +10,10 @@ from decimal import Decimal
 import pytest
 from openpyxl import Workbook
 
-from services.sales.domain import credit_code, numbers
-from services.sales.domain import custom_fields as cf
-from services.sales.domain import imports as parsing
+from services.sales.domain import credit_code
+from services.sales.numbers.domain import custom_fields as cf
+from services.sales.numbers.domain import figures as numbers
+from services.sales.numbers.domain import import_rows as parsing
 from shared.errors import ValidationFailed
 
 # Published codes of well-known companies (business licences), and the standard's example.
