@@ -2,7 +2,7 @@
 
 An import is a job row holding the file until it is processed. `start_job` reads the header
 at once (a file or header problem is answered right away); the rows are processed later by
-`run_job` (the service's timer picks queued jobs) in batches of BATCH_ROWS, each in its own
+`Importer.run` (the service's timer picks queued jobs) in batches of BATCH_ROWS, each in its own
 transaction that also records progress, so a large file never holds the database for long
 and shows how far it got. A dry run checks every row and reports what it would do.
 
@@ -196,7 +196,9 @@ class Importer(CustomerRows, ContactRows):
     """Processes one job's rows. Each batch is checked in three steps so that no transaction
     is held while the CPU works: a short read of the stored records it is compared with, the
     checks and fuzzy matching (yielding through `pause` every SLICE_SECONDS), then one short
-    write transaction with its rows, bad rows and progress."""
+    write transaction with its rows, bad rows and progress. The checks of customer and
+    contact rows are its halves CustomerRows (import_customers.py) and ContactRows
+    (import_contacts.py)."""
 
     def __init__(
         self, db: DatabaseAccess, job_id: str,
