@@ -5,7 +5,8 @@ performance, channels, dormant customers, drill-down, customer insights, import 
   entrypoints.py  the NumbersRpc mixin of SalesService: load, call a use case, answer
   usecases/       transactions: custom fields, quotas, reports, snapshots, importing, exporting
   queries/        the SQL of the figures (one module a figure), the roll-up triggers
-  domain/         pure rules: figures (periods, forecast, RFM, health), custom fields, import rows
+  domain/         pure rules: figures (periods, forecast, RFM, health), custom fields,
+                  import rows and import jobs
   models.py       the numbers' tables, on the metadata of services/sales/models.py
 
 Dependencies point one way: entrypoints -> usecases -> queries -> models -> the core's models;

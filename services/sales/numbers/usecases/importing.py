@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from services.sales.models import Contact, Customer
 from services.sales.numbers import contract
 from services.sales.numbers.contract import IMPORT_ENTITIES, ON_DUPLICATE
+from services.sales.numbers.domain import import_jobs
 from services.sales.numbers.domain import import_rows as parsing
 from services.sales.numbers.models import ImportError_, ImportJob
 from services.sales.numbers.queries.custom_filters import custom_value_expr
@@ -156,14 +157,12 @@ def job_to_dict(
         select(ImportError_).where(ImportError_.job_id == job.id)
         .order_by(ImportError_.row).offset(errors_offset).limit(errors_limit)
     ).all()
-    percent = (round(100 * job.processed_rows / job.total_rows, 1) if job.total_rows
-               else (100.0 if job.status == "done" else 0.0))
     return {
         "id": job.id, "entity": job.entity, "filename": job.filename, "format": job.format,
         "status": job.status, "dry_run": job.dry_run, "on_duplicate": job.on_duplicate,
         "total_rows": job.total_rows, "processed_rows": job.processed_rows,
-        "progress_percent": min(percent, 100.0),
-        **_outcome(job),
+        "progress_percent": import_jobs.progress_percent(job),
+        **import_jobs.outcome(job),
         "failed": job.failed, "file_errors": job.errors or {},
         "bad_rows": [{"row": r.row, "errors": r.errors} for r in rows],
         "bad_rows_offset": errors_offset,
@@ -171,15 +170,6 @@ def job_to_dict(
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
     }
-
-
-def _outcome(job: ImportJob) -> dict[str, Any]:
-    """A dry run wrote nothing: it says what the import would do (`would_create`, ...), and
-    created / updated / skipped are 0."""
-    if job.dry_run:
-        return {"created": 0, "updated": 0, "skipped": 0, "would_create": job.created,
-                "would_update": job.updated, "would_skip": job.skipped}
-    return {"created": job.created, "updated": job.updated, "skipped": job.skipped}
 
 
 def get_job(session: Session, job_id: str, scope: dict[str, Any], actor: str | None) -> ImportJob:
@@ -268,10 +258,7 @@ class Importer(CustomerRows, ContactRows):
     def _fail(self, errors: dict[str, Any]) -> None:
         with self.db.begin() as session:
             job = session.get(ImportJob, self.job_id)
-            job.status = "failed"
-            job.errors = {**(job.errors or {}), **errors}
-            job.finished_at = utcnow()
-            job.content = None
+            import_jobs.fail(job, errors, utcnow())
 
     def _load_unique_values(self, session: Session) -> None:
         model = Customer if self.entity == "customer" else Contact
@@ -306,15 +293,9 @@ class Importer(CustomerRows, ContactRows):
                 session.execute(insert(ImportError_), [
                     {"job_id": self.job_id, "row": b["row"], "errors": b["errors"]} for b in bad
                 ])
-            job.processed_rows += len(batch)
-            job.heartbeat_at = utcnow()
-            for name, value in counts.items():
-                setattr(job, name, getattr(job, name) + value)
+            import_jobs.record_batch(job, len(batch), counts, utcnow())
             if final:
-                job.total_rows = job.processed_rows
-                job.status = "done"
-                job.finished_at = utcnow()
-                job.content = None
+                import_jobs.finish(job, utcnow())
                 self.summary = {
                     "job_id": job.id, "entity": job.entity, "filename": job.filename,
                     "created": job.created, "updated": job.updated, "skipped": job.skipped,
@@ -323,7 +304,7 @@ class Importer(CustomerRows, ContactRows):
                 if not self.dry_run and self.record_summary is not None:
                     self.record_summary(session, self.summary)
 
-    # -- customers -----------------------------------------------------------------------
+    # -- what every row needs: its owner, its custom values ----------------------------
 
     def _owner(self, record: dict[str, Any]) -> tuple[str | None, str | None, list[str]]:
         """(owner_id, team_id, problems): a row may name an owner within the scope only."""
