@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 
 from services.gateway.resources import sales_numbers
-from services.sales.domain import imports as import_rules
+from services.sales.numbers import contract as import_rules
 from tests.support.gateway import FakeRpc, assert_problem, auth
 
 JOB = {"id": "job-1", "status": "queued", "total_rows": 1}
