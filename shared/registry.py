@@ -65,6 +65,9 @@ class Service:
     rule_commands: Mapping[str, RuleCommand] = field(default_factory=dict)
     records: tuple[RecordType, ...] = ()
     events: bool = True  # it publishes events with schemas in `<package>.events`
+    # Its payload and event schemas are in `<package>.contract` (the service template of
+    # issue 15): the event schemas are read from there instead of `<package>.events`.
+    contract: bool = False
     database: bool = True  # it keeps a database migrated from `<package>/migrations`
     seed: str | None = None  # a module `python -m` runs for its demo data, after the gateway's
     gateway_resources: tuple[str, ...] = ()  # modules with a flask-smorest `blp`
@@ -88,7 +91,9 @@ class Service:
 
     @property
     def events_module(self) -> str | None:
-        return f"{self.module_root}.events" if self.events else None
+        if not self.events:
+            return None
+        return f"{self.module_root}.{'contract' if self.contract else 'events'}"
 
 
 # In this order: ports ascend with it for the services of today, and it is the order of the
@@ -108,6 +113,7 @@ BUILT_IN: tuple[Service, ...] = (
             "assign_lead": RuleCommand("lead", ("owner_id",)),
         },
         records=(RecordType("lead", "lead_id"),),
+        contract=True,
         gateway_resources=("services.gateway.resources.leads",),
     ),
     Service(

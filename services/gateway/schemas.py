@@ -14,9 +14,8 @@ from typing import Any
 from marshmallow import INCLUDE, RAISE, Schema, fields, validate
 
 from services.gateway.models import ROLES
-from services.leads import schemas as lead_schemas
-from services.leads.domain import LEAD_STATUSES
-from services.leads.schemas import ON_DUPLICATE
+from services.leads import contract as lead_schemas
+from services.leads.contract import LEAD_STATUSES, ON_DUPLICATE
 from shared.payloads import JsonObject
 
 __all__ = ["JsonObject", "ProblemSchema", "StrictSchema", "text"]

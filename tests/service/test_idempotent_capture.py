@@ -8,7 +8,7 @@ import json
 import pytest
 from sqlalchemy import select
 
-from services.leads.events import EVENT_SCHEMAS
+from services.leads.contract import EVENT_SCHEMAS
 from services.leads.models import outbox
 from services.leads.service import LeadsService
 from shared.context import Context

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select, text
 
 from services.leads import domain
-from services.leads.events import EVENT_SCHEMAS
+from services.leads.contract import EVENT_SCHEMAS
 from services.leads.models import outbox
 from services.leads.service import LeadsService
 from shared.context import Context

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from services.leads.events import EVENT_SCHEMAS as LEADS_EVENTS
+from services.leads.contract import EVENT_SCHEMAS as LEADS_EVENTS
 from services.leads.models import outbox as leads_outbox
 from services.leads.service import LeadsService
 from services.rules import clock as clock_module

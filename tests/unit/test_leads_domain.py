@@ -15,10 +15,10 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from services.leads.contract import LEAD_STATUSES  # noqa: E402
 from services.leads.domain import (  # noqa: E402
     DEFAULT_SCORING_MODEL,
     HIDDEN_DUPLICATE,
-    LEAD_STATUSES,
     DuplicateMatch,
     LeadIdentity,
     ScoreLine,
@@ -26,13 +26,9 @@ from services.leads.domain import (  # noqa: E402
     check_claim,
     check_release,
     check_status_change,
-    company_key,
-    company_similarity,
     find_duplicates,
     lead_visible,
     may_merge,
-    normalise_email,
-    normalise_phone,
     qualification_for,
     qualification_rank,
     resolve_duplicates,
@@ -46,6 +42,12 @@ from shared.errors import (  # noqa: E402
     Forbidden,
     PreconditionFailed,
     ValidationFailed,
+)
+from shared.kernel.normalise import (  # noqa: E402
+    company_key,
+    company_similarity,
+    normalise_email,
+    normalise_phone,
 )
 
 # --------------------------------------------------------------------------------------------

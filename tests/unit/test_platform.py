@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nameko.exceptions import deserialize, serialize
 
-from services.leads.schemas import LeadCreateSchema
+from services.leads.contract import LeadCreateSchema
 from shared import catalogue
 from shared.context import Context
 from shared.envelope import EnvelopeSchema, context_headers, new_envelope

@@ -1,22 +1,41 @@
-"""Schemas of the leads service's RPC payloads (the gateway reuses them for its API docs)."""
+"""The leads service's contract: its RPC payload schemas, its event schemas and the constants
+a caller needs to build a payload. Nothing else: the gateway (and any other party) imports this
+module and no other of the leads service, so it depends on nothing of the service itself.
+
+Events go to the exchange `leads.events` with the event type as routing key. Every lead event
+carries a snapshot of the lead, so subscribers (rules, integrators) need no call back to
+evaluate conditions on it. The caller's scope and a list's page are the kernel's
+(`shared.kernel.schemas.ScopeSchema`, `PageSchema`; services/leads/README.md says what a scope
+lets a caller see).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from services.leads.domain import LEAD_STATUSES
+from shared.kernel.schemas import StrictSchema
 from shared.payloads import Timestamp
 
+__all__ = [
+    "EVENT_SCHEMAS",
+    "LEAD_STATUSES",
+    "ON_DUPLICATE",
+    "QUALIFICATIONS",
+    "BehaviourSchema",
+    "LeadCreateSchema",
+    "LeadFiltersSchema",
+    "LeadSchema",
+]
+
+LEAD_STATUSES = ("new", "contacted", "qualified", "disqualified", "converted")
+# What a capture does with a duplicate: refuse it (Conflict), merge it into the stored lead,
+# or store it anyway.
 ON_DUPLICATE = ("reject", "merge", "create")
+# In rising order: a lead only ever moves up automatically.
 QUALIFICATIONS = ("mql", "sql")
 short_text = validate.Length(min=1, max=200)
-
-
-class StrictSchema(Schema):
-    class Meta:
-        unknown = RAISE
 
 
 class LeadCreateSchema(StrictSchema):
@@ -132,17 +151,96 @@ class BehaviourSchema(StrictSchema):
     attributes = fields.Dict(load_default=dict)
 
 
-class ScopeSchema(StrictSchema):
-    """Row-level visibility and edit rights of the caller (services/leads/README.md)."""
-
-    all = fields.Boolean(load_default=False)
-    owner_ids = fields.List(fields.String(), load_default=list)
-    include_pool = fields.Boolean(load_default=False)
-    # Who manages the public pool (a manager) may merge into and from pool leads without
-    # claiming them; a rep claims first.
-    manage_pool = fields.Boolean(load_default=False)
+# --------------------------------------------------------------------------------------------
+# Events (exchange `leads.events`, routing key = event type)
+# --------------------------------------------------------------------------------------------
 
 
-class PageSchema(StrictSchema):
-    cursor = fields.String(load_default=None, allow_none=True)
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+class LeadEvent(Schema):
+    lead = fields.Nested(LeadSchema, required=True)
+
+
+class LeadCreated(LeadEvent):
+    """A lead was captured (after normalisation, dedupe and the first scoring)."""
+
+    duplicate_of = fields.List(fields.String(), metadata={"description": "possible duplicates"})
+
+
+class LeadScored(LeadEvent):
+    """The score of a lead changed."""
+
+    score = fields.Integer(required=True)
+    previous_score = fields.Integer(required=True)
+    reason = fields.String(required=True, metadata={"description": "behaviour, model_changed..."})
+
+
+class LeadQualified(LeadEvent):
+    """The score crossed a threshold upwards: the lead became MQL or SQL."""
+
+    qualification = fields.String(required=True)
+    previous_qualification = fields.String(allow_none=True)
+
+
+class LeadBehaviourRecorded(LeadEvent):
+    """A behaviour (page visit, download, webinar...) was recorded for a lead."""
+
+    behaviour_type = fields.String(required=True)
+    occurred_at = fields.String(required=True)
+
+
+class LeadStatusChanged(LeadEvent):
+    """A user or a rule moved the lead to another status (contacted, disqualified...)."""
+
+    status = fields.String(required=True)
+    previous_status = fields.String(required=True)
+    reason = fields.String(allow_none=True)
+
+
+class LeadAssigned(LeadEvent):
+    """The lead was given to an owner by a manager, an admin or a rule."""
+
+    owner_id = fields.String(required=True)
+    previous_owner_id = fields.String(allow_none=True)
+
+
+class LeadClaimed(LeadEvent):
+    """A user took the lead from the public pool (公海)."""
+
+    owner_id = fields.String(required=True)
+
+
+class LeadReleased(LeadEvent):
+    """The lead went back to the public pool (公海)."""
+
+    previous_owner_id = fields.String(required=True)
+    reason = fields.String(allow_none=True)
+
+
+class LeadMerged(LeadEvent):
+    """A duplicate was merged into the lead of the snapshot, which survives."""
+
+    source_id = fields.String(
+        required=True, allow_none=True,
+        metadata={"description": "the merged lead; null when a new capture was merged in"},
+    )
+
+
+class ScoringModelChanged(Schema):
+    """A new version of the scoring model was saved and open leads were rescored."""
+
+    version = fields.Integer(required=True)
+    rescored = fields.Integer(required=True, metadata={"description": "leads whose score moved"})
+
+
+EVENT_SCHEMAS: dict[str, type[Schema]] = {
+    "lead_created": LeadCreated,
+    "lead_scored": LeadScored,
+    "lead_qualified": LeadQualified,
+    "lead_behaviour_recorded": LeadBehaviourRecorded,
+    "lead_status_changed": LeadStatusChanged,
+    "lead_assigned": LeadAssigned,
+    "lead_claimed": LeadClaimed,
+    "lead_released": LeadReleased,
+    "lead_merged": LeadMerged,
+    "scoring_model_changed": ScoringModelChanged,
+}
