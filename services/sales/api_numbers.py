@@ -30,7 +30,7 @@ from services.sales.domain import custom_fields as cf
 from services.sales.domain import numbers
 from services.sales.models import Contact, Customer, Opportunity
 from services.sales.models_numbers import CustomFieldDefinition, Quota, load_field_definitions
-from services.sales.schemas import ScopeSchema
+from shared.kernel.schemas import ScopeSchema
 from shared import config
 from shared.db import is_statement_timeout, limit_statements
 from shared.errors import Conflict, NotFound, ValidationFailed

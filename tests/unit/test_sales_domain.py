@@ -253,7 +253,7 @@ def test_criteria_on_undefined_custom_fields_are_named_by_path():
 
 
 def test_the_pipeline_schema_dumps_every_exit_criterion():
-    from services.sales.schemas import PipelineSchema
+    from services.sales.contract import PipelineSchema
 
     stage = {"id": "s1", "name": "需求分析", "position": 0, "probability": 25, "kind": "open",
              "exit_criteria": {"fields": ["amount", "custom.budget"], "activities": [
