@@ -11,6 +11,7 @@ import pytest
 from services.sales.domain import accounts
 from services.sales.domain import pipeline as p
 from shared.errors import PreconditionFailed, ValidationFailed
+from shared.kernel.normalise import company_key, company_similarity
 
 
 def stages_of(definition: dict) -> list[p.StageInfo]:
@@ -202,6 +203,29 @@ def test_weighted_amount_keeps_decimals():
 )
 def test_name_key(name, key):
     assert accounts.name_key(name) == key
+
+
+# Names the leads and sales services used to key apart (different suffix and region lists).
+SAME_COMPANY_NAMES = [
+    "招商银行深圳分行", "腾讯科技（深圳）有限公司", "ACME Co. LLP", "青岛啤酒股份有限公司",
+    "深圳市腾讯计算机系统有限公司", "广东省深圳市华为技术有限公司", "海尔集团（青岛）",
+    "Siemens Srl", "三菱商事株式会社", "The Boring Company", "杭州阿里巴巴网络科技分公司",
+    "ＡＢＣ　股份有限公司", "公司",
+]
+
+
+@pytest.mark.parametrize("name", SAME_COMPANY_NAMES)
+def test_a_leads_company_key_is_the_customers_name_key(name):
+    """A lead (keyed by the shared kernel, as the leads service keys it) and the customer it
+    becomes have the same duplicate key, so one finds the other."""
+    assert accounts.name_key(name) == company_key(name)
+    assert accounts.name_similarity(name, name) == company_similarity(name, name)
+
+
+def test_branches_and_legal_forms_key_like_their_company():
+    assert accounts.name_key("招商银行深圳分行") == accounts.name_key("招商银行") == "招商银行"
+    assert accounts.name_key("ACME Co. LLP") == "acme"
+    assert accounts.name_key("青岛啤酒股份有限公司") == "青岛啤酒"  # the city is the brand
 
 
 def test_matches_put_the_credit_code_first_then_close_names():
