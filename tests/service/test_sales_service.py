@@ -532,6 +532,44 @@ def test_conversion_keeps_the_owners_team(make_service):
     assert result["opportunity"]["team_id"] == "team-east"
 
 
+def test_conversion_files_the_records_under_the_owners_team(make_service):
+    teams = {"rep-a": "team-east", "rep-b": "team-south"}
+    result = make_service().convert_lead(known(LEAD), {}, scope=REP_A, owner_teams=teams)
+    assert result["customer"]["team_id"] == result["opportunity"]["team_id"] == "team-east"
+    assert refused(make_service().convert_lead, known({**LEAD, "id": "lead-2"}),
+                   {"team_id": "team-south"}, scope=REP_A, owner_teams=teams) == {
+        "team_id": ["Must be the owner's team: the team follows the owner."]}
+    # An admin may file it elsewhere; the lead's owner stays the owner.
+    filed = make_service("admin").convert_lead(known({**LEAD, "id": "lead-3"}),
+                                               {"team_id": "team-south"}, scope=ALL,
+                                               owner_teams=teams)
+    assert filed["opportunity"]["team_id"] == "team-south"
+    assert filed["opportunity"]["owner_id"] == "rep-a"
+
+
+def test_conversion_asks_the_leads_service_in_the_callers_scope(make_service):
+    service = make_service("rep-a")
+    scope = {**REP_A, "include_pool": True}
+    service.convert_lead(known(LEAD), {}, scope=scope)
+    assert service.leads.asked == [("lead-1", {**scope, "all": False, "manage_pool": False})]
+    with pytest.raises(NotFound) as err:
+        service.convert_lead("lead-unknown", {}, scope=scope)
+    assert err.value.extra == {"field": "lead_id"}
+    assert events_of(make_service.engine, "lead_converted")[0]["data"]["lead_id"] == "lead-1"
+    assert len(events_of(make_service.engine, "lead_converted")) == 1
+
+
+def test_a_retried_conversion_replays_once_the_lead_is_marked_converted(make_service):
+    """The reply of a conversion got lost; meanwhile the leads service marked the lead
+    converted (it consumed `lead_converted`). The retry answers the first result."""
+    service = make_service("rep-a")
+    first = service.convert_lead(known(LEAD), {}, scope=REP_A)
+    again = service.convert_lead(known({**LEAD, "status": "converted"}), {}, scope=REP_A)
+    assert again["replayed"] is True and again["customer_id"] == first["customer_id"]
+    assert len(service.list_customers({}, scope=ALL)["items"]) == 1
+    assert len(events_of(make_service.engine, "customer_created")) == 1
+
+
 # -- references in bodies and duplicates across views (issue 13) ----------------------------
 
 MISSING = "00000000-0000-4000-8000-00000000dead"
