@@ -30,10 +30,10 @@ from services.sales.domain import custom_fields as cf
 from services.sales.domain import numbers
 from services.sales.models import Contact, Customer, Opportunity
 from services.sales.models_numbers import CustomFieldDefinition, Quota, load_field_definitions
-from shared.kernel.schemas import ScopeSchema
 from shared import config
 from shared.db import is_statement_timeout, limit_statements
 from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.kernel.schemas import ScopeSchema
 from shared.payloads import load
 from shared.rpc import rpc
 
