@@ -14,7 +14,6 @@ from typing import Any
 import eventlet
 from nameko.exceptions import UnknownService
 
-from services.sales.api_numbers import NumbersRpc
 from services.sales.contract import (
     BoardFiltersSchema,
     ContactCreateSchema,
@@ -36,6 +35,7 @@ from services.sales.contract import (
     TagChangeSchema,
 )
 from services.sales.events import sales_outbox
+from services.sales.numbers.entrypoints import NumbersRpc
 from services.sales.usecases import (
     contacts,
     conversion,

@@ -12,7 +12,7 @@ from sqlalchemy.orm import sessionmaker
 
 from services.sales.events import EVENT_SCHEMAS
 from services.sales.models import Customer, StageHistory, outbox
-from services.sales.models_numbers import CustomFieldDefinition
+from services.sales.numbers.models import CustomFieldDefinition
 from services.sales.service import SalesService
 from shared.context import Context
 from shared.db import get_engine

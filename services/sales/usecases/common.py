@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 
 from services.sales.contract import NO_SUCH_USER
 from services.sales.domain import accounts, credit_code
-from services.sales.domain.custom_fields import merge_custom, validate_custom
 from services.sales.models import Contact, Customer, Opportunity
-from services.sales.models_numbers import check_unique, load_field_definitions
+from services.sales.numbers.domain.custom_fields import merge_custom, validate_custom
+from services.sales.numbers.usecases.custom_fields import check_unique, load_field_definitions
 from shared import config
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.paging import escape_like

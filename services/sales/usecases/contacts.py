@@ -7,9 +7,9 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from services.sales.api_numbers import custom_clauses
 from services.sales.domain import accounts
 from services.sales.models import Contact
+from services.sales.numbers.usecases.custom_fields import custom_clauses
 from services.sales.usecases.common import (
     Ports,
     apply_fields,

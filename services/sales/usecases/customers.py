@@ -10,11 +10,11 @@ from sqlalchemy import Text, cast, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services.sales.analytics import customer_insights
-from services.sales.api_numbers import custom_clauses
 from services.sales.contract import ON_DUPLICATE
 from services.sales.domain import accounts, credit_code
 from services.sales.models import Contact, Conversion, Customer, Followup, Opportunity
+from services.sales.numbers.queries.insights import customer_insights
+from services.sales.numbers.usecases.custom_fields import custom_clauses
 from services.sales.usecases import publish
 from services.sales.usecases.common import (
     Ports,

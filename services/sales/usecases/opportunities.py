@@ -9,10 +9,10 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from services.sales.api_numbers import custom_clauses
 from services.sales.domain import accounts
 from services.sales.domain import pipeline as stages_domain
 from services.sales.models import Contact, Customer, Followup, Opportunity, Stage, StageHistory
+from services.sales.numbers.usecases.custom_fields import custom_clauses
 from services.sales.usecases import customers, pipelines, publish
 from services.sales.usecases.common import (
     Ports,

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from services.sales.domain import pipeline as stages_domain
 from services.sales.models import Opportunity, Pipeline, Stage
-from services.sales.models_numbers import load_field_definitions
+from services.sales.numbers.usecases.custom_fields import load_field_definitions
 from services.sales.usecases.common import Ports, missing, new_id
 from services.sales.usecases.views import pipeline_to_dict
 from shared.envelope import utcnow
