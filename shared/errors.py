@@ -74,3 +74,12 @@ class PreconditionFailed(CrmError):
 
     status = 412
     title = "Precondition failed"
+
+
+@deserialize_to_instance
+class DependencyUnavailable(CrmError):
+    """A service this one had to ask did not answer (`extra["service"]`, `extra["reason"]`):
+    nothing was changed, the caller should retry later."""
+
+    status = 503
+    title = "Service unavailable"

@@ -17,7 +17,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     Numeric,
     String,
     Text,
@@ -26,18 +25,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import UTCDateTime
 from shared.inbox import inbox_table
+from shared.kernel.naming import service_metadata
 from shared.outbox import outbox_table
 
-# Named constraints keep alembic batch migrations on SQLite deterministic.
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(column_0_label)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
+# Named constraints (the kernel's convention) keep alembic batch migrations on SQLite
+# deterministic.
+metadata = service_metadata()
 
 
 class Base(DeclarativeBase):

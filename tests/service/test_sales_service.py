@@ -12,7 +12,7 @@ from sqlalchemy.orm import sessionmaker
 
 from services.sales.events import EVENT_SCHEMAS
 from services.sales.models import Customer, StageHistory, outbox
-from services.sales.models_numbers import CustomFieldDefinition
+from services.sales.numbers.models import CustomFieldDefinition
 from services.sales.service import SalesService
 from shared.context import Context
 from shared.db import get_engine
@@ -33,6 +33,34 @@ LEAD = {
 }
 
 
+# The leads service as sales asks it for a lead to convert: what `known` was given last.
+LEADS: dict[str, dict] = {}
+
+
+def known(lead: dict) -> str:
+    """Make the (fake) leads service answer `lead`; its id, for a `convert_lead` call."""
+    LEADS[lead["id"]] = lead
+    return lead["id"]
+
+
+class FakeLeads:
+    """`get_lead.call_async(...).result()`, as the sales service calls the leads service."""
+
+    def __init__(self) -> None:
+        self.get_lead = self
+        self.asked: list[tuple[str, dict]] = []
+
+    def call_async(self, lead_id: str, scope: dict) -> FakeLeads:
+        self.asked.append((lead_id, scope))
+        self._lead_id = lead_id
+        return self
+
+    def result(self) -> dict:
+        if self._lead_id not in LEADS:
+            raise NotFound(f"lead {self._lead_id} not found", {"field": "lead_id"})
+        return LEADS[self._lead_id]
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path):
     return migrated_database(request, tmp_path, "sales")
@@ -41,10 +69,12 @@ def database_url(request, tmp_path):
 @pytest.fixture
 def make_service(database_url):
     engine = get_engine(database_url)
+    LEADS.clear()
 
     def make(actor: str | None = "rep-a") -> SalesService:
         ctx = Context(correlation_id="corr-1", actor=actor)
-        return service_worker(SalesService, engine, outbox, EVENT_SCHEMAS, ctx)
+        return service_worker(SalesService, engine, outbox, EVENT_SCHEMAS, ctx,
+                              leads=FakeLeads())
 
     make.engine = engine
     return make
@@ -381,7 +411,7 @@ def test_pipeline_admin(make_service):
 
 def test_conversion_creates_customer_contact_opportunity_once(make_service):
     service = make_service("rep-a")
-    result = service.convert_lead(LEAD, {}, scope=REP_A)
+    result = service.convert_lead(known(LEAD), {}, scope=REP_A)
     assert result["customer_created"] is True and result["replayed"] is False
     customer, contact, opportunity = result["customer"], result["contact"], result["opportunity"]
     assert customer["name"] == "苏州精工机械有限公司" and customer["source"] == "trade_show"
@@ -396,7 +426,7 @@ def test_conversion_creates_customer_contact_opportunity_once(make_service):
         "source": "trade_show", "campaign": "工博会2026",
     }
 
-    again = service.convert_lead(LEAD, {}, scope=REP_A)
+    again = service.convert_lead(known(LEAD), {}, scope=REP_A)
     assert again["replayed"] is True
     assert (again["customer_id"], again["opportunity_id"]) == (customer["id"],
                                                                opportunity["id"])
@@ -406,14 +436,14 @@ def test_conversion_creates_customer_contact_opportunity_once(make_service):
 def test_conversion_links_an_existing_customer(make_service):
     service = make_service("rep-a")
     by_code = new_customer(service, credit_code=CREDIT_CODE)
-    linked = service.convert_lead({**LEAD, "attributes": {"credit_code": CREDIT_CODE}}, {},
-                                  scope=REP_A)
+    linked = service.convert_lead(
+        known({**LEAD, "attributes": {"credit_code": CREDIT_CODE}}), {}, scope=REP_A)
     assert linked["customer_id"] == by_code["id"] and linked["customer_created"] is False
-    by_name = service.convert_lead({**LEAD, "id": "lead-2", "company": "精工机械（苏州）"}, {},
-                                   scope=REP_A)
-    by_name_2 = service.convert_lead({**LEAD, "id": "lead-3"}, {}, scope=REP_A)
+    by_name = service.convert_lead(
+        known({**LEAD, "id": "lead-2", "company": "精工机械（苏州）"}), {}, scope=REP_A)
+    by_name_2 = service.convert_lead(known({**LEAD, "id": "lead-3"}), {}, scope=REP_A)
     assert by_name["customer_id"] == by_name_2["customer_id"]
-    chosen = service.convert_lead({**LEAD, "id": "lead-4"},
+    chosen = service.convert_lead(known({**LEAD, "id": "lead-4"}),
                                   {"customer_id": by_code["id"], "create_opportunity": False},
                                   scope=REP_A)
     assert chosen["customer_id"] == by_code["id"] and chosen["opportunity"] is None
@@ -421,7 +451,7 @@ def test_conversion_links_an_existing_customer(make_service):
 
 def test_conversion_needs_a_qualified_lead(make_service):
     with pytest.raises(PreconditionFailed) as err:
-        make_service().convert_lead({**LEAD, "status": "contacted"}, {}, scope=REP_A)
+        make_service().convert_lead(known({**LEAD, "status": "contacted"}), {}, scope=REP_A)
     assert err.value.extra["field"] == "status"
 
 
@@ -497,9 +527,47 @@ def test_duplicates_are_found_and_different_companies_are_not_merged(make_servic
 
 
 def test_conversion_keeps_the_owners_team(make_service):
-    result = make_service().convert_lead(LEAD, {"team_id": "team-east"}, scope=REP_A)
+    result = make_service().convert_lead(known(LEAD), {"team_id": "team-east"}, scope=REP_A)
     assert result["customer"]["team_id"] == "team-east"
     assert result["opportunity"]["team_id"] == "team-east"
+
+
+def test_conversion_files_the_records_under_the_owners_team(make_service):
+    teams = {"rep-a": "team-east", "rep-b": "team-south"}
+    result = make_service().convert_lead(known(LEAD), {}, scope=REP_A, owner_teams=teams)
+    assert result["customer"]["team_id"] == result["opportunity"]["team_id"] == "team-east"
+    assert refused(make_service().convert_lead, known({**LEAD, "id": "lead-2"}),
+                   {"team_id": "team-south"}, scope=REP_A, owner_teams=teams) == {
+        "team_id": ["Must be the owner's team: the team follows the owner."]}
+    # An admin may file it elsewhere; the lead's owner stays the owner.
+    filed = make_service("admin").convert_lead(known({**LEAD, "id": "lead-3"}),
+                                               {"team_id": "team-south"}, scope=ALL,
+                                               owner_teams=teams)
+    assert filed["opportunity"]["team_id"] == "team-south"
+    assert filed["opportunity"]["owner_id"] == "rep-a"
+
+
+def test_conversion_asks_the_leads_service_in_the_callers_scope(make_service):
+    service = make_service("rep-a")
+    scope = {**REP_A, "include_pool": True}
+    service.convert_lead(known(LEAD), {}, scope=scope)
+    assert service.leads.asked == [("lead-1", {**scope, "all": False, "manage_pool": False})]
+    with pytest.raises(NotFound) as err:
+        service.convert_lead("lead-unknown", {}, scope=scope)
+    assert err.value.extra == {"field": "lead_id"}
+    assert events_of(make_service.engine, "lead_converted")[0]["data"]["lead_id"] == "lead-1"
+    assert len(events_of(make_service.engine, "lead_converted")) == 1
+
+
+def test_a_retried_conversion_replays_once_the_lead_is_marked_converted(make_service):
+    """The reply of a conversion got lost; meanwhile the leads service marked the lead
+    converted (it consumed `lead_converted`). The retry answers the first result."""
+    service = make_service("rep-a")
+    first = service.convert_lead(known(LEAD), {}, scope=REP_A)
+    again = service.convert_lead(known({**LEAD, "status": "converted"}), {}, scope=REP_A)
+    assert again["replayed"] is True and again["customer_id"] == first["customer_id"]
+    assert len(service.list_customers({}, scope=ALL)["items"]) == 1
+    assert len(events_of(make_service.engine, "customer_created")) == 1
 
 
 # -- references in bodies and duplicates across views (issue 13) ----------------------------
@@ -533,7 +601,7 @@ def test_body_references_to_hidden_records_answer_like_missing_ones(make_service
                    scope=REP_A) == no_such_customer
     assert refused(service.create_opportunity, {"customer_id": hidden, "name": "x"},
                    scope=REP_A) == no_such_customer
-    assert refused(service.convert_lead, LEAD, {"customer_id": hidden},
+    assert refused(service.convert_lead, known(LEAD), {"customer_id": hidden},
                    scope=REP_A) == no_such_customer
     for source_id in (hidden, MISSING):
         assert refused(service.merge_customers, mine["id"], source_id, scope=REP_A) == {
@@ -573,8 +641,8 @@ def test_owner_and_author_ids_must_be_in_the_callers_scope(make_service):
                    scope=REP_A) == no_such_user
     assert refused(service.assign_customer, customer["id"], "rep-c", scope=MANAGER) == \
         no_such_user
-    assert refused(service.convert_lead, LEAD, {"owner_id": "rep-b"}, scope=REP_A) == \
-        no_such_user
+    assert refused(service.convert_lead, known(LEAD), {"owner_id": "rep-b"},
+                   scope=REP_A) == no_such_user
     # Within the scope it works: the manager attributes a follow-up to a team member.
     followup = service.record_followup({"kind": "call", "customer_id": customer["id"],
                                         "owner_id": "rep-a"}, scope=MANAGER)
@@ -618,22 +686,22 @@ def test_conversion_never_links_or_replays_a_customer_outside_the_view(make_serv
         {"name": "苏州精工机械有限公司", "credit_code": CREDIT_CODE}, scope=REP_B)
     lead = {**LEAD, "attributes": {"credit_code": CREDIT_CODE}}
     with pytest.raises(Conflict) as err:
-        make_service("rep-a").convert_lead(lead, {}, scope=REP_A)
+        make_service("rep-a").convert_lead(known(lead), {}, scope=REP_A)
     assert err.value.extra == {"field": "credit_code"} and hidden["id"] not in str(err.value)
     # Without the code, the similar hidden name is not linked: a customer of rep-a's own.
-    result = make_service("rep-a").convert_lead(LEAD, {"customer": {"name": "苏州精工机械"}},
-                                                scope=REP_A)
+    result = make_service("rep-a").convert_lead(
+        known(LEAD), {"customer": {"name": "苏州精工机械"}}, scope=REP_A)
     assert result["customer_created"] is True and result["customer"]["id"] != hidden["id"]
     with pytest.raises(Conflict) as err:
-        make_service("rep-b").convert_lead(LEAD, {}, scope=REP_B)
+        make_service("rep-b").convert_lead(known(LEAD), {}, scope=REP_B)
     assert err.value.extra == {"field": "lead_id"}
     assert result["customer"]["id"] not in str(err.value)
-    assert make_service("rep-a").convert_lead(LEAD, {}, scope=REP_A)["replayed"] is True
+    assert make_service("rep-a").convert_lead(known(LEAD), {}, scope=REP_A)["replayed"] is True
 
 
 def test_converted_leads_are_listed_and_their_followups_reach_the_customer(make_service):
     service = make_service("rep-a")
-    result = service.convert_lead(LEAD, {}, scope=REP_A)
+    result = service.convert_lead(known(LEAD), {}, scope=REP_A)
     customer = service.get_customer(result["customer_id"], scope=REP_A)
     assert customer["converted_lead_ids"] == [LEAD["id"]]
     followup = service.record_followup({"kind": "call", "lead_id": LEAD["id"]}, scope=REP_A)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 
-from services.sales.domain import accounts
+from services.sales.domain import accounts, conversion
 from services.sales.domain import pipeline as p
-from shared.errors import PreconditionFailed, ValidationFailed
+from shared.errors import Conflict, PreconditionFailed, ValidationFailed
+from shared.kernel.normalise import company_key, company_similarity
 
 
 def stages_of(definition: dict) -> list[p.StageInfo]:
@@ -204,6 +206,29 @@ def test_name_key(name, key):
     assert accounts.name_key(name) == key
 
 
+# Names the leads and sales services used to key apart (different suffix and region lists).
+SAME_COMPANY_NAMES = [
+    "招商银行深圳分行", "腾讯科技（深圳）有限公司", "ACME Co. LLP", "青岛啤酒股份有限公司",
+    "深圳市腾讯计算机系统有限公司", "广东省深圳市华为技术有限公司", "海尔集团（青岛）",
+    "Siemens Srl", "三菱商事株式会社", "The Boring Company", "杭州阿里巴巴网络科技分公司",
+    "ＡＢＣ　股份有限公司", "公司",
+]
+
+
+@pytest.mark.parametrize("name", SAME_COMPANY_NAMES)
+def test_a_leads_company_key_is_the_customers_name_key(name):
+    """A lead (keyed by the shared kernel, as the leads service keys it) and the customer it
+    becomes have the same duplicate key, so one finds the other."""
+    assert accounts.name_key(name) == company_key(name)
+    assert accounts.name_similarity(name, name) == company_similarity(name, name)
+
+
+def test_branches_and_legal_forms_key_like_their_company():
+    assert accounts.name_key("招商银行深圳分行") == accounts.name_key("招商银行") == "招商银行"
+    assert accounts.name_key("ACME Co. LLP") == "acme"
+    assert accounts.name_key("青岛啤酒股份有限公司") == "青岛啤酒"  # the city is the brand
+
+
 def test_matches_put_the_credit_code_first_then_close_names():
     candidates = [
         ("a", "苏州精工机械有限公司", None),
@@ -253,7 +278,7 @@ def test_criteria_on_undefined_custom_fields_are_named_by_path():
 
 
 def test_the_pipeline_schema_dumps_every_exit_criterion():
-    from services.sales.schemas import PipelineSchema
+    from services.sales.contract import PipelineSchema
 
     stage = {"id": "s1", "name": "需求分析", "position": 0, "probability": 25, "kind": "open",
              "exit_criteria": {"fields": ["amount", "custom.budget"], "activities": [
@@ -261,3 +286,93 @@ def test_the_pipeline_schema_dumps_every_exit_criterion():
     dumped = PipelineSchema().dump({"id": "p1", "name": "默认", "is_default": True,
                                     "stages": [stage]})
     assert dumped["stages"][0]["exit_criteria"] == stage["exit_criteria"]
+
+
+# -- transitions: they check and change ------------------------------------------------------
+
+
+def opportunity_at(stage: p.StageInfo, **values) -> SimpleNamespace:
+    return SimpleNamespace(**{**FILLED, "source": None, "campaign": None, "stage_id": stage.id,
+                              "status": "open", "closed_at": None, "won_lost_reason": None,
+                              "stage_entered_at": None, "updated_at": None, **values})
+
+
+def test_a_move_to_won_closes_the_opportunity_with_its_reason():
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    opportunity = opportunity_at(NEGOTIATION)
+    moved = p.move(opportunity, STAGES, WON.id, [NEEDS_MEETING], "  签约  ", now)
+    assert (moved.left, moved.entered, moved.closed) == (NEGOTIATION, WON, "won")
+    assert (opportunity.stage_id, opportunity.status, opportunity.closed_at,
+            opportunity.won_lost_reason) == (WON.id, "won", now, "签约")
+    reopened = p.move(opportunity, STAGES, PROPOSAL.id, [], None, now)
+    assert reopened.closed is None and opportunity.status == "open"
+    assert opportunity.closed_at is None and opportunity.won_lost_reason is None
+    assert p.move(opportunity, STAGES, PROPOSAL.id, [], None, now) is None
+
+
+def test_a_refused_move_changes_nothing():
+    opportunity = opportunity_at(QUALIFICATION, amount=None)
+    with pytest.raises(PreconditionFailed):
+        p.move(opportunity, STAGES, PROPOSAL.id, [], None, datetime.now(UTC))
+    assert opportunity.stage_id == QUALIFICATION.id and opportunity.updated_at is None
+    retired = p.StageInfo("old", "旧", 9, 5, "open", active=False)
+    with pytest.raises(ValidationFailed) as err:
+        p.move(opportunity, [*STAGES, retired], "old", [], None, datetime.now(UTC))
+    assert list(err.value.errors) == ["stage_id"]
+
+
+def test_a_new_opportunity_starts_where_the_criteria_allow():
+    assert p.starting_stage(STAGES, None, {}) == QUALIFICATION
+    assert p.starting_stage(STAGES, NEEDS.id, FILLED) == NEEDS
+    with pytest.raises(PreconditionFailed):
+        p.starting_stage(STAGES, PROPOSAL.id, FILLED)  # needs a meeting, and it has none
+    with pytest.raises(ValidationFailed):
+        p.starting_stage(STAGES, WON.id, FILLED)
+
+
+def test_assigning_a_customer_says_whether_it_changed():
+    now = datetime.now(UTC)
+    customer = SimpleNamespace(owner_id="rep-a", team_id="east", updated_at=None)
+    assert accounts.assign(customer, "rep-a", None, now) is False
+    assert accounts.assign(customer, "rep-a", "east", now) is False
+    assert customer.updated_at is None
+    assert accounts.assign(customer, "rep-b", "south", now) is True
+    assert (customer.owner_id, customer.team_id, customer.updated_at) == ("rep-b", "south", now)
+
+
+def customer_row(**values) -> SimpleNamespace:
+    base = dict.fromkeys(("credit_code", "last_activity_at", "merged_into_id", "updated_at",
+                          *accounts.MERGE_FILLS))
+    return SimpleNamespace(**{**base, "tags": [], "custom": {}, **values})
+
+
+def test_a_merge_fills_the_target_and_hands_the_credit_code_over_in_two_steps():
+    now = datetime.now(UTC)
+    target = customer_row(id="t", region="华东", tags=["VIP"], custom={"a": 1})
+    source = customer_row(id="s", region="华南", industry="制造业", credit_code="CODE",
+                          tags=["vip", "重点"], custom={"a": 2, "b": 3}, last_activity_at=now)
+    seen = []
+    accounts.merge(target, source, now, lambda: seen.append((source.credit_code,
+                                                              target.credit_code)))
+    assert seen == [(None, None)]  # the source gave the code up before the target took it
+    assert (target.credit_code, target.region, target.industry) == ("CODE", "华东", "制造业")
+    assert target.tags == ["VIP", "重点"] and target.custom == {"a": 1, "b": 3}
+    assert source.merged_into_id == "t" and target.last_activity_at == now
+    with pytest.raises(Conflict):
+        accounts.merge(customer_row(id="x", credit_code="A"), customer_row(id="y",
+                                                                           credit_code="B"),
+                       now, lambda: None)
+
+
+def test_a_conversions_team_follows_its_owner():
+    teams = {"rep-a": "east", "rep-b": None}
+    assert conversion.team_of("rep-a", None, teams, False) == "east"
+    assert conversion.team_of("rep-a", "east", teams, False) == "east"
+    assert conversion.team_of("rep-b", None, teams, False) is None
+    assert conversion.team_of("nobody", None, teams, False) is None
+    with pytest.raises(ValidationFailed) as err:
+        conversion.team_of("rep-a", "south", teams, False)
+    assert err.value.errors == {"team_id": [conversion.NOT_THE_OWNERS_TEAM]}
+    assert conversion.team_of("rep-a", "south", teams, True) == "south"
+    assert conversion.team_of("rep-a", "south", None, False) == "south"  # resolved by the caller
+    assert conversion.owner_of({"owner_id": None}, {"owner_id": None}, "me") == "me"

@@ -18,8 +18,8 @@ from services.gateway.app import current_principal, gateway, require_role, rpc_c
 from services.gateway.models import Team, User
 from services.gateway.problems import validation_problem
 from services.gateway.rpc import ServiceUnavailable
-from services.sales import schemas as sales
-from shared.errors import NotFound
+from services.sales import contract as sales
+from shared.errors import DependencyUnavailable, NotFound
 
 log = logging.getLogger("services.gateway.sales")
 
@@ -27,8 +27,6 @@ blp = Blueprint(
     "sales", __name__, description="Customers, contacts, follow-ups, pipelines and opportunities."
 )
 
-LEAD_FIELDS = ("id", "name", "company", "title", "email", "phone", "source", "region",
-               "industry", "product_interest", "campaign", "attributes", "status", "owner_id")
 # The customer 360's tasks: besides the customer's own, those of at most this many converted
 # leads and open opportunities (one rules call each; the newest first).
 TASK_RECORDS_MAX = 20
@@ -596,19 +594,34 @@ def move_opportunity(data: dict[str, Any], opportunity_id: str) -> Any:
 def convert_lead(options: dict[str, Any], lead_id: str) -> Any:
     """Convert a qualified lead: the customer is found (credit code, close name) or created,
     and a contact and an opportunity are created, keeping the lead's source and campaign."""
+    # The sales service reads the lead from the leads service in the caller's scope (a hidden
+    # lead answers like a missing one). The records follow their owner's team: the team is
+    # resolved here for an owner named in the body; otherwise the owner is the lead's (in the
+    # caller's view) or the caller, and sales gets the teams of those who may be it.
     principal = current_principal()
-    lead = rpc_call("leads", "get_lead", lead_id=lead_id, scope=principal.leads_scope())
-    owner_id = options.get("owner_id") or lead.get("owner_id") or principal.user_id
+    owner_teams: dict[str, str | None] | None = None
     if options.get("owner_id"):
-        owner: User | None = _check_assignable(owner_id)
-    else:  # the lead's owner (in the caller's view, as the lead is) or the caller
-        with gateway().store.read() as session:
-            owner = session.get(User, owner_id)
-            if owner is not None:
-                session.expunge(owner)
-    options["team_id"] = _team_for(owner, options.get("team_id"))
-    result = rpc_call(
-        "sales", "convert_lead", lead={k: lead.get(k) for k in LEAD_FIELDS},
-        options=_plain(options), scope=sales_scope(),
-    )
+        owner = _check_assignable(options["owner_id"])
+        options["team_id"] = _team_for(owner, options.get("team_id"))
+    else:
+        if options.get("team_id") and principal.role == "admin":
+            _team_for(None, options["team_id"])  # an admin's choice must exist
+        owner_teams = _teams_of(principal.leads_scope())
+    try:
+        result = rpc_call("sales", "convert_lead", lead_id=lead_id, options=_plain(options),
+                          scope=principal.leads_scope(), owner_teams=owner_teams)
+    except DependencyUnavailable as error:
+        raise ServiceUnavailable(error.extra.get("service", "leads"),
+                                 error.extra.get("reason", "no reply")) from error
     return result, 200 if result.get("replayed") else 201
+
+
+def _teams_of(scope: dict[str, Any]) -> dict[str, str | None]:
+    """The team of every user the caller sees (an admin: every user with a team)."""
+    query = select(User.id, User.team_id)
+    if scope.get("all"):
+        query = query.where(User.team_id.is_not(None))
+    else:
+        query = query.where(User.id.in_(scope["owner_ids"]))
+    with gateway().store.read() as session:
+        return {user_id: team_id for user_id, team_id in session.execute(query)}

@@ -3,91 +3,35 @@ tiers and lifecycle stages. Pure Python."""
 
 from __future__ import annotations
 
-import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
-import phonenumbers
-from email_validator import EmailNotValidError, validate_email
-from rapidfuzz import fuzz
+# The enumerations live in the contract (callers build payloads with them); the rules that use
+# them are here.
+from services.sales.contract import CHANNELS as CHANNELS
+from services.sales.contract import CONTACT_ROLES as CONTACT_ROLES
+from services.sales.contract import LIFECYCLE_STAGES as LIFECYCLE_STAGES
+from services.sales.contract import TIERS as TIERS
+from shared.errors import Conflict, ValidationFailed
+from shared.kernel.normalise import company_key, company_similarity
+from shared.kernel.normalise import fold as fold
+from shared.kernel.normalise import normalise_email as kernel_email
+from shared.kernel.normalise import normalise_phone as kernel_phone
 
-from shared.errors import ValidationFailed
-
-TIERS = ("A", "B", "C")
-LIFECYCLE_STAGES = ("prospect", "customer", "advocate", "churned")
-CONTACT_ROLES = (
-    "decision_maker",
-    "technical_evaluator",
-    "user",
-    "business_approver",
-    "influencer",
-)
-CHANNELS = ("phone", "email", "wechat")
 NAME_MATCH_THRESHOLD = 90.0
 MAX_TAGS = 30
 MAX_SEARCH_TERMS = 5
 
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
-# Longest first, so 有限责任公司 is not left as 有限责任.
-_CJK_SUFFIXES = (
-    "股份有限公司", "有限责任公司", "集团有限公司", "株式会社", "有限公司", "控股集团",
-    "分公司", "办事处", "总公司", "公司", "集团",
-)  # fmt: skip
-_LATIN_SUFFIXES = (
-    "co", "company", "corp", "corporation", "inc", "incorporated", "ltd", "limited", "llc",
-    "plc", "gmbh", "ag", "sa", "bv", "nv", "pte", "pty", "group", "holding", "holdings",
-)  # fmt: skip
-_REGIONS = (
-    "北京", "上海", "天津", "重庆", "河北", "山西", "辽宁", "吉林", "黑龙江", "江苏", "浙江",
-    "安徽", "福建", "江西", "山东", "河南", "湖北", "湖南", "广东", "海南", "四川", "贵州",
-    "云南", "陕西", "甘肃", "青海", "内蒙古", "广西", "西藏", "宁夏", "新疆", "香港", "澳门",
-    "广州", "深圳", "杭州", "南京", "苏州", "成都", "武汉", "西安", "长沙", "郑州", "青岛",
-    "厦门", "宁波", "大连", "沈阳", "济南", "合肥", "福州", "东莞", "佛山", "无锡", "中国",
-)  # fmt: skip
-_REGION_PREFIX = re.compile(
-    "^(?:" + "|".join(sorted(_REGIONS, key=len, reverse=True)) + ")(?:省|市|自治区)?"
-)
-_BRACKETED = re.compile(r"[(\[【（]([^()\[\]【】（）]*)[)\]】）]")
-_LATIN_SUFFIX = re.compile(r"\s(?:" + "|".join(_LATIN_SUFFIXES) + r")$")
-_SPACE_NEXT_TO_CJK = re.compile(rf"(?<=[{_CJK}])\s+|\s+(?=[{_CJK}])")
-
-
-def fold(text: str) -> str:
-    """NFKC (full-width to half-width) and case-folded."""
-    return unicodedata.normalize("NFKC", text or "").casefold()
-
-
-def _strip_suffixes(text: str) -> str:
-    while True:
-        before = text
-        latin = _LATIN_SUFFIX.search(text)
-        if latin:
-            text = text[: latin.start()].rstrip()
-        for suffix in _CJK_SUFFIXES:
-            if text.endswith(suffix) and len(text) > len(suffix):
-                text = text[: -len(suffix)].rstrip()
-                break
-        if text == before:
-            return text
-
 
 def name_key(name: str) -> str:
-    """A company name without case, spacing, punctuation, legal form or a leading region:
-    "深圳市腾讯计算机系统有限公司" -> "腾讯计算机系统", "ACME Co., Ltd." -> "acme"."""
-    text = fold(name)
-    text = _BRACKETED.sub(" ", text)  # "腾讯科技（深圳）有限公司": the bracketed place is noise
-    text = "".join(ch if unicodedata.category(ch)[0] in "LNM" else " " for ch in text)
-    text = " ".join(text.split())
-    text = _SPACE_NEXT_TO_CJK.sub("", text)
-    text = _strip_suffixes(text)
-    for _ in range(2):  # province, then city
-        match = _REGION_PREFIX.match(text)
-        if match and len(text) - match.end() >= 2:
-            text = text[match.end():]
-    text = _strip_suffixes(text)
-    return text.replace(" ", "") or fold(name).replace(" ", "")
+    """A company name without case, spacing, punctuation, legal form or a leading region, the
+    same key the leads service gives the lead's company (the shared kernel's):
+    "深圳市腾讯计算机系统有限公司" -> "腾讯计算机系统", "ACME Co., Ltd." -> "acme". A name that is
+    nothing but noise keys as itself, folded."""
+    return company_key(name) or fold(name).replace(" ", "")
 
 
 def name_block(key: str) -> str | None:
@@ -96,11 +40,8 @@ def name_block(key: str) -> str | None:
 
 
 def name_similarity(a: str, b: str) -> float:
-    """0..100 on the keys; a plain ratio, so "腾讯" does not match every "腾讯xxx" at 100."""
-    key_a, key_b = name_key(a), name_key(b)
-    if not key_a or not key_b:
-        return 0.0
-    return round(float(fuzz.ratio(key_a, key_b)), 2)
+    """0..100 (the kernel's company similarity), so "腾讯" does not match every "腾讯xxx"."""
+    return company_similarity(a, b)
 
 
 @dataclass(frozen=True)
@@ -182,33 +123,91 @@ def search_text(name: str, tags: Iterable[str]) -> str:
     return " ".join([name_key(name), *(fold(t) for t in tags)])
 
 
-def _clip(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def normalise_phone(raw: str, default_region: str = "CN", field: str = "phone") -> str:
     """E.164 ("+8613800138000"); numbers without a country code are of `default_region`."""
-    text = unicodedata.normalize("NFKC", raw or "").strip()
-    invalid = f"{_clip(text)!r} is not a valid phone number for region {default_region}"
-    if not text:
-        raise ValidationFailed.for_fields({field: ["a phone number is required"]})
-    if any(unicodedata.category(ch).startswith("L") for ch in text):
-        raise ValidationFailed.for_fields({field: [invalid + " (it contains letters)"]})
-    try:
-        number = phonenumbers.parse(text, default_region or None)
-    except phonenumbers.NumberParseException:
-        raise ValidationFailed.for_fields({field: [invalid]}) from None
-    if not phonenumbers.is_valid_number(number):
-        raise ValidationFailed.for_fields({field: [invalid]})
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return kernel_phone(raw, default_region, field=field)
 
 
 def normalise_email(raw: str, field: str = "email") -> str:
-    text = unicodedata.normalize("NFKC", raw or "").strip()
-    try:
-        result = validate_email(text, check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise ValidationFailed.for_fields(
-            {field: [f"{_clip(text)!r} is not a valid email address: {exc}"]}
-        ) from None
-    return result.normalized.lower()
+    """The validated, lower-cased address; ValidationFailed naming `field` otherwise."""
+    return kernel_email(raw, field=field)
+
+
+# -- transitions of a customer (they check and change; the use cases store and publish) ------
+
+
+def retag(customer: Any, add: Iterable[str], remove: Iterable[str], now: datetime) -> bool:
+    """Add and remove tags; True when the tags changed."""
+    tags = apply_tag_change(customer.tags or [], add, remove)
+    if tags == (customer.tags or []):
+        return False
+    customer.tags, customer.updated_at = tags, now
+    return True
+
+
+def hand_over(record: Any, owner_id: str, team_id: str | None, now: datetime) -> None:
+    """Give a record (a customer's open opportunity) to `owner_id`, filed under `team_id`
+    when given."""
+    record.owner_id = owner_id
+    if team_id is not None:
+        record.team_id = team_id
+    record.updated_at = now
+
+
+def assign(customer: Any, owner_id: str, team_id: str | None, now: datetime) -> bool:
+    """Give a customer to `owner_id` (see `hand_over`); False when it is theirs (and that
+    team's) already."""
+    if customer.owner_id == owner_id and (team_id is None or team_id == customer.team_id):
+        return False
+    hand_over(customer, owner_id, team_id, now)
+    return True
+
+
+def promote_on_win(customer: Any, now: datetime) -> bool:
+    """A won deal makes a prospect a customer; True when it did."""
+    if customer.lifecycle_stage != "prospect":
+        return False
+    customer.lifecycle_stage, customer.updated_at = "customer", now
+    return True
+
+
+def record_activity(customer: Any, occurred_at: datetime) -> None:
+    """A follow-up happened: the customer's last activity is the latest one."""
+    if customer.last_activity_at is None or occurred_at > customer.last_activity_at:
+        customer.last_activity_at = occurred_at
+
+
+MERGE_FILLS = ("tier", "region", "industry", "source", "campaign", "phone", "website", "address")
+
+
+def check_merge(target: Any, source: Any) -> None:
+    """Two customers with different credit codes are different companies."""
+    if source.id == target.id:
+        raise ValidationFailed.for_fields({"source_id": ["cannot merge a customer into itself"]})
+    if source.credit_code and target.credit_code and source.credit_code != target.credit_code:
+        raise Conflict("the two customers have different credit codes: they are different "
+                       "companies", {"field": "source_id", "existing_id": source.id})
+
+
+def merge(target: Any, source: Any, now: datetime, release_code: Callable[[], None]) -> None:
+    """Merge the duplicate `source` into `target` (after `check_merge`): what the target lacks
+    is taken from the source, tags and custom values are joined (the target's win), and the
+    source is kept as merged into the target. The credit code is unique: `release_code` is
+    called after the source gives its code up and before the target takes it, so the store
+    can see the first change before the second."""
+    check_merge(target, source)
+    if source.credit_code and not target.credit_code:
+        code, source.credit_code = source.credit_code, None
+        release_code()
+        target.credit_code = code
+    for name in MERGE_FILLS:
+        if not getattr(target, name) and getattr(source, name):
+            setattr(target, name, getattr(source, name))
+    target.tags = normalise_tags([*(target.tags or []), *(source.tags or [])])
+    target.custom = {**(source.custom or {}), **(target.custom or {})}
+    if source.last_activity_at and (
+        not target.last_activity_at or source.last_activity_at > target.last_activity_at
+    ):
+        target.last_activity_at = source.last_activity_at
+    source.merged_into_id = target.id
+    source.updated_at = target.updated_at = now

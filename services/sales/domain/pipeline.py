@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from services.sales.contract import FOLLOWUP_KINDS, STAGE_KINDS
 from shared.errors import PreconditionFailed, ValidationFailed
 
-STAGE_KINDS = ("open", "won", "lost")
-FOLLOWUP_KINDS = ("call", "email", "meeting", "visit", "note")
 # Opportunity fields a criterion may require (custom fields as "custom.<name>").
 CRITERION_FIELDS = (
     "name",
@@ -62,6 +61,8 @@ class StageInfo:
     probability: int
     kind: str
     exit_criteria: Mapping[str, Any] = field(default_factory=dict)
+    # A stage removed from its pipeline stays for history; it takes no opportunity.
+    active: bool = True
 
 
 @dataclass(frozen=True)
@@ -313,6 +314,76 @@ def check_move(
 
 def status_for(stage: StageInfo) -> str:
     return stage.kind
+
+
+def criteria_view(opportunity: Any) -> dict[str, Any]:
+    """The opportunity's fields as exit criteria read them."""
+    return {name: getattr(opportunity, name) for name in (*CRITERION_FIELDS, "custom")}
+
+
+def starting_stage(
+    stages: Sequence[StageInfo], stage_id: str | None, opportunity: Mapping[str, Any]
+) -> StageInfo:
+    """Where a new opportunity starts: the pipeline's first open stage, or the open stage
+    `stage_id` when the exit criteria of the stages before it hold (`opportunity` as
+    `criteria_view` gives it; a new one has no follow-ups yet)."""
+    ordered = sorted((s for s in stages if s.active), key=lambda s: s.position)
+    first = next(s for s in ordered if s.kind == "open")
+    if not stage_id:
+        return first
+    target = next((s for s in ordered if s.id == stage_id), None)
+    if target is None or target.kind != "open":
+        raise ValidationFailed.for_fields({"stage_id": [
+            "must be an open stage of the pipeline (win or lose it with a move)"]})
+    if target.id != first.id:
+        check_move(ordered, first, target, opportunity, [], None)
+    return target
+
+
+@dataclass(frozen=True)
+class StageMove:
+    """What a move changed: the stage left, the stage entered and, for won or lost, the
+    reason recorded."""
+
+    left: StageInfo
+    entered: StageInfo
+    reason: str | None
+
+    @property
+    def closed(self) -> str | None:
+        """"won" or "lost" when the move closed the opportunity."""
+        return self.entered.kind if self.entered.kind in ("won", "lost") else None
+
+
+def move(
+    opportunity: Any,
+    stages: Sequence[StageInfo],
+    stage_id: str,
+    activities: Iterable[Activity],
+    reason: str | None,
+    now: datetime,
+) -> StageMove | None:
+    """Move `opportunity` (its `stage_id`, `status`, `closed_at`, `won_lost_reason`,
+    `stage_entered_at`, `updated_at`) to the active stage `stage_id` of its pipeline
+    (`stages`, retired ones included) when the move is allowed; None when it is there already.
+    Won and lost need a reason and close it; any other stage reopens it."""
+    by_id = {s.id: s for s in stages}
+    target = by_id.get(stage_id)
+    if target is None or not target.active:
+        raise ValidationFailed.for_fields(
+            {"stage_id": ["not a stage of this opportunity's pipeline"]})
+    current = by_id[opportunity.stage_id]
+    if target.id == current.id:
+        return None
+    check_move([s for s in stages if s.active], current, target, criteria_view(opportunity),
+               activities, reason)
+    change = StageMove(current, target, reason)
+    opportunity.stage_id = target.id
+    opportunity.stage_entered_at = opportunity.updated_at = now
+    opportunity.status = status_for(target)
+    opportunity.closed_at = now if change.closed else None
+    opportunity.won_lost_reason = reason.strip() if change.closed and reason else None
+    return change
 
 
 def weighted_amount(amount: Any, probability: int) -> Any:
