@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from services.rules.domain import revisions
 from services.rules.domain.authority import Authority
 from services.rules.models import Rule, RuleRun, RuleVersion
 from services.rules.usecases.authoring import check_manages, validated_rule
@@ -73,14 +74,7 @@ def update_rule(worker: Worker, rule_id: str, data: dict, acting: Authority
         check_manages(rule, acting)
         if not acting.is_organisation:
             rule.authority = acting.to_dict()
-        rule.name = fields_["name"]
-        rule.description = fields_.get("description")
-        rule.enabled = fields_["enabled"]
-        rule.definition = fields_["definition"]
-        rule.trigger_type = fields_["definition"]["trigger"]["type"]
-        rule.version += 1
-        rule.updated_at = engine.clock.now()
-        rule.updated_by = worker.actor
+        revisions.revise(rule, fields_, engine.clock.now(), worker.actor)
         _add_version(worker, session, rule)
         engine.timers.schedule_rule(session, rule)
         forget_cached_rules()
@@ -94,11 +88,8 @@ def set_rule_enabled(worker: Worker, rule_id: str, enabled: bool, acting: Author
     with worker.db.begin() as session:
         rule = find_rule(session, rule_id, lock=True)
         check_manages(rule, acting)
-        if rule.enabled != enabled:
-            engine = worker.engine
-            rule.enabled = enabled
-            rule.updated_at = engine.clock.now()
-            rule.updated_by = worker.actor
+        engine = worker.engine
+        if revisions.set_enabled(rule, enabled, engine.clock.now(), worker.actor):
             engine.timers.schedule_rule(session, rule)
         forget_cached_rules()
         return rule_to_dict(rule)

@@ -11,11 +11,12 @@ from sqlalchemy.orm import Session
 
 from services.rules import clock as clock_module
 from services.rules.domain import authority as authority_domain
+from services.rules.domain import tasks as task_domain
 from services.rules.models import DirectoryUser, Task
 from services.rules.usecases.cached import directory
 from services.rules.usecases.dumps import task_to_dict
 from services.rules.usecases.support import Worker, new_id
-from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from shared.errors import Forbidden, NotFound, ValidationFailed
 from shared.paging import page_after, page_of
 
 
@@ -102,10 +103,8 @@ def complete_task(worker: Worker, task_id: str, scope: dict[str, Any]) -> dict[s
     now = _now()
     with worker.db.begin() as session:
         task = _visible_task(session, task_id, scope)
-        if task.status == "done":
+        if not task_domain.complete(task, worker.actor, now):
             return task_to_dict(task, now)
-        task.status, task.completed_at = "done", now
-        task.completed_by, task.updated_at = worker.actor, now
         worker.events.record(session, "task_completed", {"task": task_to_dict(task, now)})
         return task_to_dict(task, now)
 
@@ -118,12 +117,9 @@ def reassign_task(worker: Worker, task_id: str, assignee_id: str, scope: dict[st
     now = _now()
     with worker.db.begin() as session:
         task = _visible_task(session, task_id, scope)
-        if task.status != "open":
-            raise Conflict("a completed task cannot be reassigned", {"field": "status"})
-        previous = task.assignee_id
-        user = session.get(DirectoryUser, assignee_id)
-        task.assignee_id, task.updated_at = assignee_id, now
-        task.team_id = user.team_id if user else task.team_id
+        user = session.get(DirectoryUser, assignee_id) if task.status == "open" else None
+        previous = task_domain.reassign(task, assignee_id, user.team_id if user else (
+            task_domain.KEEP_TEAM), now)
         worker.events.record(session, "task_reassigned", {
             "task": task_to_dict(task, now), "previous_assignee_id": previous})
         return task_to_dict(task, now)
@@ -132,12 +128,9 @@ def reassign_task(worker: Worker, task_id: str, assignee_id: str, scope: dict[st
 def snooze_task(worker: Worker, task_id: str, moment: datetime, scope: dict[str, Any]
                 ) -> dict[str, Any]:
     now = _now()
-    if moment <= now:
-        raise ValidationFailed.for_fields({"until": ["must be in the future"]})
+    task_domain.check_snooze_until(moment, now)
     with worker.db.begin() as session:
         task = _visible_task(session, task_id, scope)
-        if task.status != "open":
-            raise Conflict("a completed task cannot be snoozed", {"field": "status"})
-        task.snoozed_until, task.updated_at = moment, now
+        task_domain.snooze(task, moment, now)
         worker.events.record(session, "task_snoozed", {"task": task_to_dict(task, now)})
         return task_to_dict(task, now)

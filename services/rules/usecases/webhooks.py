@@ -9,12 +9,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.rules import clock as clock_module
+from services.rules.domain import deliveries
 from services.rules.domain.authority import Authority
 from services.rules.models import WebhookDelivery, WebhookSubscription
 from services.rules.usecases.cached import forget_cached_rules
 from services.rules.usecases.dumps import delivery_to_dict, subscription_to_dict
 from services.rules.usecases.support import Worker, new_id
-from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.errors import NotFound, ValidationFailed
 from shared.paging import page_after, page_of
 
 DELIVERY_STATUSES = ("pending", "sending", "delivered", "failed")
@@ -133,12 +134,5 @@ def replay_webhook_delivery(worker: Worker, delivery_id: str, acting: Authority
                 acting):
             raise NotFound(f"webhook delivery {delivery_id} not found",
                            {"field": "delivery_id"})
-        if not sub.active:
-            raise Conflict("the subscription is disabled; enable it first",
-                           {"field": "subscription_id"})
-        if item.status in ("pending", "sending"):
-            raise Conflict("the delivery is still being attempted", {"field": "status"})
-        item.status, item.next_attempt_at = "pending", clock_module.CLOCK.now()
-        item.attempt_log = [*(item.attempt_log or []), {
-            "at": clock_module.CLOCK.now().isoformat(), "replayed_by": worker.actor}]
+        deliveries.replay(item, sub.active, clock_module.CLOCK.now(), worker.actor)
         return delivery_to_dict(item)
