@@ -7,7 +7,6 @@ they differ from what the schemas say.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -15,10 +14,12 @@ from typing import Any
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
+from shared import registry
 from shared.config import PROJECT_ROOT
 from shared.envelope import EnvelopeSchema
 
-SERVICES = ("gateway", "leads", "sales", "rules")
+# The producers of events, the gateway first (shared/registry.py).
+SERVICES: tuple[str, ...] = tuple(name for name, _ in registry.event_producers())
 DOCS = PROJECT_ROOT / "docs"
 
 
@@ -26,24 +27,12 @@ def schema_name(service: str, event_type: str) -> str:
     return f"{service}.{event_type}"
 
 
-def event_schemas(service: str) -> dict[str, Any]:
-    """A service's event schemas: in its `contract` module (the service template of issue
-    15), or in `events` where a service has not moved them yet."""
-    for module in ("contract", "events"):
-        name = f"services.{service}.{module}"
-        if importlib.util.find_spec(name) is not None:
-            schemas = getattr(importlib.import_module(name), "EVENT_SCHEMAS", None)
-            if schemas is not None:
-                return schemas
-    raise LookupError(f"no EVENT_SCHEMAS in services.{service}.contract or .events")
-
-
 def build() -> dict[str, Any]:
     spec = APISpec("crm events", "1", "3.0.3", plugins=[MarshmallowPlugin()])
     spec.components.schema("Envelope", schema=EnvelopeSchema)
     channels: dict[str, Any] = {}
-    for service in SERVICES:
-        schemas = event_schemas(service)
+    for service, events_module in registry.event_producers():
+        schemas = importlib.import_module(events_module).EVENT_SCHEMAS
         for event_type, schema in sorted(schemas.items()):
             name = schema_name(service, event_type)
             spec.components.schema(name, schema=schema)

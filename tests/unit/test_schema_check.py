@@ -4,13 +4,15 @@ yes to the valid events of the schemas it covers."""
 from __future__ import annotations
 
 import copy
+import importlib
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from marshmallow import EXCLUDE, Schema, fields, validate, validates_schema
 
-from shared.catalogue import SERVICES, event_schemas
+from shared import registry
+from shared.catalogue import SERVICES
 from shared.payloads import Timestamp
 from shared.schema_check import quick_check
 
@@ -124,6 +126,10 @@ def test_an_open_schema_accepts_unknown_keys_as_marshmallow_does():
 
     check = quick_check(Open())
     assert check({"a": "x", "b": 1}) and not Open().validate({"a": "x", "b": 1})
+
+
+def event_schemas(service: str) -> dict[str, type[Schema]]:
+    return importlib.import_module(dict(registry.event_producers())[service]).EVENT_SCHEMAS
 
 
 def event_samples() -> list[tuple[str, str, dict[str, Any]]]:

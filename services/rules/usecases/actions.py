@@ -41,7 +41,7 @@ class Actions:
         if kind == "assign":
             return self.assign(action, context, progress or {}, remember)
         if kind == "call":
-            return self.call(action, context)
+            return self._call(action, context)
         if kind in LOCAL_ACTIONS:
             with self.db.begin() as session:
                 return self.local.perform(session, action, context, run_id)
@@ -93,7 +93,8 @@ class Actions:
         context["record"] = record
         return chosen
 
-    def call(self, action: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    def _call(self, action: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+        """A `call` action: one of ALLOWED_CALLS on the run's record, with the rule's scope."""
         record = context.get("record") or {}
         record_type = context.get("record_type")
         service, method = action["service"], action["method"]
