@@ -752,6 +752,7 @@ def test_a_timed_out_call_is_a_transient_failure_that_is_retried(system, monkeyp
     """eventlet's Timeout is a BaseException: it used to escape the handler and stall the
     consumer. It is now a failed attempt, retried by a timer, and the run completes."""
     import eventlet
+
     from services.rules.usecases.actions import Actions
 
     install_shipped(system)
