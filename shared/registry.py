@@ -64,10 +64,9 @@ class Service:
     # The commands a rule may call (a subset of `commands`), by command name.
     rule_commands: Mapping[str, RuleCommand] = field(default_factory=dict)
     records: tuple[RecordType, ...] = ()
-    events: bool = True  # it publishes events with schemas in `<package>.events`
-    # Its payload and event schemas are in `<package>.contract` (the service template of
-    # issue 15): the event schemas are read from there instead of `<package>.events`.
-    contract: bool = False
+    events: bool = True  # it publishes events with schemas in `<package>.<events_in>`
+    # The module with its EVENT_SCHEMAS: `contract` in the service template of issue 15.
+    events_in: str = "events"
     database: bool = True  # it keeps a database migrated from `<package>/migrations`
     seed: str | None = None  # a module `python -m` runs for its demo data, after the gateway's
     gateway_resources: tuple[str, ...] = ()  # modules with a flask-smorest `blp`
@@ -91,9 +90,7 @@ class Service:
 
     @property
     def events_module(self) -> str | None:
-        if not self.events:
-            return None
-        return f"{self.module_root}.{'contract' if self.contract else 'events'}"
+        return f"{self.module_root}.{self.events_in}" if self.events else None
 
 
 # In this order: ports ascend with it for the services of today, and it is the order of the
@@ -113,7 +110,7 @@ BUILT_IN: tuple[Service, ...] = (
             "assign_lead": RuleCommand("lead", ("owner_id",)),
         },
         records=(RecordType("lead", "lead_id"),),
-        contract=True,
+        events_in="contract",
         gateway_resources=("services.gateway.resources.leads",),
     ),
     Service(
@@ -169,6 +166,7 @@ BUILT_IN: tuple[Service, ...] = (
             "get_clock", "advance_clock", "timer_stats",
         ),
         records=(RecordType("task"),),
+        events_in="contract",
         seed="services.rules.seed",
         gateway_resources=("services.gateway.resources.rules",),
         receives_all_events=True,

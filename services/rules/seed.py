@@ -159,7 +159,7 @@ SHIPPED_RULES: list[dict[str, Any]] = [
 def install(url: str | None = None) -> dict[str, str]:
     """Install the shipped rules that are missing (by key); returns key -> "installed" or
     "present". A rule someone edited is left alone."""
-    from services.rules.engine import check_template
+    from services.rules.usecases.support import check_template
 
     url = url or config.database_url("rules")
     upgrade("rules", url)
@@ -187,7 +187,7 @@ def install(url: str | None = None) -> dict[str, str]:
             session.add(RuleVersion(rule_id=rule.id, version=1, name=rule.name,
                                     definition=definition, created_at=now, created_by=None))
             result[shipped["key"]] = "installed"
-    from services.rules.engine import forget_cached_rules
+    from services.rules.usecases.cached import forget_cached_rules
 
     forget_cached_rules()
     return result

@@ -18,9 +18,10 @@ from sqlalchemy.orm import Session
 
 from services.rules import clock as clock_module
 from services.rules import service as rules_service_module
-from services.rules.engine import Settings, forget_cached_rules
 from services.rules.models import EventLog, Rule, RuleRun, RuleVersion, Timer
 from services.rules.service import RulesService
+from services.rules.usecases.cached import forget_cached_rules
+from services.rules.usecases.support import Settings
 from shared.db import Database, get_engine
 from shared.migrations import upgrade
 from shared.outbox import EventOutbox, outbox_table

@@ -15,10 +15,10 @@ import pytest
 from flask.testing import FlaskClient
 
 from services.rules import clock as clock_module
-from services.rules.engine import forget_cached_rules
-from services.rules.events import EVENT_SCHEMAS
+from services.rules.contract import EVENT_SCHEMAS
 from services.rules.models import outbox
 from services.rules.service import RulesService
+from services.rules.usecases.cached import forget_cached_rules
 from shared.context import Context
 from shared.db import get_engine
 from shared.migrations import upgrade

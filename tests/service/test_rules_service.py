@@ -24,10 +24,10 @@ from services.leads.service import LeadsService
 from services.rules import clock as clock_module
 from services.rules import seed
 from services.rules import service as rules_service_module
-from services.rules.engine import forget_cached_rules
-from services.rules.events import EVENT_SCHEMAS
+from services.rules.contract import EVENT_SCHEMAS
 from services.rules.models import EmailDelivery, EventLog, Rule, RuleRun, Timer, outbox
 from services.rules.service import RulesService
+from services.rules.usecases.cached import forget_cached_rules
 from shared.context import Context
 from shared.db import get_engine
 from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -368,22 +368,22 @@ def test_one_failing_timer_does_not_hold_up_the_others_of_its_batch(system, monk
     system.deliver_leads_events()
     system.rules().advance_clock(73 * 3600)
     engine = system.rules().engine
-    timer_run = engine._timer_run
+    timer_run = engine.firing.timer_run
 
     def failing_for_one(session, row, *args, **kwargs):
         if row.record_key == f"lead:{bad['id']}":
             raise RuntimeError("a bug of one timer")
         return timer_run(session, row, *args, **kwargs)
 
-    monkeypatch.setattr(engine, "_timer_run", failing_for_one)
-    assert engine.fire_due(engine.clock.now()) == 2
+    monkeypatch.setattr(engine.firing, "timer_run", failing_for_one)
+    assert engine.firing.fire_due(engine.clock.now()) == 2
     with system.session() as session:
         timers = {t.record_key: (t.status, t.outcome) for t in session.scalars(
             select(Timer).where(Timer.rule_id == "lead-untreated-72h"))}
     assert timers.pop(f"lead:{bad['id']}") == ("failed", "error; see the log")
     assert list(timers.values()) == [("fired", "fired")]
     assert len(runs_of(system, "lead-untreated-72h")) == 1
-    assert engine.fire_due(engine.clock.now()) == 0  # nothing left pending or half-fired
+    assert engine.firing.fire_due(engine.clock.now()) == 0  # nothing left pending or half-fired
 
 
 def test_the_clock_is_refused_unless_controllable(system, monkeypatch):
@@ -676,7 +676,7 @@ class Died(BaseException):
 
 
 def _resume_by_timer(system) -> None:
-    from services.rules.engine import RESUME_AFTER
+    from services.rules.usecases.timers import RESUME_AFTER
 
     advance(system, RESUME_AFTER.total_seconds() + 1)
 
@@ -698,19 +698,19 @@ def _one_of_each_effect(system, lead_id: str) -> str:
 def test_a_run_left_running_by_a_death_after_the_commit_is_resumed(system, monkeypatch):
     """The run and the inbox row committed, then the process died before any action: the
     redelivered event is (rightly) skipped, and the run's resume timer finishes it."""
-    from services.rules.engine import Engine
+    from services.rules.usecases.runs import Runs
 
     install_shipped(system)
     lead = system.leads().create_lead(website_lead(1))["lead"]
-    original = Engine.execute_run
+    original = Runs.execute
 
     def dies(self, *args, **kwargs):
         raise Died()
 
-    monkeypatch.setattr(Engine, "execute_run", dies)
+    monkeypatch.setattr(Runs, "execute", dies)
     with pytest.raises(Died):
         system.deliver_leads_events()
-    monkeypatch.setattr(Engine, "execute_run", original)
+    monkeypatch.setattr(Runs, "execute", original)
     run = runs_of(system, "website-lead-call-now")[0]
     assert run["status"] == "running"
     assert [a["status"] for a in run["actions"]] == ["pending"] * 3
@@ -725,20 +725,20 @@ def test_an_assignment_cut_off_after_its_call_is_repeated_with_the_same_owner(
 ):
     """Died after leads.assign_lead answered, before the outcome was stored: the resumed run
     assigns the lead again to the owner it had chosen (no change, no second rotation step)."""
-    from services.rules.engine import Engine
+    from services.rules.usecases.actions import Actions
 
     install_shipped(system)
     lead = system.leads().create_lead(website_lead(1))["lead"]
-    original = Engine._assign_to
+    original = Actions.assign_to
 
     def assigns_then_dies(self, *args, **kwargs):
         original(self, *args, **kwargs)
         raise Died()
 
-    monkeypatch.setattr(Engine, "_assign_to", assigns_then_dies)
+    monkeypatch.setattr(Actions, "assign_to", assigns_then_dies)
     with pytest.raises(Died):
         system.deliver_leads_events()
-    monkeypatch.setattr(Engine, "_assign_to", original)
+    monkeypatch.setattr(Actions, "assign_to", original)
     assert runs_of(system, "website-lead-call-now")[0]["status"] == "running"
 
     _resume_by_timer(system)
@@ -753,11 +753,11 @@ def test_a_timed_out_call_is_a_transient_failure_that_is_retried(system, monkeyp
     consumer. It is now a failed attempt, retried by a timer, and the run completes."""
     import eventlet
 
-    from services.rules.engine import Engine
+    from services.rules.usecases.actions import Actions
 
     install_shipped(system)
     lead = system.leads().create_lead(website_lead(1))["lead"]
-    original = Engine._assign_to
+    original = Actions.assign_to
     calls = []
 
     def times_out_once(self, *args, **kwargs):
@@ -768,7 +768,7 @@ def test_a_timed_out_call_is_a_transient_failure_that_is_retried(system, monkeyp
             raise timeout
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(Engine, "_assign_to", times_out_once)
+    monkeypatch.setattr(Actions, "assign_to", times_out_once)
     system.deliver_leads_events()  # does not raise
     run = runs_of(system, "website-lead-call-now")[0]
     assert run["status"] == "retrying" and "Timeout" in run["actions"][0]["error"]
@@ -782,13 +782,13 @@ def test_a_death_mid_batch_repeats_only_the_email_in_flight_with_its_message_id(
     """Three emails claimed together; the process dies after the relay accepted the second,
     before its outcome was stored. After the lease, only that one goes again, with the same
     Message-ID; the first is not sent twice."""
-    from services.rules.engine import DELIVERY_LEASE, Engine
+    from services.rules.usecases.email_delivery import DELIVERY_LEASE, EmailDeliveries
 
     install_shipped(system)
     for n in range(3):
         system.leads().create_lead(website_lead(n))
     system.deliver_leads_events()
-    original = Engine._record_email_outcome
+    original = EmailDeliveries.record_outcome
     recorded = []
 
     def dies_at_the_second(self, row, outcome):
@@ -797,10 +797,10 @@ def test_a_death_mid_batch_repeats_only_the_email_in_flight_with_its_message_id(
             raise Died()
         return original(self, row, outcome)
 
-    monkeypatch.setattr(Engine, "_record_email_outcome", dies_at_the_second)
+    monkeypatch.setattr(EmailDeliveries, "record_outcome", dies_at_the_second)
     with pytest.raises(Died):
         system.rules().engine.tick()
-    monkeypatch.setattr(Engine, "_record_email_outcome", original)
+    monkeypatch.setattr(EmailDeliveries, "record_outcome", original)
     assert len(smtp.messages) == 2, "the relay took the first two"
     advance(system, DELIVERY_LEASE.total_seconds() + 1)
 

@@ -12,7 +12,7 @@ from marshmallow import RAISE, Schema, fields, validate
 
 from services.gateway.app import current_principal, require_role, rpc_call
 from services.gateway.problems import PROBLEM_BASE, ApiProblem, validation_problem
-from services.rules import schemas as rules_schemas
+from services.rules import contract as rules_schemas
 from shared.errors import NotFound
 
 blp = Blueprint(

@@ -29,7 +29,7 @@ from email.utils import format_datetime, make_msgid, parseaddr
 import idna
 from email_validator import EmailNotValidError, validate_email
 
-from services.rules.notify import DeliveryFailed
+from services.rules.notify.failures import DeliveryFailed
 
 __all__ = ["SECURITY_MODES", "EmailSender", "InvalidAddress", "SmtpConnection",
            "normalize_address"]

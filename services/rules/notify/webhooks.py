@@ -34,7 +34,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 
-from services.rules.notify import targets
+import services.rules.notify.targets as targets
 
 __all__ = [
     "RETRY_SCHEDULE",

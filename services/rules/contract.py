@@ -1,20 +1,20 @@
-"""marshmallow schemas of the rules service's RPC payloads (the gateway reuses them for its
-OpenAPI document)."""
+"""The rules service's contract: the marshmallow schemas of its RPC payloads (the gateway
+reuses them for its OpenAPI document), the schemas of the events it publishes (exchange
+`rules.events`) and the constants callers need to build payloads. Nothing else: the gateway
+imports only this module of the rules service."""
 
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from services.rules.domain.rules import ACTION_TYPES, PRIORITIES, TRIGGER_TYPES
+from shared.kernel.schemas import PageSchema, ScopeSchema, StrictSchema
+
+__all__ = ["PageSchema", "ScopeSchema", "StrictSchema"]  # re-exported: the kernel's
 
 RUN_STATUSES = ("running", "retrying", "completed", "failed", "stopped", "no_match", "error")
 TASK_STATUSES = ("open", "done")
 RECORD_TYPES = ("lead", "customer", "opportunity", "contact", "ticket", "contract")
-
-
-class StrictSchema(Schema):
-    class Meta:
-        unknown = RAISE
 
 
 class TriggerSchema(Schema):
@@ -90,23 +90,12 @@ class RunFiltersSchema(StrictSchema):
     matched = fields.Boolean()
 
 
-class ScopeSchema(StrictSchema):
-    all = fields.Boolean(load_default=False)
-    owner_ids = fields.List(fields.String(), load_default=list)
-    include_pool = fields.Boolean(load_default=False)
-
-
 class TaskFiltersSchema(StrictSchema):
     record_type = fields.String(validate=validate.OneOf(RECORD_TYPES))
     record_id = fields.String()
     assignee_id = fields.String()
     status = fields.String(validate=validate.OneOf(TASK_STATUSES))
     overdue = fields.Boolean()
-
-
-class PageSchema(StrictSchema):
-    cursor = fields.String(allow_none=True, load_default=None)
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
 
 
 class SnoozeSchema(StrictSchema):
@@ -145,3 +134,98 @@ class TaskCreateSchema(StrictSchema):
     assignee_id = fields.String(required=True)
     priority = fields.String(load_default="normal", validate=validate.OneOf(PRIORITIES))
     due_at = fields.AwareDateTime(allow_none=True)
+
+
+# --------------------------------------------------------------------------- events out
+
+
+class RunSchema(Schema):
+    id = fields.String(required=True)
+    rule_id = fields.String(required=True)
+    rule_version = fields.Integer(required=True)
+    trigger = fields.String(required=True, metadata={"description": "event, timer, schedule"})
+    event_id = fields.String(allow_none=True)
+    event_type = fields.String(allow_none=True)
+    record_key = fields.String(allow_none=True)
+    matched = fields.Boolean(allow_none=True)
+    status = fields.String(required=True,
+                           metadata={"description": "completed, failed, stopped, no_match"})
+    reason = fields.String(allow_none=True)
+    actions = fields.List(fields.Dict(), required=True)
+    correlation_id = fields.String(allow_none=True)
+
+
+class RuleRunCompleted(Schema):
+    run = fields.Nested(RunSchema, required=True)
+
+
+class TaskSchema(Schema):
+    id = fields.String(required=True)
+    title = fields.String(required=True)
+    description = fields.String(allow_none=True)
+    record_type = fields.String(allow_none=True)
+    record_id = fields.String(allow_none=True)
+    assignee_id = fields.String(allow_none=True)
+    status = fields.String(required=True)
+    priority = fields.String(required=True)
+    due_at = fields.String(allow_none=True)
+    snoozed_until = fields.String(allow_none=True)
+    overdue = fields.Boolean(required=True)
+    rule_id = fields.String(allow_none=True)
+    run_id = fields.String(allow_none=True)
+    created_at = fields.String(required=True)
+    updated_at = fields.String(required=True)
+    completed_at = fields.String(allow_none=True)
+    completed_by = fields.String(allow_none=True)
+
+
+class TaskEvent(Schema):
+    task = fields.Nested(TaskSchema, required=True)
+
+
+class TaskReassigned(Schema):
+    task = fields.Nested(TaskSchema, required=True)
+    previous_assignee_id = fields.String(allow_none=True)
+
+
+class NotificationSchema(Schema):
+    id = fields.String(required=True)
+    user_id = fields.String(required=True)
+    title = fields.String(required=True)
+    body = fields.String(allow_none=True)
+    record_type = fields.String(allow_none=True)
+    record_id = fields.String(allow_none=True)
+    rule_id = fields.String(allow_none=True)
+    run_id = fields.String(allow_none=True)
+    created_at = fields.String(required=True)
+    read_at = fields.String(allow_none=True)
+
+
+class NotificationCreated(Schema):
+    notification = fields.Nested(NotificationSchema, required=True)
+
+
+class WebhookDeliveryFailed(Schema):
+    delivery_id = fields.String(required=True)
+    subscription_id = fields.String(required=True)
+    event_type = fields.String(required=True)
+    attempts = fields.Integer(required=True)
+    last_status_code = fields.Integer(allow_none=True)
+    last_error = fields.String(allow_none=True)
+
+
+class WebhookSubscriptionDisabled(Schema):
+    subscription_id = fields.String(required=True)
+    reason = fields.String(required=True)
+
+
+EVENT_SCHEMAS: dict[str, type[Schema]] = {
+    "rule_run_completed": RuleRunCompleted,
+    "task_created": TaskEvent,
+    "task_completed": TaskEvent,
+    "task_reassigned": TaskReassigned,
+    "task_snoozed": TaskEvent,
+    "notification_created": NotificationCreated,
+    "webhook_delivery_failed": WebhookDeliveryFailed,
+    "webhook_subscription_disabled": WebhookSubscriptionDisabled,
+}

@@ -1,0 +1,74 @@
+"""The projections the intake keeps from events: the directory of users and teams (from the
+gateway's events) and the last snapshot of every record, with what changed since."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
+
+from services.rules.domain import records
+from services.rules.models import DirectoryTeam, DirectoryUser, RecordSnapshot
+from shared.db import insert_row
+
+CLOSED_LEAD_STATUSES = ("converted", "disqualified")
+# Statements every event runs, built once and run on the connection: the ORM's path (a
+# `session.get`, an object to flush) cost several times the query on these small rows.
+RECORDS = RecordSnapshot.__table__
+SNAPSHOT_DATA = select(RECORDS.c.data).where(RECORDS.c.key == bindparam("key"))
+SNAPSHOT_OWNER = select(RECORDS.c.owner_id).where(RECORDS.c.key == bindparam("key"))
+# Sets the columns named in its parameters besides `record_key`.
+UPDATE_SNAPSHOT = update(RECORDS).where(RECORDS.c.key == bindparam("record_key"))
+
+
+def project_directory(session: Session, event_type: str, data: dict[str, Any]) -> None:
+    """`gateway.user_changed` / `gateway.team_changed` into the directory projection."""
+    if event_type == "user_changed" and isinstance(data.get("user"), dict):
+        user = data["user"]
+        row = session.get(DirectoryUser, user["id"]) or DirectoryUser(id=user["id"])
+        row.username = user.get("username") or user["id"]
+        row.display_name = user.get("display_name")
+        row.email = user.get("email")
+        row.role = user.get("role") or "sales_rep"
+        row.team_id = user.get("team_id")
+        row.active = bool(user.get("active", True))
+        session.merge(row)
+    elif event_type == "team_changed" and isinstance(data.get("team"), dict):
+        team = data["team"]
+        row = session.get(DirectoryTeam, team["id"]) or DirectoryTeam(id=team["id"])
+        row.name = team.get("name") or team["id"]
+        row.manager_id = team.get("manager_id")
+        session.merge(row)
+
+
+def store_snapshot(
+    session: Session, data: dict[str, Any], now: datetime
+) -> tuple[str | None, dict[str, Any] | None, dict[str, Any], bool]:
+    """The event's record, what changed since the stored snapshot (stored anew), and
+    whether the record is seen for the first time."""
+    record_type, record = records.primary_record(data)
+    if record_type is None or record is None:
+        return None, None, {}, False
+    key = records.record_key(record_type, str(record["id"]))
+    connection = session.connection()
+    previous = connection.execute(SNAPSHOT_DATA, {"key": key}).scalar()
+    if len(record) <= 1:  # only an id: use what we know
+        return record_type, dict(previous) if previous else record, {}, False
+    if (
+        previous and previous.get("updated_at") and record.get("updated_at")
+        and str(record["updated_at"]) < str(previous["updated_at"])
+    ):
+        return record_type, previous, {}, False  # an older snapshot arrived late
+    changes = records.changes(previous, record)
+    values = {"owner_id": record.get("owner_id"), "data": record, "updated_at": now,
+              "is_open": not (
+                  record.get("merged_into_id")
+                  or (record_type == "lead" and record.get("status") in CLOSED_LEAD_STATUSES)
+              )}
+    if previous is None:
+        insert_row(session, RECORDS, {"key": key, "record_type": record_type, **values})
+    else:
+        connection.execute(UPDATE_SNAPSHOT, {"record_key": key, **values})
+    return record_type, record, changes, previous is None

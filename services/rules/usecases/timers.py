@@ -1,0 +1,157 @@
+"""Timers: started and rescheduled by events (delay and date triggers) and by saving a rule
+(schedules), cancelled by events (`unless`), and the resume timer that finishes a run whose
+process died (see RESUME_AFTER). Firing them is `firing.py`'s."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from services.rules.clock import Clock
+from services.rules.domain import records, timing
+from services.rules.models import RecordSnapshot, Rule, Timer, TimerCancel
+from services.rules.usecases.dumps import event_summary
+from services.rules.usecases.support import new_id
+from shared import config
+from shared.db import defer_insert
+
+# A run that calls other services gets a `run_resume` timer in the transaction that starts it
+# (or retries or resumes it): if the process dies before the run is finished, the timer resumes
+# it this long after, in whichever rules process takes it (also at start-up: due timers fire
+# at the first tick). A run that finished by then makes the timer a no-op.
+RESUME_AFTER = timedelta(seconds=float(config.env("CRM_RULES_RESUME_SECONDS", "30")))
+TIMERS = Timer.__table__
+TIMER_CANCELS = TimerCancel.__table__
+
+
+class Timers:
+    def __init__(self, clock: Clock, tz: Any) -> None:
+        self.clock = clock
+        self.tz = tz
+        self._resume_timers: dict[str, str] = {}  # run id -> its pending run_resume timer
+
+    def add(
+        self, session: Session, *, kind: str, due_at: datetime, rule: Rule | None,
+        record_key: str | None, payload: dict[str, Any], cancel_keys: list[str] | None = None,
+    ) -> str:
+        timer_id = new_id()
+        defer_insert(session, TIMERS, {
+            "id": timer_id, "kind": kind, "due_at": due_at, "status": "pending",
+            "rule_id": rule.id if rule else None, "rule_version": rule.version if rule else None,
+            "record_key": record_key, "payload": payload, "cancel_keys": cancel_keys or [],
+            "created_at": self.clock.now(),
+        })
+        for key in cancel_keys or []:
+            defer_insert(session, TIMER_CANCELS, {"key": key, "timer_id": timer_id})
+        return timer_id
+
+    # ---- what events do to timers ---------------------------------------------------------
+
+    def cancel_for_event(
+        self, session: Session, keys: dict[str, str], name: str, event_id: str
+    ) -> None:
+        """The pending timers this event cancels (an `unless` about one of its records)."""
+        cancel_keys = [f"{key}|{name}" for key in keys.values()]
+        if not cancel_keys:
+            return
+        timer_ids = session.scalars(
+            select(TimerCancel.timer_id).where(TimerCancel.key.in_(cancel_keys))
+        ).all()
+        if not timer_ids:
+            return
+        session.execute(
+            update(Timer).where(Timer.id.in_(timer_ids), Timer.status == "pending")
+            .values(status="cancelled", outcome=f"cancelled by {name} {event_id}")
+        )
+        session.execute(delete(TimerCancel).where(TimerCancel.timer_id.in_(timer_ids)))
+
+    def _replace_pending(self, session: Session, rule_id: str, record_key: str | None) -> None:
+        ids = session.scalars(
+            select(Timer.id).where(Timer.rule_id == rule_id, Timer.record_key == record_key,
+                                   Timer.status == "pending")
+        ).all()
+        if ids:
+            session.execute(update(Timer).where(Timer.id.in_(ids), Timer.status == "pending")
+                            .values(status="cancelled", outcome="replaced by a newer start"))
+            session.execute(delete(TimerCancel).where(TimerCancel.timer_id.in_(ids)))
+
+    def schedule_delay(
+        self, session: Session, rule: Rule, trigger: dict[str, Any], envelope: dict[str, Any],
+        keys: dict[str, str], now: datetime, fresh: bool = False,
+    ) -> None:
+        record_type = trigger.get("record")
+        key = keys.get(record_type) if record_type else next(iter(keys.values()), None)
+        if key is None:
+            return
+        if not fresh:
+            self._replace_pending(session, rule.id, key)
+        unless = trigger.get("unless") or []
+        self.add(
+            session, kind="rule", due_at=now + timing.parse_duration(trigger["delay"]),
+            rule=rule, record_key=key,
+            payload={"event": event_summary(envelope)},
+            cancel_keys=[f"{key}|{name}" for name in unless],
+        )
+
+    def schedule_date(
+        self, session: Session, rule: Rule, trigger: dict[str, Any], record_type: str,
+        record: dict[str, Any], depth: int, now: datetime, fresh: bool = False,
+    ) -> None:
+        key = records.record_key(record_type, str(record["id"]))
+        if not fresh:
+            self._replace_pending(session, rule.id, key)
+        due = timing.relative_due(
+            record.get(trigger["field"]), now=now, tz=self.tz,
+            offset_days=trigger.get("offset_days", 0),
+            offset_months=trigger.get("offset_months", 0),
+            at=timing.parse_time_of_day(trigger.get("at")), yearly=trigger.get("yearly", False),
+        )
+        if due is not None:
+            self.add(session, kind="date", due_at=due, rule=rule, record_key=key,
+                     payload={"event": {"causation_depth": depth}})
+
+    def schedule_next(self, session: Session, rule: Rule, now: datetime) -> None:
+        """A schedule's next timer."""
+        self.add(session, kind="schedule",
+                 due_at=timing.next_cron(rule.definition["trigger"]["cron"], now, self.tz),
+                 rule=rule, record_key=None, payload={})
+
+    def schedule_rule(self, session: Session, rule: Rule) -> None:
+        """After a rule is saved or enabled: its schedule's next timer; date triggers for the
+        records already known."""
+        trigger = rule.definition["trigger"]
+        now = self.clock.now()
+        if trigger["type"] == "schedule":
+            self._replace_pending(session, rule.id, None)
+            if rule.enabled:
+                self.schedule_next(session, rule, now)
+        elif trigger["type"] == "date" and rule.enabled and trigger.get("record"):
+            snapshots = session.scalars(
+                select(RecordSnapshot).where(RecordSnapshot.record_type == trigger["record"])
+            ).all()
+            for snapshot in snapshots:
+                self.schedule_date(session, rule, trigger, snapshot.record_type,
+                                   snapshot.data, 0, now)
+
+    # ---- resume timers ----------------------------------------------------------------------
+
+    def add_resume(self, session: Session, run_id: str) -> None:
+        # Remembered, so that the transaction finishing the run cancels it (by its key).
+        self._resume_timers[run_id] = self.add(
+            session, kind="run_resume", due_at=self.clock.now() + RESUME_AFTER, rule=None,
+            record_key=None, payload={"run_id": run_id})
+
+    def cancel_resume(self, session: Session, run_id: str) -> None:
+        timer_id = self._resume_timers.pop(run_id, None)
+        if timer_id is not None:
+            session.execute(update(Timer).where(Timer.id == timer_id,
+                                                Timer.status == "pending")
+                            .values(status="cancelled", outcome="the run finished"))
+
+    def add_action_retry(self, session: Session, due: datetime, run_id: str, index: int,
+                         attempt: int) -> None:
+        self.add(session, kind="action_retry", due_at=due, rule=None, record_key=None,
+                 payload={"run_id": run_id, "action_index": index, "attempt": attempt})
