@@ -11,7 +11,8 @@ killed, sent again (`resent`, at most one per kill of rules); a second message i
 The system is healthy and serving within RECOVERY_GOAL (30 s) of the fault's end.
 
 Clients behave as a careful integrator does: a request that fails with a connection error, a
-timeout, a 5xx or a 429 is sent again with the same Idempotency-Key until it gets an answer.
+timeout, a 5xx, a 429 or a 409 "still in progress" is sent again with the same Idempotency-Key
+until it gets an answer.
 """
 
 from __future__ import annotations
@@ -253,6 +254,16 @@ class Entry:
     problems: list[str] = field(default_factory=list)
 
 
+def _in_progress(response: requests.Response) -> bool:
+    if response.status_code != 409:
+        return False
+    try:
+        problem = response.json()
+    except ValueError:
+        return False
+    return str(problem.get("type", "")).endswith("idempotency-key-in-progress")
+
+
 class Load:
     """`total` website leads at `concurrency`, each retried with its Idempotency-Key."""
 
@@ -301,6 +312,12 @@ class Load:
                     entry.status = response.status_code
                     entry.lead_id = response.json()["id"]
                     return
+                if _in_progress(response):
+                    # The key's first request is running, or died with a killed gateway:
+                    # "retry later" (Retry-After), as a careful client does.
+                    entry.problems.append("409 in progress")
+                    time.sleep(min(5.0, float(response.headers.get("Retry-After") or 1)))
+                    continue
                 if response.status_code < 500 and response.status_code != 429:
                     entry.status = response.status_code  # a final answer, and a wrong one
                     entry.problems.append(f"{response.status_code} {response.text[:200]}")
