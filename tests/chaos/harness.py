@@ -3,12 +3,12 @@
 
 A cycle = a load of `leads` website leads at `concurrency`, with one fault injected when a third
 of them have been answered; then the system is left to settle (as long as its effects still
-grow), and every lead of the cycle is
-checked: it exists once, it has exactly its rule effects (an owner, one "call now" task, one
-in-app notification, one e-mail at the SMTP server), its rule run ended; the outboxes are
-drained, the queues empty, and the dead letters are exactly the poison messages sent. E-mails
-count by Message-ID: a copy with the same Message-ID is the one message in flight when rules was
-killed, sent again (`resent`, at most one per kill of rules); a second message is a duplicate.
+grow), and every lead of the cycle is checked: it exists once, it has exactly its rule effects
+(an owner, one "call now" task, one in-app notification, one e-mail at the SMTP server), its
+rule run ended; the outboxes are drained, the queues empty, and the dead letters are exactly
+the poison messages sent. E-mails count by Message-ID: a copy with the same Message-ID is the
+one message in flight when rules was killed, sent again (`resent`, at most one per kill of
+rules); a second message is a duplicate.
 The system is healthy and serving within RECOVERY_GOAL (30 s) of the fault's end.
 
 Clients behave as a careful integrator does: a request that fails with a connection error, a
