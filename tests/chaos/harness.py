@@ -45,8 +45,9 @@ DATABASES = (*SERVICES, "gateway")
 CALL_NOW_RULE = "website-lead-call-now"
 # Settling goes on while the effects still grow (a loaded machine's rules service works off
 # thousands of events and e-mails slowly: that is late, not lost), until nothing has moved for
-# SETTLE_SECONDS, and at most SETTLE_MAX_SECONDS.
-SETTLE_SECONDS = float(os.environ.get("CRM_CHAOS_SETTLE_SECONDS", "120"))
+# SETTLE_SECONDS, and at most SETTLE_MAX_SECONDS. Longer than the e-mail delivery lease (2 min):
+# the deliveries a killed rules process had claimed go out only when it has passed.
+SETTLE_SECONDS = float(os.environ.get("CRM_CHAOS_SETTLE_SECONDS", "180"))
 SETTLE_MAX_SECONDS = float(os.environ.get("CRM_CHAOS_SETTLE_MAX_SECONDS", "1800"))
 RECOVERY_LIMIT = float(os.environ.get("CRM_CHAOS_RECOVERY_LIMIT", "120"))
 # The goal: healthy and serving within this many seconds of the fault's end (the broker's
