@@ -26,11 +26,11 @@ import kombu
 from kombu.utils import json as kombu_json
 from nameko.constants import AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY, LOGIN_METHOD_CONFIG_KEY
 from nameko.exceptions import IncorrectSignature, UnserializableValueError, serialize
-from nameko.rpc import Rpc, RpcConsumer, RpcProxy, get_rpc_exchange
+from nameko.rpc import ReplyListener, Rpc, RpcConsumer, RpcProxy, get_rpc_exchange
 
 from shared import config as shared_config
 from shared import fastpaths
-from shared.consumer import BROKER_ERRORS, settle
+from shared.consumer import BROKER_ERRORS, SafeQueueConsumer, settle
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,15 @@ def reply_body(result: object, exc_info: tuple | None) -> tuple[bytes, object, t
         return kombu_json.dumps({"result": None, "error": error}).encode(), None, exc_info
 
 
+class RpcQueueConsumer(SafeQueueConsumer):
+    """The queue consumer of RPC requests and of the replies to this service's own calls: one
+    of its own (nameko shares an extension per class), so that events held by their handlers
+    never take the prefetch slots a reply needs; and safe, as an ack that meets a dead broker
+    connection must not end the process (nameko's reply listener acks every reply at once)."""
+
+
 class ReplyingRpcConsumer(RpcConsumer):
+    queue_consumer = RpcQueueConsumer()
     replies: ReplyLink | None = None  # None: nameko's responder replies (fast path off)
     _lost_by_nameko = 0
 
@@ -176,9 +184,20 @@ class ServiceRpc(Rpc):
 rpc = ServiceRpc.decorator
 
 
+class SafeReplyListener(ReplyListener):
+    """nameko's listener for the replies to our calls, on the safe queue consumer: its ack of a
+    reply used to meet a broker killed a moment before and end the whole service."""
+
+    queue_consumer = RpcQueueConsumer()
+
+
+class SafeRpcProxy(RpcProxy):
+    rpc_reply_listener = SafeReplyListener()
+
+
 def rpc_proxy(service: str) -> RpcProxy:
     """A dependency calling another service. Requests are transient, with a TTL of the call
     timeout: the caller's timeout answers for a lost request, and a request nobody took in time
     is dropped rather than run late. They stay confirmed: with the mandatory flag, the confirm
     is what tells an unknown service at once."""
-    return RpcProxy(service, delivery_mode=1, expiration=shared_config.rpc_timeout())
+    return SafeRpcProxy(service, delivery_mode=1, expiration=shared_config.rpc_timeout())

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from services.gateway.models import IdempotencyKey
 from services.gateway.problems import PROBLEM_BASE, ApiProblem
 from services.gateway.store import Store
+from shared import config
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -46,11 +47,22 @@ class StoredResponse:
         return response
 
 
+def reservation_lease() -> timedelta:
+    """How long a reserved key (its request running) holds off a repeat. Past it the request
+    is taken for dead with its process (a kill -9 of the gateway leaves its reservations for
+    ever: nothing finishes or abandons them), and a repeat runs the command again; the
+    services replay what a key already did (leads.create_lead). Well above the longest
+    request (gunicorn's timeout is the RPC timeout + 20 s)."""
+    return timedelta(seconds=float(config.env(
+        "CRM_IDEMPOTENCY_LEASE_SECONDS", str(max(60.0, 3 * config.rpc_timeout())))))
+
+
 class Idempotency:
     def __init__(self, store: Store, ttl: timedelta = timedelta(hours=24),
-                 purge_every_seconds: float = 600.0):
+                 purge_every_seconds: float = 600.0, lease: timedelta | None = None):
         self.store = store
         self.ttl = ttl
+        self.lease = lease if lease is not None else reservation_lease()
         self.purge_every_seconds = purge_every_seconds
         self._last_purge = 0.0
         self._lock = threading.Lock()
@@ -96,6 +108,9 @@ class Idempotency:
                         type_=PROBLEM_BASE + "idempotency-key-mismatch",
                         errors={HEADER: ["Already used with a different method, path or body."]},
                     )
+                if row.status_code is None and row.created_at < datetime.now(UTC) - self.lease:
+                    session.delete(row)  # its request died with its process
+                    continue
                 if row.status_code is None:
                     raise ApiProblem(
                         409,

@@ -1,6 +1,7 @@
 """The short form of `make chaos` inside `make test`: on SQLite, a lead load through a broker
-kill -9, a kill -9 of the rules and the leads services, and poison messages. Nothing is lost,
-duplicated or left without its effects, and no one restarts anything by hand."""
+kill -9, a kill -9 of the rules and the leads services and of the gateway (its requests in
+flight), and poison messages. Nothing is lost, duplicated or left without its effects, and no
+one restarts anything by hand."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from tests.chaos import harness
 from tests.chaos.node import unavailable_reason
 
 LEADS = int(os.environ.get("CRM_CHAOS_TEST_LEADS", "150"))
-SCENARIOS = ["broker-kill", "kill-rules", "kill-leads", "poison"]
+SCENARIOS = ["broker-kill", "kill-rules", "kill-leads", "kill-gateway", "poison"]
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 from shared.consumer import SafeQueueConsumer, event_handler
 from shared.db import Database, get_engine
 from shared.inbox import first_delivery, inbox_table
-from shared.rpc import ReplyingRpcConsumer, rpc
+from shared.rpc import ReplyingRpcConsumer, rpc, rpc_proxy
 from tests.e2e.system import BrokerProxy
 
 pytestmark = pytest.mark.integration
@@ -65,6 +65,17 @@ class OutageService:
     @rpc
     def echo(self, n: int) -> int:
         return n
+
+
+class CallerService:
+    """Calls the probe, as rules calls leads and sales."""
+
+    name = "outage_caller"
+    probe = rpc_proxy("outage_probe")
+
+    @rpc
+    def relay(self, n: int) -> int:
+        return self.probe.echo(n)
 
 
 @pytest.fixture
@@ -130,7 +141,7 @@ def test_a_handler_that_cannot_ack_leaves_the_process_alive(
     # The socket dies under the consumer before it notices (as in a broker kill -9): the
     # handler, released at once, returns and its ack is the first to meet the dead socket.
     queue_consumer = next(ext for ext in container.extensions
-                          if isinstance(ext, SafeQueueConsumer))
+                          if type(ext) is SafeQueueConsumer)  # the events' (not the RPCs')
     for consumer in queue_consumer._consumers.values():
         consumer.channel.connection.sock.shutdown(socket.SHUT_RDWR)
     GATE.release.send(True)
@@ -176,3 +187,36 @@ def test_a_reply_that_meets_the_broker_down_leaves_the_process_alive(
         wait_until(answers)
     assert not container._died.ready()
     stop(container)
+
+
+def test_a_reply_whose_ack_meets_a_dead_connection_leaves_the_caller_alive(
+    container_factory, nameko_config, outage_db, monkeypatch
+):
+    """A broker kill -9 while rules waited for leads' reply: the reply listener's ack met the
+    dead socket, and the exception ended rules for good (the chaos suite's broker kill)."""
+    import kombu.message
+
+    real_ack = kombu.message.Message.ack
+    failed: list[str] = []
+
+    def ack(message, *args, **kwargs):
+        is_reply = (message.delivery_info.get("exchange") == "nameko-rpc"
+                    and not str(message.delivery_info.get("routing_key")).startswith("outage_"))
+        if is_reply and not failed:
+            failed.append(message.properties.get("correlation_id"))
+            raise ConnectionResetError(104, "Connection reset by peer")
+        return real_ack(message, *args, **kwargs)
+
+    monkeypatch.setattr(kombu.message.Message, "ack", ack)
+    probe = container_factory(OutageService, nameko_config)
+    caller = container_factory(CallerService, nameko_config)
+    probe.start()
+    caller.start()
+    with ServiceRpcProxy("outage_caller", nameko_config, timeout=30) as client:
+        assert client.relay(3) == 3
+        assert failed, "the reply's ack was not made to fail"
+        eventlet.sleep(0.5)
+        assert not caller._died.ready(), "a reply's failed ack must not end the service"
+        assert client.relay(4) == 4
+    stop(caller)
+    stop(probe)

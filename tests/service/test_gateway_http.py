@@ -166,6 +166,37 @@ def test_idempotency_does_not_keep_503(client: FlaskClient, org: dict, fake_rpc:
     assert retry.status_code == 201 and "Idempotent-Replayed" not in retry.headers
 
 
+def test_a_reservation_left_by_a_dead_gateway_expires(client: FlaskClient, org: dict,
+                                                      fake_rpc: FakeRpc, app: Any) -> None:
+    """A gateway killed mid-request leaves its key reserved: the retry gets 409 "in progress"
+    while the request could still be running, then (past the lease) runs again, and the
+    service replays what the key did."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from services.gateway.models import IdempotencyKey
+
+    gw = app.extensions["crm_gateway"]
+    headers = {**auth(org, "zhangwei"), "Idempotency-Key": "k-dead"}
+    fake_rpc.on("leads", "create_lead", created)
+    # What the dead request left: its reservation, no answer.
+    gw.idempotency.begin(org["zhangwei"]["id"], "k-dead", "POST", "/leads?",
+                         client.application.json.dumps(NEW_LEAD).encode())
+    in_progress = client.post("/leads", json=NEW_LEAD, headers=headers)
+    assert assert_problem(in_progress, 409)["type"].endswith("idempotency-key-in-progress")
+    assert not fake_rpc.calls
+
+    with gw.store.begin() as session:
+        session.execute(update(IdempotencyKey).where(IdempotencyKey.key == "k-dead").values(
+            created_at=datetime.now(UTC) - gw.idempotency.lease - timedelta(seconds=1)))
+    retry = client.post("/leads", json=NEW_LEAD, headers=headers)
+    assert retry.status_code == 201, retry.json
+    assert fake_rpc.calls[-1]["kwargs"]["idempotency_key"].endswith(":k-dead")
+    again = client.post("/leads", json=NEW_LEAD, headers=headers)
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+
+
 def test_rate_limit_429(make_app: Any, org: dict) -> None:
     client = make_app(rate_limit=1, rate_burst=2).test_client()
     headers = auth(org, "lina")

@@ -5,10 +5,13 @@ each case here would take gigabytes or minutes without the budget)."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from services.rules.notify.templates import (
     MAX_OUTPUT_CHARS,
+    MAX_RENDER_SECONDS,
     BudgetExceeded,
     TemplateError,
     check_template,
@@ -78,3 +81,22 @@ def test_ordinary_templates_render_as_before() -> None:
 def test_expandtabs_is_not_allowed() -> None:
     with pytest.raises(TemplateError):
         render("{{ ('\t' * 10000).expandtabs(10000) }}", {})
+
+
+class _Descheduled:
+    """A value whose rendering waits without using the CPU, as a render does when a loaded
+    machine leaves the process without a core for a while."""
+
+    def __init__(self, text: str, wait: float) -> None:
+        self.text = text
+        self.wait = wait
+
+    def __str__(self) -> str:
+        time.sleep(self.wait)
+        return self.text
+
+
+def test_the_time_budget_counts_the_renders_cpu_not_the_wall_clock() -> None:
+    lead = {"name": _Descheduled("王芳", MAX_RENDER_SECONDS * 1.5)}
+    rendered = render("新线索：{{ lead.name }}，请立即致电", {"lead": lead})
+    assert rendered == "新线索：王芳，请立即致电"

@@ -11,7 +11,7 @@ budget (`BudgetExceeded`, a `TemplateError`, says which part ran out):
   string methods) at most `MAX_OUTPUT_CHARS` characters; numbers given to filters and
   methods (widths, counts) at most as large; integers at most `MAX_INT_BITS` bits;
 - loop iterations and calls (macros, methods) at most `MAX_STEPS` in one render;
-- at most `MAX_RENDER_SECONDS` of time.
+- at most `MAX_RENDER_SECONDS` of CPU time.
 A value is refused before it is built where its size can be foreseen. `check_template` also
 renders the template once with no data, so that what exceeds the budget whatever the record
 (`{{ 'x' * 1000000 }}`, nested loops over large ranges) is refused when the rule is saved.
@@ -56,18 +56,23 @@ class BudgetExceeded(TemplateError):
 
 
 class _Budget:
+    """The time is the CPU time of this thread, not the wall clock: a render never yields, so
+    that is the template's own cost, while a loaded machine that leaves the process waiting
+    for a core (or another thread holding it) must not fail a trivial template for good (the
+    fault suite saw "{{ lead.name }}" refused after 0.25 s, and its notification lost)."""
+
     __slots__ = ("deadline", "steps")
 
     def __init__(self) -> None:
         self.steps = 0
-        self.deadline = time.monotonic() + MAX_RENDER_SECONDS
+        self.deadline = time.thread_time() + MAX_RENDER_SECONDS
 
     def step(self, count: int = 1) -> None:
         self.steps += count
         if self.steps > MAX_STEPS:
             raise BudgetExceeded(
                 f"more than {MAX_STEPS} loop iterations and calls in one render")
-        if time.monotonic() > self.deadline:
+        if time.thread_time() > self.deadline:
             raise BudgetExceeded(f"rendering took more than {MAX_RENDER_SECONDS:g} s")
 
 
