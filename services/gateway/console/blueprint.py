@@ -57,6 +57,8 @@ def index() -> Response:
 def client_route(path: str = "") -> Response:
     if not path.startswith(ASSETS):
         return _index()  # a client route (/console/leads, /console/customers/<id>): the SPA
+    if ".." in path.split("/"):  # only files under assets/ (send_from_directory keeps to dist/)
+        return problem_response(404, detail=f"No console file {path}.")
     try:
         response = send_from_directory(DIST, path, max_age=_YEAR)
     except NotFound:

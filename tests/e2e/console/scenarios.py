@@ -81,10 +81,11 @@ def rep_flow(console: Console, params: dict[str, Any]) -> dict[str, Any]:
 
     # The score's breakdown.
     row.get_by_role("button", name=re.compile("评分明细")).click()
-    expect(page.locator('[data-test="score-breakdown"]')).to_contain_text("Came in through the website")
+    breakdown = page.locator('[data-test="score-breakdown"]')
+    expect(breakdown).to_contain_text("Came in through the website")
     console.shot(page, "04-score-breakdown")
     page.keyboard.press("Escape")
-    expect(page.locator('[data-test="score-breakdown"]')).to_be_hidden()
+    expect(breakdown).to_be_hidden()
 
     # The same phone again: the 409 offers the merge.
     page.locator('[data-test="new-lead"]').click()
@@ -163,8 +164,8 @@ def rep_flow(console: Console, params: dict[str, Any]) -> dict[str, Any]:
 def manager_view(console: Console, params: dict[str, Any]) -> dict[str, Any]:
     page = console.sign_in("manager")
     page.get_by_role("tab", name="全部可见").click()
-    page.locator('[data-test="lead-search"] input').fill(params["name"])
-    page.locator('[data-test="lead-search"] input').press("Enter")
+    page.locator('input[data-test="lead-search"]').fill(params["name"])
+    page.locator('input[data-test="lead-search"]').press("Enter")
     row = _row(page, "lead-table", params["name"])
     expect(row).to_have_count(1)
     expect(row).to_contain_text(params["rep_display_name"])
@@ -187,8 +188,8 @@ def other_team_rep(console: Console, params: dict[str, Any]) -> dict[str, Any]:
     page = console.sign_in(params["rep"])
     for tab in ("我的线索", "公海"):
         page.get_by_role("tab", name=tab).click()
-        page.locator('[data-test="lead-search"] input').fill(name)
-        page.locator('[data-test="lead-search"] input').press("Enter")
+        page.locator('input[data-test="lead-search"]').fill(name)
+        page.locator('input[data-test="lead-search"]').press("Enter")
         _expect_empty(page, "lead-table")
     page.goto(console.url + "/console/board")
     expect(page.locator('[data-test="board"]')).to_be_visible()
@@ -224,9 +225,14 @@ def phone_screens(console: Console, params: dict[str, Any]) -> dict[str, Any]:
     page.wait_for_url("**/console/board")
     expect(page.locator('[data-test="column"]').first).to_be_visible()
     width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= PHONE["width"] + 1, f"the board is {width}px wide on a {PHONE['width']}px screen"
+    assert width <= PHONE["width"] + 1, f"the board is {width}px wide on a phone"
     console.shot(page, "41-phone-board")
-    # English, chosen once, for the sign-in page and all screens after it.
+    # English, chosen in the header, for every screen after it.
+    page.locator(".locale").click()
+    page.get_by_role("option", name="English").click()
+    expect(page.locator("h1")).to_contain_text("Pipeline board")
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    console.shot(page, "42-phone-board-english")
     return {"scroll_width": width}
 
 
