@@ -236,9 +236,20 @@ def phone_screens(console: Console, params: dict[str, Any]) -> dict[str, Any]:
     return {"scroll_width": width}
 
 
+def outage(console: Console, params: dict[str, Any]) -> dict[str, Any]:
+    """The gateway has lost the broker: sign-in still works (it is the gateway's own), and the
+    lead inbox says, in the user's language, when to try again (503 with Retry-After)."""
+    page = console.sign_in(params["rep"])
+    alert = page.get_by_role("alert").filter(has_text="服务暂时不可用")
+    expect(alert).to_contain_text(re.compile(r"请 \d+ 秒后重试"))
+    console.shot(page, "50-outage-503")
+    return {"alert": alert.first.inner_text()}
+
+
 SCENARIOS: dict[str, Callable[[Console, dict[str, Any]], dict[str, Any]]] = {
     "rep_flow": rep_flow,
     "manager_view": manager_view,
     "other_team_rep": other_team_rep,
     "phone_screens": phone_screens,
+    "outage": outage,
 }

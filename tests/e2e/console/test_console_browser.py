@@ -92,3 +92,11 @@ def test_phone_width(system: System, chromium: str) -> None:
     result = run_scenario("phone_screens", {"url": system.url, "artefacts": str(ARTEFACTS),
                                             "rep": REP})
     assert result["scroll_width"] <= 391
+
+
+def test_an_outage_is_a_retry_later_message(system: System, chromium: str) -> None:
+    with system.broker_unavailable():
+        assert system.get("/leads", user=REP).status_code == 503  # the premise
+        result = run_scenario("outage", {"url": system.url, "artefacts": str(ARTEFACTS),
+                                         "rep": REP})
+    assert "秒后重试" in result["alert"]
