@@ -10,7 +10,7 @@ STAMP := $(VENV)/.requirements-installed
 DEVCTL_PY = $(if $(wildcard $(PY)),$(PY),$(PYTHON))
 PYTEST_ARGS ?=
 
-.PHONY: help venv run stop status test test-unit chaos bench lint catalogue clean
+.PHONY: help venv run stop status test test-unit chaos bench lint catalogue generate clean
 
 help: ## list the targets
 	@echo "make <target>:"
@@ -52,6 +52,9 @@ lint: venv ## ruff
 
 catalogue: venv ## regenerate docs/events.md from the event schemas
 	$(PY) -m shared.catalogue
+
+generate: ## rewrite deploy/Procfile, deploy/k8s, deploy/README's table from shared/registry.py
+	$(DEVCTL_PY) -m deploy.generate
 
 clean: stop ## stop, then remove var/ (run state, logs, local databases) and caches
 	rm -rf var .ruff_cache .pytest_cache

@@ -37,30 +37,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script, only deploy/ is on the path
+    sys.path.insert(0, str(ROOT))
 
-# The one list of nameko services started by `make run`, the e2e fixture, status and stop, in
-# start order (rules first: its queue receives every event). Each runs as
-# `nameko run --config deploy/nameko.yaml <service_target(name)>` with its own HTTP port
-# (WEB_SERVER_ADDRESS) for /health and /metrics. Add a service when it exists.
-SERVICES: tuple[str, ...] = ("rules", "leads", "sales")
+from shared import registry  # noqa: E402 - standard library only, like this module
+
+# The nameko services started by `make run`, the e2e fixture, status and stop, in start order
+# (rules first: its queue receives every event): the present services of shared/registry.py.
+# Each runs as `nameko run --config deploy/nameko.yaml <service_target(name)>` with its own HTTP
+# port (WEB_SERVER_ADDRESS) for /health and /metrics.
+SERVICES: tuple[str, ...] = registry.start_order()
 
 
-def service_target(name: str) -> str:
+def service_target(name: str, env: Mapping[str, str] | None = None) -> str:
     """What `nameko run` runs: `services.<name>.service:<Name>Service` (e.g. ServiceDeskService).
 
     The class is named because a bare module would also pick up imported mixins with entrypoints.
     """
-    return f"services.{name}.service:{name.title().replace('_', '')}Service"
+    return registry.get(name, env).target
 
-
-# Default HTTP port of every service, planned ones included, so ports never move.
-SERVICE_PORTS: dict[str, int] = {
-    "leads": 8101,
-    "sales": 8102,
-    "contracts": 8103,
-    "service_desk": 8104,
-    "rules": 8105,
-}
 
 GATEWAY = "gateway"
 DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
@@ -109,12 +104,14 @@ def default_data_dir(env: Mapping[str, str]) -> Path:
 def selected_services(env: Mapping[str, str], services: Iterable[str] | None = None) -> list[str]:
     if services is None:
         raw = env.get("CRM_SERVICES", "")
-        services = [s.strip() for s in raw.replace(" ", ",").split(",") if s.strip()] or SERVICES
+        services = [s.strip() for s in raw.replace(" ", ",").split(",") if s.strip()] or (
+            registry.start_order(env))
     chosen = list(dict.fromkeys(services))
-    unknown = [s for s in chosen if not (ROOT / "services" / s).is_dir() or s == GATEWAY]
+    known = registry.names(env)
+    unknown = [s for s in chosen if s not in known]
     if unknown:
         raise DevctlError(
-            f"unknown service(s): {', '.join(unknown)} (known: {', '.join(SERVICES)})"
+            f"unknown service(s): {', '.join(unknown)} (known: {', '.join(known)})"
         )
     return chosen
 
@@ -124,9 +121,9 @@ def service_address(name: str, env: Mapping[str, str]) -> str:
     override = env.get(f"CRM_{name.upper()}_WEB_ADDRESS")
     if override:
         return override
-    port = SERVICE_PORTS.get(name)
+    port = registry.ports(env).get(name)
     if port is None:
-        raise DevctlError(f"no port for {name}: add it to SERVICE_PORTS in deploy/devctl.py "
+        raise DevctlError(f"no port for {name}: add it to shared/registry.py "
                           f"or set CRM_{name.upper()}_WEB_ADDRESS")
     return f"127.0.0.1:{port}"
 
@@ -430,7 +427,7 @@ def plan(
         proc_env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # one process per service: no multiproc
         proc_env.update(process_env.get(name, {}))
         argv = [str(bin_dir / "nameko"), "run", "--config", str(NAMEKO_CONFIG),
-                service_target(name)]
+                service_target(name, env)]
         specs.append(ProcessSpec(name, argv, proc_env, address, str(logs / f"{name}.log")))
     bind = env.get("CRM_GATEWAY_BIND") or DEFAULT_GATEWAY_BIND
     prom_dir = run_dir / "prometheus-gateway"
@@ -601,10 +598,11 @@ def run_step(argv: list[str], env: Mapping[str, str], what: str) -> str:
 
 
 def migrate(env: Mapping[str, str], services: list[str], log: Log = print) -> None:
-    names = [s for s in [*services, GATEWAY] if (ROOT / "services" / s / "migrations").is_dir()]
+    with_database = registry.migrated(env)
+    names = [s for s in [*services, GATEWAY] if s in with_database]
     skipped = [s for s in [*services, GATEWAY] if s not in names]
     if skipped:
-        log(f"note: no migrations/ for {', '.join(skipped)}; not migrated")
+        log(f"note: no database for {', '.join(skipped)}; not migrated")
     if names:
         log(f"Migrating {', '.join(names)} ...")
         run_step([python_exe(), "-m", "shared.migrations", *names], env, "migration")
@@ -618,21 +616,19 @@ def parse_seed(output: str) -> dict:
         raise DevctlError(f"the seed did not print JSON ({exc}):\n{output[-2000:]}") from exc
 
 
-# Demo data of a service beyond the gateway's organisation: `python -m <module>`, run after the
-# gateway's seed when the service is part of the system (each is idempotent).
-SERVICE_SEEDS: dict[str, str] = {"rules": "services.rules.seed"}
-
-
 def seed(env: Mapping[str, str], run_dir: Path, services: Iterable[str] = (),
          log: Log = print) -> dict:
     log("Seeding the demo organisation ...")
     output = run_step([python_exe(), "-m", "services.gateway.seed"], env, "seeding")
     users = parse_seed(output)
     (run_dir / "seed.json").write_text(json.dumps(users, indent=1, ensure_ascii=False) + "\n")
+    # Demo data of a service beyond the gateway's organisation (its `seed` in the registry), run
+    # after the gateway's seed when the service is part of the system (each is idempotent).
     for name in services:
-        if name in SERVICE_SEEDS:
+        module = registry.get(name, env).seed
+        if module:
             log(f"Seeding {name} ...")
-            run_step([python_exe(), "-m", SERVICE_SEEDS[name]], env, f"seeding {name}")
+            run_step([python_exe(), "-m", module], env, f"seeding {name}")
     return users
 
 

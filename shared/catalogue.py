@@ -14,10 +14,12 @@ from typing import Any
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
+from shared import registry
 from shared.config import PROJECT_ROOT
 from shared.envelope import EnvelopeSchema
 
-SERVICES = ("gateway", "leads", "sales", "rules")
+# The producers of events, the gateway first (shared/registry.py).
+SERVICES: tuple[str, ...] = tuple(name for name, _ in registry.event_producers())
 DOCS = PROJECT_ROOT / "docs"
 
 
@@ -29,8 +31,8 @@ def build() -> dict[str, Any]:
     spec = APISpec("crm events", "1", "3.0.3", plugins=[MarshmallowPlugin()])
     spec.components.schema("Envelope", schema=EnvelopeSchema)
     channels: dict[str, Any] = {}
-    for service in SERVICES:
-        schemas = importlib.import_module(f"services.{service}.events").EVENT_SCHEMAS
+    for service, events_module in registry.event_producers():
+        schemas = importlib.import_module(events_module).EVENT_SCHEMAS
         for event_type, schema in sorted(schemas.items()):
             name = schema_name(service, event_type)
             spec.components.schema(name, schema=schema)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import os
@@ -43,6 +44,7 @@ from services.gateway.schemas import ProblemSchema
 from services.gateway.store import Store
 from services.gateway.strict_json import StrictJSONProvider, check_request_input
 from shared import config as shared_config
+from shared import registry
 from shared.context import current_correlation_id
 from shared.logging import JsonFormatter
 
@@ -103,6 +105,7 @@ def require_role(*roles: str) -> Principal:
 def rpc_call(service: str, method: str, **kwargs: Any) -> Any:
     """One RPC with the request's correlation id and actor, measured."""
     principal: Principal | None = g.get("principal")
+    registry.check_call(service, method)  # an undeclared hop is a bug, not a 503 or a timeout
     target = f"{service}.{method}"
     started = time.perf_counter()
     outcome = "ok"
@@ -396,10 +399,8 @@ def create_app(settings: dict[str, Any] | None = None) -> Flask:
         "apiKeyHeader", {"type": "apiKey", "in": "header", "name": "X-API-Key"}
     )
 
-    from services.gateway.resources import identity, leads, rules, sales, sales_numbers, system
-
-    for blueprint in (system, identity, leads, sales, sales_numbers, rules):
-        api.register_blueprint(blueprint.blp)
+    for resource in registry.gateway_resource_modules():  # imported here: they import this
+        api.register_blueprint(importlib.import_module(resource).blp)
 
     app.register_blueprint(docs.assets)
     app.register_blueprint(console)  # a plain blueprint: not in the OpenAPI document

@@ -70,7 +70,7 @@ from services.rules.schemas import (
     WebhookInputSchema,
     WebhookUpdateSchema,
 )
-from shared import config
+from shared import config, registry
 from shared.consumer import all_events_handler
 from shared.context import CallContext, Context
 from shared.db import Database
@@ -144,8 +144,7 @@ class RulesService(PlatformEndpoints):
     events = EventOutbox("rules", outbox, EVENT_SCHEMAS, into_all_events=False)
     context: Context = CallContext()
     entrypoint_metrics = EntrypointMetrics()
-    leads = rpc_proxy("leads")
-    sales = rpc_proxy("sales")
+    # and an RPC client per service with commands a rule may call, named after it: see below
     worker_ctx = WorkerContext()
 
     # -- plumbing --------------------------------------------------------------------------
@@ -163,10 +162,9 @@ class RulesService(PlatformEndpoints):
         return engine
 
     def _call(self, service: str, method: str, **kwargs: Any) -> Any:
-        proxies = {"leads": self.leads, "sales": self.sales}
-        if service not in proxies:
+        if service not in registry.rule_callable_services():
             raise PermanentFailure(f"no RPC client for {service}")
-        reply = getattr(proxies[service], method).call_async(**kwargs)
+        reply = getattr(getattr(self, service), method).call_async(**kwargs)
         with eventlet.Timeout(config.rpc_timeout()):
             return reply.result()
 
@@ -963,3 +961,9 @@ class RulesService(PlatformEndpoints):
             counts = dict(session.execute(
                 select(Timer.status, func.count()).group_by(Timer.status)).all())
         return {"timers": counts}
+
+
+# One RPC client per service with rule commands (shared/registry.py), e.g. `self.leads`; nameko
+# finds dependencies on the class when the container starts, so set after the class is enough.
+for _callee in registry.rule_callable_services():
+    setattr(RulesService, _callee, rpc_proxy(_callee))

@@ -27,9 +27,9 @@ from services.gateway.problems import (
     validation_problem,
 )
 from services.gateway.resources.sales import custom_params, sales_scope
-from services.sales.domain import custom_fields as cf
-from services.sales.domain import imports as import_rules
-from services.sales.domain import numbers as report_rules
+from services.sales.numbers import contract as cf
+from services.sales.numbers import contract as import_rules
+from services.sales.numbers import contract as report_rules
 
 log = logging.getLogger("services.gateway.sales_numbers")
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-RECORD_TYPES = (
-    "lead", "customer", "contact", "opportunity", "followup", "ticket", "contract", "quote",
-    "order", "task",
-)
+from shared import registry
+
+# In the order they are tried on an event's data; the services own them (shared/registry.py).
+RECORD_TYPES: tuple[str, ...] = registry.record_types()
 # Foreign keys by which an event about one record concerns another (a follow-up of a lead).
-LINK_FIELDS = {"lead_id": "lead", "customer_id": "customer", "contact_id": "contact",
-               "opportunity_id": "opportunity"}
+LINK_FIELDS: dict[str, str] = registry.link_fields()
 
 
 def record_key(record_type: str, record_id: str) -> str:

@@ -10,23 +10,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from services.rules.domain import conditions, timing
+from shared import registry
 
 TRIGGER_TYPES = ("event", "delay", "date", "schedule")
 ACTION_TYPES = ("assign", "create_task", "notify", "call", "escalate")
 CHANNELS = ("in_app", "email", "webhook")
 PRIORITIES = ("low", "normal", "high", "urgent")
 ROLES = ("admin", "manager", "sales_rep", "service_agent")
-# Commands of other services a rule may call: the record type it acts on and the arguments it
-# may pass. The record's id is passed as `<record type>_id`; the scope is always everything (the
-# rule acts for the organisation). The owning service checks the command as for any caller
-# (a stage move against the pipeline's exit criteria, for one).
-ALLOWED_CALLS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "leads.release_lead": ("lead", ("reason",)),
-    "leads.change_status": ("lead", ("status", "reason")),
-    "leads.assign_lead": ("lead", ("owner_id",)),
-    "sales.move_opportunity": ("opportunity", ("stage_id", "reason")),
-    "sales.assign_customer": ("customer", ("owner_id",)),
-}
+# Commands of other services a rule may call (their `rule_commands` in shared/registry.py): the
+# record type it acts on and the arguments it may pass. The record's id is passed as
+# `<record type>_id`; the scope is always everything (the rule acts for the organisation). The
+# owning service checks the command as for any caller (a stage move against the pipeline's exit
+# criteria, for one).
+ALLOWED_CALLS: dict[str, tuple[str, tuple[str, ...]]] = registry.rule_callable_commands()
 RECIPIENT_PREFIXES = ("role:", "team:", "team_manager:", "user:")
 RECIPIENTS = ("owner", "owner_manager", "manager_chain", "actor")
 

@@ -1,0 +1,326 @@
+"""The one list of the CRM's services and what the rest of the system needs to know of each.
+
+Read by deploy/devctl.py (what to start, on which port, what to seed), deploy/generate.py (the
+Procfile, the Kubernetes manifests and the migrate job), shared/catalogue.py (whose events),
+the gateway (which resource modules, which RPC commands exist) and the rules service (which
+services it has RPC clients for, which commands a rule may call, which record types there are).
+Adding a service is a folder, one `Service` entry below and a gateway resource module: see
+docs/adding-a-service.md.
+
+Standard library only: devctl imports this module before the virtualenv exists.
+
+Services outside this file (an out-of-tree service, or a test's throw-away one) are added with
+`CRM_EXTRA_SERVICES=<module>[,<module>...]`: each module defines `SERVICES`, a sequence of
+`Service` entries, and must itself import only the standard library and this module.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+EXTRA_SERVICES_ENV = "CRM_EXTRA_SERVICES"
+
+GATEWAY = "gateway"
+# The gateway's own resource modules (health, identity), registered before the services' ones.
+GATEWAY_RESOURCES: tuple[str, ...] = (
+    "services.gateway.resources.system",
+    "services.gateway.resources.identity",
+)
+GATEWAY_EVENTS = "services.gateway.events"
+
+
+@dataclass(frozen=True)
+class RecordType:
+    """A kind of record a service owns. `link_field` is the foreign key (`lead_id`) by which an
+    event about another record concerns one of these; None when no event links to it by id."""
+
+    name: str
+    link_field: str | None = None
+
+
+@dataclass(frozen=True)
+class RuleCommand:
+    """A command a rule may call: the record type it acts on (its id is passed as
+    `<record type>_id`) and the other arguments a rule may pass."""
+
+    acts_on: str
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Service:
+    """One nameko service. `package` defaults to `services.<name>`; the module paths below are
+    derived from it unless given."""
+
+    name: str
+    port: int  # its HTTP port (/health, /metrics) on one machine; fixed so it never moves
+    planned: bool = False  # designed and given a port, but its folder does not exist yet
+    # Every @rpc method of its service class, the ones only the gateway calls included.
+    commands: tuple[str, ...] = ()
+    # The commands a rule may call (a subset of `commands`), by command name.
+    rule_commands: Mapping[str, RuleCommand] = field(default_factory=dict)
+    records: tuple[RecordType, ...] = ()
+    events: bool = True  # it publishes events with schemas in `<package>.events`
+    database: bool = True  # it keeps a database migrated from `<package>/migrations`
+    seed: str | None = None  # a module `python -m` runs for its demo data, after the gateway's
+    gateway_resources: tuple[str, ...] = ()  # modules with a flask-smorest `blp`
+    # Its queue receives every event (rules): started first, so no event goes unseen.
+    receives_all_events: bool = False
+    package: str = ""
+
+    @property
+    def module_root(self) -> str:
+        return self.package or f"services.{self.name}"
+
+    @property
+    def class_name(self) -> str:
+        return self.name.title().replace("_", "") + "Service"
+
+    @property
+    def target(self) -> str:
+        """What `nameko run` runs: `services.<name>.service:<Name>Service`. The class is named
+        because a bare module would also pick up imported mixins with entrypoints."""
+        return f"{self.module_root}.service:{self.class_name}"
+
+    @property
+    def events_module(self) -> str | None:
+        return f"{self.module_root}.events" if self.events else None
+
+
+# In this order: ports ascend with it for the services of today, and it is the order of the
+# record types (which the rules service tries in turn on an event's data) and of the gateway's
+# resources (which is the order of the OpenAPI document).
+BUILT_IN: tuple[Service, ...] = (
+    Service(
+        "leads", 8101,
+        commands=(
+            "ping", "create_lead", "get_lead", "list_leads", "change_status", "assign_lead",
+            "claim_lead", "release_lead", "merge_leads", "record_behaviour",
+            "get_scoring_model", "set_scoring_model",
+        ),
+        rule_commands={
+            "release_lead": RuleCommand("lead", ("reason",)),
+            "change_status": RuleCommand("lead", ("status", "reason")),
+            "assign_lead": RuleCommand("lead", ("owner_id",)),
+        },
+        records=(RecordType("lead", "lead_id"),),
+        gateway_resources=("services.gateway.resources.leads",),
+    ),
+    Service(
+        "sales", 8102,
+        commands=(
+            "ping",
+            # customers and contacts
+            "create_customer", "get_customer", "list_customers", "update_customer",
+            "merge_customers", "find_duplicate_customers", "tag_customer", "assign_customer",
+            "customer_insights", "create_contact", "get_contact", "list_contacts",
+            "update_contact", "record_followup", "list_followups", "convert_lead",
+            # pipelines and opportunities
+            "create_pipeline", "get_pipeline", "list_pipelines", "update_pipeline",
+            "create_opportunity", "get_opportunity", "list_opportunities",
+            "update_opportunity", "move_opportunity", "opportunity_board",
+            # numbers: custom fields, quotas, reports, imports and exports
+            "define_custom_field", "list_custom_fields", "update_custom_field", "set_quota",
+            "list_quotas", "quota_performance", "funnel", "forecast", "forecast_accuracy",
+            "take_forecast_snapshot", "list_forecast_snapshots", "channel_conversion",
+            "dormant_customers", "drill_down", "start_import", "get_import", "export",
+        ),
+        rule_commands={
+            "move_opportunity": RuleCommand("opportunity", ("stage_id", "reason")),
+            "assign_customer": RuleCommand("customer", ("owner_id",)),
+        },
+        records=(
+            RecordType("customer", "customer_id"),
+            RecordType("contact", "contact_id"),
+            RecordType("opportunity", "opportunity_id"),
+            RecordType("followup"),
+        ),
+        gateway_resources=(
+            "services.gateway.resources.sales",
+            "services.gateway.resources.sales_numbers",
+        ),
+    ),
+    Service("service_desk", 8104, planned=True, records=(RecordType("ticket"),)),
+    Service(
+        "contracts", 8103, planned=True,
+        records=(RecordType("contract"), RecordType("quote"), RecordType("order")),
+    ),
+    Service(
+        "rules", 8105,
+        commands=(
+            "ping",
+            "create_rule", "get_rule", "list_rules", "update_rule", "set_rule_enabled",
+            "dry_run", "list_runs", "get_run",
+            "create_task", "get_task", "list_tasks", "complete_task", "reassign_task",
+            "snooze_task", "list_notifications", "mark_notification_read",
+            "create_webhook", "get_webhook", "list_webhooks", "update_webhook",
+            "delete_webhook", "list_webhook_deliveries", "replay_webhook_delivery",
+            "get_member_settings", "set_member_settings",
+            "get_clock", "advance_clock", "timer_stats",
+        ),
+        records=(RecordType("task"),),
+        seed="services.rules.seed",
+        gateway_resources=("services.gateway.resources.rules",),
+        receives_all_events=True,
+    ),
+)
+
+
+class RegistryError(ValueError):
+    """The registry contradicts itself (two services on one port, an undeclared rule command)."""
+
+
+class UndeclaredCall(LookupError):
+    """An RPC to a service or command the registry does not declare: a bug in the caller."""
+
+
+# --------------------------------------------------------------------------- the entries
+
+
+def services(env: Mapping[str, str] | None = None) -> tuple[Service, ...]:
+    """Every service, planned ones included: the built-in ones, then CRM_EXTRA_SERVICES'."""
+    env = os.environ if env is None else env
+    return _load(env.get(EXTRA_SERVICES_ENV, ""))
+
+
+@functools.lru_cache(maxsize=8)
+def _load(extra_modules: str) -> tuple[Service, ...]:
+    entries = list(BUILT_IN)
+    for module_name in filter(None, (m.strip() for m in extra_modules.split(","))):
+        entries.extend(importlib.import_module(module_name).SERVICES)
+    found = tuple(entries)
+    check(found)
+    return found
+
+
+def present(env: Mapping[str, str] | None = None) -> tuple[Service, ...]:
+    """The services that exist (not planned), in registry order."""
+    return tuple(s for s in services(env) if not s.planned)
+
+
+def get(name: str, env: Mapping[str, str] | None = None) -> Service:
+    for entry in services(env):
+        if entry.name == name:
+            return entry
+    raise KeyError(f"no service {name!r} in shared/registry.py")
+
+
+def names(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    return tuple(s.name for s in present(env))
+
+
+def start_order(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The present services as they are started: those receiving every event first."""
+    found = present(env)
+    return tuple(s.name for s in found if s.receives_all_events) + tuple(
+        s.name for s in found if not s.receives_all_events)
+
+
+def ports(env: Mapping[str, str] | None = None) -> dict[str, int]:
+    """Every service's HTTP port, planned ones included, so ports never move."""
+    return {s.name: s.port for s in services(env)}
+
+
+def migrated(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """What the migrate step upgrades, in order: every present service's database, then the
+    gateway's."""
+    return (*(s.name for s in present(env) if s.database), GATEWAY)
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def event_producers(env: Mapping[str, str] | None = None) -> tuple[tuple[str, str], ...]:
+    """(producer, events module) of everything that publishes events: the gateway first."""
+    return ((GATEWAY, GATEWAY_EVENTS),
+            *((s.name, s.events_module) for s in present(env) if s.events_module))
+
+
+def gateway_resource_modules(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The modules whose `blp` the gateway registers, in order."""
+    return (*GATEWAY_RESOURCES, *(m for s in present(env) for m in s.gateway_resources))
+
+
+def record_types() -> tuple[str, ...]:
+    """Every record type of every service, planned ones included, in registry order."""
+    return tuple(r.name for s in services() for r in s.records)
+
+
+def link_fields() -> dict[str, str]:
+    """Foreign key -> record type, for the record types that events link to by id."""
+    return {r.link_field: r.name for s in services() for r in s.records if r.link_field}
+
+
+def rule_callable_commands() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """`<service>.<command>` -> (record type it acts on, arguments a rule may pass)."""
+    return {f"{s.name}.{command}": (spec.acts_on, spec.args)
+            for s in present() for command, spec in s.rule_commands.items()}
+
+
+def rule_callable_services() -> tuple[str, ...]:
+    """The services the rules service keeps an RPC client for: those with rule commands."""
+    return tuple(s.name for s in present() if s.rule_commands)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def is_declared(service: str, command: str, env: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if env is None else env
+    return (service, command) in _declared(env.get(EXTRA_SERVICES_ENV, ""))
+
+
+@functools.lru_cache(maxsize=8)
+def _declared(extra_modules: str) -> frozenset[tuple[str, str]]:
+    return frozenset((s.name, c) for s in _load(extra_modules) if not s.planned
+                     for c in s.commands)
+
+
+def check_call(service: str, command: str) -> None:
+    """Raise UndeclaredCall unless `service.command` is declared: cheap enough for every call."""
+    if (service, command) not in _declared(os.environ.get(EXTRA_SERVICES_ENV, "")):
+        raise UndeclaredCall(f"{service}.{command} is not a command of shared/registry.py")
+
+
+def check(entries: tuple[Service, ...]) -> None:
+    """Raise RegistryError where the entries contradict each other or themselves."""
+    problems: list[str] = []
+    seen_names: set[str] = {GATEWAY}
+    seen_ports: dict[int, str] = {}
+    seen_records: set[str] = set()
+    seen_links: set[str] = set()
+    for entry in entries:
+        if not entry.name.isidentifier() or not entry.name.islower():
+            problems.append(f"{entry.name!r}: a service name is a lower-case identifier")
+        if entry.name in seen_names:
+            problems.append(f"{entry.name}: declared twice (or named like the gateway)")
+        seen_names.add(entry.name)
+        if entry.port in seen_ports:
+            problems.append(f"{entry.name}: port {entry.port} is {seen_ports[entry.port]}'s")
+        seen_ports[entry.port] = entry.name
+        if len(set(entry.commands)) != len(entry.commands):
+            problems.append(f"{entry.name}: a command is listed twice")
+        if entry.planned and (entry.commands or entry.rule_commands or entry.gateway_resources
+                              or entry.seed):
+            problems.append(f"{entry.name}: planned, so it has no commands, resources or seed")
+        own_records = {r.name for r in entry.records}
+        for command, spec in entry.rule_commands.items():
+            if command not in entry.commands:
+                problems.append(f"{entry.name}.{command}: a rule command must be a command")
+            if spec.acts_on not in own_records:
+                problems.append(f"{entry.name}.{command}: acts on {spec.acts_on}, which "
+                                f"{entry.name} does not own")
+        for record in entry.records:
+            if record.name in seen_records:
+                problems.append(f"record type {record.name}: owned twice")
+            seen_records.add(record.name)
+            if record.link_field:
+                if record.link_field in seen_links:
+                    problems.append(f"link field {record.link_field}: declared twice")
+                seen_links.add(record.link_field)
+    if problems:
+        raise RegistryError("shared/registry.py: " + "; ".join(problems))
