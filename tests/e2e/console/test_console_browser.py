@@ -42,6 +42,9 @@ def story(system: System, chromium: str) -> Iterator[dict[str, Any]]:
     team = next(t for t in _ok(system.get("/teams", user="admin"))["items"] if t["id"] == team_id)
     mates = [uid for uid in [*team["member_ids"], team["manager_id"]]
              if uid and uid != system.users[REP]]
+    # The rep takes new leads (whatever an earlier test left); the team-mates do not.
+    _ok(system.put(f"/assignment/members/{system.users[REP]}", user="admin",
+                   json={"out_of_office_until": None, "capacity": None}))
     for uid in mates:
         _ok(system.put(f"/assignment/members/{uid}", user="admin",
                        json={"out_of_office_until": FAR_FUTURE}))
