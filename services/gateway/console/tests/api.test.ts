@@ -17,7 +17,7 @@ describe('request', () => {
 
   it('turns a problem into an ApiError with Retry-After', async () => {
     fakeGateway(() => ({ status: 503, body: { status: 503, title: 'Service unavailable' }, headers: { 'Retry-After': '3' } }))
-    const failure = await api.get('/leads').catch((error) => error)
+    const failure = (await api.get('/leads').catch((error: unknown) => error)) as ApiError
     expect(failure).toBeInstanceOf(ApiError)
     expect(failure.status).toBe(503)
     expect(failure.retryAfter).toBe(3)
@@ -25,7 +25,7 @@ describe('request', () => {
 
   it('flattens nested 422 messages', async () => {
     fakeGateway(() => ({ status: 422, body: { status: 422, errors: { key_points: { competitors: ['Unknown field.'] } } } }))
-    const failure = await api.post('/followups', {}).catch((error) => error)
+    const failure = (await api.post('/followups', {}).catch((error: unknown) => error)) as ApiError
     expect(failure.fieldErrors).toEqual({ 'key_points.competitors': ['Unknown field.'] })
   })
 })
