@@ -103,3 +103,20 @@ def test_an_outage_is_a_retry_later_message(system: System, chromium: str) -> No
         result = run_scenario("outage", {"url": system.url, "artefacts": str(ARTEFACTS),
                                          "rep": REP})
     assert "秒后重试" in result["alert"]
+
+
+def test_claim_and_release_in_the_public_pool(system: System, chromium: str) -> None:
+    name = f"公海{secrets.token_hex(3)}"
+    lead = _ok(system.post("/leads", user="admin", json={
+        "name": name, "company": f"{name}有限公司", "source": "trade_show", "region": "华东",
+        "phone": f"137{secrets.randbelow(10**8):08d}"}))
+    assert lead["in_pool"] is True  # the premise: a trade-show lead waits in the pool
+    result = run_scenario("public_pool", {"url": system.url, "artefacts": str(ARTEFACTS),
+                                          "rep": REP, "rep_display_name": REP_NAME,
+                                          "name": name})
+    after = _ok(system.get(f"/leads/{lead['id']}", user=REP))
+    assert (after["owner_id"], after["in_pool"]) == (None, True)
+    kinds = [entry["kind"] for entry in after["history"]]
+    assert "claimed" in kinds or "assigned" in kinds, kinds
+    assert "released" in kinds, kinds
+    print(f"console first screen (reload to the lead table): {result['first_screen_ms']} ms")
