@@ -80,7 +80,7 @@ const en: typeof zh = {
   dashboard: {
     title: 'Dashboards', funnel: 'Sales funnel', forecast: 'Forecast vs quota', performance: 'Performance per rep', channels: 'Channel conversion',
     from: 'From', to: 'To', weighted: 'Weighted forecast', closedWon: 'Closed won', quota: 'Quota', won: 'Won',
-    drill: 'Records: {what}', records: 'records', attainment: 'Attainment', commit: 'Commit', owner: 'Owner',
+    drill: 'Records: {what}', records: 'records', winRate: 'Win rate', dormant: 'Dormant customers ({days} days without follow-up)', daysSince: 'Days since follow-up', attainment: 'Attainment', commit: 'Commit', owner: 'Owner',
   },
   admin: {
     users: 'Users & teams', rules: 'Rules', scoring: 'Scoring model', customFields: 'Custom fields', pipelines: 'Pipelines',

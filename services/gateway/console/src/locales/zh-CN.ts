@@ -77,7 +77,7 @@ export default {
   dashboard: {
     title: '仪表盘', funnel: '销售漏斗', forecast: '预测与目标', performance: '个人业绩', channels: '渠道转化',
     from: '开始日期', to: '结束日期', weighted: '加权预测', closedWon: '已赢单', quota: '目标', won: '已完成',
-    drill: '明细：{what}', records: '条记录', attainment: '完成率', commit: '承诺', owner: '负责人',
+    drill: '明细：{what}', records: '条记录', winRate: '赢率', dormant: '沉睡客户（{days} 天无跟进）', daysSince: '未跟进天数', attainment: '完成率', commit: '承诺', owner: '负责人',
   },
   admin: {
     users: '用户与团队', rules: '规则', scoring: '评分模型', customFields: '自定义字段', pipelines: '销售流程',
