@@ -959,10 +959,19 @@ def stop_supervisor(run_dir: Path, log: Log = print) -> None:
 # --------------------------------------------------------------------------- command line
 
 
+def build_console() -> None:
+    """Build the web console when its build is missing or stale (installing Node.js from the OS
+    packages when it can); the API works without it, so a failure is only reported."""
+    argv = [python_exe(), "-m", "services.gateway.console.build"]
+    if subprocess.run(argv, cwd=ROOT).returncode != 0:
+        print("warning: the web console is not built (see above); the API works without it")
+
+
 def print_welcome(info: SystemInfo) -> None:
     users = info.users
     print()
     print(f"Gateway:  {info.url}")
+    print(f"Console:  {info.url}/  (sign in as zhangwei, manager or admin; password demo-password)")
     print(f"Broker:   {mask_uri(info.amqp_uri)}")
     print(f"Logs:     {info.run_dir / 'logs'}")
     admin = users.get("admin", {}).get("api_key")
@@ -1034,6 +1043,7 @@ def main(argv: list[str] | None = None) -> int:
     services = args.services.split(",") if args.services else None
     try:
         if args.command == "start":
+            build_console()
             info = start_system(env, run_dir, services, seed_demo=not args.no_seed,
                                 supervise=not args.no_supervise, timeout=args.timeout)
             if info.already_running:

@@ -34,6 +34,7 @@ from services.gateway.auth import (
     load_secret_key,
     password_method,
 )
+from services.gateway.console.blueprint import console
 from services.gateway.directory import DirectoryEvents
 from services.gateway.idempotency import HEADER as IDEMPOTENCY_HEADER
 from services.gateway.idempotency import Idempotency
@@ -57,7 +58,7 @@ MAX_URI_LENGTH = 4000
 PUBLIC_ENDPOINTS = frozenset(
     {"system.health", "system.metrics", "identity.create_token", "static"}
 )
-PUBLIC_BLUEPRINTS = frozenset({"api-docs", "docs-assets"})
+PUBLIC_BLUEPRINTS = frozenset({"api-docs", "docs-assets", "console"})
 
 
 @dataclass
@@ -402,6 +403,7 @@ def create_app(settings: dict[str, Any] | None = None) -> Flask:
         api.register_blueprint(importlib.import_module(resource).blp)
 
     app.register_blueprint(docs.assets)
+    app.register_blueprint(console)  # a plain blueprint: not in the OpenAPI document
     problems.register(app)
     app.before_request(_start_request)
     app.after_request(_finish_request)

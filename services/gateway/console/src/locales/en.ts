@@ -1,0 +1,98 @@
+import type zh from './zh-CN'
+
+const en: typeof zh = {
+  app: { title: 'CRM console', language: 'Language', signOut: 'Sign out', menu: 'Menu', notifications: 'Notifications' },
+  nav: { leads: 'Leads', board: 'Pipeline', customers: 'Customers', tasks: 'Tasks & inbox', dashboard: 'Dashboards', admin: 'Admin' },
+  common: {
+    save: 'Save', cancel: 'Cancel', create: 'New', search: 'Search', refresh: 'Refresh', actions: 'Actions',
+    confirm: 'OK', close: 'Close', loading: 'Loading…', empty: 'Nothing here', yes: 'Yes', no: 'No',
+    details: 'Details', all: 'All', saved: 'Saved', owner: 'Owner', name: 'Name', status: 'Status',
+    created: 'Created', reason: 'Reason', edit: 'Edit', enabled: 'Enabled', version: 'Version', none: 'None',
+  },
+  signIn: {
+    title: 'Sign in to the CRM', username: 'Username', password: 'Password', submit: 'Sign in',
+    hint: 'Demo users: zhangwei, lina, manager, admin; password demo-password',
+  },
+  errors: {
+    network: 'The server cannot be reached; check the network and try again.',
+    unauthenticated: 'Wrong username or password, or the session has expired.',
+    forbidden: 'You are not allowed to do this.',
+    notFound: 'The record does not exist or is outside what you may see.',
+    conflict: 'Conflict: {detail}',
+    duplicate: 'A lead with the same {reasons} exists.',
+    precondition: 'Not possible yet: a precondition is not met.',
+    validation: 'Please correct the marked fields.',
+    rateLimited: 'Too many requests; try again in {seconds} s.',
+    unavailable: 'The service is unavailable; try again in {seconds} s.',
+    unavailableNoRetry: 'The service is unavailable; try again later.',
+    server: 'Server error ({status}); try again later.',
+    unknown: 'The request failed ({status}): {detail}',
+    field: {
+      required: 'Required', email: 'Not a valid e-mail address', unknown: 'Unknown field',
+      length: 'Length must be between {min} and {max}', date: 'Not a valid date', number: 'Not a number',
+      choice: 'Choose one of the allowed values',
+    },
+  },
+  lead: {
+    mine: 'My leads', pool: 'Public pool', visible: 'All visible', new: 'New lead', name: 'Name', company: 'Company',
+    title: 'Title', phone: 'Phone', email: 'E-mail', source: 'Source', region: 'Region', industry: 'Industry',
+    score: 'Score', claim: 'Claim', release: 'Release to pool', releaseReason: 'Reason for release', convert: 'Convert',
+    changeStatus: 'Change status', breakdown: 'Score breakdown', rule: 'Rule', points: 'Points', history: 'History',
+    behaviours: 'Behaviours', converted: 'The lead became a customer and an opportunity.', openCustomer: 'Open customer',
+    claimed: 'Claimed', released: 'Released to the pool', created: 'Lead created', statusChanged: 'Status changed',
+    duplicateTitle: 'Duplicate lead', duplicateExisting: 'Existing lead', merge: 'Merge into the existing lead',
+    createAnyway: 'Create anyway', merged: 'Merged into the existing lead', filterStatus: 'Status', scoreMin: 'Min score',
+    searchPlaceholder: 'Name, company, phone…', model: 'Model version {version}',
+    statuses: { new: 'New', contacted: 'Contacted', qualified: 'Qualified', disqualified: 'Disqualified', converted: 'Converted' },
+    sources: { website: 'Website', trade_show: 'Trade show', referral: 'Referral', phone: 'Phone', wechat: 'WeChat', erp: 'ERP', other: 'Other' },
+    reasons: { phone: 'phone', email: 'e-mail', name_company: 'name and company', name: 'name' },
+  },
+  board: {
+    title: 'Pipeline board', pipeline: 'Pipeline', moveTo: 'Move to', count: '{n}', amount: 'Amount',
+    closeDate: 'Expected close', refusedTitle: 'Cannot move to {stage}', refusedIntro: 'Missing before it can leave its stage:',
+    fill: 'Fill in', logMeeting: 'Log a {kind}', reasonWon: 'Why was it won?', reasonLost: 'Why was it lost?',
+    reasonPrompt: 'A reason is required', moved: 'Moved to {stage}', edit: 'Edit opportunity', products: 'Products',
+    keyboardHint: 'Focus a card and press ← → to move it', retry: 'Move again', noCards: 'No opportunities',
+    cardLabel: 'Opportunity {name}, stage {stage}, amount {amount}',
+    criterionField: '"{field}" must be filled', criterionActivity: '{count} {kind} tagged "{tag}" needed (found {found})',
+  },
+  fields: {
+    amount: 'Amount', expected_close_date: 'Expected close date', contact_id: 'Contact', products: 'Products',
+    name: 'Name', competitors: 'Competitors', owner_id: 'Owner', customer_id: 'Customer',
+  },
+  followup: {
+    log: 'Log a follow-up', kind: 'Kind', subject: 'Subject', notes: 'Notes', tags: 'Tags', painPoints: 'Pain points',
+    competitors: 'Competitors', nextAt: 'Next follow-up', occurredAt: 'When', saved: 'Follow-up logged',
+    kinds: { call: 'call', email: 'e-mail', meeting: 'meeting', visit: 'visit', note: 'note' },
+    commaHint: 'separate several with commas',
+  },
+  customer: {
+    list: 'Customers', contacts: 'Contacts', timeline: 'Follow-ups', opportunities: 'Opportunities', tasks: 'Tasks',
+    health: 'Health', tier: 'Tier', lifecycle: 'Lifecycle', region: 'Region', industry: 'Industry',
+    role: 'Role', open: 'Open', closed: 'Closed', stage: 'Stage', partial: 'Some parts are unavailable: {parts}',
+    roles: { decision_maker: 'Decision maker', technical_evaluator: 'Technical evaluator', user: 'User', business_approver: 'Business approver', influencer: 'Influencer', champion: 'Champion' },
+  },
+  tasks: {
+    title: 'My tasks', mine: 'Mine only', overdue: 'Overdue', due: 'Due', complete: 'Complete', completed: 'Completed',
+    priority: 'Priority', notifications: 'Notifications', markRead: 'Mark read', unread: 'Unread', allRead: 'All read',
+    priorities: { high: 'High', normal: 'Normal', low: 'Low' },
+  },
+  dashboard: {
+    title: 'Dashboards', funnel: 'Sales funnel', forecast: 'Forecast vs quota', performance: 'Performance per rep', channels: 'Channel conversion',
+    from: 'From', to: 'To', weighted: 'Weighted forecast', closedWon: 'Closed won', quota: 'Quota', won: 'Won',
+    drill: 'Records: {what}', records: 'records', winRate: 'Win rate', dormant: 'Dormant customers ({days} days without follow-up)', daysSince: 'Days since follow-up', attainment: 'Attainment', commit: 'Commit', owner: 'Owner',
+  },
+  admin: {
+    users: 'Users & teams', rules: 'Rules', scoring: 'Scoring model', customFields: 'Custom fields', pipelines: 'Pipelines',
+    imports: 'Imports', webhooks: 'Webhooks', username: 'Username', displayName: 'Name', role: 'Role', team: 'Team',
+    manager: 'Manager', members: 'Members', active: 'Active', trigger: 'Trigger', conditions: 'Conditions', actionsCol: 'Actions',
+    dryRun: 'Dry run', sample: 'Sample event (JSON)', runHistory: 'Run history', matched: 'Matched', outcome: 'Outcome',
+    modelJson: 'Scoring model (JSON)', invalidJson: 'Not valid JSON', entity: 'Entity', key: 'Key', label: 'Label',
+    type: 'Type', stages: 'Stages', probability: 'Probability', exitCriteria: 'Exit criteria', file: 'File',
+    dryRunImport: 'Dry run only (writes nothing)', upload: 'Upload', progress: 'Progress', badRows: 'Bad rows', row: 'Row',
+    url: 'URL', eventTypes: 'Event types', secretOnce: 'Signing secret (shown once):', created: 'Created',
+    roles: { admin: 'Admin', manager: 'Manager', sales_rep: 'Sales rep', service_agent: 'Service agent' },
+  },
+}
+
+export default en

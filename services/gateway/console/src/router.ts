@@ -1,0 +1,33 @@
+import { createRouter, createWebHistory, type RouteRecordRaw } from 'vue-router'
+import { isSignedIn, loadMe, session } from './session'
+import SignIn from './views/SignIn.vue'
+import Leads from './views/Leads.vue'
+
+// Client routes live under /console/ so that they never shadow an API path.
+export const routes: RouteRecordRaw[] = [
+  { path: '/', redirect: '/leads' },
+  { path: '/signin', name: 'signin', component: SignIn, meta: { public: true } },
+  { path: '/leads', name: 'leads', component: Leads },
+  { path: '/board', name: 'board', component: () => import('./views/Board.vue') },
+  { path: '/customers', name: 'customers', component: () => import('./views/Customers.vue') },
+  { path: '/customers/:id', name: 'customer', component: () => import('./views/Customer360.vue'), props: true },
+  { path: '/tasks', name: 'tasks', component: () => import('./views/Tasks.vue') },
+  { path: '/dashboard', name: 'dashboard', component: () => import('./views/Dashboard.vue') },
+  { path: '/admin', name: 'admin', component: () => import('./views/Admin.vue') },
+  { path: '/:unknown(.*)*', redirect: '/leads' },
+]
+
+export const router = createRouter({ history: createWebHistory('/console/'), routes })
+
+router.beforeEach(async (to) => {
+  if (to.meta.public) return true
+  if (!isSignedIn()) return { name: 'signin', query: { next: to.fullPath } }
+  if (!session.me) {
+    try {
+      await loadMe()
+    } catch {
+      return { name: 'signin', query: { next: to.fullPath } }
+    }
+  }
+  return true
+})

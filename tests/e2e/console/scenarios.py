@@ -1,0 +1,291 @@
+"""Browser scenarios of the console (run in a child process by browser.run_scenario).
+
+Each takes the Console and the test's params and returns a small JSON-able result; a failed
+`expect` or `assert` ends the child process non-zero, which fails the test.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from playwright.sync_api import Locator, Page, expect
+
+from tests.e2e.console.browser import PHONE, Console
+
+PROPOSAL = "方案报价"
+
+
+def _rows(page: Page, table: str) -> Locator:
+    return page.locator(f'[data-test="{table}"] .el-table__body tr')
+
+
+def _row(page: Page, table: str, text: str) -> Locator:
+    return _rows(page, table).filter(has_text=text)
+
+
+def _expect_empty(page: Page, table: str) -> None:
+    expect(page.locator(f'[data-test="{table}"] .el-table__empty-text')).to_be_visible()
+
+
+def _funnel_reached(page: Page, stage_prefix: str) -> int:
+    page.goto(page.url.split("/console/")[0] + "/console/dashboard")
+    row = _row(page, "funnel-table", stage_prefix)
+    expect(row).to_have_count(1)
+    return int(row.locator("td").nth(1).inner_text().strip())
+
+
+def _visible_menu_item(page: Page, test_id: str) -> Locator:
+    return page.locator(f'[data-test="{test_id}"]:visible')
+
+
+def _card(page: Page, text: str) -> Locator:
+    return page.locator('[data-test="card"]').filter(has_text=text)
+
+
+def _column(page: Page, stage_prefix: str) -> Locator:
+    return page.locator(f'[data-test="column"][data-stage^="{stage_prefix}"]')
+
+
+def rep_flow(console: Console, params: dict[str, Any]) -> dict[str, Any]:
+    """Capture a lead, see it assigned, convert it, get the board's refusal, add what is
+    missing, move again, see the funnel change."""
+    name, company, phone = params["name"], params["company"], params["phone"]
+    page = console.sign_in(params["rep"])
+    proposal_before = _funnel_reached(page, PROPOSAL)
+
+    page.goto(console.url + "/console/leads")
+    console.shot(page, "01-leads")
+    page.locator('[data-test="new-lead"]').click()
+    form = page.locator('[data-test="lead-form"]')
+    # First a bad e-mail: the 422 is shown at the field, and what was typed stays.
+    form.locator("input[name=name]").fill(name)
+    form.locator("input[name=company]").fill(company)
+    form.locator("input[name=phone]").fill(phone)
+    form.locator("input[name=email]").fill("not-an-email")
+    form.locator("input[name=region]").fill("华东")
+    form.locator('[data-test="save-lead"]').click()
+    expect(form.locator(".el-form-item__error")).to_contain_text("邮箱格式不正确")
+    expect(form.locator("input[name=name]")).to_have_value(name)
+    console.shot(page, "02-lead-form-422")
+    form.locator("input[name=email]").fill("")
+    form.locator('[data-test="save-lead"]').click()
+    expect(form).to_be_hidden()
+
+    # The shipped rule assigns a website lead at once; the inbox polls, no reload.
+    row = _row(page, "lead-table", name)
+    expect(row).to_have_count(1, timeout=30_000)
+    expect(row).to_contain_text(params["rep_display_name"])
+    console.shot(page, "03-lead-assigned")
+
+    # The score's breakdown.
+    row.get_by_role("button", name=re.compile("评分明细")).click()
+    breakdown = page.locator('[data-test="score-breakdown"]')
+    expect(breakdown).to_contain_text("Came in through the website")
+    console.shot(page, "04-score-breakdown")
+    page.keyboard.press("Escape")
+    expect(breakdown).to_be_hidden()
+
+    # The same phone again: the 409 offers the merge.
+    page.locator('[data-test="new-lead"]').click()
+    form = page.locator('[data-test="lead-form"]')
+    form.locator("input[name=name]").fill(name)
+    form.locator("input[name=phone]").fill(phone)
+    form.locator('[data-test="save-lead"]').click()
+    expect(form.locator('[data-test="duplicate"]')).to_contain_text("已存在相同的线索（电话）")
+    console.shot(page, "05-duplicate-409")
+    page.locator('[data-test="lead-form"]').get_by_role("button", name="取消", exact=True).click()
+
+    row.locator('[data-test="change-status"]').click()
+    _visible_menu_item(page, "status-qualified").click()
+    expect(row.locator('[data-test="lead-status"]')).to_have_text("已确认")
+    row.locator('[data-test="convert"]').click()
+    page.wait_for_url("**/console/customers/*")
+    customer_id = page.url.rstrip("/").rsplit("/", 1)[1]
+    expect(page.locator('[data-test="customer-360"] h1')).to_have_text(company)
+    console.shot(page, "06-customer-360")
+
+    page.goto(console.url + "/console/board")
+    card = _card(page, company)
+    expect(card).to_have_count(1)
+    card.drag_to(_column(page, PROPOSAL))
+    refusal = page.locator('[data-test="refusal"]')
+    expect(refusal).to_be_visible()
+    missing = refusal.locator('[data-test="missing"]')
+    expect(missing).to_have_count(3)
+    expect(refusal).to_contain_text("必须填写「金额」")
+    expect(refusal).to_contain_text("必须填写「预计成交日期」")
+    expect(refusal).to_contain_text("需要 1 次标记为「needs_analysis」的会议（已有 0 次）")
+    console.shot(page, "07-board-refusal-412")
+
+    # What is missing, from the refusal's own links: the amount and date, then the meeting.
+    refusal.locator('[data-test="fix-field"]').first.click()
+    opportunity = page.locator('[data-test="opportunity-form"]')
+    opportunity.locator("input[name=amount]").fill("380000.00")
+    date_input = opportunity.locator(".el-date-editor input")
+    date_input.fill("2027-03-31")
+    date_input.press("Enter")
+    opportunity.locator('[data-test="save-opportunity"]').click()
+    expect(opportunity).to_be_hidden()
+    refusal.locator('[data-test="fix-activity"]').click()
+    followup = page.locator('[data-test="followup-form"]')
+    expect(followup.locator("input[name=tags]")).to_have_value("needs_analysis")
+    followup.locator("input[name=subject]").fill("需求调研会")
+    followup.locator("input[name=pain_points]").fill("排产靠人工, 库存不准")
+    followup.locator('[data-test="save-followup"]').click()
+    expect(followup).to_be_hidden()
+    page.get_by_role("button", name="关闭", exact=True).click()
+    expect(refusal).to_be_hidden()
+
+    card = _card(page, company)
+    card.drag_to(_column(page, PROPOSAL))
+    expect(_column(page, PROPOSAL).locator('[data-test="card"]').filter(has_text=company)) \
+        .to_have_count(1)
+    console.shot(page, "08-board-moved")
+
+    proposal_after = _funnel_reached(page, PROPOSAL)
+    assert proposal_after == proposal_before + 1, (proposal_before, proposal_after)
+    _row(page, "funnel-table", PROPOSAL).click()
+    expect(page.locator('[data-test="drill-table"]')).to_contain_text(company)
+    console.shot(page, "09-dashboard-drilldown")
+
+    page.goto(console.url + f"/console/customers/{customer_id}")
+    expect(page.locator('[data-test="timeline"]')).to_contain_text("需求调研会")
+    page.goto(console.url + "/console/tasks")
+    console.shot(page, "10-tasks")
+    page.locator('[data-test="inbox"]').click()
+    console.shot(page, "11-notifications")
+    assert not page.console_errors, page.console_errors
+    return {"customer_id": customer_id, "proposal_before": proposal_before,
+            "proposal_after": proposal_after}
+
+
+def manager_view(console: Console, params: dict[str, Any]) -> dict[str, Any]:
+    page = console.sign_in("manager")
+    page.get_by_role("tab", name="全部可见").click()
+    page.locator('input[data-test="lead-search"]').fill(params["name"])
+    page.locator('input[data-test="lead-search"]').press("Enter")
+    row = _row(page, "lead-table", params["name"])
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text(params["rep_display_name"])
+    console.shot(page, "20-manager-leads")
+    page.goto(console.url + "/console/board")
+    expect(_card(page, params["company"])).to_have_count(1)
+    page.goto(console.url + "/console/dashboard")
+    _row(page, "funnel-table", PROPOSAL).click()
+    expect(page.locator('[data-test="drill-table"]')).to_contain_text(params["company"])
+    console.shot(page, "21-manager-dashboard")
+    page.goto(console.url + "/console/admin")
+    expect(_rows(page, "users-table").filter(has_text="zhangwei")).to_have_count(1)
+    console.shot(page, "22-admin-users")
+    return {}
+
+
+def other_team_rep(console: Console, params: dict[str, Any]) -> dict[str, Any]:
+    """A rep of another team sees none of the records, on any screen."""
+    name, company = params["name"], params["company"]
+    page = console.sign_in(params["rep"])
+    for tab in ("我的线索", "公海"):
+        page.get_by_role("tab", name=tab).click()
+        page.locator('input[data-test="lead-search"]').fill(name)
+        page.locator('input[data-test="lead-search"]').press("Enter")
+        _expect_empty(page, "lead-table")
+    page.goto(console.url + "/console/board")
+    expect(page.locator('[data-test="board"]')).to_be_visible()
+    expect(page.locator('[data-test="column"]').first).to_be_visible()
+    expect(_card(page, company)).to_have_count(0)
+    page.goto(console.url + "/console/customers")
+    page.get_by_role("search").locator("input").fill(company)
+    page.get_by_role("search").locator("input").press("Enter")
+    _expect_empty(page, "customer-table")
+    page.goto(console.url + f"/console/customers/{params['customer_id']}")
+    expect(page.get_by_role("alert")).to_contain_text("不在您的可见范围")
+    expect(page.locator('[data-test="customer-360"] h1')).to_have_count(0)
+    console.shot(page, "30-other-team-customer-404")
+    page.goto(console.url + "/console/dashboard")
+    _row(page, "funnel-table", PROPOSAL).click()
+    drill = page.locator('[data-test="drill-table"]')
+    expect(drill).to_be_visible()
+    page.wait_for_load_state("networkidle")
+    expect(drill).not_to_contain_text(company)
+    page.goto(console.url + "/console/tasks")
+    page.wait_for_load_state("networkidle")
+    expect(page.locator('[data-test="task-table"]')).not_to_contain_text(name)
+    return {}
+
+
+def phone_screens(console: Console, params: dict[str, Any]) -> dict[str, Any]:
+    """The main screens at a phone's width: the menu folds into a drawer, the board stacks."""
+    page = console.sign_in(params["rep"], viewport=PHONE)
+    expect(page.get_by_role("button", name="菜单")).to_be_visible()
+    console.shot(page, "40-phone-leads")
+    page.get_by_role("button", name="菜单").click()
+    page.locator(".el-drawer").get_by_text("商机看板").click()
+    page.wait_for_url("**/console/board")
+    expect(page.locator('[data-test="column"]').first).to_be_visible()
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"] + 1, f"the board is {width}px wide on a phone"
+    console.shot(page, "41-phone-board")
+    # English, chosen in the header, for every screen after it.
+    page.locator(".locale").click()
+    page.get_by_role("option", name="English").click()
+    expect(page.locator("h1")).to_contain_text("Pipeline board")
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    console.shot(page, "42-phone-board-english")
+    return {"scroll_width": width}
+
+
+def public_pool(console: Console, params: dict[str, Any]) -> dict[str, Any]:
+    """A trade-show lead waits in the public pool (公海): claim it, then release it with a
+    reason; the release asks for the reason and refuses an empty one."""
+    name = params["name"]
+    page = console.sign_in(params["rep"])
+    page.reload()
+    expect(page.locator('[data-test="lead-table"]')).to_be_visible()
+    # performance.now() counts from the reload's navigation: a figure for the report only.
+    first_screen_ms = page.evaluate("performance.now()")
+    page.get_by_role("tab", name="公海").click()
+    search = page.locator('input[data-test="lead-search"]')
+    search.fill(name)
+    search.press("Enter")
+    row = _row(page, "lead-table", name)
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("公海")
+    console.shot(page, "12-public-pool")
+    row.locator('[data-test="claim"]').click()
+    expect(row).to_have_count(0)  # no longer in the pool
+    page.get_by_role("tab", name="我的线索").click()
+    row = _row(page, "lead-table", name)
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text(params["rep_display_name"])
+    row.locator('[data-test="release"]').click()
+    box = page.locator(".el-message-box")
+    box.get_by_role("button", name="确定").click()
+    expect(box).to_contain_text("必填")  # a release needs its reason
+    box.locator("input").fill("客户在华南")
+    box.get_by_role("button", name="确定").click()
+    expect(row).to_have_count(0)
+    page.get_by_role("tab", name="公海").click()
+    expect(_row(page, "lead-table", name)).to_have_count(1)
+    return {"first_screen_ms": round(first_screen_ms)}
+
+
+def outage(console: Console, params: dict[str, Any]) -> dict[str, Any]:
+    """The gateway has lost the broker: sign-in still works (it is the gateway's own), and the
+    lead inbox says, in the user's language, when to try again (503 with Retry-After)."""
+    page = console.sign_in(params["rep"])
+    alert = page.get_by_role("alert").filter(has_text="服务暂时不可用")
+    expect(alert).to_contain_text(re.compile(r"请 \d+ 秒后重试"))
+    console.shot(page, "50-outage-503")
+    return {"alert": alert.first.inner_text()}
+
+
+SCENARIOS: dict[str, Callable[[Console, dict[str, Any]], dict[str, Any]]] = {
+    "rep_flow": rep_flow,
+    "manager_view": manager_view,
+    "other_team_rep": other_team_rep,
+    "phone_screens": phone_screens,
+    "outage": outage,
+    "public_pool": public_pool,
+}

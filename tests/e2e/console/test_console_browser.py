@@ -1,0 +1,122 @@
+"""The console in headless Chromium against the whole system: a rep's day from a new lead to a
+moved opportunity, the manager's view of the team, and a rep of another team who sees nothing.
+Screenshots of every main screen go to var/test-artefacts/console/.
+
+The rep's other team-mates are out of office for the rep's test, so that the shipped
+round-robin rule gives the new website lead to the rep (and nobody else).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e.console.browser import ARTEFACTS, run_scenario
+from tests.e2e.system import System
+
+pytestmark = pytest.mark.e2e
+
+REP, REP_NAME, OTHER_TEAM_REP = "zhangwei", "张伟", "chenjing"
+FAR_FUTURE = "2099-01-01T00:00:00+00:00"
+STAGE_PROPOSAL = "方案报价"
+
+
+def _ok(response: Any) -> Any:
+    assert response.status_code < 300, (response.status_code, response.text[:500])
+    return response.json()
+
+
+@pytest.fixture(scope="module")
+def story(system: System, chromium: str) -> Iterator[dict[str, Any]]:
+    """The rep's flow, run once; the other tests look at its records from other seats."""
+    tag = secrets.token_hex(3)
+    params = {
+        "url": system.url, "artefacts": str(ARTEFACTS), "rep": REP, "rep_display_name": REP_NAME,
+        "name": f"控制台{tag}", "company": f"苏州控制台{tag}机械有限公司",
+        "phone": f"139{secrets.randbelow(10**8):08d}",
+    }
+    team_id = _ok(system.get("/me", user=REP))["team_id"]
+    team = next(t for t in _ok(system.get("/teams", user="admin"))["items"] if t["id"] == team_id)
+    mates = [uid for uid in [*team["member_ids"], team["manager_id"]]
+             if uid and uid != system.users[REP]]
+    # The rep takes new leads (whatever an earlier test left); the team-mates do not.
+    _ok(system.put(f"/assignment/members/{system.users[REP]}", user="admin",
+                   json={"out_of_office_until": None, "capacity": None}))
+    for uid in mates:
+        _ok(system.put(f"/assignment/members/{uid}", user="admin",
+                       json={"out_of_office_until": FAR_FUTURE}))
+    try:
+        result = run_scenario("rep_flow", params)
+    finally:
+        for uid in mates:
+            system.put(f"/assignment/members/{uid}", user="admin",
+                       json={"out_of_office_until": None})
+    yield {**params, **result}
+
+
+def test_rep_captures_converts_and_moves_through_the_refusal(system: System, story: dict) -> None:
+    # What the browser did is what the API now says.
+    leads = _ok(system.get("/leads", user=REP, params={"q": story["name"]}))["items"]
+    assert [(lead["owner_id"], lead["status"]) for lead in leads] == [
+        (system.users[REP], "converted")]
+    opportunities = _ok(system.get("/opportunities", user=REP,
+                                   params={"customer_id": story["customer_id"]}))["items"]
+    assert len(opportunities) == 1
+    opportunity = opportunities[0]
+    assert opportunity["amount"] == "380000.00"
+    assert opportunity["expected_close_date"] == "2027-03-31"
+    stages = {s["id"]: s["name"] for p in _ok(system.get("/pipelines", user=REP))["items"]
+              for s in p["stages"]}
+    assert stages[opportunity["stage_id"]].startswith(STAGE_PROPOSAL)
+    followups = _ok(system.get("/followups", user=REP,
+                               params={"opportunity_id": opportunity["id"]}))["items"]
+    assert [(f["kind"], f["tags"], f["key_points"].get("pain_points")) for f in followups] == [
+        ("meeting", ["needs_analysis"], ["排产靠人工", "库存不准"])]
+    assert story["proposal_after"] == story["proposal_before"] + 1
+    for shot in ("01-leads", "03-lead-assigned", "07-board-refusal-412", "08-board-moved",
+                 "09-dashboard-drilldown"):
+        assert (ARTEFACTS / f"{shot}.png").stat().st_size > 0
+
+
+def test_manager_sees_the_team(system: System, story: dict) -> None:
+    run_scenario("manager_view", story)
+
+
+def test_rep_of_another_team_sees_none_of_it(system: System, story: dict) -> None:
+    # The premise, over the API: the other rep is refused the customer.
+    assert system.get(f"/customers/{story['customer_id']}", user=OTHER_TEAM_REP).status_code == 404
+    run_scenario("other_team_rep", {**story, "rep": OTHER_TEAM_REP})
+
+
+def test_phone_width(system: System, chromium: str) -> None:
+    result = run_scenario("phone_screens", {"url": system.url, "artefacts": str(ARTEFACTS),
+                                            "rep": REP})
+    assert result["scroll_width"] <= 391
+
+
+def test_an_outage_is_a_retry_later_message(system: System, chromium: str) -> None:
+    with system.broker_unavailable():
+        assert system.get("/leads", user=REP).status_code == 503  # the premise
+        result = run_scenario("outage", {"url": system.url, "artefacts": str(ARTEFACTS),
+                                         "rep": REP})
+    assert "秒后重试" in result["alert"]
+
+
+def test_claim_and_release_in_the_public_pool(system: System, chromium: str) -> None:
+    name = f"公海{secrets.token_hex(3)}"
+    lead = _ok(system.post("/leads", user="admin", json={
+        "name": name, "company": f"{name}有限公司", "source": "trade_show", "region": "华东",
+        "phone": f"137{secrets.randbelow(10**8):08d}"}))
+    assert lead["in_pool"] is True  # the premise: a trade-show lead waits in the pool
+    result = run_scenario("public_pool", {"url": system.url, "artefacts": str(ARTEFACTS),
+                                          "rep": REP, "rep_display_name": REP_NAME,
+                                          "name": name})
+    after = _ok(system.get(f"/leads/{lead['id']}", user=REP))
+    assert (after["owner_id"], after["in_pool"]) == (None, True)
+    kinds = [entry["kind"] for entry in after["history"]]
+    assert "claimed" in kinds or "assigned" in kinds, kinds
+    assert "released" in kinds, kinds
+    print(f"console first screen (reload to the lead table): {result['first_screen_ms']} ms")
