@@ -35,12 +35,16 @@ import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 from sqlalchemy.orm import sessionmaker  # noqa: E402
 
-from services.sales import (
-    analytics,  # noqa: E402
-    rollups,  # noqa: E402
-)
-from services.sales import imports as importing  # noqa: E402
 from services.sales.domain import accounts, credit_code  # noqa: E402
+from services.sales.numbers.queries import (  # noqa: E402
+    forecast,
+    funnel,
+    rollups,
+    snapshots,
+    stage_flow,
+)
+from services.sales.numbers.queries.base import today as local_today  # noqa: E402
+from services.sales.numbers.usecases import importing  # noqa: E402
 from shared.db import DatabaseAccess, make_engine  # noqa: E402
 from shared.migrations import upgrade  # noqa: E402
 
@@ -235,43 +239,43 @@ def run() -> dict[str, Any]:
         progress(f"roll-up rebuilt: {rollup_rows} rows in {rebuild_seconds}s")
         started = time.perf_counter()
         with factory() as session, session.begin():
-            folded = analytics.fold_stage_flow(session)
+            folded = stage_flow.fold_stage_flow(session)
         fold_seconds = round(time.perf_counter() - started, 1)
         progress(f"stage flow folded: {folded} history rows in {fold_seconds}s")
-        today = analytics.today()
+        today = local_today()
         year = {"date_from": today - timedelta(days=365), "date_to": today}
         team = {"owner_ids": owners[:OWNERS // TEAMS], **year}
 
         def figure(function, filters):
             def call():
                 with factory() as session:
-                    if function is analytics.funnel:
+                    if function is funnel.funnel:
                         with session.begin():
-                            analytics.fold_stage_flow(session)  # as the RPC does
+                            stage_flow.fold_stage_flow(session)  # as the RPC does
                     function(session, filters, ALL)
             return call
 
         results: dict[str, Any] = {
             "seed": seeded, "rollup_rows": rollup_rows, "rollup_rebuild_seconds": rebuild_seconds,
             "stage_flow_fold_seconds": fold_seconds}
-        results["funnel_all"] = timed("funnel, all", figure(analytics.funnel, {}))
+        results["funnel_all"] = timed("funnel, all", figure(funnel.funnel, {}))
         results["funnel_team_year"] = timed("funnel, one team, a year",
-                                            figure(analytics.funnel, team))
+                                            figure(funnel.funnel, team))
         quarter = {"date_from": date(today.year, 1, 1), "date_to": date(today.year, 12, 31)}
         results["forecast_year"] = timed("forecast, this year by month",
-                                         figure(analytics.forecast, quarter))
+                                         figure(forecast.forecast, quarter))
         results["forecast_team_quarter"] = timed(
-            "forecast, one team, this quarter", figure(analytics.forecast,
+            "forecast, one team, this quarter", figure(forecast.forecast,
                                                        {"owner_ids": team["owner_ids"]}))
 
         started = time.perf_counter()
         with factory() as session, session.begin():
-            snapshot = analytics.take_snapshot(session, datetime.now(UTC), "manual")
+            snapshot = snapshots.take_snapshot(session, datetime.now(UTC), "manual")
         results["snapshot"] = {"seconds": round(time.perf_counter() - started, 2),
                                "opportunities": snapshot["opportunities"]}
         progress(f"snapshot: {results['snapshot']}")
         results["forecast_accuracy"] = timed(
-            "forecast accuracy, three quarters", figure(analytics.forecast_accuracy, {}))
+            "forecast accuracy, three quarters", figure(snapshots.forecast_accuracy, {}))
 
         content = import_file(IMPORT_ROWS)
         db = DatabaseAccess(factory)

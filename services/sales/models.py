@@ -219,7 +219,3 @@ class Conversion(Base):
 
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
-
-# The numbers part's tables live on this metadata too: whoever imports the models (migrations,
-# their check) sees all of them. Imported last, as it builds on the classes above.
-from services.sales import models_numbers  # noqa: E402, F401

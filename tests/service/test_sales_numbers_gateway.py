@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 
 from services.gateway.resources import sales_numbers
-from services.sales.domain import imports as import_rules
+from services.sales.numbers import contract as import_rules
 from tests.service import conftest_gateway as gateway_fixtures
 from tests.service.conftest_gateway import FakeRpc, assert_problem, auth
 

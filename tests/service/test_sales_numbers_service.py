@@ -14,10 +14,12 @@ import pytest
 from openpyxl import Workbook, load_workbook
 from sqlalchemy import select, update
 
-from services.sales import analytics
-from services.sales.domain import numbers
 from services.sales.events import EVENT_SCHEMAS
 from services.sales.models import Customer, outbox
+from services.sales.numbers.domain import figures as numbers
+from services.sales.numbers.queries import base as report_base
+from services.sales.numbers.queries import forecast as forecast_queries
+from services.sales.numbers.queries import stage_flow
 from services.sales.service import SalesService
 from shared.context import Context
 from shared.db import get_engine
@@ -150,7 +152,7 @@ def test_funnel_forecast_quota_snapshot_accuracy_and_drill_down(make_service):
     stages = {s["name"]: s["id"] for s in pipeline["stages"]}
     customer = rep.create_customer({"name": "深圳市腾讯计算机系统有限公司",
                                     "credit_code": TENCENT}, scope=REP_A)
-    today = analytics.today()
+    today = report_base.today()
     quarter_end = numbers.period_end("quarter", numbers.period_start("quarter", today))
     close = today
     big = opportunity(rep, pipeline, customer, "100000", close, source="website")
@@ -392,12 +394,12 @@ def test_stage_flow_months_and_edge_days_add_up_like_days(make_service):
     from sqlalchemy import func as sa_func
     from sqlalchemy.orm import Session
 
-    from services.sales.models_numbers import StageFlow
+    from services.sales.numbers.models import StageFlow
 
     rep = make_service("rep-a")
     pipeline = simple_pipeline(make_service("admin"))
     customer = rep.create_customer({"name": "华为技术有限公司"}, scope=REP_A)
-    created = [opportunity(rep, pipeline, customer, str(1000 * (i + 1)), analytics.today())
+    created = [opportunity(rep, pipeline, customer, str(1000 * (i + 1)), report_base.today())
                for i in range(6)]
     stage = pipeline["stages"][1]["id"]
     for item in created[:4]:
@@ -411,15 +413,15 @@ def test_stage_flow_months_and_edge_days_add_up_like_days(make_service):
             conn.execute(update(Opportunity).where(Opportunity.id == item["id"]).values(
                 created_at=datetime(day.year, day.month, day.day, 6, tzinfo=UTC)))
     with Session(make_service.engine) as session, session.begin():
-        analytics.fold_stage_flow(session)
+        stage_flow.fold_stage_flow(session)
     periods = [(None, None), (date(2025, 2, 1), date(2025, 3, 31)),
                (date(2025, 1, 31), date(2025, 4, 1)), (date(2025, 2, 2), date(2025, 2, 20)),
                (None, date(2025, 2, 15)), (date(2025, 3, 31), None),
                (date(2025, 1, 15), date(2025, 2, 1))]
     with Session(make_service.engine) as session:
         for first, last in periods:
-            got = analytics._flow_by_stage(session, pipeline["id"], None,
-                                           {"date_from": first, "date_to": last})
+            got = stage_flow.flow_by_stage(session, pipeline["id"], None,
+                                          {"date_from": first, "date_to": last})
             query = select(StageFlow.stage_id, sa_func.sum(StageFlow.reached)).where(
                 StageFlow.pipeline_id == pipeline["id"])
             if first:
@@ -437,8 +439,8 @@ def test_rollups_kept_by_triggers_match_the_rows_and_a_rebuild(make_service):
     moves, wins, losses, amount, owner and close-date changes; a rebuild changes nothing."""
     from sqlalchemy.orm import Session
 
-    from services.sales import rollups
-    from services.sales.models_numbers import OpportunityRollup
+    from services.sales.numbers.models import OpportunityRollup
+    from services.sales.numbers.queries import rollups
 
     admin, rep = make_service("admin"), make_service("rep-a")
     admin.define_custom_field({"entity": "opportunity", "key": "note", "label": "备注",
@@ -446,7 +448,7 @@ def test_rollups_kept_by_triggers_match_the_rows_and_a_rebuild(make_service):
     pipeline = simple_pipeline(admin)
     stages = {s["name"]: s["id"] for s in pipeline["stages"]}
     customer = rep.create_customer({"name": "北京小米科技有限责任公司"}, scope=REP_A)
-    today = analytics.today()
+    today = report_base.today()
     made = [opportunity(rep, pipeline, customer, str(10000 + i * 1111), today +
                         timedelta(days=i * 20), source=("web", "expo", None)[i % 3])
             for i in range(9)]
@@ -494,7 +496,7 @@ def _iso(filters: dict) -> dict:
 
 
 def test_an_import_whose_process_died_is_resumed_after_its_committed_rows(make_service):
-    from services.sales.models_numbers import ImportJob
+    from services.sales.numbers.models import ImportJob
 
     rep = make_service("rep-a")
     job = rep.start_import("customer", "c.csv", b64(
@@ -555,16 +557,16 @@ def test_a_report_statement_past_its_timeout_is_a_422_and_the_service_goes_on(
 ):
     from sqlalchemy import text
 
-    from services.sales import api_numbers
+    from services.sales.numbers.usecases import reports
 
-    monkeypatch.setattr(api_numbers, "REPORT_STATEMENT_SECONDS", 0.2)
+    monkeypatch.setattr(reports, "REPORT_STATEMENT_SECONDS", 0.2)
 
     def runaway(session, filters, scope):
         return session.execute(text(
             "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
             "SELECT count(*) FROM c")).scalar()
 
-    monkeypatch.setattr(analytics, "forecast", runaway)
+    monkeypatch.setattr(forecast_queries, "forecast", runaway)
     rep = make_service("rep-a")
     with pytest.raises(ValidationFailed) as err:
         rep.forecast({}, REP_A)
@@ -612,7 +614,7 @@ def test_forecast_snapshots_page_with_a_cursor(make_service):
 
 
 def test_imports_have_per_user_limits_that_they_name(make_service, monkeypatch):
-    from services.sales import imports as importing
+    from services.sales.numbers.usecases import importing
 
     rep = make_service("rep-a")
     monkeypatch.setattr(importing, "MAX_FILE_BYTES", 40)

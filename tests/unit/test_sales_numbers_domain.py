@@ -10,9 +10,10 @@ from decimal import Decimal
 import pytest
 from openpyxl import Workbook
 
-from services.sales.domain import credit_code, numbers
-from services.sales.domain import custom_fields as cf
-from services.sales.domain import imports as parsing
+from services.sales.domain import credit_code
+from services.sales.numbers.domain import custom_fields as cf
+from services.sales.numbers.domain import figures as numbers
+from services.sales.numbers.domain import import_rows as parsing
 from shared.errors import ValidationFailed
 
 # Published codes of well-known companies (business licences), and the standard's example.
@@ -387,3 +388,29 @@ def test_counting_a_csv_stops_past_the_row_limit_and_pauses():
     limits = parsing.limits()
     assert limits["max_file_bytes"] == 20 * 1024 * 1024 and limits["max_rows"] == 100_000
     assert "20 MiB" in parsing.limits_text()
+
+
+def test_an_import_job_moves_from_batches_to_done_or_failed():
+    from types import SimpleNamespace
+
+    from services.sales.numbers.domain import import_jobs
+
+    now = datetime(2026, 12, 2, 8, 0)
+    job = SimpleNamespace(status="running", dry_run=False, total_rows=3, processed_rows=0,
+                          created=0, updated=0, skipped=0, failed=0, errors=None,
+                          content=b"name\n", heartbeat_at=None, finished_at=None)
+    import_jobs.record_batch(job, 2, {"created": 1, "failed": 1}, now)
+    assert (job.processed_rows, job.created, job.failed, job.heartbeat_at) == (2, 1, 1, now)
+    assert import_jobs.progress_percent(job) == 66.7
+    import_jobs.finish(job, now)
+    assert (job.status, job.total_rows, job.content, job.finished_at) == ("done", 2, None, now)
+    assert import_jobs.progress_percent(job) == 100.0
+    assert import_jobs.outcome(job) == {"created": 1, "updated": 0, "skipped": 0}
+    job.dry_run = True
+    dry = import_jobs.outcome(job)
+    assert dry["would_create"] == 1 and dry["created"] == 0
+    broken = SimpleNamespace(**{**vars(job), "status": "running", "content": b"x",
+                                "errors": {"ignored_columns": ["x"]}})
+    import_jobs.fail(broken, {"file": ["stopped"]}, now)
+    assert broken.status == "failed" and broken.content is None
+    assert broken.errors == {"ignored_columns": ["x"], "file": ["stopped"]}

@@ -45,8 +45,8 @@ from services.gateway.resources.sales_numbers_schemas import (
     SnapshotPageSchema,
     SnapshotQuerySchema,
 )
-from services.sales.domain import custom_fields as cf
-from services.sales.domain import imports as import_rules
+from services.sales.numbers import contract as cf
+from services.sales.numbers import contract as import_rules
 
 log = logging.getLogger("services.gateway.sales_numbers")
 

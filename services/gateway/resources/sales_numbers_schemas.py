@@ -7,9 +7,9 @@ from flask_smorest.fields import Upload
 from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 
 from services.gateway.http_schemas import StrictSchema, page_of, paged
-from services.sales.domain import custom_fields as cf
-from services.sales.domain import imports as import_rules
-from services.sales.domain import numbers as report_rules
+from services.sales.numbers import contract as cf
+from services.sales.numbers import contract as import_rules
+from services.sales.numbers import contract as report_rules
 
 REPORT_LIMITS_DOC = (
     f"Dates from {report_rules.EARLIEST_DAY.isoformat()} to "

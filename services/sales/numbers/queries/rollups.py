@@ -16,7 +16,8 @@ subtract a row's old contribution and add its new one in the same transaction as
 so the roll-up is never stale and needs nothing from the code that writes opportunities.
 Local days use the UTC offset stored in `numbers_settings` (CRM_TIMEZONE's, no daylight
 saving: China's); `rebuild(connection)` recomputes everything (after a bulk load with
-triggers off, or when the zone changes).
+triggers off, or when the zone changes). Migration 0002 installed a frozen copy of these
+triggers: a change here needs a new migration that copies (never imports) the new DDL.
 """
 
 from __future__ import annotations

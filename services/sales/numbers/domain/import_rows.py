@@ -18,20 +18,22 @@ from datetime import date, datetime
 from typing import Any
 
 from services.sales.domain import accounts, credit_code
-from services.sales.domain.custom_fields import clean_value, field_path
+from services.sales.numbers.contract import (  # noqa: F401 - the limits: offered here too
+    IMPORT_ENTITIES,
+    MAX_ACTIVE_JOBS,
+    MAX_FILE_BYTES,
+    MAX_ROWS,
+    MAX_ROWS_PER_DAY,
+    ON_DUPLICATE,
+    limits,
+    limits_text,
+)
+from services.sales.numbers.domain.custom_fields import clean_value, field_path
 from shared import config
 from shared.errors import ValidationFailed
+from shared.kernel.normalise import normalise_email, normalise_phone
 
-ENTITIES = ("customer", "contact")
 FORMATS = ("csv", "xlsx")
-ON_DUPLICATE = ("skip", "update", "create")
-# What one user may import (the service enforces them, the gateway states them in the OpenAPI
-# document and its 413): bytes and rows of one file, imports queued or running at once, rows
-# in 24 hours.
-MAX_FILE_BYTES = int(config.env("SALES_IMPORT_MAX_BYTES", str(20 * 1024 * 1024)))
-MAX_ROWS = int(config.env("SALES_IMPORT_MAX_ROWS", "100000"))
-MAX_ACTIVE_JOBS = int(config.env("SALES_IMPORT_MAX_ACTIVE_JOBS", "2"))
-MAX_ROWS_PER_DAY = int(config.env("SALES_IMPORT_MAX_ROWS_PER_DAY", "300000"))
 COUNT_PAUSE_ROWS = 5000  # counting a file's rows calls `pause` this often
 MAX_CELL = 2000
 
@@ -80,19 +82,6 @@ LIFECYCLE_WORDS = {"潜在客户": "prospect", "成交客户": "customer", "忠�
 CHANNEL_WORDS = {"电话": "phone", "邮件": "email", "邮箱": "email", "微信": "wechat"}
 YES = frozenset({"true", "yes", "y", "1", "是", "同意", "√"})
 NO = frozenset({"false", "no", "n", "0", "否", "不同意", "×", ""})
-
-
-def limits() -> dict[str, int]:
-    return {"max_file_bytes": MAX_FILE_BYTES, "max_rows": MAX_ROWS,
-            "max_active_jobs": MAX_ACTIVE_JOBS, "max_rows_per_day": MAX_ROWS_PER_DAY}
-
-
-def limits_text() -> str:
-    """The limits in words, for the OpenAPI document and error messages."""
-    return (f"at most {MAX_FILE_BYTES / (1024 * 1024):g} MiB ({MAX_FILE_BYTES:,} bytes) and "
-            f"{MAX_ROWS:,} rows a file; at most {MAX_ACTIVE_JOBS} imports queued or running "
-            f"per user; at most {MAX_ROWS_PER_DAY:,} rows per user in 24 hours (dry runs "
-            "count)")
 
 
 def header_key(text: Any) -> str:
@@ -370,9 +359,7 @@ def _consent(value: str) -> bool:
 
 
 def _phone(value: str) -> str:
-    from shared import config
-
-    return _via(lambda raw: accounts.normalise_phone(raw, config.default_region()))(value)
+    return _via(lambda raw: normalise_phone(raw, config.default_region()))(value)
 
 
 CLEANERS: dict[str, dict[str, Callable[[str], Any]]] = {
@@ -386,7 +373,7 @@ CLEANERS: dict[str, dict[str, Callable[[str], Any]]] = {
         "name": _text(200), "customer_name": _text(200),
         "customer_credit_code": _credit_code, "customer_id": _text(36), "title": _text(200),
         "role": _word(accounts.CONTACT_ROLES, ROLE_WORDS), "phone": _phone,
-        "email": _via(accounts.normalise_email), "wechat": _text(64),
+        "email": _via(normalise_email), "wechat": _text(64),
         "preferred_channel": _word(accounts.CHANNELS, CHANNEL_WORDS), "birthday": _birthday,
         "consent": _consent, "owner_id": _text(36),
     },

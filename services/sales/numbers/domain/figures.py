@@ -1,6 +1,7 @@
 """Sales numbers as pure rules: periods, forecast weighting, conversion, quota attainment,
-forecast accuracy, RFM segments and customer health. No database here: analytics.py feeds
-these functions with rows it queried.
+forecast accuracy, RFM segments and customer health. No database here: the queries
+(numbers/queries/) feed these functions with rows they read. The report ranges' limits are
+part of the contract (numbers/contract.py) and checked here.
 """
 
 from __future__ import annotations
@@ -11,7 +12,19 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-PERIOD_KINDS = ("month", "quarter")
+# The report ranges' rules are the contract's (callers build payloads by them); they are
+# the rules of the figures too, so they are offered here as well.
+from services.sales.numbers.contract import (  # noqa: F401
+    EARLIEST_DAY,
+    LATEST_DAY,
+    MAX_PERIODS,
+    MAX_RANGE_DAYS,
+    PERIOD_KINDS,
+    RangeError,
+    check_dates,
+    check_period_start,
+)
+
 # An open opportunity in a stage at least this likely counts as "commit" in the forecast.
 COMMIT_PROBABILITY = 70
 CENT = Decimal("0.01")
@@ -65,38 +78,6 @@ def periods_between(kind: str, first: date, last: date) -> list[date]:
 
 # -- report limits -------------------------------------------------------------------------
 
-# Every report's range is bounded, so one request cannot run for minutes (a range of 1,922
-# years by month once froze the service): dates within these years, a range of at most
-# MAX_RANGE_DAYS, and at most a report's own number of periods (each period costs queries).
-EARLIEST_DAY = date(1900, 1, 1)
-LATEST_DAY = date(2199, 12, 31)
-MAX_RANGE_DAYS = 5 * 365 + 2  # five years, leap days included
-MAX_PERIODS = {"forecast": 61, "quota_performance": 61, "forecast_accuracy": 12}
-
-
-class RangeError(ValueError):
-    """A report range out of bounds; `field` is the filter to name in the 422."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
-
-
-def check_dates(first: date | None, last: date | None) -> None:
-    """Each given date within [EARLIEST_DAY, LATEST_DAY]; a closed range of at most
-    MAX_RANGE_DAYS days."""
-    for name, day in (("date_from", first), ("date_to", last)):
-        if day is not None and not EARLIEST_DAY <= day <= LATEST_DAY:
-            raise RangeError(name, f"must be between {EARLIEST_DAY.isoformat()} and "
-                                   f"{LATEST_DAY.isoformat()}")
-    if first is not None and last is not None:
-        if last < first:
-            raise RangeError("date_to", "must not be before date_from")
-        days = (last - first).days + 1
-        if days > MAX_RANGE_DAYS:
-            raise RangeError("date_to", f"a report covers at most {MAX_RANGE_DAYS:,} days "
-                                        f"(5 years); this range has {days:,}: narrow it")
-
 
 def check_periods(report: str, kind: str, first: date, last: date) -> list[date]:
     """The period starts of [first, last] when there are at most MAX_PERIODS[report] of them
@@ -111,16 +92,6 @@ def check_periods(report: str, kind: str, first: date, last: date) -> list[date]
         raise RangeError("date_to", f"this report has at most {limit} periods of a {kind}; "
                                     f"the range has {count}: narrow it{hint}")
     return periods_between(kind, first, last)
-
-
-def check_period_start(kind: str, start: date) -> None:
-    if kind not in PERIOD_KINDS:
-        raise ValueError(f"must be one of {', '.join(PERIOD_KINDS)}")
-    if period_start(kind, start) != start:
-        raise ValueError(
-            "a month starts on day 1" if kind == "month"
-            else "a quarter starts on 1 January, April, July or October"
-        )
 
 
 def iso_week(day: date) -> str:
