@@ -28,7 +28,7 @@ GATEWAY = "gateway"
 # The gateway's own resource modules (health, identity), registered before the services' ones.
 GATEWAY_RESOURCES: tuple[str, ...] = (
     "services.gateway.resources.system",
-    "services.gateway.resources.identity",
+    "services.gateway.identity.resources",
 )
 GATEWAY_EVENTS = "services.gateway.events"
 

@@ -17,27 +17,24 @@ from flask import Flask, Response, current_app, g, request
 from flask_smorest import Api
 
 from services.gateway import docs, metrics, problems
-from services.gateway.auth import (
-    API_KEY_PREFIX,
+from services.gateway.console.blueprint import console
+from services.gateway.idempotency import HEADER as IDEMPOTENCY_HEADER
+from services.gateway.idempotency import Idempotency
+from services.gateway.identity.api_keys import API_KEY_PREFIX
+from services.gateway.identity.directory import DirectoryEvents
+from services.gateway.identity.passwords import PasswordHasher, password_method
+from services.gateway.identity.principal import Authenticator, Principal
+from services.gateway.identity.settings import AuthSettings
+from services.gateway.identity.throttles import (
     CREDENTIAL_ADDRESS_POLICY,
     KEY_PREFIX_POLICY,
-    Authenticator,
-    AuthSettings,
     FailureThrottle,
-    PasswordHasher,
-    Principal,
     RateLimiter,
-    TokenSigner,
     client_address,
     credential_address_key,
     key_prefix_key,
-    load_secret_key,
-    password_method,
 )
-from services.gateway.console.blueprint import console
-from services.gateway.directory import DirectoryEvents
-from services.gateway.idempotency import HEADER as IDEMPOTENCY_HEADER
-from services.gateway.idempotency import Idempotency
+from services.gateway.identity.tokens import TokenSigner, load_secret_key
 from services.gateway.problems import ApiProblem
 from services.gateway.rpc import RpcClient, RpcPool, ServiceUnavailable
 from services.gateway.schemas import ProblemSchema

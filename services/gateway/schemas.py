@@ -1,4 +1,6 @@
-"""HTTP payload schemas; the OpenAPI document is generated from these same classes.
+"""HTTP schemas of the leads routes, the errors and the system routes; the OpenAPI document is
+generated from these same classes (the convention: services/gateway/http_schemas.py; identity's
+are services/gateway/identity/schemas.py, the other areas' beside their routes in resources/).
 
 Size limits: every free-form JSON object a client can store (lead `attributes`, follow-up key
 points, rule definitions...) is a `JsonObject` (from shared/payloads.py, so a service's own
@@ -9,38 +11,14 @@ maximum length (`text()`).
 
 from __future__ import annotations
 
-from typing import Any
+from marshmallow import INCLUDE, Schema, fields, validate
 
-from marshmallow import INCLUDE, RAISE, Schema, fields, validate
-
-from services.gateway.models import ROLES
+from services.gateway.http_schemas import StrictSchema, page_of, paged, text
 from services.leads import contract as lead_schemas
 from services.leads.contract import LEAD_STATUSES, ON_DUPLICATE
 from shared.payloads import JsonObject
 
 __all__ = ["JsonObject", "ProblemSchema", "StrictSchema", "text"]
-
-USERNAME = validate.Regexp(
-    r"^[A-Za-z0-9_.\-]{3,64}$", error="3-64 characters: letters, digits, '_', '.', '-'."
-)
-
-
-def text(
-    max_len: int, *, required: bool = False, min_len: int | None = None, **kw: Any
-) -> fields.String:
-    return fields.String(
-        required=required,
-        validate=validate.Length(
-            min=min_len if min_len is not None else (1 if required else 0), max=max_len
-        ),
-        **kw,
-    )
-
-
-class StrictSchema(Schema):
-    class Meta:
-        unknown = RAISE
-        ordered = True
 
 
 # -- leads ---------------------------------------------------------------------------------
@@ -66,9 +44,8 @@ class OnDuplicateQuerySchema(StrictSchema):
     on_duplicate = fields.String(validate=validate.OneOf(ON_DUPLICATE))
 
 
-class LeadListQuerySchema(lead_schemas.LeadFiltersSchema):
-    cursor = text(1000)
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+LeadListQuerySchema = paged(lead_schemas.LeadFiltersSchema, "LeadListQuerySchema",
+                            cursor_min_length=0)
 
 
 class BehaviourSchema(lead_schemas.BehaviourSchema):
@@ -103,9 +80,7 @@ class LeadSchema(lead_schemas.LeadSchema):
     history = fields.Raw(metadata={"description": "Only on GET /leads/{id}."})
 
 
-class LeadPageSchema(Schema):
-    items = fields.List(fields.Nested(LeadSchema))
-    next_cursor = fields.String(allow_none=True)
+LeadPageSchema = page_of(LeadSchema, "LeadPageSchema")
 
 
 class ScoringModelSchema(Schema):
@@ -113,107 +88,6 @@ class ScoringModelSchema(Schema):
 
     class Meta:
         unknown = INCLUDE
-
-
-# -- identities ----------------------------------------------------------------------------
-
-
-class TokenRequestSchema(StrictSchema):
-    username = text(64, required=True)
-    password = fields.String(
-        required=True, load_only=True, validate=validate.Length(min=1, max=256)
-    )
-
-
-class TokenSchema(Schema):
-    token = fields.String()
-    token_type = fields.String()
-    expires_at = fields.AwareDateTime()
-
-
-class UserSchema(Schema):
-    class Meta:
-        ordered = True
-
-    id = fields.String()
-    username = fields.String()
-    display_name = fields.String()
-    email = fields.String(allow_none=True)
-    role = fields.String(metadata={"enum": list(ROLES)})
-    team_id = fields.String(allow_none=True)
-    active = fields.Boolean()
-    created_at = fields.AwareDateTime()
-
-
-class MeSchema(UserSchema):
-    auth = fields.String(metadata={"enum": ["api_key", "token"]})
-    scope = fields.Dict(metadata={"description": "Lead visibility passed to the leads service."})
-
-
-class UserCreateSchema(StrictSchema):
-    username = fields.String(required=True, validate=USERNAME)
-    display_name = text(200, required=True)
-    email = fields.Email(allow_none=True, validate=validate.Length(max=320))
-    password = fields.String(load_only=True, validate=validate.Length(min=8, max=256))
-    role = fields.String(required=True, validate=validate.OneOf(ROLES))
-    team_id = text(36, allow_none=True)
-
-
-class UserPatchSchema(StrictSchema):
-    display_name = text(200, min_len=1)
-    email = fields.Email(allow_none=True, validate=validate.Length(max=320))
-    password = fields.String(load_only=True, validate=validate.Length(min=8, max=256))
-    role = fields.String(validate=validate.OneOf(ROLES))
-    team_id = text(36, allow_none=True)
-    active = fields.Boolean()
-
-
-class TeamCreateSchema(StrictSchema):
-    name = text(200, required=True)
-    manager_id = text(36, allow_none=True)
-
-
-class TeamPatchSchema(StrictSchema):
-    name = text(200)
-    manager_id = text(36, allow_none=True)
-
-
-class TeamSchema(Schema):
-    class Meta:
-        ordered = True
-
-    id = fields.String()
-    name = fields.String()
-    manager_id = fields.String(allow_none=True)
-    member_ids = fields.List(fields.String())
-    created_at = fields.AwareDateTime()
-
-
-class ApiKeyCreateSchema(StrictSchema):
-    name = text(200, required=True)
-    user_id = text(36, metadata={"description": "Admins only: create a key for another user."})
-
-
-class ApiKeyQuerySchema(StrictSchema):
-    user_id = text(36)
-    include_revoked = fields.Boolean(load_default=False)
-
-
-class ApiKeySchema(Schema):
-    class Meta:
-        ordered = True
-
-    id = fields.String()
-    user_id = fields.String()
-    name = fields.String()
-    prefix = fields.String()
-    created_at = fields.AwareDateTime()
-    last_used_at = fields.AwareDateTime(allow_none=True)
-    revoked_at = fields.AwareDateTime(allow_none=True)
-
-
-class ApiKeyCreatedSchema(ApiKeySchema):
-    key = fields.String(metadata={"description": "Shown once; only its hash is stored."})
 
 
 # -- errors --------------------------------------------------------------------------------

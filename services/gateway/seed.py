@@ -16,10 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 
-from services.gateway.auth import generate_api_key, hash_api_key, password_method
-from services.gateway.directory import DirectoryEvents
-from services.gateway.models import ApiKey, Team, User, new_id
-from services.gateway.store import Store
+from services.gateway.identity.api_keys import generate_api_key, hash_api_key
+from services.gateway.identity.directory import DirectoryEvents
+from services.gateway.identity.models import ApiKey, Team, User
+from services.gateway.identity.passwords import password_method
+from services.gateway.store import Store, new_id
 from shared import config as shared_config
 from shared.migrations import upgrade
 

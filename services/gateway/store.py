@@ -1,12 +1,32 @@
-"""The gateway's database handle."""
+"""The gateway's database: the MetaData and declarative base its tables are declared on (the
+identity package's and the gateway's own, see models.py), and the handle to it."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
+
 from sqlalchemy import Engine, text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from shared import config as shared_config
 from shared.db import DatabaseAccess, make_engine
+from shared.kernel.naming import service_metadata
+
+# Named constraints keep alembic batch migrations on SQLite deterministic.
+metadata = service_metadata()
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 class Store(DatabaseAccess):
@@ -28,4 +48,3 @@ class Store(DatabaseAccess):
 
     def dispose(self) -> None:
         self.engine.dispose()
-

@@ -16,7 +16,7 @@ class StrictSchema(Schema):
 
 
 class ScopeSchema(StrictSchema):
-    """The caller's row-level visibility, as the gateway computes it (services/gateway/auth.py):
+    """The caller's row-level visibility, as the gateway computes it (services/gateway/identity/):
     `{"all": true}`, or the owners whose records the caller sees. `include_pool`: leads in the
     public pool (公海) are visible too; `manage_pool`: the caller manages the pool (a manager may
     merge pool leads without claiming them). Services without a pool ignore both."""

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from services.gateway.auth import ACCOUNT_POLICY, CREDENTIAL_ADDRESS_POLICY
+from services.gateway.identity.throttles import ACCOUNT_POLICY, CREDENTIAL_ADDRESS_POLICY
 
 LOOPBACK = "127.0.0.1"
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask.testing import FlaskClient
 
-from services.gateway.auth import compute_scope
+from services.gateway.identity.principal import compute_scope
 from tests.support.gateway import FakeRpc, assert_problem, auth, lead
 
 

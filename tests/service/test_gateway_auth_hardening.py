@@ -12,8 +12,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
-from services.gateway.auth import CREDENTIAL_ADDRESS_POLICY
-from services.gateway.models import User
+from services.gateway.identity.models import User
+from services.gateway.identity.throttles import CREDENTIAL_ADDRESS_POLICY
 from tests.support.gateway import assert_problem, auth
 
 KEY_FAILURES = CREDENTIAL_ADDRESS_POLICY.throttle_after  # per address before the first block

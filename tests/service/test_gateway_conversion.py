@@ -8,10 +8,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from services.gateway.models import User
+from services.gateway.identity.models import User
 from shared.errors import DependencyUnavailable, NotFound
-from tests.service.conftest_gateway import *  # noqa: F403 - the gateway fixtures
-from tests.service.conftest_gateway import FakeRpc, assert_problem, auth
+from tests.support.gateway import FakeRpc, assert_problem, auth
 
 
 def teams_of(app: Flask) -> dict[str, str | None]:

@@ -61,7 +61,7 @@ def rules(tmp_path, fake_rpc: FakeRpc, org: dict, app, monkeypatch) -> Any:
     for method in RULES_METHODS:
         fake_rpc.on("rules", method,
                     lambda method=method, **kwargs: getattr(worker(), method)(**kwargs))
-    from services.gateway.models import Team, User
+    from services.gateway.identity.models import Team, User
 
     with app.extensions["crm_gateway"].store.read() as session:
         users = [

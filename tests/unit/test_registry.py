@@ -31,8 +31,8 @@ SERVICES_DIR = ROOT / "services"
 DYNAMIC_HOPS = {
     # a rule's `call` action: its targets are ALLOWED_CALLS, built from the registry
     ("rules", "_call"),
-    # what a task may be about: _RECORD_READS, checked in test_record_reads_are_declared
-    ("gateway", "_check_record_ref"),
+    # a record a body refers to: RECORD_READS, checked in test_record_reads_are_declared
+    ("gateway", "read_reference"),
 }
 
 
@@ -109,7 +109,7 @@ def test_the_rules_service_has_one_client_per_service_with_rule_commands() -> No
 
 def test_the_gateway_registers_the_registry_resources() -> None:
     assert registry.gateway_resource_modules() == (
-        "services.gateway.resources.system", "services.gateway.resources.identity",
+        "services.gateway.resources.system", "services.gateway.identity.resources",
         "services.gateway.resources.leads", "services.gateway.resources.sales",
         "services.gateway.resources.sales_numbers", "services.gateway.resources.rules",
     )
@@ -267,9 +267,9 @@ def test_hops_with_a_variable_target_are_known(found: Found) -> None:
 
 
 def test_record_reads_are_declared() -> None:
-    from services.gateway.resources import rules as rules_resource
+    from services.gateway import references
 
-    for record_type, (service, command, _) in rules_resource._RECORD_READS.items():
+    for record_type, (service, command, _) in references.RECORD_READS.items():
         assert registry.is_declared(service, command), record_type
 
 

@@ -11,7 +11,7 @@ from marshmallow import RAISE
 from sqlalchemy import select
 
 from services.gateway.app import current_principal, gateway, require_role, rpc_call
-from services.gateway.models import User
+from services.gateway.identity.models import User
 from services.gateway.problems import PROBLEM_BASE, ApiProblem, validation_problem
 from services.gateway.schemas import (
     AssignSchema,

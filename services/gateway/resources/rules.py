@@ -8,255 +8,49 @@ from __future__ import annotations
 from typing import Any
 
 from flask_smorest import Blueprint
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import RAISE
 
 from services.gateway.app import current_principal, require_role, rpc_call
 from services.gateway.problems import PROBLEM_BASE, ApiProblem, validation_problem
-from services.rules import contract as rules_schemas
-from shared.errors import NotFound
+from services.gateway.references import RECORD_READS, read_reference
+from services.gateway.resources.rules_schemas import (
+    ClockAdvanceSchema,
+    ClockSchema,
+    DeliveryPageSchema,
+    DeliveryQuerySchema,
+    DeliverySchema,
+    DryRunRequestSchema,
+    DryRunResultSchema,
+    MemberSettingsSchema,
+    MemberSettingsWriteSchema,
+    NotificationPageSchema,
+    NotificationQuerySchema,
+    NotificationSchema,
+    ReassignSchema,
+    RuleListQuerySchema,
+    RuleListSchema,
+    RuleSchema,
+    RuleWriteSchema,
+    RunPageSchema,
+    RunQuerySchema,
+    RunSchema,
+    SnoozeSchema,
+    TaskCreateSchema,
+    TaskPageSchema,
+    TaskQuerySchema,
+    TaskSchema,
+    WebhookCreatedSchema,
+    WebhookCreateSchema,
+    WebhookListSchema,
+    WebhookSchema,
+    WebhookUpdateSchema,
+)
 
 blp = Blueprint(
     "rules", __name__, description="Rules, runs, tasks, notifications, webhooks, assignment."
 )
 
 MANAGERS = ("admin", "manager")
-
-
-class StrictSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
-
-# --------------------------------------------------------------------------- schemas
-
-
-class RuleWriteSchema(rules_schemas.RuleInputSchema):
-    """A rule: a trigger, conditions (an expression) and ordered actions."""
-
-
-class RuleSchema(Schema):
-    id = fields.String()
-    key = fields.String(allow_none=True)
-    name = fields.String()
-    description = fields.String(allow_none=True)
-    enabled = fields.Boolean()
-    version = fields.Integer(metadata={"description": "each edit is a new version"})
-    trigger = fields.Dict()
-    conditions = fields.String()
-    actions = fields.List(fields.Dict())
-    created_at = fields.String()
-    updated_at = fields.String()
-    updated_by = fields.String(allow_none=True)
-    acts_for = fields.Dict(metadata={"description": "kind: organisation (admins' and the "
-                                                    "shipped rules) or team (a manager's: "
-                                                    "their teams' records only); user_id"})
-    versions = fields.List(fields.Dict(), metadata={"description": "GET /rules/<id> only"})
-
-
-class RuleListSchema(Schema):
-    items = fields.List(fields.Nested(RuleSchema))
-
-
-class RuleListQuerySchema(rules_schemas.RuleFiltersSchema):
-    pass
-
-
-class DryRunRequestSchema(rules_schemas.DryRunSchema):
-    pass
-
-
-class DryRunResultSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
-    rule_version = fields.Integer(allow_none=True)
-    event = fields.Dict()
-    trigger = fields.Dict(metadata={"description": "matches, would_fire_at, next_at"})
-    conditions = fields.Dict(metadata={"description": "expression, matched, error"})
-    actions = fields.List(fields.Dict(), metadata={"description": "what each would do"})
-    would_act = fields.Boolean()
-    outside_authority = fields.Boolean(
-        metadata={"description": "the record is outside the rule's authority: no run"})
-
-
-class RunSchema(Schema):
-    id = fields.String()
-    rule_id = fields.String()
-    rule_version = fields.Integer()
-    trigger = fields.String(metadata={"description": "event, timer, schedule"})
-    event_id = fields.String(allow_none=True)
-    event_type = fields.String(allow_none=True)
-    timer_id = fields.String(allow_none=True)
-    record_key = fields.String(allow_none=True)
-    matched = fields.Boolean(allow_none=True)
-    status = fields.String(metadata={"description": ", ".join(rules_schemas.RUN_STATUSES)})
-    reason = fields.String(allow_none=True, metadata={"description": "why stopped / failed"})
-    actions = fields.List(fields.Dict(), metadata={"description": "each action's outcome"})
-    correlation_id = fields.String(allow_none=True)
-    causation_depth = fields.Integer()
-    started_at = fields.String()
-    finished_at = fields.String(allow_none=True)
-    duration_ms = fields.Float(allow_none=True)
-
-
-class RunPageSchema(Schema):
-    items = fields.List(fields.Nested(RunSchema))
-    next_cursor = fields.String(allow_none=True)
-
-
-class RunQuerySchema(rules_schemas.RunFiltersSchema):
-    cursor = fields.String()
-    limit = fields.Integer(validate=validate.Range(min=1, max=200))
-
-
-class TaskSchema(Schema):
-    id = fields.String()
-    title = fields.String()
-    description = fields.String(allow_none=True)
-    record_type = fields.String(allow_none=True)
-    record_id = fields.String(allow_none=True)
-    assignee_id = fields.String(allow_none=True)
-    status = fields.String()
-    priority = fields.String()
-    due_at = fields.String(allow_none=True)
-    snoozed_until = fields.String(allow_none=True)
-    overdue = fields.Boolean()
-    rule_id = fields.String(allow_none=True)
-    run_id = fields.String(allow_none=True)
-    created_at = fields.String()
-    updated_at = fields.String()
-    completed_at = fields.String(allow_none=True)
-    completed_by = fields.String(allow_none=True)
-
-
-class TaskPageSchema(Schema):
-    items = fields.List(fields.Nested(TaskSchema))
-    next_cursor = fields.String(allow_none=True)
-
-
-class TaskQuerySchema(rules_schemas.TaskFiltersSchema):
-    mine = fields.Boolean(metadata={"description": "only the caller's tasks"})
-    cursor = fields.String()
-    limit = fields.Integer(validate=validate.Range(min=1, max=200))
-
-
-class TaskCreateSchema(rules_schemas.TaskCreateSchema):
-    pass
-
-
-class ReassignSchema(StrictSchema):
-    assignee_id = fields.String(required=True, validate=validate.Length(min=1))
-
-
-class SnoozeSchema(StrictSchema):
-    until = fields.AwareDateTime(required=True)
-
-
-class NotificationSchema(Schema):
-    id = fields.String()
-    user_id = fields.String()
-    title = fields.String()
-    body = fields.String(allow_none=True)
-    record_type = fields.String(allow_none=True)
-    record_id = fields.String(allow_none=True)
-    rule_id = fields.String(allow_none=True)
-    run_id = fields.String(allow_none=True)
-    created_at = fields.String()
-    read_at = fields.String(allow_none=True)
-
-
-class NotificationPageSchema(Schema):
-    items = fields.List(fields.Nested(NotificationSchema))
-    next_cursor = fields.String(allow_none=True)
-
-
-class NotificationQuerySchema(StrictSchema):
-    unread = fields.Boolean()
-    cursor = fields.String()
-    limit = fields.Integer(validate=validate.Range(min=1, max=200))
-
-
-class WebhookCreateSchema(rules_schemas.WebhookInputSchema):
-    pass
-
-
-class WebhookUpdateSchema(rules_schemas.WebhookUpdateSchema):
-    pass
-
-
-class WebhookSchema(Schema):
-    id = fields.String()
-    url = fields.String()
-    event_types = fields.List(fields.String())
-    description = fields.String(allow_none=True)
-    active = fields.Boolean()
-    disabled_reason = fields.String(allow_none=True)
-    created_at = fields.String()
-    created_by = fields.String(allow_none=True)
-    acts_for = fields.Dict(metadata={"description": "organisation (every event) or team (a "
-                                                    "manager's: events about their teams' "
-                                                    "records only)"})
-
-
-class WebhookCreatedSchema(WebhookSchema):
-    secret = fields.String(metadata={"description": "whsec_...; shown in this answer only"})
-
-
-class WebhookListSchema(Schema):
-    items = fields.List(fields.Nested(WebhookSchema))
-
-
-class DeliverySchema(Schema):
-    id = fields.String(metadata={"description": "the webhook-id header sent"})
-    subscription_id = fields.String()
-    event_id = fields.String(allow_none=True)
-    event_type = fields.String()
-    status = fields.String(metadata={"description": "pending, sending, delivered, failed"})
-    attempts = fields.Integer()
-    next_attempt_at = fields.String(allow_none=True)
-    last_status_code = fields.Integer(allow_none=True)
-    last_error = fields.String(allow_none=True)
-    attempt_log = fields.List(fields.Dict())
-    created_at = fields.String()
-    delivered_at = fields.String(allow_none=True)
-
-
-class DeliveryPageSchema(Schema):
-    items = fields.List(fields.Nested(DeliverySchema))
-    next_cursor = fields.String(allow_none=True)
-
-
-class DeliveryQuerySchema(StrictSchema):
-    status = fields.String(validate=validate.OneOf(("pending", "sending", "delivered",
-                                                    "failed")))
-    cursor = fields.String()
-    limit = fields.Integer(validate=validate.Range(min=1, max=200))
-
-
-class MemberSettingsWriteSchema(rules_schemas.MemberSettingsSchema):
-    pass
-
-
-class MemberSettingsSchema(Schema):
-    user_id = fields.String()
-    username = fields.String()
-    team_id = fields.String(allow_none=True)
-    active = fields.Boolean()
-    capacity = fields.Integer(allow_none=True)
-    out_of_office_until = fields.String(allow_none=True)
-    open_leads = fields.Integer()
-
-
-class ClockAdvanceSchema(StrictSchema):
-    advance_seconds = fields.Float(
-        required=True, validate=validate.Range(min=0, min_inclusive=False)
-    )
-
-
-class ClockSchema(Schema):
-    now = fields.String()
-    offset_seconds = fields.Float()
-    controllable = fields.Boolean()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -413,34 +207,17 @@ def create_task(data: dict[str, Any]) -> Any:
                     principal=_principal())
 
 
-# What a task may be about: a record its owning service shows the caller. Hidden and missing
-# records answer alike (422 on record_id).
-_RECORD_READS = {
-    "lead": ("leads", "get_lead", "lead_id"),
-    "customer": ("sales", "get_customer", "customer_id"),
-    "opportunity": ("sales", "get_opportunity", "opportunity_id"),
-    "contact": ("sales", "get_contact", "contact_id"),
-}
-
-
 def _check_record_ref(record_type: str | None, record_id: str | None) -> None:
+    """What a task may be about: a record its owning service shows the caller (hidden and
+    missing records answer alike, 422 on record_id)."""
     if record_id is None:
         return
     if record_type is None:
         raise validation_problem({"record_type": ["Required with record_id."]})
-    read = _RECORD_READS.get(record_type)
-    if read is None:
+    if record_type not in RECORD_READS:
         raise validation_problem({"record_type": [
             f"Tasks on {record_type} records are not available yet."]})
-    service, method, id_arg = read
-    principal = current_principal()
-    scope = dict(principal.leads_scope())
-    if service != "leads":
-        scope.pop("include_pool", None)  # sales records have no pool
-    try:
-        rpc_call(service, method, **{id_arg: record_id, "scope": scope})
-    except NotFound:
-        raise validation_problem({"record_id": [f"No such {record_type}."]}) from None
+    read_reference(record_type, record_id, "record_id")
 
 
 @blp.route("/tasks/<string:task_id>", methods=["GET"])

@@ -10,16 +10,35 @@ from typing import Any
 
 from flask import request
 from flask_smorest import Blueprint
-from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
+from marshmallow import EXCLUDE, RAISE, Schema
 from nameko.exceptions import RemoteError
 from sqlalchemy import select
 
 from services.gateway.app import current_principal, gateway, require_role, rpc_call
-from services.gateway.models import Team, User
+from services.gateway.identity.models import Team, User
 from services.gateway.problems import validation_problem
+from services.gateway.references import read_reference
+from services.gateway.resources.sales_schemas import (
+    AssignBody,
+    BoardSchema,
+    ContactListQuery,
+    ContactPage,
+    Customer360Schema,
+    CustomerCreateBody,
+    CustomerDetailSchema,
+    CustomerListQuery,
+    CustomerPage,
+    DuplicateListSchema,
+    FollowupListQuery,
+    FollowupPage,
+    MergeBody,
+    OpportunityListQuery,
+    OpportunityPage,
+    PipelineListSchema,
+)
 from services.gateway.rpc import ServiceUnavailable
 from services.sales import contract as sales
-from shared.errors import DependencyUnavailable, NotFound
+from shared.errors import DependencyUnavailable
 
 log = logging.getLogger("services.gateway.sales")
 
@@ -32,106 +51,6 @@ blp = Blueprint(
 TASK_RECORDS_MAX = 20
 
 
-# -- HTTP schemas (the service's own, plus paging and what the gateway adds) -------------------
-
-
-def _paged(filters: type[Schema], name: str) -> type[Schema]:
-    """The list's filters as query params, with paging. `custom` is not a param: custom-field
-    filters come as `custom.<key>[__op]=value` and are read by `custom_params`."""
-    meta = type("Meta", (), {"exclude": ("custom",)} if "custom" in filters._declared_fields
-                else {})
-    return type(name, (filters,), {
-        "Meta": meta,
-        "cursor": fields.String(validate=validate.Length(max=1000)),
-        "limit": fields.Integer(load_default=50, validate=validate.Range(min=1, max=200)),
-    })
-
-
-CustomerListQuery = _paged(sales.CustomerFiltersSchema, "CustomerListQuery")
-ContactListQuery = _paged(sales.ContactFiltersSchema, "ContactListQuery")
-FollowupListQuery = _paged(sales.FollowupFiltersSchema, "FollowupListQuery")
-OpportunityListQuery = _paged(sales.OpportunityFiltersSchema, "OpportunityListQuery")
-
-
-def _page_of(item: type[Schema], name: str) -> type[Schema]:
-    return type(name, (Schema,), {
-        "items": fields.List(fields.Nested(item)),
-        "next_cursor": fields.String(allow_none=True),
-    })
-
-
-CustomerPage = _page_of(sales.CustomerSchema, "CustomerPage")
-ContactPage = _page_of(sales.ContactSchema, "ContactPage")
-FollowupPage = _page_of(sales.FollowupSchema, "FollowupPage")
-OpportunityPage = _page_of(sales.OpportunitySchema, "OpportunityPage")
-
-
-class CustomerCreateBody(sales.CustomerCreateSchema):
-    on_duplicate = fields.String(
-        validate=validate.OneOf(sales.ON_DUPLICATE),
-        metadata={"description": "reject (default): a similar name answers 409; create"},
-    )
-
-
-class CustomerDetailSchema(sales.CustomerSchema):
-    contacts = fields.List(fields.Nested(sales.ContactSchema))
-    converted_lead_ids = fields.List(fields.String(), metadata={
-        "description": "the leads converted into this customer, newest first (at most 50)"})
-    insights = fields.Raw(metadata={
-        "description": "health score and RFM segment (recency, frequency, monetary value of "
-        "won deals) with the explanation of each"})
-
-
-class MergeBody(Schema):
-    class Meta:
-        unknown = RAISE
-
-    source_id = fields.String(required=True, metadata={
-        "description": "the duplicate, merged into this customer"})
-
-
-class AssignBody(Schema):
-    class Meta:
-        unknown = RAISE
-
-    owner_id = fields.String(required=True)
-    include_open_opportunities = fields.Boolean(load_default=False)
-
-
-class OwnerSchema(Schema):
-    id = fields.String()
-    username = fields.String()
-    display_name = fields.String()
-    email = fields.String(allow_none=True)
-    team_id = fields.String(allow_none=True)
-
-
-class Customer360Schema(Schema):
-    customer = fields.Nested(CustomerDetailSchema)
-    owner = fields.Nested(OwnerSchema, allow_none=True)
-    recent_followups = fields.List(fields.Nested(sales.FollowupSchema))
-    open_opportunities = fields.List(fields.Nested(sales.OpportunitySchema))
-    closed_opportunities = fields.List(fields.Nested(sales.OpportunitySchema))
-    tasks = fields.Raw(allow_none=True, metadata={
-        "description": "open tasks from the rules service that the caller sees: the "
-        "customer's, those of the leads converted into it and of its open opportunities "
-        "(`record_type`, `record_id` say which), by due time; null when it did not answer"})
-    partial = fields.List(fields.String(), metadata={
-        "description": "parts missing because their service did not answer, e.g. tasks"})
-
-
-class BoardSchema(Schema):
-    pipeline = fields.Dict()
-    columns = fields.Raw(metadata={
-        "description": "per stage: stage, count, amounts and weighted_amounts per currency "
-        "(decimal strings), items (the newest cards)"})
-    open_totals = fields.Dict()
-
-
-class PipelineListSchema(Schema):
-    items = fields.List(fields.Nested(sales.PipelineSchema))
-
-
 # -- helpers ---------------------------------------------------------------------------------
 
 
@@ -140,7 +59,6 @@ def sales_scope() -> dict[str, Any]:
     scope = dict(current_principal().leads_scope())
     scope.pop("include_pool", None)
     return scope
-
 
 
 def custom_params(known: set[str]) -> dict[str, str]:
@@ -221,14 +139,10 @@ def _check_assignable(owner_id: str) -> User:
 
 def _lead_ref(lead_id: str, field: str = "lead_id") -> dict[str, Any]:
     """A lead a body refers to (a follow-up on it, an opportunity from it) must be one the
-    caller works: visible to them in the leads service and owned (a lead in the public pool is
-    claimed first, as the pool's timers and the claim rules assume). Hidden and missing leads
-    answer alike."""
-    principal = current_principal()
-    try:
-        lead = rpc_call("leads", "get_lead", lead_id=lead_id, scope=principal.leads_scope())
-    except NotFound:
-        raise validation_problem({field: ["No such lead."]}) from None
+    caller works: visible to them in the leads service (hidden and missing leads answer alike)
+    and owned (a lead in the public pool is claimed first, as the pool's timers and the claim
+    rules assume)."""
+    lead = read_reference("lead", lead_id, field)
     if not lead.get("owner_id"):
         raise validation_problem({field: ["The lead is in the public pool: claim it before "
                                           "working it."]})
@@ -299,17 +213,6 @@ def merge_customers(data: dict[str, Any], customer_id: str) -> Any:
         raise validation_problem({"source_id": ["Cannot merge a customer into itself."]})
     return rpc_call("sales", "merge_customers", target_id=customer_id,
                     source_id=data["source_id"], scope=sales_scope())
-
-
-class DuplicateSchema(Schema):
-    customer_id = fields.String()
-    name = fields.String()
-    reason = fields.String(metadata={"enum": ["credit_code", "name"]})
-    score = fields.Float(metadata={"description": "name similarity 0..100"})
-
-
-class DuplicateListSchema(Schema):
-    items = fields.List(fields.Nested(DuplicateSchema))
 
 
 @blp.route("/customers/<string:customer_id>/duplicates", methods=["GET"])

@@ -11,7 +11,6 @@ import pytest
 from flask.testing import FlaskClient
 
 from services.gateway.console import blueprint
-from tests.service.conftest_gateway import *  # noqa: F403 - the gateway fixtures
 
 INDEX = '<!doctype html><div id="app"></div><script src="/console/assets/index-abc.js"></script>'
 

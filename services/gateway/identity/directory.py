@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from services.gateway.events import EVENT_SCHEMAS
-from services.gateway.models import Team, User, outbox
+from services.gateway.identity.models import Team, User
+from services.gateway.models import outbox
 from shared import config as shared_config
 from shared.context import Context, current_correlation_id
 from shared.outbox import BatchPublisher, EventRecorder, OutboxRelay
