@@ -106,9 +106,11 @@ def ensure_browser(log: Log) -> Path:
     if not _can_apt():
         raise ConsoleBuildError(
             f"The console's browser tests need Chromium at {CHROMIUM}: "
-            "sudo apt-get install -y chromium")
-    log("Chromium is not installed; installing the Debian package chromium (apt-get) ...")
-    apt_install(["chromium"], log)
+            "sudo apt-get install -y chromium fonts-wqy-zenhei")
+    # With a CJK font the screenshots show the Chinese screens as users see them, not boxes.
+    log("Chromium is not installed; installing the Debian packages chromium and "
+        "fonts-wqy-zenhei (apt-get) ...")
+    apt_install(["chromium", "fonts-wqy-zenhei"], log)
     if not CHROMIUM.exists():
         raise ConsoleBuildError(f"apt-get installed chromium but {CHROMIUM} is not there")
     return CHROMIUM
