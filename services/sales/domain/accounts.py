@@ -18,8 +18,8 @@ from services.sales.contract import TIERS as TIERS
 from shared.errors import Conflict, ValidationFailed
 from shared.kernel.normalise import company_key, company_similarity
 from shared.kernel.normalise import fold as fold
-from shared.kernel.normalise import normalise_email as kernel_email
-from shared.kernel.normalise import normalise_phone as kernel_phone
+from shared.kernel.normalise import normalise_email as normalise_email
+from shared.kernel.normalise import normalise_phone as normalise_phone
 
 NAME_MATCH_THRESHOLD = 90.0
 MAX_TAGS = 30
@@ -121,16 +121,6 @@ def search_terms(q: str) -> list[str]:
 def search_text(name: str, tags: Iterable[str]) -> str:
     """What a search matches against besides the name: the key and the tags, folded."""
     return " ".join([name_key(name), *(fold(t) for t in tags)])
-
-
-def normalise_phone(raw: str, default_region: str = "CN", field: str = "phone") -> str:
-    """E.164 ("+8613800138000"); numbers without a country code are of `default_region`."""
-    return kernel_phone(raw, default_region, field=field)
-
-
-def normalise_email(raw: str, field: str = "email") -> str:
-    """The validated, lower-cased address; ValidationFailed naming `field` otherwise."""
-    return kernel_email(raw, field=field)
 
 
 # -- transitions of a customer (they check and change; the use cases store and publish) ------

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from marshmallow import EXCLUDE, ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, validate, validates_schema
 
 from shared import config
 from shared.kernel.schemas import ScopeSchema, StrictSchema
@@ -189,15 +189,8 @@ class ImportOptionsSchema(StrictSchema):
     team_id = fields.String(load_default=None, allow_none=True)
 
 
-class NumbersScopeSchema(ScopeSchema):
-    """The kernel's scope; what else a caller sends along is ignored, as it always was here."""
-
-    class Meta:
-        unknown = EXCLUDE
-
-
 filters_schema = NumbersFiltersSchema()
 quota_schema = QuotaSchema()
 quota_filters_schema = QuotaFiltersSchema()
 import_options_schema = ImportOptionsSchema()
-scope_schema = NumbersScopeSchema()
+scope_schema = ScopeSchema()  # the kernel's, as the core of sales loads it
