@@ -2,14 +2,15 @@
 performance, channels, dormant customers, drill-down, customer insights, import and export.
 
   contract.py     RPC payload schemas and the constants callers build payloads by
-  entrypoints.py  the NumbersRpc mixin of SalesService: load, call a use case, answer
   usecases/       transactions: custom fields, quotas, reports, snapshots, importing, exporting
   queries/        the SQL of the figures (one module a figure), the roll-up triggers
   domain/         pure rules: figures (periods, forecast, RFM, health), custom fields,
                   import rows and import jobs
   models.py       the numbers' tables, on the metadata of services/sales/models.py
 
-Dependencies point one way: entrypoints -> usecases -> queries -> models -> the core's models;
+Its entrypoints are in services/sales/service.py, with the rest of the service's.
+Dependencies point one way: service.py -> usecases -> queries -> models -> the core's models;
 the domain depends on the contract only (and the core's account rules); nothing of the core
-imports this package but service.py (the mixin, the custom-field hooks).
+imports this package but service.py and the core's list use cases (the custom-field
+hooks).
 """
