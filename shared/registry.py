@@ -45,10 +45,14 @@ class RecordType:
 @dataclass(frozen=True)
 class RuleCommand:
     """A command a rule may call: the record type it acts on (its id is passed as
-    `<record type>_id`) and the other arguments a rule may pass."""
+    `<record type>_id`) and the other arguments a rule may pass. `takes_command_id`: the
+    command takes a `command_id` keyword and does nothing on a repeat with the same one, so
+    the rules service passes `rules:<run id>:<action index>` and a run resumed after a crash
+    (or a retried call whose reply was lost) has the command's effect once."""
 
     acts_on: str
     args: tuple[str, ...] = ()
+    takes_command_id: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,9 +109,10 @@ BUILT_IN: tuple[Service, ...] = (
             "get_scoring_model", "set_scoring_model",
         ),
         rule_commands={
-            "release_lead": RuleCommand("lead", ("reason",)),
-            "change_status": RuleCommand("lead", ("status", "reason")),
-            "assign_lead": RuleCommand("lead", ("owner_id",)),
+            "release_lead": RuleCommand("lead", ("reason",), takes_command_id=True),
+            "change_status": RuleCommand("lead", ("status", "reason"),
+                                         takes_command_id=True),
+            "assign_lead": RuleCommand("lead", ("owner_id",), takes_command_id=True),
         },
         records=(RecordType("lead", "lead_id"),),
         events_in="contract",
@@ -133,8 +138,9 @@ BUILT_IN: tuple[Service, ...] = (
             "dormant_customers", "drill_down", "start_import", "get_import", "export",
         ),
         rule_commands={
-            "move_opportunity": RuleCommand("opportunity", ("stage_id", "reason")),
-            "assign_customer": RuleCommand("customer", ("owner_id",)),
+            "move_opportunity": RuleCommand("opportunity", ("stage_id", "reason"),
+                                            takes_command_id=True),
+            "assign_customer": RuleCommand("customer", ("owner_id",), takes_command_id=True),
         },
         records=(
             RecordType("customer", "customer_id"),
@@ -265,6 +271,12 @@ def rule_callable_commands() -> dict[str, tuple[str, tuple[str, ...]]]:
             for s in present() for command, spec in s.rule_commands.items()}
 
 
+def rule_commands_taking_command_id() -> frozenset[str]:
+    """`<service>.<command>` of the rule commands that take a `command_id` (exactly once)."""
+    return frozenset(f"{s.name}.{command}" for s in present()
+                     for command, spec in s.rule_commands.items() if spec.takes_command_id)
+
+
 def rule_callable_services() -> tuple[str, ...]:
     """The services the rules service keeps an RPC client for: those with rule commands."""
     return tuple(s.name for s in present() if s.rule_commands)
@@ -315,6 +327,9 @@ def check(entries: tuple[Service, ...]) -> None:
         for command, spec in entry.rule_commands.items():
             if command not in entry.commands:
                 problems.append(f"{entry.name}.{command}: a rule command must be a command")
+            if "command_id" in spec.args:
+                problems.append(f"{entry.name}.{command}: command_id is not a rule's argument "
+                                "(the rules service passes it: takes_command_id=True)")
             if spec.acts_on not in own_records:
                 problems.append(f"{entry.name}.{command}: acts on {spec.acts_on}, which "
                                 f"{entry.name} does not own")

@@ -19,6 +19,7 @@ from shared.consumer import event_handler
 from shared.context import CallContext, Context
 from shared.db import Database
 from shared.errors import ValidationFailed
+from shared.inbox import checked_command_id
 from shared.kernel.schemas import PageSchema, ScopeSchema
 from shared.logging import setup_logging
 from shared.metrics import EntrypointMetrics
@@ -108,9 +109,12 @@ class LeadsService(PlatformEndpoints):
 
     @rpc
     def change_status(
-        self, lead_id: str, status: str, reason: str | None = None, scope: dict | None = None
+        self, lead_id: str, status: str, reason: str | None = None, scope: dict | None = None,
+        command_id: str | None = None,
     ) -> dict[str, Any]:
-        return changes.change_status(self, lead_id, status, reason, load(scope_schema, scope))
+        command_id = checked_command_id(command_id)
+        return changes.change_status(self, lead_id, status, reason, load(scope_schema, scope),
+                                     command_id)
 
     @event_handler("sales", "lead_converted")
     def on_sales_lead_converted(self, envelope: dict[str, Any]) -> None:
@@ -127,16 +131,22 @@ class LeadsService(PlatformEndpoints):
 
     @rpc
     def release_lead(
-        self, lead_id: str, reason: str | None = None, scope: dict | None = None
+        self, lead_id: str, reason: str | None = None, scope: dict | None = None,
+        command_id: str | None = None,
     ) -> dict[str, Any]:
-        return changes.release_lead(self, lead_id, reason, load(scope_schema, scope))
+        command_id = checked_command_id(command_id)
+        return changes.release_lead(self, lead_id, reason, load(scope_schema, scope),
+                                    command_id)
 
     @rpc
     def assign_lead(
-        self, lead_id: str, owner_id: str, scope: dict | None = None
+        self, lead_id: str, owner_id: str, scope: dict | None = None,
+        command_id: str | None = None,
     ) -> dict[str, Any]:
+        command_id = checked_command_id(command_id)
         scope = load(scope_schema, scope)
-        return changes.assign_lead(self, lead_id, _user_id("owner_id", owner_id), scope)
+        return changes.assign_lead(self, lead_id, _user_id("owner_id", owner_id), scope,
+                                   command_id)
 
     @rpc
     def merge_leads(

@@ -66,6 +66,7 @@ from shared.consumer import BROKER_ERRORS
 from shared.context import CallContext, Context
 from shared.db import Database
 from shared.errors import DependencyUnavailable
+from shared.inbox import checked_command_id
 from shared.logging import setup_logging
 from shared.metrics import EntrypointMetrics
 from shared.payloads import load
@@ -193,10 +194,13 @@ class SalesService(PlatformEndpoints):
     def assign_customer(
         self, customer_id: str, owner_id: str, scope: dict | None = None,
         team_id: str | None = None, include_open_opportunities: bool = False,
+        command_id: str | None = None,
     ) -> dict[str, Any]:
-        """Give the customer (and optionally its open opportunities) to `owner_id`."""
+        """Give the customer (and optionally its open opportunities) to `owner_id`. With a
+        `command_id`, a repeat does nothing and answers the customer as it is now."""
+        command_id = checked_command_id(command_id)
         return customers.assign(self.ports, customer_id, owner_id, load(scope_schema, scope),
-                                team_id, include_open_opportunities)
+                                team_id, include_open_opportunities, command_id)
 
     @rpc
     def find_duplicate_customers(
@@ -316,14 +320,16 @@ class SalesService(PlatformEndpoints):
     @rpc
     def move_opportunity(
         self, opportunity_id: str, stage_id: str, reason: str | None = None,
-        scope: dict | None = None,
+        scope: dict | None = None, command_id: str | None = None,
     ) -> dict[str, Any]:
         """Move to another stage of the opportunity's pipeline (the kanban drag; the rules use
         it too). Refused with PreconditionFailed listing `missing` exit criteria; won and lost
-        need a reason. The stage history gets the stage left and the stage entered."""
+        need a reason. The stage history gets the stage left and the stage entered. With a
+        `command_id`, a repeat does nothing and answers the opportunity as it is now."""
+        command_id = checked_command_id(command_id)
         scope = load(scope_schema, scope)
         wanted = load(move_schema, {"stage_id": stage_id, "reason": reason})
-        return opportunities.move(self.ports, opportunity_id, wanted, scope)
+        return opportunities.move(self.ports, opportunity_id, wanted, scope, command_id)
 
     @rpc
     def opportunity_board(

@@ -1,5 +1,8 @@
 """Changing a lead: behaviours, status, conversion by sales, the public pool (claim, release,
-assign) and merges. The domain's transitions check and change the lead; these record it."""
+assign) and merges. The domain's transitions check and change the lead; these record it.
+
+`change_status`, `release_lead` and `assign_lead` take a `command_id` (the rules service's
+`call` actions): a repeat with it performs nothing and answers the lead as it is now."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import logging
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from services.leads.domain import lifecycle
 from services.leads.models import Behaviour, Lead, inbox
@@ -19,7 +23,7 @@ from services.leads.usecases.common import (
 )
 from services.leads.usecases.scoring import record_qualification, rescore
 from shared.envelope import utcnow
-from shared.inbox import first_delivery
+from shared.inbox import first_command, first_delivery
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +52,21 @@ def record_behaviour(worker: Worker, lead_id: str, behaviour: dict[str, Any],
         return lead_to_dict(lead)
 
 
+def _done_before(session: Session, command_id: str | None, command: str, lead_id: str,
+                 scope: dict[str, Any]) -> dict[str, Any] | None:
+    """The lead as it is now when `command` with this `command_id` was done already; None
+    when there is no key or this is its first time (then recorded with the effect)."""
+    if command_id is None or first_command(session, inbox, command_id, command, lead_id):
+        return None
+    return lead_to_dict(visible_lead(session, lead_id, scope))
+
+
 def change_status(worker: Worker, lead_id: str, status: str, reason: str | None,
-                  scope: dict[str, Any]) -> dict[str, Any]:
+                  scope: dict[str, Any], command_id: str | None = None) -> dict[str, Any]:
     with worker.db.begin() as session:
+        done = _done_before(session, command_id, "change_status", lead_id, scope)
+        if done is not None:
+            return done
         lead = visible_lead(session, lead_id, scope, lock=True)
         previous = lifecycle.change_status(lead, status, reason, utcnow())
         record_history(worker, session, lead, "status_changed",
@@ -101,8 +117,11 @@ def claim_lead(worker: Worker, lead_id: str, user_id: str,
 
 
 def release_lead(worker: Worker, lead_id: str, reason: str | None,
-                 scope: dict[str, Any]) -> dict[str, Any]:
+                 scope: dict[str, Any], command_id: str | None = None) -> dict[str, Any]:
     with worker.db.begin() as session:
+        done = _done_before(session, command_id, "release_lead", lead_id, scope)
+        if done is not None:
+            return done
         lead = visible_lead(session, lead_id, scope, lock=True)
         previous = lifecycle.release(lead, worker.context.actor or "", scope, utcnow())
         record_history(worker, session, lead, "released",
@@ -116,8 +135,11 @@ def release_lead(worker: Worker, lead_id: str, reason: str | None,
 
 
 def assign_lead(worker: Worker, lead_id: str, owner_id: str,
-                scope: dict[str, Any]) -> dict[str, Any]:
+                scope: dict[str, Any], command_id: str | None = None) -> dict[str, Any]:
     with worker.db.begin() as session:
+        done = _done_before(session, command_id, "assign_lead", lead_id, scope)
+        if done is not None:
+            return done
         lead = visible_lead(session, lead_id, scope, lock=True)
         change = lifecycle.assign(lead, owner_id, scope, utcnow())
         if change is None:

@@ -23,6 +23,9 @@ ROLES = ("admin", "manager", "sales_rep", "service_agent")
 # owning service checks the command as for any caller (a stage move against the pipeline's exit
 # criteria, for one).
 ALLOWED_CALLS: dict[str, tuple[str, tuple[str, ...]]] = registry.rule_callable_commands()
+# Those of them that take a `command_id` (`rules:<run id>:<action index>`): a repeat of the
+# action (a resumed run, a retry after a lost reply) has the command's effect once.
+EXACTLY_ONCE_CALLS: frozenset[str] = registry.rule_commands_taking_command_id()
 RECIPIENT_PREFIXES = ("role:", "team:", "team_manager:", "user:")
 RECIPIENTS = ("owner", "owner_manager", "manager_chain", "actor")
 

@@ -1,6 +1,8 @@
 """Performing one action of a run. The actions on other services' data (`assign`, `call`)
-go through their owners' RPC commands with the rule's scope, never inside a transaction;
-the local ones (tasks, notifications, escalations) are `local_actions.py`'s."""
+go through their owners' RPC commands with the rule's scope, never inside a transaction, and
+with a `command_id` naming the run and the action (`command_id()`), so that calling again (a resumed
+run, a retry after a lost reply) has the effect once; the local ones (tasks, notifications,
+escalations) are `local_actions.py`'s."""
 
 from __future__ import annotations
 
@@ -22,6 +24,11 @@ from shared.db import DatabaseAccess
 Remember = Callable[[Session, dict[str, Any]], None]
 
 
+def command_id(run_id: str, index: int) -> str:
+    """The key of a run's action at its owner: the same at every attempt of that action."""
+    return f"rules:{run_id}:{index}"
+
+
 class Actions:
     def __init__(self, db: DatabaseAccess, clock: Clock, ports: Ports,
                  local: LocalActions) -> None:
@@ -33,15 +40,17 @@ class Actions:
     def perform(
         self, action: dict[str, Any], context: dict[str, Any], run_id: str,
         definition: dict[str, Any], progress: dict[str, Any] | None = None,
-        remember: Remember | None = None,
+        remember: Remember | None = None, index: int = 0,
     ) -> Any:
-        """`progress`: the action's stored outcome so far (a resumed run's); `remember(session,
-        progress)` stores what the action decided, in the transaction of the decision."""
+        """`index`: the action's place in the run; `progress`: its stored outcome so far (a
+        resumed run's); `remember(session, progress)` stores what the action decided, in the
+        transaction of the decision."""
         kind = action["type"]
+        once_key = command_id(run_id, index)
         if kind == "assign":
-            return self.assign(action, context, progress or {}, remember)
+            return self.assign(action, context, progress or {}, remember, once_key)
         if kind == "call":
-            return self._call(action, context)
+            return self._call(action, context, once_key)
         if kind in LOCAL_ACTIONS:
             with self.db.begin() as session:
                 return self.local.perform(session, action, context, run_id)
@@ -50,19 +59,21 @@ class Actions:
     def assign(
         self, action: dict[str, Any], context: dict[str, Any],
         progress: dict[str, Any] | None = None, remember: Remember | None = None,
+        once_key: str | None = None,
     ) -> dict[str, Any]:
         record = context.get("record") or {}
         if context.get("record_type") != "lead" or not record.get("id"):
             raise Skipped("assign works on leads")
         chosen = (progress or {}).get("chosen")
         if chosen:
-            # Chosen before a crash or a failed call: the same owner again (assigning a lead
-            # to its owner changes nothing), not a second choice that moves the rotation on.
+            # Chosen before a crash or a failed call: the same owner again, not a second
+            # choice that moves the rotation on (and the same once_key: done already, the call
+            # changes nothing, even if someone has reassigned the lead since).
             with self.db.begin() as session:
                 rule_authority = effective_authority(session, context.get("authority"))
             if rule_authority.revoked:
                 raise PermanentFailure(f"the rule acts for nobody: {rule_authority.revoked}")
-            return self.assign_to(record, context, chosen, rule_authority.scope())
+            return self.assign_to(record, context, chosen, rule_authority.scope(), once_key)
         with self.db.begin() as session:
             key = records.record_key("lead", record["id"])
             connection = session.connection()
@@ -81,20 +92,25 @@ class Actions:
                                    {"record_key": key, "owner_id": chosen["owner_id"]})
             if remember is not None:
                 remember(session, {"chosen": chosen})
-        return self.assign_to(record, context, chosen, rule_authority.scope())
+        return self.assign_to(record, context, chosen, rule_authority.scope(), once_key)
 
     def assign_to(
         self, record: dict[str, Any], context: dict[str, Any], chosen: dict[str, Any],
-        scope: dict[str, Any],
+        scope: dict[str, Any], once_key: str | None = None,
     ) -> dict[str, Any]:
-        self.ports.call("leads", "assign_lead", lead_id=record["id"],
-                        owner_id=chosen["owner_id"], scope=scope)
-        record["owner_id"] = chosen["owner_id"]
+        result = self.ports.call("leads", "assign_lead", lead_id=record["id"],
+                                 owner_id=chosen["owner_id"], scope=scope, command_id=once_key)
+        # The lead as it is: a repeat answers the owner it has now.
+        owner = (result.get("owner_id") if isinstance(result, dict) else None) or \
+            chosen["owner_id"]
+        record["owner_id"] = owner
         context["record"] = record
         return chosen
 
-    def _call(self, action: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-        """A `call` action: one of ALLOWED_CALLS on the run's record, with the rule's scope."""
+    def _call(self, action: dict[str, Any], context: dict[str, Any],
+              once_key: str | None = None) -> dict[str, Any]:
+        """A `call` action: one of ALLOWED_CALLS on the run's record, with the rule's scope
+        and, to the commands that take one (EXACTLY_ONCE_CALLS), `once_key` as `command_id`."""
         record = context.get("record") or {}
         record_type = context.get("record_type")
         service, method = action["service"], action["method"]
@@ -112,9 +128,11 @@ class Actions:
                 args["owner_id"] not in rule_authority.owner_ids):
             raise PermanentFailure(f"user {args['owner_id']} is outside the rule's authority "
                                    "(a manager's rules assign within their teams)")
+        once = ({"command_id": once_key} if once_key and (
+            f"{service}.{method}" in rules_domain.EXACTLY_ONCE_CALLS) else {})
         # The owner checks the command with the author's own scope, as for a person.
         result = self.ports.call(service, method, **{f"{record_type}_id": record["id"]},
-                                 **args, scope=rule_authority.scope())
+                                 **args, scope=rule_authority.scope(), **once)
         if isinstance(result, dict):
             # A new owner counts for the next actions; a release keeps the previous owner in
             # the context, so that "owner" and "owner_manager" still mean the people concerned.

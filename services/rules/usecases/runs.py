@@ -284,7 +284,8 @@ class Runs:
                                                                    run_id))
                     continue
                 detail = self.actions.perform(action, context, run_id, definition,
-                                              progress=outcomes[index], remember=remember)
+                                              progress=outcomes[index], remember=remember,
+                                              index=index)
                 outcome = {"status": "ok", "detail": detail}
             except Skipped as exc:
                 outcome = {"status": "skipped", "detail": str(exc)}

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from services.sales.contract import ON_DUPLICATE
 from services.sales.domain import accounts, credit_code
-from services.sales.models import Contact, Conversion, Customer, Followup, Opportunity
+from services.sales.models import Contact, Conversion, Customer, Followup, Opportunity, inbox
 from services.sales.numbers.queries.insights import customer_insights
 from services.sales.numbers.usecases.custom_fields import custom_clauses
 from services.sales.usecases import publish
@@ -35,6 +35,7 @@ from services.sales.usecases.views import (
 )
 from shared.envelope import utcnow
 from shared.errors import Conflict, ValidationFailed
+from shared.inbox import first_command
 from shared.paging import escape_like, page_after, page_of
 
 FUZZY_CANDIDATES = 500
@@ -166,13 +167,19 @@ def tag(ports: Ports, customer_id: str, change_: dict[str, Any],
 
 
 def assign(ports: Ports, customer_id: str, owner_id: Any, scope: dict[str, Any],
-           team_id: str | None, include_open_opportunities: bool) -> dict[str, Any]:
-    """Give the customer (and optionally its open opportunities) to `owner_id`."""
+           team_id: str | None, include_open_opportunities: bool,
+           command_id: str | None = None) -> dict[str, Any]:
+    """Give the customer (and optionally its open opportunities) to `owner_id`. A repeat with
+    the same `command_id` does nothing and answers the customer as it is now."""
     if not isinstance(owner_id, str) or not owner_id:
         raise ValidationFailed.for_fields({"owner_id": ["a user id is required"]})
     check_owner(owner_id, scope)
     with ports.db.begin() as session:
+        repeat = command_id is not None and not first_command(
+            session, inbox, command_id, "assign_customer", customer_id)
         customer = visible_customer(session, customer_id, scope)
+        if repeat:
+            return customer_to_dict(customer)
         previous = customer.owner_id
         now = utcnow()
         if not accounts.assign(customer, owner_id, team_id, now):

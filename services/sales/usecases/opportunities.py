@@ -11,7 +11,15 @@ from sqlalchemy.orm import Session
 
 from services.sales.domain import accounts
 from services.sales.domain import pipeline as stages_domain
-from services.sales.models import Contact, Customer, Followup, Opportunity, Stage, StageHistory
+from services.sales.models import (
+    Contact,
+    Customer,
+    Followup,
+    Opportunity,
+    Stage,
+    StageHistory,
+    inbox,
+)
 from services.sales.numbers.usecases.custom_fields import custom_clauses
 from services.sales.usecases import customers, pipelines, publish
 from services.sales.usecases.common import (
@@ -35,6 +43,7 @@ from services.sales.usecases.views import (
 from shared import config
 from shared.envelope import utcnow
 from shared.errors import ValidationFailed
+from shared.inbox import first_command
 from shared.paging import escape_like, page_after, page_of
 
 LIST_FILTERS = ("customer_id", "pipeline_id", "stage_id", "status", "owner_id", "team_id",
@@ -123,12 +132,17 @@ def list_page(ports: Ports, filters: dict[str, Any], scope: dict[str, Any],
 
 
 def move(ports: Ports, opportunity_id: str, wanted: dict[str, Any],
-         scope: dict[str, Any]) -> dict[str, Any]:
+         scope: dict[str, Any], command_id: str | None = None) -> dict[str, Any]:
     """Move to another stage of the opportunity's pipeline (the kanban drag; the rules use it
     too). Refused with PreconditionFailed listing `missing` exit criteria; won and lost need a
-    reason. The stage history gets the stage left and the stage entered."""
+    reason. The stage history gets the stage left and the stage entered. A repeat with the
+    same `command_id` does nothing and answers the opportunity as it is now."""
     with ports.db.begin() as session:
+        repeat = command_id is not None and not first_command(
+            session, inbox, command_id, "move_opportunity", opportunity_id)
         opportunity = visible_opportunity(session, opportunity_id, scope)
+        if repeat:
+            return opportunity_to_dict(opportunity, session.get(Stage, opportunity.stage_id))
         stages = session.scalars(select(Stage).where(
             Stage.pipeline_id == opportunity.pipeline_id)).all()
         activities = [
