@@ -775,6 +775,88 @@ def test_an_assignment_cut_off_after_its_call_is_repeated_with_the_same_owner(
     owners = [kwargs["owner_id"] for method, kwargs in system.leads_rpc.calls
               if method == "assign_lead"]
     assert owners == [owner, owner], "the same owner again: the second call changes nothing"
+    keys = {kwargs["command_id"] for method, kwargs in system.leads_rpc.calls
+            if method == "assign_lead"}
+    run = runs_of(system, "website-lead-call-now")[0]
+    assert keys == {f"rules:{run['id']}:0"}, "one key for both: done once at the owner"
+
+
+def _contact_on_capture(system) -> dict:
+    """A rule whose run calls leads.change_status (a second change to the same status is
+    refused with 412), then a local action."""
+    return system.rules().create_rule({
+        "name": "contact at once", "trigger": {"type": "event", "event": "leads.lead_created"},
+        "actions": [{"type": "call", "service": "leads", "method": "change_status",
+                     "args": {"status": "contacted", "reason": "rule"}},
+                    {"type": "notify", "to": ["role:manager"], "title": "{{ lead.status }}"}]})
+
+
+def _changed_once(system, rule: dict, lead_id: str) -> None:
+    run = runs_of(system, rule["id"])[0]
+    assert run["status"] == "completed", run
+    assert [a["status"] for a in run["actions"]] == ["ok", "ok"]
+    lead = system.leads().get_lead(lead_id, {"all": True})
+    assert lead["status"] == "contacted"
+    assert [h["kind"] for h in lead["history"]].count("status_changed") == 1
+    with get_engine(system.urls["leads"]).connect() as conn:
+        kinds = conn.execute(select(leads_outbox.c.envelope)).scalars().all()
+    assert [json.loads(k)["event_type"] for k in kinds].count("lead_status_changed") == 1
+    calls = [kwargs for method, kwargs in system.leads_rpc.calls if method == "change_status"]
+    assert len(calls) == 2, "called again, answered by the owner without a second effect"
+    assert {c["command_id"] for c in calls} == {f"rules:{run['id']}:0"}
+    [note] = system.rules().list_notifications("u-manager")["items"]
+    assert note["title"] == "contacted"
+
+
+def test_a_call_cut_off_after_the_owner_did_it_completes_once_when_resumed(system, monkeypatch):
+    """Died after leads.change_status answered, before the outcome was stored: the resumed run
+    calls again with the same command_id, the owner answers the lead as it is (no 412, no
+    second change), and the run completes instead of failing."""
+    from services.rules.usecases.actions import Actions
+
+    rule = _contact_on_capture(system)
+    lead = system.leads().create_lead(website_lead(1))["lead"]
+    original = Actions._call
+
+    def calls_then_dies(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        raise Died()
+
+    monkeypatch.setattr(Actions, "_call", calls_then_dies)
+    with pytest.raises(Died):
+        system.deliver_leads_events()
+    monkeypatch.setattr(Actions, "_call", original)
+    assert runs_of(system, rule["id"])[0]["status"] == "running"
+    assert system.leads().get_lead(lead["id"], {"all": True})["status"] == "contacted"
+
+    _resume_by_timer(system)
+    _changed_once(system, rule, lead["id"])
+
+
+def test_a_call_whose_reply_was_lost_is_retried_and_completes_once(system, monkeypatch):
+    """The owner did it, the reply never came (a timeout): the retry is answered, not 412."""
+    import eventlet
+
+    from services.rules.usecases.actions import Actions
+
+    rule = _contact_on_capture(system)
+    lead = system.leads().create_lead(website_lead(1))["lead"]
+    original = Actions._call
+
+    def reply_lost_once(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        if len(system.leads_rpc.calls) == 1:
+            timeout = eventlet.Timeout(10)
+            timeout.cancel()  # never let it go off: raised by hand, as a lost reply's
+            raise timeout
+        return result
+
+    monkeypatch.setattr(Actions, "_call", reply_lost_once)
+    system.deliver_leads_events()
+    run = runs_of(system, rule["id"])[0]
+    assert run["status"] == "retrying" and "Timeout" in run["actions"][0]["error"]
+    advance(system, 3)
+    _changed_once(system, rule, lead["id"])
 
 
 def test_a_timed_out_call_is_a_transient_failure_that_is_retried(system, monkeypatch):

@@ -57,6 +57,8 @@ def test_the_registry_agrees_with_itself() -> None:
     ((Service("a", 9001, records=(RecordType("r", "r_id"),)),
       Service("b", 9002, records=(RecordType("r"),))), "record type r: owned twice"),
     ((Service("a", 9001, planned=True, commands=("x",)),), "planned, so it has no commands"),
+    ((Service("a", 9001, commands=("x",), rule_commands={"x": RuleCommand("r", ("command_id",))},
+              records=(RecordType("r"),)),), "command_id is not a rule's argument"),
     ((Service("Bad-Name", 9001),), "a lower-case identifier"),
 ])
 def test_contradictions_are_refused(entries: tuple[Service, ...], complaint: str) -> None:
@@ -95,6 +97,25 @@ def test_what_the_rules_service_reads_is_what_it_had() -> None:
     assert list(records.LINK_FIELDS.items()) == [
         ("lead_id", "lead"), ("customer_id", "customer"), ("contact_id", "contact"),
         ("opportunity_id", "opportunity")]
+
+
+def test_every_rule_command_takes_a_command_id_as_its_rpc_method_says() -> None:
+    """A rule's `call` (and `assign`) is exactly once: the rules service passes `command_id`
+    to the commands that say they take it, so each of them must have the parameter."""
+    from services.rules.domain import rules
+
+    assert rules.EXACTLY_ONCE_CALLS == set(rules.ALLOWED_CALLS)
+    for entry in registry.present():
+        if not entry.rule_commands:
+            continue
+        module_name, class_name = entry.target.split(":")
+        service_cls = getattr(importlib.import_module(module_name), class_name)
+        for command, spec in entry.rule_commands.items():
+            parameters = inspect.signature(getattr(service_cls, command)).parameters
+            assert ("command_id" in parameters) == spec.takes_command_id, (
+                f"{entry.name}.{command}")
+            if spec.takes_command_id:
+                assert parameters["command_id"].default is None, "optional: None changes nothing"
 
 
 def test_the_rules_service_has_one_client_per_service_with_rule_commands() -> None:
