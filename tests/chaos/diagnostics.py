@@ -33,9 +33,10 @@ def _lead_events(chaos: ChaosSystem, lead_ids: set[str]) -> dict[str, dict[str, 
             "WHERE event_type = 'lead_created'"))
         for event_id, envelope, created_at, published_at in rows:
             try:
-                lead_id = (json.loads(envelope).get("data") or {}).get("id")
-            except ValueError:
+                lead = (json.loads(envelope).get("data") or {}).get("lead") or {}
+            except (ValueError, AttributeError):
                 continue
+            lead_id = lead.get("id") if isinstance(lead, dict) else None
             if lead_id in lead_ids:
                 found[lead_id] = {"event_id": event_id, "created_at": created_at,
                                   "published_at": published_at}
@@ -100,8 +101,9 @@ def _log_problems(path: Path, lines: int = LOG_LINES) -> list[str]:
             continue
         if isinstance(record, dict) and record.get("level") in LEVELS:
             exc = str(record.get("exc") or "").strip().splitlines()
+            message = " ".join(str(record.get("message")).split())
             picked.append(f"  {record.get('ts')} {record.get('level')} {record.get('logger')}: "
-                          f"{str(record.get('message'))[:300]}"
+                          f"{message[:300]}"
                           + (f" [{exc[-1][:200]}]" if exc else ""))
     return picked[-lines:] or ["  (no warnings or errors)"]
 
@@ -118,8 +120,7 @@ def _broker_log_problems(chaos: ChaosSystem, lines: int = LOG_LINES) -> list[str
         except OSError:
             continue
         picked += [f"  {path.name}: {line[:300]}" for line in content
-                   if "[warning]" in line or "[error]" in line or "dropped" in line
-                   or "unclean" in line.lower() or "mnesia" in line.lower()]
+                   if any(level in line for level in ("[warning]", "[error]", "[critical]"))]
     return picked[-lines:] or ["  (nothing noteworthy)"]
 
 
@@ -156,7 +157,8 @@ def report(chaos: ChaosSystem, lead_ids_without_effects: list[str]) -> list[str]
     lines.append("supervisor.log, the end:")
     lines += _tail(logs / "supervisor.log")
     lines.append(f"supervisor state: {devctl.supervisor_state(chaos.system.run_dir)}")
-    lines.append(f"the broker's log ({chaos.node.log_dir}), warnings, errors, recovery:")
+    lines.append(f"the broker's log ({chaos.node.log_dir}), warnings and errors (a queue's "
+                 "recovery says how many messages it dropped):")
     lines += _broker_log_problems(chaos)
     lines += _broker_state(chaos)
     return lines
