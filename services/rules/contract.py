@@ -98,6 +98,23 @@ class TaskFiltersSchema(StrictSchema):
     overdue = fields.Boolean()
 
 
+TASK_RECORDS_MAX = 100
+
+
+class TaskRecordSchema(StrictSchema):
+    record_type = fields.String(required=True, validate=validate.OneOf(RECORD_TYPES))
+    record_id = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+class TaskRpcFiltersSchema(TaskFiltersSchema):
+    """`list_tasks` over RPC: the HTTP filters, and `records`, the tasks on any of up to
+    TASK_RECORDS_MAX records at once (a customer's 360 view asks for its own, its converted
+    leads' and its open opportunities' in one call)."""
+
+    records = fields.List(fields.Nested(TaskRecordSchema),
+                          validate=validate.Length(min=1, max=TASK_RECORDS_MAX))
+
+
 class SnoozeSchema(StrictSchema):
     until = fields.AwareDateTime(required=True, default_timezone=None)
 

@@ -23,7 +23,7 @@ from services.rules.contract import (
     ScopeSchema,
     SnoozeSchema,
     TaskCreateSchema,
-    TaskFiltersSchema,
+    TaskRpcFiltersSchema,
     WebhookInputSchema,
     WebhookUpdateSchema,
 )
@@ -64,7 +64,7 @@ rule_filters_schema = RuleFiltersSchema()
 run_filters_schema = RunFiltersSchema()
 scope_schema = ScopeSchema()
 page_schema = PageSchema()
-task_filters_schema = TaskFiltersSchema()
+task_filters_schema = TaskRpcFiltersSchema()
 snooze_schema = SnoozeSchema()
 task_create_schema = TaskCreateSchema()
 webhook_input_schema = WebhookInputSchema()

@@ -59,6 +59,28 @@ def test_expired_token_is_401(make_app: Any, org: dict) -> None:
     assert_problem(client.get("/me", headers={"Authorization": f"Bearer {token}"}), 401)
 
 
+def test_api_keys_are_listed_a_page_at_a_time(client: FlaskClient, org: dict) -> None:
+    made = [client.post("/api-keys", json={"name": f"script {i}"},
+                        headers=auth(org, "zhangwei")).json["id"] for i in range(5)]
+    seen, cursor = [], None
+    while True:
+        query = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        response = client.get("/api-keys", query_string=query, headers=auth(org, "zhangwei"))
+        assert response.status_code == 200
+        assert len(response.json["items"]) <= 2
+        seen += [k["id"] for k in response.json["items"]]
+        cursor = response.json["next_cursor"]
+        if cursor is None:
+            break
+    assert [i for i in seen if i in made] == made  # oldest first, each once
+    assert len(seen) == len(set(seen))
+    bad = client.get("/api-keys", query_string={"cursor": "bm90LWEtY3Vyc29y"},
+                     headers=auth(org, "zhangwei"))
+    assert bad.status_code == 422 and "cursor" in bad.json["errors"]
+    assert client.get("/api-keys", query_string={"limit": 0},
+                      headers=auth(org, "zhangwei")).status_code == 422
+
+
 def test_revoked_key_and_deactivated_user_stop_at_once(client: FlaskClient, org: dict) -> None:
     created = client.post("/api-keys", json={"name": "script"}, headers=auth(org, "zhangwei"))
     assert created.status_code == 201
@@ -67,8 +89,8 @@ def test_revoked_key_and_deactivated_user_stop_at_once(client: FlaskClient, org:
     assert client.get("/me", headers={"X-API-Key": key}).status_code == 200
 
     listed = client.get("/api-keys", headers=auth(org, "zhangwei")).json
-    assert {k["id"] for k in listed} >= {created.json["id"]}
-    assert all("key" not in k for k in listed)
+    assert {k["id"] for k in listed["items"]} >= {created.json["id"]}
+    assert all("key" not in k for k in listed["items"])
 
     key_url = f"/api-keys/{created.json['id']}"
     assert client.delete(key_url, headers=auth(org, "lina")).status_code == 404

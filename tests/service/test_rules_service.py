@@ -516,6 +516,35 @@ def test_tasks_complete_reassign_snooze_and_visibility(system):
         "task_created", "task_reassigned", "task_snoozed", "task_completed"]
 
 
+def test_tasks_of_several_records_in_one_call(system):
+    rules = system.rules()
+    made = {}
+    for record_type, record_id, assignee in [("customer", "c-1", "u-zhangwei"),
+                                             ("lead", "l-1", "u-zhangwei"),
+                                             ("opportunity", "o-1", "u-lina"),
+                                             ("opportunity", "o-2", "u-zhangwei")]:
+        made[record_id] = rules.create_task(
+            {"title": f"跟进 {record_id}", "assignee_id": assignee,
+             "record_type": record_type, "record_id": record_id}, {"all": True})["id"]
+    wanted = [{"record_type": "customer", "record_id": "c-1"},
+              {"record_type": "lead", "record_id": "l-1"},
+              {"record_type": "opportunity", "record_id": "o-1"},
+              {"record_type": "lead", "record_id": "o-2"}]  # the type must match too
+    found = rules.list_tasks({"records": wanted, "status": "open"}, {"all": True})["items"]
+    assert sorted(t["id"] for t in found) == sorted(made[k] for k in ("c-1", "l-1", "o-1"))
+    # the scope still narrows: a rep sees only their own among them
+    mine = rules.list_tasks({"records": wanted}, {"owner_ids": ["u-lina"]})["items"]
+    assert [t["id"] for t in mine] == [made["o-1"]]
+    for bad, field in [([{"record_type": "planet", "record_id": "x"}], "records"),
+                       ([{"record_type": "lead"}], "records"),
+                       ([], "records"),
+                       ([{"record_type": "lead", "record_id": str(i)} for i in range(101)],
+                        "records")]:
+        with pytest.raises(ValidationFailed) as raised:
+            rules.list_tasks({"records": bad}, {"all": True})
+        assert field in raised.value.errors
+
+
 def test_notifications_are_per_user_and_can_be_marked_read(system):
     install_shipped(system)
     system.leads().create_lead(website_lead(1))

@@ -32,5 +32,7 @@ export default defineConfig({
   test: {
     environment: 'jsdom',
     include: ['tests/**/*.test.ts'],
+    // the admin dialogs render many Element Plus components: slow in jsdom on a busy machine
+    testTimeout: 20_000,
   },
 })

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from services.gateway.http_schemas import StrictSchema, page_of, text
+from services.gateway.http_schemas import CURSOR_DESCRIPTION, StrictSchema, page_of, paged, text
 from services.gateway.identity.models import ROLES
 
 USERNAME = validate.Regexp(
@@ -88,9 +88,13 @@ class ApiKeyCreateSchema(StrictSchema):
     user_id = text(36, metadata={"description": "Admins only: create a key for another user."})
 
 
-class ApiKeyQuerySchema(StrictSchema):
+class ApiKeyFilters(StrictSchema):
     user_id = text(36)
     include_revoked = fields.Boolean(load_default=False)
+
+
+ApiKeyQuerySchema = paged(ApiKeyFilters, "ApiKeyQuerySchema", default_limit=50,
+                          cursor_description=CURSOR_DESCRIPTION)
 
 
 class ApiKeySchema(Schema):
@@ -112,6 +116,7 @@ class ApiKeyCreatedSchema(ApiKeySchema):
 
 UserPageSchema = page_of(UserSchema, "UserPageSchema")
 TeamPageSchema = page_of(TeamSchema, "TeamPageSchema")
+ApiKeyPageSchema = page_of(ApiKeySchema, "ApiKeyPageSchema")
 
 
 class UnblockSchema(StrictSchema):

@@ -49,6 +49,7 @@ blp = Blueprint(
 # The customer 360's tasks: besides the customer's own, those of at most this many converted
 # leads and open opportunities (one rules call each; the newest first).
 TASK_RECORDS_MAX = 20
+TASKS_MAX = 200  # the open tasks a 360 view shows (one list_tasks call for all its records)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -294,13 +295,10 @@ def _open_tasks(customer: dict[str, Any], open_opportunity_ids: list[str],
                 for lead_id in (customer.get("converted_lead_ids") or [])[:TASK_RECORDS_MAX]]
     records += [("opportunity", opportunity_id)
                 for opportunity_id in open_opportunity_ids[:TASK_RECORDS_MAX]]
-    found: dict[str, dict[str, Any]] = {}
-    for record_type, record_id in records:
-        page = rpc_call("rules", "list_tasks", filters={
-            "record_type": record_type, "record_id": record_id, "status": "open"},
-            scope=scope, limit=50)
-        for task in page["items"]:
-            found.setdefault(task["id"], task)
+    page = rpc_call("rules", "list_tasks", filters={
+        "records": [{"record_type": t, "record_id": i} for t, i in records],
+        "status": "open"}, scope=scope, limit=TASKS_MAX)
+    found = {task["id"]: task for task in page["items"]}
     return sorted(found.values(), key=lambda t: (t.get("due_at") is None, t.get("due_at") or "",
                                                  t.get("created_at") or "", t["id"]))
 

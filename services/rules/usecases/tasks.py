@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from services.rules import clock as clock_module
@@ -45,6 +45,10 @@ def list_tasks(worker: Worker, filters: dict[str, Any], scope: dict[str, Any],
     for name in ("record_type", "record_id", "assignee_id", "status"):
         if name in filters:
             query = query.where(getattr(Task, name) == filters[name])
+    if filters.get("records"):
+        query = query.where(or_(*(
+            and_(Task.record_type == r["record_type"], Task.record_id == r["record_id"])
+            for r in filters["records"])))
     if filters.get("overdue") is True:
         query = query.where(
             Task.status == "open", Task.due_at <= now,

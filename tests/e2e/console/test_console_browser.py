@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.console.browser import ARTEFACTS, run_scenario
+from tests.e2e.console.browser import ARTEFACTS, PASSWORD, run_scenario
 from tests.e2e.system import System
 
 pytestmark = pytest.mark.e2e
@@ -120,3 +120,38 @@ def test_claim_and_release_in_the_public_pool(system: System, chromium: str) -> 
     assert "claimed" in kinds or "assigned" in kinds, kinds
     assert "released" in kinds, kinds
     print(f"console first screen (reload to the lead table): {result['first_screen_ms']} ms")
+
+
+
+def _every(system: System, path: str) -> list[dict[str, Any]]:
+    """Every item of a cursor-paged list, as the admin sees it."""
+    items: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"limit": 200}
+    while True:
+        page = _ok(system.get(path, user="admin", params=params))
+        items.extend(page["items"])
+        if not page.get("next_cursor"):
+            return items
+        params["cursor"] = page["next_cursor"]
+
+
+def test_admin_sets_up_a_team_a_user_and_a_rule(system: System, chromium: str) -> None:
+    tag = secrets.token_hex(3)
+    params = {"url": system.url, "artefacts": str(ARTEFACTS), "team": f"控制台团队{tag}",
+              "username": f"console_{tag}", "display_name": f"新人{tag}",
+              "password": PASSWORD, "rule": f"控制台规则{tag}"}
+    run_scenario("admin_setup", params)
+    # What the browser did is what the API now says.
+    [team] = [t for t in _every(system, "/teams") if t["name"] == params["team"]]
+    assert team["manager_id"] == system.users["manager"]
+    [user] = [u for u in _every(system, "/users") if u["username"] == params["username"]]
+    assert (user["display_name"], user["email"], user["role"], user["team_id"], user["active"]) == (
+        params["display_name"], f"{params['username']}@example.com", "sales_rep", team["id"], True)
+    assert user["id"] in team["member_ids"]
+    rules = [r for r in _ok(system.get("/rules", user="admin"))["items"]
+             if r["name"] == params["rule"]]
+    assert [(r["enabled"], r["trigger"], r["conditions"]) for r in rules] == [
+        (False, {"type": "event", "event": "leads.lead_created"},
+         'source == "website" and score >= 1000')]
+    assert rules[0]["actions"] == [{"type": "create_task", "title": "跟进 {{ lead.name }}",
+                                    "assignee": "owner", "due_in": "24h"}]

@@ -38,6 +38,7 @@ const FIELD_MESSAGES: [RegExp, string, (match: RegExpMatchArray) => Record<strin
   [/^Not a valid (date|datetime)\.?$/, 'errors.field.date', () => ({})],
   [/^Not a valid (number|integer|decimal)\.?$/i, 'errors.field.number', () => ({})],
   [/^Must be one of/, 'errors.field.choice', () => ({})],
+  [/^Already exists\.?$/, 'errors.field.exists', () => ({})],
 ]
 
 export function translateFieldMessage(message: string, t: Translate): string {
@@ -50,7 +51,8 @@ export function translateFieldMessage(message: string, t: Translate): string {
 
 /** field -> one translated line, for `el-form-item :error`. */
 export function fieldErrors(error: unknown, t: Translate): Record<string, string> {
-  if (!(error instanceof ApiError) || error.status !== 422) return {}
+  // 422, and a 409 that names its field (a username that is taken)
+  if (!(error instanceof ApiError) || !(error.status === 422 || (error.status === 409 && error.problem.errors))) return {}
   const out: Record<string, string> = {}
   for (const [field, messages] of Object.entries(error.fieldErrors)) {
     out[field] = messages.map((m) => translateFieldMessage(m, t)).join('; ')

@@ -33,3 +33,36 @@ export function plugins(locale: Locale = 'zh-CN') {
 export async function settle(times = 5): Promise<void> {
   for (let i = 0; i < times; i++) await new Promise((resolve) => setTimeout(resolve, 0))
 }
+
+/** Types into the input or textarea `selector` finds in `root` (dialogs live in document.body). */
+export function typeInto(selector: string, value: string, root: ParentNode = document.body): void {
+  const element = root.querySelector(selector) as HTMLInputElement | HTMLTextAreaElement | null
+  if (!element) throw new Error(`nothing matches ${selector}`)
+  element.value = value
+  element.dispatchEvent(new Event('input'))
+}
+
+export function valueOf(selector: string, root: ParentNode = document.body): string {
+  return (root.querySelector(selector) as HTMLInputElement).value
+}
+
+/** The text of the form item that holds `selector` (its label, input and error). */
+export function formItemText(selector: string, root: ParentNode = document.body): string {
+  return root.querySelector(selector)?.closest('.el-form-item')?.textContent ?? ''
+}
+
+export function click(selector: string, root: ParentNode = document.body): void {
+  const element = root.querySelector(selector) as HTMLElement | null
+  if (!element) throw new Error(`nothing matches ${selector}`)
+  element.click()
+}
+
+/** Submits the form `selector` finds. */
+export function submitForm(selector: string, root: ParentNode = document.body): void {
+  const form = root.querySelector(selector) as HTMLFormElement | null
+  if (!form) throw new Error(`nothing matches ${selector}`)
+  form.dispatchEvent(new Event('submit', { cancelable: true }))
+}
+
+/** Element Plus shows form item errors after a short debounce. */
+export const errorsShown = () => new Promise((resolve) => setTimeout(resolve, 250))

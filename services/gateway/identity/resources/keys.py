@@ -7,18 +7,25 @@ from typing import Any
 
 from flask.views import MethodView
 from marshmallow import RAISE
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 
 from services.gateway.app import current_principal, gateway
 from services.gateway.identity.api_keys import generate_api_key
 from services.gateway.identity.models import ApiKey, User
 from services.gateway.identity.principal import Principal
-from services.gateway.identity.resources.blueprint import blp, forbidden, key_dict, not_found
+from services.gateway.identity.resources.blueprint import (
+    blp,
+    decode_cursor,
+    forbidden,
+    key_dict,
+    not_found,
+    page,
+)
 from services.gateway.identity.schemas import (
     ApiKeyCreatedSchema,
     ApiKeyCreateSchema,
+    ApiKeyPageSchema,
     ApiKeyQuerySchema,
-    ApiKeySchema,
 )
 from services.gateway.problems import PROBLEM_BASE, ApiProblem, validation_problem
 
@@ -65,22 +72,43 @@ class ApiKeys(MethodView):
         return body, 201, {"Location": f"/api-keys/{body['id']}"}
 
     @blp.arguments(ApiKeyQuerySchema(), location="query", unknown=RAISE)
-    @blp.response(200, ApiKeySchema(many=True))
+    @blp.response(200, ApiKeyPageSchema)
     def get(self, query: dict[str, Any]) -> Any:
-        """Own keys; admins see everyone's (filter with user_id)."""
+        """Own keys; admins see everyone's (filter with user_id). Oldest first, one page
+        per cursor: `{"items", "next_cursor"}`."""
         principal = current_principal()
         user_id = query.get("user_id")
         if principal.role != "admin":
             if user_id not in (None, principal.user_id):
                 raise forbidden("You can only list your own keys.")
             user_id = principal.user_id
+        after = _key_cursor(query.get("cursor"))
+        limit = query["limit"]
         with gateway().store.read() as session:
-            statement = select(ApiKey).order_by(ApiKey.created_at)
+            statement = select(ApiKey).order_by(ApiKey.created_at, ApiKey.id).limit(limit + 1)
+            if after is not None:
+                created_at, key_id = after
+                statement = statement.where(or_(
+                    ApiKey.created_at > created_at,
+                    and_(ApiKey.created_at == created_at, ApiKey.id > key_id)))
             if user_id is not None:
                 statement = statement.where(ApiKey.user_id == user_id)
             if not query["include_revoked"]:
                 statement = statement.where(ApiKey.revoked_at.is_(None))
-            return [key_dict(key) for key in session.scalars(statement)]
+            rows, next_cursor = page(list(session.scalars(statement)), limit,
+                                     lambda key: f"{key.created_at.isoformat()}|{key.id}")
+            return {"items": [key_dict(key) for key in rows], "next_cursor": next_cursor}
+
+
+def _key_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    value = decode_cursor(cursor)
+    if value is None:
+        return None
+    created_at, _, key_id = value.partition("|")
+    try:
+        return datetime.fromisoformat(created_at), key_id
+    except ValueError:
+        raise validation_problem({"cursor": ["Not a cursor from this list."]}) from None
 
 
 @blp.route("/api-keys/<string:key_id>", methods=["DELETE"])
