@@ -26,6 +26,10 @@ EVENTS_RETRIED = Counter(
 EVENTS_DEAD_LETTERED = Counter(
     "crm_events_dead_lettered_total", "Events dead-lettered after retries", ["service", "handler"]
 )
+EVENTS_REPLAYED = Counter(
+    "crm_events_replayed_total",
+    "Events published again after the relay's broker connection broke", ["service"]
+)
 OUTBOX_BACKLOG = Gauge("crm_outbox_backlog", "Outbox rows not yet published", ["service"])
 
 

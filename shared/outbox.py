@@ -4,6 +4,12 @@ A relay greenlet publishes them with publisher confirms right after the worker c
 marks them sent; a periodic sweep publishes what a dead process left behind and purges old rows.
 A rolled-back change leaves no row, so nothing is published for it; a crash after commit leaves
 the row, so nothing is lost. Consumers must be idempotent (at least once).
+
+A confirm says the broker has the message, not that a consumer got it. When the relay's broker
+connection breaks, the sweep publishes again what was sent in the REPLAY_WINDOW before the break:
+a broker that comes back without what it held (killed before its queues reached the disk, a node
+restored empty, a binding only declared again by the reconnection) would otherwise lose events
+that no consumer had taken yet. Consumers take an event once by its id, so the copies are free.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import logging
 import time
 import weakref
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import eventlet
@@ -55,6 +61,10 @@ RELAY_LINGER = float(config.env("CRM_RELAY_LINGER", "0.005"))
 MARK_DELAY = float(config.env("CRM_RELAY_MARK_DELAY", "0.5"))
 RETENTION = timedelta(days=7)
 ALL_EVENTS_EXCHANGE = "crm.events"
+# After a broken broker connection: what was sent this long before the last confirm is sent
+# again (at most REPLAY_LIMIT events, the latest), once the broker answers again.
+REPLAY_WINDOW = timedelta(seconds=float(config.env("CRM_RELAY_REPLAY_SECONDS", "600")))
+REPLAY_LIMIT = int(config.env("CRM_RELAY_REPLAY_LIMIT", "5000"))
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -204,16 +214,22 @@ class BatchPublisher:
 
 class OutboxRelay:
     def __init__(self, service: str, engine: Engine, table: Table, publisher: BatchPublisher,
-                 mark_delay: float = 0.0):
+                 mark_delay: float = 0.0, replay_window: timedelta = REPLAY_WINDOW,
+                 replay_limit: int = REPLAY_LIMIT):
         """`mark_delay`: how long confirmed rows may wait to be marked sent, so that one UPDATE
-        marks several batches (0: at once)."""
+        marks several batches (0: at once). `replay_window`, `replay_limit`: what is sent again
+        after a broken broker connection (see the module's docstring)."""
         self.service = service
         self.engine = engine
         self.table = table
         self.publisher = publisher
         self.mark_delay = mark_delay
+        self.replay_window = replay_window
+        self.replay_limit = replay_limit
         self._sent: list[str] = []
         self._sent_since = 0.0
+        self._confirmed_at: datetime | None = None  # the last confirmed batch
+        self._replay_since: datetime | None = None  # set by a broken connection
 
     def publish_rows(self, rows: list[tuple]) -> int:
         """Publish (event_id, event_type, envelope JSON[, its context headers]) rows in one
@@ -224,12 +240,7 @@ class OutboxRelay:
         """
         if not rows:
             return 0
-        exchange = event_exchange_name(self.service)
-        self.publisher.publish_batch([
-            (exchange, row[1], row[2],
-             row[3] if len(row) > 3 else context_headers(json.loads(row[2])), row[0])
-            for row in rows
-        ])
+        self._publish(rows)
         if not self._sent:
             self._sent_since = time.monotonic()
         self._sent.extend(row[0] for row in rows)
@@ -238,6 +249,56 @@ class OutboxRelay:
         for event_type, count in Counter(row[1] for row in rows).items():
             metrics.EVENTS_PUBLISHED.labels(self.service, event_type).inc(count)
         return len(rows)
+
+    def _publish(self, rows: list[tuple]) -> None:
+        exchange = event_exchange_name(self.service)
+        try:
+            self.publisher.publish_batch([
+                (exchange, row[1], row[2],
+                 row[3] if len(row) > 3 else context_headers(json.loads(row[2])), row[0])
+                for row in rows
+            ])
+        except BaseException:
+            self._connection_broke()
+            raise
+        self._confirmed_at = utcnow()
+
+    def _connection_broke(self) -> None:
+        """The publisher gave up its connection: what the broker confirmed before may be gone
+        with it. Sent again by the next sweeps, from REPLAY_WINDOW before the last confirm."""
+        if self._replay_since is None and self._confirmed_at is not None:
+            self._replay_since = self._confirmed_at - self.replay_window
+
+    def replay(self) -> int:
+        """After a broken connection: publish again the rows marked sent since
+        `_replay_since` (the latest `replay_limit`), in their order; returns how many. Once
+        they are confirmed, until the next break, nothing more is replayed."""
+        since = self._replay_since
+        if since is None:
+            return 0
+        t = self.table
+        query = (
+            select(t.c.seq, t.c.event_id, t.c.event_type, t.c.envelope)
+            .where(t.c.published_at.is_not(None), t.c.published_at >= since)
+            .order_by(t.c.seq.desc())
+            .limit(self.replay_limit)
+        )
+        with self.engine.connect() as conn:
+            rows = sorted(tuple(row) for row in conn.execute(query))
+        for start in range(0, len(rows), 500):
+            self._publish([row[1:] for row in rows[start : start + 500]])
+        if self._replay_since == since:
+            self._replay_since = None
+        if rows:
+            log.warning("the broker connection of the %s relay broke: %d events sent since %s "
+                        "published again (consumers take each once)", self.service, len(rows),
+                        since.isoformat())
+            metrics.EVENTS_REPLAYED.labels(self.service).inc(len(rows))
+        return len(rows)
+
+    @property
+    def replay_pending(self) -> bool:
+        return self._replay_since is not None
 
     @property
     def marks_pending(self) -> bool:
@@ -261,8 +322,10 @@ class OutboxRelay:
 
     def publish_pending(self, grace: timedelta, limit: int = 500) -> int:
         """Publish unsent rows older than `grace` (left by a process that died, or whose
-        publish failed); returns how many."""
+        publish failed), after what a broken connection may have lost (`replay`); returns how
+        many unsent rows."""
         self.mark_sent()  # what is only waiting to be marked is not pending
+        self.replay()
         t = self.table
         query = (
             select(t.c.event_id, t.c.event_type, t.c.envelope)

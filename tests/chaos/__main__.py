@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
                 outcome = harness.run_cycle(chaos, scenario, args.leads, args.concurrency)
                 outcomes.append(outcome)
                 print(harness.table([outcome]), flush=True)
-                for line in outcome.details[:20]:
+                for line in [*outcome.details[:20], *outcome.diagnostics]:
                     print("   ", line)
     print()
     print(harness.table(outcomes))

@@ -36,6 +36,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from deploy import devctl
+from tests.chaos import diagnostics
 from tests.chaos.node import BrokerNode
 from tests.e2e.system import System
 from tests.support.smtp_server import SmtpServer
@@ -424,6 +425,9 @@ class Outcome:
     settle_seconds: float = 0.0  # from the load's end until everything was done
     manual_restarts: int = 0
     details: list[str] = field(default_factory=list)
+    # Printed after the details when the cycle failed: where the events stopped, the logs'
+    # warnings and errors, the broker's queues, consumers and bindings.
+    diagnostics: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -552,6 +556,7 @@ def run_cycle(chaos: ChaosSystem, scenario: str, leads: int, concurrency: int,
                       manual_restarts=chaos.manual_restarts - manual_before,
                       settle_seconds=settle_seconds,
                       dead_letters=chaos.dead_letters(), dead_letters_expected=expected_dead)
+    no_effects: list[str] = []
     for entry in entries:
         row = effects[entry.phone]
         if entry.status not in (200, 201):
@@ -568,6 +573,7 @@ def run_cycle(chaos: ChaosSystem, scenario: str, leads: int, concurrency: int,
             continue
         if not (row["owner_id"] and row["tasks"] and row["notifications"] and row["emails"]):
             outcome.without_effects += 1
+            no_effects.extend(row["ids"])
             outcome.details.append(f"without effects: {entry.name} {row['ids']} owner "
                                    f"{row['owner_id']} tasks {row['tasks']} notifications "
                                    f"{row['notifications']} emails {row['emails']} "
@@ -586,6 +592,8 @@ def run_cycle(chaos: ChaosSystem, scenario: str, leads: int, concurrency: int,
     outcome.queue_backlog = sum(chaos.queue_backlog().values())
     if outcome.queue_backlog:
         outcome.details.append(f"queues: {chaos.queue_backlog()}")
+    if not outcome.passed:
+        outcome.diagnostics = diagnostics.report(chaos, no_effects)
     return outcome
 
 

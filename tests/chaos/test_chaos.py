@@ -32,4 +32,5 @@ def chaos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.ChaosSys
 def test_no_lead_or_effect_is_lost_or_doubled(chaos: harness.ChaosSystem, scenario: str):
     outcome = harness.run_cycle(chaos, scenario, LEADS, concurrency=8)
     print("\n" + harness.table([outcome]))
-    assert outcome.passed, "\n".join([harness.table([outcome]), *outcome.details[:30]])
+    assert outcome.passed, "\n".join([harness.table([outcome]), *outcome.details[:30],
+                                       *outcome.diagnostics])

@@ -312,3 +312,87 @@ def test_a_message_that_is_no_event_is_dead_lettered_with_its_reason(
         assert headers["x-crm-error"]
         assert headers["x-crm-queue"].startswith("evt-probe-")
         channel.close()
+
+
+def _outbox_row(probe_db, n: int) -> tuple[str, str, str]:
+    from datetime import timedelta
+
+    from shared.context import Context
+    from shared.envelope import new_envelope
+
+    body = json.dumps(new_envelope("probe", "thing_happened", {"n": n},
+                                   Context(correlation_id=f"c-{n}")))
+    event_id = json.loads(body)["event_id"]
+    with probe_db.begin() as conn:
+        conn.execute(probe_outbox.insert().values(
+            event_id=event_id, event_type="thing_happened", envelope=body,
+            created_at=utcnow() - timedelta(minutes=1)))
+    return (event_id, "thing_happened", body)
+
+
+@pytest.mark.parametrize("own_frames", [True, False], ids=["own-frames", "kombu"])
+def test_events_a_broker_lost_after_confirming_them_are_published_again(
+    amqp_uri, probe_db, tmp_path, own_frames
+):
+    """The broker confirmed three events and then came back without them (a kill -9 before
+    they reached its disk, a node restored empty; here: their queue purged while the relay's
+    connection is cut). The relay's next publish finds its connection broken; the sweep then
+    publishes the three again, with the new event, and nothing more at the next sweep."""
+    from datetime import timedelta
+
+    from shared.outbox import BatchPublisher, OutboxRelay
+    from tests.e2e.system import BrokerProxy
+
+    queue = tap(amqp_uri, "probe.events")
+    proxy = BrokerProxy(amqp_uri, tmp_path / "proxy.log")
+    proxy.start()
+    relay = OutboxRelay("probe", probe_db, probe_outbox,
+                        BatchPublisher(proxy.uri, own_frames=own_frames))
+    try:
+        assert relay.publish_rows([_outbox_row(probe_db, n) for n in (1, 2, 3)]) == 3
+        assert relay.publish_pending(grace=timedelta(0)) == 0
+        assert not relay.replay_pending
+        with Connection(amqp_uri) as conn:  # the broker loses what it held
+            assert queue(conn.default_channel).purge() == 3
+        proxy.cut()
+        proxy.restore()
+        with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the dead socket raises
+            relay.publish_rows([_outbox_row(probe_db, 4)])
+        assert relay.publish_pending(grace=timedelta(0)) == 1  # the new event
+        assert relay.publish_pending(grace=timedelta(0)) == 0
+        assert not relay.replay_pending
+    finally:
+        relay.publisher.close()
+        proxy.cut()
+    received = sorted(body["data"]["n"] for body, _ in drain(amqp_uri, queue))
+    assert received == [1, 2, 3, 4], "the lost events again, once, and the new one"
+    with probe_db.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(probe_outbox)
+                            .where(probe_outbox.c.published_at.is_(None))).scalar_one() == 0
+
+
+def test_a_relay_that_never_had_a_confirm_publishes_nothing_again(amqp_uri, probe_db,
+                                                                  tmp_path):
+    """A process whose first publish fails (the broker not up yet) has confirmed nothing
+    that a broker could have lost: its sweep publishes what is pending, no old rows again."""
+    from datetime import timedelta
+
+    from shared.outbox import BatchPublisher, OutboxRelay
+    from tests.e2e.system import BrokerProxy
+
+    _outbox_row(probe_db, 1)
+    with probe_db.begin() as conn:  # sent by an earlier process
+        conn.execute(probe_outbox.update().values(published_at=utcnow()))
+    queue = tap(amqp_uri, "probe.events")
+    proxy = BrokerProxy(amqp_uri, tmp_path / "proxy.log")  # not started: refused
+    relay = OutboxRelay("probe", probe_db, probe_outbox, BatchPublisher(proxy.uri))
+    try:
+        with pytest.raises(Exception):  # noqa: B017, PT011 - connection refused
+            relay.publish_rows([_outbox_row(probe_db, 2)])
+        assert not relay.replay_pending
+        proxy.start()
+        assert relay.publish_pending(grace=timedelta(0)) == 1
+    finally:
+        relay.publisher.close()
+        proxy.cut()
+    assert [body["data"]["n"] for body, _ in drain(amqp_uri, queue)] == [2]
