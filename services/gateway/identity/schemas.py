@@ -93,8 +93,9 @@ class ApiKeyFilters(StrictSchema):
     include_revoked = fields.Boolean(load_default=False)
 
 
+# Its cursors are short (a time and an id): bounded well under what a request line may carry.
 ApiKeyQuerySchema = paged(ApiKeyFilters, "ApiKeyQuerySchema", default_limit=50,
-                          cursor_description=CURSOR_DESCRIPTION)
+                          cursor_max_length=200, cursor_description=CURSOR_DESCRIPTION)
 
 
 class ApiKeySchema(Schema):
