@@ -28,6 +28,13 @@ __all__ = [
 
 CURSOR_MAX_LENGTH = 1000
 CURSOR_DESCRIPTION = "`next_cursor` of the previous page."
+# Every cursor a list hands out is URL-safe base64; anything else is refused before a service
+# sees it (and a cursor of multi-byte characters would make a request line gunicorn refuses).
+CURSOR_PATTERN = validate.Regexp(
+    r"^[A-Za-z0-9_-]*={0,2}$",
+    error="A cursor is the `next_cursor` of a previous page: URL-safe base64 (A-Z, a-z, 0-9, "
+          "'-', '_' and up to two '=' at the end).",
+)
 
 
 def text(
@@ -47,14 +54,16 @@ def page_fields(*, cursor_max_length: int | None = CURSOR_MAX_LENGTH,
                 cursor_min_length: int | None = None,
                 default_limit: int | None = PAGE_LIMIT_DEFAULT,
                 cursor_description: str | None = None) -> dict[str, fields.Field]:
-    """`cursor` (the previous page's `next_cursor`) and `limit` (1..200) of a list's query.
+    """`cursor` (the previous page's `next_cursor`, URL-safe base64) and `limit` (1..200) of a
+    list's query.
 
     A `cursor_max_length` of None leaves the cursor unbounded and a `default_limit` of None
     leaves the default to the route (both as some lists document them today).
     """
-    cursor_options: dict[str, Any] = {}
+    cursor_options: dict[str, Any] = {"validate": [CURSOR_PATTERN]}
     if cursor_max_length is not None:
-        cursor_options["validate"] = validate.Length(min=cursor_min_length, max=cursor_max_length)
+        cursor_options["validate"].append(
+            validate.Length(min=cursor_min_length, max=cursor_max_length))
     if cursor_description is not None:
         cursor_options["metadata"] = {"description": cursor_description}
     limit_options: dict[str, Any] = {}
