@@ -1176,3 +1176,27 @@ def test_a_webhook_name_not_resolving_yet_is_accepted_and_not_sent_to(system, mo
     delivery = system.rules().list_webhook_deliveries(sub["id"])["items"][0]
     assert delivery["status"] == "pending" and delivery["last_status_code"] is None
     assert "does not resolve" in delivery["last_error"]  # tried again later
+
+
+def test_rules_seeded_by_another_process_after_an_empty_look_are_seen_at_once(
+    urls, monkeypatch
+) -> None:
+    """The shipped rules are installed by `python -m services.rules.seed`, another process,
+    after the service has started; an event taken before (a user projected from the gateway's
+    seed) found no rules, and that must not hide the rules from the next events for the
+    cache's lifetime (the fault suite's first leads once got no run)."""
+    from sqlalchemy.orm import Session
+
+    from services.rules import seed
+    from services.rules.usecases import cached
+
+    forget_cached_rules()
+    engine = get_engine(urls["rules"])
+    with Session(engine) as session:
+        assert cached.enabled_rules(session) == []
+    # Another process: its forgetting does not reach this one's cache.
+    monkeypatch.setattr(cached, "forget_cached_rules", lambda: None)
+    seed.install(urls["rules"])
+    with Session(engine) as session:
+        names = {rule.name for rule in cached.enabled_rules(session)}
+    assert "官网线索：立即分配并电话跟进" in names

@@ -103,9 +103,12 @@ def effective_authority(session: Session, stored: dict[str, Any] | None) -> Auth
 
 
 def enabled_rules(session: Session) -> list[RuleView]:
-    """The enabled rules."""
+    """The enabled rules. No rules at all is not cached: the shipped rules are seeded by
+    another process after the service starts, and an empty list cached by an event just
+    before (a user projected from the gateway's seed) would let the first leads match nothing
+    for PATTERN_TTL."""
     cached = _RULES_CACHE.get("rules")
-    if cached is None or _RULES_CACHE["at"] + PATTERN_TTL < time.monotonic():
+    if not cached or _RULES_CACHE["at"] + PATTERN_TTL < time.monotonic():
         cached = [
             RuleView(r.id, r.name, r.version, r.enabled, r.definition, r.authority)
             for r in session.scalars(select(Rule).where(Rule.enabled.is_(True))).all()
