@@ -153,10 +153,21 @@ BUILT_IN: tuple[Service, ...] = (
             "services.gateway.resources.sales_numbers",
         ),
     ),
-    Service("service_desk", 8104, planned=True, records=(RecordType("ticket"),)),
     Service(
-        "contracts", 8103, planned=True,
-        records=(RecordType("contract"), RecordType("quote"), RecordType("order")),
+        "service_desk", 8104,
+        commands=("ping",),
+        records=(RecordType("ticket", "ticket_id"),),
+        events_in="contract",
+    ),
+    Service(
+        "contracts", 8103,
+        commands=("ping",),
+        records=(
+            RecordType("contract", "contract_id"),
+            RecordType("quote", "quote_id"),
+            RecordType("order", "order_id"),
+        ),
+        events_in="contract",
     ),
     Service(
         "rules", 8105,

@@ -119,7 +119,7 @@ def test_devctl_the_generated_files_and_the_catalogue_pick_it_up(
     assert (f"greetings: WEB_SERVER_ADDRESS=127.0.0.1:8106 .venv/bin/nameko run --config "
             f"deploy/nameko.yaml {target}\n") in files[generate.DEPLOY / "Procfile"]
     # no database, so nothing to migrate
-    assert "shared.migrations, leads, sales, rules, gateway]" in files[
+    assert "shared.migrations, leads, sales, service_desk, contracts, rules, gateway]" in files[
         generate.K8S / "migrate-job.yaml"]
     assert f"| greetings | `... {target}` | 127.0.0.1:8106 |" in files[generate.README]
 

@@ -41,7 +41,7 @@ DYNAMIC_HOPS = {
 
 def test_the_registry_agrees_with_itself() -> None:
     registry.check(registry.services())
-    assert registry.start_order() == ("rules", "leads", "sales")
+    assert registry.start_order() == ("rules", "leads", "sales", "service_desk", "contracts")
     assert registry.ports() == {"leads": 8101, "sales": 8102, "service_desk": 8104,
                                 "contracts": 8103, "rules": 8105}
 
@@ -96,7 +96,8 @@ def test_what_the_rules_service_reads_is_what_it_had() -> None:
     )
     assert list(records.LINK_FIELDS.items()) == [
         ("lead_id", "lead"), ("customer_id", "customer"), ("contact_id", "contact"),
-        ("opportunity_id", "opportunity")]
+        ("opportunity_id", "opportunity"), ("ticket_id", "ticket"), ("contract_id", "contract"),
+        ("quote_id", "quote"), ("order_id", "order")]
 
 
 def test_every_rule_command_takes_a_command_id_as_its_rpc_method_says() -> None:
@@ -142,8 +143,8 @@ def test_the_runtime_check_refuses_undeclared_calls() -> None:
     registry.check_call("leads", "create_lead")
     with pytest.raises(registry.UndeclaredCall, match="leads.create_leads"):
         registry.check_call("leads", "create_leads")
-    with pytest.raises(registry.UndeclaredCall):
-        registry.check_call("contracts", "ping")  # planned: nobody answers yet
+    with pytest.raises(registry.UndeclaredCall, match="billing.ping"):
+        registry.check_call("billing", "ping")  # no such service
 
 
 # --------------------------------------------------------------------------- commands vs code
@@ -336,9 +337,11 @@ def test_devctl_lists_what_the_registry_says(tmp_path: Path) -> None:
         ("rules", "127.0.0.1:8105", "services.rules.service:RulesService"),
         ("leads", "127.0.0.1:8101", "services.leads.service:LeadsService"),
         ("sales", "127.0.0.1:8102", "services.sales.service:SalesService"),
+        ("service_desk", "127.0.0.1:8104", "services.service_desk.service:ServiceDeskService"),
+        ("contracts", "127.0.0.1:8103", "services.contracts.service:ContractsService"),
     ]
-    with pytest.raises(devctl.DevctlError, match="unknown service.*contracts"):
-        devctl.selected_services(env, ["contracts"])  # planned: nothing to start yet
+    with pytest.raises(devctl.DevctlError, match="unknown service.*billing"):
+        devctl.selected_services(env, ["billing"])
 
 
 @pytest.mark.parametrize("argv", [

@@ -1,0 +1,1 @@
+"""Business rules of the contracts service: pure Python, no nameko, no SQLAlchemy."""

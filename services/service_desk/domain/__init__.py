@@ -1,0 +1,1 @@
+"""Business rules of the service_desk service: pure Python, no nameko, no SQLAlchemy."""
