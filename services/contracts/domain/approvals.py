@@ -16,7 +16,9 @@ Conditions use the same expression language as the rules service (simpleeval, ne
 Terms hash: sha256 over the canonical JSON of the terms: keys sorted, no whitespace, UTF-8,
 Decimals as their normalised string (Decimal("1.0") and Decimal("1.00") both hash as "1": a
 value that is numerically equal is the same term; "1E+1" is written "10"). Floats are refused
-(they have no exact decimal form); dates and datetimes are ISO strings.
+(they have no exact decimal form); dates and datetimes are ISO strings. Strings are kept as
+they are: terms arriving over RPC carry their decimals as strings already, so the submitting
+service sends them in one form of its choosing (e.g. quantised to the currency's 2 places).
 
 The instance state is one JSON-serialisable dict; every function here takes it, changes it and
 returns the events to publish as (event_type, data) pairs.
