@@ -157,6 +157,10 @@ def test_delegation_and_out_of_office() -> None:
     assert events[0][1]["approver_ids"] == ["ceo"] and events[0][1]["delegated_by"] == "dir"
     with pytest.raises(NotFound):
         ap.decide(state, "dir", "approve", None, NOW)
+    with pytest.raises(ValidationFailed):  # only to a user the directory knows as active
+        ap.delegate(state, "ceo", "nobody-known", None, people, NOW)
+    with pytest.raises(ValidationFailed):
+        ap.delegate(state, "ceo", "gone", None, people, NOW)
     ap.decide(state, "ceo", "approve", None, NOW)
     assert state["status"] == "approved"
     # out of office in the past: no substitution

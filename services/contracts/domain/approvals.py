@@ -202,8 +202,11 @@ class Directory:
     teams: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def active(self, user_id: str) -> bool:
+        """A user the directory knows as active, or one it does not know at all (named in a
+        flow or by an approver, the directory's projection may not have them yet: it is told
+        by events); a user known as inactive is not."""
         user = self.users.get(user_id)
-        return bool(user and user.get("active", True))
+        return bool(user.get("active", True)) if user is not None else bool(user_id)
 
     def manager_of(self, user_id: str) -> str | None:
         """The manager of the user's team; a team's own manager reports to nobody here."""
@@ -483,7 +486,7 @@ def delegate(state: dict[str, Any], actor: str, to_user: str, comment: str | Non
     entry = state["steps"][state["step_index"]]
     if actor not in pending_approvers(state):
         raise NotFound("No pending approval for you here")
-    if not directory.active(to_user):
+    if to_user not in directory.users or not directory.active(to_user):
         raise ValidationFailed.for_fields({"to_user": ["not an active user"]})
     if to_user == state["submitter"] and not state["allow_self_approval"]:
         raise ValidationFailed.for_fields({"to_user": ["the submitter cannot approve"]})
