@@ -91,3 +91,55 @@ def test_countersign_then_or_sign_over_http(system: System) -> None:
             current_terms={**terms, "amount": "4000.00"})
     assert verdict["valid"] is False and "changed after approval" in verdict["reason"]
     assert _ok(system.get(f"/approvals/{approval_id}", user="manager"))["status"] == "voided"
+
+
+def test_manager_from_the_directory_delegate_reject_to_previous_and_recall(system: System):
+    """The submitter's manager comes from the gateway's directory events; the manager delegates,
+    the next step sends the approval back to the previous one, the submitter recalls."""
+    users = system.users
+    record_type = f"expense_{uuid.uuid4().hex[:8]}"
+    _ok(system.post("/approval-flows", user="admin", json={
+        "record_type": record_type, "name": "报销",
+        "steps": [{"name": "主管", "approvers": [{"kind": "manager"}]},
+                  {"name": "管理员", "approvers": [{"kind": "user", "id": users["admin"]}],
+                   "on_reject": "previous"}]}), 201)
+
+    def submitted():
+        with ClusterRpcProxy({"AMQP_URI": system.amqp_uri}) as rpc:
+            try:
+                return rpc.contracts.submit_for_approval(
+                    data={"record_type": record_type, "record_id": "EX-1",
+                          "terms": {"amount": "88.00"}}, submitter=users["lina"])
+            except Exception as exc:  # the directory projection not there yet: 422
+                if "steps.0.approvers" not in str(exc.args):
+                    raise
+                return None
+
+    instance = system.wait_for(submitted, timeout=30, interval=0.5,
+                               message="the contracts directory never learnt lina's manager")
+    approval_id = instance["id"]
+    assert instance["pending_approvers"] == [users["manager"]]
+
+    bad = system.post(f"/approvals/{approval_id}/delegate", user="manager",
+                      json={"to_user": "x" * 37})
+    assert bad.status_code == 422 and "to_user" in bad.json()["errors"], bad.text
+    delegated = _ok(system.post(f"/approvals/{approval_id}/delegate", user="manager",
+                                json={"to_user": users["zhangwei"], "comment": "请代批"}))
+    assert delegated["pending_approvers"] == [users["zhangwei"]]
+    assert system.post(f"/approvals/{approval_id}/approve", user="manager",
+                       json={}).status_code == 404
+    _ok(system.post(f"/approvals/{approval_id}/approve", user="zhangwei", json={}))
+    back = _ok(system.post(f"/approvals/{approval_id}/reject", user="admin",
+                           json={"comment": "请主管复核"}))
+    assert back["status"] == "pending" and back["current_step"] == 0
+    assert back["pending_approvers"] == [users["zhangwei"]]
+
+    assert system.post(f"/approvals/{approval_id}/recall", user="zhangwei",
+                       json={}).status_code == 403
+    assert system.post(f"/approvals/{approval_id}/recall", user="liuyang",
+                       json={}).status_code == 404
+    recalled = _ok(system.post(f"/approvals/{approval_id}/recall", user="lina",
+                               json={"comment": "重新提交"}))
+    assert recalled["status"] == "recalled"
+    assert [t["action"] for t in recalled["trail"]] == [
+        "submitted", "delegated", "approve", "reject", "returned", "recalled"]

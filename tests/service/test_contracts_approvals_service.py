@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -191,3 +192,33 @@ def test_fallback_is_named_and_no_fallback_refuses(service):
     with pytest.raises(ValidationFailed) as caught:
         submit(service, "d-5")
     assert list(caught.value.errors) == ["steps.0.approvers"]
+
+
+def test_verify_voids_a_pending_approval_and_unlocks_the_record(service):
+    service.define_approval_flow(FLOW)
+    instance = submit(service, "d-6")
+    verdict = service.verify_approval("deal", "d-6", TERMS)
+    assert verdict == {"valid": False, "status": "pending", "approval_id": instance["id"],
+                       "reason": "still pending"}
+    verdict = service.verify_approval("deal", "d-6", {**TERMS, "amount": "1.00"})
+    assert verdict["status"] == "voided" and "changed after submission" in verdict["reason"]
+    assert service.list_my_approvals("mgr")["items"] == []
+    with service.db.begin() as session:
+        require_unlocked(session, "deal", "d-6")
+    assert submit(service, "d-6")["status"] == "pending"
+
+
+def test_concurrent_submissions_of_one_record_leave_one_pending(service):
+    service.define_approval_flow(FLOW)
+
+    def attempt(_):
+        try:
+            return submit(service, "d-7")["id"]
+        except Conflict:
+            return "conflict"
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(attempt, range(4)))
+    assert sorted(outcomes).count("conflict") == 3, outcomes
+    with service.db.begin() as session, pytest.raises(Conflict):
+        require_unlocked(session, "deal", "d-7")
