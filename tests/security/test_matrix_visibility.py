@@ -85,7 +85,8 @@ def query(name: str, kind: str, path_values: dict[str, str] | None = None,
 
 # Kinds of reference and how they are checked:
 # - owned records (lead, customer, contact, opportunity, followup, task, notification, run,
-#   api_key, event) of lina and chenjing: hidden from the caller of each HIDDEN_PAIRS entry;
+#   api_key, event, approval: submitted by the owner, the admin its approver) of lina and
+#   chenjing: hidden from the caller of each HIDDEN_PAIRS entry;
 # - admin records (webhook, delivery, import): hidden from every caller but the admin;
 # - user / team: a filter on a hidden owner (or their team) answers like a filter on nobody;
 #   a body that gives a record to (or attributes it to) a user or team of another team fails;
