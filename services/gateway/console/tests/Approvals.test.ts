@@ -32,7 +32,8 @@ beforeEach(() => {
     'u-lina': { id: 'u-lina', username: 'lina', display_name: '李娜', team_id: 't1' },
   }
 })
-afterEach(() => { vi.unstubAllGlobals(); document.body.innerHTML = ''; session.me = null; session.users = {} })
+const mounted: { unmount: () => void }[] = []
+afterEach(() => { mounted.splice(0).forEach((w) => { try { w.unmount() } catch { /* already */ } }); vi.unstubAllGlobals(); document.body.innerHTML = ''; session.me = null; session.users = {} })
 
 async function mountAt(path: string) {
   const router = createRouter({
@@ -45,6 +46,7 @@ async function mountAt(path: string) {
   router.push(path)
   await router.isReady()
   const wrapper = mount({ render: () => h(RouterView) }, { global: { plugins: [...plugins(), router] }, attachTo: document.body })
+  mounted.push(wrapper)
   await settle()
   return { wrapper, router }
 }
