@@ -131,6 +131,88 @@ class SlaPreviewSchema(StrictSchema):
     start = fields.AwareDateTime(required=True)
 
 
+# answers
+
+
+class CoverageSchema(Schema):
+    library_years = fields.List(fields.Integer(), metadata={
+        "description": "years the holiday library (chinesecalendar) knows"})
+    declared_years = fields.List(fields.Integer())
+    current_year_covered = fields.Boolean()
+    next_year_covered = fields.Boolean()
+    missing_years = fields.List(fields.Integer(), metadata={
+        "description": "this year or the next without holiday data: clocks reaching into "
+                       "them are refused until an editor adds and declares the year"})
+
+
+class CalendarSchema(Schema):
+    id = fields.String()
+    name = fields.String()
+    time_zone = fields.String()
+    holiday_source = fields.String()
+    hours = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+    holidays = fields.List(fields.String())
+    workdays = fields.List(fields.String())
+    declared_years = fields.List(fields.Integer())
+    extra_day_hours = fields.List(fields.String(), allow_none=True)
+    coverage = fields.Nested(CoverageSchema)
+    version = fields.Integer()
+    created_at = fields.String()
+    updated_at = fields.String()
+
+
+class SlaTargetOutSchema(Schema):
+    minutes = fields.Integer()
+    business = fields.Boolean()
+    pause_statuses = fields.List(fields.String())
+
+
+class SlaPolicySchema(Schema):
+    id = fields.String()
+    name = fields.String()
+    position = fields.Integer()
+    calendar_id = fields.String(allow_none=True)
+    priorities = fields.List(fields.String())
+    customer_tiers = fields.List(fields.String())
+    targets = fields.Dict(keys=fields.String(), values=fields.Nested(SlaTargetOutSchema))
+    warn_at = fields.List(fields.Float())
+    version = fields.Integer()
+    created_at = fields.String()
+    updated_at = fields.String()
+
+
+class SlaWarningSchema(Schema):
+    threshold = fields.Float()
+    at = fields.String(allow_none=True, metadata={"description": "when it is reached; null "
+                                                                 "when paused or already passed"})
+    passed = fields.Boolean()
+
+
+class SlaClockSchema(Schema):
+    target = fields.String()
+    minutes = fields.Integer()
+    business = fields.Boolean()
+    state = fields.String(metadata={"description": "not_started, running, paused, achieved, "
+                                                   "stopped (solved or closed unachieved)"})
+    due_at = fields.String(allow_none=True)
+    elapsed_seconds = fields.Integer()
+    remaining_seconds = fields.Integer(metadata={"description": "negative when breached"})
+    paused = fields.Boolean()
+    breached = fields.Boolean()
+    breached_at = fields.String(allow_none=True)
+    achieved_at = fields.String(allow_none=True)
+    stopped_at = fields.String(allow_none=True)
+    warnings = fields.List(fields.Nested(SlaWarningSchema))
+
+
+class SlaClocksSchema(Schema):
+    policy_id = fields.String(allow_none=True)
+    policy_name = fields.String(allow_none=True)
+    ticket = fields.Dict(metadata={"description": "status, priority, customer_tier now"})
+    computed_at = fields.String()
+    clocks = fields.Dict(keys=fields.String(), values=fields.Nested(SlaClockSchema))
+
+
 class SlaPolicyChanged(Schema):
     """An SLA policy was created or changed, or the policies were reordered (`order`)."""
 
