@@ -18,7 +18,18 @@ EVENT_SCHEMAS: dict[str, type[Schema]] = {}
 # (imports here keep the parts' sections apart for the merge)
 from marshmallow import fields, validate  # noqa: E402
 
+from shared.errors import PreconditionFailed, deserialize_to_instance  # noqa: E402
 from shared.kernel.schemas import StrictSchema  # noqa: E402
+
+
+@deserialize_to_instance
+class CalendarYearUnknown(PreconditionFailed):
+    """A business calendar has no holiday data for a year a computation needs (`extra["year"]`):
+    an editor adds that year's holidays and workdays and declares it. Here, in the contract, so
+    that a caller (the gateway) re-raises it as itself."""
+
+    title = "Calendar year unknown"
+
 
 SLA_TARGETS = ("first_reply", "next_reply", "periodic_update", "resolution")
 SLA_PRIORITIES = ("low", "normal", "high", "urgent")

@@ -22,19 +22,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from shared.errors import PreconditionFailed, ValidationFailed, deserialize_to_instance
+from services.service_desk.contract import CalendarYearUnknown
+from shared.errors import PreconditionFailed, ValidationFailed
 
 HOLIDAY_SOURCES = ("cn", "none")
 DEFAULT_TIME_ZONE = "Asia/Shanghai"
 # How far add/next look for working time before declaring the calendar has none.
 MAX_SCAN_DAYS = 3 * 366
-
-
-@deserialize_to_instance
-class CalendarYearUnknown(PreconditionFailed):
-    """The calendar has no holiday data for a year a computation needs (`extra["year"]`)."""
-
-    title = "Calendar year unknown"
 
 
 Interval = tuple[time, time]
