@@ -177,7 +177,7 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
     "GET /sla-policies": (),
     "POST /sla-policies": (body("calendar_id", "org", {"name": "{new}", "calendar_id": "{ref}",
                                                       "targets": SLA_TARGETS}),),
-    "PUT /sla-policies/order": (),
+    "PUT /sla-policies/order": (body("policy_ids", "org", {"policy_ids": ["{ref}"]}),),
     "POST /sla-policies/preview": (),
     "GET /sla-policies/{policy_id}": (path("policy_id", "org"),),
     "PATCH /sla-policies/{policy_id}": (path("policy_id", "org", {"name": "{new}"}),
