@@ -16,7 +16,7 @@ EVENT_SCHEMAS: dict[str, type[Schema]] = {}
 
 # -- SLA: business calendars and SLA policies ----
 # (imports here keep the parts' sections apart for the merge)
-from marshmallow import fields, validate  # noqa: E402
+from marshmallow import ValidationError, fields, validate  # noqa: E402
 
 from shared.errors import PreconditionFailed, deserialize_to_instance  # noqa: E402
 from shared.kernel.schemas import StrictSchema  # noqa: E402
@@ -36,6 +36,16 @@ SLA_PRIORITIES = ("low", "normal", "high", "urgent")
 HOLIDAY_SOURCES = ("cn", "none")
 WEEKDAYS = tuple(str(d) for d in range(7))  # "0" = Monday
 INTERVAL_PATTERN = r"^([01]\d|2[0-3]):[0-5]\d-(([01]\d|2[0-3]):[0-5]\d|24:00)$"
+
+def _plausible_instant(value) -> None:
+    """Clocks are computed for instants of 1970 to 2200 (a year 1 overflows the arithmetic)."""
+    if not 1970 <= value.year <= 2200:
+        raise ValidationError("an instant between the years 1970 and 2200")
+
+
+def instant(**kwargs) -> fields.AwareDateTime:
+    return fields.AwareDateTime(validate=_plausible_instant, **kwargs)
+
 
 interval = fields.String(
     validate=validate.Regexp(INTERVAL_PATTERN, error="an interval HH:MM-HH:MM"),
@@ -113,7 +123,7 @@ class SlaReorderSchema(StrictSchema):
 class TicketEventSchema(StrictSchema):
     """One entry of a ticket's event log as the SLA clocks read it."""
 
-    at = fields.AwareDateTime(required=True)
+    at = instant(required=True)
     kind = fields.String(required=True, validate=validate.Length(min=1, max=64))
     status = fields.String(load_default=None, allow_none=True)
     priority = fields.String(load_default=None, allow_none=True)
@@ -132,14 +142,14 @@ class ComputeClocksSchema(StrictSchema):
     policy_id = fields.String(load_default=None, allow_none=True,
                               metadata={"description": "default: the first policy matching the "
                                                        "ticket's current priority and tier"})
-    now = fields.AwareDateTime(load_default=None, allow_none=True)
+    now = instant(load_default=None, allow_none=True)
 
 
 class SlaPreviewSchema(StrictSchema):
     priority = fields.String(load_default=None, allow_none=True,
                              validate=validate.OneOf(SLA_PRIORITIES))
     customer_tier = fields.String(load_default=None, allow_none=True)
-    start = fields.AwareDateTime(required=True)
+    start = instant(required=True)
 
 
 # answers
