@@ -249,5 +249,38 @@ class BusinessCalendarChanged(Schema):
     calendar = fields.Dict(required=True)
 
 
+class CheckSlaSchema(StrictSchema):
+    """What `check_sla` needs: the ticket and its event log (the tickets part passes its own)."""
+
+    ticket_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    events = fields.List(fields.Nested(TicketEventSchema), required=True,
+                         validate=validate.Length(min=1, max=10000))
+    policy_id = fields.String(load_default=None, allow_none=True)
+    now = instant(load_default=None, allow_none=True)
+
+
+class TicketSlaWarning(Schema):
+    """A ticket's SLA target passed a warning threshold (`threshold` 0.75 = 75 %) while running."""
+
+    ticket_id = fields.String(required=True)
+    policy_id = fields.String(required=True)
+    target = fields.String(required=True, metadata={"enum": list(SLA_TARGETS)})
+    threshold = fields.Float(required=True)
+    due_at = fields.String(required=True)
+    remaining_seconds = fields.Integer(required=True)
+
+
+class TicketSlaBreached(Schema):
+    """A ticket's SLA target fell due unmet."""
+
+    ticket_id = fields.String(required=True)
+    policy_id = fields.String(required=True)
+    target = fields.String(required=True, metadata={"enum": list(SLA_TARGETS)})
+    due_at = fields.String(required=True)
+    breached_at = fields.String(required=True)
+
+
 EVENT_SCHEMAS["sla_policy_changed"] = SlaPolicyChanged
+EVENT_SCHEMAS["ticket_sla_warning"] = TicketSlaWarning
+EVENT_SCHEMAS["ticket_sla_breached"] = TicketSlaBreached
 EVENT_SCHEMAS["business_calendar_changed"] = BusinessCalendarChanged

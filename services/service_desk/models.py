@@ -66,3 +66,18 @@ class SlaPolicyRow(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SlaNoticeRow(Base):
+    """A warning or breach already published for a ticket's target, so a timer that fires
+    twice (at least once) publishes it once. `due_at` is part of the key: a target that falls
+    due anew (a next-reply cycle, a reopened ticket, a changed policy) warns again."""
+
+    __tablename__ = "sla_notices"
+
+    ticket_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    target: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # warning / breach
+    threshold: Mapped[str] = mapped_column(String(8), primary_key=True)  # "0.75", "1"
+    due_at: Mapped[str] = mapped_column(String(40), primary_key=True)
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime())

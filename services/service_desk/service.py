@@ -8,6 +8,7 @@ from typing import Any
 from services.service_desk.contract import (  # SLA part
     EVENT_SCHEMAS,
     CalendarWriteSchema,
+    CheckSlaSchema,
     ComputeClocksSchema,
     SlaPolicyWriteSchema,
     SlaPreviewSchema,
@@ -34,6 +35,7 @@ policy_update_schema = SlaPolicyWriteSchema(partial=True)
 reorder_schema = SlaReorderSchema()
 compute_clocks_schema = ComputeClocksSchema()
 preview_schema = SlaPreviewSchema()
+check_sla_schema = CheckSlaSchema()
 
 
 class ServiceDeskService(PlatformEndpoints):
@@ -101,3 +103,11 @@ class ServiceDeskService(PlatformEndpoints):
         values = load(preview_schema, data)
         return sla.preview(self.sla_ports, values["priority"], values["customer_tier"],
                            values["start"])
+
+    @rpc
+    def check_sla(self, data: dict) -> dict[str, Any]:
+        """Publish the warnings and breaches due by now for a ticket ({ticket_id, events,
+        policy_id?, now?}), each once; answer them and `next_check_at`."""
+        values = load(check_sla_schema, data)
+        return sla.check_sla(self.sla_ports, values["ticket_id"], values["events"],
+                             values["policy_id"], values["now"])

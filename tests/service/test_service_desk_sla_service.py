@@ -216,3 +216,42 @@ def test_an_uncovered_year_is_refused_naming_the_year(service):
     with pytest.raises(CalendarYearUnknown) as raised:
         service.compute_clocks({"events": events, "now": "2026-12-31T17:10:00+08:00"})
     assert raised.value.extra["year"] == 2027
+
+
+def test_check_sla_publishes_each_warning_and_breach_once(service):
+    calendar = new_calendar(service)
+    new_policy(service, calendar["id"], "default",
+               targets={"first_reply": {"minutes": 60}, "resolution": {"minutes": 480}})
+    events = [{"at": "2026-12-01T09:00:00+08:00", "kind": "created", "priority": "normal"}]
+    early = service.check_sla({"ticket_id": "t-1", "events": events,
+                               "now": "2026-12-01T09:10:00+08:00"})
+    assert early["published"] == []
+    assert early["next_check_at"] == "2026-12-01T01:45:00+00:00"  # 75 % of 60 min: 09:45
+
+    warned = service.check_sla({"ticket_id": "t-1", "events": events,
+                                "now": "2026-12-01T09:50:00+08:00"})
+    assert [(p["event_type"], p["target"], p.get("threshold")) for p in warned["published"]] == [
+        ("ticket_sla_warning", "first_reply", 0.75)]
+    assert warned["next_check_at"] == "2026-12-01T01:54:00+00:00"  # 90 %: 09:54
+
+    late = {"ticket_id": "t-1", "events": events, "now": "2026-12-01T10:05:00+08:00"}
+    breached = service.check_sla(late)
+    assert [(p["event_type"], p.get("threshold")) for p in breached["published"]] == [
+        ("ticket_sla_warning", 0.9), ("ticket_sla_breached", None)]
+    assert breached["published"][1]["due_at"] == "2026-12-01T02:00:00+00:00"
+    # resolution's 75 % (6 business hours from 09:00) is next: 16:30
+    assert breached["next_check_at"] == "2026-12-01T08:30:00+00:00"
+    assert service.check_sla(late)["published"] == []  # a timer firing twice publishes nothing
+
+    sent = events_of(service.engine, "ticket_sla_breached")
+    assert [e["data"]["target"] for e in sent] == ["first_reply"]
+    assert sent[0]["data"]["ticket_id"] == "t-1"
+    assert len(events_of(service.engine, "ticket_sla_warning")) == 2
+
+    answered = [*events, {"at": "2026-12-01T10:10:00+08:00", "kind": "reply", "public": True,
+                          "author": "agent"},
+                {"at": "2026-12-01T10:20:00+08:00", "kind": "status_changed", "from": "open",
+                 "to": "pending"}]
+    quiet = service.check_sla({"ticket_id": "t-1", "events": answered,
+                               "now": "2026-12-01T17:00:00+08:00"})
+    assert quiet["published"] == [] and quiet["next_check_at"] is None  # nothing runs

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from services.service_desk.domain import sla as sla_domain
 from services.service_desk.domain.calendar import BusinessCalendar, calendar_from_dict
-from services.service_desk.models import BusinessCalendarRow, SlaPolicyRow
+from services.service_desk.models import BusinessCalendarRow, SlaNoticeRow, SlaPolicyRow
 from shared.envelope import utcnow
 from shared.errors import Conflict, NotFound, ValidationFailed
 
@@ -314,3 +314,55 @@ def _wire(value: Any) -> Any:
     if isinstance(value, list):
         return [_wire(v) for v in value]
     return value
+
+
+# -- warnings and breaches -----------------------------------------------------------------
+
+
+def check_sla(ports: SlaPorts, ticket_id: str, events: list[dict[str, Any]],
+              policy_id: str | None, now: datetime | None) -> dict[str, Any]:
+    """Publish `ticket_sla_warning` for every threshold a running target has passed and
+    `ticket_sla_breached` for every running target past due, each once per ticket, target and
+    due instant (a timer that fires twice publishes nothing new); answer what was published
+    and `next_check_at`, the next instant a warning or breach falls due (None: nothing runs)."""
+    computed = compute_clocks(ports, events, policy_id, now)
+    published: list[dict[str, Any]] = []
+    upcoming: list[str] = []
+    with ports.db.begin() as session:
+        for target, clock in computed["clocks"].items():
+            if clock["state"] != "running" or clock["due_at"] is None:
+                continue
+            notices = [("warning", w["threshold"], w) for w in clock["warnings"]]
+            notices.append(("breach", 1.0, None))
+            for kind, threshold, warning in notices:
+                passed = clock["breached"] if kind == "breach" else warning["passed"]
+                if not passed:
+                    at = clock["due_at"] if kind == "breach" else warning["at"]
+                    if at:
+                        upcoming.append(at)
+                    continue
+                key = dict(ticket_id=ticket_id, target=target, kind=kind,
+                           threshold=f"{threshold:g}", due_at=clock["due_at"])
+                if session.get(SlaNoticeRow, key) is not None:
+                    continue
+                session.add(SlaNoticeRow(**key, published_at=utcnow()))
+                if kind == "warning":
+                    event_type = "ticket_sla_warning"
+                    data = {"ticket_id": ticket_id, "policy_id": computed["policy_id"],
+                            "target": target, "threshold": threshold,
+                            "due_at": clock["due_at"],
+                            "remaining_seconds": clock["remaining_seconds"]}
+                else:
+                    event_type = "ticket_sla_breached"
+                    data = {"ticket_id": ticket_id, "policy_id": computed["policy_id"],
+                            "target": target, "due_at": clock["due_at"],
+                            "breached_at": clock["breached_at"]}
+                ports.events.record(session, event_type, data)
+                published.append({"event_type": event_type, **data})
+    return {
+        "ticket_id": ticket_id,
+        "policy_id": computed["policy_id"],
+        "published": published,
+        "next_check_at": min(upcoming, key=datetime.fromisoformat) if upcoming else None,
+        "clocks": computed["clocks"],
+    }

@@ -1,8 +1,8 @@
-"""service_desk SLA: business calendars and SLA policies
+"""service_desk SLA: business calendars, SLA policies and the SLA notices published
 
 Revision ID: 0003s
 Revises: 0001
-Create Date: 2026-12-03 07:38:58.235445
+Create Date: 2026-12-03 07:48:17.912356
 """
 from alembic import op
 import sqlalchemy as sa
@@ -33,6 +33,15 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_business_calendars')),
     sa.UniqueConstraint('name', name=op.f('uq_business_calendars_name'))
     )
+    op.create_table('sla_notices',
+    sa.Column('ticket_id', sa.String(length=64), nullable=False),
+    sa.Column('target', sa.String(length=32), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('threshold', sa.String(length=8), nullable=False),
+    sa.Column('due_at', sa.String(length=40), nullable=False),
+    sa.Column('published_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('ticket_id', 'target', 'kind', 'threshold', 'due_at', name=op.f('pk_sla_notices'))
+    )
     op.create_table('sla_policies',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
@@ -60,5 +69,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_sla_policies_position'))
 
     op.drop_table('sla_policies')
+    op.drop_table('sla_notices')
     op.drop_table('business_calendars')
     # ### end Alembic commands ###
