@@ -96,6 +96,9 @@ def test_bad_calendars_name_the_field(service):
         new_calendar(service, hours={"0": ["09:00-12:00", "11:00-14:00"]})
     assert "hours" in raised.value.errors
     with pytest.raises(ValidationFailed) as raised:
+        new_calendar(service, hours={"0": []})
+    assert "hours" in raised.value.errors
+    with pytest.raises(ValidationFailed) as raised:
         new_calendar(service, holiday_source="us")
     assert "holiday_source" in raised.value.errors
     with pytest.raises(ValidationFailed) as raised:

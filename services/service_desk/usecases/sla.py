@@ -66,6 +66,8 @@ def _checked(values: dict[str, Any]) -> dict[str, Any]:
         "declared_years": sorted(set(values["declared_years"])),
         "hours": {k: v for k, v in values["hours"].items() if v},
     }
+    if not values["hours"] and values["extra_day_hours"] is None:
+        raise ValidationFailed.for_fields({"hours": ["at least one weekday with working hours"]})
     _domain_calendar(values)
     return values
 
