@@ -171,13 +171,23 @@ BUILT_IN: tuple[Service, ...] = (
     ),
     Service(
         "contracts", 8103,
-        commands=("ping",),
+        commands=(
+            "ping",
+            # approvals
+            "define_approval_flow", "update_approval_flow", "get_approval_flow",
+            "list_approval_flows", "submit_for_approval", "decide_approval", "recall_approval",
+            "delegate_approval", "get_approval", "list_my_approvals", "current_approval",
+            "verify_approval", "set_approval_absence",
+        ),
         records=(
             RecordType("contract", "contract_id"),
             RecordType("quote", "quote_id"),
             RecordType("order", "order_id"),
         ),
         events_in="contract",
+        gateway_resources=(
+            "services.gateway.resources.contracts_approvals",  # approvals
+        ),
     ),
     Service(
         "rules", 8105,
