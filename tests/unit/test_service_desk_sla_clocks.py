@@ -300,3 +300,50 @@ def test_bad_policies_name_their_field():
     with pytest.raises(ValidationFailed) as raised:
         policy_from_dict({"warn_at": [1.5], "targets": {}})
     assert "warn_at" in raised.value.errors
+
+
+def test_next_reply_pauses_while_pending_and_periodic_update_too():
+    pol = policy(next_reply={"minutes": 60}, periodic_update={"minutes": 120})
+    events = [
+        created(at(1, 9)),
+        reply(at(1, 9, 10), "agent"),
+        reply(at(1, 10), "customer"),
+        status(at(1, 10, 30), "open", "pending"),
+    ]
+    got = clocks(events, pol, CAL, now=at(1, 16))
+    assert got["next_reply"]["paused"] and got["next_reply"]["elapsed_seconds"] == 30 * 60
+    assert not got["next_reply"]["breached"]
+    assert got["periodic_update"]["paused"]
+    assert got["periodic_update"]["elapsed_seconds"] == 80 * 60  # 09:10 to 10:30
+    assert all(w["at"] is None for w in got["next_reply"]["warnings"])
+
+
+def test_customer_tier_change_selects_another_policy():
+    vip = policy_from_dict(
+        {
+            "id": "v",
+            "name": "vip",
+            "customer_tiers": ["vip"],
+            "targets": {"first_reply": {"minutes": 30}},
+        }
+    )
+    anyone = policy_from_dict(
+        {"id": "a", "name": "any", "targets": {"first_reply": {"minutes": 240}}}
+    )
+    events = [
+        created(at(1, 9), tier="standard"),
+        {"at": at(1, 9, 5), "kind": "tier_changed", "from": "standard", "to": "vip"},
+    ]
+    before = ticket_clocks(events, [vip, anyone], {None: CAL}, now=at(1, 9, 1))
+    assert before["policy_id"] == "a"
+    after = ticket_clocks(events, [vip, anyone], {None: CAL}, now=at(1, 9, 10))
+    assert after["policy_id"] == "v"
+    assert sh(after["clocks"]["first_reply"]["due_at"]) == datetime(2026, 12, 1, 9, 30)
+
+
+def test_closing_ends_resolution_and_a_closed_ticket_does_not_reopen_it():
+    pol = policy(resolution={"minutes": 60})
+    events = [created(at(1, 9)), status(at(1, 9, 30), "new", "closed")]
+    got = clocks(events, pol, CAL, now=at(1, 12))["resolution"]
+    assert got["state"] == "stopped" and not got["breached"]
+    assert got["elapsed_seconds"] == 30 * 60
