@@ -161,13 +161,19 @@ BUILT_IN: tuple[Service, ...] = (
     ),
     Service(
         "contracts", 8103,
-        commands=("ping",),
+        commands=(
+            "ping",
+            "create_product", "update_product", "get_product", "list_products", "create_price_book", "update_price_book", "get_price_book", "list_price_books", "create_quote", "update_quote", "get_quote", "list_quote_versions", "list_quotes", "revise_quote", "submit_quote", "mark_quote_sent", "reject_quote", "accept_quote",  # quotes  # noqa: E501
+        ),
         records=(
             RecordType("contract", "contract_id"),
             RecordType("quote", "quote_id"),
             RecordType("order", "order_id"),
         ),
         events_in="contract",
+        gateway_resources=(
+            "services.gateway.resources.contracts_quotes",  # quotes
+        ),
     ),
     Service(
         "rules", 8105,
