@@ -74,11 +74,16 @@ class ProductWriteSchema(StrictSchema):
     active = fields.Boolean(load_default=True)
 
 
-class ProductChangeSchema(ProductWriteSchema):
-    """Any subset of a product's fields."""
+class _Partial:
+    """A change: any subset of the fields (none required, no defaults filled in)."""
 
-    class Meta:
-        partial = True
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("partial", True)
+        super().__init__(**kwargs)  # type: ignore[call-arg]
+
+
+class ProductChangeSchema(_Partial, ProductWriteSchema):
+    """Any subset of a product's fields."""
 
 
 class ProductSchema(Schema):
@@ -124,9 +129,8 @@ class PriceBookWriteSchema(StrictSchema):
             raise ValidationError("must not be before valid_from", "valid_to")
 
 
-class PriceBookChangeSchema(PriceBookWriteSchema):
-    class Meta:
-        partial = True
+class PriceBookChangeSchema(_Partial, PriceBookWriteSchema):
+    """Any subset of a price book's fields; `tiers` replaces all tiers."""
 
 
 class PriceBookSchema(Schema):

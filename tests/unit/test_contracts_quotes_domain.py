@@ -219,8 +219,12 @@ def test_only_a_draft_is_editable_and_an_accepted_quote_is_not_revised():
     for status in ("in_approval", "approved", "sent", "accepted", "rejected"):
         with pytest.raises(quotes.TransitionRefused):
             quotes.check_editable(status, LATER, DAY)
-    with pytest.raises(quotes.TransitionRefused):
-        quotes.check_editable("draft", date(2026, 1, 1), DAY)  # expired
+    quotes.check_editable("draft", date(2026, 1, 1), DAY)  # past its date: to set a new one
+    with pytest.raises(quotes.TransitionRefused) as err:
+        quotes.check_editable("sent", date(2026, 1, 1), DAY)
+    assert err.value.status == "expired"
+    assert quotes.revised_valid_until(date(2026, 1, 1), DAY) is None
+    assert quotes.revised_valid_until(DAY, DAY) == DAY
     for status in ("draft", "approved", "sent", "rejected"):
         quotes.check_revisable(status, LATER, DAY)
     quotes.check_revisable("sent", date(2026, 1, 1), DAY)  # an expired quote is revised

@@ -85,9 +85,15 @@ def return_to_draft(status: str, valid_until: date | None, today: date) -> str:
 
 
 def check_editable(status: str, valid_until: date | None, today: date) -> None:
-    current = effective_status(status, valid_until, today)
-    if current != DRAFT:
-        raise TransitionRefused("edit", current, (DRAFT,))
+    """Only a draft is edited; a draft past its valid_until too (to give it a new date)."""
+    if status != DRAFT:
+        raise TransitionRefused("edit", effective_status(status, valid_until, today), (DRAFT,))
+
+
+def revised_valid_until(valid_until: date | None, today: date) -> date | None:
+    """A new version keeps the validity date unless it has passed (then it has none until
+    one is set)."""
+    return valid_until if valid_until is None or valid_until >= today else None
 
 
 def check_revisable(status: str, valid_until: date | None, today: date) -> None:

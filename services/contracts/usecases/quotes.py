@@ -76,13 +76,17 @@ def version_of(session: Session, quote: Quote, number: int | None = None) -> Quo
     return row
 
 
-def quote_to_dict(quote: Quote, version: QuoteVersion, today: date) -> dict[str, Any]:
+def quote_to_dict(quote: Quote, version: QuoteVersion, today: date,
+                  current: QuoteVersion | None = None) -> dict[str, Any]:
+    """The quote with `version`'s terms; its status is the quote's as it reads today (expiry
+    by the `current` version's valid_until: `version` when it is the current one)."""
     terms = version.terms
+    valid_until = (current or version).valid_until
     data = {
         "id": quote.id, "opportunity_id": quote.opportunity_id,
         "customer_id": quote.customer_id, "owner_id": quote.owner_id,
         "team_id": quote.team_id,
-        "status": domain.effective_status(quote.status, version.valid_until, today),
+        "status": domain.effective_status(quote.status, valid_until, today),
         "status_reason": quote.status_reason,
         "version": version.number, "current_version": quote.version,
         "valid_until": version.valid_until.isoformat() if version.valid_until else None,
@@ -99,7 +103,8 @@ def read(ports: QuotePorts, quote_id: str, scope: dict[str, Any],
          number: int | None = None) -> dict[str, Any]:
     with ports.db.read() as session:
         quote = visible_quote(session, quote_id, scope)
-        return quote_to_dict(quote, version_of(session, quote, number), ports.today())
+        return quote_to_dict(quote, version_of(session, quote, number), ports.today(),
+                             version_of(session, quote))
 
 
 def list_versions(ports: QuotePorts, quote_id: str, scope: dict[str, Any]) -> dict[str, Any]:
@@ -306,7 +311,9 @@ def revise(ports: QuotePorts, quote_id: str, scope: dict[str, Any]) -> dict[str,
             raise _refused(err) from None
         now = utcnow()
         version = QuoteVersion(quote_id=quote.id, number=quote.version + 1,
-                               valid_until=current.valid_until, terms=dict(current.terms),
+                               valid_until=domain.revised_valid_until(current.valid_until,
+                                                                      today),
+                               terms=dict(current.terms),
                                created_by=ports.actor, created_at=now)
         session.add(version)
         previous = quote.version
