@@ -92,7 +92,7 @@ def query(name: str, kind: str, path_values: dict[str, str] | None = None,
 #   rules, report figures, export entities, snapshot runs): a random id is a 4xx, never a
 #   5xx, and a non-admin cannot change them (`AUTHORITY`).
 OWNED_KINDS = {"lead", "customer", "contact", "opportunity", "followup", "task", "notification",
-               "run", "api_key", "event", "user_record", "record_key"}
+               "run", "api_key", "event", "user_record", "record_key", "quote"}
 ADMIN_KINDS = {"webhook", "delivery", "import"}
 GRANT_KINDS = {"user", "team"}
 ORG_KINDS = {"org"}
@@ -271,6 +271,30 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
     "POST /system/clock": (),
     "POST /users/{user_id}/unlock": (path("user_id", "user_record"),),
     "POST /auth/unblock": (),  # an address, no record
+    # contracts: products and price books are organisation records, quotes are owned
+    "POST /products": (),
+    "GET /products": (),
+    "GET /products/{product_id}": (path("product_id", "org"),),
+    "PATCH /products/{product_id}": (path("product_id", "org", {"name": "x"}),),
+    "POST /price-books": (),
+    "GET /price-books": (),
+    "GET /price-books/{price_book_id}": (path("price_book_id", "org"),),
+    "PATCH /price-books/{price_book_id}": (path("price_book_id", "org", {"name": "x"}),),
+    "POST /quotes": (body("opportunity_id", "opportunity",
+                          {"opportunity_id": "{ref}", "lines": []}),),
+    "GET /quotes": (query("opportunity_id", "opportunity"), query("customer_id", "customer"),
+                    query("owner_id", "user")),
+    "GET /quotes/{quote_id}": (path("quote_id", "quote"),),
+    "PATCH /quotes/{quote_id}": (path("quote_id", "quote", {"title": "x"}),),
+    "GET /quotes/{quote_id}/versions": (path("quote_id", "quote"),),
+    "GET /quotes/{quote_id}/versions/{number}": (
+        Check("path", "quote_id", "quote", path={"number": "1"}),
+        Check("path", "number", "org", path={"quote_id": "{own.quote}"})),
+    "POST /quotes/{quote_id}/revise": (path("quote_id", "quote"),),
+    "POST /quotes/{quote_id}/submit": (path("quote_id", "quote"),),
+    "POST /quotes/{quote_id}/send": (path("quote_id", "quote"),),
+    "POST /quotes/{quote_id}/accept": (path("quote_id", "quote", {}),),
+    "POST /quotes/{quote_id}/reject": (path("quote_id", "quote", {}),),
 }
 
 # Writes of organisation settings that only an admin may make (a rep or a manager gets 403 or
@@ -293,8 +317,12 @@ AUTHORITY: dict[str, tuple[dict[str, str], Any]] = {
     "POST /system/clock": ({}, {"advance_seconds": 1}),
     "POST /users/{user_id}/unlock": ({"user_id": "{other_user}"}, None),
     "POST /auth/unblock": ({}, {"address": "192.0.2.1"}),
+    "POST /products": ({}, {"code": "{new}", "name": "x", "unit": "套", "tax_rate": "13"}),
+    "PATCH /products/{product_id}": ({"product_id": "{own.product}"}, {"name": "x"}),
+    "POST /price-books": ({}, {"name": "{new}"}),
 }
-AUTHORITY_OF_MANAGERS = {"PUT /scoring-model"}
+AUTHORITY_OF_MANAGERS = {"PUT /scoring-model", "POST /products", "PATCH /products/{product_id}",
+                         "POST /price-books"}
 
 
 # --------------------------------------------------------------------------- the document
@@ -405,7 +433,17 @@ def _own_records(system: System, user: str) -> dict[str, str]:
         "name": f"自有商机{_tag()}", "customer_id": own["customer"]}), 201)["id"]
     own["task"] = _ok(system.post("/tasks", user=user, json={
         "title": f"自有任务{_tag()}", "assignee_id": system.users[user]}), 201)["id"]
+    own["product"] = _product(system)
+    own["quote"] = _ok(system.post("/quotes", user=user, json={
+        "opportunity_id": own["opportunity"], "title": f"自有报价{_tag()}",
+        "lines": [{"product_id": own["product"], "quantity": "1", "unit_price": "100"}]}),
+        201)["id"]
     return own
+
+
+def _product(system: System) -> str:
+    return _ok(system.post("/products", user="admin", json={
+        "code": f"M-{_tag()}", "name": "矩阵产品", "unit": "套", "tax_rate": "13"}), 201)["id"]
 
 
 def _records_of(system: System, owner: str, admin_rule: dict) -> dict[str, Record]:
@@ -435,6 +473,12 @@ def _records_of(system: System, owner: str, admin_rule: dict) -> dict[str, Recor
         "title": f"机密任务{tag}", "assignee_id": system.users[owner], "record_type": "lead",
         "record_id": lead["id"]}), 201)
     records["task"] = Record("task", task["id"], owner, (task["id"], task["title"]))
+    quote = _ok(system.post("/quotes", user=owner, json={
+        "opportunity_id": opportunity["id"], "title": f"机密报价{tag}",
+        "lines": [{"product_id": _product(system), "quantity": "1", "unit_price": "100",
+                   "note": f"机密行{tag}"}]}), 201)
+    records["quote"] = Record("quote", quote["id"], owner,
+                              (quote["id"], quote["title"], f"机密行{tag}"))
     key = _ok(system.post("/api-keys", user=owner, json={"name": f"matrix{tag}"}), 201)
     records["api_key"] = Record("api_key", key["id"], owner, (key["id"], key["name"]))
     user_id = system.users[owner]
@@ -653,7 +697,7 @@ def _admin_view(world: World, record: Record) -> Any:
     """What the admin reads of a record, to tell whether a refused write changed it."""
     routes = {"lead": "/leads/{}", "customer": "/customers/{}", "contact": "/contacts/{}",
               "opportunity": "/opportunities/{}", "task": "/tasks/{}",
-              "webhook": "/webhooks/{}"}
+              "webhook": "/webhooks/{}", "quote": "/quotes/{}"}
     if record.kind not in routes:
         return None
     body = world.system.get(routes[record.kind].format(record.id), user="admin").json()
@@ -769,7 +813,8 @@ def test_records_exist_and_their_owners_and_the_admin_see_them(world: World):
     system = world.system
     routes = {"lead": "/leads/{}", "customer": "/customers/{}", "contact": "/contacts/{}",
               "opportunity": "/opportunities/{}", "task": "/tasks/{}",
-              "run": "/rule-runs/{}", "webhook": "/webhooks/{}", "import": "/imports/{}"}
+              "run": "/rule-runs/{}", "webhook": "/webhooks/{}", "import": "/imports/{}",
+              "quote": "/quotes/{}"}
     for (kind, owner), record in world.records.items():
         if kind not in routes:
             continue
@@ -792,7 +837,7 @@ LISTS = {
     "GET /leads": {}, "GET /customers": {}, "GET /contacts": {}, "GET /followups": {},
     "GET /opportunities": {}, "GET /opportunities/board": {}, "GET /tasks": {},
     "GET /notifications": {}, "GET /rule-runs": {}, "GET /api-keys": {},
-    "GET /users": {}, "GET /webhooks": {},
+    "GET /users": {}, "GET /webhooks": {}, "GET /quotes": {},
     "GET /exports/{entity}": {"entity": "customers"},
     "GET /leads?in_pool=true": {},
 }
