@@ -293,7 +293,9 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
     "POST /quotes/{quote_id}/revise": (path("quote_id", "quote"),),
     "POST /quotes/{quote_id}/submit": (path("quote_id", "quote"),),
     "POST /quotes/{quote_id}/send": (path("quote_id", "quote"),),
-    "POST /quotes/{quote_id}/accept": (path("quote_id", "quote", {}),),
+    "POST /quotes/{quote_id}/accept": (path("quote_id", "quote", {}),
+                                       body("stage_id", "org", {"stage_id": "{ref}"},
+                                            quote_id="{own.quote}")),
     "POST /quotes/{quote_id}/reject": (path("quote_id", "quote", {}),),
 }
 
