@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from nameko.standalone.rpc import ClusterRpcProxy
 
 from tests.e2e.system import System
 
@@ -84,7 +85,8 @@ def query(name: str, kind: str, path_values: dict[str, str] | None = None,
 
 # Kinds of reference and how they are checked:
 # - owned records (lead, customer, contact, opportunity, followup, task, notification, run,
-#   api_key, event) of lina and chenjing: hidden from the caller of each HIDDEN_PAIRS entry;
+#   api_key, event, approval: submitted by the owner, the admin its approver) of lina and
+#   chenjing: hidden from the caller of each HIDDEN_PAIRS entry;
 # - admin records (webhook, delivery, import): hidden from every caller but the admin;
 # - user / team: a filter on a hidden owner (or their team) answers like a filter on nobody;
 #   a body that gives a record to (or attributes it to) a user or team of another team fails;
@@ -92,7 +94,8 @@ def query(name: str, kind: str, path_values: dict[str, str] | None = None,
 #   rules, report figures, export entities, snapshot runs): a random id is a 4xx, never a
 #   5xx, and a non-admin cannot change them (`AUTHORITY`).
 OWNED_KINDS = {"lead", "customer", "contact", "opportunity", "followup", "task", "notification",
-               "run", "api_key", "event", "user_record", "record_key", "quote"}
+               "run", "api_key", "event", "user_record", "record_key", "approval",
+               "quote"}
 ADMIN_KINDS = {"webhook", "delivery", "import"}
 GRANT_KINDS = {"user", "team"}
 ORG_KINDS = {"org"}
@@ -271,6 +274,20 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
     "POST /system/clock": (),
     "POST /users/{user_id}/unlock": (path("user_id", "user_record"),),
     "POST /auth/unblock": (),  # an address, no record
+    # approvals: an owner's submission (approver: the admin) is hidden from the others
+    "GET /approval-flows": (),
+    "POST /approval-flows": (),
+    "GET /approval-flows/{flow_id}": (path("flow_id", "org"),),
+    "PUT /approval-flows/{flow_id}": (path("flow_id", "org", {
+        "record_type": "matrix", "name": "x",
+        "steps": [{"approvers": [{"kind": "role", "role": "admin"}]}]}),),
+    "GET /approvals": (),
+    "GET /approvals/{approval_id}": (path("approval_id", "approval"),),
+    "POST /approvals/{approval_id}/approve": (path("approval_id", "approval", {}),),
+    "POST /approvals/{approval_id}/reject": (path("approval_id", "approval", {}),),
+    "POST /approvals/{approval_id}/recall": (path("approval_id", "approval", {}),),
+    "POST /approvals/{approval_id}/delegate": (path("approval_id", "approval",
+                                                    {"to_user": "{own.user}"}),),
     # contracts: products and price books are organisation records, quotes are owned
     "POST /products": (),
     "GET /products": (),
@@ -319,6 +336,8 @@ AUTHORITY: dict[str, tuple[dict[str, str], Any]] = {
     "POST /system/clock": ({}, {"advance_seconds": 1}),
     "POST /users/{user_id}/unlock": ({"user_id": "{other_user}"}, None),
     "POST /auth/unblock": ({}, {"address": "192.0.2.1"}),
+    "POST /approval-flows": ({}, {"record_type": "matrix_authority", "name": "x", "steps": [
+        {"approvers": [{"kind": "role", "role": "admin"}]}]}),
     "POST /products": ({}, {"code": "{new}", "name": "x", "unit": "套", "tax_rate": "13"}),
     "PATCH /products/{product_id}": ({"product_id": "{own.product}"}, {"name": "x"}),
     "POST /price-books": ({}, {"name": "{new}"}),
@@ -539,6 +558,20 @@ def world(system: System, webhook_receiver_module) -> World:
                           files={"file": ("customers.csv", csv, "text/csv")}), 201, 202)
     records[("import", "admin")] = Record("import", job["id"], "admin",
                                           (job["id"], f"机密导入{tag}"))
+    # an approval submitted (over RPC, by the service owning the record) by each owner, which
+    # only the owner and the admin (the approver) may see
+    flow_type = f"matrix_{_tag()}"
+    _ok(system.post("/approval-flows", user="admin", json={
+        "record_type": flow_type, "name": "matrix",
+        "steps": [{"approvers": [{"kind": "user", "id": system.users["admin"]}]}]}), 201)
+    with ClusterRpcProxy({"AMQP_URI": system.amqp_uri}) as rpc:
+        for owner in OWNERS:
+            secret = f"机密审批{_tag()}"
+            approval = rpc.contracts.submit_for_approval(
+                data={"record_type": flow_type, "record_id": secret,
+                      "terms": {"title": secret}}, submitter=system.users[owner])
+            records[("approval", owner)] = Record("approval", approval["id"], owner,
+                                                  (approval["id"], secret))
     own = {caller: _own_records(system, caller) for caller in (*CALLERS, "admin")}
     for caller in own:
         own[caller]["team"] = teams[caller]
@@ -699,7 +732,8 @@ def _admin_view(world: World, record: Record) -> Any:
     """What the admin reads of a record, to tell whether a refused write changed it."""
     routes = {"lead": "/leads/{}", "customer": "/customers/{}", "contact": "/contacts/{}",
               "opportunity": "/opportunities/{}", "task": "/tasks/{}",
-              "webhook": "/webhooks/{}", "quote": "/quotes/{}"}
+              "webhook": "/webhooks/{}", "approval": "/approvals/{}",
+              "quote": "/quotes/{}"}
     if record.kind not in routes:
         return None
     body = world.system.get(routes[record.kind].format(record.id), user="admin").json()
@@ -816,6 +850,7 @@ def test_records_exist_and_their_owners_and_the_admin_see_them(world: World):
     routes = {"lead": "/leads/{}", "customer": "/customers/{}", "contact": "/contacts/{}",
               "opportunity": "/opportunities/{}", "task": "/tasks/{}",
               "run": "/rule-runs/{}", "webhook": "/webhooks/{}", "import": "/imports/{}",
+              "approval": "/approvals/{}",
               "quote": "/quotes/{}"}
     for (kind, owner), record in world.records.items():
         if kind not in routes:
@@ -839,7 +874,8 @@ LISTS = {
     "GET /leads": {}, "GET /customers": {}, "GET /contacts": {}, "GET /followups": {},
     "GET /opportunities": {}, "GET /opportunities/board": {}, "GET /tasks": {},
     "GET /notifications": {}, "GET /rule-runs": {}, "GET /api-keys": {},
-    "GET /users": {}, "GET /webhooks": {}, "GET /quotes": {},
+    "GET /users": {}, "GET /webhooks": {}, "GET /approvals": {},
+    "GET /quotes": {},
     "GET /exports/{entity}": {"entity": "customers"},
     "GET /leads?in_pool=true": {},
 }

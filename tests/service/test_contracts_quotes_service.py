@@ -379,3 +379,21 @@ def test_when_sales_refuses_the_move_the_quote_is_not_accepted_and_says_why(make
     assert contracts.get_quote(quote["id"], scope=REP_A)["status"] == "approved"
     assert sales.get_opportunity(opp["id"], scope=REP_A)["status"] == "open"
     assert events_of(make.engine, "quote_accepted") == []
+
+
+def test_a_quote_with_a_pending_approval_is_locked_on_every_quote_write(make):
+    contracts, sales = make()
+    items = catalogue(contracts)
+    quote = new_quote(contracts, opportunity(sales), items)
+    contracts.define_approval_flow({"record_type": "quote", "name": "报价审批", "steps": [
+        {"approvers": [{"kind": "user", "id": "director"}]}]})
+    contracts.submit_for_approval({"record_type": "quote", "record_id": quote["id"],
+                                   "terms": {"grand_total": quote["totals"]["grand_total"]}},
+                                  "rep-a")
+    for call in (lambda: contracts.update_quote(quote["id"], {"title": "改"}, scope=REP_A),
+                 lambda: contracts.revise_quote(quote["id"], scope=REP_A),
+                 lambda: contracts.submit_quote(quote["id"], scope=REP_A)):
+        with pytest.raises(Conflict) as err:
+            call()
+        assert err.value.extra["reason"] == "in_approval"
+    assert contracts.get_quote(quote["id"], scope=REP_A)["title"] == "MES 报价"

@@ -24,6 +24,7 @@ from services.contracts.contract import QuoteSchema
 from services.contracts.domain import quotes as domain
 from services.contracts.domain.pricing import choose_price
 from services.contracts.models import Product, Quote, QuoteVersion
+from services.contracts.usecases.approvals import require_unlocked
 from services.contracts.usecases.pricing import domain_books, new_id
 from shared.envelope import utcnow
 from shared.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
@@ -267,6 +268,7 @@ def change(ports: QuotePorts, quote_id: str, values: dict[str, Any],
     today = ports.today()
     with ports.db.begin() as session:
         quote = visible_quote(session, quote_id, scope, for_update=True)
+        require_unlocked(session, "quote", quote.id)
         version = version_of(session, quote)
         try:
             domain.check_editable(quote.status, version.valid_until, today)
@@ -304,6 +306,7 @@ def revise(ports: QuotePorts, quote_id: str, scope: dict[str, Any]) -> dict[str,
     today = ports.today()
     with ports.db.begin() as session:
         quote = visible_quote(session, quote_id, scope, for_update=True)
+        require_unlocked(session, "quote", quote.id)
         current = version_of(session, quote)
         try:
             domain.check_revisable(quote.status, current.valid_until, today)
@@ -344,6 +347,7 @@ def command(ports: QuotePorts, quote_id: str, name: str, scope: dict[str, Any],
     today = ports.today()
     with ports.db.begin() as session:
         quote = visible_quote(session, quote_id, scope, for_update=True)
+        require_unlocked(session, "quote", quote.id)
         version = version_of(session, quote)
         try:
             if name == "submit":

@@ -1,7 +1,7 @@
 """quotes
 
 Revision ID: 0002q
-Revises: 0001
+Revises: 0003a
 Create Date: 2026-12-03 07:39:21.749065
 """
 from alembic import op
@@ -10,7 +10,7 @@ import shared.db
 
 
 revision = '0002q'
-down_revision = '0001'
+down_revision = '0003a'  # chained after the approvals' (on main first)
 branch_labels = None
 depends_on = None
 
