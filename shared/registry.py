@@ -155,9 +155,19 @@ BUILT_IN: tuple[Service, ...] = (
     ),
     Service(
         "service_desk", 8104,
-        commands=("ping",),
+        commands=(
+            "ping",
+            # sla
+            "list_business_calendars", "get_business_calendar", "create_business_calendar",
+            "update_business_calendar", "list_sla_policies", "get_sla_policy",
+            "create_sla_policy", "update_sla_policy", "reorder_sla_policies", "compute_clocks",
+            "sla_preview", "check_sla",
+        ),
         records=(RecordType("ticket", "ticket_id"),),
         events_in="contract",
+        gateway_resources=(
+            "services.gateway.resources.service_desk_sla",  # sla
+        ),
     ),
     Service(
         "contracts", 8103,

@@ -101,6 +101,7 @@ GRANT_KINDS = {"user", "team"}
 ORG_KINDS = {"org"}
 
 FUNNEL = {"figure": "funnel"}
+SLA_TARGETS = {"resolution": {"minutes": 60}}
 COVERAGE: dict[str, tuple[Check, ...]] = {
     "GET /health": (),
     "GET /metrics": (),
@@ -172,6 +173,19 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
     "POST /pipelines": (),
     "GET /pipelines/{pipeline_id}": (path("pipeline_id", "org"),),
     "PUT /pipelines/{pipeline_id}": (path("pipeline_id", "org", {"name": "x", "stages": []}),),
+    "GET /business-calendars": (),
+    "POST /business-calendars": (),
+    "GET /business-calendars/{calendar_id}": (path("calendar_id", "org"),),
+    "PATCH /business-calendars/{calendar_id}": (path("calendar_id", "org", {"name": "{new}"}),),
+    "GET /sla-policies": (),
+    "POST /sla-policies": (body("calendar_id", "org", {"name": "{new}", "calendar_id": "{ref}",
+                                                      "targets": SLA_TARGETS}),),
+    "PUT /sla-policies/order": (body("policy_ids", "org", {"policy_ids": ["{ref}"]}),),
+    "POST /sla-policies/preview": (),
+    "GET /sla-policies/{policy_id}": (path("policy_id", "org"),),
+    "PATCH /sla-policies/{policy_id}": (path("policy_id", "org", {"name": "{new}"}),
+                                        body("calendar_id", "org", {"calendar_id": "{ref}"},
+                                             policy_id="{sla_policy}")),
     "POST /opportunities": (
         body("customer_id", "customer", {"name": "x", "customer_id": "{ref}"}),
         body("contact_id", "contact", {"name": "x", "customer_id": "{own.customer}",
@@ -336,6 +350,13 @@ AUTHORITY: dict[str, tuple[dict[str, str], Any]] = {
     "POST /system/clock": ({}, {"advance_seconds": 1}),
     "POST /users/{user_id}/unlock": ({"user_id": "{other_user}"}, None),
     "POST /auth/unblock": ({}, {"address": "192.0.2.1"}),
+    "POST /business-calendars": ({}, {"name": "{new}"}),
+    "PATCH /business-calendars/{calendar_id}": ({"calendar_id": "{business_calendar}"},
+                                                {"holidays": ["2027-01-01"]}),
+    "POST /sla-policies": ({}, {"name": "{new}", "calendar_id": "{business_calendar}",
+                                "targets": SLA_TARGETS}),
+    "PATCH /sla-policies/{policy_id}": ({"policy_id": "{sla_policy}"}, {"name": "{new}"}),
+    "PUT /sla-policies/order": ({}, {"policy_ids": ["{sla_policy}"]}),
     "POST /approval-flows": ({}, {"record_type": "matrix_authority", "name": "x", "steps": [
         {"approvers": [{"kind": "role", "role": "admin"}]}]}),
     "POST /products": ({}, {"code": "{new}", "name": "x", "unit": "套", "tax_rate": "13"}),
@@ -577,6 +598,11 @@ def world(system: System, webhook_receiver_module) -> World:
         own[caller]["team"] = teams[caller]
     pipelines = _ok(system.get("/pipelines", user="admin"))["items"]
     default = next(p for p in pipelines if p["is_default"])
+    business_calendar = _ok(system.post("/business-calendars", user="admin",
+                                        json={"name": f"矩阵日历{_tag()}"}), 201)
+    sla_policy = _ok(system.post("/sla-policies", user="admin", json={
+        "name": f"矩阵SLA{_tag()}", "calendar_id": business_calendar["id"],
+        "targets": SLA_TARGETS}), 201)
     shipped = next(r for r in _ok(system.get("/rules", user="admin"))["items"]
                    if r.get("key"))
     values = {
@@ -592,6 +618,8 @@ def world(system: System, webhook_receiver_module) -> World:
                                     "title": "{{ lead.name }} {{ lead.email }} {{ lead.phone }}"}]},
         "scoring_model": _ok(system.get("/scoring-model", user="admin")),
         "other_user": system.users["chenjing"],
+        "business_calendar": business_calendar["id"],
+        "sla_policy": sla_policy["id"],
         # a team without members: what a team filter on "nobody" answers
         "empty_team": _ok(system.post("/teams", user="admin",
                                       json={"name": f"空团队{_tag()}"}), 201)["id"],
