@@ -178,6 +178,11 @@ BUILT_IN: tuple[Service, ...] = (
             "list_approval_flows", "submit_for_approval", "decide_approval", "recall_approval",
             "delegate_approval", "get_approval", "list_my_approvals", "current_approval",
             "verify_approval", "set_approval_absence",
+            # quotes
+            "create_product", "update_product", "get_product", "list_products",
+            "create_price_book", "update_price_book", "get_price_book", "list_price_books",
+            "create_quote", "update_quote", "get_quote", "list_quote_versions", "list_quotes",
+            "revise_quote", "submit_quote", "mark_quote_sent", "reject_quote", "accept_quote",
         ),
         records=(
             RecordType("contract", "contract_id"),
@@ -187,6 +192,7 @@ BUILT_IN: tuple[Service, ...] = (
         events_in="contract",
         gateway_resources=(
             "services.gateway.resources.contracts_approvals",  # approvals
+            "services.gateway.resources.contracts_quotes",  # quotes
         ),
     ),
     Service(
