@@ -155,9 +155,17 @@ BUILT_IN: tuple[Service, ...] = (
     ),
     Service(
         "service_desk", 8104,
-        commands=("ping",),
+        commands=("ping",
+                  # knowledge base
+                  "kb_create_category", "kb_list_categories", "kb_create_article",
+                  "kb_create_article_from", "kb_get_article", "kb_list_articles",
+                  "kb_update_article", "kb_publish_article", "kb_archive_article",
+                  "kb_list_versions", "kb_get_version", "kb_search", "kb_suggest",
+                  "kb_give_feedback",
+                  ),
         records=(RecordType("ticket", "ticket_id"),),
         events_in="contract",
+        gateway_resources=("services.gateway.resources.service_desk_kb",),
     ),
     Service(
         "contracts", 8103,
