@@ -19,7 +19,7 @@ import unicodedata
 _CJK = (r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
         r"\U00020000-\U0002ffff")
 _RUN = re.compile(rf"([{_CJK}]+)|([^\W_{_CJK}]+)", re.UNICODE)
-_SUFFIXES = ("ing", "ed", "es", "s")
+_SUFFIXES = ("ing", "ed", "s")
 
 
 def normalise(text: str) -> str:
@@ -77,7 +77,7 @@ def _spans(text: str, terms: list[str]) -> list[tuple[int, int]]:
         if not term:
             continue
         pattern = re.escape(term) if _RUN.fullmatch(term) and re.match(rf"[{_CJK}]", term) \
-            else rf"(?<![^\W_]){re.escape(term)}[^\W_{_CJK}]*"
+            else rf"(?<![^\W_{_CJK}]){re.escape(term)}[^\W_{_CJK}]*"
         found.extend(m.span() for m in re.finditer(pattern, text))
     found.sort()
     merged: list[tuple[int, int]] = []
