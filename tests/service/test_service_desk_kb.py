@@ -56,7 +56,8 @@ def test_the_search_index_is_the_dialects_own(db_url: str) -> None:
 
 
 def test_two_character_chinese_words_are_found_inside_sentences(svc: Any) -> None:
-    refund = published(svc, "售后服务说明", "如果商品有质量问题，客户可以在七天内申请退款，款项原路返回。")
+    refund = published(svc, "售后服务说明",
+                       "如果商品有质量问题，客户可以在七天内申请退款，款项原路返回。")
     invoice = published(svc, "财务常见问题", "订单完成后我们会在三个工作日内开具增值税发票并邮寄。")
     published(svc, "物流说明", "我们使用顺丰快递发货，一般两天送达。")
 
@@ -83,7 +84,8 @@ def test_english_words_are_found_case_and_plural_insensitive(svc: Any) -> None:
 
 
 def test_a_title_match_ranks_above_a_body_mention(svc: Any) -> None:
-    body_only = published(svc, "常见问题汇总", "很多内容。" * 20 + "退款请联系客服。" + "其他说明。" * 20)
+    body_only = published(svc, "常见问题汇总",
+                          "很多内容。" * 20 + "退款请联系客服。" + "其他说明。" * 20)
     in_title = published(svc, "退款流程", "退款在审核通过后三个工作日内到账。")
     hits = svc.kb_search({"q": "退款"}, REP)["items"]
     assert [h["id"] for h in hits] == [in_title["id"], body_only["id"]]
@@ -91,7 +93,8 @@ def test_a_title_match_ranks_above_a_body_mention(svc: Any) -> None:
 
 
 def test_drafts_are_found_by_agents_only(svc: Any) -> None:
-    draft = svc.kb_create_article({"title": "发票抬头修改", "body": "草稿：如何修改发票抬头。"}, AGENT)
+    draft = svc.kb_create_article({"title": "发票抬头修改", "body": "草稿：如何修改发票抬头。"},
+                                  AGENT)
     assert svc.kb_search({"q": "发票"}, REP)["items"] == []
     assert [h["id"] for h in svc.kb_search({"q": "发票"}, AGENT)["items"]] == [draft["id"]]
     assert svc.kb_search({"q": "发票", "status": "draft"}, REP)["items"] == []
