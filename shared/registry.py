@@ -155,27 +155,46 @@ BUILT_IN: tuple[Service, ...] = (
     ),
     Service(
         "service_desk", 8104,
-        commands=("ping",
-                  # knowledge base
-                  "kb_create_category", "kb_list_categories", "kb_create_article",
-                  "kb_create_article_from", "kb_get_article", "kb_list_articles",
-                  "kb_update_article", "kb_publish_article", "kb_archive_article",
-                  "kb_list_versions", "kb_get_version", "kb_search", "kb_suggest",
-                  "kb_give_feedback",
-                  ),
+        commands=(
+            "ping",
+            # sla
+            "list_business_calendars", "get_business_calendar", "create_business_calendar",
+            "update_business_calendar", "list_sla_policies", "get_sla_policy",
+            "create_sla_policy", "update_sla_policy", "reorder_sla_policies", "compute_clocks",
+            "sla_preview", "check_sla",
+            # knowledge base
+            "kb_create_category", "kb_list_categories", "kb_create_article",
+            "kb_create_article_from", "kb_get_article", "kb_list_articles",
+            "kb_update_article", "kb_publish_article", "kb_archive_article",
+            "kb_list_versions", "kb_get_version", "kb_search", "kb_suggest",
+            "kb_give_feedback",
+        ),
         records=(RecordType("ticket", "ticket_id"),),
         events_in="contract",
-        gateway_resources=("services.gateway.resources.service_desk_kb",),
+        gateway_resources=(
+            "services.gateway.resources.service_desk_sla",  # sla
+            "services.gateway.resources.service_desk_kb",  # knowledge base
+        ),
     ),
     Service(
         "contracts", 8103,
-        commands=("ping",),
+        commands=(
+            "ping",
+            # approvals
+            "define_approval_flow", "update_approval_flow", "get_approval_flow",
+            "list_approval_flows", "submit_for_approval", "decide_approval", "recall_approval",
+            "delegate_approval", "get_approval", "list_my_approvals", "current_approval",
+            "verify_approval", "set_approval_absence",
+        ),
         records=(
             RecordType("contract", "contract_id"),
             RecordType("quote", "quote_id"),
             RecordType("order", "order_id"),
         ),
         events_in="contract",
+        gateway_resources=(
+            "services.gateway.resources.contracts_approvals",  # approvals
+        ),
     ),
     Service(
         "rules", 8105,

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy.orm import DeclarativeBase
+from datetime import datetime
+from typing import Any
 
+from sqlalchemy import JSON, Boolean, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.db import UTCDateTime
 from shared.inbox import inbox_table
 from shared.kernel.naming import service_metadata
 from shared.outbox import outbox_table
@@ -17,3 +22,96 @@ class Base(DeclarativeBase):
 
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
+
+
+# -- approvals ----
+class ApprovalFlow(Base):
+    """An approval flow for one record type (services/contracts/domain/approvals.py)."""
+
+    __tablename__ = "approval_flows"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    record_type: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    condition: Mapped[str | None] = mapped_column(Text)
+    steps: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    cc: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    fallback_approver: Mapped[str | None] = mapped_column(String(36))
+    allow_self_approval: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ApprovalInstance(Base):
+    """One submission of a record's terms; `state` is the domain's instance dict (steps,
+    answers, trail). `open_key` is "<record_type>:<record_id>" while pending, else NULL: the
+    unique index allows one pending instance per record, also under concurrent submissions."""
+
+    __tablename__ = "approval_instances"
+    __table_args__ = (Index("ix_approval_instances_record", "record_type", "record_id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    record_type: Mapped[str] = mapped_column(String(64))
+    record_id: Mapped[str] = mapped_column(String(64))
+    open_key: Mapped[str | None] = mapped_column(String(140), unique=True)
+    status: Mapped[str] = mapped_column(String(20))
+    flow_id: Mapped[str | None] = mapped_column(String(36))
+    submitter_id: Mapped[str] = mapped_column(String(36), index=True)
+    terms_hash: Mapped[str] = mapped_column(String(64))
+    terms_version: Mapped[int] = mapped_column(Integer)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    submitted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ApprovalTask(Base):
+    """Who is to answer a pending instance now (the inbox), rebuilt at every change."""
+
+    __tablename__ = "approval_tasks"
+
+    instance_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(36), primary_key=True, index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    since: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ApprovalViewer(Base):
+    """Who may see an instance (submitter, CC, approvers so far, actors)."""
+
+    __tablename__ = "approval_viewers"
+
+    instance_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(36), primary_key=True, index=True)
+
+
+class ApprovalDirectoryUser(Base):
+    """Projection of the gateway's users (`gateway.user_changed`) for approver resolution."""
+
+    __tablename__ = "approval_directory_users"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    role: Mapped[str] = mapped_column(String(20))
+    team_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class ApprovalDirectoryTeam(Base):
+    """Projection of the gateway's teams (`gateway.team_changed`)."""
+
+    __tablename__ = "approval_directory_teams"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    manager_id: Mapped[str | None] = mapped_column(String(36))
+
+
+class ApprovalAbsence(Base):
+    """A user's out-of-office delegation: until `until`, `delegate_id` answers for them."""
+
+    __tablename__ = "approval_absences"
+
+    user_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    delegate_id: Mapped[str] = mapped_column(String(36))
+    until: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -14,6 +14,278 @@ __all__ = ["EVENT_SCHEMAS"]
 EVENT_SCHEMAS: dict[str, type[Schema]] = {}
 
 
+# -- SLA: business calendars and SLA policies ----
+# (imports here keep the parts' sections apart for the merge)
+from marshmallow import ValidationError, fields, validate  # noqa: E402
+
+from shared.errors import PreconditionFailed, deserialize_to_instance  # noqa: E402
+from shared.kernel.schemas import StrictSchema  # noqa: E402
+
+
+@deserialize_to_instance
+class CalendarYearUnknown(PreconditionFailed):
+    """A business calendar has no holiday data for a year a computation needs (`extra["year"]`):
+    an editor adds that year's holidays and workdays and declares it. Here, in the contract, so
+    that a caller (the gateway) re-raises it as itself."""
+
+    title = "Calendar year unknown"
+
+
+SLA_TARGETS = ("first_reply", "next_reply", "periodic_update", "resolution")
+SLA_PRIORITIES = ("low", "normal", "high", "urgent")
+HOLIDAY_SOURCES = ("cn", "none")
+WEEKDAYS = tuple(str(d) for d in range(7))  # "0" = Monday
+INTERVAL_PATTERN = r"^([01]\d|2[0-3]):[0-5]\d-(([01]\d|2[0-3]):[0-5]\d|24:00)$"
+
+def _plausible_instant(value) -> None:
+    """Clocks are computed for instants of 1970 to 2200 (a year 1 overflows the arithmetic)."""
+    if not 1970 <= value.year <= 2200:
+        raise ValidationError("an instant between the years 1970 and 2200")
+
+
+def instant(**kwargs) -> fields.AwareDateTime:
+    return fields.AwareDateTime(validate=_plausible_instant, **kwargs)
+
+
+interval = fields.String(
+    validate=validate.Regexp(INTERVAL_PATTERN, error="an interval HH:MM-HH:MM"),
+    metadata={"example": "09:00-12:00"},
+)
+
+
+class CalendarWriteSchema(StrictSchema):
+    """A business calendar. `hours`: weekday ("0" = Monday ... "6") -> intervals; a weekday left
+    out is a day off. `holidays` / `workdays`: dates that override the holiday source (a
+    make-up Saturday is a workday). `declared_years`: years whose holidays and workdays an
+    editor has entered completely (needed for a `cn` calendar beyond the library's years)."""
+
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    time_zone = fields.String(load_default="Asia/Shanghai", validate=validate.Length(max=64))
+    holiday_source = fields.String(load_default="cn", validate=validate.OneOf(HOLIDAY_SOURCES))
+    hours = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(WEEKDAYS)),
+        values=fields.List(interval, validate=validate.Length(max=8)),
+        load_default=lambda: {d: ["09:00-12:00", "13:30-18:00"] for d in WEEKDAYS[:5]},
+    )
+    holidays = fields.List(fields.Date(), load_default=list, validate=validate.Length(max=2000))
+    workdays = fields.List(fields.Date(), load_default=list, validate=validate.Length(max=2000))
+    declared_years = fields.List(
+        fields.Integer(validate=validate.Range(min=1970, max=2200)),
+        load_default=list, validate=validate.Length(max=200),
+    )
+    extra_day_hours = fields.List(interval, load_default=None, allow_none=True,
+                                  validate=validate.Length(max=8))
+
+
+class SlaTargetSchema(StrictSchema):
+    minutes = fields.Integer(required=True, validate=validate.Range(min=1, max=366 * 24 * 60))
+    business = fields.Boolean(load_default=True)
+    pause_statuses = fields.List(
+        fields.String(validate=validate.OneOf(("new", "open", "pending", "on_hold"))),
+        load_default=None, allow_none=True,
+        metadata={"description": "statuses that pause this target; default: none for "
+                                 "first_reply, pending and on_hold for the others"},
+    )
+
+
+class SlaTargetsSchema(StrictSchema):
+    first_reply = fields.Nested(SlaTargetSchema, allow_none=True)
+    next_reply = fields.Nested(SlaTargetSchema, allow_none=True)
+    periodic_update = fields.Nested(SlaTargetSchema, allow_none=True)
+    resolution = fields.Nested(SlaTargetSchema, allow_none=True)
+
+
+class SlaPolicyWriteSchema(StrictSchema):
+    """An SLA policy: conditions (empty = any) and targets. The first policy in order whose
+    conditions match a ticket applies."""
+
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    calendar_id = fields.String(load_default=None, allow_none=True,
+                                metadata={"description": "needed by business-time targets"})
+    priorities = fields.List(fields.String(validate=validate.OneOf(SLA_PRIORITIES)),
+                             load_default=list)
+    customer_tiers = fields.List(fields.String(validate=validate.Length(min=1, max=64)),
+                                 load_default=list, validate=validate.Length(max=50))
+    targets = fields.Nested(SlaTargetsSchema, required=True)
+    warn_at = fields.List(
+        fields.Float(validate=validate.Range(min=0, max=1, min_inclusive=False,
+                                             max_inclusive=False)),
+        load_default=lambda: [0.75, 0.9], validate=validate.Length(max=5),
+        metadata={"description": "warning thresholds as fractions of each target"},
+    )
+
+
+class SlaReorderSchema(StrictSchema):
+    policy_ids = fields.List(fields.String(), required=True,
+                             metadata={"description": "every policy id, in the new order"})
+
+
+class TicketEventSchema(StrictSchema):
+    """One entry of a ticket's event log as the SLA clocks read it."""
+
+    at = instant(required=True)
+    kind = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    status = fields.String(load_default=None, allow_none=True)
+    priority = fields.String(load_default=None, allow_none=True)
+    customer_tier = fields.String(load_default=None, allow_none=True)
+    public = fields.Boolean(load_default=True)
+    author = fields.String(load_default=None, allow_none=True,
+                           validate=validate.OneOf(("agent", "customer", "system")))
+    policy_id = fields.String(load_default=None, allow_none=True)
+    from_ = fields.String(data_key="from", attribute="from", load_default=None, allow_none=True)
+    to = fields.String(load_default=None, allow_none=True)
+
+
+class ComputeClocksSchema(StrictSchema):
+    events = fields.List(fields.Nested(TicketEventSchema), required=True,
+                         validate=validate.Length(min=1, max=10000))
+    policy_id = fields.String(load_default=None, allow_none=True,
+                              metadata={"description": "default: the first policy matching the "
+                                                       "ticket's current priority and tier"})
+    now = instant(load_default=None, allow_none=True)
+
+
+class SlaPreviewSchema(StrictSchema):
+    priority = fields.String(load_default=None, allow_none=True,
+                             validate=validate.OneOf(SLA_PRIORITIES))
+    customer_tier = fields.String(load_default=None, allow_none=True)
+    start = instant(required=True)
+
+
+# answers
+
+
+class CoverageSchema(Schema):
+    library_years = fields.List(fields.Integer(), metadata={
+        "description": "years the holiday library (chinesecalendar) knows"})
+    declared_years = fields.List(fields.Integer())
+    current_year_covered = fields.Boolean()
+    next_year_covered = fields.Boolean()
+    missing_years = fields.List(fields.Integer(), metadata={
+        "description": "this year or the next without holiday data: clocks reaching into "
+                       "them are refused until an editor adds and declares the year"})
+
+
+class CalendarSchema(Schema):
+    id = fields.String()
+    name = fields.String()
+    time_zone = fields.String()
+    holiday_source = fields.String()
+    hours = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+    holidays = fields.List(fields.String())
+    workdays = fields.List(fields.String())
+    declared_years = fields.List(fields.Integer())
+    extra_day_hours = fields.List(fields.String(), allow_none=True)
+    coverage = fields.Nested(CoverageSchema)
+    version = fields.Integer()
+    created_at = fields.String()
+    updated_at = fields.String()
+
+
+class SlaTargetOutSchema(Schema):
+    minutes = fields.Integer()
+    business = fields.Boolean()
+    pause_statuses = fields.List(fields.String())
+
+
+class SlaPolicySchema(Schema):
+    id = fields.String()
+    name = fields.String()
+    position = fields.Integer()
+    calendar_id = fields.String(allow_none=True)
+    priorities = fields.List(fields.String())
+    customer_tiers = fields.List(fields.String())
+    targets = fields.Dict(keys=fields.String(), values=fields.Nested(SlaTargetOutSchema))
+    warn_at = fields.List(fields.Float())
+    version = fields.Integer()
+    created_at = fields.String()
+    updated_at = fields.String()
+
+
+class SlaWarningSchema(Schema):
+    threshold = fields.Float()
+    at = fields.String(allow_none=True, metadata={"description": "when it is reached; null "
+                                                                 "when paused or already passed"})
+    passed = fields.Boolean()
+
+
+class SlaClockSchema(Schema):
+    target = fields.String()
+    minutes = fields.Integer()
+    business = fields.Boolean()
+    state = fields.String(metadata={"description": "not_started, running, paused, achieved, "
+                                                   "stopped (solved or closed unachieved)"})
+    due_at = fields.String(allow_none=True)
+    elapsed_seconds = fields.Integer()
+    remaining_seconds = fields.Integer(metadata={"description": "negative when breached"})
+    paused = fields.Boolean()
+    breached = fields.Boolean()
+    breached_at = fields.String(allow_none=True)
+    achieved_at = fields.String(allow_none=True)
+    stopped_at = fields.String(allow_none=True)
+    warnings = fields.List(fields.Nested(SlaWarningSchema))
+
+
+class SlaClocksSchema(Schema):
+    policy_id = fields.String(allow_none=True)
+    policy_name = fields.String(allow_none=True)
+    ticket = fields.Dict(metadata={"description": "status, priority, customer_tier now"})
+    computed_at = fields.String()
+    clocks = fields.Dict(keys=fields.String(), values=fields.Nested(SlaClockSchema))
+
+
+class SlaPolicyChanged(Schema):
+    """An SLA policy was created or changed, or the policies were reordered (`order`)."""
+
+    change = fields.String(required=True, metadata={"description": "created, updated, reordered"})
+    policy = fields.Dict(allow_none=True)
+    order = fields.List(fields.String(), required=True)
+
+
+class BusinessCalendarChanged(Schema):
+    """A business calendar was created or changed (hours, holidays, workdays, declared years)."""
+
+    change = fields.String(required=True, metadata={"description": "created, updated"})
+    calendar = fields.Dict(required=True)
+
+
+class CheckSlaSchema(StrictSchema):
+    """What `check_sla` needs: the ticket and its event log (the tickets part passes its own)."""
+
+    ticket_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    events = fields.List(fields.Nested(TicketEventSchema), required=True,
+                         validate=validate.Length(min=1, max=10000))
+    policy_id = fields.String(load_default=None, allow_none=True)
+    now = instant(load_default=None, allow_none=True)
+
+
+class TicketSlaWarning(Schema):
+    """A ticket's SLA target passed a warning threshold (`threshold` 0.75 = 75 %) while running."""
+
+    ticket_id = fields.String(required=True)
+    policy_id = fields.String(required=True)
+    target = fields.String(required=True, metadata={"enum": list(SLA_TARGETS)})
+    threshold = fields.Float(required=True)
+    due_at = fields.String(required=True)
+    remaining_seconds = fields.Integer(required=True)
+
+
+class TicketSlaBreached(Schema):
+    """A ticket's SLA target fell due unmet."""
+
+    ticket_id = fields.String(required=True)
+    policy_id = fields.String(required=True)
+    target = fields.String(required=True, metadata={"enum": list(SLA_TARGETS)})
+    due_at = fields.String(required=True)
+    breached_at = fields.String(required=True)
+
+
+EVENT_SCHEMAS["sla_policy_changed"] = SlaPolicyChanged
+EVENT_SCHEMAS["ticket_sla_warning"] = TicketSlaWarning
+EVENT_SCHEMAS["ticket_sla_breached"] = TicketSlaBreached
+EVENT_SCHEMAS["business_calendar_changed"] = BusinessCalendarChanged
+
+
 # -- knowledge base ----
 
 from marshmallow import fields as _f  # noqa: E402

@@ -19,14 +19,77 @@ outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
 
 
+# -- SLA: business calendars and SLA policies ----
+# (imports here keep the parts' sections apart for the merge)
+from datetime import datetime  # noqa: E402
+from typing import Any  # noqa: E402
+
+from sqlalchemy import JSON, Integer, String  # noqa: E402
+from sqlalchemy.orm import Mapped, mapped_column  # noqa: E402
+
+from shared.db import UTCDateTime  # noqa: E402
+
+
+class BusinessCalendarRow(Base):
+    """A business calendar; `hours` maps weekday ("0" = Monday) to "HH:MM-HH:MM" intervals,
+    `holidays` / `workdays` are ISO dates that override the holiday source."""
+
+    __tablename__ = "business_calendars"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    time_zone: Mapped[str] = mapped_column(String(64))
+    holiday_source: Mapped[str] = mapped_column(String(16))
+    hours: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    holidays: Mapped[list[str]] = mapped_column(JSON, default=list)
+    workdays: Mapped[list[str]] = mapped_column(JSON, default=list)
+    declared_years: Mapped[list[int]] = mapped_column(JSON, default=list)
+    extra_day_hours: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SlaPolicyRow(Base):
+    """An SLA policy; `position` orders them (the first that matches a ticket applies)."""
+
+    __tablename__ = "sla_policies"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    position: Mapped[int] = mapped_column(Integer, index=True)
+    calendar_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    priorities: Mapped[list[str]] = mapped_column(JSON, default=list)
+    customer_tiers: Mapped[list[str]] = mapped_column(JSON, default=list)
+    targets: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    warn_at: Mapped[list[float]] = mapped_column(JSON, default=list)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SlaNoticeRow(Base):
+    """A warning or breach already published for a ticket's target, so a timer that fires
+    twice (at least once) publishes it once. `due_at` is part of the key: a target that falls
+    due anew (a next-reply cycle, a reopened ticket, a changed policy) warns again."""
+
+    __tablename__ = "sla_notices"
+
+    ticket_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    target: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # warning / breach
+    threshold: Mapped[str] = mapped_column(String(8), primary_key=True)  # "0.75", "1"
+    due_at: Mapped[str] = mapped_column(String(40), primary_key=True)
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 # -- knowledge base ----
 # The full-text index (kb_search) is not a table here: an FTS5 virtual table on SQLite and a
 # table with a tsvector column and a GIN index on PostgreSQL, created by migration 0004k.
 
-from datetime import datetime  # noqa: E402
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text  # noqa: E402
-from sqlalchemy.orm import Mapped, mapped_column  # noqa: E402
+from sqlalchemy.orm import mapped_column  # noqa: E402
 
 from shared.db import UTCDateTime  # noqa: E402
 

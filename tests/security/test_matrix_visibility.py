@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from nameko.standalone.rpc import ClusterRpcProxy
 
 from tests.e2e.system import System
 
@@ -84,7 +85,8 @@ def query(name: str, kind: str, path_values: dict[str, str] | None = None,
 
 # Kinds of reference and how they are checked:
 # - owned records (lead, customer, contact, opportunity, followup, task, notification, run,
-#   api_key, event) of lina and chenjing: hidden from the caller of each HIDDEN_PAIRS entry;
+#   api_key, event, approval: submitted by the owner, the admin its approver) of lina and
+#   chenjing: hidden from the caller of each HIDDEN_PAIRS entry;
 # - admin records (webhook, delivery, import): hidden from every caller but the admin;
 # - user / team: a filter on a hidden owner (or their team) answers like a filter on nobody;
 #   a body that gives a record to (or attributes it to) a user or team of another team fails;
@@ -92,12 +94,13 @@ def query(name: str, kind: str, path_values: dict[str, str] | None = None,
 #   rules, report figures, export entities, snapshot runs): a random id is a 4xx, never a
 #   5xx, and a non-admin cannot change them (`AUTHORITY`).
 OWNED_KINDS = {"lead", "customer", "contact", "opportunity", "followup", "task", "notification",
-               "run", "api_key", "event", "user_record", "record_key"}
+               "run", "api_key", "event", "user_record", "record_key", "approval"}
 ADMIN_KINDS = {"webhook", "delivery", "import"}
 GRANT_KINDS = {"user", "team"}
 ORG_KINDS = {"org"}
 
 FUNNEL = {"figure": "funnel"}
+SLA_TARGETS = {"resolution": {"minutes": 60}}
 COVERAGE: dict[str, tuple[Check, ...]] = {
     "GET /health": (),
     "GET /metrics": (),
@@ -169,6 +172,19 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
     "POST /pipelines": (),
     "GET /pipelines/{pipeline_id}": (path("pipeline_id", "org"),),
     "PUT /pipelines/{pipeline_id}": (path("pipeline_id", "org", {"name": "x", "stages": []}),),
+    "GET /business-calendars": (),
+    "POST /business-calendars": (),
+    "GET /business-calendars/{calendar_id}": (path("calendar_id", "org"),),
+    "PATCH /business-calendars/{calendar_id}": (path("calendar_id", "org", {"name": "{new}"}),),
+    "GET /sla-policies": (),
+    "POST /sla-policies": (body("calendar_id", "org", {"name": "{new}", "calendar_id": "{ref}",
+                                                      "targets": SLA_TARGETS}),),
+    "PUT /sla-policies/order": (body("policy_ids", "org", {"policy_ids": ["{ref}"]}),),
+    "POST /sla-policies/preview": (),
+    "GET /sla-policies/{policy_id}": (path("policy_id", "org"),),
+    "PATCH /sla-policies/{policy_id}": (path("policy_id", "org", {"name": "{new}"}),
+                                        body("calendar_id", "org", {"calendar_id": "{ref}"},
+                                             policy_id="{sla_policy}")),
     "POST /opportunities": (
         body("customer_id", "customer", {"name": "x", "customer_id": "{ref}"}),
         body("contact_id", "contact", {"name": "x", "customer_id": "{own.customer}",
@@ -271,6 +287,20 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
     "POST /system/clock": (),
     "POST /users/{user_id}/unlock": (path("user_id", "user_record"),),
     "POST /auth/unblock": (),  # an address, no record
+    # approvals: an owner's submission (approver: the admin) is hidden from the others
+    "GET /approval-flows": (),
+    "POST /approval-flows": (),
+    "GET /approval-flows/{flow_id}": (path("flow_id", "org"),),
+    "PUT /approval-flows/{flow_id}": (path("flow_id", "org", {
+        "record_type": "matrix", "name": "x",
+        "steps": [{"approvers": [{"kind": "role", "role": "admin"}]}]}),),
+    "GET /approvals": (),
+    "GET /approvals/{approval_id}": (path("approval_id", "approval"),),
+    "POST /approvals/{approval_id}/approve": (path("approval_id", "approval", {}),),
+    "POST /approvals/{approval_id}/reject": (path("approval_id", "approval", {}),),
+    "POST /approvals/{approval_id}/recall": (path("approval_id", "approval", {}),),
+    "POST /approvals/{approval_id}/delegate": (path("approval_id", "approval",
+                                                    {"to_user": "{own.user}"}),),
     # knowledge base: articles are the organisation's, seen by role (drafts for agents and
     # above), not owned rows; a rep's writes are refused (tests/e2e/test_service_desk_kb_http.py)
     "GET /kb/categories": (),
@@ -313,6 +343,15 @@ AUTHORITY: dict[str, tuple[dict[str, str], Any]] = {
     "POST /system/clock": ({}, {"advance_seconds": 1}),
     "POST /users/{user_id}/unlock": ({"user_id": "{other_user}"}, None),
     "POST /auth/unblock": ({}, {"address": "192.0.2.1"}),
+    "POST /business-calendars": ({}, {"name": "{new}"}),
+    "PATCH /business-calendars/{calendar_id}": ({"calendar_id": "{business_calendar}"},
+                                                {"holidays": ["2027-01-01"]}),
+    "POST /sla-policies": ({}, {"name": "{new}", "calendar_id": "{business_calendar}",
+                                "targets": SLA_TARGETS}),
+    "PATCH /sla-policies/{policy_id}": ({"policy_id": "{sla_policy}"}, {"name": "{new}"}),
+    "PUT /sla-policies/order": ({}, {"policy_ids": ["{sla_policy}"]}),
+    "POST /approval-flows": ({}, {"record_type": "matrix_authority", "name": "x", "steps": [
+        {"approvers": [{"kind": "role", "role": "admin"}]}]}),
 }
 AUTHORITY_OF_MANAGERS = {"PUT /scoring-model"}
 
@@ -513,11 +552,30 @@ def world(system: System, webhook_receiver_module) -> World:
                           files={"file": ("customers.csv", csv, "text/csv")}), 201, 202)
     records[("import", "admin")] = Record("import", job["id"], "admin",
                                           (job["id"], f"机密导入{tag}"))
+    # an approval submitted (over RPC, by the service owning the record) by each owner, which
+    # only the owner and the admin (the approver) may see
+    flow_type = f"matrix_{_tag()}"
+    _ok(system.post("/approval-flows", user="admin", json={
+        "record_type": flow_type, "name": "matrix",
+        "steps": [{"approvers": [{"kind": "user", "id": system.users["admin"]}]}]}), 201)
+    with ClusterRpcProxy({"AMQP_URI": system.amqp_uri}) as rpc:
+        for owner in OWNERS:
+            secret = f"机密审批{_tag()}"
+            approval = rpc.contracts.submit_for_approval(
+                data={"record_type": flow_type, "record_id": secret,
+                      "terms": {"title": secret}}, submitter=system.users[owner])
+            records[("approval", owner)] = Record("approval", approval["id"], owner,
+                                                  (approval["id"], secret))
     own = {caller: _own_records(system, caller) for caller in (*CALLERS, "admin")}
     for caller in own:
         own[caller]["team"] = teams[caller]
     pipelines = _ok(system.get("/pipelines", user="admin"))["items"]
     default = next(p for p in pipelines if p["is_default"])
+    business_calendar = _ok(system.post("/business-calendars", user="admin",
+                                        json={"name": f"矩阵日历{_tag()}"}), 201)
+    sla_policy = _ok(system.post("/sla-policies", user="admin", json={
+        "name": f"矩阵SLA{_tag()}", "calendar_id": business_calendar["id"],
+        "targets": SLA_TARGETS}), 201)
     shipped = next(r for r in _ok(system.get("/rules", user="admin"))["items"]
                    if r.get("key"))
     values = {
@@ -533,6 +591,8 @@ def world(system: System, webhook_receiver_module) -> World:
                                     "title": "{{ lead.name }} {{ lead.email }} {{ lead.phone }}"}]},
         "scoring_model": _ok(system.get("/scoring-model", user="admin")),
         "other_user": system.users["chenjing"],
+        "business_calendar": business_calendar["id"],
+        "sla_policy": sla_policy["id"],
         # a team without members: what a team filter on "nobody" answers
         "empty_team": _ok(system.post("/teams", user="admin",
                                       json={"name": f"空团队{_tag()}"}), 201)["id"],
@@ -673,7 +733,7 @@ def _admin_view(world: World, record: Record) -> Any:
     """What the admin reads of a record, to tell whether a refused write changed it."""
     routes = {"lead": "/leads/{}", "customer": "/customers/{}", "contact": "/contacts/{}",
               "opportunity": "/opportunities/{}", "task": "/tasks/{}",
-              "webhook": "/webhooks/{}"}
+              "webhook": "/webhooks/{}", "approval": "/approvals/{}"}
     if record.kind not in routes:
         return None
     body = world.system.get(routes[record.kind].format(record.id), user="admin").json()
@@ -789,7 +849,8 @@ def test_records_exist_and_their_owners_and_the_admin_see_them(world: World):
     system = world.system
     routes = {"lead": "/leads/{}", "customer": "/customers/{}", "contact": "/contacts/{}",
               "opportunity": "/opportunities/{}", "task": "/tasks/{}",
-              "run": "/rule-runs/{}", "webhook": "/webhooks/{}", "import": "/imports/{}"}
+              "run": "/rule-runs/{}", "webhook": "/webhooks/{}", "import": "/imports/{}",
+              "approval": "/approvals/{}"}
     for (kind, owner), record in world.records.items():
         if kind not in routes:
             continue
@@ -812,7 +873,7 @@ LISTS = {
     "GET /leads": {}, "GET /customers": {}, "GET /contacts": {}, "GET /followups": {},
     "GET /opportunities": {}, "GET /opportunities/board": {}, "GET /tasks": {},
     "GET /notifications": {}, "GET /rule-runs": {}, "GET /api-keys": {},
-    "GET /users": {}, "GET /webhooks": {},
+    "GET /users": {}, "GET /webhooks": {}, "GET /approvals": {},
     "GET /exports/{entity}": {"entity": "customers"},
     "GET /leads?in_pool=true": {},
 }

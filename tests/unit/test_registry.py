@@ -133,7 +133,9 @@ def test_the_gateway_registers_the_registry_resources() -> None:
     assert registry.gateway_resource_modules() == (
         "services.gateway.resources.system", "services.gateway.identity.resources",
         "services.gateway.resources.leads", "services.gateway.resources.sales",
-        "services.gateway.resources.sales_numbers", "services.gateway.resources.rules",
+        "services.gateway.resources.sales_numbers",
+        "services.gateway.resources.service_desk_sla",
+        "services.gateway.resources.contracts_approvals", "services.gateway.resources.rules",
     )
     for module in registry.gateway_resource_modules():
         assert hasattr(importlib.import_module(module), "blp"), module

@@ -155,3 +155,23 @@ def test_admin_sets_up_a_team_a_user_and_a_rule(system: System, chromium: str) -
          'source == "website" and score >= 1000')]
     assert rules[0]["actions"] == [{"type": "create_task", "title": "跟进 {{ lead.name }}",
                                     "assignee": "owner", "due_in": "24h"}]
+
+
+def test_a_user_changes_their_password_and_makes_an_api_key(system: System, chromium: str) -> None:
+    tag = secrets.token_hex(3)
+    username, new_password = f"account_{tag}", f"new-{tag}-password"
+    _ok(system.post("/users", user="admin", json={
+        "username": username, "display_name": f"账户{tag}", "password": PASSWORD,
+        "role": "sales_rep"}))
+    params = {"url": system.url, "artefacts": str(ARTEFACTS), "username": username,
+              "password": PASSWORD, "new_password": new_password, "key_name": f"ERP {tag}"}
+    key = run_scenario("own_account", params)["key"]
+    # What the browser did is what the API now says: the new password signs in, the old one
+    # does not, and the key shown once is the user's.
+    signed = system.post("/auth/tokens", json={"username": username, "password": new_password})
+    assert signed.status_code == 201, signed.text
+    refused = system.post("/auth/tokens", json={"username": username, "password": PASSWORD})
+    assert refused.status_code == 401, refused.text
+    me = system.get("/me", key=key)
+    assert me.status_code == 200, me.text
+    assert me.json()["username"] == username

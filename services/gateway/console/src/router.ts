@@ -14,6 +14,7 @@ export const routes: RouteRecordRaw[] = [
   { path: '/tasks', name: 'tasks', component: () => import('./views/Tasks.vue') },
   { path: '/dashboard', name: 'dashboard', component: () => import('./views/Dashboard.vue') },
   { path: '/admin', name: 'admin', component: () => import('./views/Admin.vue') },
+  { path: '/account', name: 'account', component: () => import('./views/Account.vue') },
   { path: '/:unknown(.*)*', redirect: '/leads' },
 ]
 

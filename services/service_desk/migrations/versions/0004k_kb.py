@@ -1,7 +1,7 @@
 """knowledge base
 
 Revision ID: 0004k
-Revises: 0001
+Revises: 0003s
 Create Date: 2026-12-03 07:47:44.369847
 """
 from alembic import op
@@ -10,7 +10,7 @@ import shared.db
 
 
 revision = '0004k'
-down_revision = '0001'
+down_revision = '0003s'
 branch_labels = None
 depends_on = None
 

@@ -2,7 +2,12 @@ import type zh from './zh-CN'
 
 const en: typeof zh = {
   app: { title: 'CRM console', language: 'Language', signOut: 'Sign out', menu: 'Menu', notifications: 'Notifications' },
-  nav: { leads: 'Leads', board: 'Pipeline', customers: 'Customers', tasks: 'Tasks & inbox', dashboard: 'Dashboards', admin: 'Admin' },
+  nav: { leads: 'Leads', board: 'Pipeline', customers: 'Customers', tasks: 'Tasks & inbox', dashboard: 'Dashboards', admin: 'Admin', account: 'My account' },
+  account: {
+    title: 'My account', password: 'Change password', currentPassword: 'Current password', changePassword: 'Change password',
+    passwordChanged: 'Password changed; sign-ins on other devices have ended', apiKeys: 'API keys', prefix: 'Prefix', lastUsed: 'Last used',
+    revoke: 'Revoke', revokeConfirm: 'Revoke the key {name}? Systems using it lose access at once.', newKey: 'New key', keyOnce: 'Key (shown once):',
+  },
   common: {
     save: 'Save', cancel: 'Cancel', create: 'New', search: 'Search', refresh: 'Refresh', actions: 'Actions',
     confirm: 'OK', close: 'Close', loading: 'Loading…', empty: 'Nothing here', yes: 'Yes', no: 'No',

@@ -1,6 +1,11 @@
 export default {
   app: { title: 'CRM 控制台', language: '语言', signOut: '退出', menu: '菜单', notifications: '通知' },
-  nav: { leads: '线索', board: '商机看板', customers: '客户', tasks: '任务与通知', dashboard: '仪表盘', admin: '管理' },
+  nav: { leads: '线索', board: '商机看板', customers: '客户', tasks: '任务与通知', dashboard: '仪表盘', admin: '管理', account: '我的账户' },
+  account: {
+    title: '我的账户', password: '修改密码', currentPassword: '当前密码', changePassword: '修改密码',
+    passwordChanged: '密码已修改；其他设备上的登录已失效', apiKeys: 'API 密钥', prefix: '前缀', lastUsed: '最近使用',
+    revoke: '吊销', revokeConfirm: '吊销密钥 {name}？使用它的系统将立即无法访问。', newKey: '新建密钥', keyOnce: '密钥（只显示一次）：',
+  },
   common: {
     save: '保存', cancel: '取消', create: '新建', search: '搜索', refresh: '刷新', actions: '操作',
     confirm: '确定', close: '关闭', loading: '加载中…', empty: '暂无数据', yes: '是', no: '否',
