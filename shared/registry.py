@@ -162,11 +162,18 @@ BUILT_IN: tuple[Service, ...] = (
             "update_business_calendar", "list_sla_policies", "get_sla_policy",
             "create_sla_policy", "update_sla_policy", "reorder_sla_policies", "compute_clocks",
             "sla_preview", "check_sla",
+            # knowledge base
+            "kb_create_category", "kb_list_categories", "kb_create_article",
+            "kb_create_article_from", "kb_get_article", "kb_list_articles",
+            "kb_update_article", "kb_publish_article", "kb_archive_article",
+            "kb_list_versions", "kb_get_version", "kb_search", "kb_suggest",
+            "kb_give_feedback",
         ),
         records=(RecordType("ticket", "ticket_id"),),
         events_in="contract",
         gateway_resources=(
             "services.gateway.resources.service_desk_sla",  # sla
+            "services.gateway.resources.service_desk_kb",  # knowledge base
         ),
     ),
     Service(

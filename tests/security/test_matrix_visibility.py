@@ -328,6 +328,26 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
                                        body("stage_id", "org", {"stage_id": "{ref}"},
                                             quote_id="{own.quote}")),
     "POST /quotes/{quote_id}/reject": (path("quote_id", "quote", {}),),
+    # knowledge base: articles are the organisation's, seen by role (drafts for agents and
+    # above), not owned rows; a rep's writes are refused (tests/e2e/test_service_desk_kb_http.py)
+    "GET /kb/categories": (),
+    "POST /kb/categories": (),
+    "POST /kb/articles": (body("category_id", "org", {"title": "x", "body": "y",
+                                                      "category_id": "{ref}"}),),
+    "GET /kb/articles": (query("category_id", "org"),),
+    "GET /kb/articles/{article_id}": (path("article_id", "org"),),
+    "PATCH /kb/articles/{article_id}": (path("article_id", "org", {"title": "x"}),
+                                        body("category_id", "org", {"category_id": "{ref}"},
+                                             article_id="matrix-missing-article")),
+    "POST /kb/articles/{article_id}/publish": (path("article_id", "org"),),
+    "POST /kb/articles/{article_id}/archive": (path("article_id", "org"),),
+    "GET /kb/articles/{article_id}/versions": (path("article_id", "org"),),
+    "GET /kb/articles/{article_id}/versions/{version}": (
+        Check("path", "article_id", "org", path={"version": "1"}),
+        Check("path", "version", "org", path={"article_id": "matrix-missing-article"})),
+    "POST /kb/articles/{article_id}/feedback": (path("article_id", "org", {"helpful": True}),),
+    "GET /kb/search": (query("category_id", "org", q="退款"),),
+    "POST /kb/suggestions": (),
 }
 
 # Writes of organisation settings that only an admin may make (a rep or a manager gets 403 or
