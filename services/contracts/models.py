@@ -115,3 +115,36 @@ class ApprovalAbsence(Base):
     user_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     delegate_id: Mapped[str] = mapped_column(String(36))
     until: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# -- contracts ----
+class ContractCounter(Base):
+    """The contract number sequence of one year: locked and incremented in the transaction
+    that inserts the contract, so numbers have no gaps and no duplicates."""
+
+    __tablename__ = "contract_counters"
+
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Contract(Base):
+    __tablename__ = "contracts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    customer_id: Mapped[str] = mapped_column(String(36), index=True)
+    opportunity_id: Mapped[str | None] = mapped_column(String(36))
+    owner_id: Mapped[str] = mapped_column(String(36), index=True)
+    amount: Mapped[str] = mapped_column(String(32))
+    currency: Mapped[str] = mapped_column(String(3), default="CNY")
+    parties: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    clauses: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    start_date: Mapped[str | None] = mapped_column(String(10))
+    end_date: Mapped[str | None] = mapped_column(String(10))
+    renews_id: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
