@@ -178,6 +178,8 @@ BUILT_IN: tuple[Service, ...] = (
             "list_approval_flows", "submit_for_approval", "decide_approval", "recall_approval",
             "delegate_approval", "get_approval", "list_my_approvals", "current_approval",
             "verify_approval", "set_approval_absence",
+            # contracts
+            "create_contract",
         ),
         records=(
             RecordType("contract", "contract_id"),

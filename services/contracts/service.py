@@ -14,10 +14,12 @@ from services.contracts.contract import (
     ApprovalFlowWriteSchema,
     ApprovalPageSchema,
     ApprovalSubmitSchema,
+    ContractCreateSchema,
 )
 from services.contracts.models import inbox as approvals_inbox
 from services.contracts.models import outbox
 from services.contracts.usecases import approvals
+from services.contracts.usecases import contracts as contracts_uc
 from shared.consumer import event_handler
 from shared.context import CallContext, Context
 from shared.db import Database
@@ -36,6 +38,7 @@ approval_decision_schema = ApprovalDecisionSchema()
 approval_delegate_schema = ApprovalDelegateSchema()
 approval_absence_schema = ApprovalAbsenceSchema()
 approval_page_schema = ApprovalPageSchema()
+contract_create_schema = ContractCreateSchema()
 
 
 def _user(value: Any, name: str) -> str:
@@ -133,3 +136,14 @@ class ContractsService(PlatformEndpoints):
             if first_delivery(session, approvals_inbox, envelope["event_id"], handler):
                 approvals.project_directory(session, envelope["event_type"],
                                             envelope.get("data") or {})
+
+    # -- contracts ----
+    # Contracts created directly (services/contracts/usecases/contracts.py).
+
+    @rpc
+    def create_contract(self, data: dict, owner_id: str) -> dict[str, Any]:
+        loaded = load(contract_create_schema, data)
+        with self.db.begin() as session:
+            created = contracts_uc.create_contract(session, loaded, _user(owner_id, "owner_id"))
+            self.events.record(session, "contract_created", {"contract": created})
+        return created

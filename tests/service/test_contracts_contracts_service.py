@@ -47,3 +47,31 @@ def test_concurrent_creations_have_no_gaps_or_duplicates(sessions):
     seqs = sorted(parse_number(c["number"])[1] for c in created)
     assert seqs == list(range(1, 31))
     assert sorted(stored) == sorted(c["number"] for c in created)
+
+
+def test_create_contract_rpc_validates_and_publishes(sessions):
+    import json
+
+    from sqlalchemy import select
+
+    from services.contracts.contract import EVENT_SCHEMAS
+    from services.contracts.models import outbox
+    from services.contracts.service import ContractsService
+    from shared.context import Context
+    from shared.errors import ValidationFailed
+    from tests.service.workers import service_worker
+
+    engine = sessions.kw["bind"]
+    worker = service_worker(ContractsService, engine, outbox, EVENT_SCHEMAS,
+                            Context(correlation_id="c", actor="rep"))
+    with pytest.raises(ValidationFailed) as err:
+        worker.create_contract({"title": "x", "customer_id": "c1", "amount": "abc"}, "rep")
+    assert "amount" in err.value.errors
+    created = worker.create_contract({"title": "x", "customer_id": "c1", "amount": "12.5"},
+                                     "rep")
+    assert created["status"] == "draft" and created["amount"] == "12.50"
+    with engine.connect() as conn:
+        rows = conn.execute(select(outbox.c.envelope)).scalars().all()
+    events = [json.loads(r) for r in rows]
+    assert [(e["event_type"], e["data"]["contract"]["number"]) for e in events] == [
+        ("contract_created", created["number"])]
