@@ -148,3 +148,32 @@ class Contract(Base):
     renews_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Instalment(Base):
+    """One instalment of a contract's payment plan; `paid` is the sum of its allocations."""
+
+    __tablename__ = "contract_instalments"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    contract_id: Mapped[str] = mapped_column(String(36), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    due_date: Mapped[str] = mapped_column(String(10))
+    amount: Mapped[str] = mapped_column(String(32))
+    paid: Mapped[str] = mapped_column(String(32), default="0.00")
+    status: Mapped[str] = mapped_column(String(20))
+
+
+class Receipt(Base):
+    """Money received for a contract (by a user or from the ERP) and how it was allocated."""
+
+    __tablename__ = "contract_receipts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    contract_id: Mapped[str] = mapped_column(String(36), index=True)
+    amount: Mapped[str] = mapped_column(String(32))
+    received_on: Mapped[str] = mapped_column(String(10))
+    method: Mapped[str | None] = mapped_column(String(40))
+    reference: Mapped[str | None] = mapped_column(String(100))
+    allocations: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -75,3 +75,37 @@ def test_create_contract_rpc_validates_and_publishes(sessions):
     events = [json.loads(r) for r in rows]
     assert [(e["event_type"], e["data"]["contract"]["number"]) for e in events] == [
         ("contract_created", created["number"])]
+
+
+def test_plan_receipts_partial_and_receivables(sessions):
+    from datetime import date
+
+    from shared.errors import Conflict, ValidationFailed
+
+    contract = create(sessions)  # amount 1000.00
+    as_of = date(2027, 2, 15)
+    with pytest.raises(ValidationFailed) as err, sessions() as session, session.begin():
+        uc.put_payment_plan(session, contract["id"], [
+            {"due_date": date(2027, 1, 1), "percentage": "50"},
+            {"due_date": date(2027, 3, 1), "amount": "500.01"}], as_of)
+    assert list(err.value.errors) == ["instalments"]
+    with sessions() as session, session.begin():
+        plan = uc.put_payment_plan(session, contract["id"], [
+            {"due_date": date(2027, 3, 1), "amount": "600"},
+            {"due_date": date(2027, 1, 1), "percentage": "40"}], as_of)
+    assert [(p["seq"], p["amount"], p["status"]) for p in plan] == [
+        (1, "400.00", "overdue"), (2, "600.00", "pending")]
+    with sessions() as session, session.begin():
+        receipt = uc.record_receipt(session, contract["id"], {
+            "amount": "500", "received_on": date(2027, 2, 10), "method": "bank"}, as_of)
+    assert receipt["allocations"] == [{"instalment_id": plan[0]["id"], "amount": "400.00"},
+                                      {"instalment_id": plan[1]["id"], "amount": "100.00"}]
+    with sessions() as session:
+        statuses = [i.status for i in uc._instalments(session, contract["id"])]
+        assert statuses == ["paid", "partly_paid"]
+        assert uc.receivables(session, contract["id"], date(2027, 3, 5)) == {
+            "contract_amount": "1000.00", "received": "500.00", "outstanding": "500.00",
+            "overdue": "500.00"}
+    with pytest.raises(Conflict), sessions() as session, session.begin():
+        uc.put_payment_plan(session, contract["id"], [
+            {"due_date": date(2027, 1, 1), "amount": "1"}], as_of)

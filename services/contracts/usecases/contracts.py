@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from datetime import date
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.contracts.domain import contracts as domain
-from services.contracts.models import Contract, ContractCounter
+from services.contracts.models import Contract, ContractCounter, Instalment, Receipt
 from shared.envelope import utcnow
 
 
@@ -51,3 +53,82 @@ def create_contract(session: Session, data: dict[str, Any], owner_id: str) -> di
 
 def numbers(session: Session) -> list[str]:
     return list(session.execute(select(Contract.number).order_by(Contract.number)).scalars())
+
+
+def _contract(session: Session, contract_id: str, lock: bool = False) -> Contract:
+    from shared.errors import NotFound
+
+    stmt = select(Contract).where(Contract.id == contract_id)
+    contract = session.execute(stmt.with_for_update() if lock else stmt).scalar_one_or_none()
+    if contract is None:
+        raise NotFound(f"no contract {contract_id}")
+    return contract
+
+
+def _instalments(session: Session, contract_id: str) -> list[Instalment]:
+    return list(session.execute(select(Instalment).where(Instalment.contract_id == contract_id)
+                                .order_by(Instalment.seq)).scalars())
+
+
+def _as_dict(i: Instalment) -> dict[str, Any]:
+    return {"id": i.id, "seq": i.seq, "due_date": date.fromisoformat(i.due_date),
+            "amount": Decimal(i.amount), "paid": Decimal(i.paid), "status": i.status}
+
+
+def put_payment_plan(session: Session, contract_id: str, instalments: list[dict[str, Any]],
+                     as_of: date) -> list[dict[str, Any]]:
+    """Replace the plan of a contract that has no receipts yet."""
+    from shared.errors import Conflict
+
+    contract = _contract(session, contract_id, lock=True)
+    if session.execute(select(Receipt.id).where(Receipt.contract_id == contract_id)).first():
+        raise Conflict("the contract has receipts; its plan can no longer be replaced")
+    plan = domain.build_plan(Decimal(contract.amount), instalments)
+    session.execute(delete(Instalment).where(Instalment.contract_id == contract_id))
+    for item in plan:
+        session.add(Instalment(
+            id=str(uuid.uuid4()), contract_id=contract_id, seq=item["seq"],
+            due_date=item["due_date"].isoformat(), amount=str(item["amount"]), paid="0.00",
+            status=domain.instalment_status(item["amount"], Decimal(0), item["due_date"],
+                                            as_of)))
+    session.flush()
+    return [_view(i) for i in _instalments(session, contract_id)]
+
+
+def _view(i: Instalment) -> dict[str, Any]:
+    return {"id": i.id, "seq": i.seq, "due_date": i.due_date, "amount": i.amount,
+            "paid": i.paid, "status": i.status}
+
+
+def record_receipt(session: Session, contract_id: str, data: dict[str, Any],
+                   as_of: date) -> dict[str, Any]:
+    _contract(session, contract_id, lock=True)
+    amount = domain.money(data["amount"])
+    rows = _instalments(session, contract_id)
+    allocations = domain.match_receipt([_as_dict(i) for i in rows], amount,
+                                       data.get("instalment_id"))
+    by_id = {i.id: i for i in rows}
+    for inst_id, take in allocations:
+        inst = by_id[inst_id]
+        paid = Decimal(inst.paid) + take
+        inst.paid = str(domain.money(paid))
+        inst.status = domain.instalment_status(Decimal(inst.amount), paid,
+                                               date.fromisoformat(inst.due_date), as_of)
+    receipt = Receipt(id=str(uuid.uuid4()), contract_id=contract_id, amount=str(amount),
+                      received_on=data["received_on"].isoformat(), method=data.get("method"),
+                      reference=data.get("reference"),
+                      allocations=[{"instalment_id": i, "amount": str(a)}
+                                   for i, a in allocations], created_at=utcnow())
+    session.add(receipt)
+    session.flush()
+    return {"id": receipt.id, "amount": receipt.amount, "allocations": receipt.allocations}
+
+
+def receivables(session: Session, contract_id: str, as_of: date) -> dict[str, str]:
+    contract = _contract(session, contract_id)
+    received = sum((Decimal(a) for a in session.execute(
+        select(Receipt.amount).where(Receipt.contract_id == contract_id)).scalars()), Decimal(0))
+    result = domain.receivables(Decimal(contract.amount),
+                                [_as_dict(i) for i in _instalments(session, contract_id)],
+                                received, as_of)
+    return {k: str(domain.money(v)) for k, v in result.items()}

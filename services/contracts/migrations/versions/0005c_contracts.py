@@ -2,7 +2,7 @@
 
 Revision ID: 0005c
 Revises: 0003a
-Create Date: 2026-12-03 08:00:10.953559
+Create Date: 2026-12-03 08:01:24.496807
 """
 from alembic import op
 import sqlalchemy as sa
@@ -22,6 +22,33 @@ def upgrade() -> None:
     sa.Column('value', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('year', name=op.f('pk_contract_counters'))
     )
+    op.create_table('contract_instalments',
+    sa.Column('id', sa.String(length=36), nullable=False),
+    sa.Column('contract_id', sa.String(length=36), nullable=False),
+    sa.Column('seq', sa.Integer(), nullable=False),
+    sa.Column('due_date', sa.String(length=10), nullable=False),
+    sa.Column('amount', sa.String(length=32), nullable=False),
+    sa.Column('paid', sa.String(length=32), nullable=False),
+    sa.Column('status', sa.String(length=20), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_contract_instalments'))
+    )
+    with op.batch_alter_table('contract_instalments', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_contract_instalments_contract_id'), ['contract_id'], unique=False)
+
+    op.create_table('contract_receipts',
+    sa.Column('id', sa.String(length=36), nullable=False),
+    sa.Column('contract_id', sa.String(length=36), nullable=False),
+    sa.Column('amount', sa.String(length=32), nullable=False),
+    sa.Column('received_on', sa.String(length=10), nullable=False),
+    sa.Column('method', sa.String(length=40), nullable=True),
+    sa.Column('reference', sa.String(length=100), nullable=True),
+    sa.Column('allocations', sa.JSON(), nullable=False),
+    sa.Column('created_at', shared.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_contract_receipts'))
+    )
+    with op.batch_alter_table('contract_receipts', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_contract_receipts_contract_id'), ['contract_id'], unique=False)
+
     op.create_table('contracts',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('number', sa.String(length=20), nullable=False),
@@ -59,5 +86,13 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_contracts_customer_id'))
 
     op.drop_table('contracts')
+    with op.batch_alter_table('contract_receipts', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_contract_receipts_contract_id'))
+
+    op.drop_table('contract_receipts')
+    with op.batch_alter_table('contract_instalments', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_contract_instalments_contract_id'))
+
+    op.drop_table('contract_instalments')
     op.drop_table('contract_counters')
     # ### end Alembic commands ###
