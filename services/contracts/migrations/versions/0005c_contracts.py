@@ -10,7 +10,7 @@ import shared.db
 
 
 revision = '0005c'
-down_revision = '0003a'
+down_revision = '0002q'  # chained after the quotes' (on main first)
 branch_labels = None
 depends_on = None
 
