@@ -86,6 +86,7 @@ class SlaNoticeRow(Base):
 # -- knowledge base ----
 # The full-text index (kb_search) is not a table here: an FTS5 virtual table on SQLite and a
 # table with a tsvector column and a GIN index on PostgreSQL, created by migration 0004k.
+metadata.info["migration_only_tables"] = ("kb_search",)
 
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text  # noqa: E402
