@@ -14,10 +14,12 @@ from services.contracts.contract import (
     ApprovalFlowWriteSchema,
     ApprovalPageSchema,
     ApprovalSubmitSchema,
+    ContractCreateSchema,
 )
 from services.contracts.models import inbox as approvals_inbox
 from services.contracts.models import outbox
 from services.contracts.usecases import approvals
+from services.contracts.usecases import contracts as contracts_uc
 from shared.consumer import event_handler
 from shared.context import CallContext, Context
 from shared.db import Database
@@ -36,6 +38,7 @@ approval_decision_schema = ApprovalDecisionSchema()
 approval_delegate_schema = ApprovalDelegateSchema()
 approval_absence_schema = ApprovalAbsenceSchema()
 approval_page_schema = ApprovalPageSchema()
+contract_create_schema = ContractCreateSchema()
 
 
 def _user(value: Any, name: str) -> str:
@@ -324,3 +327,20 @@ class QuotesEndpoints:
 # Mixed in here rather than in the class statement so that each part of the service adds its
 # endpoints in its own section (nameko finds entrypoints and dependencies through the MRO).
 ContractsService.__bases__ = (QuotesEndpoints, *ContractsService.__bases__)
+
+
+# -- contracts ----
+class ContractEndpoints:
+    """Contracts created directly (services/contracts/usecases/contracts.py), mixed into
+    ContractsService like the quotes' endpoints."""
+
+    @rpc
+    def create_contract(self, data: dict, owner_id: str) -> dict[str, Any]:
+        loaded = load(contract_create_schema, data)
+        with self.db.begin() as session:
+            created = contracts_uc.create_contract(session, loaded, _user(owner_id, "owner_id"))
+            self.events.record(session, "contract_created", {"contract": created})
+        return created
+
+
+ContractsService.__bases__ = (ContractEndpoints, *ContractsService.__bases__)
