@@ -136,6 +136,7 @@ def test_the_gateway_registers_the_registry_resources() -> None:
         "services.gateway.resources.sales_numbers",
         "services.gateway.resources.service_desk_sla",
         "services.gateway.resources.service_desk_kb",
+        "services.gateway.resources.service_desk_tickets",
         "services.gateway.resources.contracts_approvals",
         "services.gateway.resources.contracts_quotes",
         "services.gateway.resources.rules",
