@@ -438,8 +438,8 @@ class TicketEntrySchema(Schema):
     author_kind = _f.String(allow_none=True)
     author_id = _f.String(allow_none=True)
     body = _f.String(allow_none=True)
-    from_value = _f.String(allow_none=True, data_key="from")
-    to_value = _f.String(allow_none=True, data_key="to")
+    from_value = _f.String(allow_none=True, data_key="from", attribute="from")
+    to_value = _f.String(allow_none=True, data_key="to", attribute="to")
     at = _f.String(required=True)
 
 
