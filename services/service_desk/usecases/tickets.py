@@ -74,7 +74,7 @@ def _find(session: Session, ticket_id: str, scope: Mapping[str, Any],
         query = query.with_for_update()
     row = session.scalars(query).first()
     if row is None or not visible(row.assignee_id, scope):
-        raise NotFound(f"ticket {ticket_id} not found", {"ticket_id": ticket_id})
+        raise NotFound("ticket not found")
     return row
 
 
