@@ -178,6 +178,9 @@ BUILT_IN: tuple[Service, ...] = (
             "list_approval_flows", "submit_for_approval", "decide_approval", "recall_approval",
             "delegate_approval", "get_approval", "list_my_approvals", "current_approval",
             "verify_approval", "set_approval_absence",
+            # pdf
+            "create_print_template", "update_print_template", "get_print_template",
+            "list_print_templates", "preview_print_template", "render_quote_pdf",
         ),
         records=(
             RecordType("contract", "contract_id"),
@@ -187,6 +190,7 @@ BUILT_IN: tuple[Service, ...] = (
         events_in="contract",
         gateway_resources=(
             "services.gateway.resources.contracts_approvals",  # approvals
+            "services.gateway.resources.contracts_print",  # pdf
         ),
     ),
     Service(
