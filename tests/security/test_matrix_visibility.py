@@ -301,6 +301,13 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
     "POST /approvals/{approval_id}/recall": (path("approval_id", "approval", {}),),
     "POST /approvals/{approval_id}/delegate": (path("approval_id", "approval",
                                                     {"to_user": "{own.user}"}),),
+    # pdf: print templates are organisation settings (admins only)
+    "GET /print-templates": (),
+    "POST /print-templates": (),
+    "GET /print-templates/{template_id}": (path("template_id", "org"),),
+    "PUT /print-templates/{template_id}": (path("template_id", "org", {
+        "name": "x", "body": "<p>{{ quote.number }}</p>"}),),
+    "POST /print-templates/{template_id}/preview": (path("template_id", "org"),),
 }
 
 # Writes of organisation settings that only an admin may make (a rep or a manager gets 403 or
@@ -332,6 +339,7 @@ AUTHORITY: dict[str, tuple[dict[str, str], Any]] = {
     "PUT /sla-policies/order": ({}, {"policy_ids": ["{sla_policy}"]}),
     "POST /approval-flows": ({}, {"record_type": "matrix_authority", "name": "x", "steps": [
         {"approvers": [{"kind": "role", "role": "admin"}]}]}),
+    "POST /print-templates": ({}, {"name": "{new}", "body": "<p>{{ quote.number }}</p>"}),
 }
 AUTHORITY_OF_MANAGERS = {"PUT /scoring-model"}
 
