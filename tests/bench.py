@@ -288,8 +288,8 @@ def run(amqp_uri: str, base: Path) -> dict[str, Any]:
     return results
 
 
-# BENCH_ONLY=capture,rules,sales,contracts picks scenarios (default: all of them).
-SCENARIOS = ("capture", "rules", "sales", "contracts")
+# BENCH_ONLY=capture,rules,sales,kb,contracts picks scenarios (default: all of them).
+SCENARIOS = ("capture", "rules", "sales", "kb", "contracts")
 
 
 def main() -> None:
@@ -313,6 +313,10 @@ def main() -> None:
         from tests import bench_contracts
 
         results["contracts"] = bench_contracts.run()
+    if "kb" in chosen:
+        from tests import bench_kb
+
+        results["kb"] = bench_kb.run()
     print(json.dumps(results, indent=2, ensure_ascii=False))
 
 

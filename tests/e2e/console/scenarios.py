@@ -384,6 +384,44 @@ def own_account(console: Console, params: dict[str, Any]) -> dict[str, Any]:
     return {"key": key}
 
 
+def phone_approval(console: Console, params: dict[str, Any]) -> dict[str, Any]:
+    """The approver at a phone's width (375 px): the drawer's 审批, the inbox, the approval
+    opened from the keyboard, its terms and steps, approve with a comment; the trail shows it."""
+    narrow = {"width": 375, "height": 812}
+    page = console.sign_in(params["approver"], viewport=narrow)
+    page.get_by_role("button", name="菜单").click()
+    page.locator(".el-drawer").get_by_text("审批", exact=True).click()
+    page.wait_for_url("**/console/approvals")
+    item = page.locator('[data-test="approval-item"]').filter(has_text=params["record_id"])
+    expect(item).to_have_count(1)
+    expect(item).to_contain_text(params["flow_name"])
+    console.shot(page, "80-phone-approvals-inbox")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= narrow["width"] + 1, f"the approval inbox is {width}px wide on a phone"
+    item.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/console/approvals/" + params["approval_id"])
+    detail = page.locator('[data-test="approval-detail"]')
+    expect(detail.locator('[data-test="approval-status"]')).to_have_text("审批中")
+    expect(detail.locator('[data-test="terms"]')).to_contain_text(params["supplier"])
+    expect(detail.locator('[data-test="steps"]')).to_contain_text("或签")
+    comment = page.get_by_label("审批意见")
+    comment.fill(params["comment"])
+    approve = page.locator('[data-test="approve"]')
+    approve.scroll_into_view_if_needed()
+    box = approve.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= narrow["width"], box
+    console.shot(page, "81-phone-approval-detail")
+    approve.click()
+    expect(detail.locator('[data-test="approval-status"]')).to_have_text("已通过")
+    expect(detail.locator('[data-test="trail-comment"]').filter(has_text=params["comment"])).to_have_count(1)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= narrow["width"] + 1, f"the approval is {width}px wide on a phone"
+    console.shot(page, "82-phone-approval-approved")
+    assert not page.console_errors, page.console_errors
+    return {"scroll_width": width}
+
+
 SCENARIOS: dict[str, Callable[[Console, dict[str, Any]], dict[str, Any]]] = {
     "rep_flow": rep_flow,
     "manager_view": manager_view,
@@ -393,4 +431,5 @@ SCENARIOS: dict[str, Callable[[Console, dict[str, Any]], dict[str, Any]]] = {
     "public_pool": public_pool,
     "admin_setup": admin_setup,
     "own_account": own_account,
+    "phone_approval": phone_approval,
 }

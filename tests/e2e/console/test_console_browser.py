@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from nameko.standalone.rpc import ClusterRpcProxy
 
 from tests.e2e.console.browser import ARTEFACTS, PASSWORD, run_scenario
 from tests.e2e.system import System
@@ -175,3 +176,40 @@ def test_a_user_changes_their_password_and_makes_an_api_key(system: System, chro
     me = system.get("/me", key=key)
     assert me.status_code == 200, me.text
     assert me.json()["username"] == username
+
+
+def test_an_approver_approves_from_a_phone(system: System, chromium: str) -> None:
+    """A flow with one 或签 step (manager or lina), defined over HTTP by the admin; a record
+    submitted over RPC by its service; the manager approves it at 375 px with a comment."""
+    tag = secrets.token_hex(3)
+    users = system.users
+    record_type, record_id, flow_name = f"console_po_{tag}", f"PO-{tag}", f"控制台采购{tag}"
+    flow = system.post("/approval-flows", user="admin", json={
+        "record_type": record_type, "name": flow_name,
+        "steps": [{"name": "主管或签", "mode": "any", "approvers": [
+            {"kind": "user", "id": users["manager"]}, {"kind": "user", "id": users["lina"]}]}]})
+    assert flow.status_code == 201, flow.text
+    supplier = f"苏州精工{tag}"
+    with ClusterRpcProxy({"AMQP_URI": system.amqp_uri}) as rpc:
+        instance = rpc.contracts.submit_for_approval(
+            data={"record_type": record_type, "record_id": record_id,
+                  "terms": {"amount": "12800.00", "supplier": supplier}},
+            submitter=users["zhangwei"])
+    comment = f"价格合理，同意 {tag}"
+    result = run_scenario("phone_approval", {
+        "url": system.url, "artefacts": str(ARTEFACTS), "approver": "manager",
+        "approval_id": instance["id"], "record_id": record_id, "flow_name": flow_name,
+        "supplier": supplier, "comment": comment})
+    assert result["scroll_width"] <= 376
+    # What the browser did is what the API now says.
+    seen = _ok(system.get(f"/approvals/{instance['id']}", user="zhangwei"))
+    assert seen["status"] == "approved" and seen["pending_approvers"] == []
+    assert [(t["actor"], t["action"], t["comment"], t["terms_hash"]) for t in seen["trail"]] == [
+        (users["zhangwei"], "submitted", None, instance["terms_hash"]),
+        (users["manager"], "approve", comment, instance["terms_hash"]),
+        (None, "approved", None, instance["terms_hash"])]
+    lina_inbox = _ok(system.get("/approvals", user="lina"))["items"]
+    assert instance["id"] not in [item["id"] for item in lina_inbox]
+    for shot in ("80-phone-approvals-inbox", "81-phone-approval-detail",
+                 "82-phone-approval-approved"):
+        assert (ARTEFACTS / f"{shot}.png").stat().st_size > 0, shot

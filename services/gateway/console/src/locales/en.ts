@@ -2,7 +2,7 @@ import type zh from './zh-CN'
 
 const en: typeof zh = {
   app: { title: 'CRM console', language: 'Language', signOut: 'Sign out', menu: 'Menu', notifications: 'Notifications' },
-  nav: { leads: 'Leads', board: 'Pipeline', customers: 'Customers', tasks: 'Tasks & inbox', dashboard: 'Dashboards', admin: 'Admin', account: 'My account' },
+  nav: { approvals: 'Approvals', leads: 'Leads', board: 'Pipeline', customers: 'Customers', tasks: 'Tasks & inbox', dashboard: 'Dashboards', admin: 'Admin', account: 'My account' },
   account: {
     title: 'My account', password: 'Change password', currentPassword: 'Current password', changePassword: 'Change password',
     passwordChanged: 'Password changed; sign-ins on other devices have ended', apiKeys: 'API keys', prefix: 'Prefix', lastUsed: 'Last used',
@@ -76,6 +76,33 @@ const en: typeof zh = {
     health: 'Health', tier: 'Tier', lifecycle: 'Lifecycle', region: 'Region', industry: 'Industry',
     role: 'Role', open: 'Open', closed: 'Closed', stage: 'Stage', partial: 'Some parts are unavailable: {parts}',
     roles: { decision_maker: 'Decision maker', technical_evaluator: 'Technical evaluator', user: 'User', business_approver: 'Business approver', influencer: 'Influencer', champion: 'Champion' },
+  },
+  approvals: {
+    title: 'Approvals', inbox: 'Waiting for me', emptyInbox: 'Nothing is waiting for your decision', open: 'Open approval {name}',
+    submittedBy: 'Submitted by', submittedAt: 'Submitted', finishedAt: 'Finished', record: 'Record', terms: 'Terms as submitted',
+    termsVersion: 'Terms version', version: 'version {n}', steps: 'Steps', trail: 'Trail', currentStep: 'Current step',
+    waitingFor: 'Waiting for {names}', comment: 'Comment', commentPlaceholder: 'Optional; kept in the trail',
+    approve: 'Approve', reject: 'Reject', recall: 'Recall', delegate: 'Delegate', delegateTo: 'Delegate to', delegateHint: 'Pick a colleague to answer this step for you',
+    approved: 'Approved', rejected: 'Rejected', recalled: 'Recalled', delegated: 'Delegated to {name}', back: 'Back to approvals',
+    recallConfirm: 'Recall this approval? The approvers will no longer have to answer.', yourTurn: 'Your decision', submitterHint: 'You submitted this; you can recall it while it is pending.',
+    noSubmittedList: 'Approvals you submitted open from the record\'s link or a notification.', loadMore: 'Load more', noTerms: '(no terms)',
+    quorumOf: '{n} of {m} approvals pass it', stepNotes: 'Notes',
+    modes: { all: 'All must approve (会签)', any: 'Any one approves (或签)', quorum: 'Quorum' },
+    statuses: { pending: 'Pending', approved: 'Approved', rejected: 'Rejected', recalled: 'Recalled', voided: 'Void' },
+    stepStatuses: { waiting: 'Not started', pending: 'In progress', approved: 'Approved', rejected: 'Rejected', skipped: 'Skipped' },
+    answers: { approve: 'Approved', reject: 'Rejected' },
+    actions: {
+      submitted: 'Submitted', approve: 'Approved', reject: 'Rejected', returned: 'Returned to the previous step', rejected_instance: 'Rejected to the submitter',
+      delegated: 'Delegated', recalled: 'Recalled', approved: 'Approval complete', voided: 'Voided',
+    },
+    system: 'System', step: 'step {n}',
+    errors: {
+      staleTerms: 'The terms changed; the page now shows the latest terms (version {version}). Check them and decide again; your comment is kept.',
+      alreadyAnswered: 'You have already answered this step.',
+      notPending: 'This approval is over ({status}); it can no longer be answered.',
+      ownSubmission: 'The submitter cannot approve their own submission.',
+      notAsked: 'This step is not waiting for you (it may have been delegated or decided by others).',
+    },
   },
   tasks: {
     title: 'My tasks', mine: 'Mine only', overdue: 'Overdue', due: 'Due', complete: 'Complete', completed: 'Completed',

@@ -1,6 +1,6 @@
 export default {
   app: { title: 'CRM 控制台', language: '语言', signOut: '退出', menu: '菜单', notifications: '通知' },
-  nav: { leads: '线索', board: '商机看板', customers: '客户', tasks: '任务与通知', dashboard: '仪表盘', admin: '管理', account: '我的账户' },
+  nav: { approvals: '审批', leads: '线索', board: '商机看板', customers: '客户', tasks: '任务与通知', dashboard: '仪表盘', admin: '管理', account: '我的账户' },
   account: {
     title: '我的账户', password: '修改密码', currentPassword: '当前密码', changePassword: '修改密码',
     passwordChanged: '密码已修改；其他设备上的登录已失效', apiKeys: 'API 密钥', prefix: '前缀', lastUsed: '最近使用',
@@ -73,6 +73,33 @@ export default {
     health: '健康度', tier: '等级', lifecycle: '生命周期', region: '区域', industry: '行业',
     role: '角色', open: '进行中', closed: '已关闭', stage: '阶段', partial: '部分数据暂不可用：{parts}',
     roles: { decision_maker: '决策者', technical_evaluator: '技术评估', user: '使用者', business_approver: '商务审批', influencer: '影响者', champion: '支持者' },
+  },
+  approvals: {
+    title: '审批', inbox: '待我审批', emptyInbox: '没有等待您审批的事项', open: '查看审批 {name}',
+    submittedBy: '提交人', submittedAt: '提交时间', finishedAt: '完成时间', record: '审批对象', terms: '提交的内容',
+    termsVersion: '内容版本', version: '第 {n} 版', steps: '审批步骤', trail: '审批记录', currentStep: '当前步骤',
+    waitingFor: '等待 {names}', comment: '审批意见', commentPlaceholder: '选填，将记入审批记录',
+    approve: '同意', reject: '驳回', recall: '撤回', delegate: '转交', delegateTo: '转交给', delegateHint: '选择一位同事代您审批此步骤',
+    approved: '已同意', rejected: '已驳回', recalled: '已撤回', delegated: '已转交给 {name}', back: '返回审批列表',
+    recallConfirm: '撤回这条审批？审批人将不再需要处理。', yourTurn: '请您审批', submitterHint: '您是提交人，审批进行中时可以撤回。',
+    noSubmittedList: '您提交的审批可从记录的链接或通知中打开。', loadMore: '加载更多', noTerms: '（无内容）',
+    quorumOf: '{n}/{m} 人同意即通过', stepNotes: '说明',
+    modes: { all: '会签（全部同意）', any: '或签（任一人同意）', quorum: '按人数' },
+    statuses: { pending: '审批中', approved: '已通过', rejected: '已驳回', recalled: '已撤回', voided: '已失效' },
+    stepStatuses: { waiting: '未开始', pending: '进行中', approved: '已同意', rejected: '已驳回', skipped: '已跳过' },
+    answers: { approve: '同意', reject: '驳回' },
+    actions: {
+      submitted: '提交', approve: '同意', reject: '驳回', returned: '退回上一步', rejected_instance: '驳回给提交人',
+      delegated: '转交', recalled: '撤回', approved: '审批通过', voided: '审批失效',
+    },
+    system: '系统', step: '步骤 {n}',
+    errors: {
+      staleTerms: '提交的内容已变更，页面已显示最新内容（第 {version} 版）。请确认后重新审批，您的意见已保留。',
+      alreadyAnswered: '您已审批过这一步骤，无需重复操作。',
+      notPending: '这条审批已结束（{status}），不能再操作。',
+      ownSubmission: '提交人不能审批自己提交的内容。',
+      notAsked: '这一步骤没有等待您的审批（可能已转交或已由他人决定）。',
+    },
   },
   tasks: {
     title: '我的任务', mine: '只看我的', overdue: '已逾期', due: '截止', complete: '完成', completed: '已完成',
