@@ -856,6 +856,7 @@ LISTS = {
     "GET /users": {}, "GET /webhooks": {}, "GET /approvals": {},
     "GET /exports/{entity}": {"entity": "customers"},
     "GET /leads?in_pool=true": {},
+    "GET /approvals?box=submitted": {},  # others' submissions never in my 我提交的
 }
 
 
