@@ -29,6 +29,19 @@ def upgrade(service: str, url: str | None = None) -> None:
     command.upgrade(alembic_config(service, url), "head")
 
 
+def include_name(metadata: MetaData):
+    """Autogenerate's filter: leaves out the tables a service's migrations make by hand and its
+    models do not map (`metadata.info["migration_only_tables"]`, e.g. a full-text index: an FTS5
+    virtual table on SQLite, with its `<name>_*` shadow tables)."""
+    hand_made = tuple(metadata.info.get("migration_only_tables", ()))
+
+    def include(name: str | None, type_: str, parent_names: dict) -> bool:
+        table = name if type_ == "table" else parent_names.get("table_name")
+        return not any(table == t or (table or "").startswith(t + "_") for t in hand_made)
+
+    return include
+
+
 def run_env(metadata: MetaData) -> None:
     """The body of a service's migrations/env.py."""
     url = context.config.get_main_option("sqlalchemy.url")
@@ -43,6 +56,7 @@ def run_env(metadata: MetaData) -> None:
             connection=connection,
             target_metadata=metadata,
             render_as_batch=connection.dialect.name == "sqlite",
+            include_name=include_name(metadata),
         )
         with context.begin_transaction():
             context.run_migrations()

@@ -162,11 +162,18 @@ BUILT_IN: tuple[Service, ...] = (
             "update_business_calendar", "list_sla_policies", "get_sla_policy",
             "create_sla_policy", "update_sla_policy", "reorder_sla_policies", "compute_clocks",
             "sla_preview", "check_sla",
+            # knowledge base
+            "kb_create_category", "kb_list_categories", "kb_create_article",
+            "kb_create_article_from", "kb_get_article", "kb_list_articles",
+            "kb_update_article", "kb_publish_article", "kb_archive_article",
+            "kb_list_versions", "kb_get_version", "kb_search", "kb_suggest",
+            "kb_give_feedback",
         ),
         records=(RecordType("ticket", "ticket_id"),),
         events_in="contract",
         gateway_resources=(
             "services.gateway.resources.service_desk_sla",  # sla
+            "services.gateway.resources.service_desk_kb",  # knowledge base
         ),
     ),
     Service(
@@ -178,6 +185,11 @@ BUILT_IN: tuple[Service, ...] = (
             "list_approval_flows", "submit_for_approval", "decide_approval", "recall_approval",
             "delegate_approval", "get_approval", "list_my_approvals", "current_approval",
             "verify_approval", "set_approval_absence",
+            # quotes
+            "create_product", "update_product", "get_product", "list_products",
+            "create_price_book", "update_price_book", "get_price_book", "list_price_books",
+            "create_quote", "update_quote", "get_quote", "list_quote_versions", "list_quotes",
+            "revise_quote", "submit_quote", "mark_quote_sent", "reject_quote", "accept_quote",
         ),
         records=(
             RecordType("contract", "contract_id"),
@@ -187,6 +199,7 @@ BUILT_IN: tuple[Service, ...] = (
         events_in="contract",
         gateway_resources=(
             "services.gateway.resources.contracts_approvals",  # approvals
+            "services.gateway.resources.contracts_quotes",  # quotes
         ),
     ),
     Service(

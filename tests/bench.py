@@ -288,8 +288,8 @@ def run(amqp_uri: str, base: Path) -> dict[str, Any]:
     return results
 
 
-# BENCH_ONLY=capture,rules,sales picks scenarios (default: all of them).
-SCENARIOS = ("capture", "rules", "sales")
+# BENCH_ONLY=capture,rules,sales,kb picks scenarios (default: all of them).
+SCENARIOS = ("capture", "rules", "sales", "kb")
 
 
 def main() -> None:
@@ -309,6 +309,10 @@ def main() -> None:
         from tests import bench_sales
 
         results["sales"] = bench_sales.run()
+    if "kb" in chosen:
+        from tests import bench_kb
+
+        results["kb"] = bench_kb.run()
     print(json.dumps(results, indent=2, ensure_ascii=False))
 
 

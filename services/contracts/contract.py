@@ -167,3 +167,300 @@ EVENT_SCHEMAS.update({
     "approval_recalled": ApprovalRecalled,
     "approval_voided": ApprovalVoided,
 })
+
+
+# -- quotes (products, price books, quotes) ----
+
+from decimal import Decimal  # noqa: E402
+from typing import Any  # noqa: E402
+
+from marshmallow import ValidationError, fields, validate, validates_schema  # noqa: E402
+
+from shared.kernel.schemas import PageSchema, ScopeSchema, StrictSchema  # noqa: E402
+from shared.payloads import PassesFormatted, Timestamp  # noqa: E402
+
+__all__ += ["PageSchema", "ScopeSchema", "StrictSchema"]
+
+TAX_RATES = ("13", "9", "6", "0")  # China VAT, percent
+QUOTE_STATUSES = ("draft", "in_approval", "approved", "sent", "accepted", "rejected",
+                  "expired")
+DISCOUNT_KINDS = ("percent", "amount")
+MAX_LINES = 500
+MAX_AMOUNT = Decimal("1e13")
+currency_code = validate.Regexp(r"^[A-Z]{3}$", error="an ISO 4217 code such as CNY or USD")
+
+
+def _places(most: int) -> validate.Validator:
+    def check(value: Decimal) -> None:
+        exponent = value.as_tuple().exponent
+        if isinstance(exponent, int) and exponent < -most:
+            raise ValidationError(f"at most {most} decimal places")
+    return check
+
+
+class DecimalText(PassesFormatted, fields.Decimal):
+    """A decimal: numbers or strings in, a string out."""
+
+    def __init__(self, most_places: int = 2, minimum: str = "0", **kwargs: Any) -> None:
+        checks = [_places(most_places), validate.Range(min=Decimal(minimum), max=MAX_AMOUNT)]
+        super().__init__(as_string=True, allow_nan=False, validate=checks, **kwargs)
+
+
+class QuoteDate(PassesFormatted, fields.Date):
+    """An ISO date."""
+
+
+def optional_text(max_length: int, **kwargs: Any) -> fields.String:
+    return fields.String(allow_none=True, validate=validate.Length(max=max_length), **kwargs)
+
+
+def required_text(max_length: int, **kwargs: Any) -> fields.String:
+    return fields.String(required=True, validate=validate.Length(min=1, max=max_length),
+                         **kwargs)
+
+
+class ProductWriteSchema(StrictSchema):
+    code = required_text(64)
+    name = required_text(200)
+    unit = required_text(32)
+    category = optional_text(100)
+    tax_rate = fields.String(required=True, validate=validate.OneOf(TAX_RATES), metadata={
+        "description": "China VAT in percent: 13, 9, 6 or 0"})
+    active = fields.Boolean(load_default=True)
+
+
+class _Partial:
+    """A change: any subset of the fields (none required, no defaults filled in)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("partial", True)
+        super().__init__(**kwargs)  # type: ignore[call-arg]
+
+
+class ProductChangeSchema(_Partial, ProductWriteSchema):
+    """Any subset of a product's fields."""
+
+
+class ProductSchema(Schema):
+    id = fields.String()
+    code = fields.String()
+    name = fields.String()
+    unit = fields.String()
+    category = fields.String(allow_none=True)
+    tax_rate = fields.String()
+    active = fields.Boolean()
+    created_at = Timestamp()
+    updated_at = Timestamp()
+
+
+class ProductFiltersSchema(StrictSchema):
+    include_inactive = fields.Boolean(load_default=False, metadata={
+        "description": "admins and managers only: inactive products too"})
+    category = optional_text(100)
+
+
+class TierSchema(StrictSchema):
+    product_id = required_text(36)
+    min_quantity = DecimalText(most_places=4, required=True)
+    unit_price = DecimalText(most_places=4, required=True)
+
+
+class PriceBookWriteSchema(StrictSchema):
+    name = required_text(200)
+    channel = optional_text(64, metadata={"description": "empty: any channel"})
+    region = optional_text(64, metadata={"description": "empty: any region"})
+    customer_tier = optional_text(16, metadata={"description": "empty: any customer tier"})
+    currency = fields.String(load_default="CNY", validate=currency_code)
+    valid_from = QuoteDate(allow_none=True, load_default=None)
+    valid_to = QuoteDate(allow_none=True, load_default=None)
+    active = fields.Boolean(load_default=True)
+    tiers = fields.List(fields.Nested(TierSchema), load_default=list,
+                        validate=validate.Length(max=5000))
+
+    @validates_schema
+    def _dates(self, data: dict[str, Any], **_: Any) -> None:
+        start, end = data.get("valid_from"), data.get("valid_to")
+        if start and end and end < start:
+            raise ValidationError("must not be before valid_from", "valid_to")
+
+
+class PriceBookChangeSchema(_Partial, PriceBookWriteSchema):
+    """Any subset of a price book's fields; `tiers` replaces all tiers."""
+
+
+class PriceBookSchema(Schema):
+    id = fields.String()
+    name = fields.String()
+    channel = fields.String(allow_none=True)
+    region = fields.String(allow_none=True)
+    customer_tier = fields.String(allow_none=True)
+    currency = fields.String()
+    valid_from = QuoteDate(allow_none=True)
+    valid_to = QuoteDate(allow_none=True)
+    active = fields.Boolean()
+    tiers = fields.List(fields.Nested(TierSchema))
+    created_at = Timestamp()
+    updated_at = Timestamp()
+
+
+class PriceBookFiltersSchema(StrictSchema):
+    include_inactive = fields.Boolean(load_default=False, metadata={
+        "description": "admins and managers only: inactive books too"})
+
+
+class DiscountSchema(StrictSchema):
+    kind = fields.String(required=True, validate=validate.OneOf(DISCOUNT_KINDS))
+    value = DecimalText(most_places=2, required=True)
+
+
+class LineInputSchema(StrictSchema):
+    product_id = required_text(36)
+    quantity = DecimalText(most_places=4, minimum="0.0001", required=True)
+    unit_price = DecimalText(most_places=4, allow_none=True, load_default=None, metadata={
+        "description": "empty: the price book's price (see price_source)"})
+    discount = fields.Nested(DiscountSchema, allow_none=True, load_default=None)
+    section = optional_text(100, load_default=None)
+    note = optional_text(2000, load_default=None)
+    optional = fields.Boolean(load_default=False, metadata={
+        "description": "an optional line is priced but not in the totals"})
+
+
+class QuoteTermsSchema(StrictSchema):
+    """The terms of a quote version (what PATCH changes while the quote is a draft)."""
+
+    title = optional_text(200, load_default=None)
+    currency = fields.String(load_default="CNY", validate=currency_code)
+    valid_until = QuoteDate(allow_none=True, load_default=None)
+    channel = optional_text(64, load_default=None)
+    region = optional_text(64, load_default=None)
+    customer_tier = optional_text(16, load_default=None)
+    discount = fields.Nested(DiscountSchema, allow_none=True, load_default=None, metadata={
+        "description": "the quote-level discount, spread over the non-optional lines"})
+    notes = optional_text(5000, load_default=None)
+    lines = fields.List(fields.Nested(LineInputSchema), load_default=list,
+                        validate=validate.Length(max=MAX_LINES))
+
+
+class QuoteCreateSchema(QuoteTermsSchema):
+    opportunity_id = required_text(36)
+
+
+class QuoteChangeSchema(StrictSchema):
+    """Any subset of the terms; `lines`, when given, replaces all lines."""
+
+    title = optional_text(200)
+    currency = fields.String(validate=currency_code)
+    valid_until = QuoteDate(allow_none=True)
+    channel = optional_text(64)
+    region = optional_text(64)
+    customer_tier = optional_text(16)
+    discount = fields.Nested(DiscountSchema, allow_none=True)
+    notes = optional_text(5000)
+    lines = fields.List(fields.Nested(LineInputSchema), validate=validate.Length(max=MAX_LINES))
+
+
+class PriceSourceSchema(Schema):
+    kind = fields.String(metadata={"description": "price_book or given"})
+    price_book_id = fields.String()
+    price_book_name = fields.String()
+    tier_min_quantity = fields.String()
+    unit_price = fields.String()
+
+
+class QuoteLineSchema(Schema):
+    product_id = fields.String()
+    product_code = fields.String()
+    product_name = fields.String()
+    unit = fields.String()
+    quantity = fields.String()
+    unit_price = fields.String()
+    price_source = fields.Nested(PriceSourceSchema)
+    discount = fields.Nested(DiscountSchema, allow_none=True)
+    section = fields.String(allow_none=True)
+    note = fields.String(allow_none=True)
+    optional = fields.Boolean()
+    tax_rate = fields.String()
+    gross = fields.String()
+    net = fields.String()
+    quote_discount_share = fields.String()
+    tax = fields.String()
+    total = fields.String()
+
+
+class QuoteTotalsSchema(Schema):
+    subtotal = fields.String()
+    discount_total = fields.String()
+    net_total = fields.String()
+    tax_total = fields.String()
+    grand_total = fields.String()
+
+
+class QuoteSchema(Schema):
+    id = fields.String()
+    opportunity_id = fields.String()
+    customer_id = fields.String(allow_none=True)
+    owner_id = fields.String(allow_none=True)
+    team_id = fields.String(allow_none=True)
+    status = fields.String(metadata={"description": "as it reads now: a quote past its "
+                                     "valid_until reads expired"})
+    status_reason = fields.String(allow_none=True)
+    version = fields.Integer()
+    current_version = fields.Integer()
+    title = fields.String(allow_none=True)
+    currency = fields.String()
+    valid_until = QuoteDate(allow_none=True)
+    channel = fields.String(allow_none=True)
+    region = fields.String(allow_none=True)
+    customer_tier = fields.String(allow_none=True)
+    discount = fields.Nested(DiscountSchema, allow_none=True)
+    notes = fields.String(allow_none=True)
+    lines = fields.List(fields.Nested(QuoteLineSchema))
+    totals = fields.Nested(QuoteTotalsSchema)
+    amount_in_words = fields.String(metadata={"description": "the grand total in 大写"})
+    created_by = fields.String(allow_none=True)
+    created_at = Timestamp()
+    updated_at = Timestamp()
+
+
+class QuoteFiltersSchema(StrictSchema):
+    opportunity_id = optional_text(36)
+    customer_id = optional_text(36)
+    owner_id = optional_text(36)
+    status = fields.String(validate=validate.OneOf(QUOTE_STATUSES[:-1]), metadata={
+        "description": "the stored status (expiry is read, not stored)"})
+
+
+class QuoteDecisionSchema(StrictSchema):
+    reason = optional_text(1000, load_default=None)
+
+
+class QuoteAcceptSchema(QuoteDecisionSchema):
+    stage_id = optional_text(36, load_default=None, metadata={
+        "description": "the stage the opportunity moves to; empty: its pipeline's won stage"})
+
+
+class QuoteEvent(Schema):
+    quote = fields.Nested(QuoteSchema, required=True)
+
+
+class QuoteRevised(QuoteEvent):
+    previous_version = fields.Integer(required=True)
+
+
+class QuoteStatusChanged(QuoteEvent):
+    from_status = fields.String(required=True)
+    to_status = fields.String(required=True)
+    reason = fields.String(allow_none=True)
+
+
+class QuoteAccepted(QuoteEvent):
+    opportunity_id = fields.String(required=True)
+    amount = fields.String(required=True)
+
+
+EVENT_SCHEMAS.update({
+    "quote_created": QuoteEvent,
+    "quote_revised": QuoteRevised,
+    "quote_status_changed": QuoteStatusChanged,
+    "quote_accepted": QuoteAccepted,
+})

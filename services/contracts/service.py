@@ -134,3 +134,194 @@ class ContractsService(PlatformEndpoints):
             if first_delivery(session, approvals_inbox, envelope["event_id"], handler):
                 approvals.project_directory(session, envelope["event_type"],
                                             envelope.get("data") or {})
+
+# -- quotes (products, price books, quotes) ----
+
+
+import eventlet  # noqa: E402
+from nameko.exceptions import UnknownService  # noqa: E402
+
+from services.contracts.contract import (  # noqa: E402
+    PageSchema,
+    PriceBookChangeSchema,
+    PriceBookFiltersSchema,
+    PriceBookWriteSchema,
+    ProductChangeSchema,
+    ProductFiltersSchema,
+    ProductWriteSchema,
+    QuoteAcceptSchema,
+    QuoteChangeSchema,
+    QuoteCreateSchema,
+    QuoteDecisionSchema,
+    QuoteFiltersSchema,
+    ScopeSchema,
+)
+from services.contracts.usecases import pricing as catalog  # noqa: E402
+from services.contracts.usecases import quotes  # noqa: E402
+from shared import config  # noqa: E402
+from shared.consumer import BROKER_ERRORS  # noqa: E402
+from shared.errors import DependencyUnavailable  # noqa: E402
+from shared.rpc import rpc, rpc_proxy  # noqa: E402
+
+quote_scope_schema = ScopeSchema()
+quote_page_schema = PageSchema()
+product_write_schema = ProductWriteSchema()
+product_change_schema = ProductChangeSchema()
+product_filters_schema = ProductFiltersSchema()
+price_book_write_schema = PriceBookWriteSchema()
+price_book_change_schema = PriceBookChangeSchema()
+price_book_filters_schema = PriceBookFiltersSchema()
+quote_create_schema = QuoteCreateSchema()
+quote_change_schema = QuoteChangeSchema()
+quote_filters_schema = QuoteFiltersSchema()
+quote_decision_schema = QuoteDecisionSchema()
+quote_accept_schema = QuoteAcceptSchema()
+
+
+class QuotesEndpoints:
+    """Products, price books and quotes (mixed into ContractsService)."""
+
+    sales = rpc_proxy("sales")
+
+    @property
+    def catalog_ports(self) -> catalog.CatalogPorts:
+        return catalog.CatalogPorts(self.db, self.context.actor)
+
+    @property
+    def quote_ports(self) -> quotes.QuotePorts:
+        return quotes.QuotePorts(self.db, self.events, self.context.actor, catalog.today,
+                                 self._ask_sales)
+
+    def _ask_sales(self, command: str, **kwargs: Any) -> Any:
+        """One sales command; its typed errors pass through, no answer is
+        DependencyUnavailable (503)."""
+        try:
+            reply = getattr(self.sales, command).call_async(**kwargs)
+            with eventlet.Timeout(config.rpc_timeout()):
+                return reply.result()
+        except eventlet.Timeout:
+            reason = f"no reply within {config.rpc_timeout():g} s"
+        except UnknownService:
+            reason = "no running instance"
+        except BROKER_ERRORS:
+            reason = "message broker connection lost"
+        raise DependencyUnavailable(f"the sales service is unavailable ({reason}); retry later",
+                                    {"service": "sales", "reason": reason})
+
+    # products
+
+    @rpc
+    def create_product(self, data: dict) -> dict[str, Any]:
+        return catalog.create_product(self.catalog_ports, load(product_write_schema, data))
+
+    @rpc
+    def update_product(self, product_id: str, data: dict) -> dict[str, Any]:
+        return catalog.change_product(self.catalog_ports, product_id,
+                                      load(product_change_schema, data))
+
+    @rpc
+    def get_product(self, product_id: str, include_inactive: bool = False) -> dict[str, Any]:
+        return catalog.read_product(self.catalog_ports, product_id, bool(include_inactive))
+
+    @rpc
+    def list_products(self, filters: dict | None = None, cursor: str | None = None,
+                      limit: int = 50) -> dict[str, Any]:
+        return catalog.list_products(self.catalog_ports, load(product_filters_schema, filters),
+                                     load(quote_page_schema, {"cursor": cursor, "limit": limit}))
+
+    # price books
+
+    @rpc
+    def create_price_book(self, data: dict) -> dict[str, Any]:
+        return catalog.create_price_book(self.catalog_ports,
+                                         load(price_book_write_schema, data))
+
+    @rpc
+    def update_price_book(self, price_book_id: str, data: dict) -> dict[str, Any]:
+        return catalog.change_price_book(self.catalog_ports, price_book_id,
+                                         load(price_book_change_schema, data))
+
+    @rpc
+    def get_price_book(self, price_book_id: str, include_inactive: bool = False
+                       ) -> dict[str, Any]:
+        return catalog.read_price_book(self.catalog_ports, price_book_id,
+                                       bool(include_inactive))
+
+    @rpc
+    def list_price_books(self, filters: dict | None = None, cursor: str | None = None,
+                         limit: int = 50) -> dict[str, Any]:
+        return catalog.list_price_books(
+            self.catalog_ports, load(price_book_filters_schema, filters),
+            load(quote_page_schema, {"cursor": cursor, "limit": limit}))
+
+    # quotes
+
+    @rpc
+    def create_quote(self, data: dict, scope: dict | None = None) -> dict[str, Any]:
+        """A draft quote (version 1) for an opportunity the caller sees (sales'
+        get_opportunity with the caller's scope); owner and team are the opportunity's."""
+        scope = load(quote_scope_schema, scope)
+        return quotes.create(self.quote_ports, load(quote_create_schema, data), scope)
+
+    @rpc
+    def update_quote(self, quote_id: str, data: dict, scope: dict | None = None
+                     ) -> dict[str, Any]:
+        """Change the current version's terms while the quote is a draft (else 409)."""
+        scope = load(quote_scope_schema, scope)
+        return quotes.change(self.quote_ports, quote_id, load(quote_change_schema, data), scope)
+
+    @rpc
+    def get_quote(self, quote_id: str, scope: dict | None = None,
+                  version: int | None = None) -> dict[str, Any]:
+        """The quote with its current version's terms, or those of `version`."""
+        if version is not None and (not isinstance(version, int) or version < 1):
+            raise ValidationFailed.for_fields({"version": ["a version number (1, 2, ...)"]})
+        return quotes.read(self.quote_ports, quote_id, load(quote_scope_schema, scope), version)
+
+    @rpc
+    def list_quote_versions(self, quote_id: str, scope: dict | None = None) -> dict[str, Any]:
+        return quotes.list_versions(self.quote_ports, quote_id,
+                                    load(quote_scope_schema, scope))
+
+    @rpc
+    def list_quotes(self, filters: dict | None = None, scope: dict | None = None,
+                    cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
+        return quotes.list_page(self.quote_ports, load(quote_filters_schema, filters),
+                                load(quote_scope_schema, scope),
+                                load(quote_page_schema, {"cursor": cursor, "limit": limit}))
+
+    @rpc
+    def revise_quote(self, quote_id: str, scope: dict | None = None) -> dict[str, Any]:
+        return quotes.revise(self.quote_ports, quote_id, load(quote_scope_schema, scope))
+
+    @rpc
+    def submit_quote(self, quote_id: str, scope: dict | None = None) -> dict[str, Any]:
+        """draft -> in_approval; with no approval flow for the quote, draft -> approved."""
+        return quotes.command(self.quote_ports, quote_id, "submit",
+                              load(quote_scope_schema, scope))
+
+    @rpc
+    def mark_quote_sent(self, quote_id: str, scope: dict | None = None) -> dict[str, Any]:
+        return quotes.command(self.quote_ports, quote_id, "mark_sent",
+                              load(quote_scope_schema, scope))
+
+    @rpc
+    def reject_quote(self, quote_id: str, data: dict | None = None,
+                     scope: dict | None = None) -> dict[str, Any]:
+        decision = load(quote_decision_schema, data)
+        return quotes.command(self.quote_ports, quote_id, "reject",
+                              load(quote_scope_schema, scope), decision["reason"])
+
+    @rpc
+    def accept_quote(self, quote_id: str, data: dict | None = None,
+                     scope: dict | None = None) -> dict[str, Any]:
+        """Accept an approved or sent quote: its opportunity takes the grand total and moves
+        (default: to the won stage) through sales; sales' refusal is the answer."""
+        decision = load(quote_accept_schema, data)
+        return quotes.accept(self.quote_ports, quote_id, load(quote_scope_schema, scope),
+                             decision["reason"], decision["stage_id"])
+
+
+# Mixed in here rather than in the class statement so that each part of the service adds its
+# endpoints in its own section (nameko finds entrypoints and dependencies through the MRO).
+ContractsService.__bases__ = (QuotesEndpoints, *ContractsService.__bases__)

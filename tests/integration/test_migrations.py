@@ -11,7 +11,7 @@ from sqlalchemy import MetaData
 
 from shared import config
 from shared.db import make_engine
-from shared.migrations import migrated_services, upgrade
+from shared.migrations import include_name, migrated_services, upgrade
 
 SERVICES = migrated_services()
 
@@ -37,7 +37,8 @@ def test_migrations_match_the_models(service, backend, tmp_path, request):
     engine = make_engine(url)
     try:
         with engine.connect() as connection:
-            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            context = MigrationContext.configure(connection, opts={
+                "compare_type": True, "include_name": include_name(metadata)})
             assert compare_metadata(context, metadata) == []
     finally:
         engine.dispose()

@@ -94,7 +94,8 @@ def query(name: str, kind: str, path_values: dict[str, str] | None = None,
 #   rules, report figures, export entities, snapshot runs): a random id is a 4xx, never a
 #   5xx, and a non-admin cannot change them (`AUTHORITY`).
 OWNED_KINDS = {"lead", "customer", "contact", "opportunity", "followup", "task", "notification",
-               "run", "api_key", "event", "user_record", "record_key", "approval"}
+               "run", "api_key", "event", "user_record", "record_key", "approval",
+               "quote"}
 ADMIN_KINDS = {"webhook", "delivery", "import"}
 GRANT_KINDS = {"user", "team"}
 ORG_KINDS = {"org"}
@@ -301,6 +302,52 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
     "POST /approvals/{approval_id}/recall": (path("approval_id", "approval", {}),),
     "POST /approvals/{approval_id}/delegate": (path("approval_id", "approval",
                                                     {"to_user": "{own.user}"}),),
+    # contracts: products and price books are organisation records, quotes are owned
+    "POST /products": (),
+    "GET /products": (),
+    "GET /products/{product_id}": (path("product_id", "org"),),
+    "PATCH /products/{product_id}": (path("product_id", "org", {"name": "x"}),),
+    "POST /price-books": (),
+    "GET /price-books": (),
+    "GET /price-books/{price_book_id}": (path("price_book_id", "org"),),
+    "PATCH /price-books/{price_book_id}": (path("price_book_id", "org", {"name": "x"}),),
+    "POST /quotes": (body("opportunity_id", "opportunity",
+                          {"opportunity_id": "{ref}", "lines": []}),),
+    "GET /quotes": (query("opportunity_id", "opportunity"), query("customer_id", "customer"),
+                    query("owner_id", "user")),
+    "GET /quotes/{quote_id}": (path("quote_id", "quote"),),
+    "PATCH /quotes/{quote_id}": (path("quote_id", "quote", {"title": "x"}),),
+    "GET /quotes/{quote_id}/versions": (path("quote_id", "quote"),),
+    "GET /quotes/{quote_id}/versions/{number}": (
+        Check("path", "quote_id", "quote", path={"number": "1"}),
+        Check("path", "number", "org", path={"quote_id": "{own.quote}"})),
+    "POST /quotes/{quote_id}/revise": (path("quote_id", "quote"),),
+    "POST /quotes/{quote_id}/submit": (path("quote_id", "quote"),),
+    "POST /quotes/{quote_id}/send": (path("quote_id", "quote"),),
+    "POST /quotes/{quote_id}/accept": (path("quote_id", "quote", {}),
+                                       body("stage_id", "org", {"stage_id": "{ref}"},
+                                            quote_id="{own.quote}")),
+    "POST /quotes/{quote_id}/reject": (path("quote_id", "quote", {}),),
+    # knowledge base: articles are the organisation's, seen by role (drafts for agents and
+    # above), not owned rows; a rep's writes are refused (tests/e2e/test_service_desk_kb_http.py)
+    "GET /kb/categories": (),
+    "POST /kb/categories": (),
+    "POST /kb/articles": (body("category_id", "org", {"title": "x", "body": "y",
+                                                      "category_id": "{ref}"}),),
+    "GET /kb/articles": (query("category_id", "org"),),
+    "GET /kb/articles/{article_id}": (path("article_id", "org"),),
+    "PATCH /kb/articles/{article_id}": (path("article_id", "org", {"title": "x"}),
+                                        body("category_id", "org", {"category_id": "{ref}"},
+                                             article_id="matrix-missing-article")),
+    "POST /kb/articles/{article_id}/publish": (path("article_id", "org"),),
+    "POST /kb/articles/{article_id}/archive": (path("article_id", "org"),),
+    "GET /kb/articles/{article_id}/versions": (path("article_id", "org"),),
+    "GET /kb/articles/{article_id}/versions/{version}": (
+        Check("path", "article_id", "org", path={"version": "1"}),
+        Check("path", "version", "org", path={"article_id": "matrix-missing-article"})),
+    "POST /kb/articles/{article_id}/feedback": (path("article_id", "org", {"helpful": True}),),
+    "GET /kb/search": (query("category_id", "org", q="退款"),),
+    "POST /kb/suggestions": (),
 }
 
 # Writes of organisation settings that only an admin may make (a rep or a manager gets 403 or
@@ -332,8 +379,12 @@ AUTHORITY: dict[str, tuple[dict[str, str], Any]] = {
     "PUT /sla-policies/order": ({}, {"policy_ids": ["{sla_policy}"]}),
     "POST /approval-flows": ({}, {"record_type": "matrix_authority", "name": "x", "steps": [
         {"approvers": [{"kind": "role", "role": "admin"}]}]}),
+    "POST /products": ({}, {"code": "{new}", "name": "x", "unit": "套", "tax_rate": "13"}),
+    "PATCH /products/{product_id}": ({"product_id": "{own.product}"}, {"name": "x"}),
+    "POST /price-books": ({}, {"name": "{new}"}),
 }
-AUTHORITY_OF_MANAGERS = {"PUT /scoring-model"}
+AUTHORITY_OF_MANAGERS = {"PUT /scoring-model", "POST /products", "PATCH /products/{product_id}",
+                         "POST /price-books"}
 
 
 # --------------------------------------------------------------------------- the document
@@ -444,7 +495,17 @@ def _own_records(system: System, user: str) -> dict[str, str]:
         "name": f"自有商机{_tag()}", "customer_id": own["customer"]}), 201)["id"]
     own["task"] = _ok(system.post("/tasks", user=user, json={
         "title": f"自有任务{_tag()}", "assignee_id": system.users[user]}), 201)["id"]
+    own["product"] = _product(system)
+    own["quote"] = _ok(system.post("/quotes", user=user, json={
+        "opportunity_id": own["opportunity"], "title": f"自有报价{_tag()}",
+        "lines": [{"product_id": own["product"], "quantity": "1", "unit_price": "100"}]}),
+        201)["id"]
     return own
+
+
+def _product(system: System) -> str:
+    return _ok(system.post("/products", user="admin", json={
+        "code": f"M-{_tag()}", "name": "矩阵产品", "unit": "套", "tax_rate": "13"}), 201)["id"]
 
 
 def _records_of(system: System, owner: str, admin_rule: dict) -> dict[str, Record]:
@@ -474,6 +535,12 @@ def _records_of(system: System, owner: str, admin_rule: dict) -> dict[str, Recor
         "title": f"机密任务{tag}", "assignee_id": system.users[owner], "record_type": "lead",
         "record_id": lead["id"]}), 201)
     records["task"] = Record("task", task["id"], owner, (task["id"], task["title"]))
+    quote = _ok(system.post("/quotes", user=owner, json={
+        "opportunity_id": opportunity["id"], "title": f"机密报价{tag}",
+        "lines": [{"product_id": _product(system), "quantity": "1", "unit_price": "100",
+                   "note": f"机密行{tag}"}]}), 201)
+    records["quote"] = Record("quote", quote["id"], owner,
+                              (quote["id"], quote["title"], f"机密行{tag}"))
     key = _ok(system.post("/api-keys", user=owner, json={"name": f"matrix{tag}"}), 201)
     records["api_key"] = Record("api_key", key["id"], owner, (key["id"], key["name"]))
     user_id = system.users[owner]
@@ -713,7 +780,8 @@ def _admin_view(world: World, record: Record) -> Any:
     """What the admin reads of a record, to tell whether a refused write changed it."""
     routes = {"lead": "/leads/{}", "customer": "/customers/{}", "contact": "/contacts/{}",
               "opportunity": "/opportunities/{}", "task": "/tasks/{}",
-              "webhook": "/webhooks/{}", "approval": "/approvals/{}"}
+              "webhook": "/webhooks/{}", "approval": "/approvals/{}",
+              "quote": "/quotes/{}"}
     if record.kind not in routes:
         return None
     body = world.system.get(routes[record.kind].format(record.id), user="admin").json()
@@ -830,7 +898,8 @@ def test_records_exist_and_their_owners_and_the_admin_see_them(world: World):
     routes = {"lead": "/leads/{}", "customer": "/customers/{}", "contact": "/contacts/{}",
               "opportunity": "/opportunities/{}", "task": "/tasks/{}",
               "run": "/rule-runs/{}", "webhook": "/webhooks/{}", "import": "/imports/{}",
-              "approval": "/approvals/{}"}
+              "approval": "/approvals/{}",
+              "quote": "/quotes/{}"}
     for (kind, owner), record in world.records.items():
         if kind not in routes:
             continue
@@ -854,6 +923,7 @@ LISTS = {
     "GET /opportunities": {}, "GET /opportunities/board": {}, "GET /tasks": {},
     "GET /notifications": {}, "GET /rule-runs": {}, "GET /api-keys": {},
     "GET /users": {}, "GET /webhooks": {}, "GET /approvals": {},
+    "GET /quotes": {},
     "GET /exports/{entity}": {"entity": "customers"},
     "GET /leads?in_pool=true": {},
     "GET /approvals?box=submitted": {},  # others' submissions never in my 我提交的

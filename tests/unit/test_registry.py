@@ -135,7 +135,10 @@ def test_the_gateway_registers_the_registry_resources() -> None:
         "services.gateway.resources.leads", "services.gateway.resources.sales",
         "services.gateway.resources.sales_numbers",
         "services.gateway.resources.service_desk_sla",
-        "services.gateway.resources.contracts_approvals", "services.gateway.resources.rules",
+        "services.gateway.resources.service_desk_kb",
+        "services.gateway.resources.contracts_approvals",
+        "services.gateway.resources.contracts_quotes",
+        "services.gateway.resources.rules",
     )
     for module in registry.gateway_resource_modules():
         assert hasattr(importlib.import_module(module), "blp"), module

@@ -1,0 +1,330 @@
+"""Knowledge-base use cases: categories, articles with versions, feedback, search and the
+suggestions shown while a ticket is written. `svc` is the nameko service (db, events, context).
+
+Who may see what is decided here from `principal` (the gateway passes the caller's role):
+drafts and archived articles are for agents and above, published ones for every signed-in user.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from services.service_desk.domain import kb_text
+from services.service_desk.models import KbArticle, KbArticleVersion, KbCategory, KbFeedback
+from shared.envelope import utcnow
+from shared.errors import Conflict, Forbidden, NotFound, PreconditionFailed, ValidationFailed
+
+WRITERS = ("admin", "manager", "service_agent")
+EDITABLE = ("title", "body", "body_format", "category_id", "tags", "language")
+
+
+def is_writer(principal: dict | None) -> bool:
+    return principal is None or principal.get("role") in WRITERS  # None: a trusted internal call
+
+
+def _require_writer(principal: dict | None) -> None:
+    if not is_writer(principal):
+        raise Forbidden("only agents, managers and admins may change the knowledge base")
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def category_dict(row: KbCategory) -> dict[str, Any]:
+    return {"id": row.id, "name": row.name, "description": row.description,
+            "created_at": _iso(row.created_at)}
+
+
+def article_dict(row: KbArticle) -> dict[str, Any]:
+    return {"id": row.id, "title": row.title, "body": row.body, "body_format": row.body_format,
+            "category_id": row.category_id, "tags": list(row.tags or []),
+            "language": row.language, "status": row.status, "version": row.version,
+            "author_id": row.author_id, "source_ticket_id": row.source_ticket_id,
+            "helpful_yes": row.helpful_yes, "helpful_no": row.helpful_no,
+            "created_at": _iso(row.created_at), "updated_at": _iso(row.updated_at),
+            "published_at": _iso(row.published_at)}
+
+
+def version_dict(row: KbArticleVersion) -> dict[str, Any]:
+    return {"article_id": row.article_id, "version": row.version, "title": row.title,
+            "body": row.body, "body_format": row.body_format, "category_id": row.category_id,
+            "tags": list(row.tags or []), "language": row.language,
+            "author_id": row.author_id, "created_at": _iso(row.created_at)}
+
+
+# -- the search index ---------------------------------------------------------------------
+
+
+def index_article(session: Session, article_id: str, title: str, body: str) -> None:
+    title_tokens, body_tokens = kb_text.token_text(title), kb_text.token_text(body)
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("DELETE FROM kb_search WHERE article_id = :id"), {"id": article_id})
+        session.execute(text("INSERT INTO kb_search (article_id, title, body) "
+                             "VALUES (:id, :title, :body)"),
+                        {"id": article_id, "title": title_tokens, "body": body_tokens})
+    else:
+        session.execute(text(
+            "INSERT INTO kb_search (article_id, document) VALUES (:id, "
+            "setweight(to_tsvector('simple', :title), 'A') || "
+            "setweight(to_tsvector('simple', :body), 'B')) "
+            "ON CONFLICT (article_id) DO UPDATE SET document = EXCLUDED.document"),
+            {"id": article_id, "title": title_tokens, "body": body_tokens})
+
+
+def _matches(session: Session, terms: list[str], statuses: tuple[str, ...], limit: int,
+             any_term: bool, category_id: str | None) -> list[tuple[str, float]]:
+    """(article id, score: higher is better) of the best `limit` matches."""
+    params: dict[str, Any] = {"limit": limit}
+    status_in = ", ".join(f":s{i}" for i in range(len(statuses)))
+    params.update({f"s{i}": s for i, s in enumerate(statuses)})
+    category = ""
+    if category_id:
+        category, params["category_id"] = " AND a.category_id = :category_id", category_id
+    if session.get_bind().dialect.name == "sqlite":
+        params["q"] = kb_text.fts5_match(terms, any_term)
+        sql = ("SELECT s.article_id, -bm25(kb_search, 0.0, 4.0, 1.0) AS score "
+               "FROM kb_search s JOIN kb_articles a ON a.id = s.article_id "
+               f"WHERE kb_search MATCH :q AND a.status IN ({status_in}){category} "
+               "ORDER BY bm25(kb_search, 0.0, 4.0, 1.0), s.article_id LIMIT :limit")
+    else:
+        params["q"] = kb_text.tsquery(terms, any_term)
+        sql = ("SELECT s.article_id, ts_rank(s.document, q) AS score "
+               "FROM kb_search s JOIN kb_articles a ON a.id = s.article_id, "
+               "to_tsquery('simple', :q) q "
+               f"WHERE s.document @@ q AND a.status IN ({status_in}){category} "
+               "ORDER BY score DESC, s.article_id LIMIT :limit")
+    return [(row[0], float(row[1])) for row in session.execute(text(sql), params)]
+
+
+def _visible_statuses(principal: dict | None, status: str | None) -> tuple[str, ...]:
+    allowed = ("draft", "published", "archived") if is_writer(principal) else ("published",)
+    if status is None:
+        return ("published",) if "draft" not in allowed else ("draft", "published")
+    return (status,) if status in allowed else ()
+
+
+def search(svc: Any, query: str, principal: dict | None, limit: int = 20,
+           status: str | None = None, category_id: str | None = None,
+           any_term: bool = False) -> dict[str, Any]:
+    terms = kb_text.query_terms(query)
+    if not terms:
+        raise ValidationFailed.for_fields({"q": ["Has no word to search for."]})
+    statuses = _visible_statuses(principal, status)
+    if not statuses:
+        return {"items": [], "terms": terms}
+    with svc.db.read() as session:
+        hits = _matches(session, terms, statuses, limit, any_term, category_id)
+        rows = {a.id: a for a in session.scalars(
+            select(KbArticle).where(KbArticle.id.in_([h[0] for h in hits])))}
+    items = []
+    for article_id, score in hits:
+        row = rows[article_id]
+        items.append({"id": row.id, "title": row.title, "status": row.status,
+                      "category_id": row.category_id, "tags": list(row.tags or []),
+                      "language": row.language, "score": score,
+                      "title_highlight": kb_text.snippet(row.title, terms, width=300),
+                      "snippet": kb_text.snippet(row.body, terms)})
+    return {"items": items, "terms": terms}
+
+
+def suggest(svc: Any, subject: str, body: str, limit: int = 5) -> dict[str, Any]:
+    """The published articles that best match a ticket being written: any of its words."""
+    terms = kb_text.query_terms(f"{subject} {body}")[:64]
+    if not terms:
+        return {"items": [], "terms": []}
+    return search(svc, " ".join(terms), {"role": "customer"}, limit=limit, any_term=True)
+
+
+# -- categories ---------------------------------------------------------------------------
+
+
+def create_category(svc: Any, data: dict, principal: dict | None) -> dict[str, Any]:
+    _require_writer(principal)
+    row = KbCategory(id=str(uuid.uuid4()), name=data["name"].strip(),
+                     description=data.get("description"), created_at=utcnow())
+    try:
+        with svc.db.begin() as session:
+            session.add(row)
+    except IntegrityError:
+        raise Conflict("a category with this name exists", {"field": "name"}) from None
+    return category_dict(row)
+
+
+def list_categories(svc: Any) -> dict[str, Any]:
+    with svc.db.read() as session:
+        rows = session.scalars(select(KbCategory).order_by(KbCategory.name)).all()
+        return {"items": [category_dict(r) for r in rows]}
+
+
+# -- articles -----------------------------------------------------------------------------
+
+
+def _check_category(session: Session, category_id: str | None) -> None:
+    if category_id is not None and session.get(KbCategory, category_id) is None:
+        raise ValidationFailed.for_fields({"category_id": ["No such category."]})
+
+
+def _snapshot(session: Session, row: KbArticle, author_id: str | None) -> None:
+    session.add(KbArticleVersion(
+        article_id=row.id, version=row.version, title=row.title, body=row.body,
+        body_format=row.body_format, category_id=row.category_id, tags=list(row.tags or []),
+        language=row.language, author_id=author_id, created_at=utcnow()))
+
+
+def _event_data(row: KbArticle) -> dict[str, Any]:
+    return {"article_id": row.id, "title": row.title, "version": row.version,
+            "status": row.status, "category_id": row.category_id,
+            "language": row.language, "author_id": row.author_id}
+
+
+def create_article(svc: Any, data: dict, principal: dict | None,
+                   source_ticket_id: str | None = None) -> dict[str, Any]:
+    _require_writer(principal)
+    now = utcnow()
+    row = KbArticle(
+        id=str(uuid.uuid4()), title=data["title"], body=data["body"],
+        body_format=data.get("body_format") or "markdown",
+        category_id=data.get("category_id"), tags=list(data.get("tags") or []),
+        language=data.get("language") or "zh", status="draft", version=0,
+        author_id=(principal or {}).get("user_id"), source_ticket_id=source_ticket_id,
+        helpful_yes=0, helpful_no=0, created_at=now, updated_at=now, published_at=None)
+    with svc.db.begin() as session:
+        _check_category(session, row.category_id)
+        session.add(row)
+        session.flush()
+        index_article(session, row.id, row.title, row.body)
+    return article_dict(row)
+
+
+def create_article_from(svc: Any, title: str, body: str, source_ticket_id: str,
+                        principal: dict | None = None) -> dict[str, Any]:
+    """A draft article from a solved ticket: one call for the tickets part."""
+    return create_article(svc, {"title": title, "body": body, "body_format": "text"},
+                          principal, source_ticket_id=source_ticket_id)
+
+
+def _load(session: Session, article_id: str, principal: dict | None,
+          for_update: bool = False) -> KbArticle:
+    row = session.get(KbArticle, article_id, with_for_update=for_update or None)
+    if row is None or (row.status != "published" and not is_writer(principal)):
+        raise NotFound(f"article {article_id} not found")
+    return row
+
+
+def get_article(svc: Any, article_id: str, principal: dict | None) -> dict[str, Any]:
+    with svc.db.read() as session:
+        return article_dict(_load(session, article_id, principal))
+
+
+def list_articles(svc: Any, filters: dict, principal: dict | None, cursor: str | None,
+                  limit: int) -> dict[str, Any]:
+    statuses = _visible_statuses(principal, filters.get("status"))
+    if filters.get("status") is None and is_writer(principal):
+        statuses = ("draft", "published", "archived")
+    query = select(KbArticle).where(KbArticle.status.in_(statuses)).order_by(KbArticle.id)
+    if filters.get("category_id"):
+        query = query.where(KbArticle.category_id == filters["category_id"])
+    if filters.get("language"):
+        query = query.where(KbArticle.language == filters["language"])
+    if cursor:
+        query = query.where(KbArticle.id > cursor)
+    with svc.db.read() as session:
+        rows = session.scalars(query.limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"items": [article_dict(r) for r in rows],
+            "next_cursor": rows[-1].id if more and rows else None}
+
+
+def update_article(svc: Any, article_id: str, data: dict,
+                   principal: dict | None) -> dict[str, Any]:
+    """An edit; of a published article it is a new version (the old ones stay readable)."""
+    _require_writer(principal)
+    with svc.db.begin() as session:
+        row = _load(session, article_id, principal, for_update=True)
+        if row.status == "archived":
+            raise PreconditionFailed("an archived article cannot be edited")
+        if "category_id" in data:
+            _check_category(session, data["category_id"])
+        changed = False
+        for key in EDITABLE:
+            if key in data and getattr(row, key) != data[key]:
+                setattr(row, key, list(data[key]) if key == "tags" else data[key])
+                changed = True
+        if changed:
+            row.updated_at = utcnow()
+            index_article(session, row.id, row.title, row.body)
+            if row.status == "published":
+                row.version += 1
+                _snapshot(session, row, (principal or {}).get("user_id"))
+                session.flush()
+                svc.events.record(session, "kb_article_updated", _event_data(row))
+        return article_dict(row)
+
+
+def publish_article(svc: Any, article_id: str, principal: dict | None) -> dict[str, Any]:
+    _require_writer(principal)
+    with svc.db.begin() as session:
+        row = _load(session, article_id, principal, for_update=True)
+        if row.status == "published":
+            return article_dict(row)
+        row.status, row.version = "published", row.version + 1
+        row.published_at = row.updated_at = utcnow()
+        _snapshot(session, row, (principal or {}).get("user_id"))
+        session.flush()
+        svc.events.record(session, "kb_article_published", _event_data(row))
+        return article_dict(row)
+
+
+def archive_article(svc: Any, article_id: str, principal: dict | None) -> dict[str, Any]:
+    _require_writer(principal)
+    with svc.db.begin() as session:
+        row = _load(session, article_id, principal, for_update=True)
+        if row.status != "archived":
+            row.status, row.updated_at = "archived", utcnow()
+        return article_dict(row)
+
+
+def list_versions(svc: Any, article_id: str, principal: dict | None) -> dict[str, Any]:
+    with svc.db.read() as session:
+        _load(session, article_id, principal)
+        rows = session.scalars(select(KbArticleVersion)
+                               .where(KbArticleVersion.article_id == article_id)
+                               .order_by(KbArticleVersion.version.desc())).all()
+        return {"items": [version_dict(r) for r in rows]}
+
+
+def get_version(svc: Any, article_id: str, version: int,
+                principal: dict | None) -> dict[str, Any]:
+    with svc.db.read() as session:
+        _load(session, article_id, principal)
+        row = session.get(KbArticleVersion, (article_id, version))
+        if row is None:
+            raise NotFound(f"version {version} of article {article_id} not found")
+        return version_dict(row)
+
+
+def give_feedback(svc: Any, article_id: str, helpful: bool, comment: str | None,
+                  principal: dict | None) -> dict[str, Any]:
+    with svc.db.begin() as session:
+        row = _load(session, article_id, principal, for_update=True)
+        if row.status != "published":
+            raise PreconditionFailed("feedback is taken on published articles only")
+        session.add(KbFeedback(id=str(uuid.uuid4()), article_id=row.id, helpful=helpful,
+                               comment=comment, user_id=(principal or {}).get("user_id"),
+                               created_at=utcnow()))
+        if helpful:
+            row.helpful_yes += 1
+        else:
+            row.helpful_no += 1
+        session.flush()
+        counts = session.execute(select(func.count()).select_from(KbFeedback)
+                                 .where(KbFeedback.article_id == row.id)).scalar_one()
+        return {"article_id": row.id, "helpful_yes": row.helpful_yes,
+                "helpful_no": row.helpful_no, "feedback_count": counts}
