@@ -91,7 +91,14 @@ class ApprovalAbsenceSchema(StrictSchema):
     until = fields.AwareDateTime(required=True)
 
 
-ApprovalPageSchema = PageSchema
+APPROVAL_BOXES = ("inbox", "submitted")
+
+
+class ApprovalPageSchema(PageSchema):
+    """A page of my approvals: `inbox` (waiting for my answer) or `submitted` (mine, any
+    status)."""
+
+    box = fields.String(load_default="inbox", validate=validate.OneOf(APPROVAL_BOXES))
 
 
 class ApprovalEvent(Schema):

@@ -104,9 +104,10 @@ class ContractsService(PlatformEndpoints):
 
     @rpc
     def list_my_approvals(self, user_id: str, cursor: str | None = None,
-                          limit: int = 50) -> dict[str, Any]:
+                          limit: int = 50, box: str = "inbox") -> dict[str, Any]:
         return approvals.inbox(self, _user(user_id, "user_id"),
-                               load(approval_page_schema, {"cursor": cursor, "limit": limit}))
+                               load(approval_page_schema,
+                                    {"cursor": cursor, "limit": limit, "box": box}))
 
     @rpc
     def current_approval(self, record_type: str, record_id: str) -> dict[str, Any] | None:
