@@ -193,6 +193,8 @@ BUILT_IN: tuple[Service, ...] = (
             "create_price_book", "update_price_book", "get_price_book", "list_price_books",
             "create_quote", "update_quote", "get_quote", "list_quote_versions", "list_quotes",
             "revise_quote", "submit_quote", "mark_quote_sent", "reject_quote", "accept_quote",
+            # contracts
+            "create_contract",
         ),
         records=(
             RecordType("contract", "contract_id"),

@@ -91,7 +91,14 @@ class ApprovalAbsenceSchema(StrictSchema):
     until = fields.AwareDateTime(required=True)
 
 
-ApprovalPageSchema = PageSchema
+APPROVAL_BOXES = ("inbox", "submitted")
+
+
+class ApprovalPageSchema(PageSchema):
+    """A page of my approvals: `inbox` (waiting for my answer) or `submitted` (mine, any
+    status)."""
+
+    box = fields.String(load_default="inbox", validate=validate.OneOf(APPROVAL_BOXES))
 
 
 class ApprovalEvent(Schema):
@@ -469,3 +476,26 @@ EVENT_SCHEMAS.update({
     "quote_status_changed": QuoteStatusChanged,
     "quote_accepted": QuoteAccepted,
 })
+# -- contracts ----
+class ContractCreateSchema(StrictSchema):
+    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    customer_id = fields.String(required=True, validate=validate.Length(min=1, max=36))
+    opportunity_id = fields.String(load_default=None, allow_none=True,
+                                   validate=validate.Length(max=36))
+    amount = fields.Decimal(required=True, as_string=True, places=2,
+                            validate=validate.Range(min=0, max=10**12))
+    currency = fields.String(load_default="CNY", validate=validate.Length(equal=3))
+
+
+class ContractSnapshot(Schema):
+    id = fields.String(required=True)
+    number = fields.String(required=True)
+    status = fields.String(required=True)
+    amount = fields.String(required=True)
+
+
+class ContractCreated(Schema):
+    contract = fields.Nested(ContractSnapshot, required=True)
+
+
+EVENT_SCHEMAS.update({"contract_created": ContractCreated})

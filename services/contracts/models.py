@@ -208,3 +208,65 @@ class QuoteVersion(Base):
     terms: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_by: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# -- contracts ----
+class ContractCounter(Base):
+    """The contract number sequence of one year: locked and incremented in the transaction
+    that inserts the contract, so numbers have no gaps and no duplicates."""
+
+    __tablename__ = "contract_counters"
+
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Contract(Base):
+    __tablename__ = "contracts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    customer_id: Mapped[str] = mapped_column(String(36), index=True)
+    opportunity_id: Mapped[str | None] = mapped_column(String(36))
+    owner_id: Mapped[str] = mapped_column(String(36), index=True)
+    amount: Mapped[str] = mapped_column(String(32))
+    currency: Mapped[str] = mapped_column(String(3), default="CNY")
+    parties: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    clauses: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    start_date: Mapped[str | None] = mapped_column(String(10))
+    end_date: Mapped[str | None] = mapped_column(String(10))
+    renews_id: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Instalment(Base):
+    """One instalment of a contract's payment plan; `paid` is the sum of its allocations."""
+
+    __tablename__ = "contract_instalments"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    contract_id: Mapped[str] = mapped_column(String(36), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    due_date: Mapped[str] = mapped_column(String(10))
+    amount: Mapped[str] = mapped_column(String(32))
+    paid: Mapped[str] = mapped_column(String(32), default="0.00")
+    status: Mapped[str] = mapped_column(String(20))
+
+
+class Receipt(Base):
+    """Money received for a contract (by a user or from the ERP) and how it was allocated."""
+
+    __tablename__ = "contract_receipts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    contract_id: Mapped[str] = mapped_column(String(36), index=True)
+    amount: Mapped[str] = mapped_column(String(32))
+    received_on: Mapped[str] = mapped_column(String(10))
+    method: Mapped[str | None] = mapped_column(String(40))
+    reference: Mapped[str | None] = mapped_column(String(100))
+    allocations: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -14,11 +14,13 @@ from services.contracts.contract import (
     ApprovalFlowWriteSchema,
     ApprovalPageSchema,
     ApprovalSubmitSchema,
+    ContractCreateSchema,
     PrintTemplateWriteSchema,  # pdf
 )
 from services.contracts.models import inbox as approvals_inbox
 from services.contracts.models import outbox
 from services.contracts.usecases import approvals
+from services.contracts.usecases import contracts as contracts_uc
 from services.contracts.usecases import printing as print_usecases  # pdf
 from shared.consumer import event_handler
 from shared.context import CallContext, Context
@@ -39,6 +41,7 @@ approval_delegate_schema = ApprovalDelegateSchema()
 approval_absence_schema = ApprovalAbsenceSchema()
 approval_page_schema = ApprovalPageSchema()
 print_template_schema = PrintTemplateWriteSchema()  # pdf
+contract_create_schema = ContractCreateSchema()
 
 
 def _user(value: Any, name: str) -> str:
@@ -104,9 +107,10 @@ class ContractsService(PlatformEndpoints):
 
     @rpc
     def list_my_approvals(self, user_id: str, cursor: str | None = None,
-                          limit: int = 50) -> dict[str, Any]:
+                          limit: int = 50, box: str = "inbox") -> dict[str, Any]:
         return approvals.inbox(self, _user(user_id, "user_id"),
-                               load(approval_page_schema, {"cursor": cursor, "limit": limit}))
+                               load(approval_page_schema,
+                                    {"cursor": cursor, "limit": limit, "box": box}))
 
     @rpc
     def current_approval(self, record_type: str, record_id: str) -> dict[str, Any] | None:
@@ -356,3 +360,20 @@ class QuotesEndpoints:
 # Mixed in here rather than in the class statement so that each part of the service adds its
 # endpoints in its own section (nameko finds entrypoints and dependencies through the MRO).
 ContractsService.__bases__ = (QuotesEndpoints, *ContractsService.__bases__)
+
+
+# -- contracts ----
+class ContractEndpoints:
+    """Contracts created directly (services/contracts/usecases/contracts.py), mixed into
+    ContractsService like the quotes' endpoints."""
+
+    @rpc
+    def create_contract(self, data: dict, owner_id: str) -> dict[str, Any]:
+        loaded = load(contract_create_schema, data)
+        with self.db.begin() as session:
+            created = contracts_uc.create_contract(session, loaded, _user(owner_id, "owner_id"))
+            self.events.record(session, "contract_created", {"contract": created})
+        return created
+
+
+ContractsService.__bases__ = (ContractEndpoints, *ContractsService.__bases__)

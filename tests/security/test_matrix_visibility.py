@@ -934,6 +934,7 @@ LISTS = {
     "GET /quotes": {},
     "GET /exports/{entity}": {"entity": "customers"},
     "GET /leads?in_pool=true": {},
+    "GET /approvals?box=submitted": {},  # others' submissions never in my 我提交的
 }
 
 

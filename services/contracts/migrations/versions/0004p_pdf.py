@@ -1,7 +1,7 @@
 """pdf
 
 Revision ID: 0004p
-Revises: 0002q
+Revises: 0005c
 Create Date: 2026-12-03 08:00:47.906226
 """
 from alembic import op
@@ -10,7 +10,7 @@ import shared.db
 
 
 revision = '0004p'
-down_revision = '0002q'  # chained after quotes' (on main first)
+down_revision = '0005c'  # chained after the contracts part's (on main first)
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,134 @@
+"""Contracts use cases: creation with a gap-free number (services/contracts/domain/contracts.py)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from services.contracts.domain import contracts as domain
+from services.contracts.models import Contract, ContractCounter, Instalment, Receipt
+from shared.envelope import utcnow
+
+
+def next_number(session: Session, year: int) -> str:
+    """Take the next number of `year` in the caller's transaction: the counter row is created
+    once (a concurrent creator loses the insert and retries the update), then incremented with
+    UPDATE ... RETURNING, which holds the row lock (PostgreSQL) or the write lock (SQLite)
+    until the contract insert commits; a rollback gives the number back."""
+    stmt = (update(ContractCounter).where(ContractCounter.year == year)
+            .values(value=ContractCounter.value + 1).returning(ContractCounter.value))
+    value = session.execute(stmt).scalar_one_or_none()
+    if value is None:
+        try:
+            with session.begin_nested():
+                session.execute(insert(ContractCounter).values(year=year, value=0))
+        except IntegrityError:
+            pass
+        value = session.execute(stmt).scalar_one()
+    return domain.format_number(year, value)
+
+
+def create_contract(session: Session, data: dict[str, Any], owner_id: str) -> dict[str, Any]:
+    now = utcnow()
+    contract = Contract(
+        id=str(uuid.uuid4()), number=next_number(session, now.year), status="draft",
+        title=data["title"], customer_id=data["customer_id"],
+        opportunity_id=data.get("opportunity_id"), owner_id=owner_id,
+        amount=str(domain.money(data["amount"])), currency=data.get("currency", "CNY"),
+        parties=data.get("parties", []), clauses=data.get("clauses", []),
+        attachments=data.get("attachments", []), start_date=data.get("start_date"),
+        end_date=data.get("end_date"), renews_id=data.get("renews_id"),
+        created_at=now, updated_at=now)
+    session.add(contract)
+    session.flush()
+    return {"id": contract.id, "number": contract.number, "status": contract.status,
+            "amount": contract.amount}
+
+
+def numbers(session: Session) -> list[str]:
+    return list(session.execute(select(Contract.number).order_by(Contract.number)).scalars())
+
+
+def _contract(session: Session, contract_id: str, lock: bool = False) -> Contract:
+    from shared.errors import NotFound
+
+    stmt = select(Contract).where(Contract.id == contract_id)
+    contract = session.execute(stmt.with_for_update() if lock else stmt).scalar_one_or_none()
+    if contract is None:
+        raise NotFound(f"no contract {contract_id}")
+    return contract
+
+
+def _instalments(session: Session, contract_id: str) -> list[Instalment]:
+    return list(session.execute(select(Instalment).where(Instalment.contract_id == contract_id)
+                                .order_by(Instalment.seq)).scalars())
+
+
+def _as_dict(i: Instalment) -> dict[str, Any]:
+    return {"id": i.id, "seq": i.seq, "due_date": date.fromisoformat(i.due_date),
+            "amount": Decimal(i.amount), "paid": Decimal(i.paid), "status": i.status}
+
+
+def put_payment_plan(session: Session, contract_id: str, instalments: list[dict[str, Any]],
+                     as_of: date) -> list[dict[str, Any]]:
+    """Replace the plan of a contract that has no receipts yet."""
+    from shared.errors import Conflict
+
+    contract = _contract(session, contract_id, lock=True)
+    if session.execute(select(Receipt.id).where(Receipt.contract_id == contract_id)).first():
+        raise Conflict("the contract has receipts; its plan can no longer be replaced")
+    plan = domain.build_plan(Decimal(contract.amount), instalments)
+    session.execute(delete(Instalment).where(Instalment.contract_id == contract_id))
+    for item in plan:
+        session.add(Instalment(
+            id=str(uuid.uuid4()), contract_id=contract_id, seq=item["seq"],
+            due_date=item["due_date"].isoformat(), amount=str(item["amount"]), paid="0.00",
+            status=domain.instalment_status(item["amount"], Decimal(0), item["due_date"],
+                                            as_of)))
+    session.flush()
+    return [_view(i) for i in _instalments(session, contract_id)]
+
+
+def _view(i: Instalment) -> dict[str, Any]:
+    return {"id": i.id, "seq": i.seq, "due_date": i.due_date, "amount": i.amount,
+            "paid": i.paid, "status": i.status}
+
+
+def record_receipt(session: Session, contract_id: str, data: dict[str, Any],
+                   as_of: date) -> dict[str, Any]:
+    _contract(session, contract_id, lock=True)
+    amount = domain.money(data["amount"])
+    rows = _instalments(session, contract_id)
+    allocations = domain.match_receipt([_as_dict(i) for i in rows], amount,
+                                       data.get("instalment_id"))
+    by_id = {i.id: i for i in rows}
+    for inst_id, take in allocations:
+        inst = by_id[inst_id]
+        paid = Decimal(inst.paid) + take
+        inst.paid = str(domain.money(paid))
+        inst.status = domain.instalment_status(Decimal(inst.amount), paid,
+                                               date.fromisoformat(inst.due_date), as_of)
+    receipt = Receipt(id=str(uuid.uuid4()), contract_id=contract_id, amount=str(amount),
+                      received_on=data["received_on"].isoformat(), method=data.get("method"),
+                      reference=data.get("reference"),
+                      allocations=[{"instalment_id": i, "amount": str(a)}
+                                   for i, a in allocations], created_at=utcnow())
+    session.add(receipt)
+    session.flush()
+    return {"id": receipt.id, "amount": receipt.amount, "allocations": receipt.allocations}
+
+
+def receivables(session: Session, contract_id: str, as_of: date) -> dict[str, str]:
+    contract = _contract(session, contract_id)
+    received = sum((Decimal(a) for a in session.execute(
+        select(Receipt.amount).where(Receipt.contract_id == contract_id)).scalars()), Decimal(0))
+    result = domain.receivables(Decimal(contract.amount),
+                                [_as_dict(i) for i in _instalments(session, contract_id)],
+                                received, as_of)
+    return {k: str(domain.money(v)) for k, v in result.items()}
