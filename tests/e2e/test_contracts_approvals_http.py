@@ -143,3 +143,22 @@ def test_manager_from_the_directory_delegate_reject_to_previous_and_recall(syste
     assert recalled["status"] == "recalled"
     assert [t["action"] for t in recalled["trail"]] == [
         "submitted", "delegated", "approve", "reject", "returned", "recalled"]
+    handed = recalled["trail"][1]
+    assert (handed["actor"], handed["to_user"], handed["comment"]) == (
+        users["manager"], users["zhangwei"], "请代批")
+    assert "to_user" not in recalled["trail"][0]
+
+    # 我提交的: the submitter's own, whatever the status; not the approvers', not another team's
+    mine = _ok(system.get("/approvals", user="lina", params={"box": "submitted"}))
+    assert approval_id in [item["id"] for item in mine["items"]]
+    assert all(item["submitter"] == users["lina"] for item in mine["items"])
+    assert [i for i in mine["items"] if i["id"] == approval_id][0]["status"] == "recalled"
+    first = _ok(system.get("/approvals", user="lina", params={"box": "submitted", "limit": 1}))
+    assert len(first["items"]) == 1
+    for other in ("manager", "zhangwei", "chenjing"):
+        theirs = _ok(system.get("/approvals", user=other, params={"box": "submitted"}))
+        assert approval_id not in [item["id"] for item in theirs["items"]], other
+    assert approval_id not in [
+        i["id"] for i in _ok(system.get("/approvals", user="lina"))["items"]]
+    bad_box = system.get("/approvals", user="lina", params={"box": "all"})
+    assert bad_box.status_code == 422 and "box" in bad_box.json()["errors"], bad_box.text

@@ -222,3 +222,30 @@ def test_concurrent_submissions_of_one_record_leave_one_pending(service):
     assert sorted(outcomes).count("conflict") == 3, outcomes
     with service.db.begin() as session, pytest.raises(Conflict):
         require_unlocked(session, "deal", "d-7")
+
+
+def test_submitted_box_lists_my_own_submissions_paged(service):
+    service.define_approval_flow(FLOW)
+    first = submit(service, "d-1")
+    second = submit(service, "d-2")
+    other = submit(service, "d-3", submitter="mgr")
+    service.recall_approval(first["id"], "rep", None)  # any status stays in the box
+
+    mine = service.list_my_approvals("rep", box="submitted")
+    assert [item["id"] for item in mine["items"]] == [second["id"], first["id"]]
+    assert {item["status"] for item in mine["items"]} == {"pending", "recalled"}
+    assert all(item["submitter"] == "rep" for item in mine["items"])
+    assert mine["next_cursor"] is None
+    page = service.list_my_approvals("rep", limit=1, box="submitted")
+    assert [item["id"] for item in page["items"]] == [second["id"]]
+    rest = service.list_my_approvals("rep", cursor=page["next_cursor"], limit=1,
+                                     box="submitted")
+    assert [item["id"] for item in rest["items"]] == [first["id"]]
+    # an approver sees only their own submission there, never the ones they answer
+    assert [item["id"] for item in service.list_my_approvals("mgr", box="submitted")["items"]
+            ] == [other["id"]]
+    assert second["id"] in [item["id"] for item in service.list_my_approvals("mgr")["items"]]
+    assert service.list_my_approvals("rep")["items"] == []  # the inbox is still the default
+    with pytest.raises(ValidationFailed) as bad:
+        service.list_my_approvals("rep", box="everything")
+    assert list(bad.value.errors) == ["box"]

@@ -320,10 +320,14 @@ def get_instance(worker: Worker, instance_id: str, user_id: str | None,
 
 
 def inbox(worker: Worker, user_id: str, page: dict[str, Any]) -> dict[str, Any]:
-    """The pending approvals waiting for the user's answer, newest submission first."""
-    query = select(ApprovalInstance).join(
-        ApprovalTask, ApprovalTask.instance_id == ApprovalInstance.id).where(
-        ApprovalTask.user_id == user_id)
+    """Box `inbox` (default): the pending approvals waiting for the user's answer; box
+    `submitted`: the user's own submissions, whatever their status. Newest submission first."""
+    if page.get("box") == "submitted":
+        query = select(ApprovalInstance).where(ApprovalInstance.submitter_id == user_id)
+    else:
+        query = select(ApprovalInstance).join(
+            ApprovalTask, ApprovalTask.instance_id == ApprovalInstance.id).where(
+            ApprovalTask.user_id == user_id)
     query = page_after(query, ApprovalInstance.submitted_at, ApprovalInstance.id,
                        page.get("cursor"), page["limit"])
     with worker.db.begin() as session:

@@ -13,8 +13,7 @@ from marshmallow import RAISE, Schema, fields, validate
 
 from services.contracts import contract
 from services.gateway.app import current_principal, require_role, rpc_call
-from services.gateway.http_schemas import PageQuerySchema as ApprovalPageQuerySchema
-from services.gateway.http_schemas import StrictSchema, page_of
+from services.gateway.http_schemas import CURSOR_DESCRIPTION, StrictSchema, page_of, paged
 
 blp = Blueprint("contracts_approvals", __name__,
                 description="Approval flows and approvals (审批): inbox, trail, decisions.")
@@ -48,6 +47,16 @@ class ApprovalFlowQuerySchema(StrictSchema):
     record_type = fields.String(load_default=None, validate=validate.Length(max=64))
 
 
+class ApprovalBoxSchema(StrictSchema):
+    box = fields.String(load_default="inbox", validate=validate.OneOf(contract.APPROVAL_BOXES),
+                        metadata={"description": "inbox (default): waiting for your answer; "
+                                                 "submitted: your own submissions, any status"})
+
+
+ApprovalPageQuerySchema = paged(ApprovalBoxSchema, "ApprovalPageQuerySchema",
+                                cursor_description=CURSOR_DESCRIPTION)
+
+
 class TrailEntrySchema(Schema):
     at = fields.String()
     actor = fields.String(allow_none=True)
@@ -56,6 +65,8 @@ class TrailEntrySchema(Schema):
                                                     "approved, voided"})
     comment = fields.String(allow_none=True)
     step = fields.Integer(allow_none=True)
+    to_user = fields.String(metadata={"description": "delegated: the user id the answer was "
+                                                     "handed to"})
     terms_hash = fields.String()
     terms_version = fields.Integer()
 
@@ -141,9 +152,11 @@ def update_flow(data: dict[str, Any], flow_id: str) -> Any:
 @blp.arguments(ApprovalPageQuerySchema(), location="query", unknown=RAISE)
 @blp.response(200, ApprovalPageSchema)
 def my_approvals(query: dict[str, Any]) -> Any:
-    """The approvals waiting for your answer, newest submission first."""
+    """My approvals, newest submission first: `box=inbox` (default) those waiting for your
+    answer, `box=submitted` your own submissions whatever their status."""
     return rpc_call("contracts", "list_my_approvals", user_id=current_principal().user_id,
-                    cursor=query.get("cursor"), limit=query.get("limit") or 50)
+                    cursor=query.get("cursor"), limit=query.get("limit") or 50,
+                    box=query["box"])
 
 
 @blp.route("/approvals/<string:approval_id>", methods=["GET"])

@@ -21,6 +21,7 @@ export interface TrailEntry {
   action: string
   comment: string | null
   step: number | null
+  to_user?: string // delegated: to whom
   terms_hash: string
   terms_version: number
 }

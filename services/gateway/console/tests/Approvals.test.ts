@@ -198,4 +198,42 @@ describe('Approvals', () => {
     expect(wrapper.find('[data-test="approval-status"]').text()).toBe('Recalled')
     wrapper.unmount()
   })
+  it('lists my own submissions under the 我提交的 tab (box=submitted), with their status', async () => {
+    const mine = approval({ id: 'ap9', submitter: 'u-mgr', status: 'recalled', current_step: null, pending_approvers: [], flow_name: '我的报销' })
+    const calls = fakeGateway((call) => {
+      if (call.method === 'GET' && call.url.startsWith('/approvals?') && call.url.includes('box=submitted')) return { body: { items: [mine], next_cursor: null } }
+      if (call.method === 'GET' && call.url.startsWith('/approvals?') && call.url.includes('box=inbox')) return { body: { items: [approval()], next_cursor: null } }
+      return undefined
+    })
+    const { wrapper } = await mountAt('/approvals')
+    expect(calls[0].url).toContain('box=inbox')
+    const tabs = wrapper.findAll('[data-test="approval-boxes"] [role="tab"]').map((tab) => tab.text())
+    expect(tabs).toEqual(['待我审批', '我提交的'])
+    expect(wrapper.findAll('[data-test="approval-item"]').map((item) => item.text())[0]).toContain('采购审批')
+
+    await wrapper.findAll('[data-test="approval-boxes"] [role="tab"]')[1].trigger('click')
+    await settle()
+    expect(calls[calls.length - 1].url).toContain('box=submitted')
+    const items = wrapper.findAll('[data-test="approval-item"]')
+    expect(items).toHaveLength(1)
+    expect(items[0].text()).toContain('我的报销')
+    expect(items[0].find('[data-test="approval-item-status"]').text()).toBe('已撤回')
+    expect(wrapper.find('[data-test="approval-inbox"]').attributes('aria-label')).toBe('我提交的')
+    wrapper.unmount()
+  })
+
+  it('shows whom an approval was delegated to in the trail', async () => {
+    const trail = [
+      { at: '2026-12-03T08:00:00+00:00', actor: 'u-rep', action: 'submitted', comment: null, step: null, terms_hash: HASH, terms_version: 2 },
+      { at: '2026-12-03T08:01:00+00:00', actor: 'u-mgr', action: 'delegated', comment: '请代批', step: 0, to_user: 'u-lina', terms_hash: HASH, terms_version: 2 },
+    ]
+    fakeGateway((call) => (call.method === 'GET' && call.url === '/approvals/ap1' ? { body: approval({ trail }) } : undefined))
+    const { wrapper } = await mountAt('/approvals/ap1')
+    const entries = wrapper.findAll('[data-test="trail-entry"]')
+    expect(entries).toHaveLength(2)
+    expect(entries[0].find('[data-test="trail-delegate"]').exists()).toBe(false)
+    expect(entries[1].text()).toContain('王经理')
+    expect(entries[1].find('[data-test="trail-delegate"]').text()).toBe('· 转交给 李娜')
+    wrapper.unmount()
+  })
 })

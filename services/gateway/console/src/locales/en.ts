@@ -85,7 +85,7 @@ const en: typeof zh = {
     approve: 'Approve', reject: 'Reject', recall: 'Recall', delegate: 'Delegate', delegateTo: 'Delegate to', delegateHint: 'Pick a colleague to answer this step for you',
     approved: 'Approved', rejected: 'Rejected', recalled: 'Recalled', delegated: 'Delegated to {name}', back: 'Back to approvals',
     recallConfirm: 'Recall this approval? The approvers will no longer have to answer.', yourTurn: 'Your decision', submitterHint: 'You submitted this; you can recall it while it is pending.',
-    noSubmittedList: 'Approvals you submitted open from the record\'s link or a notification.', loadMore: 'Load more', noTerms: '(no terms)',
+    mine: 'Submitted', emptySubmitted: 'You have not submitted any approval', delegatedTo: 'to {name}', loadMore: 'Load more', noTerms: '(no terms)',
     quorumOf: '{n} of {m} approvals pass it', stepNotes: 'Notes',
     modes: { all: 'All must approve (会签)', any: 'Any one approves (或签)', quorum: 'Quorum' },
     statuses: { pending: 'Pending', approved: 'Approved', rejected: 'Rejected', recalled: 'Recalled', voided: 'Void' },

@@ -82,7 +82,7 @@ export default {
     approve: '同意', reject: '驳回', recall: '撤回', delegate: '转交', delegateTo: '转交给', delegateHint: '选择一位同事代您审批此步骤',
     approved: '已同意', rejected: '已驳回', recalled: '已撤回', delegated: '已转交给 {name}', back: '返回审批列表',
     recallConfirm: '撤回这条审批？审批人将不再需要处理。', yourTurn: '请您审批', submitterHint: '您是提交人，审批进行中时可以撤回。',
-    noSubmittedList: '您提交的审批可从记录的链接或通知中打开。', loadMore: '加载更多', noTerms: '（无内容）',
+    mine: '我提交的', emptySubmitted: '您还没有提交过审批', delegatedTo: '转交给 {name}', loadMore: '加载更多', noTerms: '（无内容）',
     quorumOf: '{n}/{m} 人同意即通过', stepNotes: '说明',
     modes: { all: '会签（全部同意）', any: '或签（任一人同意）', quorum: '按人数' },
     statuses: { pending: '审批中', approved: '已通过', rejected: '已驳回', recalled: '已撤回', voided: '已失效' },
