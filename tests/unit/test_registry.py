@@ -138,6 +138,7 @@ def test_the_gateway_registers_the_registry_resources() -> None:
         "services.gateway.resources.service_desk_kb",
         "services.gateway.resources.contracts_approvals",
         "services.gateway.resources.contracts_quotes",
+        "services.gateway.resources.contracts_contracts",
         "services.gateway.resources.rules",
     )
     for module in registry.gateway_resource_modules():
