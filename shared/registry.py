@@ -187,7 +187,7 @@ BUILT_IN: tuple[Service, ...] = (
             "verify_approval", "set_approval_absence",
             # pdf
             "create_print_template", "update_print_template", "get_print_template",
-            "list_print_templates", "preview_print_template", "render_quote_pdf",
+            "list_print_templates", "preview_print_template", "render_quote_pdf", "quote_pdf",
             # quotes
             "create_product", "update_product", "get_product", "list_products",
             "create_price_book", "update_price_book", "get_price_book", "list_price_books",

@@ -169,6 +169,18 @@ class ContractsService(PlatformEndpoints):
     def render_quote_pdf(self, quote: dict, template_id: str | None = None) -> str:
         return print_usecases.render_quote_pdf(self, quote, template_id)
 
+    @rpc
+    def quote_pdf(self, quote_id: str, scope: dict | None = None,
+                  version: int | None = None, template_id: str | None = None) -> str:
+        """A quote the caller sees (a version of it, default the current one) as a PDF
+        (base64), with the customer's name as sales gives it to the caller."""
+        scope = load(quote_scope_schema, scope)
+        quote = quotes.read(self.quote_ports, quote_id, scope, version)
+        customer = self._ask_sales("get_customer", customer_id=quote["customer_id"],
+                                   scope=scope, include_contacts=False)
+        return print_usecases.render_quote_pdf(
+            self, print_usecases.printable_quote(quote, customer["name"]), template_id)
+
 
 # -- quotes (products, price books, quotes) ----
 

@@ -325,6 +325,8 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
     "GET /quotes/{quote_id}": (path("quote_id", "quote"),),
     "PATCH /quotes/{quote_id}": (path("quote_id", "quote", {"title": "x"}),),
     "GET /quotes/{quote_id}/versions": (path("quote_id", "quote"),),
+    "GET /quotes/{quote_id}/pdf": (path("quote_id", "quote"),
+                                   query("template_id", "org", {"quote_id": "{own.quote}"})),
     "GET /quotes/{quote_id}/versions/{number}": (
         Check("path", "quote_id", "quote", path={"number": "1"}),
         Check("path", "number", "org", path={"quote_id": "{own.quote}"})),

@@ -122,3 +122,36 @@ def render_quote_pdf(worker: Any, quote: dict[str, Any], template_id: str | None
     except printing.TemplateInvalid as exc:
         raise ValidationFailed.for_fields({"body": [str(exc)[:500]]}) from exc
     return base64.b64encode(pdf).decode("ascii")
+
+
+def _percent(value: Any) -> str:
+    return f"{value}%"
+
+
+def _discount_text(discount: dict[str, Any] | None) -> str:
+    if not discount:
+        return ""
+    return _percent(discount["value"]) if discount["kind"] == "percent" else f"¥{discount['value']}"
+
+
+def printable_quote(quote: dict[str, Any], customer_name: str) -> dict[str, Any]:
+    """The fields a print template reads (printing.sample_quote's shape) from a stored quote
+    (usecases/quotes.py's dict). An optional line is printed with a note: it is in no total."""
+    lines = []
+    for line in quote["lines"]:
+        note = line.get("note")
+        if line.get("optional"):
+            note = f"{note}（可选，不计入合计）" if note else "可选，不计入合计"
+        lines.append({
+            "product_code": line["product_code"], "product_name": line["product_name"],
+            "unit": line["unit"], "quantity": line["quantity"], "unit_price": line["unit_price"],
+            "discount": _discount_text(line.get("discount")),
+            "tax_rate": _percent(line["tax_rate"]), "net": line["net"], "tax": line["tax"],
+            "total": line["total"], "section": line.get("section"), "note": note,
+        })
+    totals = quote["totals"]
+    return {"id": quote["id"], "number": quote["id"][:8].upper(), "version": quote["version"],
+            "customer_name": customer_name, "lines": lines,
+            "totals": {"net": totals["net_total"], "tax": totals["tax_total"],
+                       "total": totals["grand_total"]},
+            "amount_in_words": quote["amount_in_words"], "valid_until": quote["valid_until"]}
