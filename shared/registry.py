@@ -198,6 +198,10 @@ BUILT_IN: tuple[Service, ...] = (
             "revise_quote", "submit_quote", "mark_quote_sent", "reject_quote", "accept_quote",
             # contracts
             "create_contract",
+            # contracts (RPC)
+            "get_contract", "list_contracts", "sign_contract", "terminate_contract",
+            "set_payment_plan", "get_payment_plan", "record_receipt", "list_receipts",
+            "contract_receivables",
         ),
         records=(
             RecordType("contract", "contract_id"),
@@ -209,6 +213,7 @@ BUILT_IN: tuple[Service, ...] = (
             "services.gateway.resources.contracts_approvals",  # approvals
             "services.gateway.resources.contracts_print",  # pdf
             "services.gateway.resources.contracts_quotes",  # quotes
+            "services.gateway.resources.contracts_contracts",  # contracts
         ),
     ),
     Service(
