@@ -979,9 +979,7 @@ LISTS = {
     "GET /opportunities": {}, "GET /opportunities/board": {}, "GET /tasks": {},
     "GET /notifications": {}, "GET /rule-runs": {}, "GET /api-keys": {},
     "GET /users": {}, "GET /webhooks": {}, "GET /approvals": {},
-    "GET /quotes": {}, "GET /tickets": {},
-    "GET /quotes": {},
-    "GET /contracts": {},
+    "GET /quotes": {}, "GET /tickets": {}, "GET /contracts": {},
     "GET /exports/{entity}": {"entity": "customers"},
     "GET /leads?in_pool=true": {},
     "GET /approvals?box=submitted": {},  # others' submissions never in my 我提交的
