@@ -13,6 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.contracts.models import QuoteVersion
+from services.contracts.usecases.pricing import today
+from services.contracts.usecases.quotes import price_terms
 from shared.errors import Conflict, Forbidden, NotFound
 from tests.service.test_contracts_quotes_service import (  # noqa: F401 (fixtures)
     REP_A,
@@ -166,15 +168,16 @@ def test_reject_and_recall_return_the_quote_to_draft(world):
     assert contracts.get_quote(quote["id"], scope=REP_A)["status"] == "draft"
 
 
-def _tamper(contracts, quote_id: str, price: str) -> None:
-    """A write that skipped every use case (an import, a script): the stored terms change."""
+def _tamper(contracts, quote_id: str, price: str, consistent: bool) -> None:
+    """A write that skipped every use case (an import, a script): the stored terms change,
+    with figures that add up (`consistent`) or without."""
     with contracts.db.begin() as session:
         assert isinstance(session, Session)
         row = session.scalars(select(QuoteVersion).where(
             QuoteVersion.quote_id == quote_id)).one()
         terms = dict(row.terms)
         terms["lines"] = [{**terms["lines"][0], "unit_price": price}, *terms["lines"][1:]]
-        row.terms = terms
+        row.terms = price_terms(session, terms, None, today()) if consistent else terms
 
 
 def test_send_and_accept_reverify_the_approved_terms(world):
@@ -183,7 +186,7 @@ def test_send_and_accept_reverify_the_approved_terms(world):
     contracts.submit_quote(quote["id"], scope=REP_A)
     approval_id = contracts.current_approval("quote", quote["id"])["id"]
     approve_all(contracts, approval_id)
-    _tamper(contracts, quote["id"], "1")
+    _tamper(contracts, quote["id"], "1", consistent=True)
     with pytest.raises(Conflict) as err:
         contracts.mark_quote_sent(quote["id"], scope=REP_A)
     assert err.value.extra["reason"] == "approval_invalid"
@@ -196,10 +199,11 @@ def test_send_and_accept_reverify_the_approved_terms(world):
     contracts.submit_quote(quote["id"], scope=REP_A)
     second = contracts.current_approval("quote", quote["id"])["id"]
     approve_all(contracts, second)
-    _tamper(contracts, quote["id"], "2")
+    _tamper(contracts, quote["id"], "2", consistent=False)
     with pytest.raises(Conflict) as err:
         contracts.accept_quote(quote["id"], {}, scope=REP_A)
     assert err.value.extra["reason"] == "approval_invalid"
+    assert "stored figures are not those its lines price to" in err.value.detail
     assert contracts.current_approval("quote", quote["id"])["status"] == "voided"
     assert sales.get_opportunity(opp["id"], scope=REP_A)["status"] == "open"
     assert contracts.get_quote(quote["id"], scope=REP_A)["status"] == "draft"
@@ -214,7 +218,8 @@ def test_terms_needing_approval_cannot_be_sent_without_one(world):
     with contracts.db.begin() as session:
         row = session.scalars(select(QuoteVersion).where(
             QuoteVersion.quote_id == quote["id"])).one()
-        row.terms = {**row.terms, "totals": {**row.terms["totals"], "net_total": "1.00"}}
+        row.terms = price_terms(session, {**row.terms, "discount": {
+            "kind": "percent", "value": "50"}}, None, today())
     with pytest.raises(Conflict) as err:
         contracts.mark_quote_sent(quote["id"], scope=REP_A)
     assert err.value.extra["reason"] == "approval_invalid"

@@ -92,6 +92,11 @@ def _approval_refused(ports: Any, session: Session, quote: Quote, version: Quote
     these terms must be approved with their hash, or no flow may apply to them. A hash that
     differs voids the approval (approval_voided; the callback returns the quote to draft)."""
     terms = approval_terms(quote, version)
+    recomputed = price_terms(session, version.terms, None, today)
+    if (recomputed["totals"], recomputed["lines"]) != (version.terms["totals"],
+                                                       version.terms["lines"]):
+        approvals.void_other_terms(ports, session, RECORD_TYPE, quote.id, recomputed)
+        return "the stored figures are not those its lines price to"
     answer = approvals.verify_in_session(ports, session, RECORD_TYPE, quote.id, terms)
     if answer["valid"]:
         return None
