@@ -168,12 +168,15 @@ BUILT_IN: tuple[Service, ...] = (
             "kb_update_article", "kb_publish_article", "kb_archive_article",
             "kb_list_versions", "kb_get_version", "kb_search", "kb_suggest",
             "kb_give_feedback",
+            # tickets
+            "create_ticket", "get_ticket", "list_tickets", "update_ticket", "add_ticket_reply",
         ),
         records=(RecordType("ticket", "ticket_id"),),
         events_in="contract",
         gateway_resources=(
             "services.gateway.resources.service_desk_sla",  # sla
             "services.gateway.resources.service_desk_kb",  # knowledge base
+            "services.gateway.resources.service_desk_tickets",  # tickets
         ),
     ),
     Service(
