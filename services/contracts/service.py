@@ -3,8 +3,10 @@ schemas and calls one use case (services/contracts/usecases/), whose result is a
 
 from __future__ import annotations
 
-# -- approvals (imports) ----
 from typing import Any
+
+import eventlet
+from nameko.exceptions import UnknownService
 
 from services.contracts.contract import (
     EVENT_SCHEMAS,
@@ -15,24 +17,43 @@ from services.contracts.contract import (
     ApprovalPageSchema,
     ApprovalSubmitSchema,
     ContractCreateSchema,
-    PrintTemplateWriteSchema,  # pdf
+    ContractFiltersSchema,
+    ContractTerminateSchema,
+    PageSchema,
+    PaymentPlanSchema,
+    PriceBookChangeSchema,
+    PriceBookFiltersSchema,
+    PriceBookWriteSchema,
+    PrintTemplateWriteSchema,
+    ProductChangeSchema,
+    ProductFiltersSchema,
+    ProductWriteSchema,
+    QuoteAcceptSchema,
+    QuoteChangeSchema,
+    QuoteCreateSchema,
+    QuoteDecisionSchema,
+    QuoteFiltersSchema,
+    ReceiptCreateSchema,
+    ScopeSchema,
 )
 from services.contracts.models import inbox as approvals_inbox
 from services.contracts.models import outbox
-from services.contracts.usecases import approvals
+from services.contracts.usecases import approvals, quotes
 from services.contracts.usecases import contracts as contracts_uc
-from services.contracts.usecases import printing as print_usecases  # pdf
-from shared.consumer import event_handler
+from services.contracts.usecases import pricing as catalog
+from services.contracts.usecases import printing as print_usecases
+from shared import config
+from shared.consumer import BROKER_ERRORS, event_handler
 from shared.context import CallContext, Context
 from shared.db import Database
-from shared.errors import ValidationFailed
+from shared.errors import DependencyUnavailable, ValidationFailed
 from shared.inbox import first_delivery
 from shared.logging import setup_logging
 from shared.metrics import EntrypointMetrics
 from shared.outbox import EventOutbox
 from shared.payloads import load
 from shared.platform import PlatformEndpoints
-from shared.rpc import rpc
+from shared.rpc import rpc, rpc_proxy
 
 approval_flow_schema = ApprovalFlowWriteSchema()
 approval_submit_schema = ApprovalSubmitSchema()
@@ -40,8 +61,25 @@ approval_decision_schema = ApprovalDecisionSchema()
 approval_delegate_schema = ApprovalDelegateSchema()
 approval_absence_schema = ApprovalAbsenceSchema()
 approval_page_schema = ApprovalPageSchema()
-print_template_schema = PrintTemplateWriteSchema()  # pdf
+print_template_schema = PrintTemplateWriteSchema()
 contract_create_schema = ContractCreateSchema()
+quote_scope_schema = ScopeSchema()
+quote_page_schema = PageSchema()
+product_write_schema = ProductWriteSchema()
+product_change_schema = ProductChangeSchema()
+product_filters_schema = ProductFiltersSchema()
+price_book_write_schema = PriceBookWriteSchema()
+price_book_change_schema = PriceBookChangeSchema()
+price_book_filters_schema = PriceBookFiltersSchema()
+quote_create_schema = QuoteCreateSchema()
+quote_change_schema = QuoteChangeSchema()
+quote_filters_schema = QuoteFiltersSchema()
+quote_decision_schema = QuoteDecisionSchema()
+quote_accept_schema = QuoteAcceptSchema()
+contract_filters_schema = ContractFiltersSchema()
+contract_terminate_schema = ContractTerminateSchema()
+payment_plan_schema = PaymentPlanSchema()
+receipt_create_schema = ReceiptCreateSchema()
 
 
 def _user(value: Any, name: str) -> str:
@@ -59,6 +97,7 @@ class ContractsService(PlatformEndpoints):
     db = Database("contracts")
     events = EventOutbox("contracts", outbox, EVENT_SCHEMAS)
     context: Context = CallContext()
+    sales = rpc_proxy("sales")
     entrypoint_metrics = EntrypointMetrics()
 
     # -- approvals ----
@@ -181,54 +220,7 @@ class ContractsService(PlatformEndpoints):
         return print_usecases.render_quote_pdf(
             self, print_usecases.printable_quote(quote, customer["name"]), template_id)
 
-
-# -- quotes (products, price books, quotes) ----
-
-
-import eventlet  # noqa: E402
-from nameko.exceptions import UnknownService  # noqa: E402
-
-from services.contracts.contract import (  # noqa: E402
-    PageSchema,
-    PriceBookChangeSchema,
-    PriceBookFiltersSchema,
-    PriceBookWriteSchema,
-    ProductChangeSchema,
-    ProductFiltersSchema,
-    ProductWriteSchema,
-    QuoteAcceptSchema,
-    QuoteChangeSchema,
-    QuoteCreateSchema,
-    QuoteDecisionSchema,
-    QuoteFiltersSchema,
-    ScopeSchema,
-)
-from services.contracts.usecases import pricing as catalog  # noqa: E402
-from services.contracts.usecases import quotes  # noqa: E402
-from shared import config  # noqa: E402
-from shared.consumer import BROKER_ERRORS  # noqa: E402
-from shared.errors import DependencyUnavailable  # noqa: E402
-from shared.rpc import rpc, rpc_proxy  # noqa: E402
-
-quote_scope_schema = ScopeSchema()
-quote_page_schema = PageSchema()
-product_write_schema = ProductWriteSchema()
-product_change_schema = ProductChangeSchema()
-product_filters_schema = ProductFiltersSchema()
-price_book_write_schema = PriceBookWriteSchema()
-price_book_change_schema = PriceBookChangeSchema()
-price_book_filters_schema = PriceBookFiltersSchema()
-quote_create_schema = QuoteCreateSchema()
-quote_change_schema = QuoteChangeSchema()
-quote_filters_schema = QuoteFiltersSchema()
-quote_decision_schema = QuoteDecisionSchema()
-quote_accept_schema = QuoteAcceptSchema()
-
-
-class QuotesEndpoints:
-    """Products, price books and quotes (mixed into ContractsService)."""
-
-    sales = rpc_proxy("sales")
+    # -- quotes: products, price books, quotes ----
 
     @property
     def catalog_ports(self) -> catalog.CatalogPorts:
@@ -368,64 +360,17 @@ class QuotesEndpoints:
         return quotes.accept(self.quote_ports, quote_id, load(quote_scope_schema, scope),
                              decision["reason"], decision["stage_id"])
 
-
-# Mixed in here rather than in the class statement so that each part of the service adds its
-# endpoints in its own section (nameko finds entrypoints and dependencies through the MRO).
-ContractsService.__bases__ = (QuotesEndpoints, *ContractsService.__bases__)
-
-
-# -- contracts ----
-from services.contracts.contract import (  # noqa: E402
-    ContractFiltersSchema,
-    ContractTerminateSchema,
-    PaymentPlanSchema,
-    ReceiptCreateSchema,
-)
-from shared.errors import NotFound  # noqa: E402
-
-contract_filters_schema = ContractFiltersSchema()
-contract_terminate_schema = ContractTerminateSchema()
-payment_plan_schema = PaymentPlanSchema()
-receipt_create_schema = ReceiptCreateSchema()
-
-
-class ContractEndpoints:
-    """Contracts created directly (services/contracts/usecases/contracts.py), mixed into
-    ContractsService like the quotes' endpoints."""
+    # -- contracts ----
+    # Create, read, sign, terminate, payment plan, receipts, receivables (usecases/contracts.py).
 
     @rpc
     def create_contract(self, data: dict, scope: dict | None = None) -> dict[str, Any]:
         """A draft contract for a customer (and optional opportunity of that customer) the
         caller sees through sales with the caller's scope; hidden or missing: 422 naming the
         field. The owner is the opportunity's, else the customer's."""
-        loaded = load(contract_create_schema, data)
-        scope = load(quote_scope_schema, scope)
-        try:
-            customer = self._ask_sales("get_customer", customer_id=loaded["customer_id"],
-                                       scope=scope, include_contacts=False)
-        except NotFound:
-            raise ValidationFailed.for_fields({"customer_id": ["no such customer"]}) from None
-        owner_id = customer.get("owner_id")
-        if loaded.get("opportunity_id"):
-            try:
-                opportunity = self._ask_sales("get_opportunity",
-                                              opportunity_id=loaded["opportunity_id"],
-                                              scope=scope)
-            except NotFound:
-                raise ValidationFailed.for_fields(
-                    {"opportunity_id": ["no such opportunity"]}) from None
-            if opportunity.get("customer_id") != customer["id"]:
-                raise ValidationFailed.for_fields(
-                    {"opportunity_id": ["the opportunity is another customer's"]})
-            owner_id = opportunity.get("owner_id") or owner_id
-        owner_id = owner_id or self.context.actor
-        with self.db.begin() as session:
-            created = contracts_uc.create_contract(session, loaded, _user(owner_id, "owner_id"))
-            self.events.record(session, "contract_created", {"contract": created})
-            return contracts_uc.contract_view(contracts_uc._contract(session, created["id"]))
-
-    # -- contracts ----
-    # Read, sign, terminate, payment plan, receipts, receivables (usecases/contracts.py).
+        return contracts_uc.create_for_caller(
+            self, load(contract_create_schema, data), load(quote_scope_schema, scope),
+            self._ask_sales)
 
     @rpc
     def get_contract(self, contract_id: str, scope: dict | None = None) -> dict[str, Any]:
@@ -521,6 +466,3 @@ class ContractEndpoints:
         with self.db.read() as session:
             contracts_uc.visible_contract(session, contract_id, scope)
             return contracts_uc.receivables(session, contract_id, catalog.today())
-
-
-ContractsService.__bases__ = (ContractEndpoints, *ContractsService.__bases__)

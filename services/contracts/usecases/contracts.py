@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session
 from services.contracts.domain import contracts as domain
 from services.contracts.models import Contract, ContractCounter, Instalment, Receipt
 from shared.envelope import utcnow
+from shared.errors import Conflict, NotFound, ValidationFailed
 
 
 def next_number(session: Session, year: int) -> str:
@@ -56,7 +58,6 @@ def numbers(session: Session) -> list[str]:
 
 
 def _contract(session: Session, contract_id: str, lock: bool = False) -> Contract:
-    from shared.errors import NotFound
 
     stmt = select(Contract).where(Contract.id == contract_id)
     contract = session.execute(stmt.with_for_update() if lock else stmt).scalar_one_or_none()
@@ -78,7 +79,6 @@ def _as_dict(i: Instalment) -> dict[str, Any]:
 def put_payment_plan(session: Session, contract_id: str, instalments: list[dict[str, Any]],
                      as_of: date) -> list[dict[str, Any]]:
     """Replace the plan of a contract that has no receipts yet."""
-    from shared.errors import Conflict
 
     contract = _contract(session, contract_id, lock=True)
     if session.execute(select(Receipt.id).where(Receipt.contract_id == contract_id)).first():
@@ -145,7 +145,6 @@ def visible(owner_id: str | None, scope: dict[str, Any]) -> bool:
 def visible_contract(session: Session, contract_id: Any, scope: dict[str, Any],
                      lock: bool = False) -> Contract:
     """The contract when the scope sees its owner; hidden answers like missing (404)."""
-    from shared.errors import NotFound
 
     if not isinstance(contract_id, str) or len(contract_id) > 36:
         raise NotFound(f"no contract {contract_id}")
@@ -215,3 +214,34 @@ def list_receipts(session: Session, contract_id: str) -> dict[str, Any]:
                        "received_on": r.received_on, "method": r.method,
                        "reference": r.reference, "allocations": r.allocations,
                        "created_at": r.created_at.isoformat()} for r in rows]}
+
+
+def create_for_caller(worker: Any, loaded: dict[str, Any], scope: dict[str, Any],
+                      ask_sales: Callable[..., Any]) -> dict[str, Any]:
+    """A draft contract for a customer (and optional opportunity of that customer) the caller
+    sees through sales with the caller's scope; hidden or missing: 422 naming the field. The
+    owner is the opportunity's, else the customer's, else the caller."""
+    try:
+        customer = ask_sales("get_customer", customer_id=loaded["customer_id"], scope=scope,
+                             include_contacts=False)
+    except NotFound:
+        raise ValidationFailed.for_fields({"customer_id": ["no such customer"]}) from None
+    owner_id = customer.get("owner_id")
+    if loaded.get("opportunity_id"):
+        try:
+            opportunity = ask_sales("get_opportunity", opportunity_id=loaded["opportunity_id"],
+                                    scope=scope)
+        except NotFound:
+            raise ValidationFailed.for_fields(
+                {"opportunity_id": ["no such opportunity"]}) from None
+        if opportunity.get("customer_id") != customer["id"]:
+            raise ValidationFailed.for_fields(
+                {"opportunity_id": ["the opportunity is another customer's"]})
+        owner_id = opportunity.get("owner_id") or owner_id
+    owner_id = owner_id or worker.context.actor
+    if not isinstance(owner_id, str) or not owner_id:
+        raise ValidationFailed.for_fields({"owner_id": ["a user id is required"]})
+    with worker.db.begin() as session:
+        created = create_contract(session, loaded, owner_id)
+        worker.events.record(session, "contract_created", {"contract": created})
+        return contract_view(_contract(session, created["id"]))
