@@ -79,7 +79,8 @@ def index_article(session: Session, article_id: str, title: str, body: str) -> N
 
 def _matches(session: Session, terms: list[str], statuses: tuple[str, ...], limit: int,
              any_term: bool, category_id: str | None) -> list[tuple[str, float]]:
-    """(article id, score: higher is better) of the best `limit` matches."""
+    """(article id, score: higher is better) of the best `limit` matches, best first, ties by
+    article id."""
     params: dict[str, Any] = {"limit": limit}
     status_in = ", ".join(f":s{i}" for i in range(len(statuses)))
     params.update({f"s{i}": s for i, s in enumerate(statuses)})
@@ -88,18 +89,42 @@ def _matches(session: Session, terms: list[str], statuses: tuple[str, ...], limi
         category, params["category_id"] = " AND a.category_id = :category_id", category_id
     if session.get_bind().dialect.name == "sqlite":
         params["q"] = kb_text.fts5_match(terms, any_term)
-        sql = ("SELECT s.article_id, -bm25(kb_search, 0.0, 4.0, 1.0) AS score "
-               "FROM kb_search s JOIN kb_articles a ON a.id = s.article_id "
-               f"WHERE kb_search MATCH :q AND a.status IN ({status_in}){category} "
-               "ORDER BY bm25(kb_search, 0.0, 4.0, 1.0), s.article_id LIMIT :limit")
-    else:
-        params["q"] = kb_text.tsquery(terms, any_term)
-        sql = ("SELECT s.article_id, ts_rank(s.document, q) AS score "
-               "FROM kb_search s JOIN kb_articles a ON a.id = s.article_id, "
-               "to_tsquery('simple', :q) q "
-               f"WHERE s.document @@ q AND a.status IN ({status_in}){category} "
-               "ORDER BY score DESC, s.article_id LIMIT :limit")
+        return _matches_sqlite(session, params, status_in, category, limit)
+    params["q"] = kb_text.tsquery(terms, any_term)
+    sql = ("SELECT s.article_id, ts_rank(s.document, q) AS score "
+           "FROM kb_search s JOIN kb_articles a ON a.id = s.article_id, "
+           "to_tsquery('simple', :q) q "
+           f"WHERE s.document @@ q AND a.status IN ({status_in}){category} "
+           "ORDER BY score DESC, s.article_id LIMIT :limit")
     return [(row[0], float(row[1])) for row in session.execute(text(sql), params)]
+
+
+# FTS5's own ranking path: `ORDER BY rank` is answered inside the index (bm25 computed by
+# FTS5 and sorted there, no SQL sorter over every match), so the join to kb_articles only
+# runs for the first rows it hands back until LIMIT is met. The weights: article_id 0,
+# title 4, body 1.
+_SQLITE_RANK = "bm25(0.0, 4.0, 1.0)"
+
+
+def _matches_sqlite(session: Session, params: dict[str, Any], status_in: str, category: str,
+                    limit: int) -> list[tuple[str, float]]:
+    base = ("FROM kb_search s JOIN kb_articles a ON a.id = s.article_id "
+            f"WHERE kb_search MATCH :q AND a.status IN ({status_in}){category} ")
+    fast = (f"SELECT s.article_id, s.rank FROM kb_search s JOIN kb_articles a "
+            f"ON a.id = s.article_id WHERE kb_search MATCH :q AND s.rank MATCH "
+            f"'{_SQLITE_RANK}' AND a.status IN ({status_in}){category} "
+            "ORDER BY s.rank LIMIT :window")
+    rows = [(r[0], float(r[1])) for r in
+            session.execute(text(fast), {**params, "window": limit + 1})]
+    # FTS5 orders equal ranks its own way; ties are broken by article id. One row past the
+    # page tells whether a tie straddles the page's end: then rank every match the slow,
+    # exact way (only where many articles score the same, e.g. identical documents).
+    if len(rows) > limit and limit > 0 and rows[limit][1] == rows[limit - 1][1]:
+        slow = (f"SELECT s.article_id, bm25(kb_search, 0.0, 4.0, 1.0) {base}"
+                "ORDER BY bm25(kb_search, 0.0, 4.0, 1.0), s.article_id LIMIT :limit")
+        rows = [(r[0], float(r[1])) for r in session.execute(text(slow), params)]
+    rows.sort(key=lambda r: (r[1], r[0]))
+    return [(article_id, -rank) for article_id, rank in rows[:limit]]
 
 
 def _visible_statuses(principal: dict | None, status: str | None) -> tuple[str, ...]:
