@@ -61,20 +61,31 @@ def version_dict(row: KbArticleVersion) -> dict[str, Any]:
 # -- the search index ---------------------------------------------------------------------
 
 
-def index_article(session: Session, article_id: str, title: str, body: str) -> None:
-    title_tokens, body_tokens = kb_text.token_text(title), kb_text.token_text(body)
+def index_article(session: Session, row: KbArticle) -> None:
+    """(Re)index an article: its tokens, and on PostgreSQL its status and category beside
+    them (migration 0005f), so call this after any change of those too."""
+    title_tokens, body_tokens = kb_text.token_text(row.title), kb_text.token_text(row.body)
     if session.get_bind().dialect.name == "sqlite":
-        session.execute(text("DELETE FROM kb_search WHERE article_id = :id"), {"id": article_id})
+        session.execute(text("DELETE FROM kb_search WHERE article_id = :id"), {"id": row.id})
         session.execute(text("INSERT INTO kb_search (article_id, title, body) "
                              "VALUES (:id, :title, :body)"),
-                        {"id": article_id, "title": title_tokens, "body": body_tokens})
+                        {"id": row.id, "title": title_tokens, "body": body_tokens})
     else:
         session.execute(text(
-            "INSERT INTO kb_search (article_id, document) VALUES (:id, "
+            "INSERT INTO kb_search (article_id, status, category_id, document) VALUES (:id, "
+            ":status, :category_id, "
             "setweight(to_tsvector('simple', :title), 'A') || "
             "setweight(to_tsvector('simple', :body), 'B')) "
-            "ON CONFLICT (article_id) DO UPDATE SET document = EXCLUDED.document"),
-            {"id": article_id, "title": title_tokens, "body": body_tokens})
+            "ON CONFLICT (article_id) DO UPDATE SET document = EXCLUDED.document, "
+            "status = EXCLUDED.status, category_id = EXCLUDED.category_id"),
+            {"id": row.id, "status": row.status, "category_id": row.category_id,
+             "title": title_tokens, "body": body_tokens})
+
+
+def _index_status(session: Session, row: KbArticle) -> None:
+    if session.get_bind().dialect.name != "sqlite":  # SQLite joins kb_articles for it
+        session.execute(text("UPDATE kb_search SET status = :status WHERE article_id = :id"),
+                        {"id": row.id, "status": row.status})
 
 
 def _matches(session: Session, terms: list[str], statuses: tuple[str, ...], limit: int,
@@ -90,11 +101,13 @@ def _matches(session: Session, terms: list[str], statuses: tuple[str, ...], limi
     if session.get_bind().dialect.name == "sqlite":
         params["q"] = kb_text.fts5_match(terms, any_term)
         return _matches_sqlite(session, params, status_in, category, limit)
+    # kb_search alone (status and category stored beside the document, 0005f): the top-N
+    # sort holds (article_id, score) only; kb_articles is read for the page afterwards.
     params["q"] = kb_text.tsquery(terms, any_term)
     sql = ("SELECT s.article_id, ts_rank(s.document, q) AS score "
-           "FROM kb_search s JOIN kb_articles a ON a.id = s.article_id, "
-           "to_tsquery('simple', :q) q "
-           f"WHERE s.document @@ q AND a.status IN ({status_in}){category} "
+           "FROM kb_search s, to_tsquery('simple', :q) q "
+           f"WHERE s.document @@ q AND s.status IN ({status_in})"
+           f"{category.replace('a.category_id', 's.category_id')} "
            "ORDER BY score DESC, s.article_id LIMIT :limit")
     return [(row[0], float(row[1])) for row in session.execute(text(sql), params)]
 
@@ -223,7 +236,7 @@ def create_article(svc: Any, data: dict, principal: dict | None,
         _check_category(session, row.category_id)
         session.add(row)
         session.flush()
-        index_article(session, row.id, row.title, row.body)
+        index_article(session, row)
     return article_dict(row)
 
 
@@ -284,7 +297,7 @@ def update_article(svc: Any, article_id: str, data: dict,
                 changed = True
         if changed:
             row.updated_at = utcnow()
-            index_article(session, row.id, row.title, row.body)
+            index_article(session, row)
             if row.status == "published":
                 row.version += 1
                 _snapshot(session, row, (principal or {}).get("user_id"))
@@ -301,6 +314,7 @@ def publish_article(svc: Any, article_id: str, principal: dict | None) -> dict[s
             return article_dict(row)
         row.status, row.version = "published", row.version + 1
         row.published_at = row.updated_at = utcnow()
+        _index_status(session, row)
         _snapshot(session, row, (principal or {}).get("user_id"))
         session.flush()
         svc.events.record(session, "kb_article_published", _event_data(row))
@@ -313,6 +327,7 @@ def archive_article(svc: Any, article_id: str, principal: dict | None) -> dict[s
         row = _load(session, article_id, principal, for_update=True)
         if row.status != "archived":
             row.status, row.updated_at = "archived", utcnow()
+            _index_status(session, row)
         return article_dict(row)
 
 
