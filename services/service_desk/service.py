@@ -38,6 +38,24 @@ preview_schema = SlaPreviewSchema()
 check_sla_schema = CheckSlaSchema()
 
 
+# tickets: schemas built once; a call without scope is a trusted internal one (sees all)
+from services.service_desk import contract as _tk_contract  # noqa: E402
+from services.service_desk.usecases import tickets as _tk  # noqa: E402
+from shared.kernel.schemas import PageSchema as _TkPage  # noqa: E402
+from shared.kernel.schemas import ScopeSchema as _TkScope  # noqa: E402
+
+_tk_create_schema = _tk_contract.TicketCreateSchema()
+_tk_update_schema = _tk_contract.TicketUpdateSchema()
+_tk_reply_schema = _tk_contract.TicketReplyCreateSchema()
+_tk_filters_schema = _tk_contract.TicketFiltersSchema()
+_tk_page_schema = _TkPage()
+_tk_scope_schema = _TkScope()
+
+
+def _tk_scope(scope: dict | None) -> dict[str, Any]:
+    return {"all": True} if scope is None else load(_tk_scope_schema, scope)
+
+
 class ServiceDeskService(PlatformEndpoints):
     name = "service_desk"
 
@@ -111,6 +129,38 @@ class ServiceDeskService(PlatformEndpoints):
         values = load(check_sla_schema, data)
         return sla.check_sla(self.sla_ports, values["ticket_id"], values["events"],
                              values["policy_id"], values["now"])
+
+    # -- tickets ----
+
+    @rpc
+    def create_ticket(self, data: dict, scope: dict | None = None) -> dict[str, Any]:
+        """A new ticket (status new, number T-000123 without gaps); scope from the gateway."""
+        return _tk.create_ticket(self, load(_tk_create_schema, data), _tk_scope(scope))
+
+    @rpc
+    def get_ticket(self, ticket_id: str, scope: dict | None = None) -> dict[str, Any]:
+        """The ticket with its `entries` (history and conversation), if the caller sees it."""
+        return _tk.get_ticket(self, ticket_id, _tk_scope(scope))
+
+    @rpc
+    def list_tickets(self, filters: dict | None = None, scope: dict | None = None,
+                     cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
+        """Tickets the caller sees, newest first; filters status, priority, assignee_id."""
+        return _tk.list_tickets(self, load(_tk_filters_schema, filters or {}), _tk_scope(scope),
+                                load(_tk_page_schema, {"cursor": cursor, "limit": limit}))
+
+    @rpc
+    def update_ticket(self, ticket_id: str, data: dict, scope: dict | None = None
+                      ) -> dict[str, Any]:
+        """Status (domain transitions: a refused move is a 412), priority, assignee, tags."""
+        return _tk.update_ticket(self, ticket_id, load(_tk_update_schema, data),
+                                 _tk_scope(scope))
+
+    @rpc
+    def add_ticket_reply(self, ticket_id: str, data: dict, scope: dict | None = None
+                         ) -> dict[str, Any]:
+        """A public reply or internal note; a customer's public reply reopens pending/solved."""
+        return _tk.add_reply(self, ticket_id, load(_tk_reply_schema, data), _tk_scope(scope))
 
 
 # -- knowledge base ----
