@@ -1,7 +1,7 @@
 """kb search: the article's status and category beside its tsvector (PostgreSQL)
 
 Revision ID: 0005f
-Revises: 0004k
+Revises: 0002t
 Create Date: 2026-12-03 08:15:00
 
 PostgreSQL ranks in kb_search alone: with status and category_id stored beside the document,
@@ -15,7 +15,7 @@ from alembic import op
 
 
 revision = '0005f'
-down_revision = '0004k'
+down_revision = '0002t'
 branch_labels = None
 depends_on = None
 
