@@ -86,7 +86,8 @@ def load_articles(url: str, count: int) -> float:
     started = time.perf_counter()
     for offset in range(0, count, BATCH):
         rows = [_article(rng, now) for _ in range(min(BATCH, count - offset))]
-        index = [{"id": r["id"], "title": kb_text.token_text(r["title"]),
+        index = [{"id": r["id"], "status": r["status"], "category_id": r["category_id"],
+                  "title": kb_text.token_text(r["title"]),
                   "body": kb_text.token_text(r["body"])} for r in rows]
         with engine.begin() as conn:
             conn.execute(insert(KbArticle.__table__), rows)
@@ -95,7 +96,8 @@ def load_articles(url: str, count: int) -> float:
                                   "VALUES (:id, :title, :body)"), index)
             else:
                 conn.execute(text(
-                    "INSERT INTO kb_search (article_id, document) VALUES (:id, "
+                    "INSERT INTO kb_search (article_id, status, category_id, document) "
+                    "VALUES (:id, :status, :category_id, "
                     "setweight(to_tsvector('simple', :title), 'A') || "
                     "setweight(to_tsvector('simple', :body), 'B'))"), index)
         progress(f"{'sqlite' if sqlite else 'postgresql'}: {offset + len(rows)}/{count} "

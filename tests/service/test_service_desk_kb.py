@@ -202,3 +202,29 @@ def test_a_query_without_words_names_the_field(svc: Any) -> None:
     with pytest.raises(ValidationFailed) as err:
         svc.kb_search({}, REP)
     assert "q" in err.value.errors
+
+
+# -- kb search speed-up (s-kb-fast): the search index keeps status and category in step, and
+# equal scores are ordered by article id whatever order the index hands them back in ----
+
+
+def test_a_category_change_moves_the_article_in_search(svc: Any) -> None:
+    finance = svc.kb_create_category({"name": "财务"}, AGENT)
+    logistics = svc.kb_create_category({"name": "物流"}, AGENT)
+    a = published(svc, "发票", "发票说明", category_id=finance["id"])
+    svc.kb_update_article(a["id"], {"category_id": logistics["id"]}, AGENT)
+    assert svc.kb_search({"q": "发票", "category_id": finance["id"]}, REP)["items"] == []
+    hits = svc.kb_search({"q": "发票", "category_id": logistics["id"]}, REP)["items"]
+    assert [h["id"] for h in hits] == [a["id"]]
+
+
+def test_equal_scores_are_ordered_by_id_across_the_page_end(svc: Any) -> None:
+    ids = sorted(published(svc, "退款说明", "退款在三个工作日内到账。")["id"] for _ in range(7))
+    other = published(svc, "发票", "退款退款退款退款")  # a different score
+    page = svc.kb_search({"q": "退款", "limit": 3}, REP)["items"]
+    everything = svc.kb_search({"q": "退款", "limit": 20}, REP)["items"]
+    assert len(everything) == 8 and other["id"] in [h["id"] for h in everything]
+    tied = [h["id"] for h in everything if h["id"] != other["id"]]
+    assert tied == ids  # the identical articles: by id
+    assert [h["id"] for h in page] == [h["id"] for h in everything][:3]
+    assert len({h["score"] for h in everything if h["id"] in ids}) == 1

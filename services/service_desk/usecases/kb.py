@@ -61,25 +61,37 @@ def version_dict(row: KbArticleVersion) -> dict[str, Any]:
 # -- the search index ---------------------------------------------------------------------
 
 
-def index_article(session: Session, article_id: str, title: str, body: str) -> None:
-    title_tokens, body_tokens = kb_text.token_text(title), kb_text.token_text(body)
+def index_article(session: Session, row: KbArticle) -> None:
+    """(Re)index an article: its tokens, and on PostgreSQL its status and category beside
+    them (migration 0005f), so call this after any change of those too."""
+    title_tokens, body_tokens = kb_text.token_text(row.title), kb_text.token_text(row.body)
     if session.get_bind().dialect.name == "sqlite":
-        session.execute(text("DELETE FROM kb_search WHERE article_id = :id"), {"id": article_id})
+        session.execute(text("DELETE FROM kb_search WHERE article_id = :id"), {"id": row.id})
         session.execute(text("INSERT INTO kb_search (article_id, title, body) "
                              "VALUES (:id, :title, :body)"),
-                        {"id": article_id, "title": title_tokens, "body": body_tokens})
+                        {"id": row.id, "title": title_tokens, "body": body_tokens})
     else:
         session.execute(text(
-            "INSERT INTO kb_search (article_id, document) VALUES (:id, "
+            "INSERT INTO kb_search (article_id, status, category_id, document) VALUES (:id, "
+            ":status, :category_id, "
             "setweight(to_tsvector('simple', :title), 'A') || "
             "setweight(to_tsvector('simple', :body), 'B')) "
-            "ON CONFLICT (article_id) DO UPDATE SET document = EXCLUDED.document"),
-            {"id": article_id, "title": title_tokens, "body": body_tokens})
+            "ON CONFLICT (article_id) DO UPDATE SET document = EXCLUDED.document, "
+            "status = EXCLUDED.status, category_id = EXCLUDED.category_id"),
+            {"id": row.id, "status": row.status, "category_id": row.category_id,
+             "title": title_tokens, "body": body_tokens})
+
+
+def _index_status(session: Session, row: KbArticle) -> None:
+    if session.get_bind().dialect.name != "sqlite":  # SQLite joins kb_articles for it
+        session.execute(text("UPDATE kb_search SET status = :status WHERE article_id = :id"),
+                        {"id": row.id, "status": row.status})
 
 
 def _matches(session: Session, terms: list[str], statuses: tuple[str, ...], limit: int,
              any_term: bool, category_id: str | None) -> list[tuple[str, float]]:
-    """(article id, score: higher is better) of the best `limit` matches."""
+    """(article id, score: higher is better) of the best `limit` matches, best first, ties by
+    article id."""
     params: dict[str, Any] = {"limit": limit}
     status_in = ", ".join(f":s{i}" for i in range(len(statuses)))
     params.update({f"s{i}": s for i, s in enumerate(statuses)})
@@ -88,18 +100,44 @@ def _matches(session: Session, terms: list[str], statuses: tuple[str, ...], limi
         category, params["category_id"] = " AND a.category_id = :category_id", category_id
     if session.get_bind().dialect.name == "sqlite":
         params["q"] = kb_text.fts5_match(terms, any_term)
-        sql = ("SELECT s.article_id, -bm25(kb_search, 0.0, 4.0, 1.0) AS score "
-               "FROM kb_search s JOIN kb_articles a ON a.id = s.article_id "
-               f"WHERE kb_search MATCH :q AND a.status IN ({status_in}){category} "
-               "ORDER BY bm25(kb_search, 0.0, 4.0, 1.0), s.article_id LIMIT :limit")
-    else:
-        params["q"] = kb_text.tsquery(terms, any_term)
-        sql = ("SELECT s.article_id, ts_rank(s.document, q) AS score "
-               "FROM kb_search s JOIN kb_articles a ON a.id = s.article_id, "
-               "to_tsquery('simple', :q) q "
-               f"WHERE s.document @@ q AND a.status IN ({status_in}){category} "
-               "ORDER BY score DESC, s.article_id LIMIT :limit")
+        return _matches_sqlite(session, params, status_in, category, limit)
+    # kb_search alone (status and category stored beside the document, 0005f): the top-N
+    # sort holds (article_id, score) only; kb_articles is read for the page afterwards.
+    params["q"] = kb_text.tsquery(terms, any_term)
+    sql = ("SELECT s.article_id, ts_rank(s.document, q) AS score "
+           "FROM kb_search s, to_tsquery('simple', :q) q "
+           f"WHERE s.document @@ q AND s.status IN ({status_in})"
+           f"{category.replace('a.category_id', 's.category_id')} "
+           "ORDER BY score DESC, s.article_id LIMIT :limit")
     return [(row[0], float(row[1])) for row in session.execute(text(sql), params)]
+
+
+# FTS5's own ranking path: `ORDER BY rank` is answered inside the index (bm25 computed by
+# FTS5 and sorted there, no SQL sorter over every match), so the join to kb_articles only
+# runs for the first rows it hands back until LIMIT is met. The weights: article_id 0,
+# title 4, body 1.
+_SQLITE_RANK = "bm25(0.0, 4.0, 1.0)"
+
+
+def _matches_sqlite(session: Session, params: dict[str, Any], status_in: str, category: str,
+                    limit: int) -> list[tuple[str, float]]:
+    base = ("FROM kb_search s JOIN kb_articles a ON a.id = s.article_id "
+            f"WHERE kb_search MATCH :q AND a.status IN ({status_in}){category} ")
+    fast = (f"SELECT s.article_id, s.rank FROM kb_search s JOIN kb_articles a "
+            f"ON a.id = s.article_id WHERE kb_search MATCH :q AND s.rank MATCH "
+            f"'{_SQLITE_RANK}' AND a.status IN ({status_in}){category} "
+            "ORDER BY s.rank LIMIT :window")
+    rows = [(r[0], float(r[1])) for r in
+            session.execute(text(fast), {**params, "window": limit + 1})]
+    # FTS5 orders equal ranks its own way; ties are broken by article id. One row past the
+    # page tells whether a tie straddles the page's end: then rank every match the slow,
+    # exact way (only where many articles score the same, e.g. identical documents).
+    if len(rows) > limit and limit > 0 and rows[limit][1] == rows[limit - 1][1]:
+        slow = (f"SELECT s.article_id, bm25(kb_search, 0.0, 4.0, 1.0) {base}"
+                "ORDER BY bm25(kb_search, 0.0, 4.0, 1.0), s.article_id LIMIT :limit")
+        rows = [(r[0], float(r[1])) for r in session.execute(text(slow), params)]
+    rows.sort(key=lambda r: (r[1], r[0]))
+    return [(article_id, -rank) for article_id, rank in rows[:limit]]
 
 
 def _visible_statuses(principal: dict | None, status: str | None) -> tuple[str, ...]:
@@ -198,7 +236,7 @@ def create_article(svc: Any, data: dict, principal: dict | None,
         _check_category(session, row.category_id)
         session.add(row)
         session.flush()
-        index_article(session, row.id, row.title, row.body)
+        index_article(session, row)
     return article_dict(row)
 
 
@@ -259,7 +297,7 @@ def update_article(svc: Any, article_id: str, data: dict,
                 changed = True
         if changed:
             row.updated_at = utcnow()
-            index_article(session, row.id, row.title, row.body)
+            index_article(session, row)
             if row.status == "published":
                 row.version += 1
                 _snapshot(session, row, (principal or {}).get("user_id"))
@@ -276,6 +314,7 @@ def publish_article(svc: Any, article_id: str, principal: dict | None) -> dict[s
             return article_dict(row)
         row.status, row.version = "published", row.version + 1
         row.published_at = row.updated_at = utcnow()
+        _index_status(session, row)
         _snapshot(session, row, (principal or {}).get("user_id"))
         session.flush()
         svc.events.record(session, "kb_article_published", _event_data(row))
@@ -288,6 +327,7 @@ def archive_article(svc: Any, article_id: str, principal: dict | None) -> dict[s
         row = _load(session, article_id, principal, for_update=True)
         if row.status != "archived":
             row.status, row.updated_at = "archived", utcnow()
+            _index_status(session, row)
         return article_dict(row)
 
 
