@@ -34,6 +34,7 @@ status: ## which processes run, and their health
 
 test: venv ## the whole test pyramid with a real broker (PostgreSQL tests skip without PostgreSQL)
 	$(PY) deploy/devctl.py ensure-broker
+	$(PY) deploy/devctl.py ensure-os-packages
 	$(PY) -m services.gateway.console.build --browser
 	CRM_REQUIRE_BROKER=1 $(VENV)/bin/pytest $(PYTEST_ARGS)
 

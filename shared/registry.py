@@ -185,6 +185,9 @@ BUILT_IN: tuple[Service, ...] = (
             "list_approval_flows", "submit_for_approval", "decide_approval", "recall_approval",
             "delegate_approval", "get_approval", "list_my_approvals", "current_approval",
             "verify_approval", "set_approval_absence",
+            # pdf
+            "create_print_template", "update_print_template", "get_print_template",
+            "list_print_templates", "preview_print_template", "render_quote_pdf", "quote_pdf",
             # quotes
             "create_product", "update_product", "get_product", "list_products",
             "create_price_book", "update_price_book", "get_price_book", "list_price_books",
@@ -201,6 +204,7 @@ BUILT_IN: tuple[Service, ...] = (
         events_in="contract",
         gateway_resources=(
             "services.gateway.resources.contracts_approvals",  # approvals
+            "services.gateway.resources.contracts_print",  # pdf
             "services.gateway.resources.contracts_quotes",  # quotes
         ),
     ),

@@ -288,8 +288,8 @@ def run(amqp_uri: str, base: Path) -> dict[str, Any]:
     return results
 
 
-# BENCH_ONLY=capture,rules,sales,kb picks scenarios (default: all of them).
-SCENARIOS = ("capture", "rules", "sales", "kb")
+# BENCH_ONLY=capture,rules,sales,kb,contracts picks scenarios (default: all of them).
+SCENARIOS = ("capture", "rules", "sales", "kb", "contracts")
 
 
 def main() -> None:
@@ -309,6 +309,10 @@ def main() -> None:
         from tests import bench_sales
 
         results["sales"] = bench_sales.run()
+    if "contracts" in chosen:
+        from tests import bench_contracts
+
+        results["contracts"] = bench_contracts.run()
     if "kb" in chosen:
         from tests import bench_kb
 

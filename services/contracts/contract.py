@@ -169,6 +169,18 @@ EVENT_SCHEMAS.update({
 })
 
 
+# -- pdf ----
+PRINT_RECORD_TYPES = ("quote",)
+
+
+class PrintTemplateWriteSchema(StrictSchema):
+    """A print template (打印模板): HTML+CSS with Jinja2 placeholders ({{ quote.number }},
+    {% for line in quote.lines %}, {{ company.name }}); refused at save when it does not render."""
+
+    record_type = fields.String(load_default="quote", validate=validate.OneOf(PRINT_RECORD_TYPES))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    body = fields.String(required=True, validate=validate.Length(min=1, max=200_000))
+    is_default = fields.Boolean(load_default=False)
 # -- quotes (products, price books, quotes) ----
 
 from decimal import Decimal  # noqa: E402

@@ -115,6 +115,23 @@ class ApprovalAbsence(Base):
     user_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     delegate_id: Mapped[str] = mapped_column(String(36))
     until: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# -- pdf ----
+class PrintTemplate(Base):
+    """A print template (打印模板): HTML+CSS in a Jinja2 sandbox, rendered to PDF
+    (services/contracts/printing.py). At most one default per record type."""
+
+    __tablename__ = "print_templates"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    record_type: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 # -- quotes (products, price books, quotes) ----
 
 from datetime import date  # noqa: E402

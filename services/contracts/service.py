@@ -15,11 +15,13 @@ from services.contracts.contract import (
     ApprovalPageSchema,
     ApprovalSubmitSchema,
     ContractCreateSchema,
+    PrintTemplateWriteSchema,  # pdf
 )
 from services.contracts.models import inbox as approvals_inbox
 from services.contracts.models import outbox
 from services.contracts.usecases import approvals
 from services.contracts.usecases import contracts as contracts_uc
+from services.contracts.usecases import printing as print_usecases  # pdf
 from shared.consumer import event_handler
 from shared.context import CallContext, Context
 from shared.db import Database
@@ -38,6 +40,7 @@ approval_decision_schema = ApprovalDecisionSchema()
 approval_delegate_schema = ApprovalDelegateSchema()
 approval_absence_schema = ApprovalAbsenceSchema()
 approval_page_schema = ApprovalPageSchema()
+print_template_schema = PrintTemplateWriteSchema()  # pdf
 contract_create_schema = ContractCreateSchema()
 
 
@@ -137,6 +140,47 @@ class ContractsService(PlatformEndpoints):
             if first_delivery(session, approvals_inbox, envelope["event_id"], handler):
                 approvals.project_directory(session, envelope["event_type"],
                                             envelope.get("data") or {})
+
+    # -- pdf ----
+    # Print templates (打印模板) and quote PDFs (services/contracts/usecases/printing.py).
+
+    @rpc
+    def create_print_template(self, data: dict) -> dict[str, Any]:
+        return print_usecases.create_template(self, load(print_template_schema, data))
+
+    @rpc
+    def update_print_template(self, template_id: str, data: dict) -> dict[str, Any]:
+        return print_usecases.update_template(self, template_id,
+                                              load(print_template_schema, data))
+
+    @rpc
+    def get_print_template(self, template_id: str) -> dict[str, Any]:
+        return print_usecases.get_template(self, template_id)
+
+    @rpc
+    def list_print_templates(self, record_type: str | None = None) -> list[dict[str, Any]]:
+        return print_usecases.list_templates(self, record_type)
+
+    @rpc
+    def preview_print_template(self, template_id: str) -> str:
+        return print_usecases.preview_template(self, template_id)
+
+    @rpc
+    def render_quote_pdf(self, quote: dict, template_id: str | None = None) -> str:
+        return print_usecases.render_quote_pdf(self, quote, template_id)
+
+    @rpc
+    def quote_pdf(self, quote_id: str, scope: dict | None = None,
+                  version: int | None = None, template_id: str | None = None) -> str:
+        """A quote the caller sees (a version of it, default the current one) as a PDF
+        (base64), with the customer's name as sales gives it to the caller."""
+        scope = load(quote_scope_schema, scope)
+        quote = quotes.read(self.quote_ports, quote_id, scope, version)
+        customer = self._ask_sales("get_customer", customer_id=quote["customer_id"],
+                                   scope=scope, include_contacts=False)
+        return print_usecases.render_quote_pdf(
+            self, print_usecases.printable_quote(quote, customer["name"]), template_id)
+
 
 # -- quotes (products, price books, quotes) ----
 

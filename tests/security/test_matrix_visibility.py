@@ -302,6 +302,13 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
     "POST /approvals/{approval_id}/recall": (path("approval_id", "approval", {}),),
     "POST /approvals/{approval_id}/delegate": (path("approval_id", "approval",
                                                     {"to_user": "{own.user}"}),),
+    # pdf: print templates are organisation settings (admins only)
+    "GET /print-templates": (),
+    "POST /print-templates": (),
+    "GET /print-templates/{template_id}": (path("template_id", "org"),),
+    "PUT /print-templates/{template_id}": (path("template_id", "org", {
+        "name": "x", "body": "<p>{{ quote.number }}</p>"}),),
+    "POST /print-templates/{template_id}/preview": (path("template_id", "org"),),
     # contracts: products and price books are organisation records, quotes are owned
     "POST /products": (),
     "GET /products": (),
@@ -318,6 +325,8 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
     "GET /quotes/{quote_id}": (path("quote_id", "quote"),),
     "PATCH /quotes/{quote_id}": (path("quote_id", "quote", {"title": "x"}),),
     "GET /quotes/{quote_id}/versions": (path("quote_id", "quote"),),
+    "GET /quotes/{quote_id}/pdf": (path("quote_id", "quote"),
+                                   query("template_id", "org", {"quote_id": "{own.quote}"})),
     "GET /quotes/{quote_id}/versions/{number}": (
         Check("path", "quote_id", "quote", path={"number": "1"}),
         Check("path", "number", "org", path={"quote_id": "{own.quote}"})),
@@ -379,6 +388,7 @@ AUTHORITY: dict[str, tuple[dict[str, str], Any]] = {
     "PUT /sla-policies/order": ({}, {"policy_ids": ["{sla_policy}"]}),
     "POST /approval-flows": ({}, {"record_type": "matrix_authority", "name": "x", "steps": [
         {"approvers": [{"kind": "role", "role": "admin"}]}]}),
+    "POST /print-templates": ({}, {"name": "{new}", "body": "<p>{{ quote.number }}</p>"}),
     "POST /products": ({}, {"code": "{new}", "name": "x", "unit": "套", "tax_rate": "13"}),
     "PATCH /products/{product_id}": ({"product_id": "{own.product}"}, {"name": "x"}),
     "POST /price-books": ({}, {"name": "{new}"}),

@@ -130,16 +130,17 @@ def test_the_rules_service_has_one_client_per_service_with_rule_commands() -> No
 
 
 def test_the_gateway_registers_the_registry_resources() -> None:
-    assert registry.gateway_resource_modules() == (
-        "services.gateway.resources.system", "services.gateway.identity.resources",
-        "services.gateway.resources.leads", "services.gateway.resources.sales",
-        "services.gateway.resources.sales_numbers",
-        "services.gateway.resources.service_desk_sla",
-        "services.gateway.resources.service_desk_kb",
-        "services.gateway.resources.contracts_approvals",
-        "services.gateway.resources.contracts_quotes",
-        "services.gateway.resources.rules",
-    )
+    modules = registry.gateway_resource_modules()
+    assert modules[:2] == ("services.gateway.resources.system",
+                           "services.gateway.identity.resources")
+    # then each present service's own modules, in registry order, named after the service
+    assert modules[2:] == tuple(m for s in registry.present() for m in s.gateway_resources)
+    for entry in registry.present():
+        for module in entry.gateway_resources:
+            name = module.rsplit(".", 1)[1]
+            assert name == entry.name or name.startswith(entry.name + "_"), module
+    assert "services.gateway.resources.contracts_quotes" in modules
+    assert "services.gateway.resources.service_desk_kb" in modules
     for module in registry.gateway_resource_modules():
         assert hasattr(importlib.import_module(module), "blp"), module
 

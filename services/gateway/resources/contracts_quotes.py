@@ -4,10 +4,12 @@ visibility of opportunities (the scope the gateway passes to sales)."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
+from flask import Response
 from flask_smorest import Blueprint
-from marshmallow import RAISE, Schema, fields
+from marshmallow import RAISE, Schema, fields, validate
 
 from services.contracts import contract
 from services.gateway.app import require_role, rpc_call
@@ -195,6 +197,25 @@ def get_quote_version(quote_id: str, number: int) -> Any:
     """The quote with the terms of version `number` (old versions never change)."""
     return rpc_call("contracts", "get_quote", quote_id=quote_id, scope=sales_scope(),
                     version=number)
+
+
+class QuotePdfQuery(contract.StrictSchema):
+    version = fields.Integer(validate=validate.Range(min=1, max=100_000), metadata={
+        "description": "a version of the quote (default: the current one)"})
+    template_id = fields.String(validate=validate.Length(min=1, max=36), metadata={
+        "description": "a print template (default: the default quote template)"})
+
+
+@blp.route("/quotes/<string:quote_id>/pdf", methods=["GET"])
+@blp.arguments(QuotePdfQuery(), location="query", unknown=RAISE)
+@blp.response(200, description="The quote as a PDF from its print template (application/pdf).",
+              content_type="application/pdf")
+def quote_pdf(query: dict[str, Any], quote_id: str) -> Any:
+    """The quote rendered with a print template (打印模板): Chinese text in an embedded CJK font,
+    the company header, the lines, the totals, the 大写 amount and page numbers."""
+    pdf = rpc_call("contracts", "quote_pdf", quote_id=quote_id, scope=sales_scope(), **query)
+    return Response(base64.b64decode(pdf), mimetype="application/pdf", headers={
+        "Content-Disposition": f'inline; filename="quote-{quote_id[:8]}.pdf"'})
 
 
 @blp.route("/quotes/<string:quote_id>/revise", methods=["POST"])
