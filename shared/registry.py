@@ -168,12 +168,15 @@ BUILT_IN: tuple[Service, ...] = (
             "kb_update_article", "kb_publish_article", "kb_archive_article",
             "kb_list_versions", "kb_get_version", "kb_search", "kb_suggest",
             "kb_give_feedback",
+            # tickets
+            "create_ticket", "get_ticket", "list_tickets", "update_ticket", "add_ticket_reply",
         ),
         records=(RecordType("ticket", "ticket_id"),),
         events_in="contract",
         gateway_resources=(
             "services.gateway.resources.service_desk_sla",  # sla
             "services.gateway.resources.service_desk_kb",  # knowledge base
+            "services.gateway.resources.service_desk_tickets",  # tickets
         ),
     ),
     Service(
@@ -195,6 +198,10 @@ BUILT_IN: tuple[Service, ...] = (
             "revise_quote", "submit_quote", "mark_quote_sent", "reject_quote", "accept_quote",
             # contracts
             "create_contract",
+            # contracts (RPC)
+            "get_contract", "list_contracts", "sign_contract", "terminate_contract",
+            "set_payment_plan", "get_payment_plan", "record_receipt", "list_receipts",
+            "contract_receivables",
         ),
         records=(
             RecordType("contract", "contract_id"),
@@ -206,6 +213,7 @@ BUILT_IN: tuple[Service, ...] = (
             "services.gateway.resources.contracts_approvals",  # approvals
             "services.gateway.resources.contracts_print",  # pdf
             "services.gateway.resources.contracts_quotes",  # quotes
+            "services.gateway.resources.contracts_contracts",  # contracts
         ),
     ),
     Service(

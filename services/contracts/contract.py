@@ -499,3 +499,128 @@ class ContractCreated(Schema):
 
 
 EVENT_SCHEMAS.update({"contract_created": ContractCreated})
+
+
+# -- contracts (RPC: visibility, sign, terminate, payment collection) ----
+CONTRACT_STATUSES = ("draft", "in_approval", "active", "expired", "terminated", "renewed")
+
+
+class ContractSchema(Schema):
+    id = fields.String(required=True)
+    number = fields.String(required=True, metadata={"description": "HT-<year>-<6 digits>"})
+    status = fields.String(required=True, validate=validate.OneOf(CONTRACT_STATUSES))
+    title = fields.String(required=True)
+    customer_id = fields.String(required=True)
+    opportunity_id = fields.String(allow_none=True)
+    owner_id = fields.String(required=True)
+    amount = fields.String(required=True)
+    currency = fields.String(required=True)
+    start_date = fields.String(allow_none=True)
+    end_date = fields.String(allow_none=True)
+    created_at = fields.String(required=True)
+    updated_at = fields.String(required=True)
+
+
+class ContractFiltersSchema(StrictSchema):
+    customer_id = fields.String(validate=validate.Length(min=1, max=36))
+    opportunity_id = fields.String(validate=validate.Length(min=1, max=36))
+    owner_id = fields.String(validate=validate.Length(min=1, max=36))
+    status = fields.String(validate=validate.OneOf(CONTRACT_STATUSES))
+
+
+class ContractTerminateSchema(StrictSchema):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=1000))
+
+
+class InstalmentInputSchema(StrictSchema):
+    due_date = fields.Date(required=True)
+    amount = fields.Decimal(as_string=True, places=2, allow_none=True, load_default=None,
+                            validate=validate.Range(min=0, max=10**12))
+    percentage = fields.Decimal(as_string=True, places=4, allow_none=True, load_default=None,
+                                validate=validate.Range(min=0, max=100))
+    label = fields.String(allow_none=True, load_default=None,
+                          validate=validate.Length(max=200))
+
+
+class PaymentPlanSchema(StrictSchema):
+    instalments = fields.List(fields.Nested(InstalmentInputSchema), required=True,
+                              validate=validate.Length(max=120), metadata={
+        "description": "each with exactly one of amount or percentage; the sum never "
+                       "exceeds the contract amount (422 naming `instalments`)"})
+
+
+class InstalmentSchema(Schema):
+    id = fields.String(required=True)
+    seq = fields.Integer(required=True)
+    due_date = fields.String(required=True)
+    amount = fields.String(required=True)
+    paid = fields.String(required=True)
+    status = fields.String(required=True)
+
+
+class PaymentPlanViewSchema(Schema):
+    items = fields.List(fields.Nested(InstalmentSchema), required=True)
+
+
+class ReceiptCreateSchema(StrictSchema):
+    amount = fields.Decimal(required=True, as_string=True, places=2,
+                            validate=validate.Range(min=0.01, max=10**12))
+    received_on = fields.Date(required=True)
+    method = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=40))
+    reference = fields.String(allow_none=True, load_default=None,
+                              validate=validate.Length(max=100))
+    instalment_id = fields.String(allow_none=True, load_default=None,
+                                  validate=validate.Length(min=1, max=36))
+
+
+class AllocationSchema(Schema):
+    instalment_id = fields.String(required=True)
+    amount = fields.String(required=True)
+
+
+class ReceiptSchema(Schema):
+    id = fields.String(required=True)
+    contract_id = fields.String()
+    amount = fields.String(required=True)
+    received_on = fields.String()
+    method = fields.String(allow_none=True)
+    reference = fields.String(allow_none=True)
+    allocations = fields.List(fields.Nested(AllocationSchema), required=True)
+    created_at = fields.String()
+
+
+class ReceiptListSchema(Schema):
+    items = fields.List(fields.Nested(ReceiptSchema), required=True)
+
+
+class ReceivablesSchema(Schema):
+    contract_amount = fields.String(required=True)
+    received = fields.String(required=True)
+    outstanding = fields.String(required=True)
+    overdue = fields.String(required=True)
+
+
+class OrderSnapshot(Schema):
+    number = fields.String(required=True)
+    contract_id = fields.String(required=True)
+    contract_number = fields.String(required=True)
+    customer_id = fields.String(required=True)
+    amount = fields.String(required=True)
+    currency = fields.String(required=True)
+
+
+class ContractSigned(Schema):
+    contract = fields.Nested(ContractSnapshot, required=True)
+
+
+class OrderCreated(Schema):
+    order = fields.Nested(OrderSnapshot, required=True)
+
+
+class ContractTerminated(Schema):
+    contract = fields.Nested(ContractSnapshot, required=True)
+    reason = fields.String(required=True)
+
+
+EVENT_SCHEMAS.update({"contract_signed": ContractSigned, "order_created": OrderCreated,
+                      "contract_terminated": ContractTerminated})

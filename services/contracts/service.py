@@ -375,17 +375,152 @@ ContractsService.__bases__ = (QuotesEndpoints, *ContractsService.__bases__)
 
 
 # -- contracts ----
+from services.contracts.contract import (  # noqa: E402
+    ContractFiltersSchema,
+    ContractTerminateSchema,
+    PaymentPlanSchema,
+    ReceiptCreateSchema,
+)
+from shared.errors import NotFound  # noqa: E402
+
+contract_filters_schema = ContractFiltersSchema()
+contract_terminate_schema = ContractTerminateSchema()
+payment_plan_schema = PaymentPlanSchema()
+receipt_create_schema = ReceiptCreateSchema()
+
+
 class ContractEndpoints:
     """Contracts created directly (services/contracts/usecases/contracts.py), mixed into
     ContractsService like the quotes' endpoints."""
 
     @rpc
-    def create_contract(self, data: dict, owner_id: str) -> dict[str, Any]:
+    def create_contract(self, data: dict, scope: dict | None = None) -> dict[str, Any]:
+        """A draft contract for a customer (and optional opportunity of that customer) the
+        caller sees through sales with the caller's scope; hidden or missing: 422 naming the
+        field. The owner is the opportunity's, else the customer's."""
         loaded = load(contract_create_schema, data)
+        scope = load(quote_scope_schema, scope)
+        try:
+            customer = self._ask_sales("get_customer", customer_id=loaded["customer_id"],
+                                       scope=scope, include_contacts=False)
+        except NotFound:
+            raise ValidationFailed.for_fields({"customer_id": ["no such customer"]}) from None
+        owner_id = customer.get("owner_id")
+        if loaded.get("opportunity_id"):
+            try:
+                opportunity = self._ask_sales("get_opportunity",
+                                              opportunity_id=loaded["opportunity_id"],
+                                              scope=scope)
+            except NotFound:
+                raise ValidationFailed.for_fields(
+                    {"opportunity_id": ["no such opportunity"]}) from None
+            if opportunity.get("customer_id") != customer["id"]:
+                raise ValidationFailed.for_fields(
+                    {"opportunity_id": ["the opportunity is another customer's"]})
+            owner_id = opportunity.get("owner_id") or owner_id
+        owner_id = owner_id or self.context.actor
         with self.db.begin() as session:
             created = contracts_uc.create_contract(session, loaded, _user(owner_id, "owner_id"))
             self.events.record(session, "contract_created", {"contract": created})
-        return created
+            return contracts_uc.contract_view(contracts_uc._contract(session, created["id"]))
+
+    # -- contracts ----
+    # Read, sign, terminate, payment plan, receipts, receivables (usecases/contracts.py).
+
+    @rpc
+    def get_contract(self, contract_id: str, scope: dict | None = None) -> dict[str, Any]:
+        scope = load(quote_scope_schema, scope)
+        with self.db.read() as session:
+            return contracts_uc.contract_view(
+                contracts_uc.visible_contract(session, contract_id, scope))
+
+    @rpc
+    def list_contracts(self, filters: dict | None = None, scope: dict | None = None,
+                       cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
+        filters = load(contract_filters_schema, filters)
+        scope = load(quote_scope_schema, scope)
+        page = load(quote_page_schema, {"cursor": cursor, "limit": limit})
+        with self.db.read() as session:
+            return contracts_uc.list_page(session, filters, scope, page)
+
+    @rpc
+    def sign_contract(self, contract_id: str, scope: dict | None = None) -> dict[str, Any]:
+        """draft -> active; publishes contract_signed and order_created (the ERP order)."""
+        scope = load(quote_scope_schema, scope)
+        with self.db.begin() as session:
+            contract = contracts_uc.visible_contract(session, contract_id, scope, lock=True)
+            contracts_uc.transition(contract, "active")
+            session.flush()
+            self.events.record(session, "contract_signed",
+                               {"contract": contracts_uc.snapshot(contract)})
+            self.events.record(session, "order_created", {"order": {
+                "number": contracts_uc.order_number(contract.number),
+                "contract_id": contract.id, "contract_number": contract.number,
+                "customer_id": contract.customer_id, "amount": contract.amount,
+                "currency": contract.currency}})
+            return contracts_uc.contract_view(contract)
+
+    @rpc
+    def terminate_contract(self, contract_id: str, data: dict | None = None,
+                           scope: dict | None = None) -> dict[str, Any]:
+        """active -> terminated, with a `reason` (required)."""
+        reason = load(contract_terminate_schema, data)["reason"]
+        scope = load(quote_scope_schema, scope)
+        with self.db.begin() as session:
+            contract = contracts_uc.visible_contract(session, contract_id, scope, lock=True)
+            contracts_uc.transition(contract, "terminated")
+            session.flush()
+            self.events.record(session, "contract_terminated",
+                               {"contract": contracts_uc.snapshot(contract), "reason": reason})
+            return contracts_uc.contract_view(contract)
+
+    @rpc
+    def set_payment_plan(self, contract_id: str, data: dict,
+                         scope: dict | None = None) -> dict[str, Any]:
+        """Replace the plan (no receipts yet, else 409); the sum never exceeds the amount."""
+        loaded = load(payment_plan_schema, data)
+        scope = load(quote_scope_schema, scope)
+        with self.db.begin() as session:
+            contracts_uc.visible_contract(session, contract_id, scope)
+            items = contracts_uc.put_payment_plan(session, contract_id,
+                                                  loaded["instalments"], catalog.today())
+            return {"items": items}
+
+    @rpc
+    def get_payment_plan(self, contract_id: str, scope: dict | None = None) -> dict[str, Any]:
+        scope = load(quote_scope_schema, scope)
+        with self.db.read() as session:
+            contracts_uc.visible_contract(session, contract_id, scope)
+            return {"items": contracts_uc.plan(session, contract_id)}
+
+    @rpc
+    def record_receipt(self, contract_id: str, data: dict,
+                       scope: dict | None = None) -> dict[str, Any]:
+        """Money received: matched to `instalment_id` first when given, then oldest due."""
+        loaded = load(receipt_create_schema, data)
+        scope = load(quote_scope_schema, scope)
+        with self.db.begin() as session:
+            contracts_uc.visible_contract(session, contract_id, scope)
+            receipt = contracts_uc.record_receipt(session, contract_id, loaded,
+                                                  catalog.today())
+            listed = contracts_uc.list_receipts(session, contract_id)["items"]
+            return next(r for r in listed if r["id"] == receipt["id"])
+
+    @rpc
+    def list_receipts(self, contract_id: str, scope: dict | None = None) -> dict[str, Any]:
+        scope = load(quote_scope_schema, scope)
+        with self.db.read() as session:
+            contracts_uc.visible_contract(session, contract_id, scope)
+            return contracts_uc.list_receipts(session, contract_id)
+
+    @rpc
+    def contract_receivables(self, contract_id: str,
+                             scope: dict | None = None) -> dict[str, Any]:
+        """contract_amount, received, outstanding, overdue (as of today)."""
+        scope = load(quote_scope_schema, scope)
+        with self.db.read() as session:
+            contracts_uc.visible_contract(session, contract_id, scope)
+            return contracts_uc.receivables(session, contract_id, catalog.today())
 
 
 ContractsService.__bases__ = (ContractEndpoints, *ContractsService.__bases__)

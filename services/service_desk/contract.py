@@ -366,3 +366,127 @@ class KbArticleUpdated(KbArticleEvent):
 
 EVENT_SCHEMAS.update({"kb_article_published": KbArticlePublished,
                       "kb_article_updated": KbArticleUpdated})
+
+
+# -- tickets ----
+
+TICKET_STATUSES = ("new", "open", "pending", "on_hold", "solved", "closed")
+TICKET_PRIORITIES = ("low", "normal", "high", "urgent")
+TICKET_CHANNELS = ("email", "web", "api", "event")
+TICKET_TYPES = ("question", "incident", "problem", "task")
+TICKET_AUTHORS = ("agent", "customer")
+TICKET_ENTRY_KINDS = ("created", "reply", "status_changed", "priority_changed")
+
+
+def _tag_list(**kwargs):
+    return _f.List(_f.String(validate=_v.Length(min=1, max=50)), validate=_v.Length(max=30),
+                   **kwargs)
+
+
+def _optional_id(**kwargs):
+    return _f.String(allow_none=True, validate=_v.Length(min=1, max=64), **kwargs)
+
+
+class TicketCreateSchema(StrictSchema):
+    """A new ticket (status new); `description` is the requester's first message."""
+
+    subject = _f.String(required=True, validate=_v.Length(min=1, max=500))
+    requester_email = _f.Email(required=True, validate=_v.Length(max=320))
+    requester_name = _f.String(allow_none=True, load_default=None, validate=_v.Length(max=200))
+    description = _f.String(allow_none=True, load_default=None,
+                            validate=_v.Length(max=100_000))
+    priority = _f.String(load_default="normal", validate=_v.OneOf(TICKET_PRIORITIES))
+    type = _f.String(load_default="question", validate=_v.OneOf(TICKET_TYPES))
+    category = _f.String(allow_none=True, load_default=None, validate=_v.Length(max=100))
+    tags = _tag_list(load_default=list)
+    assignee_id = _optional_id(load_default=None)
+    group_id = _optional_id(load_default=None)
+    channel = _f.String(load_default="web", validate=_v.OneOf(TICKET_CHANNELS))
+    customer_id = _optional_id(load_default=None)
+    customer_tier = _f.String(allow_none=True, load_default=None, validate=_v.Length(max=32))
+
+
+class TicketUpdateSchema(StrictSchema):
+    """The fields given change: status (through the allowed transitions), priority, assignee
+    (null: unassigned), tags (replaced)."""
+
+    status = _f.String(validate=_v.OneOf(TICKET_STATUSES))
+    priority = _f.String(validate=_v.OneOf(TICKET_PRIORITIES))
+    assignee_id = _optional_id()
+    tags = _tag_list()
+
+
+class TicketReplyCreateSchema(StrictSchema):
+    """A reply: public (to the requester) or an internal note; by an agent or the customer."""
+
+    body = _f.String(required=True, validate=_v.Length(min=1, max=100_000))
+    public = _f.Boolean(load_default=True)
+    author_kind = _f.String(load_default="agent", validate=_v.OneOf(TICKET_AUTHORS))
+
+
+class TicketFiltersSchema(StrictSchema):
+    status = _f.String(validate=_v.OneOf(TICKET_STATUSES))
+    priority = _f.String(validate=_v.OneOf(TICKET_PRIORITIES))
+    assignee_id = _f.String(validate=_v.Length(min=1, max=64))
+
+
+class TicketEntrySchema(Schema):
+    id = _f.String(required=True)
+    seq = _f.Integer(required=True)
+    kind = _f.String(required=True, metadata={"enum": list(TICKET_ENTRY_KINDS)})
+    public = _f.Boolean(allow_none=True)
+    author_kind = _f.String(allow_none=True)
+    author_id = _f.String(allow_none=True)
+    body = _f.String(allow_none=True)
+    from_value = _f.String(allow_none=True, data_key="from", attribute="from")
+    to_value = _f.String(allow_none=True, data_key="to", attribute="to")
+    at = _f.String(required=True)
+
+
+class TicketSchema(Schema):
+    """A ticket; `number` is its T-000123; `entries` (get_ticket only) its history."""
+
+    id = _f.String(required=True)
+    number = _f.String(required=True, metadata={"example": "T-000123"})
+    subject = _f.String(required=True)
+    requester_email = _f.String(required=True)
+    requester_name = _f.String(allow_none=True)
+    status = _f.String(required=True, metadata={"enum": list(TICKET_STATUSES)})
+    priority = _f.String(required=True, metadata={"enum": list(TICKET_PRIORITIES)})
+    type = _f.String(allow_none=True)
+    category = _f.String(allow_none=True)
+    tags = _f.List(_f.String(), required=True)
+    assignee_id = _f.String(allow_none=True)
+    group_id = _f.String(allow_none=True)
+    channel = _f.String(required=True)
+    customer_id = _f.String(allow_none=True)
+    customer_tier = _f.String(allow_none=True)
+    created_at = _f.String(required=True)
+    updated_at = _f.String(required=True)
+    entries = _f.List(_f.Nested(TicketEntrySchema))
+
+
+class TicketCreated(Schema):
+    """A ticket was created."""
+
+    ticket = _f.Nested(TicketSchema, required=True)
+
+
+class TicketStatusChanged(Schema):
+    """A ticket's status changed (by an agent, or reopened by a customer's reply)."""
+
+    ticket = _f.Nested(TicketSchema, required=True)
+    from_status = _f.String(required=True, data_key="from")
+    to_status = _f.String(required=True, data_key="to")
+
+
+class TicketReplied(Schema):
+    """A reply or internal note was added to a ticket."""
+
+    ticket = _f.Nested(TicketSchema, required=True)
+    entry = _f.Nested(TicketEntrySchema, required=True)
+
+
+EVENT_SCHEMAS.update({"ticket_created": TicketCreated,
+                      "ticket_status_changed": TicketStatusChanged,
+                      "ticket_replied": TicketReplied})

@@ -150,3 +150,58 @@ class KbFeedback(Base):
     comment: Mapped[str | None] = mapped_column(Text)
     user_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# -- tickets ----
+# The ticket number (T-000123) comes from the counter row `ticket_counters` ("ticket"), taken
+# in the ticket's own transaction: a rolled-back creation gives its number back, no gaps.
+from sqlalchemy import BigInteger  # noqa: E402
+
+
+class TicketCounterRow(Base):
+    __tablename__ = "ticket_counters"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class TicketRow(Base):
+    __tablename__ = "tickets"
+    __table_args__ = (Index("ix_tickets_created", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    number: Mapped[int] = mapped_column(BigInteger, unique=True)
+    subject: Mapped[str] = mapped_column(String(500))
+    requester_email: Mapped[str] = mapped_column(String(320))
+    requester_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    priority: Mapped[str] = mapped_column(String(16))
+    type: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    category: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    assignee_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    group_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    customer_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    customer_tier: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TicketEntryRow(Base):
+    """The ticket's history and conversation, in order (`seq`): `created`, `reply` (public or
+    internal, author agent / customer), `status_changed`, `priority_changed` (from / to)."""
+
+    __tablename__ = "ticket_entries"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    ticket_id: Mapped[str] = mapped_column(ForeignKey("tickets.id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    public: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    author_kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    author_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    body: Mapped[str | None] = mapped_column(Text, nullable=True)
+    from_value: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    to_value: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())

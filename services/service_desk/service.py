@@ -5,19 +5,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.service_desk.contract import (  # SLA part
+from services.service_desk.contract import (
     EVENT_SCHEMAS,
     CalendarWriteSchema,
     CheckSlaSchema,
     ComputeClocksSchema,
+    KbArticleCreate,
+    KbArticleFilters,
+    KbArticleUpdate,
+    KbCategoryCreate,
+    KbFeedbackCreate,
+    KbSearchQuery,
+    KbSuggestionRequest,
     SlaPolicyWriteSchema,
     SlaPreviewSchema,
     SlaReorderSchema,
+    TicketCreateSchema,
+    TicketFiltersSchema,
+    TicketReplyCreateSchema,
+    TicketUpdateSchema,
 )
 from services.service_desk.models import outbox
-from services.service_desk.usecases import sla  # SLA part
+from services.service_desk.usecases import kb, sla, tickets
 from shared.context import CallContext, Context
 from shared.db import Database
+from shared.kernel.schemas import PageSchema, ScopeSchema
 from shared.logging import setup_logging
 from shared.metrics import EntrypointMetrics
 from shared.outbox import EventOutbox
@@ -27,7 +39,8 @@ from shared.rpc import rpc
 
 setup_logging("service_desk")
 
-# SLA part: schemas are built once
+# Schemas are built once: constructing one costs more than loading a payload with it.
+# SLA
 calendar_create_schema = CalendarWriteSchema()
 calendar_update_schema = CalendarWriteSchema(partial=True)
 policy_create_schema = SlaPolicyWriteSchema()
@@ -36,6 +49,28 @@ reorder_schema = SlaReorderSchema()
 compute_clocks_schema = ComputeClocksSchema()
 preview_schema = SlaPreviewSchema()
 check_sla_schema = CheckSlaSchema()
+
+
+# tickets: a call without scope is a trusted internal one (sees all)
+ticket_create_schema = TicketCreateSchema()
+ticket_update_schema = TicketUpdateSchema()
+ticket_reply_schema = TicketReplyCreateSchema()
+ticket_filters_schema = TicketFiltersSchema()
+page_schema = PageSchema()
+scope_schema = ScopeSchema()
+
+# knowledge base
+kb_category_schema = KbCategoryCreate()
+kb_article_create_schema = KbArticleCreate()
+kb_article_filters_schema = KbArticleFilters()
+kb_article_update_schema = KbArticleUpdate()
+kb_search_schema = KbSearchQuery()
+kb_suggestion_schema = KbSuggestionRequest()
+kb_feedback_schema = KbFeedbackCreate()
+
+
+def _ticket_scope(scope: dict | None) -> dict[str, Any]:
+    return {"all": True} if scope is None else load(scope_schema, scope)
 
 
 class ServiceDeskService(PlatformEndpoints):
@@ -112,86 +147,107 @@ class ServiceDeskService(PlatformEndpoints):
         return sla.check_sla(self.sla_ports, values["ticket_id"], values["events"],
                              values["policy_id"], values["now"])
 
+    # -- tickets ----
 
-# -- knowledge base ----
+    @rpc
+    def create_ticket(self, data: dict, scope: dict | None = None) -> dict[str, Any]:
+        """A new ticket (status new, number T-000123 without gaps); scope from the gateway."""
+        return tickets.create_ticket(self, load(ticket_create_schema, data), _ticket_scope(scope))
 
-from services.service_desk import contract as _kb_contract  # noqa: E402
-from services.service_desk.usecases import kb as _kb  # noqa: E402
-from shared.payloads import load as _load  # noqa: E402
-from shared.rpc import rpc as _rpc  # noqa: E402
+    @rpc
+    def get_ticket(self, ticket_id: str, scope: dict | None = None) -> dict[str, Any]:
+        """The ticket with its `entries` (history and conversation), if the caller sees it."""
+        return tickets.get_ticket(self, ticket_id, _ticket_scope(scope))
 
+    @rpc
+    def list_tickets(self, filters: dict | None = None, scope: dict | None = None,
+                     cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
+        """Tickets the caller sees, newest first; filters status, priority, assignee_id."""
+        return tickets.list_tickets(self, load(ticket_filters_schema, filters or {}),
+                                    _ticket_scope(scope),
+                                    load(page_schema, {"cursor": cursor, "limit": limit}))
 
-class _KnowledgeBase:
-    """The knowledge-base entrypoints (mixed into ServiceDeskService below)."""
+    @rpc
+    def update_ticket(self, ticket_id: str, data: dict, scope: dict | None = None
+                      ) -> dict[str, Any]:
+        """Status (domain transitions: a refused move is a 412), priority, assignee, tags."""
+        return tickets.update_ticket(self, ticket_id, load(ticket_update_schema, data),
+                                     _ticket_scope(scope))
 
-    @_rpc
+    @rpc
+    def add_ticket_reply(self, ticket_id: str, data: dict, scope: dict | None = None
+                         ) -> dict[str, Any]:
+        """A public reply or internal note; a customer's public reply reopens pending/solved."""
+        return tickets.add_reply(self, ticket_id, load(ticket_reply_schema, data),
+                                 _ticket_scope(scope))
+
+    # -- knowledge base ----
+
+    @rpc
     def kb_create_category(self, data: dict, principal: dict | None = None) -> dict:
-        return _kb.create_category(self, _load(_kb_contract.KbCategoryCreate(), data), principal)
+        return kb.create_category(self, load(kb_category_schema, data), principal)
 
-    @_rpc
+    @rpc
     def kb_list_categories(self) -> dict:
-        return _kb.list_categories(self)
+        return kb.list_categories(self)
 
-    @_rpc
+    @rpc
     def kb_create_article(self, data: dict, principal: dict | None = None) -> dict:
-        return _kb.create_article(self, _load(_kb_contract.KbArticleCreate(), data), principal)
+        return kb.create_article(self, load(kb_article_create_schema, data), principal)
 
-    @_rpc
+    @rpc
     def kb_create_article_from(self, title: str, body: str, source_ticket_id: str,
                                principal: dict | None = None) -> dict:
-        data = _load(_kb_contract.KbArticleCreate(), {"title": title, "body": body})
-        return _kb.create_article_from(self, data["title"], data["body"], source_ticket_id,
-                                       principal)
+        data = load(kb_article_create_schema, {"title": title, "body": body})
+        return kb.create_article_from(self, data["title"], data["body"], source_ticket_id,
+                                      principal)
 
-    @_rpc
+    @rpc
     def kb_get_article(self, article_id: str, principal: dict | None = None) -> dict:
-        return _kb.get_article(self, article_id, principal)
+        return kb.get_article(self, article_id, principal)
 
-    @_rpc
+    @rpc
     def kb_list_articles(self, filters: dict | None = None, principal: dict | None = None,
                          cursor: str | None = None, limit: int = 50) -> dict:
-        filters = _load(_kb_contract.KbArticleFilters(), filters or {})
-        return _kb.list_articles(self, filters, principal, cursor, max(1, min(int(limit), 200)))
+        filters = load(kb_article_filters_schema, filters or {})
+        return kb.list_articles(self, filters, principal, cursor, max(1, min(int(limit), 200)))
 
-    @_rpc
+    @rpc
     def kb_update_article(self, article_id: str, data: dict,
                           principal: dict | None = None) -> dict:
-        return _kb.update_article(self, article_id, _load(_kb_contract.KbArticleUpdate(), data),
-                                  principal)
+        return kb.update_article(self, article_id, load(kb_article_update_schema, data),
+                                 principal)
 
-    @_rpc
+    @rpc
     def kb_publish_article(self, article_id: str, principal: dict | None = None) -> dict:
-        return _kb.publish_article(self, article_id, principal)
+        return kb.publish_article(self, article_id, principal)
 
-    @_rpc
+    @rpc
     def kb_archive_article(self, article_id: str, principal: dict | None = None) -> dict:
-        return _kb.archive_article(self, article_id, principal)
+        return kb.archive_article(self, article_id, principal)
 
-    @_rpc
+    @rpc
     def kb_list_versions(self, article_id: str, principal: dict | None = None) -> dict:
-        return _kb.list_versions(self, article_id, principal)
+        return kb.list_versions(self, article_id, principal)
 
-    @_rpc
+    @rpc
     def kb_get_version(self, article_id: str, version: int,
                        principal: dict | None = None) -> dict:
-        return _kb.get_version(self, article_id, int(version), principal)
+        return kb.get_version(self, article_id, int(version), principal)
 
-    @_rpc
+    @rpc
     def kb_search(self, query: dict, principal: dict | None = None) -> dict:
-        q = _load(_kb_contract.KbSearchQuery(), query)
-        return _kb.search(self, q["q"], principal, q["limit"], q.get("status"),
-                          q.get("category_id"))
+        q = load(kb_search_schema, query)
+        return kb.search(self, q["q"], principal, q["limit"], q.get("status"),
+                         q.get("category_id"))
 
-    @_rpc
+    @rpc
     def kb_suggest(self, data: dict) -> dict:
-        d = _load(_kb_contract.KbSuggestionRequest(), data)
-        return _kb.suggest(self, d["subject"], d["text"], d["limit"])
+        d = load(kb_suggestion_schema, data)
+        return kb.suggest(self, d["subject"], d["text"], d["limit"])
 
-    @_rpc
+    @rpc
     def kb_give_feedback(self, article_id: str, data: dict,
                          principal: dict | None = None) -> dict:
-        d = _load(_kb_contract.KbFeedbackCreate(), data)
-        return _kb.give_feedback(self, article_id, d["helpful"], d.get("comment"), principal)
-
-
-ServiceDeskService.__bases__ = (*ServiceDeskService.__bases__, _KnowledgeBase)
+        d = load(kb_feedback_schema, data)
+        return kb.give_feedback(self, article_id, d["helpful"], d.get("comment"), principal)

@@ -95,7 +95,7 @@ def query(name: str, kind: str, path_values: dict[str, str] | None = None,
 #   5xx, and a non-admin cannot change them (`AUTHORITY`).
 OWNED_KINDS = {"lead", "customer", "contact", "opportunity", "followup", "task", "notification",
                "run", "api_key", "event", "user_record", "record_key", "approval",
-               "quote"}
+               "quote", "ticket", "contract"}
 ADMIN_KINDS = {"webhook", "delivery", "import"}
 GRANT_KINDS = {"user", "team"}
 ORG_KINDS = {"org"}
@@ -337,6 +337,27 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
                                        body("stage_id", "org", {"stage_id": "{ref}"},
                                             quote_id="{own.quote}")),
     "POST /quotes/{quote_id}/reject": (path("quote_id", "quote", {}),),
+    # contracts: owned like their customer (or opportunity)
+    "POST /contracts": (body("customer_id", "customer",
+                             {"customer_id": "{ref}", "title": "x", "amount": "1"}),
+                        body("opportunity_id", "opportunity",
+                             {"customer_id": "{own.customer}", "opportunity_id": "{ref}",
+                              "title": "x", "amount": "1"})),
+    "GET /contracts": (query("customer_id", "customer"), query("opportunity_id", "opportunity"),
+                       query("owner_id", "user")),
+    "GET /contracts/{contract_id}": (path("contract_id", "contract"),),
+    "POST /contracts/{contract_id}/sign": (path("contract_id", "contract"),),
+    "POST /contracts/{contract_id}/terminate": (path("contract_id", "contract",
+                                                     {"reason": "x"}),),
+    "PUT /contracts/{contract_id}/payment-plan": (path("contract_id", "contract",
+                                                       {"instalments": []}),),
+    "POST /contracts/{contract_id}/receipts": (
+        path("contract_id", "contract", {"amount": "1", "received_on": "2027-01-01"}),
+        body("instalment_id", "org", {"amount": "1", "received_on": "2027-01-01",
+                                      "instalment_id": "{ref}"},
+             contract_id="{own.contract}")),
+    "GET /contracts/{contract_id}/receipts": (path("contract_id", "contract"),),
+    "GET /contracts/{contract_id}/receivables": (path("contract_id", "contract"),),
     # knowledge base: articles are the organisation's, seen by role (drafts for agents and
     # above), not owned rows; a rep's writes are refused (tests/e2e/test_service_desk_kb_http.py)
     "GET /kb/categories": (),
@@ -357,6 +378,15 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
     "POST /kb/articles/{article_id}/feedback": (path("article_id", "org", {"helpful": True}),),
     "GET /kb/search": (query("category_id", "org", q="退款"),),
     "POST /kb/suggestions": (),
+    # service desk tickets: owned by their assignee (unassigned ones are everybody's)
+    "POST /tickets": (body("assignee_id", "user", {"subject": "x", "requester_email": "a@b.cn",
+                                                   "assignee_id": "{ref}"}),),
+    "GET /tickets": (query("assignee_id", "user"),),
+    "GET /tickets/{ticket_id}": (path("ticket_id", "ticket"),),
+    "PATCH /tickets/{ticket_id}": (path("ticket_id", "ticket", {"priority": "high"}),
+                                   body("assignee_id", "user", {"assignee_id": "{ref}"},
+                                        ticket_id="{own.ticket}")),
+    "POST /tickets/{ticket_id}/replies": (path("ticket_id", "ticket", {"body": "x"}),),
 }
 
 # Writes of organisation settings that only an admin may make (a rep or a manager gets 403 or
@@ -510,6 +540,12 @@ def _own_records(system: System, user: str) -> dict[str, str]:
         "opportunity_id": own["opportunity"], "title": f"自有报价{_tag()}",
         "lines": [{"product_id": own["product"], "quantity": "1", "unit_price": "100"}]}),
         201)["id"]
+    own["ticket"] = _ok(system.post("/tickets", user=user, json={
+        "subject": f"自有工单{_tag()}", "requester_email": "own@matrix.cn",
+        "assignee_id": system.users[user]}), 201)["id"]
+    own["contract"] = _ok(system.post("/contracts", user=user, json={
+        "customer_id": own["customer"], "title": f"自有合同{_tag()}", "amount": "100"}),
+        201)["id"]
     return own
 
 
@@ -551,6 +587,16 @@ def _records_of(system: System, owner: str, admin_rule: dict) -> dict[str, Recor
                    "note": f"机密行{tag}"}]}), 201)
     records["quote"] = Record("quote", quote["id"], owner,
                               (quote["id"], quote["title"], f"机密行{tag}"))
+    ticket = _ok(system.post("/tickets", user=owner, json={
+        "subject": f"机密工单{tag}", "requester_email": f"ticket.{tag}@matrix.cn",
+        "assignee_id": system.users[owner]}), 201)
+    records["ticket"] = Record("ticket", ticket["id"], owner,
+                               (ticket["id"], ticket["subject"], ticket["requester_email"]))
+    contract = _ok(system.post("/contracts", user=owner, json={
+        "customer_id": customer["id"], "opportunity_id": opportunity["id"],
+        "title": f"机密合同{tag}", "amount": "100"}), 201)
+    records["contract"] = Record("contract", contract["id"], owner,
+                                 (contract["id"], contract["title"], contract["number"]))
     key = _ok(system.post("/api-keys", user=owner, json={"name": f"matrix{tag}"}), 201)
     records["api_key"] = Record("api_key", key["id"], owner, (key["id"], key["name"]))
     user_id = system.users[owner]
@@ -791,7 +837,7 @@ def _admin_view(world: World, record: Record) -> Any:
     routes = {"lead": "/leads/{}", "customer": "/customers/{}", "contact": "/contacts/{}",
               "opportunity": "/opportunities/{}", "task": "/tasks/{}",
               "webhook": "/webhooks/{}", "approval": "/approvals/{}",
-              "quote": "/quotes/{}"}
+              "quote": "/quotes/{}", "ticket": "/tickets/{}", "contract": "/contracts/{}"}
     if record.kind not in routes:
         return None
     body = world.system.get(routes[record.kind].format(record.id), user="admin").json()
@@ -909,7 +955,7 @@ def test_records_exist_and_their_owners_and_the_admin_see_them(world: World):
               "opportunity": "/opportunities/{}", "task": "/tasks/{}",
               "run": "/rule-runs/{}", "webhook": "/webhooks/{}", "import": "/imports/{}",
               "approval": "/approvals/{}",
-              "quote": "/quotes/{}"}
+              "quote": "/quotes/{}", "ticket": "/tickets/{}", "contract": "/contracts/{}"}
     for (kind, owner), record in world.records.items():
         if kind not in routes:
             continue
@@ -933,7 +979,7 @@ LISTS = {
     "GET /opportunities": {}, "GET /opportunities/board": {}, "GET /tasks": {},
     "GET /notifications": {}, "GET /rule-runs": {}, "GET /api-keys": {},
     "GET /users": {}, "GET /webhooks": {}, "GET /approvals": {},
-    "GET /quotes": {},
+    "GET /quotes": {}, "GET /tickets": {}, "GET /contracts": {},
     "GET /exports/{entity}": {"entity": "customers"},
     "GET /leads?in_pool=true": {},
     "GET /approvals?box=submitted": {},  # others' submissions never in my 我提交的

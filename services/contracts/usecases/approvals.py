@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from sqlalchemy import delete, select
@@ -34,6 +35,19 @@ class Worker(Protocol):
     db: DatabaseAccess
     events: EventRecorder
     context: Context
+
+
+# -- the records' callbacks (quote approval) ----
+# record_type -> function(worker, session, instance row, new status) called inside the
+# transaction that finishes an instance (approved, rejected, recalled, voided): the record
+# moves with its approval or neither does (the function raises to refuse both).
+RecordCallback = Callable[[Any, Session, "ApprovalInstance", str], None]
+RECORD_CALLBACKS: dict[str, RecordCallback] = {}
+FINISHED = (domain.APPROVED, domain.REJECTED, domain.RECALLED, domain.VOIDED)
+
+
+def register_record_callback(record_type: str, callback: RecordCallback) -> None:
+    RECORD_CALLBACKS[record_type] = callback
 
 
 def _open_key(record_type: str, record_id: str) -> str:
@@ -188,6 +202,7 @@ def instance_to_dict(row: ApprovalInstance) -> dict[str, Any]:
 def _save(worker: Worker, session: Session, row: ApprovalInstance, state: dict[str, Any],
           events: list[tuple[str, dict[str, Any]]]) -> None:
     now = utcnow()
+    before = row.status
     row.state = state
     row.status = state["status"]
     row.open_key = (_open_key(row.record_type, row.record_id)
@@ -204,6 +219,9 @@ def _save(worker: Worker, session: Session, row: ApprovalInstance, state: dict[s
         session.add(ApprovalViewer(instance_id=row.id, user_id=user_id))
     for event_type, data in events:
         worker.events.record(session, event_type, data)
+    callback = RECORD_CALLBACKS.get(row.record_type)
+    if callback is not None and row.status != before and row.status in FINISHED:
+        callback(worker, session, row, row.status)
 
 
 def _terms(terms: dict[str, Any]) -> dict[str, Any]:
@@ -220,42 +238,87 @@ def submit_for_approval(worker: Worker, data: dict[str, Any], submitter: str
     """Start the first matching flow of the record type on these terms. Conflict when the
     record already has a pending approval; ValidationFailed when no flow applies or a step
     has nobody to answer it."""
+    try:
+        with worker.db.begin() as session:
+            return start_in_session(worker, session, data, submitter)
+    except IntegrityError:  # a concurrent submission of the same record won
+        raise Conflict(f"The {data['record_type']} is already in approval",
+                       {"reason": "in_approval"}) from None
+
+
+def matching_flow(session: Session, record_type: str, terms: dict[str, Any]
+                  ) -> dict[str, Any] | None:
+    """The flow that applies to these terms of the record type, or None."""
+    flows = [flow_to_dict(flow) for flow in session.scalars(
+        select(ApprovalFlow).where(ApprovalFlow.record_type == record_type))]
+    return domain.choose_flow(flows, _terms(terms))
+
+
+def void_other_terms(worker: Any, session: Session, record_type: str, record_id: str,
+                     terms: dict[str, Any]) -> None:
+    """Earlier approvals of other terms of the record no longer stand (voided)."""
+    now = utcnow()
+    for earlier in list(session.scalars(select(ApprovalInstance).where(
+            ApprovalInstance.record_type == record_type,
+            ApprovalInstance.record_id == record_id,
+            ApprovalInstance.status == domain.APPROVED))):
+        state = copy.deepcopy(earlier.state)
+        voided = domain.verify(state, terms, now)
+        if voided:
+            _save(worker, session, earlier, state, voided)
+
+
+def start_in_session(worker: Any, session: Session, data: dict[str, Any], submitter: str
+                     ) -> dict[str, Any]:
+    """submit_for_approval inside the caller's transaction (the record's own use case submits
+    its record and changes its status in one transaction)."""
     terms = _terms(data["terms"])
     record_type, record_id = data["record_type"], data["record_id"]
     now = utcnow()
-    try:
-        with worker.db.begin() as session:
-            require_unlocked(session, record_type, record_id)
-            flows = [flow_to_dict(flow) for flow in session.scalars(
-                select(ApprovalFlow).where(ApprovalFlow.record_type == record_type))]
-            flow = domain.choose_flow(flows, terms)
-            if flow is None:
-                raise ValidationFailed.for_fields(
-                    {"record_type": [f"no active approval flow of {record_type} matches "
-                                     "these terms"]})
-            # Earlier approvals of other terms of the record no longer stand.
-            for earlier in session.scalars(select(ApprovalInstance).where(
-                    ApprovalInstance.record_type == record_type,
-                    ApprovalInstance.record_id == record_id,
-                    ApprovalInstance.status == domain.APPROVED)):
-                state = copy.deepcopy(earlier.state)
-                voided = domain.verify(state, terms, now)
-                if voided:
-                    _save(worker, session, earlier, state, voided)
-            state, events = domain.start(
-                flow, record_type, record_id, terms, data.get("terms_version", 1), submitter,
-                load_directory(session), now, str(uuid.uuid4()), data.get("comment"))
-            row = ApprovalInstance(
-                id=state["id"], record_type=record_type, record_id=record_id,
-                flow_id=flow["id"], submitter_id=submitter, terms_hash=state["terms_hash"],
-                terms_version=state["terms_version"], submitted_at=now, status=state["status"],
-                state=state, updated_at=now)
-            session.add(row)
+    require_unlocked(session, record_type, record_id)
+    flow = matching_flow(session, record_type, terms)
+    if flow is None:
+        raise ValidationFailed.for_fields(
+            {"record_type": [f"no active approval flow of {record_type} matches "
+                             "these terms"]})
+    void_other_terms(worker, session, record_type, record_id, terms)
+    state, events = domain.start(
+        flow, record_type, record_id, terms, data.get("terms_version", 1), submitter,
+        load_directory(session), now, str(uuid.uuid4()), data.get("comment"))
+    row = ApprovalInstance(
+        id=state["id"], record_type=record_type, record_id=record_id,
+        flow_id=flow["id"], submitter_id=submitter, terms_hash=state["terms_hash"],
+        terms_version=state["terms_version"], submitted_at=now, status=state["status"],
+        state=state, updated_at=now)
+    session.add(row)
+    _save(worker, session, row, state, events)
+    return instance_to_dict(row)
+
+
+def verify_in_session(worker: Any, session: Session, record_type: str, record_id: str,
+                      current_terms: dict[str, Any]) -> dict[str, Any]:
+    """verify inside the caller's transaction."""
+    terms = _terms(current_terms)
+    rows = list(session.scalars(select(ApprovalInstance).where(
+        ApprovalInstance.record_type == record_type,
+        ApprovalInstance.record_id == record_id,
+        ApprovalInstance.status.in_((domain.PENDING, domain.APPROVED))).with_for_update()))
+    if not rows:
+        return {"valid": False, "status": None, "approval_id": None,
+                "reason": "no pending or approved approval of this record"}
+    answer: dict[str, Any] = {}
+    for row in rows:
+        state = copy.deepcopy(row.state)
+        events = domain.verify(state, terms, utcnow())
+        if events:
             _save(worker, session, row, state, events)
-            return instance_to_dict(row)
-    except IntegrityError:  # a concurrent submission of the same record won
-        raise Conflict(f"The {record_type} is already in approval",
-                       {"reason": "in_approval"}) from None
+            answer = {"valid": False, "status": domain.VOIDED, "approval_id": row.id,
+                      "reason": events[0][1]["reason"]}
+        elif not answer:
+            answer = {"valid": row.status == domain.APPROVED, "status": row.status,
+                      "approval_id": row.id,
+                      "reason": None if row.status == domain.APPROVED else "still pending"}
+    return answer
 
 
 def _locked_instance(session: Session, instance_id: str) -> ApprovalInstance:
@@ -349,25 +412,5 @@ def verify(worker: Worker, record_type: str, record_id: str, current_terms: dict
            ) -> dict[str, Any]:
     """`{"valid": bool, "status", "approval_id", "reason"}`: a pending or approved instance
     whose hash differs from the current terms is voided (event `approval_voided`)."""
-    terms = _terms(current_terms)
     with worker.db.begin() as session:
-        rows = list(session.scalars(select(ApprovalInstance).where(
-            ApprovalInstance.record_type == record_type,
-            ApprovalInstance.record_id == record_id,
-            ApprovalInstance.status.in_((domain.PENDING, domain.APPROVED))).with_for_update()))
-        if not rows:
-            return {"valid": False, "status": None, "approval_id": None,
-                    "reason": "no pending or approved approval of this record"}
-        answer: dict[str, Any] = {}
-        for row in rows:
-            state = copy.deepcopy(row.state)
-            events = domain.verify(state, terms, utcnow())
-            if events:
-                _save(worker, session, row, state, events)
-                answer = {"valid": False, "status": domain.VOIDED, "approval_id": row.id,
-                          "reason": events[0][1]["reason"]}
-            elif not answer:
-                answer = {"valid": row.status == domain.APPROVED, "status": row.status,
-                          "approval_id": row.id,
-                          "reason": None if row.status == domain.APPROVED else "still pending"}
-        return answer
+        return verify_in_session(worker, session, record_type, record_id, current_terms)

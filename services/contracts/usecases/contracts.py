@@ -132,3 +132,86 @@ def receivables(session: Session, contract_id: str, as_of: date) -> dict[str, st
                                 [_as_dict(i) for i in _instalments(session, contract_id)],
                                 received, as_of)
     return {k: str(domain.money(v)) for k, v in result.items()}
+
+
+# -- contracts: visibility, sign, terminate, receipts (RPC part) ----
+
+
+def visible(owner_id: str | None, scope: dict[str, Any]) -> bool:
+    return bool(scope.get("all")) or (owner_id is not None
+                                       and owner_id in (scope.get("owner_ids") or []))
+
+
+def visible_contract(session: Session, contract_id: Any, scope: dict[str, Any],
+                     lock: bool = False) -> Contract:
+    """The contract when the scope sees its owner; hidden answers like missing (404)."""
+    from shared.errors import NotFound
+
+    if not isinstance(contract_id, str) or len(contract_id) > 36:
+        raise NotFound(f"no contract {contract_id}")
+    stmt = select(Contract).where(Contract.id == contract_id)
+    contract = session.execute(stmt.with_for_update() if lock else stmt).scalar_one_or_none()
+    if contract is None or not visible(contract.owner_id, scope):
+        raise NotFound(f"no contract {contract_id}")
+    return contract
+
+
+def contract_view(c: Contract) -> dict[str, Any]:
+    return {"id": c.id, "number": c.number, "status": c.status, "title": c.title,
+            "customer_id": c.customer_id, "opportunity_id": c.opportunity_id,
+            "owner_id": c.owner_id, "amount": c.amount, "currency": c.currency,
+            "start_date": c.start_date, "end_date": c.end_date,
+            "created_at": c.created_at.isoformat(), "updated_at": c.updated_at.isoformat()}
+
+
+def snapshot(c: Contract) -> dict[str, Any]:
+    return {"id": c.id, "number": c.number, "status": c.status, "amount": c.amount}
+
+
+def list_page(session: Session, filters: dict[str, Any], scope: dict[str, Any],
+              page: dict[str, Any]) -> dict[str, Any]:
+    from sqlalchemy import false, true
+
+    from shared.paging import page_after, page_of
+
+    if scope.get("all"):
+        clause = true()
+    elif scope.get("owner_ids"):
+        clause = Contract.owner_id.in_(scope["owner_ids"])
+    else:
+        clause = false()
+    query = select(Contract).where(clause)
+    for name in ("customer_id", "opportunity_id", "owner_id", "status"):
+        if filters.get(name):
+            query = query.where(getattr(Contract, name) == filters[name])
+    rows = session.scalars(page_after(query, Contract.created_at, Contract.id, page["cursor"],
+                                      page["limit"])).all()
+    return page_of(rows, page["limit"], "created_at", contract_view)
+
+
+def order_number(contract_number: str) -> str:
+    """The ERP order of a signed contract: SO-<year>-<6 digits>, the contract's own sequence."""
+    year, value = domain.parse_number(contract_number)
+    return f"SO-{year:04d}-{value:06d}"
+
+
+def transition(contract: Contract, target: str) -> str:
+    previous = contract.status
+    domain.check_transition(previous, target)
+    contract.status = target
+    contract.updated_at = utcnow()
+    return previous
+
+
+def plan(session: Session, contract_id: str) -> list[dict[str, Any]]:
+    return [_view(i) for i in _instalments(session, contract_id)]
+
+
+def list_receipts(session: Session, contract_id: str) -> dict[str, Any]:
+    rows = session.execute(select(Receipt).where(Receipt.contract_id == contract_id)
+                           .order_by(Receipt.received_on, Receipt.created_at, Receipt.id)
+                           ).scalars()
+    return {"items": [{"id": r.id, "contract_id": r.contract_id, "amount": r.amount,
+                       "received_on": r.received_on, "method": r.method,
+                       "reference": r.reference, "allocations": r.allocations,
+                       "created_at": r.created_at.isoformat()} for r in rows]}

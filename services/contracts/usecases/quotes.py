@@ -24,8 +24,10 @@ from services.contracts.contract import QuoteSchema
 from services.contracts.domain import quotes as domain
 from services.contracts.domain.pricing import choose_price
 from services.contracts.models import Product, Quote, QuoteVersion
+from services.contracts.usecases import approvals
 from services.contracts.usecases.approvals import require_unlocked
 from services.contracts.usecases.pricing import domain_books, new_id
+from services.contracts.usecases.pricing import today as business_today
 from shared.envelope import utcnow
 from shared.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
 from shared.paging import page_after, page_of
@@ -48,10 +50,91 @@ class QuotePorts:
     sales: Callable[..., Any]
 
 
-def approval_required(quote: Quote, terms: dict[str, Any]) -> bool:
-    """Whether an approval flow applies to the quote. No approval flows exist yet (another
-    part builds them): `submit` moves a draft straight to approved."""
-    return False
+# -- approval (the quote's terms, the flow, the decision's callback) ----
+
+RECORD_TYPE = "quote"
+LINE_TERMS = ("product_id", "product_code", "quantity", "unit_price", "discount", "tax_rate",
+              "optional", "gross", "net", "quote_discount_share", "tax", "total")
+
+
+def approval_terms(quote: Quote, version: QuoteVersion) -> dict[str, Any]:
+    """The figures an approver decides on (hashed by the approvals engine; flow conditions
+    read them): the lines (product, quantity, unit price, discounts, tax, figures), the
+    quote-level discount, the totals, the validity, `discount_percent` (all discounts over
+    the gross of the counted lines, 2 places) and the customer tier, channel and region."""
+    terms = version.terms
+    counted = [line for line in terms["lines"] if not line.get("optional")]
+    gross = sum((Decimal(line["gross"]) for line in counted), Decimal(0))
+    net_total = Decimal(terms["totals"]["net_total"])
+    percent = Decimal(0) if not gross else (gross - net_total) * 100 / gross
+    return {
+        "quote_id": quote.id, "version": version.number,
+        "opportunity_id": quote.opportunity_id, "customer_id": quote.customer_id,
+        "owner_id": quote.owner_id, "currency": terms.get("currency"),
+        "channel": terms.get("channel"), "region": terms.get("region"),
+        "customer_tier": terms.get("customer_tier"),
+        "lines": [{name: line.get(name) for name in LINE_TERMS} for line in terms["lines"]],
+        "discount": terms.get("discount"), "totals": dict(terms["totals"]),
+        "amount": terms["totals"]["grand_total"],
+        "discount_percent": str(percent.quantize(Decimal("0.01"))),
+        "valid_until": version.valid_until.isoformat() if version.valid_until else None,
+    }
+
+
+def approval_required(session: Session, terms: dict[str, Any]) -> bool:
+    """Whether an approval flow for quotes matches these terms (`approval_terms`)."""
+    return approvals.matching_flow(session, RECORD_TYPE, terms) is not None
+
+
+def _approval_refused(ports: Any, session: Session, quote: Quote, version: QuoteVersion,
+                      today: date) -> str | None:
+    """Why an approved (or sent) quote's approval does not stand, or None: the approval of
+    these terms must be approved with their hash, or no flow may apply to them. A hash that
+    differs voids the approval (approval_voided; the callback returns the quote to draft)."""
+    terms = approval_terms(quote, version)
+    recomputed = price_terms(session, version.terms, None, today)
+    if (recomputed["totals"], recomputed["lines"]) != (version.terms["totals"],
+                                                       version.terms["lines"]):
+        approvals.void_other_terms(ports, session, RECORD_TYPE, quote.id, recomputed)
+        return "the stored figures are not those its lines price to"
+    answer = approvals.verify_in_session(ports, session, RECORD_TYPE, quote.id, terms)
+    if answer["valid"]:
+        return None
+    if answer["status"] == "voided":
+        return answer["reason"]
+    if approval_required(session, terms):
+        return "an approval flow applies to these terms and they are not approved"
+    return None
+
+
+def on_approval_finished(worker: Any, session: Session, row: Any, status: str) -> None:
+    """The approvals' callback for quotes, in the decision's transaction: approved -> the
+    quote is approved; rejected, recalled or voided -> back to draft."""
+    quote = session.get(Quote, row.record_id, with_for_update=True)
+    if quote is None:
+        return
+    version = version_of(session, quote)
+    today = business_today()
+    try:
+        if status == "approved":
+            if (quote.status != domain.IN_APPROVAL
+                    or approvals.domain.terms_hash(approval_terms(quote, version))
+                    != row.terms_hash):
+                raise Conflict("the quote's terms are not the ones submitted for approval",
+                               {"status": quote.status, "field": "terms_hash"})
+            target = domain.approve(quote.status, version.valid_until, today)
+            reason = f"approval {row.id} approved"
+        elif quote.status in (domain.IN_APPROVAL, domain.APPROVED):
+            target = domain.return_to_draft(quote.status, version.valid_until, today)
+            reason = f"approval {row.id} {status}"
+        else:
+            return
+    except domain.TransitionRefused as err:
+        raise _refused(err) from None
+    set_status(worker, session, quote, version, target, reason, today)
+
+
+approvals.register_record_callback(RECORD_TYPE, on_approval_finished)
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -345,14 +428,16 @@ def command(ports: QuotePorts, quote_id: str, name: str, scope: dict[str, Any],
             reason: str | None = None) -> dict[str, Any]:
     """submit, mark_sent or reject."""
     today = ports.today()
+    refused = None
     with ports.db.begin() as session:
         quote = visible_quote(session, quote_id, scope, for_update=True)
         require_unlocked(session, "quote", quote.id)
         version = version_of(session, quote)
+        terms = approval_terms(quote, version)
+        required = name == "submit" and approval_required(session, terms)
         try:
             if name == "submit":
-                target = domain.submit(quote.status, version.valid_until, today,
-                                       approval_required(quote, version.terms))
+                target = domain.submit(quote.status, version.valid_until, today, required)
             else:
                 target = domain.transition(name, quote.status, version.valid_until, today)
         except domain.TransitionRefused as err:
@@ -360,7 +445,20 @@ def command(ports: QuotePorts, quote_id: str, name: str, scope: dict[str, Any],
         if name == "submit" and not version.terms["lines"]:
             raise PreconditionFailed("a quote without lines cannot be submitted",
                                      {"field": "lines", "status": quote.status})
-        return set_status(ports, session, quote, version, target, reason, today)
+        if name == "submit":
+            if required:
+                approvals.start_in_session(ports, session, {
+                    "record_type": RECORD_TYPE, "record_id": quote.id, "terms": terms,
+                    "terms_version": version.number}, ports.actor or quote.owner_id)
+            else:
+                approvals.void_other_terms(ports, session, RECORD_TYPE, quote.id, terms)
+        elif name == "mark_sent":
+            refused = _approval_refused(ports, session, quote, version, today)
+        if refused is None:
+            return set_status(ports, session, quote, version, target, reason, today)
+    # the void (and the quote's return to draft) is committed; the command is refused
+    raise Conflict(f"the quote's approval does not stand: {refused}",
+                   {"reason": "approval_invalid", "field": "terms_hash"})
 
 
 def accept(ports: QuotePorts, quote_id: str, scope: dict[str, Any], reason: str | None,
@@ -371,16 +469,23 @@ def accept(ports: QuotePorts, quote_id: str, scope: dict[str, Any], reason: str 
     apply. When sales refuses, the quote is not accepted and the answer says why (the
     amount stays updated: it is the quote's latest figure either way)."""
     today = ports.today()
-    with ports.db.read() as session:
-        quote = visible_quote(session, quote_id, scope)
+    refused = None
+    with ports.db.begin() as session:
+        quote = visible_quote(session, quote_id, scope, for_update=True)
+        require_unlocked(session, "quote", quote.id)
         version = version_of(session, quote)
         try:
             domain.transition("accept", quote.status, version.valid_until, today)
         except domain.TransitionRefused as err:
             raise _refused(err) from None
+        refused = _approval_refused(ports, session, quote, version, today)
         seen = (quote.status, quote.version)
+        seen_hash = approvals.domain.terms_hash(approval_terms(quote, version))
         total, currency = version.terms["totals"]["grand_total"], version.terms["currency"]
         opportunity_id = quote.opportunity_id
+    if refused is not None:
+        raise Conflict(f"the quote's approval does not stand: {refused}",
+                       {"reason": "approval_invalid", "field": "terms_hash"})
     opportunity = ports.sales("get_opportunity", opportunity_id=opportunity_id, scope=scope)
     if stage_id is None:
         pipeline = ports.sales("get_pipeline", pipeline_id=opportunity["pipeline_id"])
@@ -406,7 +511,9 @@ def accept(ports: QuotePorts, quote_id: str, scope: dict[str, Any], reason: str 
     with ports.db.begin() as session:
         quote = visible_quote(session, quote_id, scope, for_update=True)
         version = version_of(session, quote)
-        if (quote.status, quote.version) != seen:
+        require_unlocked(session, "quote", quote.id)
+        if (quote.status, quote.version) != seen or approvals.domain.terms_hash(
+                approval_terms(quote, version)) != seen_hash:
             raise Conflict("the quote changed while it was being accepted; the opportunity "
                            "was moved: read the quote and retry",
                            {"status": quote.status, "opportunity_id": opportunity_id})

@@ -1,0 +1,193 @@
+"""Ticket use cases: create, read, list, update (status through the domain's transitions,
+priority, assignee, tags) and replies. `svc` is the nameko service (db, events, context).
+
+Row-level visibility comes as the gateway's scope (shared.kernel.schemas.ScopeSchema):
+`{"all": true}` (admins), or the assignees whose tickets the caller sees (`owner_ids`: a
+manager's teams' members, an agent's own) and, with `include_pool`, unassigned tickets. A
+ticket the caller may not see is "not found", like a missing one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from services.service_desk.domain import tickets as domain
+from services.service_desk.models import TicketCounterRow, TicketEntryRow, TicketRow
+from shared.envelope import utcnow
+from shared.errors import Forbidden, NotFound
+from shared.paging import page_after, page_of
+
+
+def ticket_number(number: int) -> str:
+    return f"T-{number:06d}"
+
+
+def ticket_dict(row: TicketRow) -> dict[str, Any]:
+    return {"id": row.id, "number": ticket_number(row.number), "subject": row.subject,
+            "requester_email": row.requester_email, "requester_name": row.requester_name,
+            "status": row.status, "priority": row.priority, "type": row.type,
+            "category": row.category, "tags": list(row.tags or []),
+            "assignee_id": row.assignee_id, "group_id": row.group_id, "channel": row.channel,
+            "customer_id": row.customer_id, "customer_tier": row.customer_tier,
+            "created_at": row.created_at.isoformat(), "updated_at": row.updated_at.isoformat()}
+
+
+def entry_dict(row: TicketEntryRow) -> dict[str, Any]:
+    return {"id": row.id, "seq": row.seq, "kind": row.kind, "public": row.public,
+            "author_kind": row.author_kind, "author_id": row.author_id, "body": row.body,
+            "from": row.from_value, "to": row.to_value, "at": row.at.isoformat()}
+
+
+def visible(assignee_id: str | None, scope: Mapping[str, Any]) -> bool:
+    if scope.get("all"):
+        return True
+    if assignee_id is None:
+        return bool(scope.get("include_pool"))
+    return assignee_id in scope.get("owner_ids", ())
+
+
+def _check_assignee(assignee_id: str | None, scope: Mapping[str, Any]) -> None:
+    if assignee_id is not None and not scope.get("all") \
+            and assignee_id not in scope.get("owner_ids", ()):
+        raise Forbidden("a ticket can be assigned only to someone within your scope",
+                        {"assignee_id": assignee_id})
+
+
+def _scope_clause(scope: Mapping[str, Any]) -> ColumnElement[bool]:
+    if scope.get("all"):
+        return TicketRow.id.is_not(None)
+    clauses = [TicketRow.assignee_id.in_(scope["owner_ids"])] if scope.get("owner_ids") else []
+    if scope.get("include_pool"):
+        clauses.append(TicketRow.assignee_id.is_(None))
+    return or_(*clauses) if clauses else TicketRow.id.is_(None)
+
+
+def _find(session: Session, ticket_id: str, scope: Mapping[str, Any],
+          for_update: bool = False) -> TicketRow:
+    query = select(TicketRow).where(TicketRow.id == ticket_id)
+    if for_update:
+        query = query.with_for_update()
+    row = session.scalars(query).first()
+    if row is None or not visible(row.assignee_id, scope):
+        raise NotFound("ticket not found")
+    return row
+
+
+def _next_number(session: Session) -> int:
+    """The counter row, incremented in this transaction (its row lock orders concurrent
+    creations on PostgreSQL; SQLite has one writer): a rollback gives the number back."""
+    session.execute(update(TicketCounterRow).where(TicketCounterRow.name == "ticket")
+                    .values(value=TicketCounterRow.value + 1))
+    return session.scalars(select(TicketCounterRow.value)
+                           .where(TicketCounterRow.name == "ticket")).one()
+
+
+def _add_entry(session: Session, ticket: TicketRow, kind: str, at, **values: Any
+               ) -> TicketEntryRow:
+    seq = session.scalar(select(func.coalesce(func.max(TicketEntryRow.seq), 0))
+                         .where(TicketEntryRow.ticket_id == ticket.id)) + 1
+    row = TicketEntryRow(id=str(uuid.uuid4()), ticket_id=ticket.id, seq=seq, kind=kind, at=at,
+                         **values)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _change_status(svc, session: Session, ticket: TicketRow, target: str, at) -> None:
+    old = ticket.status
+    domain.check_transition(old, target)
+    if target == old:
+        return
+    event = domain.status_event(at, old, target)
+    ticket.status = target
+    _add_entry(session, ticket, "status_changed", at, from_value=event["from"],
+               to_value=event["to"], author_id=svc.context.actor)
+    session.flush()
+    svc.events.record(session, "ticket_status_changed",
+                      {"ticket": ticket_dict(ticket), "from": old, "to": target})
+
+
+def create_ticket(svc, data: dict[str, Any], scope: Mapping[str, Any]) -> dict[str, Any]:
+    _check_assignee(data["assignee_id"], scope)
+    domain.check_priority(data["priority"])
+    now = utcnow()
+    description = data.pop("description", None)
+    with svc.db.begin() as session:
+        row = TicketRow(id=str(uuid.uuid4()), number=_next_number(session), status="new",
+                        created_at=now, updated_at=now, **data)
+        session.add(row)
+        session.flush()
+        _add_entry(session, row, "created", now, body=description, public=True,
+                   author_kind="customer" if row.channel in ("email", "web") else "agent",
+                   author_id=svc.context.actor, to_value="new")
+        result = ticket_dict(row)
+        svc.events.record(session, "ticket_created", {"ticket": result})
+        return result
+
+
+def get_ticket(svc, ticket_id: str, scope: Mapping[str, Any]) -> dict[str, Any]:
+    with svc.db.read() as session:
+        row = _find(session, ticket_id, scope)
+        entries = session.scalars(select(TicketEntryRow).where(TicketEntryRow.ticket_id == row.id)
+                                  .order_by(TicketEntryRow.seq)).all()
+        return {**ticket_dict(row), "entries": [entry_dict(e) for e in entries]}
+
+
+def list_tickets(svc, filters: dict[str, Any], scope: Mapping[str, Any],
+                 page: dict[str, Any]) -> dict[str, Any]:
+    """A page of the tickets the caller sees that match `filters`, newest first."""
+    query = select(TicketRow).where(_scope_clause(scope))
+    for name in ("status", "priority", "assignee_id"):
+        if name in filters:
+            query = query.where(getattr(TicketRow, name) == filters[name])
+    query = page_after(query, TicketRow.created_at, TicketRow.id, page["cursor"], page["limit"])
+    with svc.db.read() as session:
+        rows = session.scalars(query).all()
+    return page_of(rows, page["limit"], "created_at", ticket_dict)
+
+
+def update_ticket(svc, ticket_id: str, data: dict[str, Any],
+                  scope: Mapping[str, Any]) -> dict[str, Any]:
+    now = utcnow()
+    with svc.db.begin() as session:
+        row = _find(session, ticket_id, scope, for_update=True)
+        if "assignee_id" in data and data["assignee_id"] != row.assignee_id:
+            _check_assignee(data["assignee_id"], scope)
+            row.assignee_id = data["assignee_id"]
+        if "tags" in data:
+            row.tags = list(dict.fromkeys(data["tags"]))
+        if "priority" in data and data["priority"] != row.priority:
+            domain.check_priority(data["priority"])
+            event = domain.priority_event(now, row.priority, data["priority"])
+            row.priority = data["priority"]
+            _add_entry(session, row, "priority_changed", now, from_value=event["from"],
+                       to_value=event["to"], author_id=svc.context.actor)
+        row.updated_at = now
+        if "status" in data:
+            _change_status(svc, session, row, data["status"], now)
+        session.flush()
+        return ticket_dict(row)
+
+
+def add_reply(svc, ticket_id: str, data: dict[str, Any],
+              scope: Mapping[str, Any]) -> dict[str, Any]:
+    now = utcnow()
+    with svc.db.begin() as session:
+        row = _find(session, ticket_id, scope, for_update=True)
+        domain.reply_event(now, author=data["author_kind"], public=data["public"])
+        target = domain.status_after_reply(row.status, author=data["author_kind"],
+                                           public=data["public"])
+        entry = _add_entry(session, row, "reply", now, body=data["body"], public=data["public"],
+                           author_kind=data["author_kind"], author_id=svc.context.actor)
+        row.updated_at = now
+        if target != row.status:
+            _change_status(svc, session, row, target, now)
+        session.flush()
+        result = ticket_dict(row)
+        svc.events.record(session, "ticket_replied", {"ticket": result, "entry": entry_dict(entry)})
+        return {**result, "entry": entry_dict(entry)}
