@@ -36,7 +36,8 @@ class TriggerSchema(Schema):
     record = fields.String(metadata={"description": "delay/date: record type (lead, contact)"})
     offset_days = fields.Integer(metadata={"description": "date: -3 = three days before"})
     offset_months = fields.Integer()
-    at = fields.String(metadata={"description": "date: local time of day HH:MM"})
+    at = fields.String(metadata={"description": "date: local time of day HH:MM (09:00), or "
+                                 "'exact': at the instant in the field (an ISO timestamp)"})
     yearly = fields.Boolean(metadata={"description": "date: every year (birthdays)"})
     cron = fields.String(metadata={"description": "schedule: cron expression (local time)"})
 

@@ -124,10 +124,17 @@ def validate_trigger(trigger: Any, problems: Problems) -> None:
             value = trigger.get(key, 0)
             if isinstance(value, bool) or not isinstance(value, int) or abs(value) > 3660:
                 _add(problems, f"trigger.{key}", "a whole number (negative = before)")
-        try:
-            timing.parse_time_of_day(trigger.get("at"))
-        except ValueError as exc:
-            _add(problems, "trigger.at", str(exc))
+        if trigger.get("at") == timing.EXACT:
+            if trigger.get("yearly", False) is not False:
+                _add(problems, "trigger.yearly", "not with 'at': 'exact' (an instant is once)")
+        else:
+            try:
+                if trigger.get("at") is not None and not isinstance(trigger.get("at"), str):
+                    raise ValueError(f"not a time of day: {trigger.get('at')!r} (use HH:MM "
+                                     "or 'exact')")
+                timing.parse_time_of_day(trigger.get("at"))
+            except ValueError as exc:
+                _add(problems, "trigger.at", f"{exc}; or 'exact' (the field's instant)")
         if not isinstance(trigger.get("yearly", False), bool):
             _add(problems, "trigger.yearly", "Not a valid boolean.")
     else:

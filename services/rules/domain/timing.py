@@ -105,6 +105,42 @@ def relative_due(
     return None
 
 
+EXACT = "exact"  # a date trigger's `"at": "exact"`: the field holds the instant itself
+
+
+def parse_instant(value: object) -> datetime | None:
+    """An instant field of a record: an ISO timestamp with a time of day (`Z`, an offset, or
+    none = UTC), as UTC; None if absent or not an instant (a bare date is not one)."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str) and len(value.strip()) > 10:
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def exact_due(
+    field_value: object, *, now: datetime, offset_days: int = 0, offset_months: int = 0,
+    late_ok: bool = True,
+) -> datetime | None:
+    """When an `"at": "exact"` trigger fires (UTC): the instant in the field (shifted by the
+    offsets); an instant already past fires at once (`now`) when `late_ok`, else never. None
+    when the field holds no instant."""
+    moment = parse_instant(field_value)
+    if moment is None:
+        return None
+    due = moment + relativedelta(months=offset_months, days=offset_days)
+    if due > now:
+        return due
+    return now if late_ok else None
+
+
 def check_cron(expression: str) -> str | None:
     if not isinstance(expression, str) or not croniter.is_valid(expression):
         return f"not a valid cron expression: {expression!r} (e.g. '0 9 * * 1-5')"

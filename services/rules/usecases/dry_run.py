@@ -21,6 +21,7 @@ from services.rules.usecases.recipients import manager_chain, recipients, task_a
 from services.rules.usecases.rule_admin import find_rule
 from services.rules.usecases.runs import condition_names
 from services.rules.usecases.support import Worker, iso, render
+from services.rules.usecases.timers import exact_value
 from shared.errors import NotFound, ValidationFailed
 
 
@@ -115,7 +116,13 @@ def _dry_run(
         result["trigger"]["would_fire_at"] = (
             now + timing.parse_duration(trigger["delay"])).isoformat()
         result["trigger"]["cancelled_by"] = trigger.get("unless") or []
-    if kind == "date" and matches and record:
+    if kind == "date" and matches and record and trigger.get("at") == timing.EXACT:
+        due = timing.exact_due(exact_value(trigger["field"], record, envelope.get("data")),
+                               now=now,
+                               offset_days=trigger.get("offset_days", 0),
+                               offset_months=trigger.get("offset_months", 0))
+        result["trigger"]["would_fire_at"] = iso(due)
+    elif kind == "date" and matches and record:
         due = timing.relative_due(
             record.get(trigger["field"]), now=now, tz=engine.tz,
             offset_days=trigger.get("offset_days", 0),

@@ -105,6 +105,10 @@ class Intake:
             elif kind == "date" and rules_domain.event_matches(trigger["events"], name):
                 wanted = trigger.get("record") or record_type
                 if wanted == record_type and record is not None:
-                    self.timers.schedule_date(session, rule, trigger, record_type, record,
-                                              depth, now, fresh)
+                    skipped = self.timers.schedule_date(
+                        session, rule, trigger, record_type, record, depth, now, fresh,
+                        event_data=envelope.get("data"))
+                    if skipped:  # `"at": "exact"` without an instant: said in a run
+                        self.runs.record_skipped(session, rule, envelope, record_type, record,
+                                                 depth, now, skipped)
         return run_ids

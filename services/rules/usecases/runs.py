@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session
 
 from services.rules.clock import Clock
-from services.rules.domain import conditions
+from services.rules.domain import conditions, records
 from services.rules.domain import rules as rules_domain
 from services.rules.models import Rule, RuleFiring, RuleRun, RuleVersion
 from services.rules.usecases.actions import Actions
@@ -174,6 +174,30 @@ class Runs:
         run.actions = [{"index": i, "type": a["type"], "status": "pending"}
                        for i, a in enumerate(definition["actions"])]
         return run
+
+    def record_skipped(
+        self, session: Session, rule: Rule, envelope: dict[str, Any], record_type: str,
+        record: dict[str, Any], depth: int, now: datetime, reason: str,
+    ) -> None:
+        """A trigger this event matched but could not start (an `"at": "exact"` date trigger
+        whose field holds no instant): a finished `no_match` run saying why, no actions."""
+        authority = effective_authority(session, getattr(rule, "authority", None))
+        if not authority.revoked and not authority.covers(record_type, record):
+            return  # as `start`: not another team's record in this rule's audit
+        defer_insert(session, RUNS, {
+            "id": new_id(), "rule_id": rule.id, "rule_version": rule.version,
+            "trigger": "event", "event_id": envelope.get("event_id"),
+            "event_type": (f"{envelope['producer']}.{envelope['event_type']}"
+                           if envelope.get("producer") and envelope.get("event_type") else None),
+            "timer_id": None, "record_key": records.record_key(record_type, str(record["id"])),
+            "matched": False, "status": "no_match", "reason": reason, "actions": [],
+            "context": {"record_type": record_type, "record": record,
+                        "event": event_summary(envelope), "changes": {},
+                        "rule": {"id": rule.id, "name": rule.name, "version": rule.version},
+                        "authority": getattr(rule, "authority", None)},
+            "correlation_id": envelope.get("correlation_id") or new_id(),
+            "causation_depth": depth, "started_at": now, "finished_at": now, "duration_ms": 0,
+        })
 
     def proceed(self, session: Session, run: StartedRun, definition: dict[str, Any]
                 ) -> str | None:

@@ -27,6 +27,15 @@ TIMERS = Timer.__table__
 TIMER_CANCELS = TimerCancel.__table__
 
 
+def exact_value(field: str, record: dict[str, Any], event_data: dict[str, Any] | None
+                ) -> object:
+    """An `"at": "exact"` trigger's field: in the event's data when it is there at the top
+    level (null included: the event says there is no instant), else in the record."""
+    if isinstance(event_data, dict) and field in event_data:
+        return event_data[field]
+    return record.get(field)
+
+
 class Timers:
     def __init__(self, clock: Clock, tz: Any) -> None:
         self.clock = clock
@@ -99,10 +108,20 @@ class Timers:
     def schedule_date(
         self, session: Session, rule: Rule, trigger: dict[str, Any], record_type: str,
         record: dict[str, Any], depth: int, now: datetime, fresh: bool = False,
-    ) -> None:
+        late_ok: bool = True, event_data: dict[str, Any] | None = None,
+    ) -> str | None:
+        """Start (or replace) the record's date timer. With `"at": "exact"`: the reason no
+        timer was started when the field holds no instant (the caller records it), else None.
+        `late_ok`: an exact instant already past fires at once (an event telling it), not when
+        a saved rule goes over the records it knows. `event_data`: the starting event's data,
+        where an exact trigger's field is read first (`{"ticket_id", "next_check_at"}` names
+        its record by a link only, so the snapshot does not carry the field)."""
         key = records.record_key(record_type, str(record["id"]))
         if not fresh:
             self._replace_pending(session, rule.id, key)
+        if trigger.get("at") == timing.EXACT:
+            return self._schedule_exact(session, rule, trigger, key, record, depth, now,
+                                        late_ok, event_data)
         due = timing.relative_due(
             record.get(trigger["field"]), now=now, tz=self.tz,
             offset_days=trigger.get("offset_days", 0),
@@ -112,6 +131,25 @@ class Timers:
         if due is not None:
             self.add(session, kind="date", due_at=due, rule=rule, record_key=key,
                      payload={"event": {"causation_depth": depth}})
+        return None
+
+    def _schedule_exact(
+        self, session: Session, rule: Rule, trigger: dict[str, Any], key: str,
+        record: dict[str, Any], depth: int, now: datetime, late_ok: bool,
+        event_data: dict[str, Any] | None,
+    ) -> str | None:
+        field = trigger["field"]
+        value = exact_value(field, record, event_data)
+        due = timing.exact_due(value, now=now, offset_days=trigger.get("offset_days", 0),
+                               offset_months=trigger.get("offset_months", 0), late_ok=late_ok)
+        if due is None:
+            if timing.parse_instant(value) is not None:
+                return None  # past, and not told by an event: nothing to do
+            shown = "missing" if value in (None, "") else f"not an instant: {str(value)[:80]!r}"
+            return f"no timer: {field} is {shown}"
+        self.add(session, kind="date", due_at=due, rule=rule, record_key=key,
+                 payload={"event": {"causation_depth": depth}})
+        return None
 
     def schedule_next(self, session: Session, rule: Rule, now: datetime) -> None:
         """A schedule's next timer."""
@@ -134,7 +172,7 @@ class Timers:
             ).all()
             for snapshot in snapshots:
                 self.schedule_date(session, rule, trigger, snapshot.record_type,
-                                   snapshot.data, 0, now)
+                                   snapshot.data, 0, now, late_ok=False)
 
     # ---- resume timers ----------------------------------------------------------------------
 
