@@ -57,3 +57,8 @@ def test_print_template_preview_over_http(system: System) -> None:
     bad_put = system.put(f"/print-templates/{created['id']}", user="admin",
                          json={"name": name, "body": "{% if %}"})
     assert bad_put.status_code == 422 and "body" in bad_put.json()["errors"]
+    # Other tests print quotes with the shipped default: this one's stops being the default.
+    restored = _ok(system.put(f"/print-templates/{created['id']}", user="admin",
+                              json={"name": name, "body": "<p>新版 {{ quote.number }}</p>",
+                                    "is_default": False}))
+    assert restored["is_default"] is False
