@@ -241,6 +241,9 @@ class DirectoryUser(Base):
     role: Mapped[str] = mapped_column(String(20))
     team_id: Mapped[str | None] = mapped_column(String(36), index=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The `occurred_at` of the event that wrote the row: events are taken concurrently, so an
+    # older one (a user's creation) may arrive after a newer one (their deactivation).
+    changed_at: Mapped[str | None] = mapped_column(String(40))
 
 
 class DirectoryTeam(Base):

@@ -62,7 +62,7 @@ class Intake:
                                               "envelope": envelope, "received_at": now})
             data = envelope.get("data") or {}
             if producer == "gateway":
-                project_directory(session, event_type, data)
+                project_directory(session, event_type, data, envelope.get("occurred_at"))
                 forget_directory()
             record_type, record, changes, first_seen = store_snapshot(session, data, now)
             keys = records.related_keys(data)

@@ -23,17 +23,22 @@ SNAPSHOT_OWNER = select(RECORDS.c.owner_id).where(RECORDS.c.key == bindparam("ke
 UPDATE_SNAPSHOT = update(RECORDS).where(RECORDS.c.key == bindparam("record_key"))
 
 
-def project_directory(session: Session, event_type: str, data: dict[str, Any]) -> None:
-    """`gateway.user_changed` / `gateway.team_changed` into the directory projection."""
+def project_directory(session: Session, event_type: str, data: dict[str, Any],
+                      occurred_at: str | None = None) -> None:
+    """`gateway.user_changed` / `gateway.team_changed` into the directory projection. A user
+    event older than the one the row holds (`occurred_at`) arrived late and changes nothing."""
     if event_type == "user_changed" and isinstance(data.get("user"), dict):
         user = data["user"]
         row = session.get(DirectoryUser, user["id"]) or DirectoryUser(id=user["id"])
+        if occurred_at and row.changed_at and occurred_at < row.changed_at:
+            return
         row.username = user.get("username") or user["id"]
         row.display_name = user.get("display_name")
         row.email = user.get("email")
         row.role = user.get("role") or "sales_rep"
         row.team_id = user.get("team_id")
         row.active = bool(user.get("active", True))
+        row.changed_at = occurred_at or row.changed_at
         session.merge(row)
     elif event_type == "team_changed" and isinstance(data.get("team"), dict):
         team = data["team"]
