@@ -96,6 +96,8 @@ class ApprovalDirectoryUser(Base):
     role: Mapped[str] = mapped_column(String(20))
     team_id: Mapped[str | None] = mapped_column(String(36), index=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The `occurred_at` of the event that wrote the row: a late older event changes nothing.
+    changed_at: Mapped[str | None] = mapped_column(String(40))
 
 
 class ApprovalDirectoryTeam(Base):
@@ -105,6 +107,7 @@ class ApprovalDirectoryTeam(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     manager_id: Mapped[str | None] = mapped_column(String(36))
+    changed_at: Mapped[str | None] = mapped_column(String(40))  # as the users'
 
 
 class ApprovalAbsence(Base):

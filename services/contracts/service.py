@@ -178,7 +178,8 @@ class ContractsService(PlatformEndpoints):
         with self.db.begin() as session:
             if first_delivery(session, approvals_inbox, envelope["event_id"], handler):
                 approvals.project_directory(session, envelope["event_type"],
-                                            envelope.get("data") or {})
+                                            envelope.get("data") or {},
+                                            envelope.get("occurred_at"))
 
     # -- pdf ----
     # Print templates (打印模板) and quote PDFs (services/contracts/usecases/printing.py).

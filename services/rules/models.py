@@ -254,6 +254,7 @@ class DirectoryTeam(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), index=True)
     manager_id: Mapped[str | None] = mapped_column(String(36))
+    changed_at: Mapped[str | None] = mapped_column(String(40))  # as DirectoryUser's
 
 
 class MemberSetting(Base):

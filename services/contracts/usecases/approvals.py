@@ -136,21 +136,30 @@ def list_flows(worker: Worker, record_type: str | None = None) -> list[dict[str,
 
 # -- the directory ----------------------------------------------------------------------
 
-def project_directory(session: Session, event_type: str, data: dict[str, Any]) -> None:
-    """`gateway.user_changed` / `gateway.team_changed` into the approvals' directory."""
+def project_directory(session: Session, event_type: str, data: dict[str, Any],
+                      occurred_at: str | None = None) -> None:
+    """`gateway.user_changed` / `gateway.team_changed` into the approvals' directory. Events are
+    taken concurrently: one older than the row's (`occurred_at`) arrived late and changes
+    nothing (a user's creation must not undo their deactivation)."""
     if event_type == "user_changed" and isinstance(data.get("user"), dict):
         user = data["user"]
         row = session.get(ApprovalDirectoryUser, user["id"]) or ApprovalDirectoryUser(
             id=user["id"])
+        if occurred_at and row.changed_at and occurred_at < row.changed_at:
+            return
         row.role = user.get("role") or "sales_rep"
         row.team_id = user.get("team_id")
         row.active = bool(user.get("active", True))
+        row.changed_at = occurred_at or row.changed_at
         session.merge(row)
     elif event_type == "team_changed" and isinstance(data.get("team"), dict):
         team = data["team"]
         row = session.get(ApprovalDirectoryTeam, team["id"]) or ApprovalDirectoryTeam(
             id=team["id"])
+        if occurred_at and row.changed_at and occurred_at < row.changed_at:
+            return
         row.manager_id = team.get("manager_id")
+        row.changed_at = occurred_at or row.changed_at
         session.merge(row)
 
 

@@ -25,8 +25,8 @@ UPDATE_SNAPSHOT = update(RECORDS).where(RECORDS.c.key == bindparam("record_key")
 
 def project_directory(session: Session, event_type: str, data: dict[str, Any],
                       occurred_at: str | None = None) -> None:
-    """`gateway.user_changed` / `gateway.team_changed` into the directory projection. A user
-    event older than the one the row holds (`occurred_at`) arrived late and changes nothing."""
+    """`gateway.user_changed` / `gateway.team_changed` into the directory projection. An event
+    older than the one the row holds (`occurred_at`) arrived late and changes nothing."""
     if event_type == "user_changed" and isinstance(data.get("user"), dict):
         user = data["user"]
         row = session.get(DirectoryUser, user["id"]) or DirectoryUser(id=user["id"])
@@ -43,8 +43,11 @@ def project_directory(session: Session, event_type: str, data: dict[str, Any],
     elif event_type == "team_changed" and isinstance(data.get("team"), dict):
         team = data["team"]
         row = session.get(DirectoryTeam, team["id"]) or DirectoryTeam(id=team["id"])
+        if occurred_at and row.changed_at and occurred_at < row.changed_at:
+            return
         row.name = team.get("name") or team["id"]
         row.manager_id = team.get("manager_id")
+        row.changed_at = occurred_at or row.changed_at
         session.merge(row)
 
 
