@@ -7,9 +7,13 @@ Events go to the exchange `contracts.events` with the event type as routing key.
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from decimal import Decimal
+from typing import Any
 
-from shared.kernel.schemas import PageSchema, StrictSchema
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from shared.kernel.schemas import PageSchema, ScopeSchema, StrictSchema
+from shared.payloads import PassesFormatted, Timestamp
 
 __all__ = ["EVENT_SCHEMAS"]
 
@@ -183,13 +187,6 @@ class PrintTemplateWriteSchema(StrictSchema):
     is_default = fields.Boolean(load_default=False)
 # -- quotes (products, price books, quotes) ----
 
-from decimal import Decimal  # noqa: E402
-from typing import Any  # noqa: E402
-
-from marshmallow import ValidationError, fields, validate, validates_schema  # noqa: E402
-
-from shared.kernel.schemas import PageSchema, ScopeSchema, StrictSchema  # noqa: E402
-from shared.payloads import PassesFormatted, Timestamp  # noqa: E402
 
 __all__ += ["PageSchema", "ScopeSchema", "StrictSchema"]
 

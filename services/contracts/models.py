@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Date, Index, Integer, Numeric, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import UTCDateTime
@@ -136,14 +137,6 @@ class PrintTemplate(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 # -- quotes (products, price books, quotes) ----
-
-from datetime import date  # noqa: E402
-from decimal import Decimal  # noqa: E402
-
-from sqlalchemy import JSON, Boolean, Date, Index, Integer, Numeric, String, Text  # noqa: E402
-from sqlalchemy.orm import mapped_column  # noqa: E402
-
-from shared.db import UTCDateTime  # noqa: E402
 
 
 class Product(Base):

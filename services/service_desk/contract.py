@@ -7,7 +7,12 @@ Events go to the exchange `service_desk.events` with the event type as routing k
 
 from __future__ import annotations
 
-from marshmallow import Schema
+from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import fields as _f
+from marshmallow import validate as _v
+
+from shared.errors import PreconditionFailed, deserialize_to_instance
+from shared.kernel.schemas import StrictSchema
 
 __all__ = ["EVENT_SCHEMAS"]
 
@@ -15,11 +20,6 @@ EVENT_SCHEMAS: dict[str, type[Schema]] = {}
 
 
 # -- SLA: business calendars and SLA policies ----
-# (imports here keep the parts' sections apart for the merge)
-from marshmallow import ValidationError, fields, validate  # noqa: E402
-
-from shared.errors import PreconditionFailed, deserialize_to_instance  # noqa: E402
-from shared.kernel.schemas import StrictSchema  # noqa: E402
 
 
 @deserialize_to_instance
@@ -288,8 +288,6 @@ EVENT_SCHEMAS["business_calendar_changed"] = BusinessCalendarChanged
 
 # -- knowledge base ----
 
-from marshmallow import fields as _f  # noqa: E402
-from marshmallow import validate as _v  # noqa: E402
 
 KB_STATUSES = ("draft", "published", "archived")
 KB_FORMATS = ("markdown", "text")

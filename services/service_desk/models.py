@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy.orm import DeclarativeBase
+from datetime import datetime
+from typing import Any
 
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.db import UTCDateTime
 from shared.inbox import inbox_table
 from shared.kernel.naming import service_metadata
 from shared.outbox import outbox_table
@@ -20,14 +25,6 @@ inbox = inbox_table(metadata)
 
 
 # -- SLA: business calendars and SLA policies ----
-# (imports here keep the parts' sections apart for the merge)
-from datetime import datetime  # noqa: E402
-from typing import Any  # noqa: E402
-
-from sqlalchemy import JSON, Integer, String  # noqa: E402
-from sqlalchemy.orm import Mapped, mapped_column  # noqa: E402
-
-from shared.db import UTCDateTime  # noqa: E402
 
 
 class BusinessCalendarRow(Base):
@@ -87,12 +84,6 @@ class SlaNoticeRow(Base):
 # The full-text index (kb_search) is not a table here: an FTS5 virtual table on SQLite and a
 # table with a tsvector column and a GIN index on PostgreSQL, created by migration 0004k.
 metadata.info["migration_only_tables"] = ("kb_search",)
-
-
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text  # noqa: E402
-from sqlalchemy.orm import mapped_column  # noqa: E402
-
-from shared.db import UTCDateTime  # noqa: E402
 
 
 class KbCategory(Base):
@@ -155,7 +146,6 @@ class KbFeedback(Base):
 # -- tickets ----
 # The ticket number (T-000123) comes from the counter row `ticket_counters` ("ticket"), taken
 # in the ticket's own transaction: a rolled-back creation gives its number back, no gaps.
-from sqlalchemy import BigInteger  # noqa: E402
 
 
 class TicketCounterRow(Base):
