@@ -170,6 +170,8 @@ BUILT_IN: tuple[Service, ...] = (
             "kb_give_feedback",
             # tickets
             "create_ticket", "get_ticket", "list_tickets", "update_ticket", "add_ticket_reply",
+            # e-mail
+            "list_ticket_attachments", "get_ticket_attachment", "list_ticket_mail",
         ),
         records=(RecordType("ticket", "ticket_id"),),
         events_in="contract",
@@ -177,6 +179,7 @@ BUILT_IN: tuple[Service, ...] = (
             "services.gateway.resources.service_desk_sla",  # sla
             "services.gateway.resources.service_desk_kb",  # knowledge base
             "services.gateway.resources.service_desk_tickets",  # tickets
+            "services.gateway.resources.service_desk_mail",  # e-mail
         ),
     ),
     Service(
