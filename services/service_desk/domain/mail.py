@@ -102,7 +102,7 @@ def decode_header_text(raw: str | None) -> str:
     the parser keeps as surrogate escapes) as UTF-8 or GB18030; folding removed."""
     if not raw:
         return ""
-    text = str(raw)
+    text = re.sub(r"\r?\n(?=[ \t])", "", str(raw))  # unfolded
     if any("\udc80" <= ch <= "\udcff" for ch in text):
         text = decode_bytes(text.encode("ascii", "surrogateescape"), "utf-8")
     parts = []
