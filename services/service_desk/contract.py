@@ -293,12 +293,12 @@ KB_STATUSES = ("draft", "published", "archived")
 KB_FORMATS = ("markdown", "text")
 
 
-class KbCategoryCreate(Schema):
+class KbCategoryCreateSchema(StrictSchema):
     name = _f.String(required=True, validate=_v.Length(min=1, max=200))
     description = _f.String(allow_none=True, validate=_v.Length(max=2000))
 
 
-class KbArticleCreate(Schema):
+class KbArticleCreateSchema(StrictSchema):
     title = _f.String(required=True, validate=_v.Length(min=1, max=300))
     body = _f.String(required=True, validate=_v.Length(min=1, max=200_000))
     body_format = _f.String(load_default="markdown", validate=_v.OneOf(KB_FORMATS))
@@ -308,7 +308,7 @@ class KbArticleCreate(Schema):
     language = _f.String(load_default="zh", validate=_v.Length(min=2, max=20))
 
 
-class KbArticleUpdate(Schema):
+class KbArticleUpdateSchema(StrictSchema):
     title = _f.String(validate=_v.Length(min=1, max=300))
     body = _f.String(validate=_v.Length(min=1, max=200_000))
     body_format = _f.String(validate=_v.OneOf(KB_FORMATS))
@@ -317,28 +317,104 @@ class KbArticleUpdate(Schema):
     language = _f.String(validate=_v.Length(min=2, max=20))
 
 
-class KbArticleFilters(Schema):
+class KbArticleFiltersSchema(StrictSchema):
     status = _f.String(validate=_v.OneOf(KB_STATUSES))
     category_id = _f.String(validate=_v.Length(max=36))
     language = _f.String(validate=_v.Length(max=20))
 
 
-class KbSearchQuery(Schema):
+class KbSearchQuerySchema(StrictSchema):
     q = _f.String(required=True, validate=_v.Length(min=1, max=500))
     status = _f.String(validate=_v.OneOf(KB_STATUSES))
     category_id = _f.String(validate=_v.Length(max=36))
     limit = _f.Integer(load_default=20, validate=_v.Range(min=1, max=100))
 
 
-class KbSuggestionRequest(Schema):
+class KbSuggestionRequestSchema(StrictSchema):
     subject = _f.String(required=True, validate=_v.Length(max=500))
     text = _f.String(load_default="", validate=_v.Length(max=20_000))
     limit = _f.Integer(load_default=5, validate=_v.Range(min=1, max=20))
 
 
-class KbFeedbackCreate(Schema):
+class KbFeedbackCreateSchema(StrictSchema):
     helpful = _f.Boolean(required=True)
     comment = _f.String(allow_none=True, validate=_v.Length(max=2000))
+
+
+# What the knowledge-base RPCs answer (the gateway documents its routes with these).
+
+
+class KbCategorySchema(Schema):
+    id = _f.String()
+    name = _f.String()
+    description = _f.String(allow_none=True)
+    created_at = _f.String()
+
+
+class KbCategoryListSchema(Schema):
+    items = _f.List(_f.Nested(KbCategorySchema))
+
+
+class KbArticleSchema(Schema):
+    id = _f.String()
+    title = _f.String()
+    body = _f.String()
+    body_format = _f.String()
+    category_id = _f.String(allow_none=True)
+    tags = _f.List(_f.String())
+    language = _f.String()
+    status = _f.String()
+    version = _f.Integer()
+    author_id = _f.String(allow_none=True)
+    source_ticket_id = _f.String(allow_none=True)
+    helpful_yes = _f.Integer()
+    helpful_no = _f.Integer()
+    created_at = _f.String()
+    updated_at = _f.String()
+    published_at = _f.String(allow_none=True)
+
+
+class KbVersionSchema(Schema):
+    article_id = _f.String()
+    version = _f.Integer()
+    title = _f.String()
+    body = _f.String()
+    body_format = _f.String()
+    category_id = _f.String(allow_none=True)
+    tags = _f.List(_f.String())
+    language = _f.String()
+    author_id = _f.String(allow_none=True)
+    created_at = _f.String()
+
+
+class KbVersionListSchema(Schema):
+    items = _f.List(_f.Nested(KbVersionSchema))
+
+
+class KbSearchHitSchema(Schema):
+    id = _f.String()
+    title = _f.String()
+    status = _f.String()
+    category_id = _f.String(allow_none=True)
+    tags = _f.List(_f.String())
+    language = _f.String()
+    score = _f.Float()
+    title_highlight = _f.String(metadata={"description": "The title, HTML-escaped, the "
+                                                         "matches in <mark>."})
+    snippet = _f.String(metadata={"description": "Body text around the first match, "
+                                                 "HTML-escaped, the matches in <mark>."})
+
+
+class KbSearchResultSchema(Schema):
+    items = _f.List(_f.Nested(KbSearchHitSchema))
+    terms = _f.List(_f.String())
+
+
+class KbFeedbackResultSchema(Schema):
+    article_id = _f.String()
+    helpful_yes = _f.Integer()
+    helpful_no = _f.Integer()
+    feedback_count = _f.Integer()
 
 
 class KbArticleEvent(Schema):

@@ -10,13 +10,13 @@ from services.service_desk.contract import (
     CalendarWriteSchema,
     CheckSlaSchema,
     ComputeClocksSchema,
-    KbArticleCreate,
-    KbArticleFilters,
-    KbArticleUpdate,
-    KbCategoryCreate,
-    KbFeedbackCreate,
-    KbSearchQuery,
-    KbSuggestionRequest,
+    KbArticleCreateSchema,
+    KbArticleFiltersSchema,
+    KbArticleUpdateSchema,
+    KbCategoryCreateSchema,
+    KbFeedbackCreateSchema,
+    KbSearchQuerySchema,
+    KbSuggestionRequestSchema,
     SlaPolicyWriteSchema,
     SlaPreviewSchema,
     SlaReorderSchema,
@@ -60,13 +60,13 @@ page_schema = PageSchema()
 scope_schema = ScopeSchema()
 
 # knowledge base
-kb_category_schema = KbCategoryCreate()
-kb_article_create_schema = KbArticleCreate()
-kb_article_filters_schema = KbArticleFilters()
-kb_article_update_schema = KbArticleUpdate()
-kb_search_schema = KbSearchQuery()
-kb_suggestion_schema = KbSuggestionRequest()
-kb_feedback_schema = KbFeedbackCreate()
+kb_category_schema = KbCategoryCreateSchema()
+kb_article_create_schema = KbArticleCreateSchema()
+kb_article_filters_schema = KbArticleFiltersSchema()
+kb_article_update_schema = KbArticleUpdateSchema()
+kb_search_schema = KbSearchQuerySchema()
+kb_suggestion_schema = KbSuggestionRequestSchema()
+kb_feedback_schema = KbFeedbackCreateSchema()
 
 
 def _ticket_scope(scope: dict | None) -> dict[str, Any]:
@@ -210,7 +210,8 @@ class ServiceDeskService(PlatformEndpoints):
     def kb_list_articles(self, filters: dict | None = None, principal: dict | None = None,
                          cursor: str | None = None, limit: int = 50) -> dict:
         filters = load(kb_article_filters_schema, filters or {})
-        return kb.list_articles(self, filters, principal, cursor, max(1, min(int(limit), 200)))
+        return kb.list_articles(self, filters, principal,
+                                load(page_schema, {"cursor": cursor, "limit": limit}))
 
     @rpc
     def kb_update_article(self, article_id: str, data: dict,
