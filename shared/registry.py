@@ -172,6 +172,8 @@ BUILT_IN: tuple[Service, ...] = (
             "create_ticket", "get_ticket", "list_tickets", "update_ticket", "add_ticket_reply",
             # e-mail
             "list_ticket_attachments", "get_ticket_attachment", "list_ticket_mail",
+            # csat
+            "get_survey", "answer_survey", "csat_report", "list_surveys",
         ),
         records=(RecordType("ticket", "ticket_id"),),
         events_in="contract",
@@ -180,6 +182,7 @@ BUILT_IN: tuple[Service, ...] = (
             "services.gateway.resources.service_desk_kb",  # knowledge base
             "services.gateway.resources.service_desk_tickets",  # tickets
             "services.gateway.resources.service_desk_mail",  # e-mail
+            "services.gateway.resources.service_desk_csat",  # csat
         ),
     ),
     Service(

@@ -395,6 +395,12 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
         Check("path", "ticket_id", "ticket", path={"attachment_id": "matrix-missing-file"}),
         Check("path", "attachment_id", "attachment", path={"ticket_id": "{own.ticket}"})),
     "GET /tickets/{ticket_id}/mail": (path("ticket_id", "ticket"),),
+    # satisfaction surveys: the link's token is the credential; figures and the drill-down by
+    # the tickets' assignees
+    "GET /surveys/{token}": (path("token", "org"),),
+    "POST /surveys/{token}/answer": (path("token", "org", {"rating": "good"}),),
+    "GET /reports/csat": (query("assignee_id", "user"), query("group_id", "org")),
+    "GET /csat-surveys": (query("assignee_id", "user"), query("group_id", "org")),
 }
 
 # Writes of organisation settings that only an admin may make (a rep or a manager gets 403 or
@@ -618,6 +624,8 @@ def _records_of(system: System, owner: str, admin_rule: dict) -> dict[str, Recor
                                (ticket["id"], ticket["subject"], ticket["requester_email"]))
     # the requester mails a file into the ticket (its tag in the subject) through the listener
     records["attachment"] = _mailed_attachment(system, owner, ticket, tag)
+    # solved: its satisfaction survey (by the ticket's id and requester) is as hidden as it is
+    _ok(system.patch(f"/tickets/{ticket['id']}", user=owner, json={"status": "solved"}))
     contract = _ok(system.post("/contracts", user=owner, json={
         "customer_id": customer["id"], "opportunity_id": opportunity["id"],
         "title": f"机密合同{tag}", "amount": "100"}), 201)
@@ -1005,7 +1013,7 @@ LISTS = {
     "GET /opportunities": {}, "GET /opportunities/board": {}, "GET /tasks": {},
     "GET /notifications": {}, "GET /rule-runs": {}, "GET /api-keys": {},
     "GET /users": {}, "GET /webhooks": {}, "GET /approvals": {},
-    "GET /quotes": {}, "GET /tickets": {}, "GET /contracts": {},
+    "GET /quotes": {}, "GET /tickets": {}, "GET /contracts": {}, "GET /csat-surveys": {},
     "GET /exports/{entity}": {"entity": "customers"},
     "GET /leads?in_pool=true": {},
     "GET /approvals?box=submitted": {},  # others' submissions never in my 我提交的

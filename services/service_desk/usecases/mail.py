@@ -36,6 +36,7 @@ from services.service_desk.models import (
     TicketRow,
 )
 from services.service_desk.usecases import mail_outbox, tickets
+from services.service_desk.usecases.entries import add_entry, ticket_number
 from services.service_desk.usecases.mail_outbox import MailSettings
 from shared.envelope import utcnow
 from shared.errors import NotFound
@@ -121,7 +122,7 @@ def _result(row: MailMessageRow, duplicate: bool = False, session: Session | Non
     number = None
     if row.ticket_id and session is not None:
         value = session.scalar(select(TicketRow.number).where(TicketRow.id == row.ticket_id))
-        number = tickets.ticket_number(value) if value is not None else None
+        number = ticket_number(value) if value is not None else None
     return {"outcome": "duplicate" if duplicate else row.outcome,
             "message_id": row.message_id, "ticket_id": row.ticket_id, "number": number,
             "reason": row.reason}
@@ -162,7 +163,7 @@ def _new_ticket(svc, session: Session, parsed: mail_domain.InboundMail, body: st
                     customer_tier=None)
     session.add(row)
     session.flush()
-    entry = tickets._add_entry(session, row, "created", now, body=body, public=True,
+    entry = add_entry(session, row, "created", now, body=body, public=True,
                                author_kind="customer", author_id=None, to_value="new")
     svc.events.record(session, "ticket_created", {"ticket": tickets.ticket_dict(row)})
     return row, entry
@@ -170,7 +171,7 @@ def _new_ticket(svc, session: Session, parsed: mail_domain.InboundMail, body: st
 
 def _customer_reply(svc, session: Session, ticket: TicketRow, body: str, now: datetime):
     target = ticket_domain.status_after_reply(ticket.status, author="customer", public=True)
-    entry = tickets._add_entry(session, ticket, "reply", now, body=body, public=True,
+    entry = add_entry(session, ticket, "reply", now, body=body, public=True,
                                author_kind="customer", author_id=None)
     ticket.updated_at = now
     if target != ticket.status:

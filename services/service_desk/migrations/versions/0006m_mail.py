@@ -1,7 +1,7 @@
 """service_desk e-mail: Message-IDs of ticket threads, attachments, the mail outbox
 
 Revision ID: 0006m
-Revises: 0005f
+Revises: 0009c
 Create Date: 2026-12-03 11:10:00
 """
 from alembic import op
@@ -10,7 +10,7 @@ import shared.db
 
 
 revision = '0006m'
-down_revision = '0005f'
+down_revision = '0009c'
 branch_labels = None
 depends_on = None
 
