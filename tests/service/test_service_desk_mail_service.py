@@ -324,3 +324,11 @@ def test_the_listener_answers_250_after_commit_and_451_on_a_failure(listener, mo
             smtp.sendmail("wang@example.cn", ["support@desk.example.cn"],
                           customer_mail(body="长" * 300_000))
     assert count(engine, TicketRow) == 2
+
+
+def test_a_mail_without_from_takes_the_envelope_sender(service):
+    raw = b"Subject: =?utf-8?b?5rWL6K+V?=\r\nMessage-ID: <nofrom@x>\r\n\r\nbody\r\n"
+    result = service.receive_mail(raw, "Envelope@Example.cn", ("support@desk.example.cn",))
+    ticket = service.get_ticket(result["ticket_id"], ADMIN)
+    assert (ticket["requester_email"], ticket["subject"]) == ("envelope@example.cn", "测试")
+    assert service.receive_mail(b"Subject: x\r\n\r\nbody\r\n", "", ())["outcome"] == "ignored"

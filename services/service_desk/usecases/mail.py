@@ -50,9 +50,13 @@ log = logging.getLogger(__name__)
 def receive(svc, raw: bytes, mail_from: str = "", rcpt_tos: tuple[str, ...] = ()
             ) -> dict[str, Any]:
     """Take one mail: `{outcome: created | replied | ignored | duplicate, message_id,
-    ticket_id, number, reason}`. Raises only what the sender should retry (the database)."""
+    ticket_id, number, reason}`. Raises only what the sender should retry (the database).
+    `mail_from` (the envelope's MAIL FROM) stands in for a missing From; `rcpt_tos` is not
+    used yet (one service desk address)."""
     conf = mail_outbox.settings()
     parsed = mail_domain.parse(raw, conf.limits)
+    if not parsed.from_address and "@" in mail_from:
+        parsed.from_address = mail_from.strip().lower()  # no From: the envelope's sender
     try:
         return _receive(svc, conf, parsed)
     except IntegrityError:
