@@ -270,6 +270,7 @@ class MailOutboxRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
+
 # -- CSAT: satisfaction surveys ----
 
 

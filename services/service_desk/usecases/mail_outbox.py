@@ -90,8 +90,10 @@ def reset_settings() -> None:
 # --------------------------------------------------------------------------- replies out
 
 
-def queue_reply(session: Session, ticket: TicketRow, entry_id: str, body: str) -> str | None:
-    """In the reply's transaction: the outgoing mail of a public agent reply, threaded under
+def queue_reply(session: Session, ticket: TicketRow, entry_id: str, body: str,
+                subject: str | None = None) -> str | None:
+    """In the reply's transaction: the outgoing mail of a public agent reply (`entry_id` its
+    entry; a satisfaction survey's mail: the survey's id and its own `subject`), threaded under
     the ticket's mail (In-Reply-To the customer's latest message, References the thread).
     Returns its Message-ID (None: the ticket has no requester address)."""
     if not ticket.requester_email:
@@ -111,7 +113,7 @@ def queue_reply(session: Session, ticket: TicketRow, entry_id: str, body: str) -
     session.add(MailOutboxRow(
         id=str(uuid.uuid4()), ticket_id=ticket.id, entry_id=entry_id,
         message_id=headers["Message-ID"], to_address=ticket.requester_email,
-        subject=headers["Subject"], in_reply_to=headers.get("In-Reply-To"),
+        subject=subject or headers["Subject"], in_reply_to=headers.get("In-Reply-To"),
         references=headers.get("References"), body=body, status="pending", attempts=0,
         next_attempt_at=now, created_at=now))
     session.add(MailMessageRow(message_id=headers["Message-ID"], direction="out",
