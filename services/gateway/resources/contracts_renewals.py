@@ -30,6 +30,15 @@ def renew_contract(data: dict[str, Any], contract_id: str) -> Any:
     return created, 201, {"Location": f"/contracts/{created['id']}"}
 
 
+@blp.route("/contracts/<string:contract_id>/payment-plan", methods=["GET"])
+@blp.response(200, contract.PaymentPlanViewSchema)
+def get_payment_plan(contract_id: str) -> Any:
+    """The plan's instalments with their statuses (pending, partly_paid, paid, overdue,
+    void) and paid amounts."""
+    return rpc_call("contracts", "get_payment_plan", contract_id=contract_id,
+                    scope=sales_scope())
+
+
 @blp.route("/contracts/overdue-sweeps", methods=["POST"])
 @blp.arguments(contract.OverdueSweepSchema())
 @blp.response(200, contract.OverdueSweepResultSchema)
