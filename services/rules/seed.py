@@ -175,7 +175,7 @@ SHIPPED_RULES: list[dict[str, Any]] = [
         ],
     },
     {
-        "key": "contract-instalment-overdue-7d-escalation",
+        "key": "instalment-overdue-7d-escalation",
         "name": "回款逾期 7 天升级",
         "description": "An overdue instalment still not paid 7 days later (no instalment_paid "
                        "for it): the owner's manager is told by email and in-app.",

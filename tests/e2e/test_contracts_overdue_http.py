@@ -30,7 +30,7 @@ pytestmark = pytest.mark.e2e
 
 DAY = 86400
 OVERDUE_RULE = "contract-instalment-overdue"
-ESCALATION_RULE = "contract-instalment-overdue-7d-escalation"
+ESCALATION_RULE = "instalment-overdue-7d-escalation"
 RENEWAL_RULE = "contract-renewal-reminder-30d"
 
 

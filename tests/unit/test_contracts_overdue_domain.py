@@ -88,3 +88,21 @@ def test_renewal_refusals():
     with pytest.raises(ValidationFailed) as bad:
         o.renewal_terms(OLD, {"end_date": date(2027, 12, 1)})
     assert list(bad.value.errors) == ["end_date"]
+
+
+def test_the_shipped_contract_rules_are_valid_and_their_keys_fit():
+    from services.rules.domain.rules import validate_definition
+    from services.rules.seed import SHIPPED_RULES
+    from services.rules.usecases.support import check_template
+
+    shipped = {r["key"]: r for r in SHIPPED_RULES}
+    for key in ("contract-instalment-overdue", "instalment-overdue-7d-escalation",
+                "contract-renewal-reminder-30d"):
+        assert len(key) <= 36  # rules.id is a String(36)
+        definition = {k: shipped[key][k] for k in ("trigger", "conditions", "actions")}
+        assert validate_definition(definition, check_template) == {}
+    assert shipped["instalment-overdue-7d-escalation"]["trigger"]["unless"] == [
+        "contracts.instalment_paid"]
+    reminder = shipped["contract-renewal-reminder-30d"]
+    assert reminder["trigger"]["offset_days"] == -30
+    assert 'status == "active"' in reminder["conditions"]
