@@ -159,10 +159,22 @@ def test_concurrent_sweeps_mark_each_instalment_once(rpc):
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(sweep, range(4)))
+    db, events = sweeper(engine)
+    assert overdue_uc.mark_overdue(db, events, date.fromisoformat(AS_OF), limit=3)[
+        "marked"] == []
     marked = sorted(m["id"] for result in results for m in result)
     assert marked == expected  # each once over all sweeps
     published = sorted(e["instalment"]["id"] for e in events_of(engine, "instalment_overdue"))
     assert published == expected
+
+
+def test_a_sweep_goes_on_in_batches_until_none_is_left(rpc):
+    contracts, sales, engine = rpc
+    made = [signed_contract_with_plan(contracts, sales)[1] for _ in range(3)]
+    db, events = sweeper(engine)
+    marked = overdue_uc.mark_overdue(db, events, date.fromisoformat(AS_OF), limit=2)["marked"]
+    assert sorted(m["id"] for m in marked) == sorted(p["id"] for plan in made
+                                                     for p in plan[:2])
 
 
 def test_a_sweep_waiting_on_the_row_lock_marks_nothing(rpc):

@@ -91,15 +91,17 @@ def _mark_one(session: Session, events: Any, instalment_id: str, as_of: date,
 def mark_overdue(db: Any, events: Any, as_of: date, limit: int = BATCH) -> dict[str, Any]:
     """Mark the instalments overdue on `as_of` that are not marked yet; each publishes one
     `instalment_overdue`. Returns `{as_of, marked: [...]}` (what this sweep marked)."""
-    with db.read() as session:
-        candidates = _candidates(session, as_of, limit)
     marked: list[dict[str, Any]] = []
-    for instalment_id in candidates:
-        with db.begin() as session:
-            done = _mark_one(session, events, instalment_id, as_of, utcnow())
-        if done is not None:
-            marked.append(done)
-    return {"as_of": as_of.isoformat(), "marked": marked}
+    while True:  # in batches of `limit`, until none is left
+        with db.read() as session:
+            candidates = _candidates(session, as_of, limit)
+        for instalment_id in candidates:
+            with db.begin() as session:
+                done = _mark_one(session, events, instalment_id, as_of, utcnow())
+            if done is not None:
+                marked.append(done)
+        if len(candidates) < limit:
+            return {"as_of": as_of.isoformat(), "marked": marked}
 
 
 def paid_before(session: Session, contract_id: str) -> dict[str, Decimal]:
