@@ -208,11 +208,14 @@ BUILT_IN: tuple[Service, ...] = (
             "get_contract", "list_contracts", "sign_contract", "terminate_contract",
             "set_payment_plan", "get_payment_plan", "record_receipt", "list_receipts",
             "contract_receivables",
+            # overdue and renewals
+            "mark_overdue", "renew_contract",
         ),
         records=(
             RecordType("contract", "contract_id"),
             RecordType("quote", "quote_id"),
             RecordType("order", "order_id"),
+            RecordType("instalment", "instalment_id"),  # overdue and renewals
         ),
         events_in="contract",
         gateway_resources=(
@@ -220,6 +223,7 @@ BUILT_IN: tuple[Service, ...] = (
             "services.gateway.resources.contracts_print",  # pdf
             "services.gateway.resources.contracts_quotes",  # quotes
             "services.gateway.resources.contracts_contracts",  # contracts
+            "services.gateway.resources.contracts_renewals",  # overdue and renewals
         ),
     ),
     Service(

@@ -360,6 +360,11 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
              contract_id="{own.contract}")),
     "GET /contracts/{contract_id}/receipts": (path("contract_id", "contract"),),
     "GET /contracts/{contract_id}/receivables": (path("contract_id", "contract"),),
+    # contracts: overdue and renewals (a renewal is made for a contract the caller sees; the
+    # sweep is the admins', see AUTHORITY)
+    "POST /contracts/{contract_id}/renewals": (path("contract_id", "contract", {}),),
+    "GET /contracts/{contract_id}/payment-plan": (path("contract_id", "contract"),),
+    "POST /contracts/overdue-sweeps": (),
     # knowledge base: articles are the organisation's, seen by role (drafts for agents and
     # above), not owned rows; a rep's writes are refused (tests/e2e/test_service_desk_kb_http.py)
     "GET /kb/categories": (),
@@ -436,6 +441,7 @@ AUTHORITY: dict[str, tuple[dict[str, str], Any]] = {
     "POST /products": ({}, {"code": "{new}", "name": "x", "unit": "套", "tax_rate": "13"}),
     "PATCH /products/{product_id}": ({"product_id": "{own.product}"}, {"name": "x"}),
     "POST /price-books": ({}, {"name": "{new}"}),
+    "POST /contracts/overdue-sweeps": ({}, {}),
 }
 AUTHORITY_OF_MANAGERS = {"PUT /scoring-model", "POST /products", "PATCH /products/{product_id}",
                          "POST /price-books"}
