@@ -43,7 +43,7 @@ def test_quoted_printable_and_raw_utf8_headers():
     raw = ("From: 李雷 <li@example.cn>\r\nSubject: 退款申请\r\nMessage-ID: <q@x>\r\n"
            "Content-Type: text/plain; charset=utf-8\r\n"
            "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
-           "=E9=80=80=E6=AC=BE\r\n").encode("utf-8")
+           "=E9=80=80=E6=AC=BE\r\n").encode()
     parsed = mail.parse(raw)
     assert parsed.subject == "退款申请"
     assert parsed.from_name == "李雷"
@@ -102,9 +102,9 @@ def test_html_only_mail_becomes_text():
 
 
 def test_threading_ids_auto_reply_and_reply_to():
-    raw = ("From: a@b.cn\r\nReply-To: Real <Real@B.cn>\r\nMessage-ID: <m3@b>\r\n"
-           "In-Reply-To: <m2@b>\r\nReferences: <m1@b> <m2@b>\r\nAuto-Submitted: auto-replied\r\n"
-           "Subject: [T-000042] x\r\n\r\nbody\r\n").encode()
+    raw = (b"From: a@b.cn\r\nReply-To: Real <Real@B.cn>\r\nMessage-ID: <m3@b>\r\n"
+           b"In-Reply-To: <m2@b>\r\nReferences: <m1@b> <m2@b>\r\nAuto-Submitted: auto-replied\r\n"
+           b"Subject: [T-000042] x\r\n\r\nbody\r\n")
     parsed = mail.parse(raw)
     assert parsed.referenced_ids == ["<m2@b>", "<m1@b>"]
     assert parsed.auto_reply
