@@ -210,6 +210,9 @@ BUILT_IN: tuple[Service, ...] = (
             "contract_receivables",
             # overdue and renewals
             "mark_overdue", "renew_contract",
+            # attachments
+            "add_contract_attachment", "list_contract_attachments", "get_contract_attachment",
+            "remove_contract_attachment",
         ),
         records=(
             RecordType("contract", "contract_id"),
@@ -224,6 +227,7 @@ BUILT_IN: tuple[Service, ...] = (
             "services.gateway.resources.contracts_quotes",  # quotes
             "services.gateway.resources.contracts_contracts",  # contracts
             "services.gateway.resources.contracts_renewals",  # overdue and renewals
+            "services.gateway.resources.contracts_attachments",  # attachments
         ),
     ),
     Service(

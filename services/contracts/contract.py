@@ -12,6 +12,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from shared import config
 from shared.kernel.schemas import PageSchema, ScopeSchema, StrictSchema
 from shared.payloads import PassesFormatted, Timestamp
 
@@ -734,3 +735,50 @@ class RenewalCreateSchema(StrictSchema):
                              metadata={"description": "default: the old end date + 1 day"})
     end_date = fields.Date(load_default=None, allow_none=True,
                            metadata={"description": "default: the old term's length"})
+
+
+# -- attachments: a contract's files ----
+
+# A contract's files: at most this many bytes each (CONTRACTS_ATTACHMENT_MAX_BYTES) and this
+# many per contract.
+MAX_ATTACHMENT_BYTES = int(config.env("CONTRACTS_ATTACHMENT_MAX_BYTES", str(20 * 1024 * 1024)))
+MAX_ATTACHMENTS = 50
+
+
+class AttachmentCreateSchema(StrictSchema):
+    """A file for a contract (over RPC its content is base64)."""
+
+    filename = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    content_type = fields.String(load_default="application/octet-stream", validate=[
+        validate.Length(max=255),
+        validate.Regexp(r"^[\w.+-]+/[\w.+-]+$", error="must be a media type like "
+                                                      "application/pdf")])
+    content = fields.String(required=True, metadata={"description": "base64"})
+
+
+class AttachmentSchema(Schema):
+    id = fields.String(required=True)
+    contract_id = fields.String(required=True)
+    filename = fields.String(required=True)
+    content_type = fields.String(required=True, metadata={
+        "description": "as declared at upload; downloads are application/octet-stream"})
+    size = fields.Integer(required=True)
+    sha256 = fields.String(required=True)
+    uploaded_by = fields.String(allow_none=True)
+    created_at = fields.String(required=True)
+
+
+class AttachmentListSchema(Schema):
+    items = fields.List(fields.Nested(AttachmentSchema), required=True)
+
+
+class ContractAttachmentEvent(Schema):
+    """A file was attached to a contract, or removed from a draft."""
+
+    contract_id = fields.String(required=True)
+    contract_number = fields.String(required=True)
+    attachment = fields.Nested(AttachmentSchema, required=True)
+
+
+EVENT_SCHEMAS.update({"contract_attachment_added": ContractAttachmentEvent,
+                      "contract_attachment_removed": ContractAttachmentEvent})

@@ -6,7 +6,18 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, Index, Integer, Numeric, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    Numeric,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import UTCDateTime
@@ -231,7 +242,6 @@ class Contract(Base):
     currency: Mapped[str] = mapped_column(String(3), default="CNY")
     parties: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     clauses: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     start_date: Mapped[str | None] = mapped_column(String(10))
     end_date: Mapped[str | None] = mapped_column(String(10))
     renews_id: Mapped[str | None] = mapped_column(String(36))
@@ -272,4 +282,23 @@ class Receipt(Base):
     method: Mapped[str | None] = mapped_column(String(40))
     reference: Mapped[str | None] = mapped_column(String(100))
     allocations: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# -- attachments: a contract's files (migration 0011f) ----
+
+
+class ContractAttachment(Base):
+    """A file of a contract (the signed scan, annexes), kept in this service's database."""
+
+    __tablename__ = "contract_attachments"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    contract_id: Mapped[str] = mapped_column(ForeignKey("contracts.id"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    uploaded_by: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

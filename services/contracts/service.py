@@ -15,6 +15,7 @@ from services.contracts.contract import (
     ApprovalFlowWriteSchema,
     ApprovalPageSchema,
     ApprovalSubmitSchema,
+    AttachmentCreateSchema,
     ContractCreateSchema,
     ContractFiltersSchema,
     ContractTerminateSchema,
@@ -40,6 +41,7 @@ from services.contracts.contract import (
 from services.contracts.models import inbox as approvals_inbox
 from services.contracts.models import outbox
 from services.contracts.usecases import approvals, quotes
+from services.contracts.usecases import attachments as attachments_uc
 from services.contracts.usecases import contracts as contracts_uc
 from services.contracts.usecases import overdue as overdue_uc
 from services.contracts.usecases import pricing as catalog
@@ -85,6 +87,8 @@ payment_plan_schema = PaymentPlanSchema()
 receipt_create_schema = ReceiptCreateSchema()
 overdue_sweep_schema = OverdueSweepSchema()
 renewal_create_schema = RenewalCreateSchema()
+# attachments
+attachment_create_schema = AttachmentCreateSchema()
 # How often the overdue sweep runs (seconds; README "Configuration").
 OVERDUE_INTERVAL = float(config.env("CONTRACTS_OVERDUE_INTERVAL", "3600"))
 
@@ -485,3 +489,32 @@ class ContractsService(PlatformEndpoints):
         return renewals_uc.renew_contract(self.db, self.events, contract_id,
                                           load(renewal_create_schema, data or {}),
                                           load(quote_scope_schema, scope))
+
+    # -- attachments ----
+    # A contract's files (services/contracts/usecases/attachments.py).
+
+    @rpc
+    def add_contract_attachment(self, contract_id: str, data: dict,
+                                scope: dict | None = None) -> dict[str, Any]:
+        """A file for a contract the caller sees (content base64); refused in approval."""
+        return attachments_uc.add(self, contract_id, load(attachment_create_schema, data),
+                                  load(quote_scope_schema, scope))
+
+    @rpc
+    def list_contract_attachments(self, contract_id: str,
+                                  scope: dict | None = None) -> dict[str, Any]:
+        return attachments_uc.list_for(self, contract_id, load(quote_scope_schema, scope))
+
+    @rpc
+    def get_contract_attachment(self, contract_id: str, attachment_id: str,
+                                scope: dict | None = None) -> dict[str, Any]:
+        """The file with its content (base64)."""
+        return attachments_uc.get(self, contract_id, attachment_id,
+                                  load(quote_scope_schema, scope))
+
+    @rpc
+    def remove_contract_attachment(self, contract_id: str, attachment_id: str,
+                                   scope: dict | None = None) -> dict[str, Any]:
+        """Remove a file from a draft contract (412 once signed, 409 in approval)."""
+        return attachments_uc.remove(self, contract_id, attachment_id,
+                                     load(quote_scope_schema, scope))

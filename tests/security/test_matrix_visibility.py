@@ -70,6 +70,7 @@ class Check:
     body: Any = None
     query: dict[str, Any] = field(default_factory=dict)
     path: dict[str, str] = field(default_factory=dict)
+    files: dict[str, Any] | None = None  # a multipart upload instead of a JSON body
 
 
 def path(name: str, kind: str, body: Any = None, **query: Any) -> Check:
@@ -245,6 +246,17 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
         query("pipeline_id", "org", FUNNEL), query("stage_id", "org", FUNNEL),
         query("run_id", "org", {"figure": "forecast"})),
     "POST /imports": (),
+    # a contract's files: as hidden as the contract
+    "POST /contracts/{contract_id}/attachments": (
+        Check("path", "contract_id", "contract",
+              files={"file": ("matrix.txt", b"matrix", "text/plain")}),),
+    "GET /contracts/{contract_id}/attachments": (path("contract_id", "contract"),),
+    "GET /contracts/{contract_id}/attachments/{attachment_id}": (
+        Check("path", "contract_id", "contract", path={"attachment_id": "x"}),
+        Check("path", "attachment_id", "org", path={"contract_id": "{own.contract}"})),
+    "DELETE /contracts/{contract_id}/attachments/{attachment_id}": (
+        Check("path", "contract_id", "contract", path={"attachment_id": "x"}),
+        Check("path", "attachment_id", "org", path={"contract_id": "{own.contract}"})),
     "GET /imports/{job_id}": (path("job_id", "import"),),
     "GET /exports/{entity}": (path("entity", "org"), *(
         query(name, kind, {"entity": "opportunities"}) for name, kind in (
@@ -797,6 +809,9 @@ def _request(world: World, caller: str, operation: str, check: Check | None, ref
     if check is not None and check.where == "query":
         params[check.name] = ref
     payload = _fill(body, world, caller, ref) if body is not None else None
+    if check is not None and check.files:
+        return world.system.request(method, route, user=caller, params=params or None,
+                                    files=check.files)
     return world.system.request(method, route, user=caller, params=params or None,
                                 json=payload)
 
