@@ -202,6 +202,9 @@ BUILT_IN: tuple[Service, ...] = (
             "get_contract", "list_contracts", "sign_contract", "terminate_contract",
             "set_payment_plan", "get_payment_plan", "record_receipt", "list_receipts",
             "contract_receivables",
+            # numbers
+            "collection_report", "aging_report", "dso_report", "quote_win_rate",
+            "approval_cycle_times", "numbers_drill_down", "customer_summary",
         ),
         records=(
             RecordType("contract", "contract_id"),
@@ -214,6 +217,7 @@ BUILT_IN: tuple[Service, ...] = (
             "services.gateway.resources.contracts_print",  # pdf
             "services.gateway.resources.contracts_quotes",  # quotes
             "services.gateway.resources.contracts_contracts",  # contracts
+            "services.gateway.resources.contracts_numbers",  # numbers
         ),
     ),
     Service(
