@@ -8,7 +8,7 @@ p99, max); timings are reported, never asserted.
 A fresh database is created on CRM_TEST_PG_URL's server (dropped at the end unless
 BENCH_CONTRACTS_KEEP=1), migrated, bulk-loaded with COPY and analysed; then each report runs
 BENCH_CONTRACTS_RUNS times through the service's use cases (the RPC's SQL) for everybody and
-for one team of 10 of the 60 owners.
+for one team of 10 of the 60 owners. BENCH_CONTRACTS_DATABASE=<kept database> reuses one.
 """
 
 from __future__ import annotations
@@ -139,15 +139,20 @@ def timed(label: str, call: Any) -> dict[str, Any]:
 
 
 def run() -> dict[str, Any]:
-    database = f"crm_bench_contracts_{secrets.token_hex(4)}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    reuse = os.environ.get("BENCH_CONTRACTS_DATABASE")  # a kept database: no new seed
+    database = reuse or f"crm_bench_contracts_{secrets.token_hex(4)}"
+    if not reuse:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
     url = _url(database)
     engine = None
     try:
         upgrade("contracts", url)
         as_of = date.today()
-        seeded = seed(url, as_of)
+        if reuse:
+            seeded = {"reused": database, "owners": [f"user-{i:03d}" for i in range(OWNERS)]}
+        else:
+            seeded = seed(url, as_of)
         owners = seeded.pop("owners")
         engine = make_engine(url)
         factory = sessionmaker(engine, expire_on_commit=False)
@@ -181,7 +186,7 @@ def run() -> dict[str, Any]:
     finally:
         if engine is not None:
             engine.dispose()
-        if os.environ.get("BENCH_CONTRACTS_KEEP") != "1":
+        if os.environ.get("BENCH_CONTRACTS_KEEP") != "1" and not reuse:
             with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
                 conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                              "WHERE datname = %s", (database,))

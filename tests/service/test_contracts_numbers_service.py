@@ -112,7 +112,7 @@ def test_aging_buckets_as_of_a_day(booked):
 def test_dso(booked):
     service, _, _ = booked
     report = service.dso_report({"date_from": "2027-01-01", "date_to": "2027-03-31"}, ALL)
-    # billed in Q1: 400 + 5000 + 100 = 5500; receivables at 03-31: 5500 - 1250 = 4250
+    # billed in Q1: 400 + 5000 + 100 = 5500; unpaid of those due by 03-31: 150 + 4000 + 100
     assert (report["billed"], report["receivables"], report["days"]) == (
         "5500.00", "4250.00", 90)
     assert report["dso_days"] == "69.5"  # 4250 / 5500 x 90

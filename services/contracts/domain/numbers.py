@@ -6,12 +6,14 @@ Definitions (the README's "Numbers" section says the same):
 - **Collection by month**: per calendar month of the period, `planned` = the amounts of the
   instalments due in it (void ones left out), `received` = the receipts received in it.
 - **Overdue aging** as of a day D: an instalment is overdue when its due date is before D and
-  it is not fully paid (and not void); its outstanding is amount - paid. Days overdue = D - due
+  it is not fully paid (and not void); its outstanding is amount - paid (the payments
+  recorded so far: allocations are not dated apart from their receipt). Days overdue = D - due
   date (1 or more); buckets 0-30, 31-60, 61-90 and >90 days.
 - **DSO** (days sales outstanding) over a period [from, to] of N days:
   `receivables / billed x N`, where billed = the instalment amounts due in the period and
-  receivables = what is due on or before `to` minus what was received on or before `to`
-  (never below 0). No billing in the period: DSO is null.
+  receivables = the unpaid part (amount - paid, payments recorded so far) of the instalments
+  due on or before `to`. No billing in the period: DSO is null. (Paid amounts are those
+  recorded now, as for the aging: a `to` in the past counts later payments as made.)
 - **Quote win rate**: accepted / (accepted + rejected + expired) of the quotes created in the
   period (expired as they read: not decided and past their validity); no decided quote: null.
 - **Average discount**: the mean of the accepted quotes' `discount_percent` (all discounts

@@ -201,24 +201,27 @@ def aging(session: Session, filters: dict[str, Any], scope: dict[str, Any]) -> d
 def dso(session: Session, filters: dict[str, Any], scope: dict[str, Any]) -> dict[str, Any]:
     date_from, date_to = _period(filters, default_months=3)
     low, high = date_from.isoformat(), date_to.isoformat()
-    amount = _amount(session, Instalment.amount)
     clause = _contract_clause(scope, filters)
-    billed, due = session.execute(
-        select(func.sum(case((Instalment.due_date >= low, amount), else_=0)), func.sum(amount))
+    billed = session.execute(
+        select(func.sum(_amount(session, Instalment.amount)))
         .join(Contract, Contract.id == Instalment.contract_id)
-        .where(Instalment.due_date <= high, Instalment.status != "void", clause)).one()
-    received = session.execute(
-        select(func.sum(_amount(session, Receipt.amount)))
-        .join(Contract, Contract.id == Receipt.contract_id)
-        .where(Receipt.received_on <= high, clause)).scalar_one()
+        .where(Instalment.due_date >= low, Instalment.due_date <= high,
+               Instalment.status != "void", clause)).scalar_one()
+    outstanding = _amount(session, Instalment.amount) - _amount(session, Instalment.paid)
+    receivables = session.execute(
+        select(func.sum(outstanding))
+        .join(Contract, Contract.id == Instalment.contract_id)
+        .where(Instalment.due_date <= high, Instalment.status.notin_(UNPAID), clause)
+    ).scalar_one()
     billed_money = _money(session, billed)
-    receivables = max(_money(session, due) - _money(session, received), Decimal("0.00"))
+    owed = max(_money(session, receivables), Decimal("0.00"))
     days = (date_to - date_from).days + 1
-    value = domain.dso(receivables, billed_money, days)
+    value = domain.dso(owed, billed_money, days)
     return {**_period_view(date_from, date_to), "days": days,
-            "billed": str(billed_money), "receivables": str(domain.money(receivables)),
+            "billed": str(billed_money), "receivables": str(owed),
             "dso_days": None if value is None else str(value),
-            "formula": "receivables at date_to / instalments due in the period x days"}
+            "formula": "receivables (unpaid amount of instalments due on or before date_to) "
+                       "/ instalments due in the period x days"}
 
 
 # -- quote win rate and discount -------------------------------------------------------------

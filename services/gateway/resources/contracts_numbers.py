@@ -142,8 +142,8 @@ def aging(query: dict[str, Any]) -> Any:
 @blp.arguments(NumbersQuerySchema(), location="query")
 @blp.response(200, contract.DsoReportSchema)
 def dso(query: dict[str, Any]) -> Any:
-    """Days sales outstanding over the period of N days: receivables at `date_to` (due on or
-    before it minus received on or before it) / the instalments due in the period x N; null
+    """Days sales outstanding over the period of N days: receivables (the unpaid part of the
+    instalments due on or before `date_to`) / the instalments due in the period x N; null
     when nothing was due in it."""
     return _report("dso_report", query)
 
