@@ -9,8 +9,9 @@ gateway) and `filters.customer_id` narrow further, never widen.
 
 Money columns are decimal strings: sums are taken in SQL as NUMERIC on PostgreSQL and as
 integer cents on SQLite (exact up to 2^53 cents), so every figure is an exact Decimal.
-Counted contracts are the signed ones (active, expired, renewed): a draft's plan is not yet
-money due; receipts count in collection whatever their contract's status.
+Counted contracts are the signed ones (active, expired, renewed, terminated: as the overdue
+sweep counts them): a draft's plan is not yet money due; receipts count in collection
+whatever their contract's status.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from services.contracts.models import (
 from shared import config
 from shared.errors import ValidationFailed
 
-SIGNED = ("active", "expired", "renewed")
+SIGNED = ("active", "expired", "renewed", "terminated")  # as the overdue sweep counts
 UNPAID = ("paid", "void")  # statuses that are never outstanding
 FIGURES = ("collection", "aging", "dso", "win_rate", "approval_cycle")
 SUMMARY_CONTRACTS_MAX = 50

@@ -1,14 +1,14 @@
 """numbers: report indexes (collection, aging, DSO, approval cycle times)
 
 Revision ID: 0009n
-Revises: 0006d
+Revises: 0007o
 Create Date: 2026-12-03 11:30:00
 """
 from alembic import op
 
 
 revision = '0009n'
-down_revision = '0006d'
+down_revision = '0007o'  # chained after the overdue part's (on main first)
 branch_labels = None
 depends_on = None
 
