@@ -97,6 +97,15 @@ def _narrowed(scope: dict[str, Any], filters: dict[str, Any]) -> bool:
     return _owners(scope, filters) is not None or bool(filters.get("customer_id"))
 
 
+def _of_counted_contracts(column: Any, scope: dict[str, Any], filters: dict[str, Any]) -> Any:
+    """`column` (a contract id) is of a counted contract. Unnarrowed, as "not of an unsigned
+    one": the few drafts are the anti-join's whole build side, not every contract (a hash of
+    100,000 contracts was half the aging's time); narrowed, a semi-join on the owners'."""
+    if not _narrowed(scope, filters):
+        return column.notin_(select(Contract.id).where(Contract.status.notin_(SIGNED)))
+    return column.in_(select(Contract.id).where(_contract_clause(scope, filters)))
+
+
 def _today() -> date:
     return datetime.now(UTC).astimezone(ZoneInfo(config.timezone_name())).date()
 
@@ -140,16 +149,16 @@ def collection(session: Session, filters: dict[str, Any], scope: dict[str, Any]
     month = func.substr(Instalment.due_date, 1, 7)
     planned = session.execute(
         select(month, func.count(), func.sum(_amount(session, Instalment.amount)))
-        .join(Contract, Contract.id == Instalment.contract_id)
         .where(Instalment.due_date >= low, Instalment.due_date <= high,
-               Instalment.status != "void", _contract_clause(scope, filters))
+               Instalment.status != "void",
+               _of_counted_contracts(Instalment.contract_id, scope, filters))
         .group_by(month)).all()
     month = func.substr(Receipt.received_on, 1, 7)
     query = select(month, func.count(), func.sum(_amount(session, Receipt.amount))).where(
         Receipt.received_on >= low, Receipt.received_on <= high)
     if _narrowed(scope, filters):
-        query = query.join(Contract, Contract.id == Receipt.contract_id).where(
-            _contract_clause(scope, filters, signed_only=False))
+        query = query.where(Receipt.contract_id.in_(select(Contract.id).where(
+            _contract_clause(scope, filters, signed_only=False))))
     received = session.execute(query.group_by(month)).all()
     plan = {m: (n, _money(session, s)) for m, n, s in planned}
     got = {m: (n, _money(session, s)) for m, n, s in received}
@@ -189,8 +198,8 @@ def aging(session: Session, filters: dict[str, Any], scope: dict[str, Any]) -> d
     outstanding = _amount(session, Instalment.amount) - _amount(session, Instalment.paid)
     rows = session.execute(
         select(bucket, func.count(), func.sum(outstanding))
-        .join(Contract, Contract.id == Instalment.contract_id)
-        .where(_overdue_clause(as_of), _contract_clause(scope, filters))
+        .where(_overdue_clause(as_of),
+               _of_counted_contracts(Instalment.contract_id, scope, filters))
         .group_by(bucket)).all()
     result = domain.aging({name: (n, _money(session, s)) for name, n, s in rows})
     return {"as_of": as_of.isoformat(), **result}
@@ -202,16 +211,14 @@ def aging(session: Session, filters: dict[str, Any], scope: dict[str, Any]) -> d
 def dso(session: Session, filters: dict[str, Any], scope: dict[str, Any]) -> dict[str, Any]:
     date_from, date_to = _period(filters, default_months=3)
     low, high = date_from.isoformat(), date_to.isoformat()
-    clause = _contract_clause(scope, filters)
+    clause = _of_counted_contracts(Instalment.contract_id, scope, filters)
     billed = session.execute(
         select(func.sum(_amount(session, Instalment.amount)))
-        .join(Contract, Contract.id == Instalment.contract_id)
         .where(Instalment.due_date >= low, Instalment.due_date <= high,
                Instalment.status != "void", clause)).scalar_one()
     outstanding = _amount(session, Instalment.amount) - _amount(session, Instalment.paid)
     receivables = session.execute(
         select(func.sum(outstanding))
-        .join(Contract, Contract.id == Instalment.contract_id)
         .where(Instalment.due_date <= high, Instalment.status.notin_(UNPAID), clause)
     ).scalar_one()
     billed_money = _money(session, billed)
