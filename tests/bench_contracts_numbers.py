@@ -28,6 +28,7 @@ os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
 
 import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 from sqlalchemy.orm import sessionmaker  # noqa: E402
 
 from services.contracts.usecases import numbers  # noqa: E402
@@ -167,6 +168,17 @@ def run() -> dict[str, Any]:
             return call
 
         results: dict[str, Any] = {"seed": seeded}
+
+        def bare_count() -> None:
+            # the floor on this machine at this moment: counting the year's receipt index
+            # entries, no cast, no grouping (a ratio to it survives a busy machine)
+            with factory() as session:
+                session.execute(text(
+                    "SELECT count(*) FROM contract_receipts WHERE received_on BETWEEN :a AND :b"
+                ), {"a": year["date_from"].isoformat(), "b": year["date_to"].isoformat()})
+        results["calibration_count_year_receipts"] = timed(
+            "calibration: count of a year's receipts", bare_count)
+        results["load_average"] = os.getloadavg()
         results["collection_year_all"] = timed(
             "collection by month, a year, all", report(numbers.collection, year, everybody))
         results["collection_year_team"] = timed(
