@@ -213,6 +213,9 @@ BUILT_IN: tuple[Service, ...] = (
             # attachments
             "add_contract_attachment", "list_contract_attachments", "get_contract_attachment",
             "remove_contract_attachment",
+            # numbers
+            "collection_report", "aging_report", "dso_report", "quote_win_rate",
+            "approval_cycle_times", "numbers_drill_down", "customer_summary",
         ),
         records=(
             RecordType("contract", "contract_id"),
@@ -228,6 +231,7 @@ BUILT_IN: tuple[Service, ...] = (
             "services.gateway.resources.contracts_contracts",  # contracts
             "services.gateway.resources.contracts_renewals",  # overdue and renewals
             "services.gateway.resources.contracts_attachments",  # attachments
+            "services.gateway.resources.contracts_numbers",  # numbers
         ),
     ),
     Service(

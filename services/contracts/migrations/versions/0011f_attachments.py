@@ -1,7 +1,7 @@
 """contracts attachments: a contract's files in their own table (the unused JSON column goes)
 
 Revision ID: 0011f
-Revises: 0007o
+Revises: 0009n
 Create Date: 2026-12-03 12:05:00
 """
 from alembic import op
@@ -10,7 +10,7 @@ import shared.db
 
 
 revision = '0011f'
-down_revision = '0007o'
+down_revision = '0009n'
 branch_labels = None
 depends_on = None
 
