@@ -202,6 +202,8 @@ BUILT_IN: tuple[Service, ...] = (
             "get_contract", "list_contracts", "sign_contract", "terminate_contract",
             "set_payment_plan", "get_payment_plan", "record_receipt", "list_receipts",
             "contract_receivables",
+            # erp: invoices, orders
+            "record_invoice", "list_invoices", "void_invoice", "get_contract_order",
         ),
         records=(
             RecordType("contract", "contract_id"),
@@ -214,6 +216,7 @@ BUILT_IN: tuple[Service, ...] = (
             "services.gateway.resources.contracts_print",  # pdf
             "services.gateway.resources.contracts_quotes",  # quotes
             "services.gateway.resources.contracts_contracts",  # contracts
+            "services.gateway.resources.contracts_invoices",  # erp: invoices, orders
         ),
     ),
     Service(
