@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 from services.contracts.domain import contracts as contract_rules
 from services.contracts.domain import invoices as domain
 from services.contracts.models import Contract, Instalment, Invoice, Receipt
-from services.contracts.usecases import contracts as contracts_uc
 from shared.envelope import utcnow
 from shared.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
 
@@ -125,7 +124,3 @@ def invoiced_amounts(session: Session, contract_id: str) -> dict[str, str]:
         Invoice.contract_id == contract_id, Invoice.status == "issued")).scalars()]
     figures = domain.invoiced_amounts(Decimal(contract.amount), issued)
     return {k: str(contract_rules.money(v)) for k, v in figures.items()}
-
-
-def snapshot(contract: Contract) -> dict[str, Any]:
-    return contracts_uc.snapshot(contract)
