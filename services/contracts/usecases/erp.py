@@ -220,7 +220,7 @@ def _payment_received(session: Session, events: Any, data: dict[str, Any]) -> No
     stored = contracts_uc.record_receipt(session, contract.id, {
         "amount": data["amount"], "received_on": received_on,
         "method": data.get("method") or "erp", "reference": data["reference"],
-        "instalment_id": data.get("instalment_id")}, _business_day(utcnow()))
+        "instalment_id": data.get("instalment_id")}, _business_day(utcnow()), events=events)
     receipt_recorded(session, events, contract, stored["id"], "erp", data.get("payer"))
 
 

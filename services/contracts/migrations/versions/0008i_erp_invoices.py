@@ -1,7 +1,7 @@
 """erp: orders to the ERP and invoices (开票)
 
 Revision ID: 0008i
-Revises: 0006d
+Revises: 0007o
 Create Date: 2026-12-03 11:00:00
 """
 from alembic import op
@@ -10,7 +10,7 @@ import shared.db
 
 
 revision = '0008i'
-down_revision = '0006d'
+down_revision = '0007o'  # chained after the overdue part's (on main first)
 branch_labels = None
 depends_on = None
 
