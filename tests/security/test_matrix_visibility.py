@@ -404,7 +404,10 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
     "POST /kb/suggestions": (),
     # service desk tickets: owned by their assignee (unassigned ones are everybody's)
     "POST /tickets": (body("assignee_id", "user", {"subject": "x", "requester_email": "a@b.cn",
-                                                   "assignee_id": "{ref}"}),),
+                                                   "assignee_id": "{ref}"}),
+                      body("customer_id", "customer", {"subject": "x",
+                                                       "requester_email": "a@b.cn",
+                                                       "customer_id": "{ref}"})),
     "GET /tickets": (query("assignee_id", "user"),),
     "GET /tickets/{ticket_id}": (path("ticket_id", "ticket"),),
     "PATCH /tickets/{ticket_id}": (path("ticket_id", "ticket", {"priority": "high"}),
