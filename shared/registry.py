@@ -208,6 +208,8 @@ BUILT_IN: tuple[Service, ...] = (
             "get_contract", "list_contracts", "sign_contract", "terminate_contract",
             "set_payment_plan", "get_payment_plan", "record_receipt", "list_receipts",
             "contract_receivables",
+            # erp: invoices, orders
+            "record_invoice", "list_invoices", "void_invoice", "get_contract_order",
             # overdue and renewals
             "mark_overdue", "renew_contract",
             # attachments
@@ -229,6 +231,7 @@ BUILT_IN: tuple[Service, ...] = (
             "services.gateway.resources.contracts_print",  # pdf
             "services.gateway.resources.contracts_quotes",  # quotes
             "services.gateway.resources.contracts_contracts",  # contracts
+            "services.gateway.resources.contracts_invoices",  # erp: invoices, orders
             "services.gateway.resources.contracts_renewals",  # overdue and renewals
             "services.gateway.resources.contracts_attachments",  # attachments
             "services.gateway.resources.contracts_numbers",  # numbers

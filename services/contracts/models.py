@@ -315,3 +315,51 @@ Index("ix_contract_receipts_received_report", Receipt.received_on, Receipt.contr
       Receipt.amount)
 Index("ix_contracts_status_owner", Contract.status, Contract.owner_id)
 Index("ix_approval_instances_submitted", ApprovalInstance.submitted_at)
+
+
+# -- erp: orders to the ERP, invoices (开票) ----
+
+
+class Order(Base):
+    """The ERP's order of a signed contract (`order_created`), with the lines it was booked
+    with; the ERP reports it shipped (`erp.order_shipped`)."""
+
+    __tablename__ = "contract_orders"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    contract_id: Mapped[str] = mapped_column(String(36), unique=True)
+    customer_id: Mapped[str] = mapped_column(String(36))
+    amount: Mapped[str] = mapped_column(String(32))
+    currency: Mapped[str] = mapped_column(String(3))
+    lines: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    source: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # quote or contract
+    status: Mapped[str] = mapped_column(String(20))  # created, shipped
+    shipped_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    erp_id: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Invoice(Base):
+    """An invoice (发票) of a contract, for a receipt or an instalment (or the contract);
+    numbers are unique per invoice type, void ones included (a number is used once)."""
+
+    __tablename__ = "contract_invoices"
+    __table_args__ = (Index("uq_contract_invoices_type_number", "type", "number", unique=True),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    contract_id: Mapped[str] = mapped_column(String(36), index=True)
+    receipt_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    instalment_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    tax_number: Mapped[str | None] = mapped_column(String(18))
+    type: Mapped[str] = mapped_column(String(20))  # special, normal, electronic
+    number: Mapped[str] = mapped_column(String(40))
+    issued_on: Mapped[str] = mapped_column(String(10))
+    amount: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(10))  # issued, void
+    source: Mapped[str] = mapped_column(String(10))  # user, erp
+    void_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

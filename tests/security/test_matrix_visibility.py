@@ -372,6 +372,23 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
              contract_id="{own.contract}")),
     "GET /contracts/{contract_id}/receipts": (path("contract_id", "contract"),),
     "GET /contracts/{contract_id}/receivables": (path("contract_id", "contract"),),
+    # contracts (erp): invoices (开票) and the ERP order, owned like their contract
+    "POST /contracts/{contract_id}/invoices": (
+        path("contract_id", "contract", {"title": "x", "type": "normal", "number": "m1",
+                                         "issued_on": "2027-01-01", "amount": "1"}),
+        body("receipt_id", "org", {"title": "x", "type": "normal", "number": "m2",
+                                   "issued_on": "2027-01-01", "amount": "1",
+                                   "receipt_id": "{ref}"}, contract_id="{own.contract}"),
+        body("instalment_id", "org", {"title": "x", "type": "normal", "number": "m3",
+                                      "issued_on": "2027-01-01", "amount": "1",
+                                      "instalment_id": "{ref}"}, contract_id="{own.contract}")),
+    "GET /contracts/{contract_id}/invoices": (path("contract_id", "contract"),),
+    "POST /contracts/{contract_id}/invoices/{invoice_id}/void": (
+        Check("path", "contract_id", "contract", body={"reason": "x"},
+              path={"invoice_id": "matrix-missing-invoice"}),
+        Check("path", "invoice_id", "org", body={"reason": "x"},
+              path={"contract_id": "{own.contract}"})),
+    "GET /contracts/{contract_id}/order": (path("contract_id", "contract"),),
     # contracts: overdue and renewals (a renewal is made for a contract the caller sees; the
     # sweep is the admins', see AUTHORITY)
     "POST /contracts/{contract_id}/renewals": (path("contract_id", "contract", {}),),
