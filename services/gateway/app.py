@@ -55,7 +55,9 @@ MAX_URI_LENGTH = 4000
 PUBLIC_ENDPOINTS = frozenset(
     {"system.health", "system.metrics", "identity.create_token", "static"}
 )
-PUBLIC_BLUEPRINTS = frozenset({"api-docs", "docs-assets", "console"})
+PUBLIC_BLUEPRINTS = frozenset({"api-docs", "docs-assets", "console",
+                               # service desk web forms: a site posts them with the form's token
+                               "service_desk_forms_public"})
 
 
 @dataclass

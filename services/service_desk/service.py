@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.service_desk.contract import (
+from services.service_desk.contract import (  # groups part
     EVENT_SCHEMAS,
+    AssignTicketSchema,
     CalendarWriteSchema,
     CheckSlaSchema,
     ComputeClocksSchema,
@@ -17,19 +18,26 @@ from services.service_desk.contract import (
     KbFeedbackCreate,
     KbSearchQuery,
     KbSuggestionRequest,
+    RouteTicketSchema,
     SlaPolicyWriteSchema,
     SlaPreviewSchema,
     SlaReorderSchema,
     TicketCreateSchema,
     TicketFiltersSchema,
+    TicketFormSubmissionSchema,
+    TicketFormWriteSchema,
+    TicketGroupWriteSchema,
     TicketReplyCreateSchema,
+    TicketRoutingReorderSchema,
+    TicketRoutingRuleWriteSchema,
+    TicketScopeSchema,
     TicketUpdateSchema,
 )
 from services.service_desk.models import outbox
-from services.service_desk.usecases import kb, sla, tickets
+from services.service_desk.usecases import forms, groups, kb, sla, tickets
 from shared.context import CallContext, Context
 from shared.db import Database
-from shared.kernel.schemas import PageSchema, ScopeSchema
+from shared.kernel.schemas import PageSchema
 from shared.logging import setup_logging
 from shared.metrics import EntrypointMetrics
 from shared.outbox import EventOutbox
@@ -57,7 +65,7 @@ ticket_update_schema = TicketUpdateSchema()
 ticket_reply_schema = TicketReplyCreateSchema()
 ticket_filters_schema = TicketFiltersSchema()
 page_schema = PageSchema()
-scope_schema = ScopeSchema()
+scope_schema = TicketScopeSchema()  # with the caller's user_id (groups part)
 
 # knowledge base
 kb_category_schema = KbCategoryCreate()
@@ -67,6 +75,18 @@ kb_article_update_schema = KbArticleUpdate()
 kb_search_schema = KbSearchQuery()
 kb_suggestion_schema = KbSuggestionRequest()
 kb_feedback_schema = KbFeedbackCreate()
+
+# groups, routing and web forms
+group_create_schema = TicketGroupWriteSchema()
+group_update_schema = TicketGroupWriteSchema(partial=True)
+routing_rule_create_schema = TicketRoutingRuleWriteSchema()
+routing_rule_update_schema = TicketRoutingRuleWriteSchema(partial=True)
+routing_reorder_schema = TicketRoutingReorderSchema()
+route_ticket_schema = RouteTicketSchema()
+assign_ticket_schema = AssignTicketSchema()
+form_create_schema = TicketFormWriteSchema()
+form_update_schema = TicketFormWriteSchema(partial=True)
+form_submission_schema = TicketFormSubmissionSchema()
 
 
 def _ticket_scope(scope: dict | None) -> dict[str, Any]:
@@ -251,3 +271,110 @@ class ServiceDeskService(PlatformEndpoints):
                          principal: dict | None = None) -> dict:
         d = load(kb_feedback_schema, data)
         return kb.give_feedback(self, article_id, d["helpful"], d.get("comment"), principal)
+
+    # -- groups, routing and web forms (issue 17: groups part) ----
+
+    @rpc
+    def create_ticket_group(self, data: dict, principal: dict | None = None) -> dict:
+        """A group (queue) with members, skills, capacities and a strategy."""
+        return groups.create_group(self, load(group_create_schema, data), principal)
+
+    @rpc
+    def list_ticket_groups(self) -> list[dict[str, Any]]:
+        return groups.list_groups(self)
+
+    @rpc
+    def get_ticket_group(self, group_id: str) -> dict[str, Any]:
+        return groups.get_group(self, group_id)
+
+    @rpc
+    def update_ticket_group(self, group_id: str, data: dict,
+                            principal: dict | None = None) -> dict:
+        return groups.update_group(self, group_id, load(group_update_schema, data), principal)
+
+    @rpc
+    def delete_ticket_group(self, group_id: str, principal: dict | None = None) -> None:
+        """Refused (409) while routing rules, forms or tickets refer to the group."""
+        groups.delete_group(self, group_id, principal)
+
+    @rpc
+    def create_routing_rule(self, data: dict, principal: dict | None = None) -> dict:
+        return groups.create_rule(self, load(routing_rule_create_schema, data), principal)
+
+    @rpc
+    def list_routing_rules(self) -> list[dict[str, Any]]:
+        """In order: the first enabled rule that matches a ticket routes it."""
+        return groups.list_rules(self)
+
+    @rpc
+    def get_routing_rule(self, rule_id: str) -> dict[str, Any]:
+        return groups.get_rule(self, rule_id)
+
+    @rpc
+    def update_routing_rule(self, rule_id: str, data: dict,
+                            principal: dict | None = None) -> dict:
+        return groups.update_rule(self, rule_id, load(routing_rule_update_schema, data),
+                                  principal)
+
+    @rpc
+    def delete_routing_rule(self, rule_id: str, principal: dict | None = None) -> None:
+        groups.delete_rule(self, rule_id, principal)
+
+    @rpc
+    def reorder_routing_rules(self, data: dict, principal: dict | None = None) -> list:
+        return groups.reorder_rules(self, load(routing_reorder_schema, data)["rule_ids"],
+                                    principal)
+
+    @rpc
+    def route_ticket(self, ticket_id: str, scope: dict | None = None,
+                     command_id: str | None = None) -> dict[str, Any]:
+        """The rules' command: a group by the routing rules, then a member by the group's
+        strategy; once per `command_id`."""
+        values = load(route_ticket_schema, {"ticket_id": ticket_id, "command_id": command_id})
+        return groups.route_ticket(self, values["ticket_id"], _ticket_scope(scope),
+                                   values["command_id"])
+
+    @rpc
+    def assign_ticket(self, ticket_id: str, assignee_id: str, scope: dict | None = None,
+                      command_id: str | None = None) -> dict[str, Any]:
+        """Assign a ticket; once per `command_id`."""
+        values = load(assign_ticket_schema, {"ticket_id": ticket_id,
+                                             "assignee_id": assignee_id,
+                                             "command_id": command_id})
+        return groups.assign_ticket(self, values["ticket_id"], values["assignee_id"],
+                                    _ticket_scope(scope), values["command_id"])
+
+    @rpc
+    def create_ticket_form(self, data: dict, principal: dict | None = None) -> dict:
+        """A web form; the answer carries its token, this once."""
+        return forms.create_form(self, load(form_create_schema, data), principal)
+
+    @rpc
+    def list_ticket_forms(self, principal: dict | None = None) -> list[dict[str, Any]]:
+        return forms.list_forms(self, principal)
+
+    @rpc
+    def get_ticket_form(self, form_id: str, principal: dict | None = None) -> dict:
+        return forms.get_form(self, form_id, principal)
+
+    @rpc
+    def update_ticket_form(self, form_id: str, data: dict,
+                           principal: dict | None = None) -> dict:
+        return forms.update_form(self, form_id, load(form_update_schema, data), principal)
+
+    @rpc
+    def rotate_ticket_form_token(self, form_id: str, principal: dict | None = None) -> dict:
+        """A new token, answered this once; the old one stops working."""
+        return forms.rotate_token(self, form_id, principal)
+
+    @rpc
+    def get_public_form(self, form_key: str) -> dict[str, Any]:
+        """What a site's page needs to post the form, with a fresh fill-time stamp."""
+        return forms.public_form(self, form_key)
+
+    @rpc
+    def submit_form_ticket(self, form_key: str, token: str | None, data: dict,
+                           client_address: str, origin: str | None = None) -> dict:
+        """A public post of a web form (the gateway's route without an API key)."""
+        return forms.submit_form(self, form_key, token, load(form_submission_schema, data),
+                                 str(client_address)[:100], origin)
