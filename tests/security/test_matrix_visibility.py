@@ -95,7 +95,7 @@ def query(name: str, kind: str, path_values: dict[str, str] | None = None,
 #   5xx, and a non-admin cannot change them (`AUTHORITY`).
 OWNED_KINDS = {"lead", "customer", "contact", "opportunity", "followup", "task", "notification",
                "run", "api_key", "event", "user_record", "record_key", "approval",
-               "quote", "ticket", "contract"}
+               "quote", "ticket", "contract", "group_ticket"}
 ADMIN_KINDS = {"webhook", "delivery", "import"}
 GRANT_KINDS = {"user", "team"}
 ORG_KINDS = {"org"}
@@ -381,12 +381,47 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
     # service desk tickets: owned by their assignee (unassigned ones are everybody's)
     "POST /tickets": (body("assignee_id", "user", {"subject": "x", "requester_email": "a@b.cn",
                                                    "assignee_id": "{ref}"}),),
-    "GET /tickets": (query("assignee_id", "user"),),
-    "GET /tickets/{ticket_id}": (path("ticket_id", "ticket"),),
+    "GET /tickets": (query("assignee_id", "user"), query("group_id", "org")),
+    # a group_ticket: unassigned in a group whose only member is its owner (groups part)
+    "GET /tickets/{ticket_id}": (path("ticket_id", "ticket"), path("ticket_id", "group_ticket")),
     "PATCH /tickets/{ticket_id}": (path("ticket_id", "ticket", {"priority": "high"}),
+                                   path("ticket_id", "group_ticket", {"priority": "high"}),
                                    body("assignee_id", "user", {"assignee_id": "{ref}"},
                                         ticket_id="{own.ticket}")),
-    "POST /tickets/{ticket_id}/replies": (path("ticket_id", "ticket", {"body": "x"}),),
+    "POST /tickets/{ticket_id}/replies": (path("ticket_id", "ticket", {"body": "x"}),
+                                          path("ticket_id", "group_ticket", {"body": "x"})),
+    # service desk groups, routing rules and web forms: the organisation's (everybody reads
+    # groups and rules; admins and a group's manager write; forms are the admins'); a
+    # manager cannot make another team's user a group's manager
+    "GET /ticket-groups": (),
+    "POST /ticket-groups": (body("manager_id", "user", {"name": "{new}", "manager_id": "{ref}"}),),
+    "GET /ticket-groups/{group_id}": (path("group_id", "org"),),
+    "PATCH /ticket-groups/{group_id}": (path("group_id", "org", {"name": "x"}),
+                                        body("manager_id", "user", {"manager_id": "{ref}"},
+                                             group_id="matrix-missing-group")),
+    "DELETE /ticket-groups/{group_id}": (path("group_id", "org"),),
+    "GET /ticket-routing-rules": (),
+    "POST /ticket-routing-rules": (body("group_id", "org", {"name": "{new}",
+                                                            "group_id": "{ref}"}),),
+    "PUT /ticket-routing-rules/order": (body("rule_ids", "org", {"rule_ids": ["{ref}"]}),),
+    "GET /ticket-routing-rules/{rule_id}": (path("rule_id", "org"),),
+    "PATCH /ticket-routing-rules/{rule_id}": (path("rule_id", "org", {"enabled": False}),
+                                              body("group_id", "org", {"group_id": "{ref}"},
+                                                   rule_id="matrix-missing-rule")),
+    "DELETE /ticket-routing-rules/{rule_id}": (path("rule_id", "org"),),
+    "GET /ticket-forms": (),
+    "POST /ticket-forms": (body("default_group_id", "org", {"name": "x",
+                                                            "default_group_id": "{ref}"}),),
+    "GET /ticket-forms/{form_id}": (path("form_id", "org"),),
+    "PATCH /ticket-forms/{form_id}": (path("form_id", "org", {"name": "x"}),
+                                      body("default_group_id", "org",
+                                           {"default_group_id": "{ref}"},
+                                           form_id="matrix-missing-form")),
+    "POST /ticket-forms/{form_id}/token": (path("form_id", "org"),),
+    # the public side: no credentials, an unknown form is a 404 for everybody
+    "GET /forms/{form_key}": (path("form_key", "org"),),
+    "POST /forms/{form_key}/tickets": (path("form_key", "org", {
+        "token": "x", "name": "x", "email": "a@b.cn", "subject": "x", "body": "x"}),),
 }
 
 # Writes of organisation settings that only an admin may make (a rep or a manager gets 403 or
@@ -422,9 +457,11 @@ AUTHORITY: dict[str, tuple[dict[str, str], Any]] = {
     "POST /products": ({}, {"code": "{new}", "name": "x", "unit": "套", "tax_rate": "13"}),
     "PATCH /products/{product_id}": ({"product_id": "{own.product}"}, {"name": "x"}),
     "POST /price-books": ({}, {"name": "{new}"}),
+    "POST /ticket-forms": ({}, {"name": "{new}"}),
+    "POST /ticket-groups": ({}, {"name": "{new}"}),  # a manager may: their own group
 }
 AUTHORITY_OF_MANAGERS = {"PUT /scoring-model", "POST /products", "PATCH /products/{product_id}",
-                         "POST /price-books"}
+                         "POST /price-books", "POST /ticket-groups"}
 
 
 # --------------------------------------------------------------------------- the document
@@ -554,6 +591,25 @@ def _product(system: System) -> str:
         "code": f"M-{_tag()}", "name": "矩阵产品", "unit": "套", "tax_rate": "13"}), 201)["id"]
 
 
+def _group_ticket(system: System, owner: str, tag: str) -> Record:
+    """An unassigned ticket in a group whose only member is `owner` (at capacity 0, so the
+    routing rule puts it in the group and nobody gets it): only the group sees it."""
+    group = _ok(system.post("/ticket-groups", user="admin", json={
+        "name": f"矩阵组{tag}", "members": [{"user_id": system.users[owner], "capacity": 0}]}),
+        201)
+    _ok(system.post("/ticket-routing-rules", user="admin", json={
+        "name": f"矩阵路由{tag}", "group_id": group["id"],
+        "conditions": {"products": [f"matrix-{tag}"]}}), 201)
+    ticket = _ok(system.post("/tickets", user=owner, json={
+        "subject": f"机密组工单{tag}", "requester_email": f"group.{tag}@matrix.cn",
+        "product": f"matrix-{tag}"}), 201)
+    system.wait_for(lambda: _ok(system.get(f"/tickets/{ticket['id']}", user="admin")
+                                ).get("group_id") == group["id"],
+                    timeout=30, message=f"{owner}'s group ticket was not routed")
+    return Record("group_ticket", ticket["id"], owner,
+                  (ticket["id"], ticket["subject"], ticket["requester_email"]))
+
+
 def _records_of(system: System, owner: str, admin_rule: dict) -> dict[str, Record]:
     """One record of every owned kind, made by `owner` as the API lets a rep make them."""
     tag = _tag()
@@ -592,6 +648,7 @@ def _records_of(system: System, owner: str, admin_rule: dict) -> dict[str, Recor
         "assignee_id": system.users[owner]}), 201)
     records["ticket"] = Record("ticket", ticket["id"], owner,
                                (ticket["id"], ticket["subject"], ticket["requester_email"]))
+    records["group_ticket"] = _group_ticket(system, owner, tag)
     contract = _ok(system.post("/contracts", user=owner, json={
         "customer_id": customer["id"], "opportunity_id": opportunity["id"],
         "title": f"机密合同{tag}", "amount": "100"}), 201)
@@ -837,7 +894,8 @@ def _admin_view(world: World, record: Record) -> Any:
     routes = {"lead": "/leads/{}", "customer": "/customers/{}", "contact": "/contacts/{}",
               "opportunity": "/opportunities/{}", "task": "/tasks/{}",
               "webhook": "/webhooks/{}", "approval": "/approvals/{}",
-              "quote": "/quotes/{}", "ticket": "/tickets/{}", "contract": "/contracts/{}"}
+              "quote": "/quotes/{}", "ticket": "/tickets/{}", "contract": "/contracts/{}",
+              "group_ticket": "/tickets/{}"}
     if record.kind not in routes:
         return None
     body = world.system.get(routes[record.kind].format(record.id), user="admin").json()
@@ -955,7 +1013,8 @@ def test_records_exist_and_their_owners_and_the_admin_see_them(world: World):
               "opportunity": "/opportunities/{}", "task": "/tasks/{}",
               "run": "/rule-runs/{}", "webhook": "/webhooks/{}", "import": "/imports/{}",
               "approval": "/approvals/{}",
-              "quote": "/quotes/{}", "ticket": "/tickets/{}", "contract": "/contracts/{}"}
+              "quote": "/quotes/{}", "ticket": "/tickets/{}", "contract": "/contracts/{}",
+              "group_ticket": "/tickets/{}"}
     for (kind, owner), record in world.records.items():
         if kind not in routes:
             continue
