@@ -373,7 +373,8 @@ TICKET_PRIORITIES = ("low", "normal", "high", "urgent")
 TICKET_CHANNELS = ("email", "web", "api", "event")
 TICKET_TYPES = ("question", "incident", "problem", "task")
 TICKET_AUTHORS = ("agent", "customer")
-TICKET_ENTRY_KINDS = ("created", "reply", "status_changed", "priority_changed")
+TICKET_ENTRY_KINDS = ("created", "reply", "status_changed", "priority_changed",
+                      "merged")  # merged: groups part
 
 
 def _tag_list(**kwargs):
@@ -466,6 +467,7 @@ class TicketSchema(Schema):
     customer_tier = _f.String(allow_none=True)
     product = _f.String(allow_none=True)
     language = _f.String(allow_none=True)
+    merged_into_id = _f.String(allow_none=True)
     created_at = _f.String(required=True)
     updated_at = _f.String(required=True)
     entries = _f.List(_f.Nested(TicketEntrySchema))
@@ -731,3 +733,19 @@ class TicketAssigned(Schema):
 
 
 EVENT_SCHEMAS.update({"ticket_routed": TicketRouted, "ticket_assigned": TicketAssigned})
+
+
+class TicketMergeSchema(StrictSchema):
+    """Merge this (duplicate) ticket `into` another: it closes with a link to it."""
+
+    into = _f.String(required=True, validate=_v.Length(min=1, max=64))
+
+
+class TicketMerged(Schema):
+    """A duplicate ticket (`source`, now closed) was merged into `target`."""
+
+    source = _f.Nested(TicketSchema, required=True)
+    target = _f.Nested(TicketSchema, required=True)
+
+
+EVENT_SCHEMAS.update({"ticket_merged": TicketMerged})

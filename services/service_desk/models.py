@@ -179,6 +179,7 @@ class TicketRow(Base):
     # groups part (migration 0006g): what routing and skills match on
     product: Mapped[str | None] = mapped_column(String(100), nullable=True)
     language: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    merged_into_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
 
 
 class TicketEntryRow(Base):

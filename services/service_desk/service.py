@@ -27,6 +27,7 @@ from services.service_desk.contract import (  # groups part
     TicketFormSubmissionSchema,
     TicketFormWriteSchema,
     TicketGroupWriteSchema,
+    TicketMergeSchema,
     TicketReplyCreateSchema,
     TicketRoutingReorderSchema,
     TicketRoutingRuleWriteSchema,
@@ -34,7 +35,7 @@ from services.service_desk.contract import (  # groups part
     TicketUpdateSchema,
 )
 from services.service_desk.models import outbox
-from services.service_desk.usecases import forms, groups, kb, sla, tickets
+from services.service_desk.usecases import forms, groups, kb, merging, sla, tickets
 from shared.context import CallContext, Context
 from shared.db import Database
 from shared.kernel.schemas import PageSchema
@@ -87,6 +88,7 @@ assign_ticket_schema = AssignTicketSchema()
 form_create_schema = TicketFormWriteSchema()
 form_update_schema = TicketFormWriteSchema(partial=True)
 form_submission_schema = TicketFormSubmissionSchema()
+merge_schema = TicketMergeSchema()
 
 
 def _ticket_scope(scope: dict | None) -> dict[str, Any]:
@@ -378,3 +380,9 @@ class ServiceDeskService(PlatformEndpoints):
         """A public post of a web form (the gateway's route without an API key)."""
         return forms.submit_form(self, form_key, token, load(form_submission_schema, data),
                                  str(client_address)[:100], origin)
+
+    @rpc
+    def merge_tickets(self, ticket_id: str, data: dict, scope: dict | None = None) -> dict:
+        """Merge a duplicate ticket `into` another: it closes with a link; both keep a note."""
+        return merging.merge_tickets(self, ticket_id, load(merge_schema, data)["into"],
+                                     _ticket_scope(scope))

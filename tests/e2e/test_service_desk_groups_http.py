@@ -196,3 +196,37 @@ def test_web_form_rate_limit_and_validation(system: System) -> None:
     assert 1 <= int(r.headers["Retry-After"]) <= 60
     r = system.post("/forms/no-such-form/tickets", json={"token": "x", **body})
     assert r.status_code == 404, r.text
+
+
+def test_merge_of_duplicate_tickets(system: System) -> None:
+    mark = uuid.uuid4().hex[:8]
+    rep = system.users["zhangwei"]
+    target = _ok(system.post("/tickets", user="zhangwei", json={
+        "subject": f"发票开错 {mark}", "requester_email": "wang@example.cn",
+        "assignee_id": rep}), 201)
+    source = _ok(system.post("/tickets", user="zhangwei", json={
+        "subject": f"发票又错 {mark}", "requester_email": "li@example.cn",
+        "description": f"重复报修 {mark}", "assignee_id": rep}), 201)
+    other_team = _ok(system.post("/tickets", user="chenjing", json={
+        "subject": f"别组的 {mark}", "requester_email": "c@example.cn",
+        "assignee_id": system.users["chenjing"]}), 201)
+    r = system.post(f"/tickets/{source['id']}/merge", user="zhangwei",
+                    json={"into": other_team["id"]})
+    assert r.status_code == 404, r.text  # a ticket out of sight is not found
+    merged = _ok(system.post(f"/tickets/{source['id']}/merge", user="zhangwei",
+                             json={"into": target["id"]}))
+    assert merged["id"] == target["id"]
+    closed = _ok(system.get(f"/tickets/{source['id']}", user="zhangwei"))
+    assert (closed["status"], closed["merged_into_id"]) == ("closed", target["id"])
+    assert closed["entries"][-2]["kind"] == "merged"
+    note = _ok(system.get(f"/tickets/{target['id']}", user="zhangwei"))["entries"][-1]
+    assert note["kind"] == "merged" and note["from"] == source["number"]
+    assert "li@example.cn" in note["body"] and f"重复报修 {mark}" in note["body"]
+    r = system.post(f"/tickets/{source['id']}/merge", user="zhangwei",
+                    json={"into": other_team["id"]})
+    assert r.status_code == 404, r.text
+    r = system.post(f"/tickets/{target['id']}/merge", user="zhangwei",
+                    json={"into": source["id"]})
+    assert r.status_code == 412, r.text
+    assert system.post(f"/tickets/{source['id']}/merge", user="zhangwei",
+                       json={"into": target["id"]}).status_code == 200  # a repeat

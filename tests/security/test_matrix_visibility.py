@@ -390,6 +390,10 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
                                         ticket_id="{own.ticket}")),
     "POST /tickets/{ticket_id}/replies": (path("ticket_id", "ticket", {"body": "x"}),
                                           path("ticket_id", "group_ticket", {"body": "x"})),
+    # a hidden duplicate into the caller's own ticket: not found, nothing merged
+    "POST /tickets/{ticket_id}/merge": (path("ticket_id", "ticket", {"into": "{own.ticket}"}),
+                                        path("ticket_id", "group_ticket",
+                                             {"into": "{own.ticket}"})),
     # service desk groups, routing rules and web forms: the organisation's (everybody reads
     # groups and rules; admins and a group's manager write; forms are the admins'); a
     # manager cannot make another team's user a group's manager

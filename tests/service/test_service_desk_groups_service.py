@@ -18,7 +18,7 @@ from services.service_desk.models import TicketFormRow, outbox
 from services.service_desk.service import ServiceDeskService
 from shared.context import Context
 from shared.db import get_engine
-from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from shared.errors import Conflict, Forbidden, NotFound, PreconditionFailed, ValidationFailed
 from tests.service.workers import migrated_database, service_worker
 
 ADMIN_P = {"user_id": "admin-1", "role": "admin"}
@@ -295,3 +295,35 @@ def test_forms_minimum_fill_time_and_form_rate(service):
     with pytest.raises(FormRateLimited):  # the form's 3 a minute, whatever the address
         service.submit_form_ticket(form["key"], form["token"], {**POST, "stamp": old},
                                    "192.0.2.3", None)
+
+
+def test_merge_closes_the_duplicate_with_a_link_and_notes_both(service):
+    target = new_ticket(service, subject="路由器掉线", assignee_id="agent-1", tags=["net"])
+    source = new_ticket(service, subject="又掉线了", requester_email="li@example.cn",
+                        description="第二次报修", tags=["dup"])
+    service.add_ticket_reply(source["id"], {"body": "客户补充：灯不亮", "author_kind": "customer"},
+                             ALL)
+    merged = service.merge_tickets(source["id"], {"into": target["id"]}, ALL)
+    assert merged["id"] == target["id"] and merged["tags"] == ["net", "dup"]
+    closed = service.get_ticket(source["id"], ALL)
+    assert (closed["status"], closed["merged_into_id"]) == ("closed", target["id"])
+    assert [e["kind"] for e in closed["entries"]][-2:] == ["merged", "status_changed"]
+    assert closed["entries"][-2]["to"] == target["number"]
+    note = service.get_ticket(target["id"], ALL)["entries"][-1]
+    assert (note["kind"], note["from"], note["public"]) == ("merged", source["number"], False)
+    assert "li@example.cn" in note["body"] and "第二次报修" in note["body"]
+    assert "灯不亮" in note["body"]
+    # a repeat changes nothing; another target, itself, a hidden target are refused
+    again = service.merge_tickets(source["id"], {"into": target["id"]}, ALL)
+    assert again["updated_at"] == merged["updated_at"]
+    assert len(events_of(service.engine, "ticket_merged")) == 1
+    other = new_ticket(service)
+    with pytest.raises(Conflict):
+        service.merge_tickets(source["id"], {"into": other["id"]}, ALL)
+    with pytest.raises(ValidationFailed):
+        service.merge_tickets(other["id"], {"into": other["id"]}, ALL)
+    with pytest.raises(NotFound):  # agent-9 does not see agent-1's ticket
+        service.merge_tickets(other["id"], {"into": target["id"]}, scope_of("agent-9"))
+    with pytest.raises(PreconditionFailed):  # nothing merges into a closed ticket
+        service.merge_tickets(other["id"], {"into": source["id"]}, ALL)
+    assert service.get_ticket(other["id"], ALL)["status"] == "new"

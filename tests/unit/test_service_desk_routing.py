@@ -105,3 +105,21 @@ def test_rate_window_and_origins():
     assert forms.origin_allowed(None, [])
     assert forms.origin_allowed("https://www.example.cn", ["https://WWW.example.cn/"])
     assert not forms.origin_allowed("https://evil.example", ["https://www.example.cn"])
+
+
+def test_what_may_be_merged():
+    from services.service_desk.domain import merging
+    from shared.errors import Conflict, PreconditionFailed, ValidationFailed
+
+    assert merging.check_merge("a", "b", "open", "new", None) is True
+    assert merging.check_merge("a", "b", "closed", "new", "b") is False  # done already
+    with pytest.raises(ValidationFailed):
+        merging.check_merge("a", "a", "open", "open", None)
+    with pytest.raises(Conflict):
+        merging.check_merge("a", "b", "closed", "open", "c")
+    with pytest.raises(PreconditionFailed):
+        merging.check_merge("a", "b", "open", "closed", None)
+    with pytest.raises(PreconditionFailed):
+        merging.check_merge("a", "b", "closed", "open", None)
+    note = merging.target_note("T-000002", "又掉线了", "li@example.cn", ["第一次", "", "补充"])
+    assert note == "合并自 T-000002（li@example.cn）：又掉线了\n\n第一次\n\n补充"

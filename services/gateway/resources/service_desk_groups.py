@@ -204,3 +204,30 @@ def rotate_ticket_form_token(form_id: str) -> Any:
     require_role("admin")
     return rpc_call("service_desk", "rotate_ticket_form_token", form_id=form_id,
                     principal=_principal())
+
+
+# -- merging duplicate tickets ---------------------------------------------------------------
+
+
+def _tickets_scope() -> dict[str, Any]:
+    """The tickets' scope (as services/gateway/resources/service_desk_tickets.py builds it):
+    a resource module imports no other."""
+    principal = current_principal()
+    scope = dict(principal.leads_scope())
+    scope.pop("manage_pool", None)
+    if not scope.get("all"):
+        scope["user_id"] = principal.user_id
+    return scope
+
+
+@blp.route("/tickets/<string:ticket_id>/merge", methods=["POST"])
+@blp.arguments(desk.TicketMergeSchema())
+@blp.response(200, desk.TicketSchema)
+@blp.alt_response(409, description="The ticket was merged into another one already.")
+@blp.alt_response(412, description="A closed ticket is neither merged nor merged into.")
+def merge_tickets(data: dict[str, Any], ticket_id: str) -> Any:
+    """Merge this duplicate ticket `into` another you see: it closes with a link
+    (`merged_into_id`), the other keeps a note with its requester and conversation, both
+    histories say so. Answers the ticket merged into; a repeat changes nothing."""
+    return rpc_call("service_desk", "merge_tickets", ticket_id=ticket_id, data=data,
+                    scope=_tickets_scope())

@@ -36,6 +36,7 @@ def ticket_dict(row: TicketRow) -> dict[str, Any]:
             "assignee_id": row.assignee_id, "group_id": row.group_id, "channel": row.channel,
             "customer_id": row.customer_id, "customer_tier": row.customer_tier,
             "product": row.product, "language": row.language,
+            "merged_into_id": row.merged_into_id,
             "created_at": row.created_at.isoformat(), "updated_at": row.updated_at.isoformat()}
 
 

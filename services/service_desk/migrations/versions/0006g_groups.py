@@ -1,5 +1,5 @@
 """service_desk groups: ticket groups and members, routing rules, web forms and their rate
-counters; tickets gain product and language
+counters; tickets gain product, language and merged_into_id
 
 Revision ID: 0006g
 Revises: 0005f
@@ -85,10 +85,12 @@ def upgrade() -> None:
     with op.batch_alter_table('tickets', schema=None) as batch_op:
         batch_op.add_column(sa.Column('product', sa.String(length=100), nullable=True))
         batch_op.add_column(sa.Column('language', sa.String(length=20), nullable=True))
+        batch_op.add_column(sa.Column('merged_into_id', sa.String(length=36), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table('tickets', schema=None) as batch_op:
+        batch_op.drop_column('merged_into_id')
         batch_op.drop_column('language')
         batch_op.drop_column('product')
     op.drop_table('ticket_form_hits')
