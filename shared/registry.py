@@ -178,6 +178,8 @@ BUILT_IN: tuple[Service, ...] = (
             "create_ticket_form", "list_ticket_forms", "get_ticket_form", "update_ticket_form",
             "rotate_ticket_form_token", "get_public_form", "submit_form_ticket",
             "merge_tickets",
+            # csat
+            "get_survey", "answer_survey", "csat_report", "list_surveys",
         ),
         rule_commands={
             # groups: routing (group, then member) and assignment, exactly once
@@ -192,6 +194,7 @@ BUILT_IN: tuple[Service, ...] = (
             "services.gateway.resources.service_desk_tickets",  # tickets
             "services.gateway.resources.service_desk_groups",  # groups, routing, web forms
             "services.gateway.resources.service_desk_forms_public",  # groups: public forms
+            "services.gateway.resources.service_desk_csat",  # csat
         ),
     ),
     Service(

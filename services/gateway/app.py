@@ -55,9 +55,19 @@ MAX_URI_LENGTH = 4000
 PUBLIC_ENDPOINTS = frozenset(
     {"system.health", "system.metrics", "identity.create_token", "static"}
 )
-PUBLIC_BLUEPRINTS = frozenset({"api-docs", "docs-assets", "console",
-                               # service desk web forms: a site posts them with the form's token
-                               "service_desk_forms_public"})
+PUBLIC_BLUEPRINTS = frozenset({"api-docs", "docs-assets", "console"})
+
+
+def public(view: Any) -> Any:
+    """Marks a view reachable without credentials: what it is given stands in for them (a
+    survey link's token). Put it right under `@blp.route`."""
+    view.crm_public = True
+    return view
+
+
+def _is_public(endpoint: str) -> bool:
+    return (endpoint in PUBLIC_ENDPOINTS or request.blueprint in PUBLIC_BLUEPRINTS
+            or getattr(current_app.view_functions.get(endpoint), "crm_public", False))
 
 
 @dataclass
@@ -159,7 +169,7 @@ def _start_request() -> Response | None:
     endpoint = request.endpoint
     if endpoint is None:
         return None  # answered 404/405 by routing
-    if endpoint in PUBLIC_ENDPOINTS or request.blueprint in PUBLIC_BLUEPRINTS:
+    if _is_public(endpoint):
         check_request_input(request)
         return None
 

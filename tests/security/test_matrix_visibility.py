@@ -426,6 +426,12 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
     "GET /forms/{form_key}": (path("form_key", "org"),),
     "POST /forms/{form_key}/tickets": (path("form_key", "org", {
         "token": "x", "name": "x", "email": "a@b.cn", "subject": "x", "body": "x"}),),
+    # satisfaction surveys: the link's token is the credential; figures and the drill-down by
+    # the tickets' assignees
+    "GET /surveys/{token}": (path("token", "org"),),
+    "POST /surveys/{token}/answer": (path("token", "org", {"rating": "good"}),),
+    "GET /reports/csat": (query("assignee_id", "user"), query("group_id", "org")),
+    "GET /csat-surveys": (query("assignee_id", "user"), query("group_id", "org")),
 }
 
 # Writes of organisation settings that only an admin may make (a rep or a manager gets 403 or
@@ -653,6 +659,8 @@ def _records_of(system: System, owner: str, admin_rule: dict) -> dict[str, Recor
     records["ticket"] = Record("ticket", ticket["id"], owner,
                                (ticket["id"], ticket["subject"], ticket["requester_email"]))
     records["group_ticket"] = _group_ticket(system, owner, tag)
+    # solved: its satisfaction survey (by the ticket's id and requester) is as hidden as it is
+    _ok(system.patch(f"/tickets/{ticket['id']}", user=owner, json={"status": "solved"}))
     contract = _ok(system.post("/contracts", user=owner, json={
         "customer_id": customer["id"], "opportunity_id": opportunity["id"],
         "title": f"机密合同{tag}", "amount": "100"}), 201)
@@ -1042,7 +1050,7 @@ LISTS = {
     "GET /opportunities": {}, "GET /opportunities/board": {}, "GET /tasks": {},
     "GET /notifications": {}, "GET /rule-runs": {}, "GET /api-keys": {},
     "GET /users": {}, "GET /webhooks": {}, "GET /approvals": {},
-    "GET /quotes": {}, "GET /tickets": {}, "GET /contracts": {},
+    "GET /quotes": {}, "GET /tickets": {}, "GET /contracts": {}, "GET /csat-surveys": {},
     "GET /exports/{entity}": {"entity": "customers"},
     "GET /leads?in_pool=true": {},
     "GET /approvals?box=submitted": {},  # others' submissions never in my 我提交的

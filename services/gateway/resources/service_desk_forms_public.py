@@ -1,6 +1,6 @@
 """The public side of the service desk's web forms: a company site's page reads a form (a
 fill-time stamp) and posts tickets to it without an API key, with the form's token in the
-body. This blueprint is in the gateway's PUBLIC_BLUEPRINTS: no credentials are asked for;
+body. Its views are `@public`: no credentials are asked for;
 the service checks the token, the Origin, the rate limits (429 with Retry-After) and the
 spam defence (services/service_desk/README.md, "Web forms").
 
@@ -17,7 +17,7 @@ from flask_smorest import Blueprint
 from marshmallow import fields
 
 from services.gateway import problems
-from services.gateway.app import gateway, rpc_call
+from services.gateway.app import gateway, public, rpc_call
 from services.gateway.identity.throttles import client_address
 from services.gateway.problems import ApiProblem
 from services.service_desk import contract as desk
@@ -69,6 +69,7 @@ def _preflight(response: Response) -> Response:
 
 
 @blp.route("/forms/<string:form_key>", methods=["GET"])
+@public
 @blp.doc(security=[])
 @blp.response(200, desk.PublicTicketFormSchema)
 def get_public_form(form_key: str) -> Any:
@@ -80,6 +81,7 @@ def get_public_form(form_key: str) -> Any:
 
 
 @blp.route("/forms/<string:form_key>/tickets", methods=["POST"])
+@public
 @blp.doc(security=[])
 @blp.arguments(TicketFormPostBody())
 @blp.response(202, desk.TicketFormSubmissionResultSchema)

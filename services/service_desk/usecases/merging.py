@@ -14,6 +14,7 @@ from sqlalchemy import select
 from services.service_desk.domain import merging as domain
 from services.service_desk.models import TicketEntryRow
 from services.service_desk.usecases import tickets
+from services.service_desk.usecases.entries import add_entry, ticket_number
 from shared.envelope import utcnow
 
 
@@ -34,13 +35,13 @@ def merge_tickets(svc, ticket_id: str, into: str, scope: Mapping[str, Any]) -> d
             .where(TicketEntryRow.ticket_id == source.id, TicketEntryRow.public.is_(True),
                    TicketEntryRow.kind.in_(("created", "reply")))
             .order_by(TicketEntryRow.seq)).all()
-        source_number = tickets.ticket_number(source.number)
-        target_number = tickets.ticket_number(target.number)
-        tickets._add_entry(session, target, "merged", now, public=False, author_kind="agent",
+        source_number = ticket_number(source.number)
+        target_number = ticket_number(target.number)
+        add_entry(session, target, "merged", now, public=False, author_kind="agent",
                            author_id=svc.context.actor, from_value=source_number,
                            body=domain.target_note(source_number, source.subject,
                                                    source.requester_email, messages))
-        tickets._add_entry(session, source, "merged", now, public=False, author_kind="agent",
+        add_entry(session, source, "merged", now, public=False, author_kind="agent",
                            author_id=svc.context.actor, to_value=target_number,
                            body=domain.source_note(target_number))
         source.merged_into_id = target.id

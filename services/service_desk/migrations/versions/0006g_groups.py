@@ -2,7 +2,7 @@
 counters; tickets gain product, language and merged_into_id
 
 Revision ID: 0006g
-Revises: 0005f
+Revises: 0009c
 Create Date: 2026-12-03 11:15:00
 """
 from alembic import op
@@ -11,7 +11,7 @@ import shared.db
 
 
 revision = '0006g'
-down_revision = '0005f'
+down_revision = '0009c'
 branch_labels = None
 depends_on = None
 
