@@ -170,7 +170,8 @@ class TicketRow(Base):
     category: Mapped[str | None] = mapped_column(String(100), nullable=True)
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     assignee_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
-    group_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    group_id: Mapped[str | None] = mapped_column(String(64), nullable=True,
+                                                 index=True)  # groups part: visibility
     channel: Mapped[str] = mapped_column(String(16))
     customer_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     customer_tier: Mapped[str | None] = mapped_column(String(32), nullable=True)

@@ -86,10 +86,12 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('product', sa.String(length=100), nullable=True))
         batch_op.add_column(sa.Column('language', sa.String(length=20), nullable=True))
         batch_op.add_column(sa.Column('merged_into_id', sa.String(length=36), nullable=True))
+        batch_op.create_index(batch_op.f('ix_tickets_group_id'), ['group_id'], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table('tickets', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_tickets_group_id'))
         batch_op.drop_column('merged_into_id')
         batch_op.drop_column('language')
         batch_op.drop_column('product')
