@@ -178,6 +178,8 @@ BUILT_IN: tuple[Service, ...] = (
             "create_ticket_form", "list_ticket_forms", "get_ticket_form", "update_ticket_form",
             "rotate_ticket_form_token", "get_public_form", "submit_form_ticket",
             "merge_tickets",
+            # e-mail
+            "list_ticket_attachments", "get_ticket_attachment", "list_ticket_mail",
             # csat
             "get_survey", "answer_survey", "csat_report", "list_surveys",
         ),
@@ -194,6 +196,7 @@ BUILT_IN: tuple[Service, ...] = (
             "services.gateway.resources.service_desk_tickets",  # tickets
             "services.gateway.resources.service_desk_groups",  # groups, routing, web forms
             "services.gateway.resources.service_desk_forms_public",  # groups: public forms
+            "services.gateway.resources.service_desk_mail",  # e-mail
             "services.gateway.resources.service_desk_csat",  # csat
         ),
     ),
@@ -220,11 +223,14 @@ BUILT_IN: tuple[Service, ...] = (
             "get_contract", "list_contracts", "sign_contract", "terminate_contract",
             "set_payment_plan", "get_payment_plan", "record_receipt", "list_receipts",
             "contract_receivables",
+            # overdue and renewals
+            "mark_overdue", "renew_contract",
         ),
         records=(
             RecordType("contract", "contract_id"),
             RecordType("quote", "quote_id"),
             RecordType("order", "order_id"),
+            RecordType("instalment", "instalment_id"),  # overdue and renewals
         ),
         events_in="contract",
         gateway_resources=(
@@ -232,6 +238,7 @@ BUILT_IN: tuple[Service, ...] = (
             "services.gateway.resources.contracts_print",  # pdf
             "services.gateway.resources.contracts_quotes",  # quotes
             "services.gateway.resources.contracts_contracts",  # contracts
+            "services.gateway.resources.contracts_renewals",  # overdue and renewals
         ),
     ),
     Service(
