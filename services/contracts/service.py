@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import eventlet
-from nameko.exceptions import UnknownService
 from nameko.timer import timer
 
 from services.contracts.contract import (
@@ -48,17 +46,17 @@ from services.contracts.usecases import pricing as catalog
 from services.contracts.usecases import printing as print_usecases
 from services.contracts.usecases import renewals as renewals_uc
 from shared import config
-from shared.consumer import BROKER_ERRORS, event_handler
+from shared.consumer import event_handler
 from shared.context import CallContext, Context
 from shared.db import Database
-from shared.errors import DependencyUnavailable, ValidationFailed
+from shared.errors import ValidationFailed
 from shared.inbox import first_delivery
 from shared.logging import setup_logging
 from shared.metrics import EntrypointMetrics
 from shared.outbox import EventOutbox
 from shared.payloads import load
 from shared.platform import PlatformEndpoints
-from shared.rpc import rpc, rpc_proxy
+from shared.rpc import ask, rpc, rpc_proxy
 
 approval_flow_schema = ApprovalFlowWriteSchema()
 approval_submit_schema = ApprovalSubmitSchema()
@@ -242,20 +240,7 @@ class ContractsService(PlatformEndpoints):
                                  self._ask_sales)
 
     def _ask_sales(self, command: str, **kwargs: Any) -> Any:
-        """One sales command; its typed errors pass through, no answer is
-        DependencyUnavailable (503)."""
-        try:
-            reply = getattr(self.sales, command).call_async(**kwargs)
-            with eventlet.Timeout(config.rpc_timeout()):
-                return reply.result()
-        except eventlet.Timeout:
-            reason = f"no reply within {config.rpc_timeout():g} s"
-        except UnknownService:
-            reason = "no running instance"
-        except BROKER_ERRORS:
-            reason = "message broker connection lost"
-        raise DependencyUnavailable(f"the sales service is unavailable ({reason}); retry later",
-                                    {"service": "sales", "reason": reason})
+        return ask("sales", self.sales, command, **kwargs)
 
     # products
 

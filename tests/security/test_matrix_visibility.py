@@ -387,7 +387,10 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
     "POST /kb/suggestions": (),
     # service desk tickets: owned by their assignee (unassigned ones are everybody's)
     "POST /tickets": (body("assignee_id", "user", {"subject": "x", "requester_email": "a@b.cn",
-                                                   "assignee_id": "{ref}"}),),
+                                                   "assignee_id": "{ref}"}),
+                      body("customer_id", "customer", {"subject": "x",
+                                                       "requester_email": "a@b.cn",
+                                                       "customer_id": "{ref}"})),
     "GET /tickets": (query("assignee_id", "user"), query("group_id", "org")),
     # a group_ticket: unassigned in a group whose only member is its owner (groups part)
     "GET /tickets/{ticket_id}": (path("ticket_id", "ticket"), path("ticket_id", "group_ticket")),

@@ -2,7 +2,7 @@
 counters; tickets gain product, language and merged_into_id
 
 Revision ID: 0006g
-Revises: 0006m
+Revises: 0010p
 Create Date: 2026-12-03 11:15:00
 """
 from alembic import op
@@ -11,7 +11,7 @@ import shared.db
 
 
 revision = '0006g'
-down_revision = '0006m'
+down_revision = '0010p'
 branch_labels = None
 depends_on = None
 
