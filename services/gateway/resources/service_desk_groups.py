@@ -11,6 +11,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from services.gateway.app import current_principal, require_role, rpc_call
+from services.gateway.resources.service_desk_tickets import tickets_scope
 from services.service_desk import contract as desk
 
 blp = Blueprint("service_desk_groups", __name__,
@@ -209,17 +210,6 @@ def rotate_ticket_form_token(form_id: str) -> Any:
 # -- merging duplicate tickets ---------------------------------------------------------------
 
 
-def _tickets_scope() -> dict[str, Any]:
-    """The tickets' scope (as services/gateway/resources/service_desk_tickets.py builds it):
-    a resource module imports no other."""
-    principal = current_principal()
-    scope = dict(principal.leads_scope())
-    scope.pop("manage_pool", None)
-    if not scope.get("all"):
-        scope["user_id"] = principal.user_id
-    return scope
-
-
 @blp.route("/tickets/<string:ticket_id>/merge", methods=["POST"])
 @blp.arguments(desk.TicketMergeSchema())
 @blp.response(200, desk.TicketSchema)
@@ -230,4 +220,4 @@ def merge_tickets(data: dict[str, Any], ticket_id: str) -> Any:
     (`merged_into_id`), the other keeps a note with its requester and conversation, both
     histories say so. Answers the ticket merged into; a repeat changes nothing."""
     return rpc_call("service_desk", "merge_tickets", ticket_id=ticket_id, data=data,
-                    scope=_tickets_scope())
+                    scope=tickets_scope())
