@@ -139,6 +139,25 @@ const en: typeof zh = {
     importStatus: { queued: 'Queued', running: 'Running', done: 'Done', failed: 'Failed' },
     counts: { would_create: 'Would create', would_update: 'Would update', would_skip: 'Would skip', created: 'Created', updated: 'Updated', skipped: 'Skipped', failed: 'Bad rows' },
     deleteWebhook: 'Delete the subscription {url}?',
+    // ---- console-admin: rule dry run, webhooks, unlock, assignment availability
+    dry: {
+      recent: 'Dry run on recent events', recentHint: 'The last {n} events of this trigger (from the run history); nothing is done', withSample: 'Dry run on a sample event',
+      none: 'No recent events of this trigger; try a sample event.', summary: '{matched} of {total} events would trigger the actions',
+      event: 'Event', triggerMatches: 'Trigger', wouldAct: 'Would act', actions: 'Actions that would run', outside: 'Outside authority',
+      recipients: '{n} recipients', actionError: 'would fail', wouldFireAt: 'would fire at {at}', ofDraft: '(the unsaved rule)',
+      ofForm: '(the rule in the form; the saved version while unchanged)', noRuns: 'No runs yet', filterRule: 'Filter by rule',
+    },
+    hook: {
+      edit: 'Edit subscription', deliveries: 'Deliveries', deliveriesOf: 'Deliveries: {url}', replay: 'Replay', replayed: 'Sent again',
+      attempts: 'Attempts', responseCode: 'Response', lastError: 'Error', deliveredAt: 'Delivered', nextAttempt: 'Next attempt',
+      attemptLog: 'Attempts', onlyFailed: 'Failed only', loadMore: 'Load more', none: 'No deliveries yet',
+      statuses: { pending: 'Pending', sending: 'Sending', delivered: 'Delivered', failed: 'Failed' },
+    },
+    unlock: 'Unlock', unlocked: 'The sign-in lockout of {name} is lifted',
+    member: {
+      title: 'Assignment', openLeads: 'Open leads', capacity: 'Capacity (open leads at most)', capacityHint: 'Empty: unlimited',
+      onLeave: 'On leave (skipped by assignment)', until: 'On leave until', save: 'Save assignment settings', saved: 'Assignment settings saved',
+    },
     roles: { admin: 'Admin', manager: 'Manager', sales_rep: 'Sales rep', service_agent: 'Service agent' },
   },
 }
