@@ -114,6 +114,18 @@ const en: typeof zh = {
     from: 'From', to: 'To', weighted: 'Weighted forecast', closedWon: 'Closed won', quota: 'Quota', won: 'Won',
     drill: 'Records: {what}', records: 'records', winRate: 'Win rate', dormant: 'Dormant customers ({days} days without follow-up)', daysSince: 'Days since follow-up', attainment: 'Attainment', commit: 'Commit', owner: 'Owner',
   },
+  // ---- console-admin: quotes and contracts on the customer 360
+  quote: {
+    title: 'Quotes', name: 'Quote', grandTotal: 'Grand total', validUntil: 'Valid until', product: 'Product', quantity: 'Quantity',
+    unitPrice: 'Unit price', discount: 'Discount', taxRate: 'Tax', lineTotal: 'Line total (gross)', subtotal: 'Subtotal (net)',
+    discountTotal: 'Discounts', taxTotal: 'Tax', inWords: 'Amount in words (大写)', pdf: 'Download PDF', submit: 'Submit for approval', submitted: 'Submitted for approval',
+    statuses: { draft: 'Draft', in_approval: 'In approval', approved: 'Approved', sent: 'Sent', accepted: 'Accepted', rejected: 'Rejected', expired: 'Expired' },
+  },
+  contract: {
+    title: 'Contracts', number: 'Number', amount: 'Amount', term: 'Term', receivables: 'Receivables', received: 'Received', outstanding: 'Outstanding',
+    overdue: 'Overdue', receipts: 'Receipts', receivedOn: 'Received on', method: 'Method', reference: 'Reference', allocations: 'Paid instalments',
+    statuses: { draft: 'Draft', in_approval: 'In approval', active: 'Active', expired: 'Expired', terminated: 'Terminated', renewed: 'Renewed' },
+  },
   admin: {
     users: 'Users & teams', rules: 'Rules', scoring: 'Scoring model', customFields: 'Custom fields', pipelines: 'Pipelines',
     imports: 'Imports', webhooks: 'Webhooks', username: 'Username', displayName: 'Name', role: 'Role', team: 'Team',

@@ -111,6 +111,18 @@ export default {
     from: '开始日期', to: '结束日期', weighted: '加权预测', closedWon: '已赢单', quota: '目标', won: '已完成',
     drill: '明细：{what}', records: '条记录', winRate: '赢率', dormant: '沉睡客户（{days} 天无跟进）', daysSince: '未跟进天数', attainment: '完成率', commit: '承诺', owner: '负责人',
   },
+  // ---- console-admin: quotes and contracts on the customer 360
+  quote: {
+    title: '报价', name: '报价单', grandTotal: '含税总额', validUntil: '有效期至', product: '产品', quantity: '数量',
+    unitPrice: '单价', discount: '折扣', taxRate: '税率', lineTotal: '小计（含税）', subtotal: '合计（未税）',
+    discountTotal: '折扣合计', taxTotal: '税额', inWords: '金额大写', pdf: '下载 PDF', submit: '提交审批', submitted: '已提交审批',
+    statuses: { draft: '草稿', in_approval: '审批中', approved: '已批准', sent: '已发送', accepted: '已接受', rejected: '已拒绝', expired: '已过期' },
+  },
+  contract: {
+    title: '合同', number: '合同编号', amount: '金额', term: '期限', receivables: '应收', received: '已回款', outstanding: '未回款',
+    overdue: '逾期', receipts: '回款记录', receivedOn: '回款日期', method: '方式', reference: '凭证号', allocations: '核销到分期',
+    statuses: { draft: '草稿', in_approval: '审批中', active: '执行中', expired: '已到期', terminated: '已终止', renewed: '已续签' },
+  },
   admin: {
     users: '用户与团队', rules: '规则', scoring: '评分模型', customFields: '自定义字段', pipelines: '销售流程',
     imports: '导入', webhooks: 'Webhook', username: '用户名', displayName: '姓名', role: '角色', team: '团队',
