@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from services.service_desk.domain import tickets as domain
 from services.service_desk.models import TicketCounterRow, TicketEntryRow, TicketRow
-from services.service_desk.usecases import csat
+from services.service_desk.usecases import csat, mail_outbox
 from services.service_desk.usecases.entries import add_entry, ticket_number
 from shared.envelope import utcnow
 from shared.errors import Forbidden, NotFound
@@ -176,6 +176,10 @@ def add_reply(svc, ticket_id: str, data: dict[str, Any],
         row.updated_at = now
         if target != row.status:
             _change_status(svc, session, row, target, now)
+        if data["public"] and data["author_kind"] == "agent":
+            # e-mail (part s-mail): the reply goes out through the mail outbox, in this
+            # transaction; internal notes never do.
+            mail_outbox.queue_reply(session, row, entry.id, data["body"])
         session.flush()
         result = ticket_dict(row)
         svc.events.record(session, "ticket_replied", {"ticket": result, "entry": entry_dict(entry)})
