@@ -176,6 +176,24 @@ describe('Rule dry run', () => {
     wrapper.unmount()
   })
 
+  it("a saved rule's dry run from the list shows a 422 in its own alert", async () => {
+    gateway((call) => (call.url === '/rules/r1/dry-run'
+      ? { status: 422, body: { status: 422, errors: { conditions: ['unknown name: stage'] } } }
+      : undefined))
+    const wrapper = mount(RulesTab, { global: { plugins: plugins() }, attachTo: document.body })
+    await settle()
+    await wrapper.find('[data-test="dry-run"]').trigger('click')
+    await settle()
+    typeInto('#dry-sample', '{"event_type": "lead_created"}')
+    click('[data-test="dry-sample-run"]')
+    await settle(10)
+    const alert = document.querySelector('[data-test="dry-run-panel"] .error-alert')!.textContent!
+    expect(alert).toContain('请修正标出的字段')
+    expect(alert).toContain('conditions: unknown name: stage') // no form here to show it at a field
+    expect(valueOf('#dry-sample')).toBe('{"event_type": "lead_created"}')
+    wrapper.unmount()
+  })
+
   it('matches trigger event patterns as the rules service does', () => {
     expect(eventMatches(['leads.*'], 'leads.lead_created')).toBe(true)
     expect(eventMatches(['leads.lead_created'], 'leads.lead_created_x')).toBe(false)
