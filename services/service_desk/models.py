@@ -195,3 +195,46 @@ class TicketEntryRow(Base):
     from_value: Mapped[str | None] = mapped_column(String(32), nullable=True)
     to_value: Mapped[str | None] = mapped_column(String(32), nullable=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# -- SLA scheduling (ticket_sla_scheduled, check_sla by id, the sweep) ----
+
+
+class SlaScheduleRow(Base):
+    """The last `ticket_sla_scheduled` published for a ticket: `sequence` grows with each one
+    (the rules service keeps the newest timer), `schedule` is what it said, so an unchanged
+    schedule is not published again."""
+
+    __tablename__ = "sla_schedules"
+    __table_args__ = (Index("ix_sla_schedules_next_check", "next_check_at"),)
+
+    ticket_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    policy_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    schedule: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SlaCommandRow(Base):
+    """A rule command done (`command_id` from the rules service), so a repeat does nothing."""
+
+    __tablename__ = "sla_commands"
+
+    command_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    ticket_id: Mapped[str] = mapped_column(String(64))
+    command: Mapped[str] = mapped_column(String(32))
+    done_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SlaSweepRow(Base):
+    """The recomputation of every open ticket after a policy or calendar change: `cursor` is
+    the last ticket id done ("" = from the start, null = nothing to do). A change during a sweep
+    starts it again from the start."""
+
+    __tablename__ = "sla_sweeps"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    cursor: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

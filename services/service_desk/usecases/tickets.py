@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from services.service_desk.domain import tickets as domain
 from services.service_desk.models import TicketCounterRow, TicketEntryRow, TicketRow
+from services.service_desk.usecases import sla_schedule
 from shared.envelope import utcnow
 from shared.errors import Forbidden, NotFound
 from shared.paging import page_after, page_of
@@ -127,6 +128,7 @@ def create_ticket(svc, data: dict[str, Any], scope: Mapping[str, Any]) -> dict[s
                    author_id=svc.context.actor, to_value="new")
         result = ticket_dict(row)
         svc.events.record(session, "ticket_created", {"ticket": result})
+        sla_schedule.after_change(svc.events, session, row, result)  # SLA scheduling
         return result
 
 
@@ -171,7 +173,9 @@ def update_ticket(svc, ticket_id: str, data: dict[str, Any],
         if "status" in data:
             _change_status(svc, session, row, data["status"], now)
         session.flush()
-        return ticket_dict(row)
+        result = ticket_dict(row)
+        sla_schedule.after_change(svc.events, session, row, result)  # SLA scheduling
+        return result
 
 
 def add_reply(svc, ticket_id: str, data: dict[str, Any],
@@ -190,4 +194,5 @@ def add_reply(svc, ticket_id: str, data: dict[str, Any],
         session.flush()
         result = ticket_dict(row)
         svc.events.record(session, "ticket_replied", {"ticket": result, "entry": entry_dict(entry)})
+        sla_schedule.after_change(svc.events, session, row, result)  # SLA scheduling
         return {**result, "entry": entry_dict(entry)}
