@@ -213,6 +213,9 @@ class SlaScheduleRow(Base):
     policy_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     schedule: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The latest instant the ticket's clocks were computed at: never computed earlier again
+    # (a check at the rules service's clock, then a change stamped by this process's).
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 

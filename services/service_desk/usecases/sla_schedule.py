@@ -72,11 +72,15 @@ def _wire(value: Any) -> Any:
 
 def recheck(recorder: Any, session: Session, row: TicketRow, snapshot: dict[str, Any],
             now: datetime | None = None, rules: Rules | None = None) -> dict[str, Any]:
-    """The ticket's clocks at `now` (never before its last entry nor before this process's
-    now: a caller's late clock does not hide a change), the notices due published once, and the
-    schedule published if it changed. `recorder.record(session, type, data)` is the outbox."""
+    """The ticket's clocks at `now`, the notices due published once, and the schedule published
+    if it changed. The moment is never before the ticket's last entry, this process's now or
+    the moment of its previous computation (a caller's late clock does not hide a change, and
+    a change after a check at the rules service's clock does not go back in time).
+    `recorder.record(session, type, data)` is the outbox."""
     events = ticket_events(session, row)
-    moment = max([utcnow(), *(e["at"] for e in events), *([now] if now else [])])
+    stored = session.get(SlaScheduleRow, row.id)
+    moment = max([utcnow(), *(e["at"] for e in events), *([now] if now else []),
+                  *([stored.computed_at] if stored else [])])
     policies, calendars = rules or load_rules(session)
     computed = sla_domain.ticket_clocks(events, policies, calendars, moment)
     clocks = computed["clocks"]
@@ -103,14 +107,15 @@ def recheck(recorder: Any, session: Session, row: TicketRow, snapshot: dict[str,
         published.append({"event_type": event_type, **data})
     plan = _wire({"policy_id": computed["policy_id"],
                   **domain.schedule(clocks, moment)})
-    stored = session.get(SlaScheduleRow, row.id)
     sequence = stored.sequence if stored else 0
+    if stored is not None:
+        stored.computed_at = moment
     if stored is None or stored.schedule != plan:
         sequence += 1
         next_check = plan["next_check_at"]
         values = {"sequence": sequence, "policy_id": plan["policy_id"], "schedule": plan,
                   "next_check_at": datetime.fromisoformat(next_check) if next_check else None,
-                  "updated_at": utcnow()}
+                  "computed_at": moment, "updated_at": utcnow()}
         if stored is None:
             session.add(SlaScheduleRow(ticket_id=row.id, **values))
         else:

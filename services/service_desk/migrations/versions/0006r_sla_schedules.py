@@ -22,6 +22,7 @@ def upgrade() -> None:
     sa.Column('policy_id', sa.String(length=36), nullable=True),
     sa.Column('next_check_at', shared.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('schedule', sa.JSON(), nullable=False),
+    sa.Column('computed_at', shared.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', shared.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('ticket_id', name=op.f('pk_sla_schedules'))
     )
