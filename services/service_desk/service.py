@@ -7,6 +7,7 @@ from typing import Any
 
 from nameko.timer import timer
 
+from services.service_desk import clock as desk_clock
 from services.service_desk.contract import (
     EVENT_SCHEMAS,
     CalendarWriteSchema,
@@ -39,7 +40,7 @@ from shared.metrics import EntrypointMetrics
 from shared.outbox import EventOutbox
 from shared.payloads import load
 from shared.platform import PlatformEndpoints
-from shared.rpc import rpc
+from shared.rpc import rpc, rpc_proxy
 
 setup_logging("service_desk")
 
@@ -181,6 +182,14 @@ class ServiceDeskService(PlatformEndpoints):
     def sla_sweep_timer(self) -> None:
         """After a policy or calendar change, every open ticket is rechecked (in batches)."""
         sla_checks.sweep_step(self)
+
+    # The rules service's controllable clock, followed in CRM_CLOCK=controllable mode only.
+    rules = rpc_proxy("rules")
+
+    @timer(interval=desk_clock.CLOCK_POLL_SECONDS)
+    def follow_rules_clock(self) -> None:
+        if desk_clock.controllable():
+            desk_clock.follow(self.rules.get_clock()["offset_seconds"])
 
     # -- tickets ----
 

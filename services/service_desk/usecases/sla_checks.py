@@ -13,10 +13,10 @@ from typing import Any
 
 from sqlalchemy import select
 
+from services.service_desk.clock import now as utcnow
 from services.service_desk.domain import tickets as tickets_domain
 from services.service_desk.models import SlaCommandRow, SlaSweepRow, TicketRow
 from services.service_desk.usecases import sla_schedule, sla_sweep, tickets
-from shared.envelope import utcnow
 from shared.errors import PreconditionFailed, ValidationFailed
 
 log = logging.getLogger(__name__)

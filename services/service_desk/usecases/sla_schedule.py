@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from services.service_desk.clock import now as utcnow
 from services.service_desk.domain import sla as sla_domain
 from services.service_desk.domain import sla_schedule as domain
 from services.service_desk.domain.calendar import BusinessCalendar
@@ -28,7 +29,6 @@ from services.service_desk.models import (
     TicketRow,
 )
 from services.service_desk.usecases import sla as sla_usecases
-from shared.envelope import utcnow
 from shared.errors import PreconditionFailed, ValidationFailed
 
 log = logging.getLogger(__name__)

@@ -16,10 +16,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from services.service_desk.clock import now as utcnow  # the wall clock, or the tests' (clock.py)
 from services.service_desk.domain import tickets as domain
 from services.service_desk.models import TicketCounterRow, TicketEntryRow, TicketRow
 from services.service_desk.usecases import sla_schedule
-from shared.envelope import utcnow
 from shared.errors import Forbidden, NotFound
 from shared.paging import page_after, page_of
 
