@@ -175,6 +175,8 @@ BUILT_IN: tuple[Service, ...] = (
             "kb_give_feedback",
             # tickets
             "create_ticket", "get_ticket", "list_tickets", "update_ticket", "add_ticket_reply",
+            # csat
+            "get_survey", "answer_survey", "csat_report", "list_surveys",
         ),
         rule_commands={
             # sla scheduling: the timer's check at a scheduled instant, the breach's escalation
@@ -188,6 +190,7 @@ BUILT_IN: tuple[Service, ...] = (
             "services.gateway.resources.service_desk_sla",  # sla
             "services.gateway.resources.service_desk_kb",  # knowledge base
             "services.gateway.resources.service_desk_tickets",  # tickets
+            "services.gateway.resources.service_desk_csat",  # csat
         ),
     ),
     Service(

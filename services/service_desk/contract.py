@@ -297,12 +297,12 @@ KB_STATUSES = ("draft", "published", "archived")
 KB_FORMATS = ("markdown", "text")
 
 
-class KbCategoryCreate(Schema):
+class KbCategoryCreateSchema(StrictSchema):
     name = _f.String(required=True, validate=_v.Length(min=1, max=200))
     description = _f.String(allow_none=True, validate=_v.Length(max=2000))
 
 
-class KbArticleCreate(Schema):
+class KbArticleCreateSchema(StrictSchema):
     title = _f.String(required=True, validate=_v.Length(min=1, max=300))
     body = _f.String(required=True, validate=_v.Length(min=1, max=200_000))
     body_format = _f.String(load_default="markdown", validate=_v.OneOf(KB_FORMATS))
@@ -312,7 +312,7 @@ class KbArticleCreate(Schema):
     language = _f.String(load_default="zh", validate=_v.Length(min=2, max=20))
 
 
-class KbArticleUpdate(Schema):
+class KbArticleUpdateSchema(StrictSchema):
     title = _f.String(validate=_v.Length(min=1, max=300))
     body = _f.String(validate=_v.Length(min=1, max=200_000))
     body_format = _f.String(validate=_v.OneOf(KB_FORMATS))
@@ -321,28 +321,104 @@ class KbArticleUpdate(Schema):
     language = _f.String(validate=_v.Length(min=2, max=20))
 
 
-class KbArticleFilters(Schema):
+class KbArticleFiltersSchema(StrictSchema):
     status = _f.String(validate=_v.OneOf(KB_STATUSES))
     category_id = _f.String(validate=_v.Length(max=36))
     language = _f.String(validate=_v.Length(max=20))
 
 
-class KbSearchQuery(Schema):
+class KbSearchQuerySchema(StrictSchema):
     q = _f.String(required=True, validate=_v.Length(min=1, max=500))
     status = _f.String(validate=_v.OneOf(KB_STATUSES))
     category_id = _f.String(validate=_v.Length(max=36))
     limit = _f.Integer(load_default=20, validate=_v.Range(min=1, max=100))
 
 
-class KbSuggestionRequest(Schema):
+class KbSuggestionRequestSchema(StrictSchema):
     subject = _f.String(required=True, validate=_v.Length(max=500))
     text = _f.String(load_default="", validate=_v.Length(max=20_000))
     limit = _f.Integer(load_default=5, validate=_v.Range(min=1, max=20))
 
 
-class KbFeedbackCreate(Schema):
+class KbFeedbackCreateSchema(StrictSchema):
     helpful = _f.Boolean(required=True)
     comment = _f.String(allow_none=True, validate=_v.Length(max=2000))
+
+
+# What the knowledge-base RPCs answer (the gateway documents its routes with these).
+
+
+class KbCategorySchema(Schema):
+    id = _f.String()
+    name = _f.String()
+    description = _f.String(allow_none=True)
+    created_at = _f.String()
+
+
+class KbCategoryListSchema(Schema):
+    items = _f.List(_f.Nested(KbCategorySchema))
+
+
+class KbArticleSchema(Schema):
+    id = _f.String()
+    title = _f.String()
+    body = _f.String()
+    body_format = _f.String()
+    category_id = _f.String(allow_none=True)
+    tags = _f.List(_f.String())
+    language = _f.String()
+    status = _f.String()
+    version = _f.Integer()
+    author_id = _f.String(allow_none=True)
+    source_ticket_id = _f.String(allow_none=True)
+    helpful_yes = _f.Integer()
+    helpful_no = _f.Integer()
+    created_at = _f.String()
+    updated_at = _f.String()
+    published_at = _f.String(allow_none=True)
+
+
+class KbVersionSchema(Schema):
+    article_id = _f.String()
+    version = _f.Integer()
+    title = _f.String()
+    body = _f.String()
+    body_format = _f.String()
+    category_id = _f.String(allow_none=True)
+    tags = _f.List(_f.String())
+    language = _f.String()
+    author_id = _f.String(allow_none=True)
+    created_at = _f.String()
+
+
+class KbVersionListSchema(Schema):
+    items = _f.List(_f.Nested(KbVersionSchema))
+
+
+class KbSearchHitSchema(Schema):
+    id = _f.String()
+    title = _f.String()
+    status = _f.String()
+    category_id = _f.String(allow_none=True)
+    tags = _f.List(_f.String())
+    language = _f.String()
+    score = _f.Float()
+    title_highlight = _f.String(metadata={"description": "The title, HTML-escaped, the "
+                                                         "matches in <mark>."})
+    snippet = _f.String(metadata={"description": "Body text around the first match, "
+                                                 "HTML-escaped, the matches in <mark>."})
+
+
+class KbSearchResultSchema(Schema):
+    items = _f.List(_f.Nested(KbSearchHitSchema))
+    terms = _f.List(_f.String())
+
+
+class KbFeedbackResultSchema(Schema):
+    article_id = _f.String()
+    helpful_yes = _f.Integer()
+    helpful_no = _f.Integer()
+    feedback_count = _f.Integer()
 
 
 class KbArticleEvent(Schema):
@@ -377,7 +453,7 @@ TICKET_PRIORITIES = ("low", "normal", "high", "urgent")
 TICKET_CHANNELS = ("email", "web", "api", "event")
 TICKET_TYPES = ("question", "incident", "problem", "task")
 TICKET_AUTHORS = ("agent", "customer")
-TICKET_ENTRY_KINDS = ("created", "reply", "status_changed", "priority_changed")
+TICKET_ENTRY_KINDS = ("created", "reply", "status_changed", "priority_changed", "csat_answered")
 
 
 def _tag_list(**kwargs):
@@ -550,3 +626,124 @@ class TicketEscalated(Schema):
 
 EVENT_SCHEMAS.update({"ticket_sla_scheduled": TicketSlaScheduled,
                       "ticket_escalated": TicketEscalated})
+
+
+# -- CSAT: satisfaction surveys ----
+
+CSAT_RATINGS = ("good", "bad")
+CSAT_BAD_REASONS = ("unresolved", "slow", "attitude", "unclear", "other")
+CSAT_GROUPINGS = ("agent", "group", "month")
+
+
+class CsatAnswerSchema(StrictSchema):
+    """The requester's answer: good or bad; a bad one names its reason; a comment."""
+
+    rating = _f.String(required=True, validate=_v.OneOf(CSAT_RATINGS))
+    reason = _f.String(allow_none=True, load_default=None, validate=_v.OneOf(CSAT_BAD_REASONS),
+                       metadata={"description": "required with bad: unresolved, slow, "
+                                                "attitude, unclear or other"})
+    comment = _f.String(allow_none=True, load_default=None, validate=_v.Length(max=2000))
+
+
+class CsatFiltersSchema(StrictSchema):
+    """Surveys sent in [from_month, to_month] (YYYY-MM, the organisation's time zone)."""
+
+    from_month = _f.String(validate=_v.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$",
+                                              error="must be YYYY-MM"))
+    to_month = _f.String(validate=_v.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$",
+                                            error="must be YYYY-MM"))
+    assignee_id = _f.String(validate=_v.Length(min=1, max=64))
+    group_id = _f.String(validate=_v.Length(min=1, max=64))
+
+
+class CsatReportQuerySchema(CsatFiltersSchema):
+    group_by = _f.String(load_default="agent", validate=_v.OneOf(CSAT_GROUPINGS))
+
+
+class CsatSurveyFiltersSchema(CsatFiltersSchema):
+    """The drill-down: the surveys behind a figure; `rating` good / bad, `answered`."""
+
+    rating = _f.String(validate=_v.OneOf(CSAT_RATINGS))
+    reason = _f.String(validate=_v.OneOf(CSAT_BAD_REASONS))
+    answered = _f.Boolean()
+
+
+class CsatPublicSurveySchema(Schema):
+    """What the link's page shows the requester (nothing about the agent or the customer)."""
+
+    ticket_number = _f.String(required=True)
+    subject = _f.String(required=True)
+    status = _f.String(required=True, metadata={"enum": ["open", "answered", "expired"]})
+    rating = _f.String(allow_none=True)
+    reasons = _f.List(_f.String(), required=True)
+    expires_at = _f.String(required=True)
+
+
+class CsatSurveySchema(Schema):
+    """A survey as agents and managers see it."""
+
+    id = _f.String(required=True)
+    ticket_id = _f.String(required=True)
+    ticket_number = _f.String(required=True)
+    requester_email = _f.String(required=True)
+    assignee_id = _f.String(allow_none=True)
+    group_id = _f.String(allow_none=True)
+    month = _f.String(required=True)
+    created_at = _f.String(required=True)
+    expires_at = _f.String(required=True)
+    rating = _f.String(allow_none=True)
+    reason = _f.String(allow_none=True)
+    comment = _f.String(allow_none=True)
+    answered_at = _f.String(allow_none=True)
+
+
+class CsatFiguresSchema(Schema):
+    sent = _f.Integer(required=True)
+    answered = _f.Integer(required=True)
+    good = _f.Integer(required=True)
+    bad = _f.Integer(required=True)
+    score = _f.String(allow_none=True, metadata={"description": "good / answered, percent, "
+                                                                "2 places; null: no answer"})
+    response_rate = _f.String(allow_none=True,
+                              metadata={"description": "answered / sent, percent"})
+    reasons = _f.Dict(keys=_f.String(), values=_f.Integer(),
+                      metadata={"description": "bad answers per reason"})
+
+
+class CsatReportRowSchema(CsatFiguresSchema):
+    key = _f.String(allow_none=True, metadata={"description": "the agent's or group's id, or "
+                                                              "the month; null: none"})
+
+
+class CsatReportSchema(Schema):
+    group_by = _f.String(required=True)
+    items = _f.List(_f.Nested(CsatReportRowSchema), required=True)
+    total = _f.Nested(CsatFiguresSchema, required=True)
+
+
+class CsatSurveyCreated(Schema):
+    """A solved ticket's survey was created (the link goes to the requester by e-mail)."""
+
+    survey_id = _f.String(required=True)
+    ticket_id = _f.String(required=True)
+    ticket_number = _f.String(required=True)
+    requester_email = _f.String(required=True)
+    assignee_id = _f.String(allow_none=True)
+    group_id = _f.String(allow_none=True)
+
+
+class CsatAnswered(Schema):
+    """The requester answered a ticket's survey."""
+
+    survey_id = _f.String(required=True)
+    ticket_id = _f.String(required=True)
+    ticket_number = _f.String(required=True)
+    assignee_id = _f.String(allow_none=True)
+    group_id = _f.String(allow_none=True)
+    rating = _f.String(required=True)
+    reason = _f.String(allow_none=True)
+    comment = _f.String(allow_none=True)
+
+
+EVENT_SCHEMAS.update({"csat_survey_created": CsatSurveyCreated,
+                      "csat_answered": CsatAnswered})

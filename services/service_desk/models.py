@@ -241,3 +241,29 @@ class SlaSweepRow(Base):
     cursor: Mapped[str | None] = mapped_column(String(64), nullable=True)
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# -- CSAT: satisfaction surveys ----
+
+
+class CsatSurveyRow(Base):
+    """A ticket's satisfaction survey, created when the ticket is first solved; `token` is the
+    link's secret; `month` ("YYYY-MM" in the organisation's time zone) the month it was sent;
+    `assignee_id` / `group_id` whom the answer counts for (the ticket's at the solve)."""
+
+    __tablename__ = "csat_surveys"
+    __table_args__ = (Index("ix_csat_surveys_created", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    ticket_id: Mapped[str] = mapped_column(ForeignKey("tickets.id"), unique=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    requester_email: Mapped[str] = mapped_column(String(320))
+    assignee_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    group_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    month: Mapped[str] = mapped_column(String(7), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    rating: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

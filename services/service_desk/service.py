@@ -14,14 +14,17 @@ from services.service_desk.contract import (
     CheckSlaByIdSchema,
     CheckSlaSchema,
     ComputeClocksSchema,
+    CsatAnswerSchema,
+    CsatReportQuerySchema,
+    CsatSurveyFiltersSchema,
     EscalateTicketSchema,
-    KbArticleCreate,
-    KbArticleFilters,
-    KbArticleUpdate,
-    KbCategoryCreate,
-    KbFeedbackCreate,
-    KbSearchQuery,
-    KbSuggestionRequest,
+    KbArticleCreateSchema,
+    KbArticleFiltersSchema,
+    KbArticleUpdateSchema,
+    KbCategoryCreateSchema,
+    KbFeedbackCreateSchema,
+    KbSearchQuerySchema,
+    KbSuggestionRequestSchema,
     SlaPolicyWriteSchema,
     SlaPreviewSchema,
     SlaReorderSchema,
@@ -31,7 +34,7 @@ from services.service_desk.contract import (
     TicketUpdateSchema,
 )
 from services.service_desk.models import outbox
-from services.service_desk.usecases import kb, sla, sla_checks, tickets
+from services.service_desk.usecases import csat, kb, sla, sla_checks, tickets
 from shared.context import CallContext, Context
 from shared.db import Database
 from shared.kernel.schemas import PageSchema, ScopeSchema
@@ -69,13 +72,18 @@ page_schema = PageSchema()
 scope_schema = ScopeSchema()
 
 # knowledge base
-kb_category_schema = KbCategoryCreate()
-kb_article_create_schema = KbArticleCreate()
-kb_article_filters_schema = KbArticleFilters()
-kb_article_update_schema = KbArticleUpdate()
-kb_search_schema = KbSearchQuery()
-kb_suggestion_schema = KbSuggestionRequest()
-kb_feedback_schema = KbFeedbackCreate()
+kb_category_schema = KbCategoryCreateSchema()
+kb_article_create_schema = KbArticleCreateSchema()
+kb_article_filters_schema = KbArticleFiltersSchema()
+kb_article_update_schema = KbArticleUpdateSchema()
+kb_search_schema = KbSearchQuerySchema()
+kb_suggestion_schema = KbSuggestionRequestSchema()
+kb_feedback_schema = KbFeedbackCreateSchema()
+
+# CSAT
+csat_answer_schema = CsatAnswerSchema()
+csat_report_schema = CsatReportQuerySchema()
+csat_survey_filters_schema = CsatSurveyFiltersSchema()
 
 
 def _ticket_scope(scope: dict | None) -> dict[str, Any]:
@@ -254,7 +262,8 @@ class ServiceDeskService(PlatformEndpoints):
     def kb_list_articles(self, filters: dict | None = None, principal: dict | None = None,
                          cursor: str | None = None, limit: int = 50) -> dict:
         filters = load(kb_article_filters_schema, filters or {})
-        return kb.list_articles(self, filters, principal, cursor, max(1, min(int(limit), 200)))
+        return kb.list_articles(self, filters, principal,
+                                load(page_schema, {"cursor": cursor, "limit": limit}))
 
     @rpc
     def kb_update_article(self, article_id: str, data: dict,
@@ -295,3 +304,30 @@ class ServiceDeskService(PlatformEndpoints):
                          principal: dict | None = None) -> dict:
         d = load(kb_feedback_schema, data)
         return kb.give_feedback(self, article_id, d["helpful"], d.get("comment"), principal)
+
+    # -- CSAT: satisfaction surveys ----
+
+    @rpc
+    def get_survey(self, token: str) -> dict[str, Any]:
+        """What a survey link shows (public: the token is the credential)."""
+        return csat.public_survey(self, str(token))
+
+    @rpc
+    def answer_survey(self, token: str, data: dict) -> dict[str, Any]:
+        """The requester's one answer (409 when answered, 412 after 30 days)."""
+        return csat.answer(self, str(token), load(csat_answer_schema, data))
+
+    @rpc
+    def csat_report(self, query: dict | None = None, scope: dict | None = None
+                    ) -> dict[str, Any]:
+        """Sent, answered, score, response rate, bad reasons per agent, group or month."""
+        filters = load(csat_report_schema, query or {})
+        return csat.report(self, filters.pop("group_by"), filters, _ticket_scope(scope))
+
+    @rpc
+    def list_surveys(self, filters: dict | None = None, scope: dict | None = None,
+                     cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
+        """The surveys behind a figure of `csat_report`, newest first."""
+        return csat.list_surveys(self, load(csat_survey_filters_schema, filters or {}),
+                                 _ticket_scope(scope),
+                                 load(page_schema, {"cursor": cursor, "limit": limit}))

@@ -387,6 +387,12 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
                                    body("assignee_id", "user", {"assignee_id": "{ref}"},
                                         ticket_id="{own.ticket}")),
     "POST /tickets/{ticket_id}/replies": (path("ticket_id", "ticket", {"body": "x"}),),
+    # satisfaction surveys: the link's token is the credential; figures and the drill-down by
+    # the tickets' assignees
+    "GET /surveys/{token}": (path("token", "org"),),
+    "POST /surveys/{token}/answer": (path("token", "org", {"rating": "good"}),),
+    "GET /reports/csat": (query("assignee_id", "user"), query("group_id", "org")),
+    "GET /csat-surveys": (query("assignee_id", "user"), query("group_id", "org")),
 }
 
 # Writes of organisation settings that only an admin may make (a rep or a manager gets 403 or
@@ -592,6 +598,8 @@ def _records_of(system: System, owner: str, admin_rule: dict) -> dict[str, Recor
         "assignee_id": system.users[owner]}), 201)
     records["ticket"] = Record("ticket", ticket["id"], owner,
                                (ticket["id"], ticket["subject"], ticket["requester_email"]))
+    # solved: its satisfaction survey (by the ticket's id and requester) is as hidden as it is
+    _ok(system.patch(f"/tickets/{ticket['id']}", user=owner, json={"status": "solved"}))
     contract = _ok(system.post("/contracts", user=owner, json={
         "customer_id": customer["id"], "opportunity_id": opportunity["id"],
         "title": f"机密合同{tag}", "amount": "100"}), 201)
@@ -979,7 +987,7 @@ LISTS = {
     "GET /opportunities": {}, "GET /opportunities/board": {}, "GET /tasks": {},
     "GET /notifications": {}, "GET /rule-runs": {}, "GET /api-keys": {},
     "GET /users": {}, "GET /webhooks": {}, "GET /approvals": {},
-    "GET /quotes": {}, "GET /tickets": {}, "GET /contracts": {},
+    "GET /quotes": {}, "GET /tickets": {}, "GET /contracts": {}, "GET /csat-surveys": {},
     "GET /exports/{entity}": {"entity": "customers"},
     "GET /leads?in_pool=true": {},
     "GET /approvals?box=submitted": {},  # others' submissions never in my 我提交的

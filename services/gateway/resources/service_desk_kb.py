@@ -8,10 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from flask_smorest import Blueprint
-from marshmallow import RAISE, Schema, fields
+from marshmallow import RAISE
 
 from services.gateway.app import current_principal, require_role, rpc_call
-from services.gateway.http_schemas import StrictSchema, page_of, paged
+from services.gateway.http_schemas import page_of, paged
 from services.service_desk import contract
 
 blp = Blueprint("service_desk_kb", __name__, description="Knowledge base: articles and search.")
@@ -19,114 +19,10 @@ blp = Blueprint("service_desk_kb", __name__, description="Knowledge base: articl
 WRITERS = ("admin", "manager", "service_agent")
 
 
-# -- HTTP schemas -------------------------------------------------------------------------
+# -- HTTP schemas: the contract's, paged ----------------------------------------------------
 
-
-class KbCategoryCreateSchema(StrictSchema, contract.KbCategoryCreate):
-    pass
-
-
-class KbCategorySchema(Schema):
-    id = fields.String()
-    name = fields.String()
-    description = fields.String(allow_none=True)
-    created_at = fields.String()
-
-
-class KbCategoryListSchema(Schema):
-    items = fields.List(fields.Nested(KbCategorySchema))
-
-
-class KbArticleCreateSchema(StrictSchema, contract.KbArticleCreate):
-    pass
-
-
-class KbArticleUpdateSchema(StrictSchema, contract.KbArticleUpdate):
-    pass
-
-
-class KbArticleSchema(Schema):
-    id = fields.String()
-    title = fields.String()
-    body = fields.String()
-    body_format = fields.String()
-    category_id = fields.String(allow_none=True)
-    tags = fields.List(fields.String())
-    language = fields.String()
-    status = fields.String()
-    version = fields.Integer()
-    author_id = fields.String(allow_none=True)
-    source_ticket_id = fields.String(allow_none=True)
-    helpful_yes = fields.Integer()
-    helpful_no = fields.Integer()
-    created_at = fields.String()
-    updated_at = fields.String()
-    published_at = fields.String(allow_none=True)
-
-
-KbArticlePageSchema = page_of(KbArticleSchema, "KbArticlePageSchema")
-
-
-class KbArticleFiltersSchema(StrictSchema, contract.KbArticleFilters):
-    pass
-
-
-KbArticleQuerySchema = paged(KbArticleFiltersSchema, "KbArticleQuerySchema")
-
-
-class KbVersionSchema(Schema):
-    article_id = fields.String()
-    version = fields.Integer()
-    title = fields.String()
-    body = fields.String()
-    body_format = fields.String()
-    category_id = fields.String(allow_none=True)
-    tags = fields.List(fields.String())
-    language = fields.String()
-    author_id = fields.String(allow_none=True)
-    created_at = fields.String()
-
-
-class KbVersionListSchema(Schema):
-    items = fields.List(fields.Nested(KbVersionSchema))
-
-
-class KbSearchQuerySchema(StrictSchema, contract.KbSearchQuery):
-    pass
-
-
-class KbSearchHitSchema(Schema):
-    id = fields.String()
-    title = fields.String()
-    status = fields.String()
-    category_id = fields.String(allow_none=True)
-    tags = fields.List(fields.String())
-    language = fields.String()
-    score = fields.Float()
-    title_highlight = fields.String(metadata={"description": "The title, HTML-escaped, the "
-                                                             "matches in <mark>."})
-    snippet = fields.String(metadata={"description": "Body text around the first match, "
-                                                     "HTML-escaped, the matches in <mark>."})
-
-
-class KbSearchResultSchema(Schema):
-    items = fields.List(fields.Nested(KbSearchHitSchema))
-    terms = fields.List(fields.String())
-
-
-class KbSuggestionRequestSchema(StrictSchema, contract.KbSuggestionRequest):
-    pass
-
-
-class KbFeedbackCreateSchema(StrictSchema, contract.KbFeedbackCreate):
-    pass
-
-
-class KbFeedbackResultSchema(Schema):
-    article_id = fields.String()
-    helpful_yes = fields.Integer()
-    helpful_no = fields.Integer()
-    feedback_count = fields.Integer()
+KbArticlePageSchema = page_of(contract.KbArticleSchema, "KbArticlePageSchema")
+KbArticleQuerySchema = paged(contract.KbArticleFiltersSchema, "KbArticleQuerySchema")
 
 
 # -- routes -------------------------------------------------------------------------------
@@ -143,7 +39,7 @@ def _writer() -> dict[str, Any]:
 
 
 @blp.route("/kb/categories", methods=["GET"])
-@blp.response(200, KbCategoryListSchema)
+@blp.response(200, contract.KbCategoryListSchema)
 def list_categories() -> Any:
     """The article categories (any signed-in user)."""
     current_principal()
@@ -151,16 +47,16 @@ def list_categories() -> Any:
 
 
 @blp.route("/kb/categories", methods=["POST"])
-@blp.arguments(KbCategoryCreateSchema())
-@blp.response(201, KbCategorySchema)
+@blp.arguments(contract.KbCategoryCreateSchema())
+@blp.response(201, contract.KbCategorySchema)
 def create_category(data: dict[str, Any]) -> Any:
     """A new category (agents, managers, admins)."""
     return rpc_call("service_desk", "kb_create_category", data=data, principal=_writer())
 
 
 @blp.route("/kb/articles", methods=["POST"])
-@blp.arguments(KbArticleCreateSchema())
-@blp.response(201, KbArticleSchema)
+@blp.arguments(contract.KbArticleCreateSchema())
+@blp.response(201, contract.KbArticleSchema)
 def create_article(data: dict[str, Any]) -> Any:
     """A new draft article (agents, managers, admins)."""
     return rpc_call("service_desk", "kb_create_article", data=data, principal=_writer())
@@ -170,15 +66,15 @@ def create_article(data: dict[str, Any]) -> Any:
 @blp.arguments(KbArticleQuerySchema(), location="query", unknown=RAISE)
 @blp.response(200, KbArticlePageSchema)
 def list_articles(query: dict[str, Any]) -> Any:
-    """Articles by id: published ones for everybody; drafts and archived for agents and
-    above."""
+    """Articles, newest first: published ones for everybody; drafts and archived for agents
+    and above."""
     cursor, limit = query.pop("cursor", None), query.pop("limit", 50)
     return rpc_call("service_desk", "kb_list_articles", filters=query, principal=_principal(),
                     cursor=cursor, limit=limit)
 
 
 @blp.route("/kb/articles/<string:article_id>", methods=["GET"])
-@blp.response(200, KbArticleSchema)
+@blp.response(200, contract.KbArticleSchema)
 def get_article(article_id: str) -> Any:
     """One article (a draft is not found for a caller who may not see drafts)."""
     return rpc_call("service_desk", "kb_get_article", article_id=article_id,
@@ -186,8 +82,8 @@ def get_article(article_id: str) -> Any:
 
 
 @blp.route("/kb/articles/<string:article_id>", methods=["PATCH"])
-@blp.arguments(KbArticleUpdateSchema())
-@blp.response(200, KbArticleSchema)
+@blp.arguments(contract.KbArticleUpdateSchema())
+@blp.response(200, contract.KbArticleSchema)
 def update_article(data: dict[str, Any], article_id: str) -> Any:
     """Edit an article; an edit of a published one is a new version."""
     return rpc_call("service_desk", "kb_update_article", article_id=article_id, data=data,
@@ -195,7 +91,7 @@ def update_article(data: dict[str, Any], article_id: str) -> Any:
 
 
 @blp.route("/kb/articles/<string:article_id>/publish", methods=["POST"])
-@blp.response(200, KbArticleSchema)
+@blp.response(200, contract.KbArticleSchema)
 def publish_article(article_id: str) -> Any:
     """Publish an article (a new version)."""
     return rpc_call("service_desk", "kb_publish_article", article_id=article_id,
@@ -203,7 +99,7 @@ def publish_article(article_id: str) -> Any:
 
 
 @blp.route("/kb/articles/<string:article_id>/archive", methods=["POST"])
-@blp.response(200, KbArticleSchema)
+@blp.response(200, contract.KbArticleSchema)
 def archive_article(article_id: str) -> Any:
     """Archive an article: no longer shown to non-agents nor suggested."""
     return rpc_call("service_desk", "kb_archive_article", article_id=article_id,
@@ -211,7 +107,7 @@ def archive_article(article_id: str) -> Any:
 
 
 @blp.route("/kb/articles/<string:article_id>/versions", methods=["GET"])
-@blp.response(200, KbVersionListSchema)
+@blp.response(200, contract.KbVersionListSchema)
 def list_versions(article_id: str) -> Any:
     """The published versions of an article, newest first."""
     return rpc_call("service_desk", "kb_list_versions", article_id=article_id,
@@ -219,7 +115,7 @@ def list_versions(article_id: str) -> Any:
 
 
 @blp.route("/kb/articles/<string:article_id>/versions/<int:version>", methods=["GET"])
-@blp.response(200, KbVersionSchema)
+@blp.response(200, contract.KbVersionSchema)
 def get_version(article_id: str, version: int) -> Any:
     """One version of an article."""
     return rpc_call("service_desk", "kb_get_version", article_id=article_id, version=version,
@@ -227,8 +123,8 @@ def get_version(article_id: str, version: int) -> Any:
 
 
 @blp.route("/kb/articles/<string:article_id>/feedback", methods=["POST"])
-@blp.arguments(KbFeedbackCreateSchema())
-@blp.response(201, KbFeedbackResultSchema)
+@blp.arguments(contract.KbFeedbackCreateSchema())
+@blp.response(201, contract.KbFeedbackResultSchema)
 def give_feedback(data: dict[str, Any], article_id: str) -> Any:
     """"Was this helpful": yes or no, with an optional comment (any signed-in user)."""
     return rpc_call("service_desk", "kb_give_feedback", article_id=article_id, data=data,
@@ -236,16 +132,16 @@ def give_feedback(data: dict[str, Any], article_id: str) -> Any:
 
 
 @blp.route("/kb/search", methods=["GET"])
-@blp.arguments(KbSearchQuerySchema(), location="query", unknown=RAISE)
-@blp.response(200, KbSearchResultSchema)
+@blp.arguments(contract.KbSearchQuerySchema(), location="query", unknown=RAISE)
+@blp.response(200, contract.KbSearchResultSchema)
 def search(query: dict[str, Any]) -> Any:
     """Full-text search (Chinese and English), best first, with highlighted snippets."""
     return rpc_call("service_desk", "kb_search", query=query, principal=_principal())
 
 
 @blp.route("/kb/suggestions", methods=["POST"])
-@blp.arguments(KbSuggestionRequestSchema())
-@blp.response(200, KbSearchResultSchema)
+@blp.arguments(contract.KbSuggestionRequestSchema())
+@blp.response(200, contract.KbSearchResultSchema)
 def suggestions(data: dict[str, Any]) -> Any:
     """The published articles that best match a ticket being written (subject and text)."""
     current_principal()

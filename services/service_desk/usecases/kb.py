@@ -18,6 +18,7 @@ from services.service_desk.domain import kb_text
 from services.service_desk.models import KbArticle, KbArticleVersion, KbCategory, KbFeedback
 from shared.envelope import utcnow
 from shared.errors import Conflict, Forbidden, NotFound, PreconditionFailed, ValidationFailed
+from shared.paging import page_after, page_of
 
 WRITERS = ("admin", "manager", "service_agent")
 EDITABLE = ("title", "body", "body_format", "category_id", "tags", "language")
@@ -260,24 +261,21 @@ def get_article(svc: Any, article_id: str, principal: dict | None) -> dict[str, 
         return article_dict(_load(session, article_id, principal))
 
 
-def list_articles(svc: Any, filters: dict, principal: dict | None, cursor: str | None,
-                  limit: int) -> dict[str, Any]:
+def list_articles(svc: Any, filters: dict, principal: dict | None,
+                  page: dict[str, Any]) -> dict[str, Any]:
+    """A page of the articles the caller may read that match `filters`, newest first."""
     statuses = _visible_statuses(principal, filters.get("status"))
     if filters.get("status") is None and is_writer(principal):
         statuses = ("draft", "published", "archived")
-    query = select(KbArticle).where(KbArticle.status.in_(statuses)).order_by(KbArticle.id)
+    query = select(KbArticle).where(KbArticle.status.in_(statuses))
     if filters.get("category_id"):
         query = query.where(KbArticle.category_id == filters["category_id"])
     if filters.get("language"):
         query = query.where(KbArticle.language == filters["language"])
-    if cursor:
-        query = query.where(KbArticle.id > cursor)
+    query = page_after(query, KbArticle.created_at, KbArticle.id, page["cursor"], page["limit"])
     with svc.db.read() as session:
-        rows = session.scalars(query.limit(limit + 1)).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return {"items": [article_dict(r) for r in rows],
-            "next_cursor": rows[-1].id if more and rows else None}
+        rows = session.scalars(query).all()
+    return page_of(rows, page["limit"], "created_at", article_dict)
 
 
 def update_article(svc: Any, article_id: str, data: dict,

@@ -17,6 +17,7 @@ from services.service_desk.clock import now as utcnow
 from services.service_desk.domain import tickets as tickets_domain
 from services.service_desk.models import SlaCommandRow, SlaSweepRow, TicketRow
 from services.service_desk.usecases import sla_schedule, sla_sweep, tickets
+from services.service_desk.usecases.entries import add_entry
 from shared.errors import PreconditionFailed, ValidationFailed
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def escalate_ticket(svc, ticket_id: str, priority: str | None, reason: str | Non
         if escalated:
             old, row.priority = row.priority, order[wanted]
             row.updated_at = now
-            tickets._add_entry(session, row, "priority_changed", now, from_value=old,
+            add_entry(session, row, "priority_changed", now, from_value=old,
                                to_value=row.priority, author_id=svc.context.actor,
                                body=reason)
             snapshot = tickets.ticket_dict(row)
