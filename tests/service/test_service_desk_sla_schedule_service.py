@@ -192,3 +192,13 @@ def test_a_policy_change_sweeps_the_open_tickets(service):
     assert instant(swept[0]["next_check_at"]) == instant(plus(open_ticket, 90))
     service.sla_sweep_timer()  # done: nothing more
     assert len(events_of(service.engine, "ticket_sla_scheduled")) == before + 1
+
+
+def test_a_ticket_no_policy_applies_to_is_not_scheduled(service):
+    urgent_policy(service)
+    ticket = new_ticket(service, priority="low")
+    assert events_of(service.engine, "ticket_sla_scheduled") == []
+    assert service.check_sla(ticket_id=ticket["id"])["next_check_at"] is None
+    service.update_ticket(ticket["id"], {"priority": "urgent"}, ADMIN)  # now it applies
+    [scheduled] = events_of(service.engine, "ticket_sla_scheduled")
+    assert scheduled["sequence"] == 2 and scheduled["next_check_at"] is not None

@@ -122,8 +122,12 @@ def recheck(recorder: Any, session: Session, row: TicketRow, snapshot: dict[str,
             for name, value in values.items():
                 setattr(stored, name, value)
         session.flush()
-        recorder.record(session, "ticket_sla_scheduled",
-                        {"ticket_id": row.id, "ticket": snapshot, "sequence": sequence, **plan})
+        # A first schedule with nothing to time (no policy applies, every clock paused) tells
+        # the rules nothing: no timer to start or to cancel.
+        if stored is not None or plan["next_check_at"] is not None:
+            recorder.record(session, "ticket_sla_scheduled",
+                            {"ticket_id": row.id, "ticket": snapshot, "sequence": sequence,
+                             **plan})
     return {"ticket_id": row.id, "policy_id": computed["policy_id"], "published": published,
             "next_check_at": plan["next_check_at"], "sequence": sequence,
             "computed_at": moment.isoformat(), "clocks": plan["clocks"]}
