@@ -175,6 +175,8 @@ BUILT_IN: tuple[Service, ...] = (
             "kb_give_feedback",
             # tickets
             "create_ticket", "get_ticket", "list_tickets", "update_ticket", "add_ticket_reply",
+            # e-mail
+            "list_ticket_attachments", "get_ticket_attachment", "list_ticket_mail",
             # csat
             "get_survey", "answer_survey", "csat_report", "list_surveys",
         ),
@@ -190,6 +192,7 @@ BUILT_IN: tuple[Service, ...] = (
             "services.gateway.resources.service_desk_sla",  # sla
             "services.gateway.resources.service_desk_kb",  # knowledge base
             "services.gateway.resources.service_desk_tickets",  # tickets
+            "services.gateway.resources.service_desk_mail",  # e-mail
             "services.gateway.resources.service_desk_csat",  # csat
         ),
     ),
@@ -216,11 +219,14 @@ BUILT_IN: tuple[Service, ...] = (
             "get_contract", "list_contracts", "sign_contract", "terminate_contract",
             "set_payment_plan", "get_payment_plan", "record_receipt", "list_receipts",
             "contract_receivables",
+            # overdue and renewals
+            "mark_overdue", "renew_contract",
         ),
         records=(
             RecordType("contract", "contract_id"),
             RecordType("quote", "quote_id"),
             RecordType("order", "order_id"),
+            RecordType("instalment", "instalment_id"),  # overdue and renewals
         ),
         events_in="contract",
         gateway_resources=(
@@ -228,6 +234,7 @@ BUILT_IN: tuple[Service, ...] = (
             "services.gateway.resources.contracts_print",  # pdf
             "services.gateway.resources.contracts_quotes",  # quotes
             "services.gateway.resources.contracts_contracts",  # contracts
+            "services.gateway.resources.contracts_renewals",  # overdue and renewals
         ),
     ),
     Service(

@@ -628,6 +628,45 @@ EVENT_SCHEMAS.update({"ticket_sla_scheduled": TicketSlaScheduled,
                       "ticket_escalated": TicketEscalated})
 
 
+
+
+# -- e-mail: attachments and outgoing mail (part s-mail) ----
+
+
+class TicketAttachmentSchema(Schema):
+    """A file that came with a ticket's mail (`entry_id`: the entry it came with)."""
+
+    id = _f.String(required=True)
+    ticket_id = _f.String(required=True)
+    entry_id = _f.String(allow_none=True)
+    filename = _f.String(required=True)
+    content_type = _f.String(required=True)
+    size = _f.Integer(required=True)
+    sha256 = _f.String(required=True)
+    created_at = _f.String(required=True)
+
+
+class TicketAttachmentListSchema(Schema):
+    items = _f.List(_f.Nested(TicketAttachmentSchema), required=True)
+
+
+class TicketMailSchema(Schema):
+    """An outgoing mail of a public reply and how far it got (pending, sending, sent, failed)."""
+
+    id = _f.String(required=True)
+    entry_id = _f.String(required=True)
+    message_id = _f.String(required=True)
+    to = _f.String(required=True)
+    subject = _f.String(required=True)
+    status = _f.String(required=True, metadata={"enum": ["pending", "sending", "sent", "failed"]})
+    attempts = _f.Integer(required=True)
+    last_error = _f.String(allow_none=True)
+    sent_at = _f.String(allow_none=True)
+
+
+class TicketMailListSchema(Schema):
+    items = _f.List(_f.Nested(TicketMailSchema), required=True)
+
 # -- CSAT: satisfaction surveys ----
 
 CSAT_RATINGS = ("good", "bad")

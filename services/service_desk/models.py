@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import UTCDateTime
@@ -241,6 +251,70 @@ class SlaSweepRow(Base):
     cursor: Mapped[str | None] = mapped_column(String(64), nullable=True)
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# -- e-mail: intake, attachments, the mail outbox (issue 17, part s-mail) ----
+
+
+class MailMessageRow(Base):
+    """Every Message-ID of a ticket's mail thread: inbound ones (the idempotency key of intake:
+    the same mail delivered twice is taken once) and our own outgoing replies' (so a customer's
+    answer to them threads in). `outcome` of an inbound mail: created, replied, ignored (an
+    auto-reply or a loop: no ticket, no answer)."""
+
+    __tablename__ = "mail_messages"
+
+    message_id: Mapped[str] = mapped_column(String(998), primary_key=True)
+    direction: Mapped[str] = mapped_column(String(8))  # in / out
+    ticket_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    entry_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    sender: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TicketAttachmentRow(Base):
+    """A file that came with a ticket's mail, kept in this service's database (within the
+    limits of domain/mail.py's MailLimits)."""
+
+    __tablename__ = "ticket_attachments"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    ticket_id: Mapped[str] = mapped_column(ForeignKey("tickets.id"), index=True)
+    entry_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class MailOutboxRow(Base):
+    """A public reply to send by e-mail, written in the reply's transaction. The sender claims
+    due rows (`sending` with a lease in `next_attempt_at`), sends, and records the outcome:
+    sent, or pending again with back-off, or failed (permanent). `message_id` is fixed when
+    the row is written, so a message sent again after a crash is the same message."""
+
+    __tablename__ = "mail_outbox"
+    __table_args__ = (Index("ix_mail_outbox_due", "status", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    ticket_id: Mapped[str] = mapped_column(String(36), index=True)
+    entry_id: Mapped[str] = mapped_column(String(36))
+    message_id: Mapped[str] = mapped_column(String(998), unique=True)
+    to_address: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(1000))
+    in_reply_to: Mapped[str | None] = mapped_column(String(998), nullable=True)
+    references: Mapped[str | None] = mapped_column(Text, nullable=True)
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))  # pending / sending / sent / failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 # -- CSAT: satisfaction surveys ----

@@ -34,7 +34,9 @@ from services.service_desk.contract import (
     TicketUpdateSchema,
 )
 from services.service_desk.models import outbox
-from services.service_desk.usecases import csat, kb, sla, sla_checks, tickets
+from services.service_desk.smtp import smtp_intake, transport
+from services.service_desk.usecases import csat, kb, mail, mail_outbox, sla, sla_checks, tickets
+from shared import config
 from shared.context import CallContext, Context
 from shared.db import Database
 from shared.kernel.schemas import PageSchema, ScopeSchema
@@ -84,6 +86,10 @@ kb_feedback_schema = KbFeedbackCreateSchema()
 csat_answer_schema = CsatAnswerSchema()
 csat_report_schema = CsatReportQuerySchema()
 csat_survey_filters_schema = CsatSurveyFiltersSchema()
+
+
+# e-mail (part s-mail): how often the mail outbox is looked at
+MAIL_SEND_INTERVAL = float(config.env("SERVICE_DESK_MAIL_SEND_INTERVAL", "0.5"))
 
 
 def _ticket_scope(scope: dict | None) -> dict[str, Any]:
@@ -304,6 +310,37 @@ class ServiceDeskService(PlatformEndpoints):
                          principal: dict | None = None) -> dict:
         d = load(kb_feedback_schema, data)
         return kb.give_feedback(self, article_id, d["helpful"], d.get("comment"), principal)
+
+    # -- e-mail: the inbound listener, the mail outbox, attachments (part s-mail) ----
+
+    @smtp_intake
+    def receive_mail(self, raw: bytes, mail_from: str, rcpt_tos: tuple[str, ...]
+                     ) -> dict[str, Any]:
+        """One mail from the SMTP listener (SERVICE_DESK_SMTP_LISTEN): a new ticket or an entry
+        of its thread's ticket; answered 250 only once committed."""
+        return mail.receive(self, raw, mail_from, rcpt_tos)
+
+    @timer(interval=MAIL_SEND_INTERVAL)
+    def send_mail_outbox(self) -> None:
+        """Send the public replies due by e-mail (with retries)."""
+        while mail_outbox.deliver_due(self.db, transport()) >= mail_outbox.OUTBOX_BATCH:
+            pass
+
+    @rpc
+    def list_ticket_attachments(self, ticket_id: str, scope: dict | None = None) -> dict:
+        """The files that came with the ticket's mail, if the caller sees the ticket."""
+        return {"items": mail.list_attachments(self, ticket_id, _ticket_scope(scope))}
+
+    @rpc
+    def get_ticket_attachment(self, ticket_id: str, attachment_id: str,
+                              scope: dict | None = None) -> dict:
+        """One attachment with its `content` (base64), if the caller sees the ticket."""
+        return mail.get_attachment(self, ticket_id, attachment_id, _ticket_scope(scope))
+
+    @rpc
+    def list_ticket_mail(self, ticket_id: str, scope: dict | None = None) -> dict:
+        """The ticket's outgoing mail (public replies) and how far each got."""
+        return {"items": mail.outbox_state(self, ticket_id, _ticket_scope(scope))}
 
     # -- CSAT: satisfaction surveys ----
 

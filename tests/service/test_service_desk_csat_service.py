@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select, update
 
 from services.service_desk.contract import EVENT_SCHEMAS
-from services.service_desk.models import CsatSurveyRow, outbox
+from services.service_desk.models import CsatSurveyRow, MailOutboxRow, outbox
 from services.service_desk.service import ServiceDeskService
 from shared.context import Context
 from shared.db import get_engine
@@ -61,6 +61,11 @@ def test_the_first_solve_creates_one_survey_and_a_reopen_keeps_it(service):
     assert [(e["ticket_id"], e["assignee_id"], e["requester_email"]) for e in created] == [
         (ticket["id"], "rep-a", "li@example.cn")]
     first = token_of(service.engine, ticket["id"])
+    with service.engine.connect() as conn:  # the survey's mail, in the solve's transaction
+        [mail] = conn.execute(select(MailOutboxRow)
+                              .where(MailOutboxRow.ticket_id == ticket["id"])).all()
+    assert mail.to_address == "li@example.cn" and f"/surveys/{first}" in mail.body
+    assert f"[#{ticket['number']}]" in mail.subject
     service.add_ticket_reply(ticket["id"], {"body": "还没到账", "author_kind": "customer"})
     service.update_ticket(ticket["id"], {"status": "solved"})
     assert len(events_of(service.engine, "csat_survey_created")) == 1

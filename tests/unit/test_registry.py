@@ -94,12 +94,12 @@ def test_what_the_rules_service_reads_is_what_it_had() -> None:
     }
     assert records.RECORD_TYPES == (
         "lead", "customer", "contact", "opportunity", "followup", "ticket", "contract", "quote",
-        "order", "task",
+        "order", "instalment", "task",
     )
     assert list(records.LINK_FIELDS.items()) == [
         ("lead_id", "lead"), ("customer_id", "customer"), ("contact_id", "contact"),
         ("opportunity_id", "opportunity"), ("ticket_id", "ticket"), ("contract_id", "contract"),
-        ("quote_id", "quote"), ("order_id", "order")]
+        ("quote_id", "quote"), ("order_id", "order"), ("instalment_id", "instalment")]
     assert records.OWNER_FIELDS == {"ticket": "assignee_id"}
 
 

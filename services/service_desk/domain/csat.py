@@ -33,6 +33,20 @@ def expires_at(created_at: datetime) -> datetime:
     return created_at + ANSWER_WINDOW
 
 
+def survey_mail(number: str, subject: str, requester_name: str | None, url: str,
+                tag: str) -> tuple[str, str]:
+    """The survey's e-mail (subject, text): Chinese first, then English; `tag` the ticket's
+    subject tag, so an answer by mail threads into the ticket."""
+    greeting = f"{requester_name}，您好：" if requester_name else "您好："
+    text = (f"{greeting}\n\n"
+            f"您的工单 {number}「{subject}」已解决。请花几秒钟告诉我们您对本次服务是否满意：\n\n"
+            f"{url}\n\n"
+            f"链接 {ANSWER_WINDOW.days} 天内有效，每个工单只能评价一次。\n\n"
+            f"Your ticket {number} ({subject}) has been solved. Please tell us how we did "
+            f"(one answer, within {ANSWER_WINDOW.days} days):\n{url}\n")
+    return f"服务满意度调查 / How did we do? {tag}", text
+
+
 def check_answer(rating: str, reason: str | None) -> None:
     """A bad answer names its reason; a good one may (any reason is refused with good)."""
     if rating not in RATINGS:

@@ -1,6 +1,7 @@
-"""Satisfaction survey use cases: the survey a ticket's first solve creates (in the solve's
-transaction), the requester's one answer through the link, the figures per agent, group and
-month, and the surveys behind them. `svc` is the nameko service (db, events, context).
+"""Satisfaction survey use cases: the survey a ticket's first solve creates and its e-mail to
+the requester (through the mail outbox, both in the solve's transaction), the requester's one
+answer through the link, the figures per agent, group and month, and the surveys behind them.
+`svc` is the nameko service (db, events, context).
 
 The link's token is the only credential of the requester: 256 random bits, unique, valid for
 30 days (domain/csat.py). Agents and managers see the surveys of the tickets whose assignee is
@@ -19,7 +20,9 @@ from sqlalchemy import ColumnElement, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from services.service_desk.domain import csat as domain
+from services.service_desk.domain.tickets import ticket_tag
 from services.service_desk.models import CsatSurveyRow, TicketRow
+from services.service_desk.usecases import mail_outbox
 from services.service_desk.usecases.entries import add_entry, ticket_number
 from shared import config
 from shared.envelope import utcnow
@@ -47,6 +50,10 @@ def on_solved(svc, session: Session, ticket: TicketRow, at: datetime) -> CsatSur
         expires_at=domain.expires_at(at))
     session.add(survey)
     session.flush()
+    subject, text = domain.survey_mail(ticket_number(ticket.number), ticket.subject,
+                                       ticket.requester_name, survey_url(survey.token),
+                                       ticket_tag(ticket.number))
+    mail_outbox.queue_reply(session, ticket, survey.id, text, subject=subject)
     svc.events.record(session, "csat_survey_created", {
         "survey_id": survey.id, "ticket_id": ticket.id,
         "ticket_number": ticket_number(ticket.number),

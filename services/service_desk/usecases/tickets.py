@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from services.service_desk.clock import now as utcnow  # the wall clock, or the tests' (clock.py)
 from services.service_desk.domain import tickets as domain
 from services.service_desk.models import TicketCounterRow, TicketEntryRow, TicketRow
-from services.service_desk.usecases import csat, sla_schedule
+from services.service_desk.usecases import csat, mail_outbox, sla_schedule
 from services.service_desk.usecases.entries import add_entry, ticket_number
 from shared.errors import Forbidden, NotFound
 from shared.paging import page_after, page_of
@@ -179,6 +179,10 @@ def add_reply(svc, ticket_id: str, data: dict[str, Any],
         row.updated_at = now
         if target != row.status:
             _change_status(svc, session, row, target, now)
+        if data["public"] and data["author_kind"] == "agent":
+            # e-mail (part s-mail): the reply goes out through the mail outbox, in this
+            # transaction; internal notes never do.
+            mail_outbox.queue_reply(session, row, entry.id, data["body"])
         session.flush()
         result = ticket_dict(row)
         svc.events.record(session, "ticket_replied", {"ticket": result, "entry": entry_dict(entry)})
