@@ -221,6 +221,9 @@ BUILT_IN: tuple[Service, ...] = (
             "contract_receivables",
             # overdue and renewals
             "mark_overdue", "renew_contract",
+            # numbers
+            "collection_report", "aging_report", "dso_report", "quote_win_rate",
+            "approval_cycle_times", "numbers_drill_down", "customer_summary",
         ),
         records=(
             RecordType("contract", "contract_id"),
@@ -235,6 +238,7 @@ BUILT_IN: tuple[Service, ...] = (
             "services.gateway.resources.contracts_quotes",  # quotes
             "services.gateway.resources.contracts_contracts",  # contracts
             "services.gateway.resources.contracts_renewals",  # overdue and renewals
+            "services.gateway.resources.contracts_numbers",  # numbers
         ),
     ),
     Service(

@@ -2,7 +2,9 @@
 
 Also a 2-page quote (40 lines), the issue's "well under a second" figure, and which font
 subsetter WeasyPrint uses (HarfBuzz's libharfbuzz-subset, or the slow pure-Python fontTools).
-`python -m tests.bench_contracts` or `BENCH_ONLY=contracts make bench`; prints JSON.
+`python -m tests.bench_contracts` or `BENCH_ONLY=contracts make bench`; prints JSON. Then the
+numbers' collection and aging reports on PostgreSQL (tests/bench_contracts_numbers.py;
+BENCH_CONTRACTS_NUMBERS=0 leaves them out).
 """
 
 from __future__ import annotations
@@ -40,8 +42,14 @@ def run(rounds: int | None = None) -> dict[str, Any]:
     render_pdf(DEFAULT_TEMPLATE, sample_quote(3), COMPANY)  # warm: fontconfig, imports
     subsetter = ("harfbuzz" if fonts.harfbuzz_subset and harfbuzz.hb_version_atleast(4, 1, 0)
                  else "fonttools")
-    return {"font_subsetter": subsetter, "quote_2_pages": _figures(40, rounds),
-            "quote_200_lines": _figures(200, rounds), "cores": os.cpu_count()}
+    results = {"font_subsetter": subsetter, "quote_2_pages": _figures(40, rounds),
+               "quote_200_lines": _figures(200, rounds), "cores": os.cpu_count()}
+    # -- numbers: collection and aging over 100,000 contracts / 1,000,000 receipts ----
+    if os.environ.get("BENCH_CONTRACTS_NUMBERS", "1") != "0":
+        from tests import bench_contracts_numbers
+
+        results["numbers"] = bench_contracts_numbers.run()
+    return results
 
 
 def main() -> None:

@@ -141,11 +141,13 @@ def test_the_log_from_stored_entries():
         {"kind": "priority_changed", "at": minutes(2), "from": "normal", "to": "urgent"},
         {"kind": "status_changed", "at": minutes(3), "from": "new", "to": "pending"},
         {"kind": "merged", "at": minutes(4)},
+        {"kind": "tier_changed", "at": minutes(5), "from": "gold", "to": "vip"},
     ]
     assert ticket_log(ticket, entries) == [
         {"at": T0, "kind": "created", "status": "new", "priority": "normal",
-         "customer_tier": "vip"},
+         "customer_tier": "gold"},
         {"at": minutes(1), "kind": "reply", "public": False, "author": "agent"},
         {"at": minutes(2), "kind": "priority_changed", "from": "normal", "to": "urgent"},
         {"at": minutes(3), "kind": "status_changed", "from": "new", "to": "pending"},
+        {"at": minutes(5), "kind": "tier_changed", "from": "gold", "to": "vip"},
     ]

@@ -31,19 +31,21 @@ class Notice:
 def ticket_log(ticket: Mapping[str, Any], entries: Iterable[Mapping[str, Any]]
                ) -> list[dict[str, Any]]:
     """The log the clocks read (domain/sla.py) from a ticket's entries (in `seq` order: `kind`,
-    `public`, `author_kind`, `from`, `to`, `at`). The creation's priority is the first priority
-    change's `from` (else the priority now); the tier is the ticket's."""
+    `public`, `author_kind`, `from`, `to`, `at`). The creation's priority and tier are the first
+    priority or tier change's `from` (else the ticket's now)."""
     entries = list(entries)
     first_priority = next((e["from"] for e in entries if e["kind"] == "priority_changed"),
                           ticket.get("priority"))
+    first_tier = next((e["from"] for e in entries if e["kind"] == "tier_changed"),
+                      ticket.get("customer_tier"))
     log: list[dict[str, Any]] = []
     for entry in entries:
         kind, at = entry["kind"], entry["at"]
         if kind == "created":
             log.append({"at": at, "kind": "created", "status": entry.get("to") or "new",
                         "priority": first_priority,
-                        "customer_tier": ticket.get("customer_tier")})
-        elif kind in ("status_changed", "priority_changed"):
+                        "customer_tier": first_tier})
+        elif kind in ("status_changed", "priority_changed", "tier_changed"):
             log.append({"at": at, "kind": kind, "from": entry.get("from"),
                         "to": entry.get("to")})
         elif kind == "reply":

@@ -1,7 +1,7 @@
 """service_desk SLA scheduling: the schedules published, rule commands done, the sweep
 
 Revision ID: 0006r
-Revises: 0006m
+Revises: 0010p
 Create Date: 2026-12-03 11:00:00
 """
 from alembic import op
@@ -10,7 +10,7 @@ import shared.db
 
 
 revision = '0006r'
-down_revision = '0006m'
+down_revision = '0010p'
 branch_labels = None
 depends_on = None
 
