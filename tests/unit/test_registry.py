@@ -92,6 +92,8 @@ def test_what_the_rules_service_reads_is_what_it_had() -> None:
         # service desk groups: routing and assignment of tickets
         "service_desk.route_ticket": ("ticket", ()),
         "service_desk.assign_ticket": ("ticket", ("assignee_id",)),
+        "service_desk.check_sla": ("ticket", ("now",)),
+        "service_desk.escalate_ticket": ("ticket", ("priority", "reason")),
     }
     assert records.RECORD_TYPES == (
         "lead", "customer", "contact", "opportunity", "followup", "ticket", "contract", "quote",
@@ -101,6 +103,7 @@ def test_what_the_rules_service_reads_is_what_it_had() -> None:
         ("lead_id", "lead"), ("customer_id", "customer"), ("contact_id", "contact"),
         ("opportunity_id", "opportunity"), ("ticket_id", "ticket"), ("contract_id", "contract"),
         ("quote_id", "quote"), ("order_id", "order"), ("instalment_id", "instalment")]
+    assert records.OWNER_FIELDS == {"ticket": "assignee_id"}
 
 
 def test_every_rule_command_takes_a_command_id_as_its_rpc_method_says() -> None:
