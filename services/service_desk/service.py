@@ -54,11 +54,6 @@ from services.service_desk.usecases import (
     merging,
     requesters,
     sla,
-    kb,
-    mail,
-    mail_outbox,
-    requesters,
-    sla,
     sla_checks,
     tickets,
 )
