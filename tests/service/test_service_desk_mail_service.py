@@ -28,6 +28,7 @@ from shared.db import Database, get_engine
 from shared.errors import NotFound
 from shared.outbox import EventRecorder
 from tests.service.workers import migrated_database, service_worker
+from tests.support.smtp_server import paused_servers
 
 ADMIN = {"all": True}
 REP_B = {"owner_ids": ["rep-b"], "include_pool": False}
@@ -279,11 +280,12 @@ def listener(database_url, monkeypatch):
     monkeypatch.setenv("SERVICE_DESK_SMTP_MAX_BYTES", "200000")
     monkeypatch.setenv("SERVICE_DESK_SMTP_MAX_RECIPIENTS", "2")
     container = ServiceContainer(ListenerService, {"AMQP_URI": "memory://"})
-    container.start()
-    try:
-        yield port, get_engine(database_url)
-    finally:
-        container.stop()
+    with paused_servers():  # one asyncio loop per OS thread: the listener's, not the test's
+        container.start()
+        try:
+            yield port, get_engine(database_url)
+        finally:
+            container.stop()
 
 
 def test_the_listener_answers_250_after_commit_and_451_on_a_failure(listener, monkeypatch):

@@ -7,7 +7,10 @@
     server.stop()
 
 It also works under eventlet's monkey patching (the root conftest applies it): aiosmtpd's
-asyncio loop runs in a (green) thread and yields like any other.
+asyncio loop runs in a (green) thread and yields like any other. But every green thread shares
+one OS thread, and asyncio allows one running loop per OS thread: another aiosmtpd loop in this
+process (a service's SMTP listener started in-process by a test) needs the servers paused,
+`with paused_servers(): ...` (they start again on the same port, keeping what arrived).
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
@@ -24,7 +28,9 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-__all__ = ["Envelope", "SmtpServer"]
+__all__ = ["Envelope", "SmtpServer", "paused_servers"]
+
+_RUNNING: set[SmtpServer] = set()
 
 
 @dataclass(frozen=True)
@@ -117,12 +123,14 @@ class SmtpServer:
         )
         controller.start()
         self._controller = controller
+        _RUNNING.add(self)
         return self
 
     def stop(self) -> None:
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
+        _RUNNING.discard(self)
 
     def __enter__(self) -> SmtpServer:
         return self.start()
@@ -183,3 +191,16 @@ class SmtpServer:
         with self._condition:
             self._envelopes.append(envelope)
             self._condition.notify_all()
+
+
+@contextmanager
+def paused_servers() -> Iterator[None]:
+    """Stop the running test SMTP servers of this process for the block (see the module)."""
+    paused = list(_RUNNING)
+    for server in paused:
+        server.stop()
+    try:
+        yield
+    finally:
+        for server in paused:
+            server.start()
