@@ -336,9 +336,9 @@ def route_ticket(svc, ticket_id: str, scope: Mapping[str, Any],
     with svc.db.begin() as session:
         if command_id is not None and not first_command(session, inbox, command_id,
                                                         "route_ticket", ticket_id):
-            return {**tickets.ticket_dict(tickets._find(session, ticket_id, scope)),
+            return {**tickets.ticket_dict(tickets.find(session, ticket_id, scope)),
                     "routing": None}
-        row = tickets._find(session, ticket_id, scope, for_update=True)
+        row = tickets.find(session, ticket_id, scope, for_update=True)
         snapshot = tickets.ticket_dict(row)
         outcome: dict[str, Any] = {"group_id": row.group_id, "group_reason": "already set",
                                    "rule_id": None, "assignee_id": row.assignee_id,
@@ -378,12 +378,12 @@ def assign_ticket(svc, ticket_id: str, assignee_id: str, scope: Mapping[str, Any
     with svc.db.begin() as session:
         if command_id is not None and not first_command(session, inbox, command_id,
                                                         "assign_ticket", ticket_id):
-            return tickets.ticket_dict(tickets._find(session, ticket_id, scope))
-        row = tickets._find(session, ticket_id, scope, for_update=True)
+            return tickets.ticket_dict(tickets.find(session, ticket_id, scope))
+        row = tickets.find(session, ticket_id, scope, for_update=True)
         if assignee_id == row.assignee_id:
             return tickets.ticket_dict(row)
-        tickets._check_assignee(assignee_id, scope,
-                                tickets._group_members_for(session, row, scope))
+        tickets.check_assignee(assignee_id, scope,
+                                tickets.group_members_for(session, row, scope))
         previous = row.assignee_id
         row.assignee_id = assignee_id
         row.updated_at = utcnow()

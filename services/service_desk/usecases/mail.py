@@ -172,7 +172,7 @@ def _customer_reply(svc, session: Session, ticket: TicketRow, body: str, now: da
                                author_kind="customer", author_id=None)
     ticket.updated_at = now
     if target != ticket.status:
-        tickets._change_status(svc, session, ticket, target, now)
+        tickets.change_status(svc, session, ticket, target, now)
     session.flush()
     snapshot = tickets.ticket_dict(ticket)
     svc.events.record(session, "ticket_replied", {"ticket": snapshot,
@@ -184,7 +184,7 @@ def _customer_reply(svc, session: Session, ticket: TicketRow, body: str, now: da
 def outbox_state(svc, ticket_id: str, scope: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The ticket's outgoing mail and how far each got."""
     with svc.db.read() as session:
-        tickets._find(session, ticket_id, scope)
+        tickets.find(session, ticket_id, scope)
         rows = session.scalars(select(MailOutboxRow).where(MailOutboxRow.ticket_id == ticket_id)
                                .order_by(MailOutboxRow.created_at)).all()
         return [{"id": r.id, "entry_id": r.entry_id, "message_id": r.message_id,
@@ -205,7 +205,7 @@ def attachment_dict(row: TicketAttachmentRow) -> dict[str, Any]:
 def list_attachments(svc, ticket_id: str, scope: Mapping[str, Any]) -> list[dict[str, Any]]:
     columns = [c for c in TicketAttachmentRow.__table__.c if c.name != "content"]
     with svc.db.read() as session:
-        tickets._find(session, ticket_id, scope)
+        tickets.find(session, ticket_id, scope)
         rows = session.execute(select(*columns).where(TicketAttachmentRow.ticket_id == ticket_id)
                                .order_by(TicketAttachmentRow.created_at,
                                          TicketAttachmentRow.id)).all()
@@ -216,7 +216,7 @@ def get_attachment(svc, ticket_id: str, attachment_id: str,
                    scope: Mapping[str, Any]) -> dict[str, Any]:
     """The attachment with its `content` (base64), if the caller sees the ticket."""
     with svc.db.read() as session:
-        tickets._find(session, ticket_id, scope)
+        tickets.find(session, ticket_id, scope)
         row = session.scalars(select(TicketAttachmentRow).where(
             TicketAttachmentRow.id == attachment_id,
             TicketAttachmentRow.ticket_id == ticket_id)).first()

@@ -23,9 +23,9 @@ def merge_tickets(svc, ticket_id: str, into: str, scope: Mapping[str, Any]) -> d
     with svc.db.begin() as session:
         # locked in id order, so two opposite merges cannot deadlock
         first, second = sorted((ticket_id, into))
-        rows = {first: tickets._find(session, first, scope, for_update=True)}
+        rows = {first: tickets.find(session, first, scope, for_update=True)}
         if second != first:
-            rows[second] = tickets._find(session, second, scope, for_update=True)
+            rows[second] = tickets.find(session, second, scope, for_update=True)
         source, target = rows[ticket_id], rows[into]
         if not domain.check_merge(source.id, target.id, source.status, target.status,
                                   source.merged_into_id):
@@ -47,7 +47,7 @@ def merge_tickets(svc, ticket_id: str, into: str, scope: Mapping[str, Any]) -> d
         source.merged_into_id = target.id
         target.tags = list(dict.fromkeys([*(target.tags or []), *(source.tags or [])]))[:30]
         source.updated_at = target.updated_at = now
-        tickets._change_status(svc, session, source, "closed", now)
+        tickets.change_status(svc, session, source, "closed", now)
         session.flush()
         result = tickets.ticket_dict(target)
         svc.events.record(session, "ticket_merged",

@@ -32,7 +32,7 @@ def check_sla(svc, ticket_id: str, now: datetime | None, scope: Mapping[str, Any
     breaches due and not yet published, then the next schedule if it moved. The ticket's row
     lock (PostgreSQL) or SQLite's one writer makes two concurrent calls publish once."""
     with svc.db.begin() as session:
-        row = tickets._find(session, ticket_id, scope, for_update=True)
+        row = tickets.find(session, ticket_id, scope, for_update=True)
         return sla_schedule.recheck(svc.events, session, row, tickets.ticket_dict(row), now)
 
 
@@ -44,7 +44,7 @@ def escalate_ticket(svc, ticket_id: str, priority: str | None, reason: str | Non
         tickets_domain.check_priority(priority)
     now = utcnow()
     with svc.db.begin() as session:
-        row = tickets._find(session, ticket_id, scope, for_update=True)
+        row = tickets.find(session, ticket_id, scope, for_update=True)
         if command_id and session.get(SlaCommandRow, command_id) is not None:
             return {**tickets.ticket_dict(row), "escalated": False}
         order = tickets_domain.PRIORITIES

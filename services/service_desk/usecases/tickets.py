@@ -59,7 +59,7 @@ def visible(assignee_id: str | None, scope: Mapping[str, Any], group_id: str | N
     return assignee_id in scope.get("owner_ids", ())
 
 
-def _check_assignee(assignee_id: str | None, scope: Mapping[str, Any],
+def check_assignee(assignee_id: str | None, scope: Mapping[str, Any],
                     group_members: frozenset[str] = frozenset()) -> None:
     """Assigning within your scope, or (a group's members and manager) to a member of the
     ticket's group."""
@@ -82,7 +82,7 @@ def _scope_clause(scope: Mapping[str, Any],
     return or_(*clauses) if clauses else TicketRow.id.is_(None)
 
 
-def _find(session: Session, ticket_id: str, scope: Mapping[str, Any],
+def find(session: Session, ticket_id: str, scope: Mapping[str, Any],
           for_update: bool = False) -> TicketRow:
     query = select(TicketRow).where(TicketRow.id == ticket_id)
     if for_update:
@@ -94,7 +94,7 @@ def _find(session: Session, ticket_id: str, scope: Mapping[str, Any],
     return row
 
 
-def _group_members_for(session: Session, row: TicketRow, scope: Mapping[str, Any]
+def group_members_for(session: Session, row: TicketRow, scope: Mapping[str, Any]
                        ) -> frozenset[str]:
     """The members of the ticket's group, when the caller sees it as one of the group."""
     if row.group_id is None or row.group_id not in viewer_group_ids(session, scope):
@@ -111,7 +111,7 @@ def _next_number(session: Session) -> int:
                            .where(TicketCounterRow.name == "ticket")).one()
 
 
-def _change_status(svc, session: Session, ticket: TicketRow, target: str, at) -> None:
+def change_status(svc, session: Session, ticket: TicketRow, target: str, at) -> None:
     old = ticket.status
     domain.check_transition(old, target)
     if target == old:
@@ -149,7 +149,7 @@ def open_ticket(svc, session: Session, values: dict[str, Any], now: datetime,
 
 
 def create_ticket(svc, data: dict[str, Any], scope: Mapping[str, Any]) -> dict[str, Any]:
-    _check_assignee(data["assignee_id"], scope)
+    check_assignee(data["assignee_id"], scope)
     domain.check_priority(data["priority"])
     now = utcnow()
     description = data.pop("description", None)
@@ -162,7 +162,7 @@ def create_ticket(svc, data: dict[str, Any], scope: Mapping[str, Any]) -> dict[s
 
 def get_ticket(svc, ticket_id: str, scope: Mapping[str, Any]) -> dict[str, Any]:
     with svc.db.read() as session:
-        row = _find(session, ticket_id, scope)
+        row = find(session, ticket_id, scope)
         entries = session.scalars(select(TicketEntryRow).where(TicketEntryRow.ticket_id == row.id)
                                   .order_by(TicketEntryRow.seq)).all()
         return {**ticket_dict(row), "entries": [entry_dict(e) for e in entries]}
@@ -186,9 +186,9 @@ def update_ticket(svc, ticket_id: str, data: dict[str, Any],
                   scope: Mapping[str, Any]) -> dict[str, Any]:
     now = utcnow()
     with svc.db.begin() as session:
-        row = _find(session, ticket_id, scope, for_update=True)
+        row = find(session, ticket_id, scope, for_update=True)
         if "assignee_id" in data and data["assignee_id"] != row.assignee_id:
-            _check_assignee(data["assignee_id"], scope, _group_members_for(session, row, scope))
+            check_assignee(data["assignee_id"], scope, group_members_for(session, row, scope))
             row.assignee_id = data["assignee_id"]
         if "tags" in data:
             row.tags = list(dict.fromkeys(data["tags"]))
@@ -200,7 +200,7 @@ def update_ticket(svc, ticket_id: str, data: dict[str, Any],
                        to_value=event["to"], author_id=svc.context.actor)
         row.updated_at = now
         if "status" in data:
-            _change_status(svc, session, row, data["status"], now)
+            change_status(svc, session, row, data["status"], now)
         session.flush()
         result = ticket_dict(row)
         sla_schedule.after_change(svc.events, session, row, result)  # SLA scheduling
@@ -211,7 +211,7 @@ def add_reply(svc, ticket_id: str, data: dict[str, Any],
               scope: Mapping[str, Any]) -> dict[str, Any]:
     now = utcnow()
     with svc.db.begin() as session:
-        row = _find(session, ticket_id, scope, for_update=True)
+        row = find(session, ticket_id, scope, for_update=True)
         domain.reply_event(now, author=data["author_kind"], public=data["public"])
         target = domain.status_after_reply(row.status, author=data["author_kind"],
                                            public=data["public"])
@@ -219,7 +219,7 @@ def add_reply(svc, ticket_id: str, data: dict[str, Any],
                            author_kind=data["author_kind"], author_id=svc.context.actor)
         row.updated_at = now
         if target != row.status:
-            _change_status(svc, session, row, target, now)
+            change_status(svc, session, row, target, now)
         if data["public"] and data["author_kind"] == "agent":
             # e-mail (part s-mail): the reply goes out through the mail outbox, in this
             # transaction; internal notes never do.
