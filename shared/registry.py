@@ -202,11 +202,20 @@ BUILT_IN: tuple[Service, ...] = (
             "get_contract", "list_contracts", "sign_contract", "terminate_contract",
             "set_payment_plan", "get_payment_plan", "record_receipt", "list_receipts",
             "contract_receivables",
+            # contract approval
+            "submit_contract", "update_contract", "contract_approval_terms",
+            "set_standard_clauses", "get_standard_clauses", "escalate_approval_step",
         ),
+        rule_commands={
+            # contract approval: the escalation timer of an undecided approval step
+            "escalate_approval_step": RuleCommand("approval", ("step",),
+                                                  takes_command_id=True),
+        },
         records=(
             RecordType("contract", "contract_id"),
             RecordType("quote", "quote_id"),
             RecordType("order", "order_id"),
+            RecordType("approval", "approval_id"),  # contract approval
         ),
         events_in="contract",
         gateway_resources=(
@@ -214,6 +223,7 @@ BUILT_IN: tuple[Service, ...] = (
             "services.gateway.resources.contracts_print",  # pdf
             "services.gateway.resources.contracts_quotes",  # quotes
             "services.gateway.resources.contracts_contracts",  # contracts
+            "services.gateway.resources.contracts_contract_approval",  # contract approval
         ),
     ),
     Service(

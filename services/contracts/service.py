@@ -16,6 +16,7 @@ from services.contracts.contract import (
     ApprovalFlowWriteSchema,
     ApprovalPageSchema,
     ApprovalSubmitSchema,
+    ContractChangeSchema,
     ContractCreateSchema,
     ContractFiltersSchema,
     ContractTerminateSchema,
@@ -35,13 +36,15 @@ from services.contracts.contract import (
     QuoteFiltersSchema,
     ReceiptCreateSchema,
     ScopeSchema,
+    StandardClausesSchema,
 )
 from services.contracts.models import inbox as approvals_inbox
 from services.contracts.models import outbox
-from services.contracts.usecases import approvals, quotes
+from services.contracts.usecases import approvals, contract_approval, quotes
 from services.contracts.usecases import contracts as contracts_uc
 from services.contracts.usecases import pricing as catalog
 from services.contracts.usecases import printing as print_usecases
+from services.contracts.usecases.approvals import require_unlocked
 from shared import config
 from shared.consumer import BROKER_ERRORS, event_handler
 from shared.context import CallContext, Context
@@ -80,6 +83,8 @@ contract_filters_schema = ContractFiltersSchema()
 contract_terminate_schema = ContractTerminateSchema()
 payment_plan_schema = PaymentPlanSchema()
 receipt_create_schema = ReceiptCreateSchema()
+contract_change_schema = ContractChangeSchema()
+standard_clauses_schema = StandardClausesSchema()
 
 
 def _user(value: Any, name: str) -> str:
@@ -393,8 +398,11 @@ class ContractsService(PlatformEndpoints):
     def sign_contract(self, contract_id: str, scope: dict | None = None) -> dict[str, Any]:
         """draft -> active; publishes contract_signed and order_created (the ERP order)."""
         scope = load(quote_scope_schema, scope)
+        # contract approval: the lock and the approval re-verified against the stored terms
+        checked_hash = contract_approval.verify_for_signing(self, contract_id, scope)
         with self.db.begin() as session:
             contract = contracts_uc.visible_contract(session, contract_id, scope, lock=True)
+            contract_approval.require_signable(session, contract, checked_hash)
             contracts_uc.transition(contract, "active")
             session.flush()
             self.events.record(session, "contract_signed",
@@ -414,6 +422,7 @@ class ContractsService(PlatformEndpoints):
         scope = load(quote_scope_schema, scope)
         with self.db.begin() as session:
             contract = contracts_uc.visible_contract(session, contract_id, scope, lock=True)
+            require_unlocked(session, "contract", contract.id)  # contract approval
             contracts_uc.transition(contract, "terminated")
             session.flush()
             self.events.record(session, "contract_terminated",
@@ -428,6 +437,7 @@ class ContractsService(PlatformEndpoints):
         scope = load(quote_scope_schema, scope)
         with self.db.begin() as session:
             contracts_uc.visible_contract(session, contract_id, scope)
+            require_unlocked(session, "contract", contract_id)  # contract approval
             items = contracts_uc.put_payment_plan(session, contract_id,
                                                   loaded["instalments"], catalog.today())
             return {"items": items}
@@ -447,6 +457,7 @@ class ContractsService(PlatformEndpoints):
         scope = load(quote_scope_schema, scope)
         with self.db.begin() as session:
             contracts_uc.visible_contract(session, contract_id, scope)
+            require_unlocked(session, "contract", contract_id)  # contract approval
             receipt = contracts_uc.record_receipt(session, contract_id, loaded,
                                                   catalog.today())
             listed = contracts_uc.list_receipts(session, contract_id)["items"]
@@ -467,3 +478,43 @@ class ContractsService(PlatformEndpoints):
         with self.db.read() as session:
             contracts_uc.visible_contract(session, contract_id, scope)
             return contracts_uc.receivables(session, contract_id, catalog.today())
+
+    # -- contract approval ----
+    # Contracts through approvals, the standard clauses, and the escalation of undecided
+    # approval steps (services/contracts/usecases/contract_approval.py).
+
+    @rpc
+    def submit_contract(self, contract_id: str, scope: dict | None = None) -> dict[str, Any]:
+        """draft -> in_approval (a contract flow matches its terms) or approved (none does)."""
+        return contract_approval.submit(self, contract_id, load(quote_scope_schema, scope))
+
+    @rpc
+    def update_contract(self, contract_id: str, data: dict,
+                        scope: dict | None = None) -> dict[str, Any]:
+        """Change a draft's terms (409 while in approval or once past draft)."""
+        return contract_approval.change(self, contract_id, load(contract_change_schema, data),
+                                        load(quote_scope_schema, scope))
+
+    @rpc
+    def contract_approval_terms(self, contract_id: str,
+                                scope: dict | None = None) -> dict[str, Any]:
+        """The terms an approval of the contract decides on, and their hash."""
+        return contract_approval.terms_of(self, contract_id, load(quote_scope_schema, scope))
+
+    @rpc
+    def set_standard_clauses(self, data: dict) -> dict[str, Any]:
+        return contract_approval.set_standard_clauses(
+            self, load(standard_clauses_schema, data)["clauses"])
+
+    @rpc
+    def get_standard_clauses(self) -> dict[str, Any]:
+        return contract_approval.get_standard_clauses(self)
+
+    @rpc
+    def escalate_approval_step(self, approval_id: str, step: Any = None,
+                               scope: dict | None = None,
+                               command_id: str | None = None) -> dict[str, Any]:
+        """The rules service's timer: escalate the approval's step `step` if still undecided
+        (idempotent by `command_id` and by step). `scope` (the rule's) is not needed: the
+        approval engine decides who is escalated to."""
+        return contract_approval.escalate_step(self, approval_id, step, command_id)

@@ -358,6 +358,13 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
              contract_id="{own.contract}")),
     "GET /contracts/{contract_id}/receipts": (path("contract_id", "contract"),),
     "GET /contracts/{contract_id}/receivables": (path("contract_id", "contract"),),
+    # contract approval: submit and edit are the contract's own (owned); the standard
+    # clauses are an organisation setting (admins change them)
+    "POST /contracts/{contract_id}/submit": (path("contract_id", "contract"),),
+    "PATCH /contracts/{contract_id}": (path("contract_id", "contract", {"title": "x"}),),
+    "GET /contracts/{contract_id}/approval-terms": (path("contract_id", "contract"),),
+    "GET /contract-clauses/standard": (),
+    "PUT /contract-clauses/standard": (),
     # knowledge base: articles are the organisation's, seen by role (drafts for agents and
     # above), not owned rows; a rep's writes are refused (tests/e2e/test_service_desk_kb_http.py)
     "GET /kb/categories": (),
@@ -422,6 +429,7 @@ AUTHORITY: dict[str, tuple[dict[str, str], Any]] = {
     "POST /products": ({}, {"code": "{new}", "name": "x", "unit": "套", "tax_rate": "13"}),
     "PATCH /products/{product_id}": ({"product_id": "{own.product}"}, {"name": "x"}),
     "POST /price-books": ({}, {"name": "{new}"}),
+    "PUT /contract-clauses/standard": ({}, {"clauses": []}),  # contract approval
 }
 AUTHORITY_OF_MANAGERS = {"PUT /scoring-model", "POST /products", "PATCH /products/{product_id}",
                          "POST /price-books"}

@@ -89,15 +89,16 @@ def test_what_the_rules_service_reads_is_what_it_had() -> None:
         "leads.assign_lead": ("lead", ("owner_id",)),
         "sales.move_opportunity": ("opportunity", ("stage_id", "reason")),
         "sales.assign_customer": ("customer", ("owner_id",)),
+        "contracts.escalate_approval_step": ("approval", ("step",)),
     }
     assert records.RECORD_TYPES == (
         "lead", "customer", "contact", "opportunity", "followup", "ticket", "contract", "quote",
-        "order", "task",
+        "order", "approval", "task",
     )
     assert list(records.LINK_FIELDS.items()) == [
         ("lead_id", "lead"), ("customer_id", "customer"), ("contact_id", "contact"),
         ("opportunity_id", "opportunity"), ("ticket_id", "ticket"), ("contract_id", "contract"),
-        ("quote_id", "quote"), ("order_id", "order")]
+        ("quote_id", "quote"), ("order_id", "order"), ("approval_id", "approval")]
 
 
 def test_every_rule_command_takes_a_command_id_as_its_rpc_method_says() -> None:
@@ -126,7 +127,7 @@ def test_the_rules_service_has_one_client_per_service_with_rule_commands() -> No
                for name, member in inspect.getmembers(RulesService)
                if isinstance(member, RpcProxy)}
     assert proxies == {name: name for name in registry.rule_callable_services()}
-    assert set(registry.rule_callable_services()) == {"leads", "sales"}
+    assert set(registry.rule_callable_services()) == {"leads", "sales", "contracts"}
 
 
 def test_the_gateway_registers_the_registry_resources() -> None:
