@@ -141,6 +141,9 @@ class ApprovalRequested(ApprovalEvent):
     cc_ids = fields.List(fields.String(), required=True)
     delegated_by = fields.String()
     escalated = fields.Boolean(metadata={"description": "to an escalation approver"})
+    approval = fields.Nested(lambda: ApprovalRecordSnapshot(), metadata={
+        "description": "the approval as the rules service keeps it (record type `approval`): "
+                       "its notification rule notifies `field:approver_ids`"})
 
 
 class ApprovalStepCompleted(ApprovalEvent):
@@ -694,16 +697,20 @@ class ContractUpdated(Schema):
     fields_changed = fields.List(fields.String(), required=True)
 
 
-class ApprovalStepSnapshot(Schema):
-    """The approval as the rules service keeps it (record type `approval`)."""
+class ApprovalRecordSnapshot(Schema):
+    """The approval as the rules service keeps it (record type `approval`): who was asked
+    last, at which step, until when (`escalate_at`, when the step escalates)."""
 
     id = fields.String(required=True)
     record_type = fields.String(required=True)
     record_id = fields.String(required=True)
+    submitter = fields.String(required=True)
     step = fields.Integer(required=True)
     step_name = fields.String(required=True)
     approver_ids = fields.List(fields.String(), required=True)
-    escalate_at = fields.String(required=True, metadata={"description": "ISO instant (UTC)"})
+    escalated = fields.Boolean(required=True)
+    delegated = fields.Boolean(required=True)
+    escalate_at = fields.String(allow_none=True, metadata={"description": "ISO instant (UTC)"})
 
 
 class ApprovalStepStarted(ApprovalEvent):
@@ -715,7 +722,7 @@ class ApprovalStepStarted(ApprovalEvent):
     approver_ids = fields.List(fields.String(), required=True)
     escalate_at = fields.String(required=True)
     escalate_after_hours = fields.String(required=True)
-    approval = fields.Nested(ApprovalStepSnapshot, required=True)
+    approval = fields.Nested(ApprovalRecordSnapshot, required=True)
 
 
 class ApprovalStepEscalated(ApprovalEvent):

@@ -153,7 +153,22 @@ SHIPPED_RULES: list[dict[str, Any]] = [
              "body": "线索 {{ lead.name }} 评分 {{ lead.score }}，已达到 SQL 标准，请优先跟进。"},
         ],
     },
-    # -- contract approval: escalation of an undecided approval step ----
+    # -- contract approval: approvers notified, and escalation of an undecided step ----
+    {
+        "key": "approval-requested-notify",
+        "name": "待审批通知",
+        "description": "Whoever an approval step now waits for (contracts' "
+                       "approval_requested: a step opened, or a delegation) is notified in "
+                       "app; an escalation is notified by approval-step-escalation instead.",
+        "trigger": {"type": "event", "event": "contracts.approval_requested"},
+        "conditions": "not escalated",
+        "actions": [
+            {"type": "notify", "to": ["field:approver_ids"], "channels": ["in_app"],
+             "title": "待审批：{{ record.step_name }}",
+             "body": "{{ record.record_type }} {{ record.record_id }} 的审批"
+                     "（步骤「{{ record.step_name }}」）等待您的处理。"},
+        ],
+    },
     {
         "key": "approval-step-escalation",
         "name": "审批超时升级",

@@ -81,6 +81,13 @@ def test_a_contract_in_approval_refuses_every_bypass_then_is_approved_and_signed
     assert ok(system.get(f"/contracts/{cid}", user="zhangwei"))["status"] == "in_approval"
     approval = approval_of(system, "lina", cid)
     assert approval["record_type"] == "contract" and approval["status"] == "pending"
+    # the shipped rule approval-requested-notify tells the approver
+    asked = system.wait_for(
+        lambda: [n for n in ok(system.get("/notifications", user="lina",
+                                          params={"limit": 200}))["items"]
+                 if n.get("record_id") == approval["id"]],
+        timeout=30, message="the approver was not notified")
+    assert [n["title"] for n in asked] == ["待审批：李娜审批"]
 
     locked(system.patch(f"/contracts/{cid}", user="zhangwei", json={"amount": "1"}))
     locked(system.put(f"/contracts/{cid}/payment-plan", user="zhangwei", json={
@@ -136,9 +143,14 @@ def test_an_undecided_step_escalates_to_the_manager_through_the_rules_timer(
                                           params={"limit": 200}))["items"]
                  if n.get("record_id") == approval["id"]],
         timeout=30, message="the manager was not notified")
-    assert notified[0]["title"].startswith("审批超时")
+    assert [n["title"] for n in notified] == ["审批超时，请处理：李娜审批"]
 
     ok(system.post(f"/approvals/{approval['id']}/approve", user="manager", json={}))
     assert approval_of(system, "chenjing", cid)["current_step"] == 1
+    system.wait_for(
+        lambda: [n for n in ok(system.get("/notifications", user="chenjing",
+                                          params={"limit": 200}))["items"]
+                 if n.get("record_id") == approval["id"]],
+        timeout=30, message="the next approver was not notified")
     ok(system.post(f"/approvals/{approval['id']}/approve", user="chenjing", json={}))
     assert ok(system.post(f"/contracts/{cid}/sign", user="zhangwei"))["status"] == "active"

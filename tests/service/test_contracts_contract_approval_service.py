@@ -203,6 +203,10 @@ def test_an_undecided_step_escalates_once_and_a_decided_one_does_not(world, make
     assert datetime.fromisoformat(event["escalate_at"]) > datetime.fromisoformat(
         approval["submitted_at"])
     assert approval["steps"][0]["escalate_at"] == event["escalate_at"]
+    [requested] = [e["data"] for e in events_of(make.engine, "approval_requested")
+                   if e["data"]["instance_id"] == approval["id"]]
+    assert requested["approval"] == {**event["approval"], "approver_ids": ["approver"]}
+    assert requested["approval"]["escalated"] is False
 
     first = contracts.escalate_approval_step(approval["id"], "0", command_id="rules:r1:0")
     assert first["escalated"] is True and first["escalated_to"] == ["boss"]
@@ -217,6 +221,10 @@ def test_an_undecided_step_escalates_once_and_a_decided_one_does_not(world, make
     assert [item["id"] for item in inbox["items"]] == [approval["id"]]
     assert len([e for e in events_of(make.engine, "approval_step_escalated")
                 if e["data"]["instance_id"] == approval["id"]]) == 1
+    asked = [e["data"]["approval"] for e in events_of(make.engine, "approval_requested")
+             if e["data"]["instance_id"] == approval["id"]]
+    assert [(a["approver_ids"], a["escalated"]) for a in asked] == [
+        (["approver"], False), (["boss"], True)]
     # the escalation approver's answer decides the step; the next step does not escalate
     decided = contracts.decide_approval(approval["id"], "boss", {"decision": "approve"})
     assert decided["current_step"] == 1 and decided["pending_approvers"] == ["director"]

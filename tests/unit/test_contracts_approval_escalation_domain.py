@@ -107,3 +107,16 @@ def test_bad_escalation_fields_are_named(step, field):
     with pytest.raises(ValidationFailed) as err:
         domain.check_flow(definition)
     assert list(err.value.errors) == [field]
+
+
+def test_the_rules_recipient_field_names_the_users_in_a_record_field():
+    from services.rules.domain.rules import validate_definition
+    from services.rules.usecases.recipients import recipients
+
+    record = {"id": "i1", "approver_ids": ["a", "b", "a", None], "owner": "c"}
+    assert recipients(None, ["field:approver_ids", "field:owner", "field:none"],
+                      {"record": record}) == ["a", "b", "c"]
+    problems = validate_definition({"trigger": {"type": "event", "event": "x.y"},
+                                    "actions": [{"type": "notify", "to": ["field:"],
+                                                 "title": "t"}]}, lambda _: None)
+    assert list(problems) == ["actions.0.to.0"]

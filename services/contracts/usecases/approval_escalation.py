@@ -18,31 +18,46 @@ from services.contracts.domain.business_hours import add_business_hours
 from shared import config
 
 
+def approval_record(state: dict[str, Any], entry: dict[str, Any], approver_ids: list[str],
+                    escalated: bool = False, delegated: bool = False) -> dict[str, Any]:
+    """The approval as the rules service keeps it (record type `approval`): who was asked
+    last (`approver_ids`, for its notification rules), at which step, until when."""
+    return {"id": state["id"], "record_type": state["record_type"],
+            "record_id": state["record_id"], "submitter": state["submitter"],
+            "step": entry["index"], "step_name": entry["name"],
+            "approver_ids": list(approver_ids), "escalated": escalated,
+            "delegated": delegated, "escalate_at": entry.get("escalate_at")}
+
+
 def with_deadlines(state: dict[str, Any], events: list[tuple[str, dict[str, Any]]],
                    now: datetime) -> list[tuple[str, dict[str, Any]]]:
-    """The events, with `approval_step_started` after each step opening (an
-    `approval_requested` that is neither a delegation nor an escalation) of a step that
-    escalates; its `escalate_at` is written into the step of `state`."""
-    out = list(events)
+    """The events, each `approval_requested` with its `approval` record, and
+    `approval_step_started` after each step opening (an `approval_requested` that is neither
+    a delegation nor an escalation) of a step that escalates; its `escalate_at` is written
+    into the step of `state`."""
+    out: list[tuple[str, dict[str, Any]]] = []
     for event_type, data in events:
-        if event_type != "approval_requested" or data.get("delegated_by") \
-                or data.get("escalated"):
+        if event_type != "approval_requested":
+            out.append((event_type, data))
             continue
         entry = state["steps"][data["step"]]
+        opening = not (data.get("delegated_by") or data.get("escalated"))
         hours = entry.get("escalate_after_hours")
-        if not hours:
+        if opening and hours:
+            due = add_business_hours(now, hours, ZoneInfo(config.timezone_name()))
+            entry["escalate_at"] = due.isoformat()
+        data = {**data, "approval": approval_record(
+            state, entry, data["approver_ids"], escalated=bool(data.get("escalated")),
+            delegated=bool(data.get("delegated_by")))}
+        out.append((event_type, data))
+        if not (opening and hours):
             continue
-        due = add_business_hours(now, hours, ZoneInfo(config.timezone_name()))
-        entry["escalate_at"] = due.isoformat()
-        approval = {"id": state["id"], "record_type": state["record_type"],
-                    "record_id": state["record_id"], "step": entry["index"],
-                    "step_name": entry["name"], "approver_ids": list(entry["approvers"]),
-                    "escalate_at": entry["escalate_at"]}
         out.append(("approval_step_started", {
             "instance_id": state["id"], "record_type": state["record_type"],
             "record_id": state["record_id"], "submitter": state["submitter"],
             "terms_hash": state["terms_hash"], "terms_version": state["terms_version"],
             "step": entry["index"], "step_name": entry["name"],
             "approver_ids": list(entry["approvers"]), "escalate_at": entry["escalate_at"],
-            "escalate_after_hours": str(hours), "approval": approval}))
+            "escalate_after_hours": str(hours),
+            "approval": approval_record(state, entry, entry["approvers"])}))
     return out
