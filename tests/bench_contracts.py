@@ -159,8 +159,12 @@ def approval_notification_latency(system: Any) -> dict[str, Any]:
                 rows = conn.execute(text(
                     "SELECT record_id, min(created_at) FROM notifications "
                     "WHERE user_id = :user GROUP BY record_id"), {"user": next_approver}).all()
-            found = {r[0]: datetime.fromisoformat(str(r[1])).replace(tzinfo=UTC).timestamp()
-                     for r in rows if r[0] in started}
+            found = {}  # the rules' approval records are `<approval id>:<step>:<n>`
+            for record_id, created in rows:
+                approval_id = str(record_id).split(":", 1)[0]
+                if approval_id in started:
+                    at = datetime.fromisoformat(str(created)).replace(tzinfo=UTC).timestamp()
+                    found[approval_id] = min(at, found.get(approval_id, at))
             if len(found) >= len(started):
                 break
             time.sleep(0.5)

@@ -699,9 +699,12 @@ class ContractUpdated(Schema):
 
 class ApprovalRecordSnapshot(Schema):
     """The approval as the rules service keeps it (record type `approval`): who was asked
-    last, at which step, until when (`escalate_at`, when the step escalates)."""
+    last, at which step, until when (`escalate_at`, when the step escalates). One record per
+    request: `id` is `<approval_id>:<step>:<n>` (a rule acts once per record in its dedupe
+    window, and the next approvers are asked seconds later)."""
 
     id = fields.String(required=True)
+    approval_id = fields.String(required=True)
     record_type = fields.String(required=True)
     record_id = fields.String(required=True)
     submitter = fields.String(required=True)

@@ -199,7 +199,8 @@ def test_an_undecided_step_escalates_once_and_a_decided_one_does_not(world, make
     assert len(started) == 1
     event = started[0]
     assert event["step"] == 0 and event["approver_ids"] == ["approver"]
-    assert event["approval"]["id"] == approval["id"] and event["approval"]["step"] == 0
+    assert event["approval"]["approval_id"] == approval["id"] and event["approval"]["step"] == 0
+    assert event["approval"]["id"].startswith(approval["id"] + ":0:")
     assert datetime.fromisoformat(event["escalate_at"]) > datetime.fromisoformat(
         approval["submitted_at"])
     assert approval["steps"][0]["escalate_at"] == event["escalate_at"]
@@ -208,7 +209,9 @@ def test_an_undecided_step_escalates_once_and_a_decided_one_does_not(world, make
     assert requested["approval"] == {**event["approval"], "approver_ids": ["approver"]}
     assert requested["approval"]["escalated"] is False
 
-    first = contracts.escalate_approval_step(approval["id"], "0", command_id="rules:r1:0")
+    # the rules service passes the approval record's id (`<approval id>:<step>:<n>`)
+    first = contracts.escalate_approval_step(event["approval"]["id"], "0",
+                                             command_id="rules:r1:0")
     assert first["escalated"] is True and first["escalated_to"] == ["boss"]
     assert first["owner_id"] == "boss"
     again = contracts.escalate_approval_step(approval["id"], 0, command_id="rules:r1:0")
@@ -257,3 +260,23 @@ def test_payment_plan_date_still_works_after_approval(world):
     plan = contracts.set_payment_plan(contract["id"], {"instalments": [
         {"due_date": date(2027, 1, 1).isoformat(), "percentage": "100"}]}, scope=REP_A)
     assert [i["amount"] for i in plan["items"]] == ["1000.00"]
+
+
+def test_concurrent_submissions_of_one_contract_leave_one_approval(world, make):  # noqa: F811
+    from concurrent.futures import ThreadPoolExecutor
+
+    contracts, sales = world
+    contract = new_contract(contracts, sales, "3000000")
+
+    def attempt(_):
+        worker, _sales = make()
+        try:
+            return worker.submit_contract(contract["id"], scope=REP_A)["status"]
+        except (Conflict, PreconditionFailed) as err:
+            return type(err).__name__
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(attempt, range(4)))
+    assert outcomes.count("in_approval") == 1, outcomes
+    assert contracts.get_contract(contract["id"], scope=REP_A)["status"] == "in_approval"
+    assert contracts.current_approval("contract", contract["id"])["status"] == "pending"

@@ -21,8 +21,12 @@ from shared import config
 def approval_record(state: dict[str, Any], entry: dict[str, Any], approver_ids: list[str],
                     escalated: bool = False, delegated: bool = False) -> dict[str, Any]:
     """The approval as the rules service keeps it (record type `approval`): who was asked
-    last (`approver_ids`, for its notification rules), at which step, until when."""
-    return {"id": state["id"], "record_type": state["record_type"],
+    (`approver_ids`, for its notification rules), at which step, until when. One record per
+    request, `<approval id>:<step>:<trail length>` (`approval_id` is the approval's own id):
+    a rule acts once per record within its dedupe window, and the next step's approvers,
+    a delegate or an escalation approver are asked seconds later."""
+    return {"id": f"{state['id']}:{entry['index']}:{len(state['trail'])}",
+            "approval_id": state["id"], "record_type": state["record_type"],
             "record_id": state["record_id"], "submitter": state["submitter"],
             "step": entry["index"], "step_name": entry["name"],
             "approver_ids": list(approver_ids), "escalated": escalated,

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.contracts.domain import approvals as approvals_domain
@@ -110,7 +111,16 @@ approvals.register_record_callback(RECORD_TYPE, on_approval_finished)
 def submit(worker: Any, contract_id: str, scope: dict[str, Any]) -> dict[str, Any]:
     """draft -> in_approval (the first matching flow of record type `contract` starts in the
     same transaction, the caller submits) or draft -> approved (no flow matches: earlier
-    approvals of other terms are voided)."""
+    approvals of other terms are voided). A concurrent submission of the same contract that
+    won the approval's unique key makes this one the lock's 409."""
+    try:
+        return _submit(worker, contract_id, scope)
+    except IntegrityError:
+        raise Conflict("The contract is already in approval", {"reason": "in_approval"}) \
+            from None
+
+
+def _submit(worker: Any, contract_id: str, scope: dict[str, Any]) -> dict[str, Any]:
     with worker.db.begin() as session:
         contract = visible_contract(session, contract_id, scope, lock=True)
         require_unlocked(session, RECORD_TYPE, contract.id)
@@ -250,6 +260,8 @@ def escalate_step(worker: Any, approval_id: str, step: Any, command_id: str | No
         index = int(step)
     except (TypeError, ValueError):
         raise ValidationFailed.for_fields({"step": ["a step index (0, 1, ...)"]}) from None
+    if isinstance(approval_id, str):  # the rules' approval record: `<approval id>:<step>:<n>`
+        approval_id = approval_id.split(":", 1)[0]
     with worker.db.begin() as session:
         row = approvals._locked_instance(session, approval_id)
         state = copy.deepcopy(row.state)
