@@ -60,6 +60,9 @@ def service_target(name: str, env: Mapping[str, str] | None = None) -> str:
 GATEWAY = "gateway"
 DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_GATEWAY_BIND = "127.0.0.1:8000"
+# The service desk's inbound SMTP listener under `make run` (services/service_desk/README.md).
+SMTP_LISTEN_ENV = "SERVICE_DESK_SMTP_LISTEN"
+DEFAULT_SMTP_LISTEN = "127.0.0.1:2525"
 NAMEKO_CONFIG = ROOT / "deploy" / "nameko.yaml"
 GUNICORN_CONFIG = ROOT / "services" / "gateway" / "gunicorn_conf.py"
 DEFINITIONS = ROOT / "deploy" / "rabbitmq" / "definitions.json"
@@ -1024,6 +1027,11 @@ def print_welcome(info: SystemInfo) -> None:
     print(f"Gateway:  {info.url}")
     print(f"Console:  {info.url}/  (sign in as zhangwei, manager or admin; password demo-password)")
     print(f"Broker:   {mask_uri(info.amqp_uri)}")
+    listen = next((spec.env.get(SMTP_LISTEN_ENV) for spec in info.specs
+                   if spec.name == "service_desk"), None)
+    if listen:
+        print(f"Mail in:  smtp://{listen}  (the service desk's SMTP listener: mail to it "
+              "becomes tickets)")
     print(f"Logs:     {info.run_dir / 'logs'}")
     admin = users.get("admin", {}).get("api_key")
     rep_name = "zhangwei" if "zhangwei" in users else next(
@@ -1096,6 +1104,8 @@ def main(argv: list[str] | None = None) -> int:
     services = args.services.split(",") if args.services else None
     try:
         if args.command == "start":
+            # The service desk's inbound mail: on at a fixed port for `make run`.
+            env.setdefault(SMTP_LISTEN_ENV, DEFAULT_SMTP_LISTEN)
             build_console()
             info = start_system(env, run_dir, services, seed_demo=not args.no_seed,
                                 supervise=not args.no_supervise, timeout=args.timeout)

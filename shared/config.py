@@ -44,6 +44,12 @@ def timezone_name() -> str:
     return env("CRM_TIMEZONE", "Asia/Shanghai")
 
 
+def public_url() -> str:
+    """The gateway's address as the outside world reaches it (links in e-mails):
+    CRM_PUBLIC_URL, else http:// and CRM_GATEWAY_BIND (127.0.0.1:8000)."""
+    return env("CRM_PUBLIC_URL", "http://" + env("CRM_GATEWAY_BIND", "127.0.0.1:8000")).rstrip("/")
+
+
 def nameko_config(**overrides: object) -> dict:
     """The nameko configuration of a service or client process."""
     config: dict = {

@@ -170,6 +170,10 @@ BUILT_IN: tuple[Service, ...] = (
             "kb_give_feedback",
             # tickets
             "create_ticket", "get_ticket", "list_tickets", "update_ticket", "add_ticket_reply",
+            # e-mail
+            "list_ticket_attachments", "get_ticket_attachment", "list_ticket_mail",
+            # csat
+            "get_survey", "answer_survey", "csat_report", "list_surveys",
         ),
         records=(RecordType("ticket", "ticket_id"),),
         events_in="contract",
@@ -177,6 +181,8 @@ BUILT_IN: tuple[Service, ...] = (
             "services.gateway.resources.service_desk_sla",  # sla
             "services.gateway.resources.service_desk_kb",  # knowledge base
             "services.gateway.resources.service_desk_tickets",  # tickets
+            "services.gateway.resources.service_desk_mail",  # e-mail
+            "services.gateway.resources.service_desk_csat",  # csat
         ),
     ),
     Service(
@@ -202,6 +208,8 @@ BUILT_IN: tuple[Service, ...] = (
             "get_contract", "list_contracts", "sign_contract", "terminate_contract",
             "set_payment_plan", "get_payment_plan", "record_receipt", "list_receipts",
             "contract_receivables",
+            # overdue and renewals
+            "mark_overdue", "renew_contract",
             # contract approval
             "submit_contract", "update_contract", "contract_approval_terms",
             "set_standard_clauses", "get_standard_clauses", "escalate_approval_step",
@@ -215,6 +223,7 @@ BUILT_IN: tuple[Service, ...] = (
             RecordType("contract", "contract_id"),
             RecordType("quote", "quote_id"),
             RecordType("order", "order_id"),
+            RecordType("instalment", "instalment_id"),  # overdue and renewals
             RecordType("approval", "approval_id"),  # contract approval
         ),
         events_in="contract",
@@ -223,6 +232,7 @@ BUILT_IN: tuple[Service, ...] = (
             "services.gateway.resources.contracts_print",  # pdf
             "services.gateway.resources.contracts_quotes",  # quotes
             "services.gateway.resources.contracts_contracts",  # contracts
+            "services.gateway.resources.contracts_renewals",  # overdue and renewals
             "services.gateway.resources.contracts_contract_approval",  # contract approval
         ),
     ),

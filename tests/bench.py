@@ -288,8 +288,8 @@ def run(amqp_uri: str, base: Path) -> dict[str, Any]:
     return results
 
 
-# BENCH_ONLY=capture,rules,sales,kb,contracts picks scenarios (default: all of them).
-SCENARIOS = ("capture", "rules", "sales", "kb", "contracts")
+# BENCH_ONLY=capture,rules,sales,kb,contracts,service_desk picks scenarios (default: all).
+SCENARIOS = ("capture", "rules", "sales", "kb", "contracts", "service_desk")
 
 
 def main() -> None:
@@ -317,6 +317,10 @@ def main() -> None:
         from tests import bench_kb
 
         results["kb"] = bench_kb.run()
+    if "service_desk" in chosen:  # e-mail intake (tests/bench_service_desk.py)
+        from tests import bench_service_desk
+
+        results["service_desk"] = bench_service_desk.run()
     print(json.dumps(results, indent=2, ensure_ascii=False))
 
 

@@ -501,6 +501,18 @@ class ContractCreateSchema(StrictSchema):
     amount = fields.Decimal(required=True, as_string=True, places=2,
                             validate=validate.Range(min=0, max=10**12))
     currency = fields.String(load_default="CNY", validate=validate.Length(equal=3))
+    # overdue and renewals: the term and the parties / clauses a renewal copies
+    start_date = fields.Date(load_default=None, allow_none=True)
+    end_date = fields.Date(load_default=None, allow_none=True, metadata={
+        "description": "the last day of the term; the renewal reminder is 30 days before"})
+    parties = fields.List(fields.Dict(), load_default=list, validate=validate.Length(max=20))
+    clauses = fields.List(fields.Dict(), load_default=list, validate=validate.Length(max=200))
+
+    @validates_schema
+    def _term(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("start_date") and data.get("end_date") and (
+                data["end_date"] < data["start_date"]):
+            raise ValidationError({"end_date": ["before the start date"]})
 
 
 class ContractSnapshot(Schema):
@@ -508,6 +520,16 @@ class ContractSnapshot(Schema):
     number = fields.String(required=True)
     status = fields.String(required=True)
     amount = fields.String(required=True)
+    # overdue and renewals: what rules need to time and address reminders
+    title = fields.String()
+    currency = fields.String()
+    owner_id = fields.String()
+    customer_id = fields.String()
+    start_date = fields.String(allow_none=True)
+    end_date = fields.String(allow_none=True)
+    renews_id = fields.String(allow_none=True)
+    renewed_by_id = fields.String(allow_none=True)
+    updated_at = fields.String()
 
 
 class ContractCreated(Schema):
@@ -534,6 +556,13 @@ class ContractSchema(Schema):
     currency = fields.String(required=True)
     start_date = fields.String(allow_none=True)
     end_date = fields.String(allow_none=True)
+    # overdue and renewals
+    parties = fields.List(fields.Dict())
+    clauses = fields.List(fields.Dict())
+    renews_id = fields.String(allow_none=True, metadata={
+        "description": "the contract this one renews"})
+    renewed_by_id = fields.String(allow_none=True, metadata={
+        "description": "the renewal of this contract"})
     created_at = fields.String(required=True)
     updated_at = fields.String(required=True)
 
@@ -643,6 +672,88 @@ EVENT_SCHEMAS.update({"contract_signed": ContractSigned, "order_created": OrderC
                       "contract_terminated": ContractTerminated})
 
 
+# -- overdue and renewals ----
+# Overdue instalments (the sweep `mark_overdue`), `instalment_paid`, renewals.
+class InstalmentSnapshot(Schema):
+    id = fields.String(required=True)
+    seq = fields.Integer(required=True)
+    contract_id = fields.String(required=True)
+    contract_number = fields.String(required=True)
+    contract_title = fields.String()
+    due_date = fields.String(required=True)
+    amount = fields.String(required=True)
+    paid = fields.String(required=True)
+    outstanding = fields.String(required=True)
+    currency = fields.String()
+    status = fields.String(required=True)
+    days_overdue = fields.Integer(required=True)
+    owner_id = fields.String(required=True)
+    team_id = fields.String(allow_none=True)
+    customer_id = fields.String(required=True)
+    updated_at = fields.String()
+
+
+class InstalmentOverdue(Schema):
+    """An instalment fell overdue (once per instalment): its due date passed, not fully
+    paid."""
+
+    instalment = fields.Nested(InstalmentSnapshot, required=True)
+    contract_id = fields.String(required=True)
+    contract_number = fields.String(required=True)
+    days_overdue = fields.Integer(required=True)
+
+
+class InstalmentPaid(Schema):
+    """A receipt paid an instalment in full (`was_overdue`: it had been marked overdue)."""
+
+    instalment = fields.Nested(InstalmentSnapshot, required=True)
+    contract_id = fields.String(required=True)
+    contract_number = fields.String(required=True)
+    was_overdue = fields.Boolean(required=True)
+
+
+class ContractRenewed(Schema):
+    """The renewal was signed: `contract` (the old one, now renewed) and `renewal`."""
+
+    contract = fields.Nested(ContractSnapshot, required=True)
+    renewal = fields.Nested(ContractSnapshot, required=True)
+
+
+EVENT_SCHEMAS.update({"instalment_overdue": InstalmentOverdue,
+                      "instalment_paid": InstalmentPaid,
+                      "contract_renewed": ContractRenewed})
+
+
+class OverdueSweepSchema(StrictSchema):
+    as_of = fields.Date(load_default=None, allow_none=True, metadata={
+        "description": "the day to sweep for (default: today in CRM_TIMEZONE): instalments "
+                       "due before it and not fully paid become overdue"})
+
+
+class OverdueMarkedSchema(Schema):
+    id = fields.String(required=True)
+    seq = fields.Integer(required=True)
+    contract_id = fields.String(required=True)
+    contract_number = fields.String(required=True)
+    outstanding = fields.String(required=True)
+    days_overdue = fields.Integer(required=True)
+
+
+class OverdueSweepResultSchema(Schema):
+    as_of = fields.String(required=True)
+    marked = fields.List(fields.Nested(OverdueMarkedSchema), required=True)
+
+
+class RenewalCreateSchema(StrictSchema):
+    title = fields.String(load_default=None, allow_none=True,
+                          validate=validate.Length(min=1, max=200))
+    amount = fields.Decimal(load_default=None, allow_none=True, as_string=True, places=2,
+                            validate=validate.Range(min=0, max=10**12),
+                            metadata={"description": "default: the old contract's"})
+    start_date = fields.Date(load_default=None, allow_none=True,
+                             metadata={"description": "default: the old end date + 1 day"})
+    end_date = fields.Date(load_default=None, allow_none=True,
+                           metadata={"description": "default: the old term's length"})
 # -- contract approval ----
 # Contracts through approvals (services/contracts/usecases/contract_approval.py) and the
 # escalation of undecided steps (usecases/approval_escalation.py).

@@ -235,6 +235,8 @@ class Contract(Base):
     start_date: Mapped[str | None] = mapped_column(String(10))
     end_date: Mapped[str | None] = mapped_column(String(10))
     renews_id: Mapped[str | None] = mapped_column(String(36))
+    # -- overdue and renewals (migration 0007o) --
+    renewed_by_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -251,6 +253,11 @@ class Instalment(Base):
     amount: Mapped[str] = mapped_column(String(32))
     paid: Mapped[str] = mapped_column(String(32), default="0.00")
     status: Mapped[str] = mapped_column(String(20))
+    # -- overdue and renewals (migration 0007o) --
+    # When the sweep marked it overdue (and published `instalment_overdue`): once.
+    overdue_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (Index("ix_contract_instalments_overdue_sweep", "overdue_at", "due_date"),)
 
 
 class Receipt(Base):

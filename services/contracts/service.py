@@ -7,6 +7,7 @@ from typing import Any
 
 import eventlet
 from nameko.exceptions import UnknownService
+from nameko.timer import timer
 
 from services.contracts.contract import (
     EVENT_SCHEMAS,
@@ -20,6 +21,7 @@ from services.contracts.contract import (
     ContractCreateSchema,
     ContractFiltersSchema,
     ContractTerminateSchema,
+    OverdueSweepSchema,
     PageSchema,
     PaymentPlanSchema,
     PriceBookChangeSchema,
@@ -35,6 +37,7 @@ from services.contracts.contract import (
     QuoteDecisionSchema,
     QuoteFiltersSchema,
     ReceiptCreateSchema,
+    RenewalCreateSchema,
     ScopeSchema,
     StandardClausesSchema,
 )
@@ -42,8 +45,10 @@ from services.contracts.models import inbox as approvals_inbox
 from services.contracts.models import outbox
 from services.contracts.usecases import approvals, contract_approval, quotes
 from services.contracts.usecases import contracts as contracts_uc
+from services.contracts.usecases import overdue as overdue_uc
 from services.contracts.usecases import pricing as catalog
 from services.contracts.usecases import printing as print_usecases
+from services.contracts.usecases import renewals as renewals_uc
 from services.contracts.usecases.approvals import require_unlocked
 from shared import config
 from shared.consumer import BROKER_ERRORS, event_handler
@@ -83,6 +88,10 @@ contract_filters_schema = ContractFiltersSchema()
 contract_terminate_schema = ContractTerminateSchema()
 payment_plan_schema = PaymentPlanSchema()
 receipt_create_schema = ReceiptCreateSchema()
+overdue_sweep_schema = OverdueSweepSchema()
+renewal_create_schema = RenewalCreateSchema()
+# How often the overdue sweep runs (seconds; README "Configuration").
+OVERDUE_INTERVAL = float(config.env("CONTRACTS_OVERDUE_INTERVAL", "3600"))
 contract_change_schema = ContractChangeSchema()
 standard_clauses_schema = StandardClausesSchema()
 
@@ -405,6 +414,7 @@ class ContractsService(PlatformEndpoints):
             contract_approval.require_signable(session, contract, checked_hash)
             contracts_uc.transition(contract, "active")
             session.flush()
+            renewals_uc.on_signed(session, self.events, contract)  # the old one: renewed
             self.events.record(session, "contract_signed",
                                {"contract": contracts_uc.snapshot(contract)})
             self.events.record(session, "order_created", {"order": {
@@ -459,7 +469,7 @@ class ContractsService(PlatformEndpoints):
             contracts_uc.visible_contract(session, contract_id, scope)
             require_unlocked(session, "contract", contract_id)  # contract approval
             receipt = contracts_uc.record_receipt(session, contract_id, loaded,
-                                                  catalog.today())
+                                                  catalog.today(), events=self.events)
             listed = contracts_uc.list_receipts(session, contract_id)["items"]
             return next(r for r in listed if r["id"] == receipt["id"])
 
@@ -479,6 +489,28 @@ class ContractsService(PlatformEndpoints):
             contracts_uc.visible_contract(session, contract_id, scope)
             return contracts_uc.receivables(session, contract_id, catalog.today())
 
+    # -- overdue and renewals ----
+    # The overdue sweep (timer + RPC, usecases/overdue.py) and renewals (usecases/renewals.py).
+
+    @timer(interval=OVERDUE_INTERVAL)
+    def mark_overdue_timer(self) -> None:
+        """Every CONTRACTS_OVERDUE_INTERVAL seconds: today's overdue instalments marked."""
+        overdue_uc.mark_overdue(self.db, self.events, catalog.today())
+
+    @rpc
+    def mark_overdue(self, as_of: str | None = None) -> dict[str, Any]:
+        """Mark the instalments overdue on `as_of` (default today): each once, with one
+        `instalment_overdue`; returns what this call marked."""
+        day = load(overdue_sweep_schema, {"as_of": as_of})["as_of"] or catalog.today()
+        return overdue_uc.mark_overdue(self.db, self.events, day)
+
+    @rpc
+    def renew_contract(self, contract_id: str, data: dict | None = None,
+                       scope: dict | None = None) -> dict[str, Any]:
+        """A draft renewal of a contract the caller sees; signing it renews the old one."""
+        return renewals_uc.renew_contract(self.db, self.events, contract_id,
+                                          load(renewal_create_schema, data or {}),
+                                          load(quote_scope_schema, scope))
     # -- contract approval ----
     # Contracts through approvals, the standard clauses, and the escalation of undecided
     # approval steps (services/contracts/usecases/contract_approval.py).

@@ -58,6 +58,18 @@ PUBLIC_ENDPOINTS = frozenset(
 PUBLIC_BLUEPRINTS = frozenset({"api-docs", "docs-assets", "console"})
 
 
+def public(view: Any) -> Any:
+    """Marks a view reachable without credentials: what it is given stands in for them (a
+    survey link's token). Put it right under `@blp.route`."""
+    view.crm_public = True
+    return view
+
+
+def _is_public(endpoint: str) -> bool:
+    return (endpoint in PUBLIC_ENDPOINTS or request.blueprint in PUBLIC_BLUEPRINTS
+            or getattr(current_app.view_functions.get(endpoint), "crm_public", False))
+
+
 @dataclass
 class Gateway:
     """Per-app singletons, reachable from views as `gateway()`."""
@@ -157,7 +169,7 @@ def _start_request() -> Response | None:
     endpoint = request.endpoint
     if endpoint is None:
         return None  # answered 404/405 by routing
-    if endpoint in PUBLIC_ENDPOINTS or request.blueprint in PUBLIC_BLUEPRINTS:
+    if _is_public(endpoint):
         check_request_input(request)
         return None
 

@@ -153,6 +153,67 @@ SHIPPED_RULES: list[dict[str, Any]] = [
              "body": "线索 {{ lead.name }} 评分 {{ lead.score }}，已达到 SQL 标准，请优先跟进。"},
         ],
     },
+    # -- contracts: overdue instalments and renewals ----
+    {
+        "key": "contract-instalment-overdue",
+        "name": "回款逾期提醒",
+        "description": "An instalment of a contract falls overdue (contracts.instalment_overdue, "
+                       "once per instalment): its owner gets an email and an in-app "
+                       "notification with the contract number, the amount outstanding and "
+                       "the due date.",
+        "trigger": {"type": "event", "event": "contracts.instalment_overdue"},
+        "conditions": "owner_id != None",
+        "actions": [
+            {"type": "notify", "to": ["owner"], "channels": ["email", "in_app"],
+             "title": "回款逾期：合同 {{ instalment.contract_number }} 第 {{ instalment.seq }} 期",
+             "body": "合同 {{ instalment.contract_number }}"
+                     "{% if instalment.contract_title %}（{{ instalment.contract_title }}）"
+                     "{% endif %}第 {{ instalment.seq }} 期回款已逾期 "
+                     "{{ instalment.days_overdue }} 天：应收日期 {{ instalment.due_date }}，"
+                     "未收金额 {{ instalment.outstanding }} {{ instalment.currency or 'CNY' }}。"
+                     "请尽快跟进客户付款。"},
+        ],
+    },
+    {
+        "key": "instalment-overdue-7d-escalation",
+        "name": "回款逾期 7 天升级",
+        "description": "An overdue instalment still not paid 7 days later (no instalment_paid "
+                       "for it): the owner's manager is told by email and in-app.",
+        "trigger": {"type": "delay", "events": ["contracts.instalment_overdue"], "delay": "7d",
+                    "unless": ["contracts.instalment_paid"], "record": "instalment"},
+        "conditions": 'status == "overdue"',
+        "actions": [
+            {"type": "notify", "to": ["owner_manager"], "channels": ["email", "in_app"],
+             "title": "回款逾期升级：合同 {{ instalment.contract_number }} "
+                      "第 {{ instalment.seq }} 期",
+             "body": "合同 {{ instalment.contract_number }} 第 {{ instalment.seq }} 期回款"
+                     "（应收日期 {{ instalment.due_date }}，未收金额 "
+                     "{{ instalment.outstanding }} {{ instalment.currency or 'CNY' }}）"
+                     "逾期已超过 7 天仍未收回。负责人：{{ owner.display_name or '-' }}。"},
+        ],
+    },
+    {
+        "key": "contract-renewal-reminder-30d",
+        "name": "合同到期前 30 天续约提醒",
+        "description": "30 days before an active contract's end date (from contract_signed) "
+                       "its owner gets a renewal task and an email; a contract renewed or "
+                       "terminated by then (its status is no longer active) gets none.",
+        "trigger": {"type": "date", "events": ["contracts.contract_signed"],
+                    "field": "end_date", "offset_days": -30, "at": "09:00",
+                    "record": "contract"},
+        "conditions": 'status == "active" and owner_id != None',
+        "actions": [
+            {"type": "create_task", "title": "续约跟进：合同 {{ contract.number }}",
+             "description": "合同 {{ contract.number }}"
+                            "{% if contract.title %}（{{ contract.title }}）{% endif %}"
+                            "将于 {{ contract.end_date }} 到期，请与客户沟通续约。",
+             "due_in": "7d", "assignee": "owner", "priority": "high"},
+            {"type": "notify", "to": ["owner"], "channels": ["email", "in_app"],
+             "title": "续约提醒：合同 {{ contract.number }} 将于 {{ contract.end_date }} 到期",
+             "body": "合同 {{ contract.number }}"
+                     "{% if contract.title %}（{{ contract.title }}）{% endif %}"
+                     "将于 {{ contract.end_date }} 到期（金额 {{ contract.amount }} "
+                     "{{ contract.currency or 'CNY' }}），请在 30 天内完成续约。"},
     # -- contract approval: approvers notified, and escalation of an undecided step ----
     {
         "key": "approval-requested-notify",

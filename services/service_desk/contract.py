@@ -449,7 +449,7 @@ TICKET_PRIORITIES = ("low", "normal", "high", "urgent")
 TICKET_CHANNELS = ("email", "web", "api", "event")
 TICKET_TYPES = ("question", "incident", "problem", "task")
 TICKET_AUTHORS = ("agent", "customer")
-TICKET_ENTRY_KINDS = ("created", "reply", "status_changed", "priority_changed")
+TICKET_ENTRY_KINDS = ("created", "reply", "status_changed", "priority_changed", "csat_answered")
 
 
 def _tag_list(**kwargs):
@@ -564,3 +564,161 @@ class TicketReplied(Schema):
 EVENT_SCHEMAS.update({"ticket_created": TicketCreated,
                       "ticket_status_changed": TicketStatusChanged,
                       "ticket_replied": TicketReplied})
+
+
+# -- e-mail: attachments and outgoing mail (part s-mail) ----
+
+
+class TicketAttachmentSchema(Schema):
+    """A file that came with a ticket's mail (`entry_id`: the entry it came with)."""
+
+    id = _f.String(required=True)
+    ticket_id = _f.String(required=True)
+    entry_id = _f.String(allow_none=True)
+    filename = _f.String(required=True)
+    content_type = _f.String(required=True)
+    size = _f.Integer(required=True)
+    sha256 = _f.String(required=True)
+    created_at = _f.String(required=True)
+
+
+class TicketAttachmentListSchema(Schema):
+    items = _f.List(_f.Nested(TicketAttachmentSchema), required=True)
+
+
+class TicketMailSchema(Schema):
+    """An outgoing mail of a public reply and how far it got (pending, sending, sent, failed)."""
+
+    id = _f.String(required=True)
+    entry_id = _f.String(required=True)
+    message_id = _f.String(required=True)
+    to = _f.String(required=True)
+    subject = _f.String(required=True)
+    status = _f.String(required=True, metadata={"enum": ["pending", "sending", "sent", "failed"]})
+    attempts = _f.Integer(required=True)
+    last_error = _f.String(allow_none=True)
+    sent_at = _f.String(allow_none=True)
+
+
+class TicketMailListSchema(Schema):
+    items = _f.List(_f.Nested(TicketMailSchema), required=True)
+
+# -- CSAT: satisfaction surveys ----
+
+CSAT_RATINGS = ("good", "bad")
+CSAT_BAD_REASONS = ("unresolved", "slow", "attitude", "unclear", "other")
+CSAT_GROUPINGS = ("agent", "group", "month")
+
+
+class CsatAnswerSchema(StrictSchema):
+    """The requester's answer: good or bad; a bad one names its reason; a comment."""
+
+    rating = _f.String(required=True, validate=_v.OneOf(CSAT_RATINGS))
+    reason = _f.String(allow_none=True, load_default=None, validate=_v.OneOf(CSAT_BAD_REASONS),
+                       metadata={"description": "required with bad: unresolved, slow, "
+                                                "attitude, unclear or other"})
+    comment = _f.String(allow_none=True, load_default=None, validate=_v.Length(max=2000))
+
+
+class CsatFiltersSchema(StrictSchema):
+    """Surveys sent in [from_month, to_month] (YYYY-MM, the organisation's time zone)."""
+
+    from_month = _f.String(validate=_v.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$",
+                                              error="must be YYYY-MM"))
+    to_month = _f.String(validate=_v.Regexp(r"^\d{4}-(0[1-9]|1[0-2])$",
+                                            error="must be YYYY-MM"))
+    assignee_id = _f.String(validate=_v.Length(min=1, max=64))
+    group_id = _f.String(validate=_v.Length(min=1, max=64))
+
+
+class CsatReportQuerySchema(CsatFiltersSchema):
+    group_by = _f.String(load_default="agent", validate=_v.OneOf(CSAT_GROUPINGS))
+
+
+class CsatSurveyFiltersSchema(CsatFiltersSchema):
+    """The drill-down: the surveys behind a figure; `rating` good / bad, `answered`."""
+
+    rating = _f.String(validate=_v.OneOf(CSAT_RATINGS))
+    reason = _f.String(validate=_v.OneOf(CSAT_BAD_REASONS))
+    answered = _f.Boolean()
+
+
+class CsatPublicSurveySchema(Schema):
+    """What the link's page shows the requester (nothing about the agent or the customer)."""
+
+    ticket_number = _f.String(required=True)
+    subject = _f.String(required=True)
+    status = _f.String(required=True, metadata={"enum": ["open", "answered", "expired"]})
+    rating = _f.String(allow_none=True)
+    reasons = _f.List(_f.String(), required=True)
+    expires_at = _f.String(required=True)
+
+
+class CsatSurveySchema(Schema):
+    """A survey as agents and managers see it."""
+
+    id = _f.String(required=True)
+    ticket_id = _f.String(required=True)
+    ticket_number = _f.String(required=True)
+    requester_email = _f.String(required=True)
+    assignee_id = _f.String(allow_none=True)
+    group_id = _f.String(allow_none=True)
+    month = _f.String(required=True)
+    created_at = _f.String(required=True)
+    expires_at = _f.String(required=True)
+    rating = _f.String(allow_none=True)
+    reason = _f.String(allow_none=True)
+    comment = _f.String(allow_none=True)
+    answered_at = _f.String(allow_none=True)
+
+
+class CsatFiguresSchema(Schema):
+    sent = _f.Integer(required=True)
+    answered = _f.Integer(required=True)
+    good = _f.Integer(required=True)
+    bad = _f.Integer(required=True)
+    score = _f.String(allow_none=True, metadata={"description": "good / answered, percent, "
+                                                                "2 places; null: no answer"})
+    response_rate = _f.String(allow_none=True,
+                              metadata={"description": "answered / sent, percent"})
+    reasons = _f.Dict(keys=_f.String(), values=_f.Integer(),
+                      metadata={"description": "bad answers per reason"})
+
+
+class CsatReportRowSchema(CsatFiguresSchema):
+    key = _f.String(allow_none=True, metadata={"description": "the agent's or group's id, or "
+                                                              "the month; null: none"})
+
+
+class CsatReportSchema(Schema):
+    group_by = _f.String(required=True)
+    items = _f.List(_f.Nested(CsatReportRowSchema), required=True)
+    total = _f.Nested(CsatFiguresSchema, required=True)
+
+
+class CsatSurveyCreated(Schema):
+    """A solved ticket's survey was created (the link goes to the requester by e-mail)."""
+
+    survey_id = _f.String(required=True)
+    ticket_id = _f.String(required=True)
+    ticket_number = _f.String(required=True)
+    requester_email = _f.String(required=True)
+    assignee_id = _f.String(allow_none=True)
+    group_id = _f.String(allow_none=True)
+
+
+class CsatAnswered(Schema):
+    """The requester answered a ticket's survey."""
+
+    survey_id = _f.String(required=True)
+    ticket_id = _f.String(required=True)
+    ticket_number = _f.String(required=True)
+    assignee_id = _f.String(allow_none=True)
+    group_id = _f.String(allow_none=True)
+    rating = _f.String(required=True)
+    reason = _f.String(allow_none=True)
+    comment = _f.String(allow_none=True)
+
+
+EVENT_SCHEMAS.update({"csat_survey_created": CsatSurveyCreated,
+                      "csat_answered": CsatAnswered})

@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import UTCDateTime
@@ -195,3 +205,93 @@ class TicketEntryRow(Base):
     from_value: Mapped[str | None] = mapped_column(String(32), nullable=True)
     to_value: Mapped[str | None] = mapped_column(String(32), nullable=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# -- e-mail: intake, attachments, the mail outbox (issue 17, part s-mail) ----
+
+
+class MailMessageRow(Base):
+    """Every Message-ID of a ticket's mail thread: inbound ones (the idempotency key of intake:
+    the same mail delivered twice is taken once) and our own outgoing replies' (so a customer's
+    answer to them threads in). `outcome` of an inbound mail: created, replied, ignored (an
+    auto-reply or a loop: no ticket, no answer)."""
+
+    __tablename__ = "mail_messages"
+
+    message_id: Mapped[str] = mapped_column(String(998), primary_key=True)
+    direction: Mapped[str] = mapped_column(String(8))  # in / out
+    ticket_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    entry_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    sender: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TicketAttachmentRow(Base):
+    """A file that came with a ticket's mail, kept in this service's database (within the
+    limits of domain/mail.py's MailLimits)."""
+
+    __tablename__ = "ticket_attachments"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    ticket_id: Mapped[str] = mapped_column(ForeignKey("tickets.id"), index=True)
+    entry_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class MailOutboxRow(Base):
+    """A public reply to send by e-mail, written in the reply's transaction. The sender claims
+    due rows (`sending` with a lease in `next_attempt_at`), sends, and records the outcome:
+    sent, or pending again with back-off, or failed (permanent). `message_id` is fixed when
+    the row is written, so a message sent again after a crash is the same message."""
+
+    __tablename__ = "mail_outbox"
+    __table_args__ = (Index("ix_mail_outbox_due", "status", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    ticket_id: Mapped[str] = mapped_column(String(36), index=True)
+    entry_id: Mapped[str] = mapped_column(String(36))
+    message_id: Mapped[str] = mapped_column(String(998), unique=True)
+    to_address: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(1000))
+    in_reply_to: Mapped[str | None] = mapped_column(String(998), nullable=True)
+    references: Mapped[str | None] = mapped_column(Text, nullable=True)
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))  # pending / sending / sent / failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+# -- CSAT: satisfaction surveys ----
+
+
+class CsatSurveyRow(Base):
+    """A ticket's satisfaction survey, created when the ticket is first solved; `token` is the
+    link's secret; `month` ("YYYY-MM" in the organisation's time zone) the month it was sent;
+    `assignee_id` / `group_id` whom the answer counts for (the ticket's at the solve)."""
+
+    __tablename__ = "csat_surveys"
+    __table_args__ = (Index("ix_csat_surveys_created", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    ticket_id: Mapped[str] = mapped_column(ForeignKey("tickets.id"), unique=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    requester_email: Mapped[str] = mapped_column(String(320))
+    assignee_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    group_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    month: Mapped[str] = mapped_column(String(7), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    rating: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

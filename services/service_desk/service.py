@@ -5,11 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from nameko.timer import timer
+
 from services.service_desk.contract import (
     EVENT_SCHEMAS,
     CalendarWriteSchema,
     CheckSlaSchema,
     ComputeClocksSchema,
+    CsatAnswerSchema,
+    CsatReportQuerySchema,
+    CsatSurveyFiltersSchema,
     KbArticleCreateSchema,
     KbArticleFiltersSchema,
     KbArticleUpdateSchema,
@@ -26,7 +31,9 @@ from services.service_desk.contract import (
     TicketUpdateSchema,
 )
 from services.service_desk.models import outbox
-from services.service_desk.usecases import kb, sla, tickets
+from services.service_desk.smtp import smtp_intake, transport
+from services.service_desk.usecases import csat, kb, mail, mail_outbox, sla, tickets
+from shared import config
 from shared.context import CallContext, Context
 from shared.db import Database
 from shared.kernel.schemas import PageSchema, ScopeSchema
@@ -67,6 +74,15 @@ kb_article_update_schema = KbArticleUpdateSchema()
 kb_search_schema = KbSearchQuerySchema()
 kb_suggestion_schema = KbSuggestionRequestSchema()
 kb_feedback_schema = KbFeedbackCreateSchema()
+
+# CSAT
+csat_answer_schema = CsatAnswerSchema()
+csat_report_schema = CsatReportQuerySchema()
+csat_survey_filters_schema = CsatSurveyFiltersSchema()
+
+
+# e-mail (part s-mail): how often the mail outbox is looked at
+MAIL_SEND_INTERVAL = float(config.env("SERVICE_DESK_MAIL_SEND_INTERVAL", "0.5"))
 
 
 def _ticket_scope(scope: dict | None) -> dict[str, Any]:
@@ -252,3 +268,61 @@ class ServiceDeskService(PlatformEndpoints):
                          principal: dict | None = None) -> dict:
         d = load(kb_feedback_schema, data)
         return kb.give_feedback(self, article_id, d["helpful"], d.get("comment"), principal)
+
+    # -- e-mail: the inbound listener, the mail outbox, attachments (part s-mail) ----
+
+    @smtp_intake
+    def receive_mail(self, raw: bytes, mail_from: str, rcpt_tos: tuple[str, ...]
+                     ) -> dict[str, Any]:
+        """One mail from the SMTP listener (SERVICE_DESK_SMTP_LISTEN): a new ticket or an entry
+        of its thread's ticket; answered 250 only once committed."""
+        return mail.receive(self, raw, mail_from, rcpt_tos)
+
+    @timer(interval=MAIL_SEND_INTERVAL)
+    def send_mail_outbox(self) -> None:
+        """Send the public replies due by e-mail (with retries)."""
+        while mail_outbox.deliver_due(self.db, transport()) >= mail_outbox.OUTBOX_BATCH:
+            pass
+
+    @rpc
+    def list_ticket_attachments(self, ticket_id: str, scope: dict | None = None) -> dict:
+        """The files that came with the ticket's mail, if the caller sees the ticket."""
+        return {"items": mail.list_attachments(self, ticket_id, _ticket_scope(scope))}
+
+    @rpc
+    def get_ticket_attachment(self, ticket_id: str, attachment_id: str,
+                              scope: dict | None = None) -> dict:
+        """One attachment with its `content` (base64), if the caller sees the ticket."""
+        return mail.get_attachment(self, ticket_id, attachment_id, _ticket_scope(scope))
+
+    @rpc
+    def list_ticket_mail(self, ticket_id: str, scope: dict | None = None) -> dict:
+        """The ticket's outgoing mail (public replies) and how far each got."""
+        return {"items": mail.outbox_state(self, ticket_id, _ticket_scope(scope))}
+
+    # -- CSAT: satisfaction surveys ----
+
+    @rpc
+    def get_survey(self, token: str) -> dict[str, Any]:
+        """What a survey link shows (public: the token is the credential)."""
+        return csat.public_survey(self, str(token))
+
+    @rpc
+    def answer_survey(self, token: str, data: dict) -> dict[str, Any]:
+        """The requester's one answer (409 when answered, 412 after 30 days)."""
+        return csat.answer(self, str(token), load(csat_answer_schema, data))
+
+    @rpc
+    def csat_report(self, query: dict | None = None, scope: dict | None = None
+                    ) -> dict[str, Any]:
+        """Sent, answered, score, response rate, bad reasons per agent, group or month."""
+        filters = load(csat_report_schema, query or {})
+        return csat.report(self, filters.pop("group_by"), filters, _ticket_scope(scope))
+
+    @rpc
+    def list_surveys(self, filters: dict | None = None, scope: dict | None = None,
+                     cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
+        """The surveys behind a figure of `csat_report`, newest first."""
+        return csat.list_surveys(self, load(csat_survey_filters_schema, filters or {}),
+                                 _ticket_scope(scope),
+                                 load(page_schema, {"cursor": cursor, "limit": limit}))

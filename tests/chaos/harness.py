@@ -38,7 +38,7 @@ from sqlalchemy.engine import Engine
 from deploy import devctl
 from tests.chaos import diagnostics
 from tests.chaos.node import BrokerNode
-from tests.e2e.system import System
+from tests.e2e.system import System, free_port
 from tests.support.smtp_server import SmtpServer
 
 SERVICES = ("leads", "sales", "rules")
@@ -104,6 +104,8 @@ class ChaosSystem:
                     "CRM_RABBITMQ_NODENAME": node.name,
                     # the load must not be throttled: it is one integrator's key
                     "CRM_RATE_LIMIT": "0",
+                    # the service desk's SMTP listener (tests/chaos/mail.py)
+                    "SERVICE_DESK_SMTP_LISTEN": f"127.0.0.1:{free_port()}",
                 },
             )
             engines = {

@@ -1,7 +1,8 @@
 """The short form of `make chaos` inside `make test`: on SQLite, a lead load through a broker
 kill -9, a kill -9 of the rules and the leads services and of the gateway (its requests in
-flight), and poison messages. Nothing is lost, duplicated or left without its effects, and no
-one restarts anything by hand."""
+flight), and poison messages; a kill -9 of the service desk while mail comes in through its
+SMTP listener and while its replies go out. Nothing is lost, duplicated or left without its
+effects, and no one restarts anything by hand."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.chaos import harness
+from tests.chaos import harness, mail
 from tests.chaos.node import unavailable_reason
 
 LEADS = int(os.environ.get("CRM_CHAOS_TEST_LEADS", "150"))
+MAILS = int(os.environ.get("CRM_CHAOS_TEST_MAILS", "120"))
 SCENARIOS = ["broker-kill", "kill-rules", "kill-leads", "kill-gateway", "poison"]
 
 
@@ -34,3 +36,11 @@ def test_no_lead_or_effect_is_lost_or_doubled(chaos: harness.ChaosSystem, scenar
     print("\n" + harness.table([outcome]))
     assert outcome.passed, "\n".join([harness.table([outcome]), *outcome.details[:30],
                                        *outcome.diagnostics])
+
+
+def test_no_mail_or_reply_is_lost_or_doubled(chaos: harness.ChaosSystem):
+    """kill -9 of the service desk while mail comes in through its SMTP listener, and again
+    while its mail outbox sends the replies (tests/chaos/mail.py)."""
+    outcome = mail.run_mail_cycle(chaos, MAILS, concurrency=4)
+    print("\n" + outcome.summary())
+    assert outcome.passed, "\n".join([outcome.summary(), *outcome.details])

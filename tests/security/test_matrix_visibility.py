@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import copy
 import json
+import smtplib
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from email.message import EmailMessage
 from typing import Any
 
 import pytest
@@ -95,7 +97,7 @@ def query(name: str, kind: str, path_values: dict[str, str] | None = None,
 #   5xx, and a non-admin cannot change them (`AUTHORITY`).
 OWNED_KINDS = {"lead", "customer", "contact", "opportunity", "followup", "task", "notification",
                "run", "api_key", "event", "user_record", "record_key", "approval",
-               "quote", "ticket", "contract"}
+               "quote", "ticket", "contract", "attachment"}
 ADMIN_KINDS = {"webhook", "delivery", "import"}
 GRANT_KINDS = {"user", "team"}
 ORG_KINDS = {"org"}
@@ -358,6 +360,11 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
              contract_id="{own.contract}")),
     "GET /contracts/{contract_id}/receipts": (path("contract_id", "contract"),),
     "GET /contracts/{contract_id}/receivables": (path("contract_id", "contract"),),
+    # contracts: overdue and renewals (a renewal is made for a contract the caller sees; the
+    # sweep is the admins', see AUTHORITY)
+    "POST /contracts/{contract_id}/renewals": (path("contract_id", "contract", {}),),
+    "GET /contracts/{contract_id}/payment-plan": (path("contract_id", "contract"),),
+    "POST /contracts/overdue-sweeps": (),
     # contract approval: submit and edit are the contract's own (owned); the standard
     # clauses are an organisation setting (admins change them)
     "POST /contracts/{contract_id}/submit": (path("contract_id", "contract"),),
@@ -394,6 +401,18 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
                                    body("assignee_id", "user", {"assignee_id": "{ref}"},
                                         ticket_id="{own.ticket}")),
     "POST /tickets/{ticket_id}/replies": (path("ticket_id", "ticket", {"body": "x"}),),
+    # service desk e-mail: a ticket's attachments and outgoing mail are seen with the ticket
+    "GET /tickets/{ticket_id}/attachments": (path("ticket_id", "ticket"),),
+    "GET /tickets/{ticket_id}/attachments/{attachment_id}": (
+        Check("path", "ticket_id", "ticket", path={"attachment_id": "matrix-missing-file"}),
+        Check("path", "attachment_id", "attachment", path={"ticket_id": "{own.ticket}"})),
+    "GET /tickets/{ticket_id}/mail": (path("ticket_id", "ticket"),),
+    # satisfaction surveys: the link's token is the credential; figures and the drill-down by
+    # the tickets' assignees
+    "GET /surveys/{token}": (path("token", "org"),),
+    "POST /surveys/{token}/answer": (path("token", "org", {"rating": "good"}),),
+    "GET /reports/csat": (query("assignee_id", "user"), query("group_id", "org")),
+    "GET /csat-surveys": (query("assignee_id", "user"), query("group_id", "org")),
 }
 
 # Writes of organisation settings that only an admin may make (a rep or a manager gets 403 or
@@ -429,6 +448,7 @@ AUTHORITY: dict[str, tuple[dict[str, str], Any]] = {
     "POST /products": ({}, {"code": "{new}", "name": "x", "unit": "套", "tax_rate": "13"}),
     "PATCH /products/{product_id}": ({"product_id": "{own.product}"}, {"name": "x"}),
     "POST /price-books": ({}, {"name": "{new}"}),
+    "POST /contracts/overdue-sweeps": ({}, {}),
     "PUT /contract-clauses/standard": ({}, {"clauses": []}),  # contract approval
 }
 AUTHORITY_OF_MANAGERS = {"PUT /scoring-model", "POST /products", "PATCH /products/{product_id}",
@@ -557,6 +577,22 @@ def _own_records(system: System, user: str) -> dict[str, str]:
     return own
 
 
+def _mailed_attachment(system: System, owner: str, ticket: dict, tag: str) -> Record:
+    message = EmailMessage()
+    message["From"] = ticket["requester_email"]
+    message["To"] = "support@matrix.cn"
+    message["Subject"] = f"[{ticket['number']}] 附件"
+    message.set_content("见附件")
+    message.add_attachment(f"机密附件{tag}".encode(), maintype="application", subtype="pdf",
+                           filename=f"机密附件{tag}.pdf")
+    host, _, port = system.info.spec("service_desk").env["SERVICE_DESK_SMTP_LISTEN"].rpartition(":")
+    with smtplib.SMTP(host, int(port), timeout=30) as smtp:
+        smtp.send_message(message)
+    [attachment] = _ok(system.get(f"/tickets/{ticket['id']}/attachments", user=owner))["items"]
+    return Record("attachment", attachment["id"], owner,
+                  (attachment["id"], attachment["filename"]))
+
+
 def _product(system: System) -> str:
     return _ok(system.post("/products", user="admin", json={
         "code": f"M-{_tag()}", "name": "矩阵产品", "unit": "套", "tax_rate": "13"}), 201)["id"]
@@ -600,6 +636,10 @@ def _records_of(system: System, owner: str, admin_rule: dict) -> dict[str, Recor
         "assignee_id": system.users[owner]}), 201)
     records["ticket"] = Record("ticket", ticket["id"], owner,
                                (ticket["id"], ticket["subject"], ticket["requester_email"]))
+    # the requester mails a file into the ticket (its tag in the subject) through the listener
+    records["attachment"] = _mailed_attachment(system, owner, ticket, tag)
+    # solved: its satisfaction survey (by the ticket's id and requester) is as hidden as it is
+    _ok(system.patch(f"/tickets/{ticket['id']}", user=owner, json={"status": "solved"}))
     contract = _ok(system.post("/contracts", user=owner, json={
         "customer_id": customer["id"], "opportunity_id": opportunity["id"],
         "title": f"机密合同{tag}", "amount": "100"}), 201)
@@ -987,7 +1027,7 @@ LISTS = {
     "GET /opportunities": {}, "GET /opportunities/board": {}, "GET /tasks": {},
     "GET /notifications": {}, "GET /rule-runs": {}, "GET /api-keys": {},
     "GET /users": {}, "GET /webhooks": {}, "GET /approvals": {},
-    "GET /quotes": {}, "GET /tickets": {}, "GET /contracts": {},
+    "GET /quotes": {}, "GET /tickets": {}, "GET /contracts": {}, "GET /csat-surveys": {},
     "GET /exports/{entity}": {"entity": "customers"},
     "GET /leads?in_pool=true": {},
     "GET /approvals?box=submitted": {},  # others' submissions never in my 我提交的

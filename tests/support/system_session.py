@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from deploy import devctl
-from tests.e2e.system import System
+from tests.e2e.system import System, free_port
 from tests.support.smtp_server import SmtpServer
 
 RULES_TICK_SECONDS = "0.2"
@@ -41,6 +41,8 @@ def run_system(request: pytest.FixtureRequest, amqp_uri: str,
         # The webhook receiver listens on 127.0.0.1, which webhooks reach only when allowed;
         # by this host name only, so other spellings of loopback stay refused.
         "CRM_WEBHOOK_ALLOW_HOSTS": "127.0.0.1",
+        # The service desk's inbound SMTP listener (tests send mail to it with smtplib).
+        "SERVICE_DESK_SMTP_LISTEN": f"127.0.0.1:{free_port()}",
     }
     # A vhost of its own: the system lives for the whole session, and its services would
     # otherwise compete for the durable queues of later integration tests' containers.

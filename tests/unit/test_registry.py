@@ -93,12 +93,13 @@ def test_what_the_rules_service_reads_is_what_it_had() -> None:
     }
     assert records.RECORD_TYPES == (
         "lead", "customer", "contact", "opportunity", "followup", "ticket", "contract", "quote",
-        "order", "approval", "task",
+        "order", "instalment", "approval", "task",
     )
     assert list(records.LINK_FIELDS.items()) == [
         ("lead_id", "lead"), ("customer_id", "customer"), ("contact_id", "contact"),
         ("opportunity_id", "opportunity"), ("ticket_id", "ticket"), ("contract_id", "contract"),
-        ("quote_id", "quote"), ("order_id", "order"), ("approval_id", "approval")]
+        ("quote_id", "quote"), ("order_id", "order"), ("instalment_id", "instalment"),
+        ("approval_id", "approval")]
 
 
 def test_every_rule_command_takes_a_command_id_as_its_rpc_method_says() -> None:

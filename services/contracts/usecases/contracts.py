@@ -8,12 +8,15 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.contracts.domain import contracts as domain
+from services.contracts.domain.overdue import read_status
 from services.contracts.models import Contract, ContractCounter, Instalment, Receipt
+from services.contracts.usecases.overdue import publish_paid
+from services.contracts.usecases.pricing import today as business_day
 from shared.envelope import utcnow
 from shared.errors import Conflict, NotFound, ValidationFailed
 
@@ -44,13 +47,17 @@ def create_contract(session: Session, data: dict[str, Any], owner_id: str) -> di
         opportunity_id=data.get("opportunity_id"), owner_id=owner_id,
         amount=str(domain.money(data["amount"])), currency=data.get("currency", "CNY"),
         parties=data.get("parties", []), clauses=data.get("clauses", []),
-        attachments=data.get("attachments", []), start_date=data.get("start_date"),
-        end_date=data.get("end_date"), renews_id=data.get("renews_id"),
+        attachments=data.get("attachments", []), start_date=_iso(data.get("start_date")),
+        end_date=_iso(data.get("end_date")), renews_id=data.get("renews_id"),
         created_at=now, updated_at=now)
     session.add(contract)
     session.flush()
     return {"id": contract.id, "number": contract.number, "status": contract.status,
             "amount": contract.amount}
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if isinstance(value, date) else value
 
 
 def numbers(session: Session) -> list[str]:
@@ -101,10 +108,13 @@ def _view(i: Instalment) -> dict[str, Any]:
 
 
 def record_receipt(session: Session, contract_id: str, data: dict[str, Any],
-                   as_of: date) -> dict[str, Any]:
+                   as_of: date, events: Any = None) -> dict[str, Any]:
+    """`events` (the service's outbox): `instalment_paid` for each instalment the receipt
+    pays in full (usecases/overdue.py)."""
     _contract(session, contract_id, lock=True)
     amount = domain.money(data["amount"])
     rows = _instalments(session, contract_id)
+    before = {i.id: Decimal(i.paid) for i in rows}
     allocations = domain.match_receipt([_as_dict(i) for i in rows], amount,
                                        data.get("instalment_id"))
     by_id = {i.id: i for i in rows}
@@ -114,6 +124,8 @@ def record_receipt(session: Session, contract_id: str, data: dict[str, Any],
         inst.paid = str(domain.money(paid))
         inst.status = domain.instalment_status(Decimal(inst.amount), paid,
                                                date.fromisoformat(inst.due_date), as_of)
+        if inst.overdue_at is not None and inst.status != "paid":
+            inst.status = "overdue"  # marked by the sweep: overdue until paid in full
     receipt = Receipt(id=str(uuid.uuid4()), contract_id=contract_id, amount=str(amount),
                       received_on=data["received_on"].isoformat(), method=data.get("method"),
                       reference=data.get("reference"),
@@ -121,6 +133,8 @@ def record_receipt(session: Session, contract_id: str, data: dict[str, Any],
                                    for i, a in allocations], created_at=utcnow())
     session.add(receipt)
     session.flush()
+    if events is not None:
+        publish_paid(session, events, contract_id, before)
     return {"id": receipt.id, "amount": receipt.amount, "allocations": receipt.allocations}
 
 
@@ -155,16 +169,30 @@ def visible_contract(session: Session, contract_id: Any, scope: dict[str, Any],
     return contract
 
 
+def status_of(c: Contract) -> str:
+    """The status as read today: an active contract past its end date reads `expired`."""
+    return read_status(c.status, date.fromisoformat(c.end_date) if c.end_date else None,
+                       business_day())
+
+
 def contract_view(c: Contract) -> dict[str, Any]:
-    return {"id": c.id, "number": c.number, "status": c.status, "title": c.title,
+    return {"id": c.id, "number": c.number, "status": status_of(c), "title": c.title,
             "customer_id": c.customer_id, "opportunity_id": c.opportunity_id,
             "owner_id": c.owner_id, "amount": c.amount, "currency": c.currency,
             "start_date": c.start_date, "end_date": c.end_date,
+            "parties": c.parties or [], "clauses": c.clauses or [],
+            "renews_id": c.renews_id, "renewed_by_id": c.renewed_by_id,
             "created_at": c.created_at.isoformat(), "updated_at": c.updated_at.isoformat()}
 
 
 def snapshot(c: Contract) -> dict[str, Any]:
-    return {"id": c.id, "number": c.number, "status": c.status, "amount": c.amount}
+    """The contract as its events carry it (the rules service's `contract` record): with its
+    owner, customer, dates and renewal links, so rules can time and address reminders."""
+    return {"id": c.id, "number": c.number, "status": c.status, "amount": c.amount,
+            "title": c.title, "currency": c.currency, "owner_id": c.owner_id,
+            "customer_id": c.customer_id, "start_date": c.start_date, "end_date": c.end_date,
+            "renews_id": c.renews_id, "renewed_by_id": c.renewed_by_id,
+            "updated_at": c.updated_at.isoformat()}
 
 
 def list_page(session: Session, filters: dict[str, Any], scope: dict[str, Any],
@@ -180,12 +208,26 @@ def list_page(session: Session, filters: dict[str, Any], scope: dict[str, Any],
     else:
         clause = false()
     query = select(Contract).where(clause)
-    for name in ("customer_id", "opportunity_id", "owner_id", "status"):
+    for name in ("customer_id", "opportunity_id", "owner_id"):
         if filters.get(name):
             query = query.where(getattr(Contract, name) == filters[name])
+    if filters.get("status"):
+        query = query.where(_status_clause(filters["status"]))
     rows = session.scalars(page_after(query, Contract.created_at, Contract.id, page["cursor"],
                                       page["limit"])).all()
     return page_of(rows, page["limit"], "created_at", contract_view)
+
+
+def _status_clause(status: str) -> Any:
+    """`expired` is read (an active contract past its end date), so are the `active` ones."""
+    today = business_day().isoformat()
+    if status == "expired":
+        return and_(Contract.status == "active", Contract.end_date.is_not(None),
+                    Contract.end_date < today)
+    if status == "active":
+        return and_(Contract.status == "active",
+                    or_(Contract.end_date.is_(None), Contract.end_date >= today))
+    return Contract.status == status
 
 
 def order_number(contract_number: str) -> str:
@@ -243,5 +285,6 @@ def create_for_caller(worker: Any, loaded: dict[str, Any], scope: dict[str, Any]
         raise ValidationFailed.for_fields({"owner_id": ["a user id is required"]})
     with worker.db.begin() as session:
         created = create_contract(session, loaded, owner_id)
-        worker.events.record(session, "contract_created", {"contract": created})
+        worker.events.record(session, "contract_created",
+                             {"contract": snapshot(_contract(session, created["id"]))})
         return contract_view(_contract(session, created["id"]))

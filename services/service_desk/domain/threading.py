@@ -1,7 +1,8 @@
 """E-mail threading, auto-reply and loop detection for ticket intake. Pure Python (email package).
 
 A message threads into a ticket by, in order: In-Reply-To / References naming a Message-ID we
-know (ours or an earlier inbound one), then the ticket tag in the subject ([#T-000123]).
+know (ours or an earlier inbound one), then the ticket tag in the subject ([#T-000123] or
+[T-000123]).
 Auto-replies (RFC 3834 Auto-Submitted, X-Autoreply, Precedence bulk/auto_reply/junk/list) and
 loops (a Message-ID of ours coming back, too many messages from one sender in a window) are
 recognised so they do not become tickets.
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterable
 from email.message import EmailMessage, Message
 from email.utils import getaddresses, make_msgid
 
-TAG_RE = re.compile(r"\[#T-(\d{1,12})\]")
+TAG_RE = re.compile(r"\[#?T-(\d{1,12})\]")
 MSGID_RE = re.compile(r"<[^<>\s]+>")
 OWN_DOMAIN_MARK = "crm-service-desk"
 

@@ -13,18 +13,16 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 
 from services.service_desk.domain import tickets as domain
 from services.service_desk.models import TicketCounterRow, TicketEntryRow, TicketRow
+from services.service_desk.usecases import csat, mail_outbox
+from services.service_desk.usecases.entries import add_entry, ticket_number
 from shared.envelope import utcnow
 from shared.errors import Forbidden, NotFound
 from shared.paging import page_after, page_of
-
-
-def ticket_number(number: int) -> str:
-    return f"T-{number:06d}"
 
 
 def ticket_dict(row: TicketRow) -> dict[str, Any]:
@@ -87,17 +85,6 @@ def _next_number(session: Session) -> int:
                            .where(TicketCounterRow.name == "ticket")).one()
 
 
-def _add_entry(session: Session, ticket: TicketRow, kind: str, at, **values: Any
-               ) -> TicketEntryRow:
-    seq = session.scalar(select(func.coalesce(func.max(TicketEntryRow.seq), 0))
-                         .where(TicketEntryRow.ticket_id == ticket.id)) + 1
-    row = TicketEntryRow(id=str(uuid.uuid4()), ticket_id=ticket.id, seq=seq, kind=kind, at=at,
-                         **values)
-    session.add(row)
-    session.flush()
-    return row
-
-
 def _change_status(svc, session: Session, ticket: TicketRow, target: str, at) -> None:
     old = ticket.status
     domain.check_transition(old, target)
@@ -105,9 +92,11 @@ def _change_status(svc, session: Session, ticket: TicketRow, target: str, at) ->
         return
     event = domain.status_event(at, old, target)
     ticket.status = target
-    _add_entry(session, ticket, "status_changed", at, from_value=event["from"],
-               to_value=event["to"], author_id=svc.context.actor)
+    add_entry(session, ticket, "status_changed", at, from_value=event["from"],
+              to_value=event["to"], author_id=svc.context.actor)
     session.flush()
+    if target == "solved":
+        csat.on_solved(svc, session, ticket, at)
     svc.events.record(session, "ticket_status_changed",
                       {"ticket": ticket_dict(ticket), "from": old, "to": target})
 
@@ -122,7 +111,7 @@ def create_ticket(svc, data: dict[str, Any], scope: Mapping[str, Any]) -> dict[s
                         created_at=now, updated_at=now, **data)
         session.add(row)
         session.flush()
-        _add_entry(session, row, "created", now, body=description, public=True,
+        add_entry(session, row, "created", now, body=description, public=True,
                    author_kind="customer" if row.channel in ("email", "web") else "agent",
                    author_id=svc.context.actor, to_value="new")
         result = ticket_dict(row)
@@ -165,7 +154,7 @@ def update_ticket(svc, ticket_id: str, data: dict[str, Any],
             domain.check_priority(data["priority"])
             event = domain.priority_event(now, row.priority, data["priority"])
             row.priority = data["priority"]
-            _add_entry(session, row, "priority_changed", now, from_value=event["from"],
+            add_entry(session, row, "priority_changed", now, from_value=event["from"],
                        to_value=event["to"], author_id=svc.context.actor)
         row.updated_at = now
         if "status" in data:
@@ -182,11 +171,15 @@ def add_reply(svc, ticket_id: str, data: dict[str, Any],
         domain.reply_event(now, author=data["author_kind"], public=data["public"])
         target = domain.status_after_reply(row.status, author=data["author_kind"],
                                            public=data["public"])
-        entry = _add_entry(session, row, "reply", now, body=data["body"], public=data["public"],
+        entry = add_entry(session, row, "reply", now, body=data["body"], public=data["public"],
                            author_kind=data["author_kind"], author_id=svc.context.actor)
         row.updated_at = now
         if target != row.status:
             _change_status(svc, session, row, target, now)
+        if data["public"] and data["author_kind"] == "agent":
+            # e-mail (part s-mail): the reply goes out through the mail outbox, in this
+            # transaction; internal notes never do.
+            mail_outbox.queue_reply(session, row, entry.id, data["body"])
         session.flush()
         result = ticket_dict(row)
         svc.events.record(session, "ticket_replied", {"ticket": result, "entry": entry_dict(entry)})
