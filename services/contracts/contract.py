@@ -754,6 +754,8 @@ class RenewalCreateSchema(StrictSchema):
                              metadata={"description": "default: the old end date + 1 day"})
     end_date = fields.Date(load_default=None, allow_none=True,
                            metadata={"description": "default: the old term's length"})
+
+
 # -- contract approval ----
 # Contracts through approvals (services/contracts/usecases/contract_approval.py) and the
 # escalation of undecided steps (usecases/approval_escalation.py).

@@ -511,6 +511,7 @@ class ContractsService(PlatformEndpoints):
         return renewals_uc.renew_contract(self.db, self.events, contract_id,
                                           load(renewal_create_schema, data or {}),
                                           load(quote_scope_schema, scope))
+
     # -- contract approval ----
     # Contracts through approvals, the standard clauses, and the escalation of undecided
     # approval steps (services/contracts/usecases/contract_approval.py).

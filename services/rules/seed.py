@@ -214,6 +214,8 @@ SHIPPED_RULES: list[dict[str, Any]] = [
                      "{% if contract.title %}（{{ contract.title }}）{% endif %}"
                      "将于 {{ contract.end_date }} 到期（金额 {{ contract.amount }} "
                      "{{ contract.currency or 'CNY' }}），请在 30 天内完成续约。"},
+        ],
+    },
     # -- contract approval: approvers notified, and escalation of an undecided step ----
     {
         "key": "approval-requested-notify",
