@@ -4,7 +4,9 @@
 An admin defines a contract flow for big amounts (and this test's own title, so other tests'
 contracts are not caught): step 1 lina (or-sign, escalated after 1 business hour to her
 manager), step 2 chenjing. zhangwei's contract is submitted -> in approval -> PATCH, payment
-plan, sign, terminate and receipts are all refused with the lock's 409 -> both steps approve ->
+plan, sign, terminate, receipts and another submission are all refused with the lock's 409,
+the generic `submit_for_approval` RPC refuses made-up terms for the contract (422) -> both
+steps approve ->
 approved -> signed. A second contract's first step is left undecided: once the rules'
 controllable clock passes its `escalate_at`, the shipped rule `approval-step-escalation` calls
 contracts' `escalate_approval_step`, the manager sees the approval in `/approvals?box=inbox`
@@ -17,6 +19,7 @@ import uuid
 from datetime import datetime
 
 import pytest
+from nameko.standalone.rpc import ClusterRpcProxy
 
 from tests.e2e.system import System
 
@@ -98,6 +101,18 @@ def test_a_contract_in_approval_refuses_every_bypass_then_is_approved_and_signed
     locked(system.post(f"/contracts/{cid}/receipts", user="zhangwei", json={
         "amount": "100", "received_on": "2026-12-01"}))
     locked(system.post(f"/contracts/{cid}/submit", user="zhangwei"))
+    # the generic RPC (there is no HTTP route for it) takes no made-up terms for a contract
+    with ClusterRpcProxy({"AMQP_URI": system.amqp_uri}) as rpc:
+        for record_type in ("contract", "quote"):
+            with pytest.raises(Exception) as refused:
+                rpc.contracts.submit_for_approval(
+                    data={"record_type": record_type, "record_id": cid,
+                          "terms": {"amount": "1.00"}}, submitter=system.users["zhangwei"])
+            assert "ValidationFailed" in repr(refused.value), repr(refused.value)
+            assert "record_type" in str(refused.value)  # the field it names
+    [still] = [a for a in ok(system.get("/approvals", user="lina"))["items"]
+               if a["record_id"] == cid]
+    assert still["id"] == approval["id"] and still["terms"]["amount"] == "1500000.00"
     # another team's rep does not see it at all
     assert system.post(f"/contracts/{cid}/submit", user="chenjing").status_code == 404
     assert system.patch(f"/contracts/{cid}", user="chenjing",
