@@ -210,6 +210,9 @@ BUILT_IN: tuple[Service, ...] = (
             "contract_receivables",
             # overdue and renewals
             "mark_overdue", "renew_contract",
+            # numbers
+            "collection_report", "aging_report", "dso_report", "quote_win_rate",
+            "approval_cycle_times", "numbers_drill_down", "customer_summary",
             # contract approval
             "submit_contract", "update_contract", "contract_approval_terms",
             "set_standard_clauses", "get_standard_clauses", "escalate_approval_step",
@@ -233,6 +236,7 @@ BUILT_IN: tuple[Service, ...] = (
             "services.gateway.resources.contracts_quotes",  # quotes
             "services.gateway.resources.contracts_contracts",  # contracts
             "services.gateway.resources.contracts_renewals",  # overdue and renewals
+            "services.gateway.resources.contracts_numbers",  # numbers
             "services.gateway.resources.contracts_contract_approval",  # contract approval
         ),
     ),

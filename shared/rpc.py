@@ -20,17 +20,25 @@ import logging
 import sys
 import threading
 import time
+from typing import Any
 
 import amqp
+import eventlet
 import kombu
 from kombu.utils import json as kombu_json
 from nameko.constants import AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY, LOGIN_METHOD_CONFIG_KEY
-from nameko.exceptions import IncorrectSignature, UnserializableValueError, serialize
+from nameko.exceptions import (
+    IncorrectSignature,
+    UnknownService,
+    UnserializableValueError,
+    serialize,
+)
 from nameko.rpc import ReplyListener, Rpc, RpcConsumer, RpcProxy, get_rpc_exchange
 
 from shared import config as shared_config
 from shared import fastpaths
 from shared.consumer import BROKER_ERRORS, SafeQueueConsumer, settle
+from shared.errors import DependencyUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -201,3 +209,22 @@ def rpc_proxy(service: str) -> RpcProxy:
     is dropped rather than run late. They stay confirmed: with the mandatory flag, the confirm
     is what tells an unknown service at once."""
     return SafeRpcProxy(service, delivery_mode=1, expiration=shared_config.rpc_timeout())
+
+
+def ask(service: str, proxy: Any, command: str, **kwargs: Any) -> Any:
+    """One command of `service` through `proxy` (what its `rpc_proxy` dependency gives a
+    worker), answered within the RPC timeout. Its typed errors pass through (a NotFound stays a
+    NotFound); no answer is a DependencyUnavailable (503) naming the service and why."""
+    try:
+        reply = getattr(proxy, command).call_async(**kwargs)
+        with eventlet.Timeout(shared_config.rpc_timeout()):
+            return reply.result()
+    except eventlet.Timeout:
+        reason = f"no reply within {shared_config.rpc_timeout():g} s"
+    except UnknownService:
+        reason = "no running instance"
+    except BROKER_ERRORS:
+        reason = "message broker connection lost"
+    raise DependencyUnavailable(
+        f"the {service} service is unavailable ({reason}); retry later",
+        {"service": service, "reason": reason})

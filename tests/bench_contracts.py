@@ -8,7 +8,9 @@ decisions per second for `BENCH_SECONDS`, latency p50/p99 from the request's sta
 creation of the next approver's in-app notification (the shipped rule
 approval-requested-notify; same machine, same clock), after a warm-up of
 `BENCH_APPROVAL_WARM_UP_SECONDS` (2) at the same rate. `BENCH_APPROVAL=0` skips it.
-`python -m tests.bench_contracts` or `BENCH_ONLY=contracts make bench`; prints JSON.
+`python -m tests.bench_contracts` or `BENCH_ONLY=contracts make bench`; prints JSON. Then the
+numbers' collection and aging reports on PostgreSQL (tests/bench_contracts_numbers.py;
+BENCH_CONTRACTS_NUMBERS=0 leaves them out).
 """
 
 from __future__ import annotations
@@ -54,8 +56,14 @@ def _pdf(rounds: int | None = None) -> dict[str, Any]:
     render_pdf(DEFAULT_TEMPLATE, sample_quote(3), COMPANY)  # warm: fontconfig, imports
     subsetter = ("harfbuzz" if fonts.harfbuzz_subset and harfbuzz.hb_version_atleast(4, 1, 0)
                  else "fonttools")
-    return {"font_subsetter": subsetter, "quote_2_pages": _figures(40, rounds),
-            "quote_200_lines": _figures(200, rounds), "cores": os.cpu_count()}
+    results = {"font_subsetter": subsetter, "quote_2_pages": _figures(40, rounds),
+               "quote_200_lines": _figures(200, rounds), "cores": os.cpu_count()}
+    # -- numbers: collection and aging over 100,000 contracts / 1,000,000 receipts ----
+    if os.environ.get("BENCH_CONTRACTS_NUMBERS", "1") != "0":
+        from tests import bench_contracts_numbers
+
+        results["numbers"] = bench_contracts_numbers.run()
+    return results
 
 
 # -- contract approval: decision -> next approver's notification ----

@@ -754,6 +754,178 @@ class RenewalCreateSchema(StrictSchema):
                              metadata={"description": "default: the old end date + 1 day"})
     end_date = fields.Date(load_default=None, allow_none=True,
                            metadata={"description": "default: the old term's length"})
+# -- numbers ----
+# Collection, aging, DSO, win rate, approval cycle times, drill-down and the customer 360's
+# part (services/contracts/usecases/numbers.py; definitions in domain/numbers.py).
+
+AGING_BUCKETS = ("0-30", "31-60", "61-90", ">90")
+NUMBERS_FIGURES = ("collection", "aging", "dso", "win_rate", "approval_cycle")
+
+
+class NumbersFiltersSchema(StrictSchema):
+    """A report's filters: the period (local days, inclusive), the aging day, the owners
+    (a team's members, resolved by the gateway; they narrow the caller's scope), a customer,
+    and for approval cycle times the record type."""
+
+    date_from = fields.Date(load_default=None, allow_none=True)
+    date_to = fields.Date(load_default=None, allow_none=True)
+    as_of = fields.Date(load_default=None, allow_none=True)
+    owner_ids = fields.List(fields.String(), load_default=None, allow_none=True)
+    customer_id = fields.String(load_default=None, allow_none=True,
+                                validate=validate.Length(max=36))
+    record_type = fields.String(load_default=None, allow_none=True,
+                                validate=validate.Length(max=64))
+
+
+class NumbersDrillParamsSchema(StrictSchema):
+    """Which part of a figure: collection `month` (YYYY-MM) and `kind`; aging `bucket`;
+    win_rate `outcome`, `owner_id`, `team_id`; approval_cycle `flow_id` and `step`."""
+
+    month = fields.String(validate=validate.Regexp(r"^\d{4}-\d{2}$"))
+    kind = fields.String(load_default="planned",
+                         validate=validate.OneOf(("planned", "received")))
+    bucket = fields.String(validate=validate.OneOf(AGING_BUCKETS))
+    outcome = fields.String(validate=validate.OneOf(("accepted", "rejected", "expired")))
+    owner_id = fields.String(validate=validate.Length(max=36))
+    team_id = fields.String(validate=validate.Length(max=36))
+    flow_id = fields.String(validate=validate.Length(max=36))
+    step = fields.Integer(validate=validate.Range(min=0, max=1000))
+
+
+class CollectionMonthSchema(Schema):
+    month = fields.String(required=True, metadata={"description": "YYYY-MM"})
+    planned = fields.String(required=True, metadata={"description": "instalments due"})
+    planned_count = fields.Integer(required=True)
+    received = fields.String(required=True, metadata={"description": "receipts received"})
+    received_count = fields.Integer(required=True)
+    gap = fields.String(required=True, metadata={"description": "planned - received"})
+
+
+class CollectionTotalSchema(Schema):
+    planned = fields.String(required=True)
+    received = fields.String(required=True)
+    gap = fields.String(required=True)
+
+
+class CollectionReportSchema(Schema):
+    date_from = fields.String(required=True)
+    date_to = fields.String(required=True)
+    months = fields.List(fields.Nested(CollectionMonthSchema), required=True)
+    total = fields.Nested(CollectionTotalSchema, required=True)
+
+
+class AgingBucketSchema(Schema):
+    bucket = fields.String(required=True, metadata={"enum": list(AGING_BUCKETS)})
+    count = fields.Integer(required=True)
+    outstanding = fields.String(required=True)
+
+
+class AgingTotalSchema(Schema):
+    count = fields.Integer(required=True)
+    outstanding = fields.String(required=True)
+
+
+class AgingReportSchema(Schema):
+    as_of = fields.String(required=True)
+    buckets = fields.List(fields.Nested(AgingBucketSchema), required=True)
+    total = fields.Nested(AgingTotalSchema, required=True)
+
+
+class DsoReportSchema(Schema):
+    date_from = fields.String(required=True)
+    date_to = fields.String(required=True)
+    days = fields.Integer(required=True)
+    billed = fields.String(required=True)
+    receivables = fields.String(required=True)
+    dso_days = fields.String(required=True, allow_none=True)
+    formula = fields.String(required=True)
+
+
+class WinRateRowSchema(Schema):
+    owner_id = fields.String(allow_none=True)
+    team_id = fields.String(allow_none=True)
+    quotes = fields.Integer(required=True)
+    accepted = fields.Integer(required=True)
+    rejected = fields.Integer(required=True)
+    expired = fields.Integer(required=True)
+    open = fields.Integer(required=True)
+    win_rate_percent = fields.String(required=True, allow_none=True)
+    average_discount_percent = fields.String(required=True, allow_none=True)
+
+
+class WinRateReportSchema(Schema):
+    date_from = fields.String(required=True)
+    date_to = fields.String(required=True)
+    by_owner = fields.List(fields.Nested(WinRateRowSchema), required=True)
+    by_team = fields.List(fields.Nested(WinRateRowSchema), required=True)
+    total = fields.Nested(WinRateRowSchema, required=True)
+    formula = fields.String(required=True)
+
+
+class CycleStepSchema(Schema):
+    flow_id = fields.String(allow_none=True)
+    flow_name = fields.String(allow_none=True)
+    step = fields.Integer(required=True)
+    step_name = fields.String(allow_none=True)
+    decisions = fields.Integer(required=True)
+    median_hours = fields.Float(required=True)
+    p90_hours = fields.Float(required=True)
+
+
+class CycleTimesReportSchema(Schema):
+    date_from = fields.String(required=True)
+    date_to = fields.String(required=True)
+    steps = fields.List(fields.Nested(CycleStepSchema), required=True)
+
+
+class DrillPageSchema(Schema):
+    items = fields.List(fields.Dict(), required=True, metadata={
+        "description": "the records behind the figure: instalments (instalment_id, "
+        "contract_id, contract_number, customer_id, owner_id, due_date, amount, paid, "
+        "outstanding, status, days_overdue for aging), receipts (receipt_id, ...), quotes "
+        "(quote_id, status, grand_total, discount_percent, ...) or approvals (approval_id, "
+        "passes)"})
+    next_cursor = fields.String(required=True, allow_none=True)
+
+
+class SummaryReceivablesSchema(Schema):
+    received = fields.String(required=True)
+    outstanding = fields.String(required=True)
+    overdue = fields.String(required=True)
+
+
+class SummaryQuoteSchema(Schema):
+    id = fields.String(required=True)
+    opportunity_id = fields.String(allow_none=True)
+    owner_id = fields.String(allow_none=True)
+    status = fields.String(required=True)
+    version = fields.Integer(required=True)
+    title = fields.String(allow_none=True)
+    grand_total = fields.String(required=True)
+    currency = fields.String(allow_none=True)
+    valid_until = fields.String(allow_none=True)
+    created_at = fields.String(required=True)
+
+
+class SummaryContractSchema(Schema):
+    id = fields.String(required=True)
+    number = fields.String(required=True)
+    title = fields.String(required=True)
+    status = fields.String(required=True)
+    owner_id = fields.String(allow_none=True)
+    amount = fields.String(required=True)
+    currency = fields.String(required=True)
+    start_date = fields.String(allow_none=True)
+    end_date = fields.String(allow_none=True)
+    receivables = fields.Nested(SummaryReceivablesSchema, required=True)
+
+
+class CustomerSummarySchema(Schema):
+    customer_id = fields.String(required=True)
+    as_of = fields.String(required=True)
+    quotes = fields.List(fields.Nested(SummaryQuoteSchema), required=True)
+    contracts = fields.List(fields.Nested(SummaryContractSchema), required=True)
+    receivables = fields.Nested(SummaryReceivablesSchema, required=True)
 
 
 # -- contract approval ----

@@ -275,6 +275,17 @@ class Receipt(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+# -- numbers ----
+# Indexes of the reports (services/contracts/usecases/numbers.py), migration 0009n: each
+# covers its report's columns, so collection and aging read the index alone on PostgreSQL.
+Index("ix_contract_instalments_due_report", Instalment.due_date, Instalment.status,
+      Instalment.contract_id, Instalment.amount, Instalment.paid)
+Index("ix_contract_receipts_received_report", Receipt.received_on, Receipt.contract_id,
+      Receipt.amount)
+Index("ix_contracts_status_owner", Contract.status, Contract.owner_id)
+Index("ix_approval_instances_submitted", ApprovalInstance.submitted_at)
+
+
 # -- contract approval ----
 class StandardClause(Base):
     """A standard contract clause (标准条款): a contract whose clauses differ from these (by

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import eventlet
-from nameko.exceptions import UnknownService
 from nameko.timer import timer
 
 from services.contracts.contract import (
@@ -21,6 +19,8 @@ from services.contracts.contract import (
     ContractCreateSchema,
     ContractFiltersSchema,
     ContractTerminateSchema,
+    NumbersDrillParamsSchema,
+    NumbersFiltersSchema,
     OverdueSweepSchema,
     PageSchema,
     PaymentPlanSchema,
@@ -45,23 +45,24 @@ from services.contracts.models import inbox as approvals_inbox
 from services.contracts.models import outbox
 from services.contracts.usecases import approvals, contract_approval, quotes
 from services.contracts.usecases import contracts as contracts_uc
+from services.contracts.usecases import numbers as numbers_uc
 from services.contracts.usecases import overdue as overdue_uc
 from services.contracts.usecases import pricing as catalog
 from services.contracts.usecases import printing as print_usecases
 from services.contracts.usecases import renewals as renewals_uc
 from services.contracts.usecases.approvals import require_unlocked
 from shared import config
-from shared.consumer import BROKER_ERRORS, event_handler
+from shared.consumer import event_handler
 from shared.context import CallContext, Context
 from shared.db import Database
-from shared.errors import DependencyUnavailable, ValidationFailed
+from shared.errors import ValidationFailed
 from shared.inbox import first_delivery
 from shared.logging import setup_logging
 from shared.metrics import EntrypointMetrics
 from shared.outbox import EventOutbox
 from shared.payloads import load
 from shared.platform import PlatformEndpoints
-from shared.rpc import rpc, rpc_proxy
+from shared.rpc import ask, rpc, rpc_proxy
 
 approval_flow_schema = ApprovalFlowWriteSchema()
 approval_submit_schema = ApprovalSubmitSchema()
@@ -92,6 +93,8 @@ overdue_sweep_schema = OverdueSweepSchema()
 renewal_create_schema = RenewalCreateSchema()
 # How often the overdue sweep runs (seconds; README "Configuration").
 OVERDUE_INTERVAL = float(config.env("CONTRACTS_OVERDUE_INTERVAL", "3600"))
+numbers_filters_schema = NumbersFiltersSchema()  # numbers
+numbers_drill_schema = NumbersDrillParamsSchema()  # numbers
 contract_change_schema = ContractChangeSchema()
 standard_clauses_schema = StandardClausesSchema()
 
@@ -247,20 +250,7 @@ class ContractsService(PlatformEndpoints):
                                  self._ask_sales)
 
     def _ask_sales(self, command: str, **kwargs: Any) -> Any:
-        """One sales command; its typed errors pass through, no answer is
-        DependencyUnavailable (503)."""
-        try:
-            reply = getattr(self.sales, command).call_async(**kwargs)
-            with eventlet.Timeout(config.rpc_timeout()):
-                return reply.result()
-        except eventlet.Timeout:
-            reason = f"no reply within {config.rpc_timeout():g} s"
-        except UnknownService:
-            reason = "no running instance"
-        except BROKER_ERRORS:
-            reason = "message broker connection lost"
-        raise DependencyUnavailable(f"the sales service is unavailable ({reason}); retry later",
-                                    {"service": "sales", "reason": reason})
+        return ask("sales", self.sales, command, **kwargs)
 
     # products
 
@@ -511,6 +501,69 @@ class ContractsService(PlatformEndpoints):
         return renewals_uc.renew_contract(self.db, self.events, contract_id,
                                           load(renewal_create_schema, data or {}),
                                           load(quote_scope_schema, scope))
+    # -- numbers ----
+    # Collection, aging, DSO, win rate, approval cycle times, drill-down, the customer 360's
+    # part (services/contracts/usecases/numbers.py). Every one takes the caller's scope.
+
+    def _report(self, report: Any, filters: dict | None, scope: dict | None) -> Any:
+        loaded = load(numbers_filters_schema, filters)
+        scope = load(quote_scope_schema, scope)
+        with self.db.read() as session:
+            return report(session, loaded, scope)
+
+    @rpc
+    def collection_report(self, filters: dict | None = None,
+                          scope: dict | None = None) -> dict[str, Any]:
+        """Per month of the period: planned (instalments due) vs received (receipts)."""
+        return self._report(numbers_uc.collection, filters, scope)
+
+    @rpc
+    def aging_report(self, filters: dict | None = None,
+                     scope: dict | None = None) -> dict[str, Any]:
+        """Outstanding of overdue instalments as of `as_of` in 0-30 / 31-60 / 61-90 / >90."""
+        return self._report(numbers_uc.aging, filters, scope)
+
+    @rpc
+    def dso_report(self, filters: dict | None = None,
+                   scope: dict | None = None) -> dict[str, Any]:
+        """Days sales outstanding over the period (formula in domain/numbers.py)."""
+        return self._report(numbers_uc.dso, filters, scope)
+
+    @rpc
+    def quote_win_rate(self, filters: dict | None = None,
+                       scope: dict | None = None) -> dict[str, Any]:
+        """Win rate and average discount by owner, by team and in total."""
+        return self._report(numbers_uc.win_rate, filters, scope)
+
+    @rpc
+    def approval_cycle_times(self, filters: dict | None = None,
+                             scope: dict | None = None) -> dict[str, Any]:
+        """Median and p90 hours per flow step from its start to its decision."""
+        return self._report(numbers_uc.approval_cycle_times, filters, scope)
+
+    @rpc
+    def numbers_drill_down(self, figure: str, filters: dict | None = None,
+                           scope: dict | None = None, params: dict | None = None,
+                           cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
+        """The records behind a figure (collection, aging, dso, win_rate, approval_cycle)."""
+        loaded = load(numbers_filters_schema, filters)
+        scope = load(quote_scope_schema, scope)
+        part = load(numbers_drill_schema, params)
+        page = load(quote_page_schema, {"cursor": cursor, "limit": limit})
+        with self.db.read() as session:
+            return numbers_uc.drill_down(session, figure, loaded, scope, part, page)
+
+    @rpc
+    def customer_summary(self, customer_id: str, scope: dict | None = None,
+                         quotes_limit: int = 10) -> dict[str, Any]:
+        """The customer 360's part: recent quotes, contracts and their receivables."""
+        if not isinstance(customer_id, str) or not customer_id or len(customer_id) > 36:
+            raise ValidationFailed.for_fields({"customer_id": ["a customer id is required"]})
+        if not isinstance(quotes_limit, int) or not 1 <= quotes_limit <= 100:
+            raise ValidationFailed.for_fields({"quotes_limit": ["1 to 100"]})
+        scope = load(quote_scope_schema, scope)
+        with self.db.read() as session:
+            return numbers_uc.customer_summary(session, customer_id, scope, quotes_limit)
 
     # -- contract approval ----
     # Contracts through approvals, the standard clauses, and the escalation of undecided

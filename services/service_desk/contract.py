@@ -449,7 +449,8 @@ TICKET_PRIORITIES = ("low", "normal", "high", "urgent")
 TICKET_CHANNELS = ("email", "web", "api", "event")
 TICKET_TYPES = ("question", "incident", "problem", "task")
 TICKET_AUTHORS = ("agent", "customer")
-TICKET_ENTRY_KINDS = ("created", "reply", "status_changed", "priority_changed", "csat_answered")
+TICKET_ENTRY_KINDS = ("created", "reply", "status_changed", "priority_changed", "tier_changed",
+                      "csat_answered")
 
 
 def _tag_list(**kwargs):
@@ -535,6 +536,8 @@ class TicketSchema(Schema):
     channel = _f.String(required=True)
     customer_id = _f.String(allow_none=True)
     customer_tier = _f.String(allow_none=True)
+    contact_id = _f.String(allow_none=True, metadata={
+        "description": "the sales contact the requester's address is (null: not known)"})
     created_at = _f.String(required=True)
     updated_at = _f.String(required=True)
     entries = _f.List(_f.Nested(TicketEntrySchema))

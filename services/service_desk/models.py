@@ -182,8 +182,9 @@ class TicketRow(Base):
     assignee_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     group_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     channel: Mapped[str] = mapped_column(String(16))
-    customer_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    customer_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     customer_tier: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    contact_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -295,3 +296,32 @@ class CsatSurveyRow(Base):
     reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
     comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+# -- requesters: the sales service's customers and contacts, as its events tell them ----
+
+
+class DeskCustomerRow(Base):
+    """A customer as the sales events last told it (`updated_at`: the snapshot's, so an older
+    event arriving late changes nothing); `merged_into_id` once merged into another."""
+
+    __tablename__ = "desk_customers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(300))
+    tier: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    owner_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    merged_into_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DeskContactRow(Base):
+    """A customer's contact with its e-mail address (lower case), how a requester is known."""
+
+    __tablename__ = "desk_contacts"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320), nullable=True, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

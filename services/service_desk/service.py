@@ -30,12 +30,14 @@ from services.service_desk.contract import (
     TicketReplyCreateSchema,
     TicketUpdateSchema,
 )
-from services.service_desk.models import outbox
+from services.service_desk.models import inbox, outbox
 from services.service_desk.smtp import smtp_intake, transport
-from services.service_desk.usecases import csat, kb, mail, mail_outbox, sla, tickets
+from services.service_desk.usecases import csat, kb, mail, mail_outbox, requesters, sla, tickets
 from shared import config
+from shared.consumer import event_handler
 from shared.context import CallContext, Context
 from shared.db import Database
+from shared.inbox import first_delivery
 from shared.kernel.schemas import PageSchema, ScopeSchema
 from shared.logging import setup_logging
 from shared.metrics import EntrypointMetrics
@@ -326,3 +328,32 @@ class ServiceDeskService(PlatformEndpoints):
         return csat.list_surveys(self, load(csat_survey_filters_schema, filters or {}),
                                  _ticket_scope(scope),
                                  load(page_schema, {"cursor": cursor, "limit": limit}))
+
+    # -- requesters: the sales customers and contacts projection ----
+
+    @event_handler("sales", "customer_created")
+    def on_sales_customer_created(self, envelope: dict[str, Any]) -> None:
+        self._project_sales(envelope)
+
+    @event_handler("sales", "customer_updated")
+    def on_sales_customer_updated(self, envelope: dict[str, Any]) -> None:
+        self._project_sales(envelope)
+
+    @event_handler("sales", "customer_merged")
+    def on_sales_customer_merged(self, envelope: dict[str, Any]) -> None:
+        self._project_sales(envelope)
+
+    @event_handler("sales", "contact_created")
+    def on_sales_contact_created(self, envelope: dict[str, Any]) -> None:
+        self._project_sales(envelope)
+
+    @event_handler("sales", "contact_updated")
+    def on_sales_contact_updated(self, envelope: dict[str, Any]) -> None:
+        self._project_sales(envelope)
+
+    def _project_sales(self, envelope: dict[str, Any]) -> None:
+        handler = f"service_desk.requesters.{envelope['event_type']}"
+        with self.db.begin() as session:
+            if first_delivery(session, inbox, envelope["event_id"], handler):
+                requesters.project(self, session, envelope["event_type"],
+                                   envelope.get("data") or {})

@@ -106,6 +106,8 @@ class ChaosSystem:
                     "CRM_RATE_LIMIT": "0",
                     # the service desk's SMTP listener (tests/chaos/mail.py)
                     "SERVICE_DESK_SMTP_LISTEN": f"127.0.0.1:{free_port()}",
+                    # replies a killed sender held are sent again after 15 s, not 2 minutes
+                    "SERVICE_DESK_MAIL_SEND_LEASE": "15",
                 },
             )
             engines = {

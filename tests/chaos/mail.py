@@ -31,7 +31,8 @@ import requests
 from tests.chaos.harness import RECOVERY_LIMIT, ChaosSystem
 
 SERVICE = "service_desk"
-DELIVERY_WAIT = 300.0  # the outbox's claims a killed process held expire after 2 minutes
+# generous: a killed sender's claims expire after SERVICE_DESK_MAIL_SEND_LEASE (15 s here)
+DELIVERY_WAIT = 300.0
 
 
 @dataclass

@@ -394,7 +394,10 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
     "POST /kb/suggestions": (),
     # service desk tickets: owned by their assignee (unassigned ones are everybody's)
     "POST /tickets": (body("assignee_id", "user", {"subject": "x", "requester_email": "a@b.cn",
-                                                   "assignee_id": "{ref}"}),),
+                                                   "assignee_id": "{ref}"}),
+                      body("customer_id", "customer", {"subject": "x",
+                                                       "requester_email": "a@b.cn",
+                                                       "customer_id": "{ref}"})),
     "GET /tickets": (query("assignee_id", "user"),),
     "GET /tickets/{ticket_id}": (path("ticket_id", "ticket"),),
     "PATCH /tickets/{ticket_id}": (path("ticket_id", "ticket", {"priority": "high"}),
@@ -413,6 +416,25 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
     "POST /surveys/{token}/answer": (path("token", "org", {"rating": "good"}),),
     "GET /reports/csat": (query("assignee_id", "user"), query("group_id", "org")),
     "GET /csat-surveys": (query("assignee_id", "user"), query("group_id", "org")),
+    # contracts numbers: figures of the caller's scope; a filter on a hidden owner, team or
+    # customer answers the figures of nobody
+    **{f"GET /reports/{figure}": (query("owner_id", "user"), query("team_id", "team"),
+                                  query("customer_id", "customer"))
+       for figure in ("collection", "aging", "dso", "quote-win-rate")},
+    "GET /reports/approval-cycle-times": (query("owner_id", "user"), query("team_id", "team")),
+    **{f"GET /reports/{figure}/records": tuple(
+        query(name, kind, **extra) for name, kind in (
+            ("owner_id", "user"), ("team_id", "team"), ("customer_id", "customer")))
+       for figure, extra in (("collection", {"month": "2026-01"}),
+                             ("aging", {"bucket": ">90"}), ("dso", {}))},
+    "GET /reports/quote-win-rate/records": tuple(
+        query(name, kind) for name, kind in (
+            ("owner_id", "user"), ("team_id", "team"), ("customer_id", "customer"),
+            ("row_owner_id", "user"), ("row_team_id", "team"))),
+    "GET /reports/approval-cycle-times/records": (
+        query("owner_id", "user", flow_id="matrix-flow", step=0),
+        query("team_id", "team", flow_id="matrix-flow", step=0),
+        query("flow_id", "org", step=0)),
 }
 
 # Writes of organisation settings that only an admin may make (a rep or a manager gets 403 or

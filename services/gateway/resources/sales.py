@@ -50,6 +50,7 @@ blp = Blueprint(
 # leads and open opportunities (one rules call each; the newest first).
 TASK_RECORDS_MAX = 20
 TASKS_MAX = 200  # the open tasks a 360 view shows (one list_tasks call for all its records)
+QUOTES_360 = 10  # the customer's most recent quotes a 360 view shows (contracts numbers)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -249,8 +250,9 @@ def assign_customer(data: dict[str, Any], customer_id: str) -> Any:
 @blp.response(200, Customer360Schema)
 def customer_360(customer_id: str) -> Any:
     """Everything about a customer in one call: contacts, recent follow-ups, open and closed
-    opportunities, the owner and open tasks. A part whose service does not answer is null and
-    named in `partial`."""
+    opportunities, the owner and open tasks, and from the contracts service its recent quotes,
+    contracts and receivables. A part whose service does not answer is null and named in
+    `partial` (`tasks`, `contracts`)."""
     scope = sales_scope()
     customer = rpc_call("sales", "get_customer", customer_id=customer_id, scope=scope)
     followups = rpc_call("sales", "list_followups", filters={"customer_id": customer_id},
@@ -266,6 +268,14 @@ def customer_360(customer_id: str) -> Any:
         log.warning("customer 360 without tasks: %s", exc)
         tasks = None
         partial.append("tasks")
+    # -- contracts numbers: the customer's quotes, contracts and receivables (one call) ----
+    try:
+        deals: Any = rpc_call("contracts", "customer_summary", customer_id=customer_id,
+                              scope=scope, quotes_limit=QUOTES_360)
+    except (ServiceUnavailable, RemoteError) as exc:
+        log.warning("customer 360 without quotes, contracts and receivables: %s", exc)
+        deals = None
+        partial.append("contracts")
     owner = None
     if customer.get("owner_id"):
         with gateway().store.read() as session:
@@ -281,6 +291,9 @@ def customer_360(customer_id: str) -> Any:
         "open_opportunities": [o for o in items if o["status"] == "open"],
         "closed_opportunities": [o for o in items if o["status"] != "open"],
         "tasks": tasks,
+        "quotes": None if deals is None else deals["quotes"],
+        "contracts": None if deals is None else deals["contracts"],
+        "receivables": None if deals is None else deals["receivables"],
         "partial": partial,
     }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from services.contracts import contract as contracts_contract
 from services.gateway.http_schemas import StrictSchema, page_of, paged
 from services.sales import contract as sales
 
@@ -64,8 +65,20 @@ class Customer360Schema(Schema):
         "description": "open tasks from the rules service that the caller sees: the "
         "customer's, those of the leads converted into it and of its open opportunities "
         "(`record_type`, `record_id` say which), by due time; null when it did not answer"})
+    # -- contracts numbers: from the contracts service's customer_summary ----
+    quotes = fields.List(fields.Nested(contracts_contract.SummaryQuoteSchema), allow_none=True,
+                         metadata={"description": "the customer's 10 most recent quotes the "
+                                   "caller sees; null when contracts did not answer"})
+    contracts = fields.List(fields.Nested(contracts_contract.SummaryContractSchema),
+                            allow_none=True, metadata={
+                                "description": "its contracts the caller sees (newest 50), "
+                                "each with received / outstanding / overdue"})
+    receivables = fields.Nested(contracts_contract.SummaryReceivablesSchema, allow_none=True,
+                                metadata={"description": "those contracts' totals: received, "
+                                          "outstanding (signed amount - received), overdue "
+                                          "(as of today)"})
     partial = fields.List(fields.String(), metadata={
-        "description": "parts missing because their service did not answer, e.g. tasks"})
+        "description": "parts missing because their service did not answer: tasks, contracts"})
 
 
 class BoardSchema(Schema):

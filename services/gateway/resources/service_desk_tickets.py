@@ -12,14 +12,16 @@ from marshmallow import RAISE
 
 from services.gateway.app import current_principal, rpc_call
 from services.gateway.http_schemas import page_of, paged
+from services.gateway.resources.sales import sales_scope
 from services.service_desk import contract as desk
+from shared.errors import NotFound, ValidationFailed
 
 blp = Blueprint("service_desk_tickets", __name__,
                 description="Service desk tickets, their history and replies.")
 
-# A customer or group is not set over HTTP yet: the caller's sight of the customer (sales) and
-# groups are still to build; the RPC takes them from trusted internal callers.
-HTTP_CREATE_EXCLUDED = ("customer_id", "group_id")
+# A group is not set over HTTP yet (groups are still to build); the RPC takes it from trusted
+# internal callers.
+HTTP_CREATE_EXCLUDED = ("group_id",)
 TicketPage = page_of(desk.TicketSchema, "TicketPage")
 TicketListQuery = paged(desk.TicketFiltersSchema, "TicketListQuery")
 
@@ -39,7 +41,15 @@ def tickets_scope() -> dict[str, Any]:
 @blp.arguments(desk.TicketCreateSchema(exclude=HTTP_CREATE_EXCLUDED))
 @blp.response(201, desk.TicketSchema)
 def create_ticket(data: dict[str, Any]) -> Any:
-    """A new ticket (status new, number T-000123); its assignee must be within your scope."""
+    """A new ticket (status new, number T-000123); its assignee must be within your scope, its
+    `customer_id` (optional: the requester's address finds it) a customer you see in sales."""
+    if data.get("customer_id"):
+        try:
+            rpc_call("sales", "get_customer", customer_id=data["customer_id"],
+                     scope=sales_scope(), include_contacts=False)
+        except NotFound:
+            raise ValidationFailed.for_fields(
+                {"customer_id": ["no such customer among those you see"]}) from None
     ticket = rpc_call("service_desk", "create_ticket", data=data, scope=tickets_scope())
     return ticket, 201, {"Location": f"/tickets/{ticket['id']}"}
 

@@ -158,19 +158,12 @@ def _thread_ticket(session: Session, parsed: mail_domain.InboundMail) -> TicketR
 def _new_ticket(svc, session: Session, parsed: mail_domain.InboundMail, body: str,
                 now: datetime):
     subject = threading.TAG_RE.sub("", parsed.subject).strip() or "(no subject)"
-    row = TicketRow(id=str(uuid.uuid4()), number=tickets._next_number(session), status="new",
-                    created_at=now, updated_at=now, subject=subject[:500],
-                    requester_email=parsed.from_address[:320],
-                    requester_name=(parsed.from_name or None) and parsed.from_name[:200],
-                    priority="normal", type="question", category=None, tags=[],
-                    assignee_id=None, group_id=None, channel="email", customer_id=None,
-                    customer_tier=None)
-    session.add(row)
-    session.flush()
-    entry = add_entry(session, row, "created", now, body=body, public=True,
-                               author_kind="customer", author_id=None, to_value="new")
-    svc.events.record(session, "ticket_created", {"ticket": tickets.ticket_dict(row)})
-    return row, entry
+    return tickets.open_ticket(svc, session, {
+        "subject": subject[:500], "requester_email": parsed.from_address[:320],
+        "requester_name": (parsed.from_name or None) and parsed.from_name[:200],
+        "priority": "normal", "type": "question", "category": None, "tags": [],
+        "assignee_id": None, "group_id": None, "channel": "email", "customer_id": None,
+        "customer_tier": None}, now, body, "customer", None)
 
 
 def _customer_reply(svc, session: Session, ticket: TicketRow, body: str, now: datetime):

@@ -30,7 +30,6 @@ from shared import config
 from shared.envelope import utcnow
 
 OUTBOX_BATCH = 50
-SEND_LEASE = timedelta(minutes=2)
 SEND_BACKOFF = (5, 30, 120, 600, 1800, 3600, 6 * 3600)  # seconds, then failed
 MAX_REFERENCES = 20
 
@@ -41,6 +40,9 @@ class MailSettings:
     domain: str  # of our Message-IDs
     limits: mail_domain.MailLimits
     sender_limit: int  # messages per sender per minute before it counts as a loop
+    # How long a claimed reply is the claimer's: a sender that died holding it is replaced
+    # after this. Longer than a send can take (the SMTP timeout), or a slow send goes twice.
+    send_lease: timedelta
 
     @classmethod
     def from_env(cls) -> MailSettings:
@@ -56,7 +58,8 @@ class MailSettings:
         )
         return cls(from_header, config.env("SERVICE_DESK_MAIL_DOMAIN",
                                            address.rpartition("@")[2] or "localhost"),
-                   limits, int(config.env("SERVICE_DESK_MAIL_SENDER_LIMIT", "30")))
+                   limits, int(config.env("SERVICE_DESK_MAIL_SENDER_LIMIT", "30")),
+                   timedelta(seconds=float(config.env("SERVICE_DESK_MAIL_SEND_LEASE", "120"))))
 
     @property
     def own_address(self) -> str:
@@ -162,7 +165,7 @@ def _claim_due(db, now: datetime) -> list[MailOutboxRow]:
                 .where(MailOutboxRow.id == row_id,
                        MailOutboxRow.status.in_(("pending", "sending")),
                        MailOutboxRow.next_attempt_at <= now)
-                .values(status="sending", next_attempt_at=now + SEND_LEASE)).rowcount
+                .values(status="sending", next_attempt_at=now + settings().send_lease)).rowcount
             if taken:
                 claimed.append(session.get(MailOutboxRow, row_id))
         session.flush()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, or_, select, update
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from services.service_desk.domain import tickets as domain
 from services.service_desk.models import TicketCounterRow, TicketEntryRow, TicketRow
-from services.service_desk.usecases import csat, mail_outbox
+from services.service_desk.usecases import csat, mail_outbox, requesters
 from services.service_desk.usecases.entries import add_entry, ticket_number
 from shared.envelope import utcnow
 from shared.errors import Forbidden, NotFound
@@ -32,6 +33,7 @@ def ticket_dict(row: TicketRow) -> dict[str, Any]:
             "category": row.category, "tags": list(row.tags or []),
             "assignee_id": row.assignee_id, "group_id": row.group_id, "channel": row.channel,
             "customer_id": row.customer_id, "customer_tier": row.customer_tier,
+            "contact_id": row.contact_id,
             "created_at": row.created_at.isoformat(), "updated_at": row.updated_at.isoformat()}
 
 
@@ -101,22 +103,35 @@ def _change_status(svc, session: Session, ticket: TicketRow, target: str, at) ->
                       {"ticket": ticket_dict(ticket), "from": old, "to": target})
 
 
+def open_ticket(svc, session: Session, values: dict[str, Any], now: datetime,
+                description: str | None, author_kind: str, author_id: str | None
+                ) -> tuple[TicketRow, TicketEntryRow]:
+    """A new ticket in `session` (every channel's way in): the next number, the requester
+    linked to the sales customer and contact the projection knows by address (unless
+    `customer_id` is given: then its tier and contact), the `created` entry, `ticket_created`."""
+    known = requesters.match(session, values.get("requester_email"), values.get("customer_id"))
+    values = {**values, "customer_id": known["customer_id"], "contact_id": known["contact_id"],
+              "customer_tier": values.get("customer_tier") or known["customer_tier"]}
+    row = TicketRow(id=str(uuid.uuid4()), number=_next_number(session), status="new",
+                    created_at=now, updated_at=now, **values)
+    session.add(row)
+    session.flush()
+    entry = add_entry(session, row, "created", now, body=description, public=True,
+                      author_kind=author_kind, author_id=author_id, to_value="new")
+    svc.events.record(session, "ticket_created", {"ticket": ticket_dict(row)})
+    return row, entry
+
+
 def create_ticket(svc, data: dict[str, Any], scope: Mapping[str, Any]) -> dict[str, Any]:
     _check_assignee(data["assignee_id"], scope)
     domain.check_priority(data["priority"])
     now = utcnow()
     description = data.pop("description", None)
     with svc.db.begin() as session:
-        row = TicketRow(id=str(uuid.uuid4()), number=_next_number(session), status="new",
-                        created_at=now, updated_at=now, **data)
-        session.add(row)
-        session.flush()
-        add_entry(session, row, "created", now, body=description, public=True,
-                   author_kind="customer" if row.channel in ("email", "web") else "agent",
-                   author_id=svc.context.actor, to_value="new")
-        result = ticket_dict(row)
-        svc.events.record(session, "ticket_created", {"ticket": result})
-        return result
+        row, _ = open_ticket(svc, session, data, now, description,
+                             "customer" if data["channel"] in ("email", "web") else "agent",
+                             svc.context.actor)
+        return ticket_dict(row)
 
 
 def get_ticket(svc, ticket_id: str, scope: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,113 @@
+"""The service desk's projection of the sales customers and contacts, with nameko's
+worker_factory over migrated SQLite and PostgreSQL databases: the handlers take real envelopes
+(once each), a ticket's requester is linked by address, a late older event changes nothing, a
+new tier reaches open tickets as a `tier_changed` entry, a merge moves contacts and tickets."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.service_desk.contract import EVENT_SCHEMAS
+from services.service_desk.models import outbox
+from services.service_desk.service import ServiceDeskService
+from shared.context import Context
+from shared.db import get_engine
+from tests.service.workers import migrated_database, service_worker
+
+T0 = datetime(2026, 12, 1, 8, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    return migrated_database(request, tmp_path, "service_desk")
+
+
+@pytest.fixture
+def service(database_url):
+    engine = get_engine(database_url)
+    return service_worker(ServiceDeskService, engine, outbox, EVENT_SCHEMAS,
+                          Context(correlation_id="corr-requesters", actor="agent-1"))
+
+
+def envelope(event_type: str, data: dict) -> dict:
+    return {"event_id": str(uuid.uuid4()), "event_type": event_type, "source": "sales",
+            "occurred_at": datetime.now(UTC).isoformat(), "data": data}
+
+
+def customer(cid: str, tier: str | None, at: datetime, **extra) -> dict:
+    return {"customer": {"id": cid, "name": f"客户{cid}", "tier": tier, "owner_id": "rep-a",
+                         "updated_at": at.isoformat(), **extra}}
+
+
+def contact(kid: str, cid: str, email: str | None, at: datetime) -> dict:
+    return {"contact": {"id": kid, "customer_id": cid, "name": "王芳", "email": email,
+                        "updated_at": at.isoformat()}}
+
+
+def new_ticket(service, email: str, **fields) -> dict:
+    return service.create_ticket({"subject": "发票问题", "requester_email": email, **fields})
+
+
+def test_a_requester_is_linked_by_address_to_the_contact_and_its_customer(service):
+    service.on_sales_customer_created(envelope("customer_created", customer("c1", "A", T0)))
+    service.on_sales_contact_created(envelope("contact_created",
+                                              contact("k1", "c1", "Wang@Example.cn", T0)))
+    ticket = new_ticket(service, "wang@example.CN")
+    assert (ticket["customer_id"], ticket["contact_id"], ticket["customer_tier"]) == \
+        ("c1", "k1", "A")
+    stranger = new_ticket(service, "nobody@example.cn")
+    assert (stranger["customer_id"], stranger["contact_id"], stranger["customer_tier"]) == \
+        (None, None, None)
+    # a trusted caller naming the customer gets its tier; a tier given stays
+    named = new_ticket(service, "other@example.cn", customer_id="c1")
+    assert (named["customer_id"], named["customer_tier"]) == ("c1", "A")
+    given = new_ticket(service, "wang@example.cn", customer_tier="VIP")
+    assert given["customer_tier"] == "VIP"
+
+
+def test_each_event_is_taken_once_and_a_late_older_one_changes_nothing(service):
+    created = envelope("customer_created", customer("c2", "B", T0))
+    service.on_sales_customer_created(created)
+    service.on_sales_customer_updated(envelope("customer_updated",
+                                               customer("c2", "A", T0 + timedelta(hours=1),
+                                                        changed=["tier"])))
+    service.on_sales_customer_created(created)  # redelivered: taken once
+    service.on_sales_customer_updated(envelope("customer_updated",
+                                               customer("c2", "C", T0 + timedelta(minutes=5))))
+    service.on_sales_contact_created(envelope("contact_created",
+                                              contact("k2", "c2", "li@example.cn", T0)))
+    assert new_ticket(service, "li@example.cn")["customer_tier"] == "A"
+
+
+def test_a_new_tier_reaches_open_tickets_as_a_log_entry(service):
+    service.on_sales_customer_created(envelope("customer_created", customer("c3", "B", T0)))
+    service.on_sales_contact_created(envelope("contact_created",
+                                              contact("k3", "c3", "zhao@example.cn", T0)))
+    open_ticket = new_ticket(service, "zhao@example.cn")
+    solved = new_ticket(service, "zhao@example.cn")
+    service.update_ticket(solved["id"], {"status": "solved"})
+    service.on_sales_customer_updated(envelope("customer_updated", customer(
+        "c3", "A", T0 + timedelta(hours=1))))
+    now_open = service.get_ticket(open_ticket["id"])
+    assert now_open["customer_tier"] == "A"
+    assert [(e["kind"], e["from"], e["to"]) for e in now_open["entries"]][-1] == \
+        ("tier_changed", "B", "A")
+    assert service.get_ticket(solved["id"])["customer_tier"] == "B"  # closed work keeps its tier
+
+
+def test_a_merge_moves_contacts_and_tickets_to_the_survivor(service):
+    for cid, tier in (("keep", "A"), ("gone", "C")):
+        service.on_sales_customer_created(envelope("customer_created", customer(cid, tier, T0)))
+    service.on_sales_contact_created(envelope("contact_created",
+                                              contact("k4", "gone", "sun@example.cn", T0)))
+    before = new_ticket(service, "sun@example.cn")
+    assert before["customer_id"] == "gone"
+    service.on_sales_customer_merged(envelope("customer_merged", {
+        **customer("keep", "A", T0 + timedelta(hours=1)), "source_id": "gone",
+        "moved": {"contacts": 1}}))
+    assert service.get_ticket(before["id"])["customer_id"] == "keep"
+    after = new_ticket(service, "sun@example.cn")
+    assert (after["customer_id"], after["customer_tier"]) == ("keep", "A")
