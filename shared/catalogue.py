@@ -63,6 +63,30 @@ def build() -> dict[str, Any]:
                     },
                 },
             }
+    # Inbound: what a service consumes from outside systems (the ERP), `publish` operations
+    # in AsyncAPI's terms (the integrator publishes, the service receives).
+    for service, events_module in registry.event_producers():
+        inbound = getattr(importlib.import_module(events_module), "INBOUND_EVENT_SCHEMAS", {})
+        for (exchange, event_type), schema in sorted(inbound.items()):
+            name = schema_name(exchange.removesuffix(".events"), event_type)
+            spec.components.schema(name, schema=schema)
+            channels[f"{exchange}/{event_type}"] = {
+                "description": (schema.__doc__ or "").strip(),
+                "x-consumed-by": service,
+                "bindings": {"amqp": {"is": "routingKey", "exchange": {
+                    "name": exchange, "type": "topic", "durable": True}}},
+                "publish": {
+                    "operationId": name,
+                    "message": {
+                        "name": event_type, "contentType": "application/json",
+                        "payload": {"allOf": [
+                            {"$ref": "#/components/schemas/Envelope"},
+                            {"properties": {"event_type": {"const": event_type},
+                                            "data": {"$ref": f"#/components/schemas/{name}"}}},
+                        ]},
+                    },
+                },
+            }
     components = spec.to_dict()["components"]
     return {
         "asyncapi": "2.6.0",
@@ -93,10 +117,26 @@ def markdown(doc: dict[str, Any]) -> str:
     ]
     for field, spec in doc["components"]["schemas"]["Envelope"]["properties"].items():
         lines.append(f"| `{field}` | {spec.get('description', spec.get('type', ''))} |")
+    inbound_started = False
     for channel, item in doc["channels"].items():
         exchange, event_type = channel.split("/")
-        name = item["subscribe"]["operationId"]
-        lines += ["", f"## `{event_type}` ({exchange})", "", item["description"] or "", ""]
+        operation = item.get("subscribe") or item["publish"]
+        name = operation["operationId"]
+        if "publish" in item and not inbound_started:
+            inbound_started = True
+            lines += ["", "# Inbound events", "",
+                      "Events other systems publish for a service to consume: the same "
+                      "envelope (`event_id` is the sender's message id; `producer`, "
+                      "`correlation_id` and the rest are optional), JSON, persistent, to the "
+                      "topic exchange named, with the event type as routing key. A message "
+                      "that is not an envelope, or whose `data` does not fit, or that names "
+                      "a record that does not exist, goes to the queue `crm.dead-letter` at "
+                      "once with its reason in the headers `x-crm-reason` / `x-crm-error`; "
+                      "a message sent twice (same `event_id`, or same `reference`) takes "
+                      "effect once."]
+        where = (f"{exchange}, consumed by {item['x-consumed-by']}" if "publish" in item
+                 else exchange)
+        lines += ["", f"## `{event_type}` ({where})", "", item["description"] or "", ""]
         lines += ["| data field | type | required |", "|---|---|---|"]
         schema = doc["components"]["schemas"][name]
         required = set(schema.get("required", []))
@@ -105,7 +145,8 @@ def markdown(doc: dict[str, Any]) -> str:
             if isinstance(kind, list):
                 kind = " or ".join(kind)
             lines.append(f"| `{field}` | {kind} | {'yes' if field in required else ''} |")
-    event_schemas = {item["subscribe"]["operationId"] for item in doc["channels"].values()}
+    event_schemas = {(item.get("subscribe") or item["publish"])["operationId"]
+                     for item in doc["channels"].values()}
     for name, schema in doc["components"]["schemas"].items():
         if name in event_schemas or name == "Envelope":
             continue

@@ -60,6 +60,12 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+class Unprocessable(Exception):  # noqa: N818 - it names what the message is
+    """A handler's verdict that its message can never be handled (data that does not fit its
+    schema, a record that does not exist): dead-lettered at once with this reason, never
+    retried. Inbound messages from other systems (the ERP's) raise it."""
+
+
 def settle(action: Callable[[Any], None], message: Any, what: str) -> bool:
     """Ack or requeue `message`; False when the connection is gone (the broker then gives the
     message to a consumer again, which is why every effect is idempotent)."""
@@ -319,6 +325,10 @@ class ReliableEventHandler(EventHandler):
         metrics.EVENTS_CONSUMED.labels(service, self.method_name, "error").inc()
         attempt = int((message.headers or {}).get(ATTEMPT_HEADER, 0)) + 1
         error = "".join(traceback.format_exception_only(*exc_info[:2]))[-2000:]
+        if isinstance(exc_info[1], Unprocessable):
+            self._dead_letter(message, message.body, "unprocessable", str(exc_info[1]),
+                              attempt=attempt)
+            return
         if attempt > len(self.backoff):
             self._dead_letter(message, message.body, f"failed {attempt} times", error,
                               attempt=attempt)

@@ -170,17 +170,32 @@ BUILT_IN: tuple[Service, ...] = (
             "kb_give_feedback",
             # tickets
             "create_ticket", "get_ticket", "list_tickets", "update_ticket", "add_ticket_reply",
+            # groups, routing and web forms
+            "create_ticket_group", "list_ticket_groups", "get_ticket_group",
+            "update_ticket_group", "delete_ticket_group", "create_routing_rule",
+            "list_routing_rules", "get_routing_rule", "update_routing_rule",
+            "delete_routing_rule", "reorder_routing_rules", "route_ticket", "assign_ticket",
+            "create_ticket_form", "list_ticket_forms", "get_ticket_form", "update_ticket_form",
+            "rotate_ticket_form_token", "get_public_form", "submit_form_ticket",
+            "merge_tickets",
             # e-mail
             "list_ticket_attachments", "get_ticket_attachment", "list_ticket_mail",
             # csat
             "get_survey", "answer_survey", "csat_report", "list_surveys",
         ),
+        rule_commands={
+            # groups: routing (group, then member) and assignment, exactly once
+            "route_ticket": RuleCommand("ticket", (), takes_command_id=True),
+            "assign_ticket": RuleCommand("ticket", ("assignee_id",), takes_command_id=True),
+        },
         records=(RecordType("ticket", "ticket_id"),),
         events_in="contract",
         gateway_resources=(
             "services.gateway.resources.service_desk_sla",  # sla
             "services.gateway.resources.service_desk_kb",  # knowledge base
             "services.gateway.resources.service_desk_tickets",  # tickets
+            "services.gateway.resources.service_desk_groups",  # groups, routing, web forms
+            "services.gateway.resources.service_desk_forms_public",  # groups: public forms
             "services.gateway.resources.service_desk_mail",  # e-mail
             "services.gateway.resources.service_desk_csat",  # csat
         ),
@@ -208,8 +223,13 @@ BUILT_IN: tuple[Service, ...] = (
             "get_contract", "list_contracts", "sign_contract", "terminate_contract",
             "set_payment_plan", "get_payment_plan", "record_receipt", "list_receipts",
             "contract_receivables",
+            # erp: invoices, orders
+            "record_invoice", "list_invoices", "void_invoice", "get_contract_order",
             # overdue and renewals
             "mark_overdue", "renew_contract",
+            # attachments
+            "add_contract_attachment", "list_contract_attachments", "get_contract_attachment",
+            "remove_contract_attachment",
             # numbers
             "collection_report", "aging_report", "dso_report", "quote_win_rate",
             "approval_cycle_times", "numbers_drill_down", "customer_summary",
@@ -235,7 +255,9 @@ BUILT_IN: tuple[Service, ...] = (
             "services.gateway.resources.contracts_print",  # pdf
             "services.gateway.resources.contracts_quotes",  # quotes
             "services.gateway.resources.contracts_contracts",  # contracts
+            "services.gateway.resources.contracts_invoices",  # erp: invoices, orders
             "services.gateway.resources.contracts_renewals",  # overdue and renewals
+            "services.gateway.resources.contracts_attachments",  # attachments
             "services.gateway.resources.contracts_numbers",  # numbers
             "services.gateway.resources.contracts_contract_approval",  # contract approval
         ),

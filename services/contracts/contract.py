@@ -7,11 +7,13 @@ Events go to the exchange `contracts.events` with the event type as routing key.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from shared import config
 from shared.kernel.schemas import PageSchema, ScopeSchema, StrictSchema
 from shared.payloads import PassesFormatted, Timestamp
 
@@ -204,6 +206,8 @@ class PrintTemplateWriteSchema(StrictSchema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     body = fields.String(required=True, validate=validate.Length(min=1, max=200_000))
     is_default = fields.Boolean(load_default=False)
+
+
 # -- quotes (products, price books, quotes) ----
 
 
@@ -492,6 +496,8 @@ EVENT_SCHEMAS.update({
     "quote_status_changed": QuoteStatusChanged,
     "quote_accepted": QuoteAccepted,
 })
+
+
 # -- contracts ----
 class ContractCreateSchema(StrictSchema):
     title = fields.String(required=True, validate=validate.Length(min=1, max=200))
@@ -644,6 +650,11 @@ class ReceivablesSchema(Schema):
     received = fields.String(required=True)
     outstanding = fields.String(required=True)
     overdue = fields.String(required=True)
+    # erp part: invoices (开票)
+    invoiced = fields.String(required=True, metadata={
+        "description": "the sum of the contract's issued (not void) invoices"})
+    uninvoiced = fields.String(required=True, metadata={
+        "description": "the contract amount not invoiced yet"})
 
 
 class OrderSnapshot(Schema):
@@ -653,6 +664,10 @@ class OrderSnapshot(Schema):
     customer_id = fields.String(required=True)
     amount = fields.String(required=True)
     currency = fields.String(required=True)
+    # erp: the order's lines and where they came from (defined in the erp section below)
+    lines = fields.List(fields.Nested("OrderLineSchema"), required=True)
+    source = fields.Nested("OrderSourceSchema", required=True)
+    status = fields.String(metadata={"description": "created or shipped"})
 
 
 class ContractSigned(Schema):
@@ -672,6 +687,212 @@ EVENT_SCHEMAS.update({"contract_signed": ContractSigned, "order_created": OrderC
                       "contract_terminated": ContractTerminated})
 
 
+# -- erp: order lines, invoices (开票), the ERP's inbound events ----
+# Orders to the ERP carry their lines; invoices per receipt or instalment; the ERP sends
+# payments, invoices and shipments to the inbound exchange `erp.events` (INBOUND_EVENT_SCHEMAS).
+INVOICE_TYPES = ("special", "normal", "electronic")
+INVOICE_STATUSES = ("issued", "void")
+ORDER_STATUSES = ("created", "shipped")
+INBOUND_EXCHANGE = "erp.events"
+
+
+class OrderLineSchema(Schema):
+    """One line of an order: the accepted quote's (non-optional) line, or the contract's
+    amount as one line. `net` is after every discount (line and quote-level), `tax` on the
+    net, `total` = net + tax; the lines' totals sum to the order's amount."""
+
+    seq = fields.Integer(required=True)
+    product_id = fields.String(allow_none=True)
+    product_code = fields.String(allow_none=True)
+    product_name = fields.String(required=True)
+    unit = fields.String(allow_none=True)
+    quantity = fields.String(required=True)
+    unit_price = fields.String(required=True)
+    discount = fields.String(required=True, metadata={
+        "description": "the discount amount of the line (its gross minus its net)"})
+    tax_rate = fields.String(allow_none=True, metadata={
+        "description": "VAT percent (13, 9, 6, 0); null when the contract does not say"})
+    net = fields.String(required=True)
+    tax = fields.String(required=True)
+    total = fields.String(required=True)
+
+
+class OrderSourceSchema(Schema):
+    kind = fields.String(required=True, metadata={"description": "quote or contract"})
+    quote_id = fields.String(allow_none=True)
+    quote_version = fields.Integer(allow_none=True)
+
+
+_MONEY_TEXT = re.compile(r"^[0-9]{1,13}(\.[0-9]{1,2})?$")
+
+
+class MoneyText(fields.String):
+    """A decimal amount sent as a string ("1234.50"): numbers (floats) are refused, so no
+    binary rounding reaches the books."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Decimal:
+        if not isinstance(value, str) or not _MONEY_TEXT.match(value):
+            raise ValidationError("a decimal amount as a string with at most 2 decimal "
+                                  "places, e.g. \"1234.50\"")
+        amount = Decimal(value)
+        if amount <= 0:
+            raise ValidationError("must be positive")
+        return amount
+
+    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> str | None:
+        return None if value is None else str(value)
+
+
+class InvoiceCreateSchema(StrictSchema):
+    title = fields.String(required=True, validate=validate.Length(min=1, max=200),
+                          metadata={"description": "the buyer's name on the invoice (抬头)"})
+    tax_number = fields.String(load_default=None, allow_none=True,
+                               validate=validate.Length(max=18), metadata={
+        "description": "the buyer's unified social credit code (统一社会信用代码, 18 "
+                       "characters, check character of GB 32100-2015); required for special"})
+    type = fields.String(required=True, validate=validate.OneOf(INVOICE_TYPES), metadata={
+        "description": "special 增值税专用发票, normal 增值税普通发票, electronic 电子发票"})
+    number = fields.String(required=True, validate=validate.Length(min=1, max=40), metadata={
+        "description": "unique per type (409)"})
+    issued_on = fields.Date(required=True)
+    amount = MoneyText(required=True, metadata={
+        "description": "at most the receipt's or instalment's amount left to invoice; the "
+                       "contract's invoices never exceed the contract amount"})
+    receipt_id = fields.String(load_default=None, allow_none=True,
+                               validate=validate.Length(min=1, max=36))
+    instalment_id = fields.String(load_default=None, allow_none=True,
+                                  validate=validate.Length(min=1, max=36))
+
+    @validates_schema
+    def _one_target(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data.get("receipt_id") and data.get("instalment_id"):
+            raise ValidationError("an invoice is for a receipt or an instalment, not both",
+                                  "instalment_id")
+
+
+class InvoiceVoidSchema(StrictSchema):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=1000))
+
+
+class InvoiceSchema(Schema):
+    id = fields.String(required=True)
+    contract_id = fields.String(required=True)
+    receipt_id = fields.String(allow_none=True)
+    instalment_id = fields.String(allow_none=True)
+    title = fields.String(required=True)
+    tax_number = fields.String(allow_none=True)
+    type = fields.String(required=True, validate=validate.OneOf(INVOICE_TYPES))
+    number = fields.String(required=True)
+    issued_on = fields.String(required=True)
+    amount = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(INVOICE_STATUSES))
+    source = fields.String(required=True, metadata={"description": "user or erp"})
+    void_reason = fields.String(allow_none=True)
+    created_at = fields.String(required=True)
+    updated_at = fields.String(required=True)
+
+
+class InvoiceListSchema(Schema):
+    items = fields.List(fields.Nested(InvoiceSchema), required=True)
+
+
+class InvoiceEvent(Schema):
+    invoice = fields.Nested(InvoiceSchema, required=True)
+    contract = fields.Nested(ContractSnapshot, required=True)
+
+
+class ReceiptRecorded(Schema):
+    receipt = fields.Nested(ReceiptSchema, required=True)
+    contract = fields.Nested(ContractSnapshot, required=True)
+    source = fields.String(required=True, metadata={"description": "user or erp"})
+    payer = fields.String(allow_none=True)
+
+
+class OrderShipped(Schema):
+    order = fields.Nested(OrderSnapshot, required=True)
+    shipped_at = fields.String(required=True)
+
+
+EVENT_SCHEMAS.update({"invoice_recorded": InvoiceEvent, "invoice_voided": InvoiceEvent,
+                      "receipt_recorded": ReceiptRecorded, "order_shipped": OrderShipped})
+
+
+class ErpTarget(StrictSchema):
+    contract_number = fields.String(load_default=None, allow_none=True,
+                                    validate=validate.Length(min=1, max=20))
+    order_number = fields.String(load_default=None, allow_none=True,
+                                 validate=validate.Length(min=1, max=20))
+
+    class Meta:
+        unknown = "exclude"  # an ERP adds fields: only ours are read
+
+    @validates_schema
+    def _target(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if not data.get("contract_number") and not data.get("order_number"):
+            raise ValidationError("give the contract_number or the order_number",
+                                  "contract_number")
+
+
+class ErpPaymentReceived(ErpTarget):
+    """erp.payment_received: money the ERP booked for a contract (or its order): recorded as
+    a receipt matched to the instalments as users' receipts are; once per `reference`."""
+
+    amount = MoneyText(required=True)
+    paid_at = fields.DateTime(required=True, metadata={
+        "description": "ISO 8601 with offset; the receipt's day is read in CRM_TIMEZONE"})
+    reference = fields.String(required=True, validate=validate.Length(min=1, max=100),
+                              metadata={"description": "the ERP's payment id: one receipt "
+                                                       "per reference"})
+    payer = fields.String(load_default=None, allow_none=True,
+                          validate=validate.Length(max=200))
+    method = fields.String(load_default=None, allow_none=True,
+                           validate=validate.Length(max=40))
+    instalment_id = fields.String(load_default=None, allow_none=True,
+                                  validate=validate.Length(min=1, max=36))
+
+
+class ErpInvoiceIssued(ErpTarget):
+    """erp.invoice_issued: an invoice the ERP (its tax system) issued: recorded as an invoice
+    of the contract (source erp), for the receipt of `payment_reference` when given; once per
+    `reference`."""
+
+    reference = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    tax_number = fields.String(load_default=None, allow_none=True,
+                               validate=validate.Length(max=18))
+    type = fields.String(required=True, validate=validate.OneOf(INVOICE_TYPES))
+    number = fields.String(required=True, validate=validate.Length(min=1, max=40))
+    issued_on = fields.Date(required=True)
+    amount = MoneyText(required=True)
+    payment_reference = fields.String(load_default=None, allow_none=True,
+                                      validate=validate.Length(min=1, max=100))
+    instalment_id = fields.String(load_default=None, allow_none=True,
+                                  validate=validate.Length(min=1, max=36))
+
+
+class ErpOrderShipped(StrictSchema):
+    """erp.order_shipped: the ERP shipped an order: its status becomes shipped with
+    `shipped_at` (a second shipment message changes nothing)."""
+
+    order_number = fields.String(required=True, validate=validate.Length(min=1, max=20))
+    shipped_at = fields.DateTime(required=True)
+    reference = fields.String(load_default=None, allow_none=True,
+                              validate=validate.Length(max=100))
+
+    class Meta:
+        unknown = "exclude"
+
+
+# (exchange, routing key = event type) -> the schema of the envelope's `data`
+INBOUND_EVENT_SCHEMAS: dict[tuple[str, str], type[Schema]] = {
+    (INBOUND_EXCHANGE, "payment_received"): ErpPaymentReceived,
+    (INBOUND_EXCHANGE, "invoice_issued"): ErpInvoiceIssued,
+    (INBOUND_EXCHANGE, "order_shipped"): ErpOrderShipped,
+}
+
+
+class OrderViewSchema(OrderSnapshot):
+    shipped_at = fields.String(allow_none=True)
 # -- overdue and renewals ----
 # Overdue instalments (the sweep `mark_overdue`), `instalment_paid`, renewals.
 class InstalmentSnapshot(Schema):
@@ -754,6 +975,55 @@ class RenewalCreateSchema(StrictSchema):
                              metadata={"description": "default: the old end date + 1 day"})
     end_date = fields.Date(load_default=None, allow_none=True,
                            metadata={"description": "default: the old term's length"})
+
+
+# -- attachments: a contract's files ----
+
+# A contract's files: at most this many bytes each (CONTRACTS_ATTACHMENT_MAX_BYTES) and this
+# many per contract.
+MAX_ATTACHMENT_BYTES = int(config.env("CONTRACTS_ATTACHMENT_MAX_BYTES", str(20 * 1024 * 1024)))
+MAX_ATTACHMENTS = 50
+
+
+class AttachmentCreateSchema(StrictSchema):
+    """A file for a contract (over RPC its content is base64)."""
+
+    filename = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    content_type = fields.String(load_default="application/octet-stream", validate=[
+        validate.Length(max=255),
+        validate.Regexp(r"^[\w.+-]+/[\w.+-]+$", error="must be a media type like "
+                                                      "application/pdf")])
+    content = fields.String(required=True, metadata={"description": "base64"})
+
+
+class AttachmentSchema(Schema):
+    id = fields.String(required=True)
+    contract_id = fields.String(required=True)
+    filename = fields.String(required=True)
+    content_type = fields.String(required=True, metadata={
+        "description": "as declared at upload; downloads are application/octet-stream"})
+    size = fields.Integer(required=True)
+    sha256 = fields.String(required=True)
+    uploaded_by = fields.String(allow_none=True)
+    created_at = fields.String(required=True)
+
+
+class AttachmentListSchema(Schema):
+    items = fields.List(fields.Nested(AttachmentSchema), required=True)
+
+
+class ContractAttachmentEvent(Schema):
+    """A file was attached to a contract, or removed from a draft."""
+
+    contract_id = fields.String(required=True)
+    contract_number = fields.String(required=True)
+    attachment = fields.Nested(AttachmentSchema, required=True)
+
+
+EVENT_SCHEMAS.update({"contract_attachment_added": ContractAttachmentEvent,
+                      "contract_attachment_removed": ContractAttachmentEvent})
+
+
 # -- numbers ----
 # Collection, aging, DSO, win rate, approval cycle times, drill-down and the customer 360's
 # part (services/contracts/usecases/numbers.py; definitions in domain/numbers.py).

@@ -6,7 +6,18 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, Index, Integer, Numeric, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    Numeric,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import UTCDateTime
@@ -136,6 +147,8 @@ class PrintTemplate(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 # -- quotes (products, price books, quotes) ----
 
 
@@ -231,7 +244,6 @@ class Contract(Base):
     currency: Mapped[str] = mapped_column(String(3), default="CNY")
     parties: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     clauses: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     start_date: Mapped[str | None] = mapped_column(String(10))
     end_date: Mapped[str | None] = mapped_column(String(10))
     renews_id: Mapped[str | None] = mapped_column(String(36))
@@ -275,6 +287,25 @@ class Receipt(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+# -- attachments: a contract's files (migration 0011f) ----
+
+
+class ContractAttachment(Base):
+    """A file of a contract (the signed scan, annexes), kept in this service's database."""
+
+    __tablename__ = "contract_attachments"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    contract_id: Mapped[str] = mapped_column(ForeignKey("contracts.id"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    uploaded_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 # -- numbers ----
 # Indexes of the reports (services/contracts/usecases/numbers.py), migration 0009n: each
 # covers its report's columns, so collection and aging read the index alone on PostgreSQL.
@@ -284,6 +315,53 @@ Index("ix_contract_receipts_received_report", Receipt.received_on, Receipt.contr
       Receipt.amount)
 Index("ix_contracts_status_owner", Contract.status, Contract.owner_id)
 Index("ix_approval_instances_submitted", ApprovalInstance.submitted_at)
+
+
+# -- erp: orders to the ERP, invoices (开票) ----
+
+
+class Order(Base):
+    """The ERP's order of a signed contract (`order_created`), with the lines it was booked
+    with; the ERP reports it shipped (`erp.order_shipped`)."""
+
+    __tablename__ = "contract_orders"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    contract_id: Mapped[str] = mapped_column(String(36), unique=True)
+    customer_id: Mapped[str] = mapped_column(String(36))
+    amount: Mapped[str] = mapped_column(String(32))
+    currency: Mapped[str] = mapped_column(String(3))
+    lines: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    source: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # quote or contract
+    status: Mapped[str] = mapped_column(String(20))  # created, shipped
+    shipped_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    erp_id: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Invoice(Base):
+    """An invoice (发票) of a contract, for a receipt or an instalment (or the contract);
+    numbers are unique per invoice type, void ones included (a number is used once)."""
+
+    __tablename__ = "contract_invoices"
+    __table_args__ = (Index("uq_contract_invoices_type_number", "type", "number", unique=True),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    contract_id: Mapped[str] = mapped_column(String(36), index=True)
+    receipt_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    instalment_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    tax_number: Mapped[str | None] = mapped_column(String(18))
+    type: Mapped[str] = mapped_column(String(20))  # special, normal, electronic
+    number: Mapped[str] = mapped_column(String(40))
+    issued_on: Mapped[str] = mapped_column(String(10))
+    amount: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(10))  # issued, void
+    source: Mapped[str] = mapped_column(String(10))  # user, erp
+    void_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 # -- contract approval ----

@@ -15,10 +15,16 @@ from services.contracts.contract import (
     ApprovalFlowWriteSchema,
     ApprovalPageSchema,
     ApprovalSubmitSchema,
+    AttachmentCreateSchema,
     ContractChangeSchema,
     ContractCreateSchema,
     ContractFiltersSchema,
     ContractTerminateSchema,
+    ErpInvoiceIssued,
+    ErpOrderShipped,
+    ErpPaymentReceived,
+    InvoiceCreateSchema,
+    InvoiceVoidSchema,
     NumbersDrillParamsSchema,
     NumbersFiltersSchema,
     OverdueSweepSchema,
@@ -43,8 +49,10 @@ from services.contracts.contract import (
 )
 from services.contracts.models import inbox as approvals_inbox
 from services.contracts.models import outbox
-from services.contracts.usecases import approvals, contract_approval, quotes
+from services.contracts.usecases import approvals, contract_approval, erp, quotes
+from services.contracts.usecases import attachments as attachments_uc
 from services.contracts.usecases import contracts as contracts_uc
+from services.contracts.usecases import invoices as invoices_uc
 from services.contracts.usecases import numbers as numbers_uc
 from services.contracts.usecases import overdue as overdue_uc
 from services.contracts.usecases import pricing as catalog
@@ -55,7 +63,7 @@ from shared import config
 from shared.consumer import event_handler
 from shared.context import CallContext, Context
 from shared.db import Database
-from shared.errors import ValidationFailed
+from shared.errors import NotFound, ValidationFailed
 from shared.inbox import first_delivery
 from shared.logging import setup_logging
 from shared.metrics import EntrypointMetrics
@@ -89,8 +97,12 @@ contract_filters_schema = ContractFiltersSchema()
 contract_terminate_schema = ContractTerminateSchema()
 payment_plan_schema = PaymentPlanSchema()
 receipt_create_schema = ReceiptCreateSchema()
+invoice_create_schema = InvoiceCreateSchema()
+invoice_void_schema = InvoiceVoidSchema()
 overdue_sweep_schema = OverdueSweepSchema()
 renewal_create_schema = RenewalCreateSchema()
+# attachments
+attachment_create_schema = AttachmentCreateSchema()
 # How often the overdue sweep runs (seconds; README "Configuration").
 OVERDUE_INTERVAL = float(config.env("CONTRACTS_OVERDUE_INTERVAL", "3600"))
 numbers_filters_schema = NumbersFiltersSchema()  # numbers
@@ -407,11 +419,7 @@ class ContractsService(PlatformEndpoints):
             renewals_uc.on_signed(session, self.events, contract)  # the old one: renewed
             self.events.record(session, "contract_signed",
                                {"contract": contracts_uc.snapshot(contract)})
-            self.events.record(session, "order_created", {"order": {
-                "number": contracts_uc.order_number(contract.number),
-                "contract_id": contract.id, "contract_number": contract.number,
-                "customer_id": contract.customer_id, "amount": contract.amount,
-                "currency": contract.currency}})
+            erp.create_order(session, self.events, contract)  # with its lines (erp part)
             return contracts_uc.contract_view(contract)
 
     @rpc
@@ -456,12 +464,11 @@ class ContractsService(PlatformEndpoints):
         loaded = load(receipt_create_schema, data)
         scope = load(quote_scope_schema, scope)
         with self.db.begin() as session:
-            contracts_uc.visible_contract(session, contract_id, scope)
+            contract = contracts_uc.visible_contract(session, contract_id, scope)
             require_unlocked(session, "contract", contract_id)  # contract approval
             receipt = contracts_uc.record_receipt(session, contract_id, loaded,
                                                   catalog.today(), events=self.events)
-            listed = contracts_uc.list_receipts(session, contract_id)["items"]
-            return next(r for r in listed if r["id"] == receipt["id"])
+            return erp.receipt_recorded(session, self.events, contract, receipt["id"], "user")
 
     @rpc
     def list_receipts(self, contract_id: str, scope: dict | None = None) -> dict[str, Any]:
@@ -477,7 +484,68 @@ class ContractsService(PlatformEndpoints):
         scope = load(quote_scope_schema, scope)
         with self.db.read() as session:
             contracts_uc.visible_contract(session, contract_id, scope)
-            return contracts_uc.receivables(session, contract_id, catalog.today())
+            return {**contracts_uc.receivables(session, contract_id, catalog.today()),
+                    **invoices_uc.invoiced_amounts(session, contract_id)}  # erp part
+
+    # -- erp: invoices (开票), orders, the ERP's inbound events ----
+    # services/contracts/usecases/invoices.py and usecases/erp.py.
+
+    @rpc
+    def record_invoice(self, contract_id: str, data: dict,
+                       scope: dict | None = None) -> dict[str, Any]:
+        """An issued invoice of a signed contract, for a receipt or an instalment (or the
+        contract); 422 naming the field, 409 on a number already used for its type."""
+        loaded = load(invoice_create_schema, data)
+        scope = load(quote_scope_schema, scope)
+        with self.db.begin() as session:
+            contract = contracts_uc.visible_contract(session, contract_id, scope, lock=True)
+            invoice = invoices_uc.record_invoice(session, contract, loaded)
+            return erp.invoice_event(session, self.events, "invoice_recorded", contract,
+                                     invoice)
+
+    @rpc
+    def list_invoices(self, contract_id: str, scope: dict | None = None) -> dict[str, Any]:
+        scope = load(quote_scope_schema, scope)
+        with self.db.read() as session:
+            contracts_uc.visible_contract(session, contract_id, scope)
+            return invoices_uc.list_invoices(session, contract_id)
+
+    @rpc
+    def void_invoice(self, contract_id: str, invoice_id: str, data: dict | None = None,
+                     scope: dict | None = None) -> dict[str, Any]:
+        """issued -> void with a `reason`; its amount no longer counts (its number stays
+        used)."""
+        reason = load(invoice_void_schema, data)["reason"]
+        scope = load(quote_scope_schema, scope)
+        with self.db.begin() as session:
+            contract = contracts_uc.visible_contract(session, contract_id, scope, lock=True)
+            invoice = invoices_uc.void_invoice(session, contract, invoice_id, reason)
+            return erp.invoice_event(session, self.events, "invoice_voided", contract,
+                                     invoice)
+
+    @rpc
+    def get_contract_order(self, contract_id: str,
+                           scope: dict | None = None) -> dict[str, Any]:
+        """The ERP order of a signed contract (404 before it is signed)."""
+        scope = load(quote_scope_schema, scope)
+        with self.db.read() as session:
+            contract = contracts_uc.visible_contract(session, contract_id, scope)
+            order = erp.get_order(session, contract)
+            if order is None:
+                raise NotFound(f"contract {contract_id} has no order yet")
+            return order
+
+    @event_handler("erp", "payment_received")
+    def on_erp_payment_received(self, envelope: dict[str, Any]) -> None:
+        erp.handle_inbound(self, "payment_received", envelope, ErpPaymentReceived)
+
+    @event_handler("erp", "invoice_issued")
+    def on_erp_invoice_issued(self, envelope: dict[str, Any]) -> None:
+        erp.handle_inbound(self, "invoice_issued", envelope, ErpInvoiceIssued)
+
+    @event_handler("erp", "order_shipped")
+    def on_erp_order_shipped(self, envelope: dict[str, Any]) -> None:
+        erp.handle_inbound(self, "order_shipped", envelope, ErpOrderShipped)
 
     # -- overdue and renewals ----
     # The overdue sweep (timer + RPC, usecases/overdue.py) and renewals (usecases/renewals.py).
@@ -501,6 +569,36 @@ class ContractsService(PlatformEndpoints):
         return renewals_uc.renew_contract(self.db, self.events, contract_id,
                                           load(renewal_create_schema, data or {}),
                                           load(quote_scope_schema, scope))
+
+    # -- attachments ----
+    # A contract's files (services/contracts/usecases/attachments.py).
+
+    @rpc
+    def add_contract_attachment(self, contract_id: str, data: dict,
+                                scope: dict | None = None) -> dict[str, Any]:
+        """A file for a contract the caller sees (content base64); refused in approval."""
+        return attachments_uc.add(self, contract_id, load(attachment_create_schema, data),
+                                  load(quote_scope_schema, scope))
+
+    @rpc
+    def list_contract_attachments(self, contract_id: str,
+                                  scope: dict | None = None) -> dict[str, Any]:
+        return attachments_uc.list_for(self, contract_id, load(quote_scope_schema, scope))
+
+    @rpc
+    def get_contract_attachment(self, contract_id: str, attachment_id: str,
+                                scope: dict | None = None) -> dict[str, Any]:
+        """The file with its content (base64)."""
+        return attachments_uc.get(self, contract_id, attachment_id,
+                                  load(quote_scope_schema, scope))
+
+    @rpc
+    def remove_contract_attachment(self, contract_id: str, attachment_id: str,
+                                   scope: dict | None = None) -> dict[str, Any]:
+        """Remove a file from a draft contract (412 once signed, 409 in approval)."""
+        return attachments_uc.remove(self, contract_id, attachment_id,
+                                     load(quote_scope_schema, scope))
+
     # -- numbers ----
     # Collection, aging, DSO, win rate, approval cycle times, drill-down, the customer 360's
     # part (services/contracts/usecases/numbers.py). Every one takes the caller's scope.

@@ -152,6 +152,19 @@ SHIPPED_RULES: list[dict[str, Any]] = [
              "title": "SQL 线索：{{ lead.name }}（{{ lead.score }} 分）",
              "body": "线索 {{ lead.name }} 评分 {{ lead.score }}，已达到 SQL 标准，请优先跟进。"},
         ],
+    },    # -- service desk groups (issue 17): every new unassigned ticket is routed ----
+    {
+        "key": "ticket-route-new",
+        "name": "工单自动分派：路由到组并分配",
+        "description": "A new ticket without an assignee is routed by the service desk: its "
+                       "group by the routing rules (type, category, product, customer tier, "
+                       "language; else the default group), then a member by the group's "
+                       "strategy (round-robin, least loaded, skills). Exactly once per event.",
+        "trigger": {"type": "event", "event": "service_desk.ticket_created"},
+        "conditions": "assignee_id == None",
+        "actions": [
+            {"type": "call", "service": "service_desk", "method": "route_ticket"},
+        ],
     },
     # -- contracts: overdue instalments and renewals ----
     {

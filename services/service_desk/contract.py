@@ -11,8 +11,8 @@ from marshmallow import Schema, ValidationError, fields, validate
 from marshmallow import fields as _f
 from marshmallow import validate as _v
 
-from shared.errors import PreconditionFailed, deserialize_to_instance
-from shared.kernel.schemas import StrictSchema
+from shared.errors import CrmError, PreconditionFailed, deserialize_to_instance
+from shared.kernel.schemas import ScopeSchema, StrictSchema
 
 __all__ = ["EVENT_SCHEMAS"]
 
@@ -450,7 +450,7 @@ TICKET_CHANNELS = ("email", "web", "api", "event")
 TICKET_TYPES = ("question", "incident", "problem", "task")
 TICKET_AUTHORS = ("agent", "customer")
 TICKET_ENTRY_KINDS = ("created", "reply", "status_changed", "priority_changed", "tier_changed",
-                      "csat_answered")
+                      "csat_answered", "merged")  # merged: groups part
 
 
 def _tag_list(**kwargs):
@@ -479,6 +479,10 @@ class TicketCreateSchema(StrictSchema):
     channel = _f.String(load_default="web", validate=_v.OneOf(TICKET_CHANNELS))
     customer_id = _optional_id(load_default=None)
     customer_tier = _f.String(allow_none=True, load_default=None, validate=_v.Length(max=32))
+    # groups part: what routing rules and skills match on
+    product = _f.String(allow_none=True, load_default=None, validate=_v.Length(max=100))
+    language = _f.String(allow_none=True, load_default=None, validate=_v.Length(max=20),
+                         metadata={"example": "zh"})
 
 
 class TicketUpdateSchema(StrictSchema):
@@ -503,6 +507,7 @@ class TicketFiltersSchema(StrictSchema):
     status = _f.String(validate=_v.OneOf(TICKET_STATUSES))
     priority = _f.String(validate=_v.OneOf(TICKET_PRIORITIES))
     assignee_id = _f.String(validate=_v.Length(min=1, max=64))
+    group_id = _f.String(validate=_v.Length(min=1, max=64))  # groups part
 
 
 class TicketEntrySchema(Schema):
@@ -536,6 +541,9 @@ class TicketSchema(Schema):
     channel = _f.String(required=True)
     customer_id = _f.String(allow_none=True)
     customer_tier = _f.String(allow_none=True)
+    product = _f.String(allow_none=True)
+    language = _f.String(allow_none=True)
+    merged_into_id = _f.String(allow_none=True)
     contact_id = _f.String(allow_none=True, metadata={
         "description": "the sales contact the requester's address is (null: not known)"})
     created_at = _f.String(required=True)
@@ -568,6 +576,257 @@ EVENT_SCHEMAS.update({"ticket_created": TicketCreated,
                       "ticket_status_changed": TicketStatusChanged,
                       "ticket_replied": TicketReplied})
 
+
+# -- groups, routing and web forms (issue 17: groups part) ----
+
+ROUTING_STRATEGIES = ("round_robin", "least_loaded")
+ROUTING_CONDITIONS = ("types", "categories", "products", "customer_tiers", "languages")
+FORM_HONEYPOT_FIELD = "website"
+
+
+class TicketScopeSchema(ScopeSchema):
+    """The gateway's scope plus the caller (`user_id`): a member or the manager of a group
+    sees the group's tickets, whoever they are assigned to."""
+
+    user_id = _f.String(load_default=None, allow_none=True, validate=_v.Length(max=64))
+
+
+@deserialize_to_instance
+class FormRateLimited(CrmError):
+    """Too many posts to a web form (per form or per client address) in this minute;
+    `extra["retry_after"]` seconds until the window ends. Here, in the contract, so that the
+    gateway re-raises it as itself and answers 429 with Retry-After."""
+
+    status = 429
+    title = "Too many requests"
+
+
+def _values(max_items: int = 50):
+    return _f.List(_f.String(validate=_v.Length(min=1, max=100)),
+                   validate=_v.Length(max=max_items), load_default=list)
+
+
+class TicketMemberSkillsSchema(StrictSchema):
+    products = _values()
+    languages = _values()
+
+
+class TicketGroupMemberSchema(StrictSchema):
+    """A member (a gateway user id), their skills, capacity (open tickets at most; null:
+    unlimited) and whether they take new tickets now."""
+
+    user_id = _f.String(required=True, validate=_v.Length(min=1, max=64))
+    skills = _f.Nested(TicketMemberSkillsSchema, load_default=lambda: {"products": [],
+                                                                 "languages": []})
+    capacity = _f.Integer(load_default=None, allow_none=True,
+                          validate=_v.Range(min=0, max=100_000))
+    available = _f.Boolean(load_default=True)
+
+
+class TicketGroupWriteSchema(StrictSchema):
+    """A group (queue). `strategy` chooses the member; `skills_matching` prefers members with
+    the ticket's product and language; `is_default` gets the tickets no routing rule routes
+    (one group at most: setting it moves it). `members` replaces the list."""
+
+    name = _f.String(required=True, validate=_v.Length(min=1, max=200))
+    description = _f.String(load_default=None, allow_none=True, validate=_v.Length(max=2000))
+    manager_id = _f.String(load_default=None, allow_none=True, validate=_v.Length(min=1, max=64))
+    strategy = _f.String(load_default="round_robin", validate=_v.OneOf(ROUTING_STRATEGIES))
+    skills_matching = _f.Boolean(load_default=False)
+    is_default = _f.Boolean(load_default=False)
+    members = _f.List(_f.Nested(TicketGroupMemberSchema), load_default=list,
+                      validate=_v.Length(max=500))
+
+
+class TicketGroupMemberOutSchema(Schema):
+    user_id = _f.String(required=True)
+    skills = _f.Dict(keys=_f.String(), values=_f.List(_f.String()))
+    capacity = _f.Integer(allow_none=True)
+    available = _f.Boolean(required=True)
+    open_tickets = _f.Integer(required=True)
+
+
+class TicketGroupSchema(Schema):
+    id = _f.String(required=True)
+    name = _f.String(required=True)
+    description = _f.String(allow_none=True)
+    manager_id = _f.String(allow_none=True)
+    strategy = _f.String(required=True, metadata={"enum": list(ROUTING_STRATEGIES)})
+    skills_matching = _f.Boolean(required=True)
+    is_default = _f.Boolean(required=True)
+    members = _f.List(_f.Nested(TicketGroupMemberOutSchema), required=True)
+    created_at = _f.String(required=True)
+    updated_at = _f.String(required=True)
+
+
+class TicketRoutingConditionsSchema(StrictSchema):
+    """Each a list of the values the ticket's field may have (empty: any)."""
+
+    types = _values()
+    categories = _values()
+    products = _values()
+    customer_tiers = _values()
+    languages = _values()
+
+
+class TicketRoutingRuleWriteSchema(StrictSchema):
+    """A routing rule; a new one goes last. The first enabled rule whose conditions all match
+    sends the ticket to `group_id`."""
+
+    name = _f.String(required=True, validate=_v.Length(min=1, max=200))
+    group_id = _f.String(required=True, validate=_v.Length(min=1, max=64))
+    conditions = _f.Nested(TicketRoutingConditionsSchema, load_default=dict)
+    enabled = _f.Boolean(load_default=True)
+
+
+class TicketRoutingRuleSchema(Schema):
+    id = _f.String(required=True)
+    name = _f.String(required=True)
+    position = _f.Integer(required=True)
+    group_id = _f.String(required=True)
+    conditions = _f.Dict(keys=_f.String(), values=_f.List(_f.String()), required=True)
+    enabled = _f.Boolean(required=True)
+    created_at = _f.String(required=True)
+    updated_at = _f.String(required=True)
+
+
+class TicketRoutingReorderSchema(StrictSchema):
+    rule_ids = _f.List(_f.String(validate=_v.Length(min=1, max=64)), required=True,
+                       validate=_v.Length(max=1000))
+
+
+class RouteTicketSchema(StrictSchema):
+    ticket_id = _f.String(required=True, validate=_v.Length(min=1, max=64))
+    command_id = _f.String(load_default=None, allow_none=True, validate=_v.Length(max=200))
+
+
+class AssignTicketSchema(StrictSchema):
+    ticket_id = _f.String(required=True, validate=_v.Length(min=1, max=64))
+    assignee_id = _f.String(required=True, validate=_v.Length(min=1, max=64))
+    command_id = _f.String(load_default=None, allow_none=True, validate=_v.Length(max=200))
+
+
+class TicketRoutingOutcomeSchema(Schema):
+    group_id = _f.String(allow_none=True)
+    group_reason = _f.String(allow_none=True)
+    rule_id = _f.String(allow_none=True)
+    assignee_id = _f.String(allow_none=True)
+    assignee_reason = _f.String(allow_none=True)
+    skipped = _f.Dict(keys=_f.String(), values=_f.String())
+
+
+class RoutedTicketSchema(TicketSchema):
+    routing = _f.Nested(TicketRoutingOutcomeSchema)
+
+
+class TicketFormWriteSchema(StrictSchema):
+    """A web form. `allowed_origins`: the sites (`https://www.example.cn`) whose pages may
+    post it from a browser; `min_fill_seconds` (0: no check); rate limits per minute for
+    the form and for one client address."""
+
+    name = _f.String(required=True, validate=_v.Length(min=1, max=200))
+    allowed_origins = _f.List(
+        _f.String(validate=[_v.Length(max=200),
+                            _v.Regexp(r"^https?://[^/\s]+$",
+                                      error="an origin: scheme://host[:port]")]),
+        load_default=list, validate=_v.Length(max=20))
+    default_group_id = _f.String(load_default=None, allow_none=True,
+                                 validate=_v.Length(min=1, max=64))
+    default_type = _f.String(load_default="question", validate=_v.OneOf(TICKET_TYPES))
+    enabled = _f.Boolean(load_default=True)
+    min_fill_seconds = _f.Integer(load_default=3, validate=_v.Range(min=0, max=3600))
+    rate_per_minute = _f.Integer(load_default=30, validate=_v.Range(min=1, max=100_000))
+    ip_rate_per_minute = _f.Integer(load_default=5, validate=_v.Range(min=1, max=100_000))
+
+
+class TicketFormSchema(Schema):
+    """A form; `token` only in the answers of its creation and of a token rotation."""
+
+    id = _f.String(required=True)
+    key = _f.String(required=True)
+    name = _f.String(required=True)
+    allowed_origins = _f.List(_f.String(), required=True)
+    default_group_id = _f.String(allow_none=True)
+    default_type = _f.String(required=True)
+    enabled = _f.Boolean(required=True)
+    min_fill_seconds = _f.Integer(required=True)
+    rate_per_minute = _f.Integer(required=True)
+    ip_rate_per_minute = _f.Integer(required=True)
+    created_at = _f.String(required=True)
+    updated_at = _f.String(required=True)
+    token = _f.String()
+
+
+class PublicTicketFormSchema(Schema):
+    """What a site's page needs to post the form: the fill-time `stamp` to send back, the
+    hidden `honeypot_field` to leave empty, and the allowed origins (for CORS)."""
+
+    key = _f.String(required=True)
+    name = _f.String(required=True)
+    stamp = _f.String(required=True)
+    honeypot_field = _f.String(required=True)
+    min_fill_seconds = _f.Integer(required=True)
+    fields = _f.List(_f.String(), required=True)
+    allowed_origins = _f.List(_f.String(), required=True)
+
+
+class TicketFormSubmissionSchema(StrictSchema):
+    """A post of a web form: the requester and their message; `website` must stay empty
+    (the honeypot), `stamp` is the one GET /forms/{key} issued."""
+
+    name = _f.String(required=True, validate=_v.Length(min=1, max=200))
+    email = _f.String(required=True, validate=_v.Length(min=3, max=320))
+    subject = _f.String(required=True, validate=_v.Length(min=1, max=500))
+    body = _f.String(required=True, validate=_v.Length(min=1, max=20_000))
+    product = _f.String(load_default=None, allow_none=True, validate=_v.Length(max=100))
+    category = _f.String(load_default=None, allow_none=True, validate=_v.Length(max=100))
+    language = _f.String(load_default=None, allow_none=True, validate=_v.Length(max=20))
+    website = _f.String(load_default=None, allow_none=True, validate=_v.Length(max=500))
+    stamp = _f.String(load_default=None, allow_none=True, validate=_v.Length(max=200))
+
+
+class TicketFormSubmissionResultSchema(Schema):
+    """The same for a ticket created and for a post taken for a bot's (which creates
+    nothing), so a bot learns nothing."""
+
+    accepted = _f.Boolean(required=True)
+
+
+class TicketRouted(Schema):
+    """A ticket was routed: its group chosen (by a rule or the default) and/or a member."""
+
+    ticket = _f.Nested(TicketSchema, required=True)
+    group_id = _f.String(allow_none=True)
+    rule_id = _f.String(allow_none=True)
+    assignee_id = _f.String(allow_none=True)
+    reason = _f.String(required=True)
+
+
+class TicketAssigned(Schema):
+    """A ticket's assignee changed by `assign_ticket` (a rule's, or a group member's)."""
+
+    ticket = _f.Nested(TicketSchema, required=True)
+    from_assignee = _f.String(allow_none=True, data_key="from")
+    to_assignee = _f.String(allow_none=True, data_key="to")
+
+
+EVENT_SCHEMAS.update({"ticket_routed": TicketRouted, "ticket_assigned": TicketAssigned})
+
+
+class TicketMergeSchema(StrictSchema):
+    """Merge this (duplicate) ticket `into` another: it closes with a link to it."""
+
+    into = _f.String(required=True, validate=_v.Length(min=1, max=64))
+
+
+class TicketMerged(Schema):
+    """A duplicate ticket (`source`, now closed) was merged into `target`."""
+
+    source = _f.Nested(TicketSchema, required=True)
+    target = _f.Nested(TicketSchema, required=True)
+
+
+EVENT_SCHEMAS.update({"ticket_merged": TicketMerged})
 
 # -- e-mail: attachments and outgoing mail (part s-mail) ----
 

@@ -180,13 +180,18 @@ class TicketRow(Base):
     category: Mapped[str | None] = mapped_column(String(100), nullable=True)
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     assignee_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
-    group_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    group_id: Mapped[str | None] = mapped_column(String(64), nullable=True,
+                                                 index=True)  # groups part: visibility
     channel: Mapped[str] = mapped_column(String(16))
     customer_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     customer_tier: Mapped[str | None] = mapped_column(String(32), nullable=True)
     contact_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # groups part (migration 0006g): what routing and skills match on
+    product: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    language: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    merged_into_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
 
 
 class TicketEntryRow(Base):
@@ -208,6 +213,92 @@ class TicketEntryRow(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+# -- groups, routing and web forms (issue 17: groups part) ----
+# A ticket's `group_id` (the tickets table above) refers to ticket_groups.id; `product` and
+# `language` (migration 0006g) are what routing rules and skills match on besides type,
+# category and the customer's tier.
+
+
+class TicketGroupRow(Base):
+    """A group (queue) of agents. `strategy` chooses the member within it; `last_assignee_id`
+    is the round-robin pointer; `is_default` marks the group of tickets no rule routes."""
+
+    __tablename__ = "ticket_groups"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    manager_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    strategy: Mapped[str] = mapped_column(String(32))  # round_robin | least_loaded
+    skills_matching: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_assignee_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TicketGroupMemberRow(Base):
+    """A member of a group: a gateway user id, with skills (`{"products": [...],
+    "languages": [...]}`), a capacity (open tickets at most; null: unlimited) and whether
+    they take new tickets now."""
+
+    __tablename__ = "ticket_group_members"
+
+    group_id: Mapped[str] = mapped_column(ForeignKey("ticket_groups.id"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    skills: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    capacity: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    available: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class TicketRoutingRuleRow(Base):
+    """A routing rule: the first (by `position`) whose conditions all match sends a ticket to
+    `group_id`; an empty list of a condition matches anything."""
+
+    __tablename__ = "ticket_routing_rules"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    position: Mapped[int] = mapped_column(Integer, index=True)
+    group_id: Mapped[str] = mapped_column(ForeignKey("ticket_groups.id"))
+    conditions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TicketFormRow(Base):
+    """A public web form a company site posts tickets to. `token_hash` is the SHA-256 of its
+    token (the token itself is shown once); `signing_key` signs the fill-time stamps."""
+
+    __tablename__ = "ticket_forms"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    allowed_origins: Mapped[list[str]] = mapped_column(JSON, default=list)
+    default_group_id: Mapped[str | None] = mapped_column(ForeignKey("ticket_groups.id"),
+                                                         nullable=True)
+    default_type: Mapped[str] = mapped_column(String(32))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    signing_key: Mapped[str] = mapped_column(String(64))
+    min_fill_seconds: Mapped[int] = mapped_column(Integer)
+    rate_per_minute: Mapped[int] = mapped_column(Integer)
+    ip_rate_per_minute: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TicketFormHitRow(Base):
+    """Posts counted per form (or per form and client address) in a one-minute window, in
+    the database so that every gateway worker and service process share the limit."""
+
+    __tablename__ = "ticket_form_hits"
+
+    bucket: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
 # -- e-mail: intake, attachments, the mail outbox (issue 17, part s-mail) ----
 
 

@@ -9,6 +9,7 @@ from nameko.timer import timer
 
 from services.service_desk.contract import (
     EVENT_SCHEMAS,
+    AssignTicketSchema,
     CalendarWriteSchema,
     CheckSlaSchema,
     ComputeClocksSchema,
@@ -22,23 +23,42 @@ from services.service_desk.contract import (
     KbFeedbackCreateSchema,
     KbSearchQuerySchema,
     KbSuggestionRequestSchema,
+    RouteTicketSchema,
     SlaPolicyWriteSchema,
     SlaPreviewSchema,
     SlaReorderSchema,
     TicketCreateSchema,
     TicketFiltersSchema,
+    TicketFormSubmissionSchema,
+    TicketFormWriteSchema,
+    TicketGroupWriteSchema,
+    TicketMergeSchema,
     TicketReplyCreateSchema,
+    TicketRoutingReorderSchema,
+    TicketRoutingRuleWriteSchema,
+    TicketScopeSchema,
     TicketUpdateSchema,
 )
 from services.service_desk.models import inbox, outbox
 from services.service_desk.smtp import smtp_intake, transport
-from services.service_desk.usecases import csat, kb, mail, mail_outbox, requesters, sla, tickets
+from services.service_desk.usecases import (
+    csat,
+    forms,
+    groups,
+    kb,
+    mail,
+    mail_outbox,
+    merging,
+    requesters,
+    sla,
+    tickets,
+)
 from shared import config
 from shared.consumer import event_handler
 from shared.context import CallContext, Context
 from shared.db import Database
 from shared.inbox import first_delivery
-from shared.kernel.schemas import PageSchema, ScopeSchema
+from shared.kernel.schemas import PageSchema
 from shared.logging import setup_logging
 from shared.metrics import EntrypointMetrics
 from shared.outbox import EventOutbox
@@ -66,7 +86,7 @@ ticket_update_schema = TicketUpdateSchema()
 ticket_reply_schema = TicketReplyCreateSchema()
 ticket_filters_schema = TicketFiltersSchema()
 page_schema = PageSchema()
-scope_schema = ScopeSchema()
+scope_schema = TicketScopeSchema()  # with the caller's user_id (groups part)
 
 # knowledge base
 kb_category_schema = KbCategoryCreateSchema()
@@ -81,6 +101,19 @@ kb_feedback_schema = KbFeedbackCreateSchema()
 csat_answer_schema = CsatAnswerSchema()
 csat_report_schema = CsatReportQuerySchema()
 csat_survey_filters_schema = CsatSurveyFiltersSchema()
+
+# groups, routing and web forms
+group_create_schema = TicketGroupWriteSchema()
+group_update_schema = TicketGroupWriteSchema(partial=True)
+routing_rule_create_schema = TicketRoutingRuleWriteSchema()
+routing_rule_update_schema = TicketRoutingRuleWriteSchema(partial=True)
+routing_reorder_schema = TicketRoutingReorderSchema()
+route_ticket_schema = RouteTicketSchema()
+assign_ticket_schema = AssignTicketSchema()
+form_create_schema = TicketFormWriteSchema()
+form_update_schema = TicketFormWriteSchema(partial=True)
+form_submission_schema = TicketFormSubmissionSchema()
+merge_schema = TicketMergeSchema()
 
 
 # e-mail (part s-mail): how often the mail outbox is looked at
@@ -271,6 +304,118 @@ class ServiceDeskService(PlatformEndpoints):
         d = load(kb_feedback_schema, data)
         return kb.give_feedback(self, article_id, d["helpful"], d.get("comment"), principal)
 
+    # -- groups, routing and web forms (issue 17: groups part) ----
+
+    @rpc
+    def create_ticket_group(self, data: dict, principal: dict | None = None) -> dict:
+        """A group (queue) with members, skills, capacities and a strategy."""
+        return groups.create_group(self, load(group_create_schema, data), principal)
+
+    @rpc
+    def list_ticket_groups(self) -> list[dict[str, Any]]:
+        return groups.list_groups(self)
+
+    @rpc
+    def get_ticket_group(self, group_id: str) -> dict[str, Any]:
+        return groups.get_group(self, group_id)
+
+    @rpc
+    def update_ticket_group(self, group_id: str, data: dict,
+                            principal: dict | None = None) -> dict:
+        return groups.update_group(self, group_id, load(group_update_schema, data), principal)
+
+    @rpc
+    def delete_ticket_group(self, group_id: str, principal: dict | None = None) -> None:
+        """Refused (409) while routing rules, forms or tickets refer to the group."""
+        groups.delete_group(self, group_id, principal)
+
+    @rpc
+    def create_routing_rule(self, data: dict, principal: dict | None = None) -> dict:
+        return groups.create_rule(self, load(routing_rule_create_schema, data), principal)
+
+    @rpc
+    def list_routing_rules(self) -> list[dict[str, Any]]:
+        """In order: the first enabled rule that matches a ticket routes it."""
+        return groups.list_rules(self)
+
+    @rpc
+    def get_routing_rule(self, rule_id: str) -> dict[str, Any]:
+        return groups.get_rule(self, rule_id)
+
+    @rpc
+    def update_routing_rule(self, rule_id: str, data: dict,
+                            principal: dict | None = None) -> dict:
+        return groups.update_rule(self, rule_id, load(routing_rule_update_schema, data),
+                                  principal)
+
+    @rpc
+    def delete_routing_rule(self, rule_id: str, principal: dict | None = None) -> None:
+        groups.delete_rule(self, rule_id, principal)
+
+    @rpc
+    def reorder_routing_rules(self, data: dict, principal: dict | None = None) -> list:
+        return groups.reorder_rules(self, load(routing_reorder_schema, data)["rule_ids"],
+                                    principal)
+
+    @rpc
+    def route_ticket(self, ticket_id: str, scope: dict | None = None,
+                     command_id: str | None = None) -> dict[str, Any]:
+        """The rules' command: a group by the routing rules, then a member by the group's
+        strategy; once per `command_id`."""
+        values = load(route_ticket_schema, {"ticket_id": ticket_id, "command_id": command_id})
+        return groups.route_ticket(self, values["ticket_id"], _ticket_scope(scope),
+                                   values["command_id"])
+
+    @rpc
+    def assign_ticket(self, ticket_id: str, assignee_id: str, scope: dict | None = None,
+                      command_id: str | None = None) -> dict[str, Any]:
+        """Assign a ticket; once per `command_id`."""
+        values = load(assign_ticket_schema, {"ticket_id": ticket_id,
+                                             "assignee_id": assignee_id,
+                                             "command_id": command_id})
+        return groups.assign_ticket(self, values["ticket_id"], values["assignee_id"],
+                                    _ticket_scope(scope), values["command_id"])
+
+    @rpc
+    def create_ticket_form(self, data: dict, principal: dict | None = None) -> dict:
+        """A web form; the answer carries its token, this once."""
+        return forms.create_form(self, load(form_create_schema, data), principal)
+
+    @rpc
+    def list_ticket_forms(self, principal: dict | None = None) -> list[dict[str, Any]]:
+        return forms.list_forms(self, principal)
+
+    @rpc
+    def get_ticket_form(self, form_id: str, principal: dict | None = None) -> dict:
+        return forms.get_form(self, form_id, principal)
+
+    @rpc
+    def update_ticket_form(self, form_id: str, data: dict,
+                           principal: dict | None = None) -> dict:
+        return forms.update_form(self, form_id, load(form_update_schema, data), principal)
+
+    @rpc
+    def rotate_ticket_form_token(self, form_id: str, principal: dict | None = None) -> dict:
+        """A new token, answered this once; the old one stops working."""
+        return forms.rotate_token(self, form_id, principal)
+
+    @rpc
+    def get_public_form(self, form_key: str) -> dict[str, Any]:
+        """What a site's page needs to post the form, with a fresh fill-time stamp."""
+        return forms.public_form(self, form_key)
+
+    @rpc
+    def submit_form_ticket(self, form_key: str, token: str | None, data: dict,
+                           client_address: str, origin: str | None = None) -> dict:
+        """A public post of a web form (the gateway's route without an API key)."""
+        return forms.submit_form(self, form_key, token, load(form_submission_schema, data),
+                                 str(client_address)[:100], origin)
+
+    @rpc
+    def merge_tickets(self, ticket_id: str, data: dict, scope: dict | None = None) -> dict:
+        """Merge a duplicate ticket `into` another: it closes with a link; both keep a note."""
+        return merging.merge_tickets(self, ticket_id, load(merge_schema, data)["into"],
+                                     _ticket_scope(scope))
     # -- e-mail: the inbound listener, the mail outbox, attachments (part s-mail) ----
 
     @smtp_intake

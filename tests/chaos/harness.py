@@ -36,12 +36,13 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from deploy import devctl
-from tests.chaos import diagnostics
+from tests.chaos import diagnostics, side_loads
 from tests.chaos.node import BrokerNode
 from tests.e2e.system import System, free_port
 from tests.support.smtp_server import SmtpServer
 
-SERVICES = ("leads", "sales", "rules")
+# contracts: the ERP's inbound consumer and its directory projection (tests/chaos/side_loads.py)
+SERVICES = ("leads", "sales", "rules", "contracts")
 DATABASES = (*SERVICES, "gateway")
 CALL_NOW_RULE = "website-lead-call-now"
 # Settling goes on while the effects still grow (a loaded machine's rules service works off
@@ -207,7 +208,9 @@ class ChaosSystem:
                     declare=[kombu.Exchange("leads.events", type="topic", durable=True)],
                 )
         self.poison_sent += len(poison)
-        return len(poison)
+        erp = side_loads.poison_erp(self)  # and the ERP's, into the contracts' consumer
+        self.poison_sent += erp
+        return len(poison) + erp
 
     # ---- state
 
@@ -428,6 +431,11 @@ class Outcome:
     recovery_seconds: float = 0.0
     settle_seconds: float = 0.0  # from the load's end until everything was done
     manual_restarts: int = 0
+    # the side loads (tests/chaos/side_loads.py): ERP payments lost / recorded twice, users
+    # missing or stale in the contracts' or the rules' directory projection
+    erp_lost: int = 0
+    erp_doubled: int = 0
+    directory_lost: int = 0
     details: list[str] = field(default_factory=list)
     # Printed after the details when the cycle failed: where the events stopped, the logs'
     # warnings and errors, the broker's queues, consumers and bindings.
@@ -437,6 +445,7 @@ class Outcome:
     def passed(self) -> bool:
         return not (self.refused or self.lost or self.duplicated or self.without_effects
                     or self.duplicate_effects or self.runs_not_ended or self.outbox_backlog
+                    or self.erp_lost or self.erp_doubled or self.directory_lost
                     or self.queue_backlog or self.manual_restarts
                     or self.resent > self.resent_allowed
                     or self.dead_letters != self.dead_letters_expected
@@ -499,9 +508,10 @@ def _expanding(name: str):
     return bindparam(name, expanding=True)
 
 
-def settle(chaos: ChaosSystem, entries: list[Entry], expected_dead: int) -> dict[str, Any]:
-    """Wait until every lead of the cycle has its effects and nothing is left to do, or
-    nothing has moved for SETTLE_SECONDS (bounded by SETTLE_MAX_SECONDS)."""
+def settle(chaos: ChaosSystem, entries: list[Entry], expected_dead: int,
+           side: tuple[Any, ...] = ()) -> dict[str, Any]:
+    """Wait until every lead of the cycle has its effects, the side loads theirs, and nothing
+    is left to do, or nothing has moved for SETTLE_SECONDS (bounded by SETTLE_MAX_SECONDS)."""
     started = time.monotonic()
     last_change, last_state = started, None
     while True:
@@ -511,12 +521,14 @@ def settle(chaos: ChaosSystem, entries: list[Entry], expected_dead: int) -> dict
             row["owner_id"] and row["tasks"] >= 1 and row["notifications"] >= 1
             and row["emails"] >= 1 and row["runs"] and all(s != "running" for s in row["runs"])
             for row in rows)
+        complete = complete and all(load.complete() for load in side)
         outbox, queued = chaos.outbox_backlog(), chaos.queue_backlog()
         quiet = (complete and not any(outbox.values()) and not queued
                  and chaos.dead_letters() >= expected_dead)
         state = (sum(bool(row["owner_id"]) + row["tasks"] + row["notifications"] + row["emails"]
                      + sum(s != "running" for s in row["runs"]) for row in rows),
-                 sum(outbox.values()), sum(queued.values()))
+                 sum(outbox.values()), sum(queued.values()),
+                 tuple(load.progress() for load in side))
         now = time.monotonic()
         if state != last_state:
             last_change, last_state = now, state
@@ -545,14 +557,20 @@ def run_cycle(chaos: ChaosSystem, scenario: str, leads: int, concurrency: int,
     thread = threading.Thread(target=injector, daemon=True)
     manual_before = chaos.manual_restarts
     poison_before = chaos.poison_sent
+    erp = side_loads.ErpLoad(chaos, scenario, load)
+    directory = side_loads.DirectoryLoad(chaos, scenario, load)
     thread.start()
+    erp.start()
+    directory.start()
     entries = load.run()
     thread.join()
+    erp.join()
+    directory.join()
     expected_dead += chaos.poison_sent - poison_before
     log(f"{scenario}: load done ({sum(1 for e in entries if e.lead_id)} of {leads} created); "
         "settling")
     settle_started = time.monotonic()
-    effects = settle(chaos, entries, expected_dead)
+    effects = settle(chaos, entries, expected_dead, side=(erp, directory))
     settle_seconds = round(time.monotonic() - settle_started, 1)
 
     outcome = Outcome(scenario, chaos.database, leads, resent_allowed=fault.resends,
@@ -592,6 +610,9 @@ def run_cycle(chaos: ChaosSystem, scenario: str, leads: int, concurrency: int,
             outcome.details.append(f"resent: {entry.name} {row['message_ids']}")
         if not row["runs"] or any(status == "running" for status in row["runs"]):
             outcome.runs_not_ended += 1
+    outcome.erp_lost, outcome.erp_doubled, erp_details = erp.problems()
+    outcome.directory_lost, directory_details = directory.problems()
+    outcome.details.extend(erp_details + directory_details)
     outcome.outbox_backlog = sum(chaos.outbox_backlog().values())
     outcome.queue_backlog = sum(chaos.queue_backlog().values())
     if outcome.queue_backlog:
@@ -604,7 +625,7 @@ def run_cycle(chaos: ChaosSystem, scenario: str, leads: int, concurrency: int,
 COLUMNS = [
     ("scenario", 24), ("db", 8), ("leads", 6), ("refused", 7), ("lost", 5), ("dup", 4),
     ("no effects", 10), ("dup effects", 11), ("resent", 6), ("open runs", 9), ("outbox", 6),
-    ("queued", 6), ("dead (exp)", 10),
+    ("queued", 6), ("dead (exp)", 10), ("erp/dir", 7),
     ("recovery s", 10), ("settle s", 8), ("manual", 6), ("", 4),
 ]
 
@@ -617,6 +638,7 @@ def table(outcomes: list[Outcome]) -> str:
             o.without_effects, o.duplicate_effects, f"{o.resent}/{o.resent_allowed}",
             o.runs_not_ended, o.outbox_backlog,
             o.queue_backlog, f"{o.dead_letters} ({o.dead_letters_expected})",
+            f"{o.erp_lost}/{o.erp_doubled}/{o.directory_lost}",
             o.recovery_seconds, o.settle_seconds, o.manual_restarts,
             "ok" if o.passed else "FAIL",
         ]

@@ -77,7 +77,7 @@ def test_contract_plan_sign_receipt_and_receivables(system):
     assert [(r["id"], r["reference"]) for r in receipts] == [(receipt["id"], "TT-001")]
     assert ok(system.get(f"/contracts/{cid}/receivables", user="zhangwei")) == {
         "contract_amount": "100000.00", "received": "25000.00", "outstanding": "75000.00",
-        "overdue": "0.00"}
+        "overdue": "0.00", "invoiced": "0.00", "uninvoiced": "100000.00"}
     problem(system.post(f"/contracts/{cid}/terminate", user="zhangwei", json={}), 422)
 
     # another team's rep: 404 everywhere, like a missing contract; the manager of the

@@ -70,6 +70,7 @@ class Check:
     body: Any = None
     query: dict[str, Any] = field(default_factory=dict)
     path: dict[str, str] = field(default_factory=dict)
+    files: dict[str, Any] | None = None  # a multipart upload instead of a JSON body
 
 
 def path(name: str, kind: str, body: Any = None, **query: Any) -> Check:
@@ -97,7 +98,7 @@ def query(name: str, kind: str, path_values: dict[str, str] | None = None,
 #   5xx, and a non-admin cannot change them (`AUTHORITY`).
 OWNED_KINDS = {"lead", "customer", "contact", "opportunity", "followup", "task", "notification",
                "run", "api_key", "event", "user_record", "record_key", "approval",
-               "quote", "ticket", "contract", "attachment"}
+               "quote", "ticket", "contract", "attachment", "group_ticket"}
 ADMIN_KINDS = {"webhook", "delivery", "import"}
 GRANT_KINDS = {"user", "team"}
 ORG_KINDS = {"org"}
@@ -245,6 +246,17 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
         query("pipeline_id", "org", FUNNEL), query("stage_id", "org", FUNNEL),
         query("run_id", "org", {"figure": "forecast"})),
     "POST /imports": (),
+    # a contract's files: as hidden as the contract
+    "POST /contracts/{contract_id}/attachments": (
+        Check("path", "contract_id", "contract",
+              files={"file": ("matrix.txt", b"matrix", "text/plain")}),),
+    "GET /contracts/{contract_id}/attachments": (path("contract_id", "contract"),),
+    "GET /contracts/{contract_id}/attachments/{attachment_id}": (
+        Check("path", "contract_id", "contract", path={"attachment_id": "x"}),
+        Check("path", "attachment_id", "org", path={"contract_id": "{own.contract}"})),
+    "DELETE /contracts/{contract_id}/attachments/{attachment_id}": (
+        Check("path", "contract_id", "contract", path={"attachment_id": "x"}),
+        Check("path", "attachment_id", "org", path={"contract_id": "{own.contract}"})),
     "GET /imports/{job_id}": (path("job_id", "import"),),
     "GET /exports/{entity}": (path("entity", "org"), *(
         query(name, kind, {"entity": "opportunities"}) for name, kind in (
@@ -360,6 +372,23 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
              contract_id="{own.contract}")),
     "GET /contracts/{contract_id}/receipts": (path("contract_id", "contract"),),
     "GET /contracts/{contract_id}/receivables": (path("contract_id", "contract"),),
+    # contracts (erp): invoices (开票) and the ERP order, owned like their contract
+    "POST /contracts/{contract_id}/invoices": (
+        path("contract_id", "contract", {"title": "x", "type": "normal", "number": "m1",
+                                         "issued_on": "2027-01-01", "amount": "1"}),
+        body("receipt_id", "org", {"title": "x", "type": "normal", "number": "m2",
+                                   "issued_on": "2027-01-01", "amount": "1",
+                                   "receipt_id": "{ref}"}, contract_id="{own.contract}"),
+        body("instalment_id", "org", {"title": "x", "type": "normal", "number": "m3",
+                                      "issued_on": "2027-01-01", "amount": "1",
+                                      "instalment_id": "{ref}"}, contract_id="{own.contract}")),
+    "GET /contracts/{contract_id}/invoices": (path("contract_id", "contract"),),
+    "POST /contracts/{contract_id}/invoices/{invoice_id}/void": (
+        Check("path", "contract_id", "contract", body={"reason": "x"},
+              path={"invoice_id": "matrix-missing-invoice"}),
+        Check("path", "invoice_id", "org", body={"reason": "x"},
+              path={"contract_id": "{own.contract}"})),
+    "GET /contracts/{contract_id}/order": (path("contract_id", "contract"),),
     # contracts: overdue and renewals (a renewal is made for a contract the caller sees; the
     # sweep is the admins', see AUTHORITY)
     "POST /contracts/{contract_id}/renewals": (path("contract_id", "contract", {}),),
@@ -398,12 +427,51 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
                       body("customer_id", "customer", {"subject": "x",
                                                        "requester_email": "a@b.cn",
                                                        "customer_id": "{ref}"})),
-    "GET /tickets": (query("assignee_id", "user"),),
-    "GET /tickets/{ticket_id}": (path("ticket_id", "ticket"),),
+    "GET /tickets": (query("assignee_id", "user"), query("group_id", "org")),
+    # a group_ticket: unassigned in a group whose only member is its owner (groups part)
+    "GET /tickets/{ticket_id}": (path("ticket_id", "ticket"), path("ticket_id", "group_ticket")),
     "PATCH /tickets/{ticket_id}": (path("ticket_id", "ticket", {"priority": "high"}),
+                                   path("ticket_id", "group_ticket", {"priority": "high"}),
                                    body("assignee_id", "user", {"assignee_id": "{ref}"},
                                         ticket_id="{own.ticket}")),
-    "POST /tickets/{ticket_id}/replies": (path("ticket_id", "ticket", {"body": "x"}),),
+    "POST /tickets/{ticket_id}/replies": (path("ticket_id", "ticket", {"body": "x"}),
+                                          path("ticket_id", "group_ticket", {"body": "x"})),
+    # a hidden duplicate into the caller's own ticket: not found, nothing merged
+    "POST /tickets/{ticket_id}/merge": (path("ticket_id", "ticket", {"into": "{own.ticket}"}),
+                                        path("ticket_id", "group_ticket",
+                                             {"into": "{own.ticket}"})),
+    # service desk groups, routing rules and web forms: the organisation's (everybody reads
+    # groups and rules; admins and a group's manager write; forms are the admins'); a
+    # manager cannot make another team's user a group's manager
+    "GET /ticket-groups": (),
+    "POST /ticket-groups": (body("manager_id", "user", {"name": "{new}", "manager_id": "{ref}"}),),
+    "GET /ticket-groups/{group_id}": (path("group_id", "org"),),
+    "PATCH /ticket-groups/{group_id}": (path("group_id", "org", {"name": "x"}),
+                                        body("manager_id", "user", {"manager_id": "{ref}"},
+                                             group_id="matrix-missing-group")),
+    "DELETE /ticket-groups/{group_id}": (path("group_id", "org"),),
+    "GET /ticket-routing-rules": (),
+    "POST /ticket-routing-rules": (body("group_id", "org", {"name": "{new}",
+                                                            "group_id": "{ref}"}),),
+    "PUT /ticket-routing-rules/order": (body("rule_ids", "org", {"rule_ids": ["{ref}"]}),),
+    "GET /ticket-routing-rules/{rule_id}": (path("rule_id", "org"),),
+    "PATCH /ticket-routing-rules/{rule_id}": (path("rule_id", "org", {"enabled": False}),
+                                              body("group_id", "org", {"group_id": "{ref}"},
+                                                   rule_id="matrix-missing-rule")),
+    "DELETE /ticket-routing-rules/{rule_id}": (path("rule_id", "org"),),
+    "GET /ticket-forms": (),
+    "POST /ticket-forms": (body("default_group_id", "org", {"name": "x",
+                                                            "default_group_id": "{ref}"}),),
+    "GET /ticket-forms/{form_id}": (path("form_id", "org"),),
+    "PATCH /ticket-forms/{form_id}": (path("form_id", "org", {"name": "x"}),
+                                      body("default_group_id", "org",
+                                           {"default_group_id": "{ref}"},
+                                           form_id="matrix-missing-form")),
+    "POST /ticket-forms/{form_id}/token": (path("form_id", "org"),),
+    # the public side: no credentials, an unknown form is a 404 for everybody
+    "GET /forms/{form_key}": (path("form_key", "org"),),
+    "POST /forms/{form_key}/tickets": (path("form_key", "org", {
+        "token": "x", "name": "x", "email": "a@b.cn", "subject": "x", "body": "x"}),),
     # service desk e-mail: a ticket's attachments and outgoing mail are seen with the ticket
     "GET /tickets/{ticket_id}/attachments": (path("ticket_id", "ticket"),),
     "GET /tickets/{ticket_id}/attachments/{attachment_id}": (
@@ -470,11 +538,13 @@ AUTHORITY: dict[str, tuple[dict[str, str], Any]] = {
     "POST /products": ({}, {"code": "{new}", "name": "x", "unit": "套", "tax_rate": "13"}),
     "PATCH /products/{product_id}": ({"product_id": "{own.product}"}, {"name": "x"}),
     "POST /price-books": ({}, {"name": "{new}"}),
+    "POST /ticket-forms": ({}, {"name": "{new}"}),
+    "POST /ticket-groups": ({}, {"name": "{new}"}),  # a manager may: their own group
     "POST /contracts/overdue-sweeps": ({}, {}),
     "PUT /contract-clauses/standard": ({}, {"clauses": []}),  # contract approval
 }
 AUTHORITY_OF_MANAGERS = {"PUT /scoring-model", "POST /products", "PATCH /products/{product_id}",
-                         "POST /price-books"}
+                         "POST /price-books", "POST /ticket-groups"}
 
 
 # --------------------------------------------------------------------------- the document
@@ -620,6 +690,25 @@ def _product(system: System) -> str:
         "code": f"M-{_tag()}", "name": "矩阵产品", "unit": "套", "tax_rate": "13"}), 201)["id"]
 
 
+def _group_ticket(system: System, owner: str, tag: str) -> Record:
+    """An unassigned ticket in a group whose only member is `owner` (at capacity 0, so the
+    routing rule puts it in the group and nobody gets it): only the group sees it."""
+    group = _ok(system.post("/ticket-groups", user="admin", json={
+        "name": f"矩阵组{tag}", "members": [{"user_id": system.users[owner], "capacity": 0}]}),
+        201)
+    _ok(system.post("/ticket-routing-rules", user="admin", json={
+        "name": f"矩阵路由{tag}", "group_id": group["id"],
+        "conditions": {"products": [f"matrix-{tag}"]}}), 201)
+    ticket = _ok(system.post("/tickets", user=owner, json={
+        "subject": f"机密组工单{tag}", "requester_email": f"group.{tag}@matrix.cn",
+        "product": f"matrix-{tag}"}), 201)
+    system.wait_for(lambda: _ok(system.get(f"/tickets/{ticket['id']}", user="admin")
+                                ).get("group_id") == group["id"],
+                    timeout=30, message=f"{owner}'s group ticket was not routed")
+    return Record("group_ticket", ticket["id"], owner,
+                  (ticket["id"], ticket["subject"], ticket["requester_email"]))
+
+
 def _records_of(system: System, owner: str, admin_rule: dict) -> dict[str, Record]:
     """One record of every owned kind, made by `owner` as the API lets a rep make them."""
     tag = _tag()
@@ -658,6 +747,7 @@ def _records_of(system: System, owner: str, admin_rule: dict) -> dict[str, Recor
         "assignee_id": system.users[owner]}), 201)
     records["ticket"] = Record("ticket", ticket["id"], owner,
                                (ticket["id"], ticket["subject"], ticket["requester_email"]))
+    records["group_ticket"] = _group_ticket(system, owner, tag)
     # the requester mails a file into the ticket (its tag in the subject) through the listener
     records["attachment"] = _mailed_attachment(system, owner, ticket, tag)
     # solved: its satisfaction survey (by the ticket's id and requester) is as hidden as it is
@@ -824,6 +914,9 @@ def _request(world: World, caller: str, operation: str, check: Check | None, ref
     if check is not None and check.where == "query":
         params[check.name] = ref
     payload = _fill(body, world, caller, ref) if body is not None else None
+    if check is not None and check.files:
+        return world.system.request(method, route, user=caller, params=params or None,
+                                    files=check.files)
     return world.system.request(method, route, user=caller, params=params or None,
                                 json=payload)
 
@@ -907,7 +1000,8 @@ def _admin_view(world: World, record: Record) -> Any:
     routes = {"lead": "/leads/{}", "customer": "/customers/{}", "contact": "/contacts/{}",
               "opportunity": "/opportunities/{}", "task": "/tasks/{}",
               "webhook": "/webhooks/{}", "approval": "/approvals/{}",
-              "quote": "/quotes/{}", "ticket": "/tickets/{}", "contract": "/contracts/{}"}
+              "quote": "/quotes/{}", "ticket": "/tickets/{}", "contract": "/contracts/{}",
+              "group_ticket": "/tickets/{}"}
     if record.kind not in routes:
         return None
     body = world.system.get(routes[record.kind].format(record.id), user="admin").json()
@@ -1025,7 +1119,8 @@ def test_records_exist_and_their_owners_and_the_admin_see_them(world: World):
               "opportunity": "/opportunities/{}", "task": "/tasks/{}",
               "run": "/rule-runs/{}", "webhook": "/webhooks/{}", "import": "/imports/{}",
               "approval": "/approvals/{}",
-              "quote": "/quotes/{}", "ticket": "/tickets/{}", "contract": "/contracts/{}"}
+              "quote": "/quotes/{}", "ticket": "/tickets/{}", "contract": "/contracts/{}",
+              "group_ticket": "/tickets/{}"}
     for (kind, owner), record in world.records.items():
         if kind not in routes:
             continue

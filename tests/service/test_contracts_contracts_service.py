@@ -234,7 +234,12 @@ def test_sign_terminate_plan_receipts_and_receivables_over_rpc(rpc):
     assert events["order_created"]["order"] == {
         "number": "SO-" + c["number"][3:], "contract_id": c["id"],
         "contract_number": c["number"], "customer_id": customer["id"],
-        "amount": "1000.00", "currency": "CNY"}
+        "amount": "1000.00", "currency": "CNY", "status": "created",
+        "source": {"kind": "contract", "quote_id": None, "quote_version": None},
+        "lines": [{"seq": 1, "product_id": None, "product_code": None, "product_name": "t",
+                   "unit": None, "quantity": "1", "unit_price": "1000.00",
+                   "discount": "0.00", "tax_rate": None, "net": "1000.00", "tax": "0.00",
+                   "total": "1000.00"}]}
     receipt = contracts.record_receipt(c["id"], {"amount": "250", "received_on": "2027-01-05",
                                                  "method": "bank"}, scope=REP_A)
     assert receipt["amount"] == "250.00"
@@ -243,7 +248,7 @@ def test_sign_terminate_plan_receipts_and_receivables_over_rpc(rpc):
         receipt["id"]]
     assert contracts.contract_receivables(c["id"], scope=REP_A) == {
         "contract_amount": "1000.00", "received": "250.00", "outstanding": "750.00",
-        "overdue": "0.00"}
+        "overdue": "0.00", "invoiced": "0.00", "uninvoiced": "1000.00"}
     with pytest.raises(Conflict):  # receipts fix the plan
         contracts.set_payment_plan(c["id"], {"instalments": []}, scope=REP_A)
     ended = contracts.terminate_contract(c["id"], {"reason": "客户取消"}, scope=REP_A)

@@ -89,6 +89,9 @@ def test_what_the_rules_service_reads_is_what_it_had() -> None:
         "leads.assign_lead": ("lead", ("owner_id",)),
         "sales.move_opportunity": ("opportunity", ("stage_id", "reason")),
         "sales.assign_customer": ("customer", ("owner_id",)),
+        # service desk groups: routing and assignment of tickets
+        "service_desk.route_ticket": ("ticket", ()),
+        "service_desk.assign_ticket": ("ticket", ("assignee_id",)),
         "contracts.escalate_approval_step": ("approval", ("step",)),
     }
     assert records.RECORD_TYPES == (
@@ -128,7 +131,8 @@ def test_the_rules_service_has_one_client_per_service_with_rule_commands() -> No
                for name, member in inspect.getmembers(RulesService)
                if isinstance(member, RpcProxy)}
     assert proxies == {name: name for name in registry.rule_callable_services()}
-    assert set(registry.rule_callable_services()) == {"leads", "sales", "contracts"}
+    assert set(registry.rule_callable_services()) == {"leads", "sales", "service_desk",
+                                                     "contracts"}
 
 
 def test_the_gateway_registers_the_registry_resources() -> None:

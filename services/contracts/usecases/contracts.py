@@ -47,7 +47,7 @@ def create_contract(session: Session, data: dict[str, Any], owner_id: str) -> di
         opportunity_id=data.get("opportunity_id"), owner_id=owner_id,
         amount=str(domain.money(data["amount"])), currency=data.get("currency", "CNY"),
         parties=data.get("parties", []), clauses=data.get("clauses", []),
-        attachments=data.get("attachments", []), start_date=_iso(data.get("start_date")),
+        start_date=_iso(data.get("start_date")),
         end_date=_iso(data.get("end_date")), renews_id=data.get("renews_id"),
         created_at=now, updated_at=now)
     session.add(contract)

@@ -14,15 +14,12 @@ from flask import Response, current_app, request
 from flask_smorest import Blueprint
 from marshmallow import RAISE, Schema
 from sqlalchemy import select
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from services.gateway.app import current_principal, gateway, require_role, rpc_call
 from services.gateway.identity.models import Team, User
 from services.gateway.problems import (
     PROBLEM_BASE,
     ApiProblem,
-    handle_api_problem,
-    handle_http_exception,
     validation_problem,
 )
 from services.gateway.resources.sales import custom_params, sales_scope
@@ -45,6 +42,7 @@ from services.gateway.resources.sales_numbers_schemas import (
     SnapshotPageSchema,
     SnapshotQuerySchema,
 )
+from services.gateway.uploads import UploadLimit, allow_uploads
 from services.sales.numbers import contract as cf
 from services.sales.numbers import contract as import_rules
 
@@ -57,9 +55,9 @@ blp = Blueprint(
 # Imports are bulk writes into other people's view of the data (duplicates, owners): like a
 # mature CRM's "import" permission, admins and managers have it, reps do not.
 IMPORT_ROLES = ("admin", "manager")
-# The request may exceed the file by the multipart envelope (boundary, part headers, fields).
-MULTIPART_OVERHEAD = 64 * 1024
-MAX_UPLOAD_BYTES = import_rules.MAX_FILE_BYTES + MULTIPART_OVERHEAD
+IMPORT_UPLOAD = UploadLimit("sales_numbers.start_import", "An import file",
+                            import_rules.MAX_FILE_BYTES, IMPORT_ROLES)
+MAX_UPLOAD_BYTES = IMPORT_UPLOAD.request_bytes
 IMPORT_LIMITS_DOC = (
     f"Who: {' and '.join(IMPORT_ROLES)} (a rep gets 403). Limits: {import_rules.limits_text()}. "
     "A larger request is a 413 naming the limit; a file with too many rows is a 422 naming "
@@ -298,32 +296,7 @@ def drill_down(query: dict[str, Any], figure: str) -> Any:
 # -- import and export -----------------------------------------------------------------------
 
 
-def _too_large() -> ApiProblem:
-    return ApiProblem(
-        413, f"An import file may have at most {import_rules.MAX_FILE_BYTES:,} bytes "
-             f"({import_rules.MAX_FILE_BYTES / (1024 * 1024):g} MiB).",
-        type_=PROBLEM_BASE + "payload-too-large", limit="max_file_bytes",
-        max_file_bytes=import_rules.MAX_FILE_BYTES)
-
-
-@blp.before_request
-def _allow_uploads() -> None:
-    # the gateway's 1 MiB body limit is for JSON; an import file may be larger. The role and
-    # the declared size are checked before any of the body is read.
-    if request.endpoint == "sales_numbers.start_import":
-        require_role(*IMPORT_ROLES)
-        if request.content_length is not None and request.content_length > MAX_UPLOAD_BYTES:
-            raise _too_large()
-        request.max_content_length = MAX_UPLOAD_BYTES
-
-
-@blp.errorhandler(RequestEntityTooLarge)
-def _upload_too_large(error: RequestEntityTooLarge) -> Response:
-    # a body without Content-Length that grew past the limit while it was read: the import's
-    # own limit, not the 1 MiB of JSON bodies
-    if request.endpoint == "sales_numbers.start_import":
-        return handle_api_problem(_too_large())
-    return handle_http_exception(error)
+allow_uploads(blp, IMPORT_UPLOAD, require_role=require_role)
 
 
 @blp.route("/imports", methods=["POST"])
@@ -345,9 +318,7 @@ def start_import(form: dict[str, Any], files: dict[str, Any]) -> Any:
     what it would create, update and skip, and writes nothing."""
     principal = current_principal()
     upload = files["file"]
-    content = upload.read(import_rules.MAX_FILE_BYTES + 1)
-    if len(content) > import_rules.MAX_FILE_BYTES:
-        raise _too_large()
+    content = IMPORT_UPLOAD.read(upload)
     job = rpc_call(
         "sales", "start_import", entity=form["entity"], filename=upload.filename or "import",
         content_b64=base64.b64encode(content).decode(),

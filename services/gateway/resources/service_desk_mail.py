@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import base64
 from typing import Any
-from urllib.parse import quote
 
-from flask import Response
 from flask_smorest import Blueprint
 
 from services.gateway.app import rpc_call
 from services.gateway.resources.service_desk_tickets import tickets_scope
+from services.gateway.uploads import file_response
 from services.service_desk import contract as desk
 
 blp = Blueprint("service_desk_mail", __name__,
@@ -35,12 +34,7 @@ def download_ticket_attachment(ticket_id: str, attachment_id: str) -> Any:
     list), and a text/html one must not run as a page of this origin."""
     found = rpc_call("service_desk", "get_ticket_attachment", ticket_id=ticket_id,
                      attachment_id=attachment_id, scope=tickets_scope())
-    name = found["filename"]
-    ascii_name = name.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
-    disposition = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
-    return Response(base64.b64decode(found["content"]), mimetype="application/octet-stream",
-                    headers={"Content-Disposition": disposition,
-                             "X-Content-Type-Options": "nosniff"})
+    return file_response(found["filename"], base64.b64decode(found["content"]))
 
 
 @blp.route("/tickets/<string:ticket_id>/mail", methods=["GET"])

@@ -31,9 +31,13 @@ class TicketReplyResultSchema(desk.TicketSchema):
 
 
 def tickets_scope() -> dict[str, Any]:
-    """The leads service's scope: own (and a manager's teams' members'), unassigned included."""
-    scope = dict(current_principal().leads_scope())
+    """The leads service's scope: own (and a manager's teams' members'), unassigned included;
+    with the caller's `user_id`: a group's members and manager see its tickets (groups)."""
+    principal = current_principal()
+    scope = dict(principal.leads_scope())
     scope.pop("manage_pool", None)
+    if not scope.get("all"):
+        scope["user_id"] = principal.user_id
     return scope
 
 

@@ -14,13 +14,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from services.service_desk.domain import tickets as domain
 from services.service_desk.models import TicketCounterRow, TicketEntryRow, TicketRow
 from services.service_desk.usecases import csat, mail_outbox, requesters
 from services.service_desk.usecases.entries import add_entry, ticket_number
+from services.service_desk.usecases.group_scope import group_member_ids, viewer_group_ids
 from shared.envelope import utcnow
 from shared.errors import Forbidden, NotFound
 from shared.paging import page_after, page_of
@@ -33,6 +34,8 @@ def ticket_dict(row: TicketRow) -> dict[str, Any]:
             "category": row.category, "tags": list(row.tags or []),
             "assignee_id": row.assignee_id, "group_id": row.group_id, "channel": row.channel,
             "customer_id": row.customer_id, "customer_tier": row.customer_tier,
+            "product": row.product, "language": row.language,
+            "merged_into_id": row.merged_into_id,
             "contact_id": row.contact_id,
             "created_at": row.created_at.isoformat(), "updated_at": row.updated_at.isoformat()}
 
@@ -43,27 +46,39 @@ def entry_dict(row: TicketEntryRow) -> dict[str, Any]:
             "from": row.from_value, "to": row.to_value, "at": row.at.isoformat()}
 
 
-def visible(assignee_id: str | None, scope: Mapping[str, Any]) -> bool:
+def visible(assignee_id: str | None, scope: Mapping[str, Any], group_id: str | None = None,
+            group_ids: frozenset[str] = frozenset()) -> bool:
+    """All (admins); the assignee's owners; a group's members and manager (`group_ids`, the
+    groups part); an unassigned ticket of no group: the pool (`include_pool`)."""
     if scope.get("all"):
         return True
+    if group_id is not None and group_id in group_ids:
+        return True
     if assignee_id is None:
-        return bool(scope.get("include_pool"))
+        return group_id is None and bool(scope.get("include_pool"))
     return assignee_id in scope.get("owner_ids", ())
 
 
-def _check_assignee(assignee_id: str | None, scope: Mapping[str, Any]) -> None:
+def _check_assignee(assignee_id: str | None, scope: Mapping[str, Any],
+                    group_members: frozenset[str] = frozenset()) -> None:
+    """Assigning within your scope, or (a group's members and manager) to a member of the
+    ticket's group."""
     if assignee_id is not None and not scope.get("all") \
-            and assignee_id not in scope.get("owner_ids", ()):
+            and assignee_id not in scope.get("owner_ids", ()) \
+            and assignee_id not in group_members:
         raise Forbidden("a ticket can be assigned only to someone within your scope",
                         {"assignee_id": assignee_id})
 
 
-def _scope_clause(scope: Mapping[str, Any]) -> ColumnElement[bool]:
+def _scope_clause(scope: Mapping[str, Any],
+                  group_ids: frozenset[str] = frozenset()) -> ColumnElement[bool]:
     if scope.get("all"):
         return TicketRow.id.is_not(None)
     clauses = [TicketRow.assignee_id.in_(scope["owner_ids"])] if scope.get("owner_ids") else []
     if scope.get("include_pool"):
-        clauses.append(TicketRow.assignee_id.is_(None))
+        clauses.append(and_(TicketRow.assignee_id.is_(None), TicketRow.group_id.is_(None)))
+    if group_ids:
+        clauses.append(TicketRow.group_id.in_(sorted(group_ids)))
     return or_(*clauses) if clauses else TicketRow.id.is_(None)
 
 
@@ -73,9 +88,18 @@ def _find(session: Session, ticket_id: str, scope: Mapping[str, Any],
     if for_update:
         query = query.with_for_update()
     row = session.scalars(query).first()
-    if row is None or not visible(row.assignee_id, scope):
+    if row is None or not visible(row.assignee_id, scope, row.group_id,
+                                  viewer_group_ids(session, scope)):
         raise NotFound("ticket not found")
     return row
+
+
+def _group_members_for(session: Session, row: TicketRow, scope: Mapping[str, Any]
+                       ) -> frozenset[str]:
+    """The members of the ticket's group, when the caller sees it as one of the group."""
+    if row.group_id is None or row.group_id not in viewer_group_ids(session, scope):
+        return frozenset()
+    return group_member_ids(session, row.group_id)
 
 
 def _next_number(session: Session) -> int:
@@ -145,12 +169,13 @@ def get_ticket(svc, ticket_id: str, scope: Mapping[str, Any]) -> dict[str, Any]:
 def list_tickets(svc, filters: dict[str, Any], scope: Mapping[str, Any],
                  page: dict[str, Any]) -> dict[str, Any]:
     """A page of the tickets the caller sees that match `filters`, newest first."""
-    query = select(TicketRow).where(_scope_clause(scope))
-    for name in ("status", "priority", "assignee_id"):
-        if name in filters:
-            query = query.where(getattr(TicketRow, name) == filters[name])
-    query = page_after(query, TicketRow.created_at, TicketRow.id, page["cursor"], page["limit"])
     with svc.db.read() as session:
+        query = select(TicketRow).where(_scope_clause(scope, viewer_group_ids(session, scope)))
+        for name in ("status", "priority", "assignee_id", "group_id"):
+            if name in filters:
+                query = query.where(getattr(TicketRow, name) == filters[name])
+        query = page_after(query, TicketRow.created_at, TicketRow.id, page["cursor"],
+                           page["limit"])
         rows = session.scalars(query).all()
     return page_of(rows, page["limit"], "created_at", ticket_dict)
 
@@ -161,7 +186,7 @@ def update_ticket(svc, ticket_id: str, data: dict[str, Any],
     with svc.db.begin() as session:
         row = _find(session, ticket_id, scope, for_update=True)
         if "assignee_id" in data and data["assignee_id"] != row.assignee_id:
-            _check_assignee(data["assignee_id"], scope)
+            _check_assignee(data["assignee_id"], scope, _group_members_for(session, row, scope))
             row.assignee_id = data["assignee_id"]
         if "tags" in data:
             row.tags = list(dict.fromkeys(data["tags"]))

@@ -1,7 +1,7 @@
 """contract approval: standard clauses
 
 Revision ID: 0009ca
-Revises: 0009n
+Revises: 0008i
 Create Date: 2026-12-03 11:15:00
 """
 from alembic import op
@@ -10,7 +10,7 @@ import shared.db
 
 
 revision = '0009ca'
-down_revision = '0009n'  # chained after the numbers' (on main first)
+down_revision = '0008i'  # chained after the erp part's (on main first)
 branch_labels = None
 depends_on = None
 

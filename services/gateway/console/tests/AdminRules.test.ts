@@ -115,7 +115,7 @@ describe('Rules tab', () => {
 
   it('keeps the dry run of a saved rule and the enable switch', async () => {
     const calls = gateway((call) => {
-      if (call.url === '/rules/r1/dry-run') return { body: { would_act: true, conditions: { matched: true }, actions: [] } }
+      if (call.url === '/rules/r1/dry-run') return { body: { would_act: true, event: { producer: 'leads', event_type: 'lead_created' }, trigger: { matches: true }, conditions: { matched: true }, actions: [] } }
       if (call.url === '/rules/r1/disable') return { body: { ...shipped, enabled: false } }
       return undefined
     })
@@ -123,11 +123,11 @@ describe('Rules tab', () => {
     await settle()
     await wrapper.find('[data-test="dry-run"]').trigger('click')
     await settle()
-    click('[data-test="run-dry"]')
+    click('[data-test="dry-sample-run"]')
     await settle()
     const dry = calls.find((call) => call.url === '/rules/r1/dry-run')!
-    expect(dry.body).toEqual({ sample: { event_type: 'leads.lead_created', data: { source: 'website', score: 70 } } })
-    expect(document.querySelector('[data-test="dry-result"]')!.textContent).toContain('"would_act": true')
+    expect(dry.body).toEqual({ sample: { event_type: 'leads.lead_created', data: { lead: { id: 'sample', source: 'website', score: 70 } } } })
+    expect(document.querySelector('[data-test="dry-would-act"]')!.textContent).toContain('是')
     await wrapper.find('[data-test="rules-table"] .el-switch').trigger('click')
     await settle()
     expect(calls.some((call) => call.method === 'POST' && call.url === '/rules/r1/disable')).toBe(true)

@@ -19,7 +19,7 @@ export function fakeGateway(route: Route): Call[] {
     const answer = route(call) ?? { status: 404, body: { status: 404, title: 'Not Found' } }
     const status = answer.status ?? 200
     const type = status >= 400 ? 'application/problem+json' : 'application/json'
-    return new Response(answer.body === undefined ? '' : JSON.stringify(answer.body),
+    return new Response(answer.body === undefined ? null : JSON.stringify(answer.body), // null: a 204 has no body
       { status, headers: { 'Content-Type': type, ...answer.headers } })
   }))
   return calls

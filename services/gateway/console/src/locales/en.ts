@@ -114,6 +114,18 @@ const en: typeof zh = {
     from: 'From', to: 'To', weighted: 'Weighted forecast', closedWon: 'Closed won', quota: 'Quota', won: 'Won',
     drill: 'Records: {what}', records: 'records', winRate: 'Win rate', dormant: 'Dormant customers ({days} days without follow-up)', daysSince: 'Days since follow-up', attainment: 'Attainment', commit: 'Commit', owner: 'Owner',
   },
+  // ---- console-admin: quotes and contracts on the customer 360
+  quote: {
+    title: 'Quotes', name: 'Quote', grandTotal: 'Grand total', validUntil: 'Valid until', product: 'Product', quantity: 'Quantity',
+    unitPrice: 'Unit price', discount: 'Discount', taxRate: 'Tax', lineTotal: 'Line total (gross)', subtotal: 'Subtotal (net)',
+    discountTotal: 'Discounts', taxTotal: 'Tax', inWords: 'Amount in words (大写)', pdf: 'Download PDF', submit: 'Submit for approval', submitted: 'Submitted for approval',
+    statuses: { draft: 'Draft', in_approval: 'In approval', approved: 'Approved', sent: 'Sent', accepted: 'Accepted', rejected: 'Rejected', expired: 'Expired' },
+  },
+  contract: {
+    title: 'Contracts', number: 'Number', amount: 'Amount', term: 'Term', receivables: 'Receivables', received: 'Received', outstanding: 'Outstanding',
+    overdue: 'Overdue', receipts: 'Receipts', receivedOn: 'Received on', method: 'Method', reference: 'Reference', allocations: 'Paid instalments',
+    statuses: { draft: 'Draft', in_approval: 'In approval', active: 'Active', expired: 'Expired', terminated: 'Terminated', renewed: 'Renewed' },
+  },
   admin: {
     users: 'Users & teams', rules: 'Rules', scoring: 'Scoring model', customFields: 'Custom fields', pipelines: 'Pipelines',
     imports: 'Imports', webhooks: 'Webhooks', username: 'Username', displayName: 'Name', role: 'Role', team: 'Team',
@@ -139,6 +151,25 @@ const en: typeof zh = {
     importStatus: { queued: 'Queued', running: 'Running', done: 'Done', failed: 'Failed' },
     counts: { would_create: 'Would create', would_update: 'Would update', would_skip: 'Would skip', created: 'Created', updated: 'Updated', skipped: 'Skipped', failed: 'Bad rows' },
     deleteWebhook: 'Delete the subscription {url}?',
+    // ---- console-admin: rule dry run, webhooks, unlock, assignment availability
+    dry: {
+      recent: 'Dry run on recent events', recentHint: 'The last {n} events of this trigger (from the run history); nothing is done', withSample: 'Dry run on a sample event',
+      none: 'No recent events of this trigger; try a sample event.', summary: '{matched} of {total} events would trigger the actions',
+      event: 'Event', triggerMatches: 'Trigger', wouldAct: 'Would act', actions: 'Actions that would run', outside: 'Outside authority',
+      recipients: '{n} recipients', actionError: 'would fail', wouldFireAt: 'would fire at {at}', ofDraft: '(the unsaved rule)',
+      ofForm: '(the rule in the form; the saved version while unchanged)', noRuns: 'No runs yet', filterRule: 'Filter by rule',
+    },
+    hook: {
+      edit: 'Edit subscription', deliveries: 'Deliveries', deliveriesOf: 'Deliveries: {url}', replay: 'Replay', replayed: 'Sent again',
+      attempts: 'Attempts', responseCode: 'Response', lastError: 'Error', deliveredAt: 'Delivered', nextAttempt: 'Next attempt',
+      attemptLog: 'Attempts', onlyFailed: 'Failed only', loadMore: 'Load more', none: 'No deliveries yet',
+      statuses: { pending: 'Pending', sending: 'Sending', delivered: 'Delivered', failed: 'Failed' },
+    },
+    unlock: 'Unlock', unlocked: 'The sign-in lockout of {name} is lifted',
+    member: {
+      title: 'Assignment', openLeads: 'Open leads', capacity: 'Capacity (open leads at most)', capacityHint: 'Empty: unlimited',
+      onLeave: 'On leave (skipped by assignment)', until: 'On leave until', save: 'Save assignment settings', saved: 'Assignment settings saved',
+    },
     roles: { admin: 'Admin', manager: 'Manager', sales_rep: 'Sales rep', service_agent: 'Service agent' },
   },
 }

@@ -111,6 +111,18 @@ export default {
     from: '开始日期', to: '结束日期', weighted: '加权预测', closedWon: '已赢单', quota: '目标', won: '已完成',
     drill: '明细：{what}', records: '条记录', winRate: '赢率', dormant: '沉睡客户（{days} 天无跟进）', daysSince: '未跟进天数', attainment: '完成率', commit: '承诺', owner: '负责人',
   },
+  // ---- console-admin: quotes and contracts on the customer 360
+  quote: {
+    title: '报价', name: '报价单', grandTotal: '含税总额', validUntil: '有效期至', product: '产品', quantity: '数量',
+    unitPrice: '单价', discount: '折扣', taxRate: '税率', lineTotal: '小计（含税）', subtotal: '合计（未税）',
+    discountTotal: '折扣合计', taxTotal: '税额', inWords: '金额大写', pdf: '下载 PDF', submit: '提交审批', submitted: '已提交审批',
+    statuses: { draft: '草稿', in_approval: '审批中', approved: '已批准', sent: '已发送', accepted: '已接受', rejected: '已拒绝', expired: '已过期' },
+  },
+  contract: {
+    title: '合同', number: '合同编号', amount: '金额', term: '期限', receivables: '应收', received: '已回款', outstanding: '未回款',
+    overdue: '逾期', receipts: '回款记录', receivedOn: '回款日期', method: '方式', reference: '凭证号', allocations: '核销到分期',
+    statuses: { draft: '草稿', in_approval: '审批中', active: '执行中', expired: '已到期', terminated: '已终止', renewed: '已续签' },
+  },
   admin: {
     users: '用户与团队', rules: '规则', scoring: '评分模型', customFields: '自定义字段', pipelines: '销售流程',
     imports: '导入', webhooks: 'Webhook', username: '用户名', displayName: '姓名', role: '角色', team: '团队',
@@ -135,6 +147,25 @@ export default {
     importStatus: { queued: '排队中', running: '进行中', done: '已完成', failed: '失败' },
     counts: { would_create: '将新建', would_update: '将更新', would_skip: '将跳过', created: '已新建', updated: '已更新', skipped: '已跳过', failed: '错误行' },
     deleteWebhook: '删除订阅 {url}？',
+    // ---- console-admin: rule dry run, webhooks, unlock, assignment availability
+    dry: {
+      recent: '用最近的事件试运行', recentHint: '最近 {n} 个该触发器的事件（来自运行记录），不会执行任何动作', withSample: '用示例事件试运行',
+      none: '最近没有该触发器的事件；可以用示例事件试运行。', summary: '{total} 个事件中有 {matched} 个会触发动作',
+      event: '事件', triggerMatches: '触发匹配', wouldAct: '会执行', actions: '将执行的动作', outside: '超出权限',
+      recipients: '{n} 位接收人', actionError: '会失败', wouldFireAt: '将于 {at} 触发', ofDraft: '（未保存的规则）',
+      ofForm: '（表单中的规则；未修改时即已保存的版本）', noRuns: '暂无运行记录', filterRule: '按规则筛选',
+    },
+    hook: {
+      edit: '编辑订阅', deliveries: '投递记录', deliveriesOf: '投递记录：{url}', replay: '重新投递', replayed: '已重新投递',
+      attempts: '尝试次数', responseCode: '响应码', lastError: '错误', deliveredAt: '送达时间', nextAttempt: '下次重试',
+      attemptLog: '尝试记录', onlyFailed: '只看失败', loadMore: '加载更多', none: '暂无投递',
+      statuses: { pending: '待投递', sending: '投递中', delivered: '已送达', failed: '失败' },
+    },
+    unlock: '解锁', unlocked: '已解除 {name} 的登录锁定',
+    member: {
+      title: '分配设置', openLeads: '未关闭线索', capacity: '容量上限（线索数）', capacityHint: '不填表示不限',
+      onLeave: '休假中（不参与分配）', until: '休假至', save: '保存分配设置', saved: '分配设置已保存',
+    },
     roles: { admin: '管理员', manager: '经理', sales_rep: '销售', service_agent: '客服' },
   },
 }

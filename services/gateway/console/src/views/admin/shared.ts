@@ -78,3 +78,26 @@ export function parseJsonObject(text: string, field: string, errors: Record<stri
   errors[field] = invalid
   return null
 }
+
+// ---- dry run (RuleDryRun.vue)
+
+/** Where a dry run posts, the body without its event, and the trigger's event types
+ * (null from a form whose own JSON boxes do not parse). */
+export interface DryTarget { path: string; body: Row; events: string[] }
+
+/** Glob patterns (`leads.*`, `*`) as the rules service matches trigger events (fnmatch). */
+export function eventMatches(patterns: string[], name: string): boolean {
+  return patterns.some((pattern) => {
+    const source = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')
+    return new RegExp(`^${source}$`).test(name)
+  })
+}
+
+/** JSON with sorted keys: a form's definition compared with the saved rule's. */
+export function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`
+  if (value && typeof value === 'object') {
+    return `{${Object.keys(value).sort().map((key) => `${JSON.stringify(key)}:${canonical((value as Row)[key])}`).join(',')}}`
+  }
+  return JSON.stringify(value ?? null)
+}
