@@ -362,6 +362,7 @@ class Invoice(Base):
     source: Mapped[str] = mapped_column(String(10))  # user, erp
     void_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 # -- contract approval ----
