@@ -40,6 +40,9 @@ class RecordType:
 
     name: str
     link_field: str | None = None
+    # The field of its snapshot naming the person responsible: a rule's `owner` (recipients,
+    # task assignee, `owner_manager`). A ticket's is its `assignee_id`.
+    owner_field: str = "owner_id"
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,8 @@ BUILT_IN: tuple[Service, ...] = (
             "update_business_calendar", "list_sla_policies", "get_sla_policy",
             "create_sla_policy", "update_sla_policy", "reorder_sla_policies", "compute_clocks",
             "sla_preview", "check_sla",
+            # sla scheduling
+            "escalate_ticket",
             # knowledge base
             "kb_create_category", "kb_list_categories", "kb_create_article",
             "kb_create_article_from", "kb_get_article", "kb_list_articles",
@@ -187,8 +192,12 @@ BUILT_IN: tuple[Service, ...] = (
             # groups: routing (group, then member) and assignment, exactly once
             "route_ticket": RuleCommand("ticket", (), takes_command_id=True),
             "assign_ticket": RuleCommand("ticket", ("assignee_id",), takes_command_id=True),
+            # sla scheduling: the timer's check at a scheduled instant, the breach's escalation
+            "check_sla": RuleCommand("ticket", ("now",), takes_command_id=True),
+            "escalate_ticket": RuleCommand("ticket", ("priority", "reason"),
+                                           takes_command_id=True),
         },
-        records=(RecordType("ticket", "ticket_id"),),
+        records=(RecordType("ticket", "ticket_id", owner_field="assignee_id"),),
         events_in="contract",
         gateway_resources=(
             "services.gateway.resources.service_desk_sla",  # sla
@@ -362,6 +371,12 @@ def gateway_resource_modules(env: Mapping[str, str] | None = None) -> tuple[str,
 def record_types() -> tuple[str, ...]:
     """Every record type of every service, planned ones included, in registry order."""
     return tuple(r.name for s in services() for r in s.records)
+
+
+def owner_fields() -> dict[str, str]:
+    """Record type -> the snapshot field naming its owner, where it is not `owner_id`."""
+    return {r.name: r.owner_field for s in services() for r in s.records
+            if r.owner_field != "owner_id"}
 
 
 def link_fields() -> dict[str, str]:

@@ -317,7 +317,7 @@ def main() -> None:
         from tests import bench_kb
 
         results["kb"] = bench_kb.run()
-    if "service_desk" in chosen:  # e-mail intake (tests/bench_service_desk.py)
+    if "service_desk" in chosen:  # e-mail intake, SLA warnings (tests/bench_service_desk.py)
         from tests import bench_service_desk
 
         results["service_desk"] = bench_service_desk.run()

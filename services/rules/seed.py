@@ -229,6 +229,54 @@ SHIPPED_RULES: list[dict[str, Any]] = [
                      "{{ contract.currency or 'CNY' }}），请在 30 天内完成续约。"},
         ],
     },
+    # -- service_desk SLA (issue 17): timers at the scheduled instants, warnings, breaches ----
+    {
+        "key": "ticket-sla-check",
+        "name": "工单 SLA：到点检查",
+        "description": "At each instant a ticket's SLA schedule names (a warning threshold or "
+                       "a breach), service_desk checks the ticket's clocks and publishes the "
+                       "warnings and breaches due. One timer per ticket: each schedule replaces "
+                       "it, an older one (lower sequence) arriving late does not.",
+        "trigger": {"type": "date", "events": ["service_desk.ticket_sla_scheduled"],
+                    "field": "next_check_at", "at": "exact", "record": "ticket",
+                    "sequence": "sequence"},
+        "conditions": "",
+        "actions": [
+            {"type": "call", "service": "service_desk", "method": "check_sla",
+             "args": {"now": "{{ now }}"}},
+        ],
+    },
+    {
+        "key": "ticket-sla-warning",
+        "name": "工单 SLA 预警：通知处理人",
+        "description": "A ticket's SLA target passed a warning threshold: its assignee is "
+                       "notified in the app and by e-mail.",
+        "trigger": {"type": "event", "event": "service_desk.ticket_sla_warning"},
+        "conditions": "",
+        "actions": [
+            {"type": "notify", "to": ["owner"], "channels": ["in_app", "email"],
+             "title": "SLA 预警：{{ ticket.number }} {{ ticket.subject }}",
+             "body": "工单 {{ ticket.number }}（{{ ticket.priority }}）的 SLA 即将到期，"
+                     "请尽快处理。"},
+        ],
+    },
+    {
+        "key": "ticket-sla-breached",
+        "name": "工单 SLA 超时：通知处理人与主管并升级",
+        "description": "A ticket's SLA target fell due unmet: its assignee and the assignee's "
+                       "manager are notified (in the app and by e-mail) and its priority is "
+                       "raised one step.",
+        "trigger": {"type": "event", "event": "service_desk.ticket_sla_breached"},
+        "conditions": "",
+        "actions": [
+            {"type": "notify", "to": ["owner", "owner_manager"], "channels": ["in_app", "email"],
+             "title": "SLA 超时：{{ ticket.number }} {{ ticket.subject }}",
+             "body": "工单 {{ ticket.number }}（{{ ticket.priority }}）已超出 SLA 时限，"
+                     "优先级已升级。"},
+            {"type": "call", "service": "service_desk", "method": "escalate_ticket",
+             "args": {"reason": "SLA breached"}},
+        ],
+    },
     # -- contract approval: approvers notified, and escalation of an undecided step ----
     {
         "key": "approval-requested-notify",

@@ -268,6 +268,8 @@ class TicketSlaWarning(Schema):
     threshold = fields.Float(required=True)
     due_at = fields.String(required=True)
     remaining_seconds = fields.Integer(required=True)
+    ticket = fields.Dict(metadata={"description": "the ticket's snapshot (from check_sla by "
+                                                  "ticket id): its assignee_id, priority, ..."})
 
 
 class TicketSlaBreached(Schema):
@@ -278,6 +280,8 @@ class TicketSlaBreached(Schema):
     target = fields.String(required=True, metadata={"enum": list(SLA_TARGETS)})
     due_at = fields.String(required=True)
     breached_at = fields.String(required=True)
+    ticket = fields.Dict(metadata={"description": "the ticket's snapshot (from check_sla by "
+                                                  "ticket id): its assignee_id, priority, ..."})
 
 
 EVENT_SCHEMAS["sla_policy_changed"] = SlaPolicyChanged
@@ -828,6 +832,65 @@ class TicketMerged(Schema):
 
 EVENT_SCHEMAS.update({"ticket_merged": TicketMerged})
 
+
+# -- SLA scheduling: ticket_sla_scheduled, check_sla by ticket id, escalate_ticket ----
+
+
+class CheckSlaByIdSchema(StrictSchema):
+    """`check_sla` as a rule command: the ticket by id (its log is read from its entries) and
+    the caller's now (the rules service's clock)."""
+
+    ticket_id = _f.String(required=True, validate=_v.Length(min=1, max=64))
+    now = instant(load_default=None, allow_none=True)
+
+
+class EscalateTicketSchema(StrictSchema):
+    """Raise a ticket's priority: one step, or to `priority` when that is higher."""
+
+    ticket_id = _f.String(required=True, validate=_v.Length(min=1, max=64))
+    priority = _f.String(load_default=None, allow_none=True,
+                         validate=_v.OneOf(TICKET_PRIORITIES))
+    reason = _f.String(load_default=None, allow_none=True, validate=_v.Length(max=500))
+
+
+class SlaTargetScheduleSchema(Schema):
+    state = _f.String(required=True, metadata={
+        "description": "not_started, running, paused, achieved, stopped"})
+    paused = _f.Boolean(required=True)
+    due_at = _f.String(allow_none=True, metadata={"description": "of a running target"})
+    warn_at = _f.List(_f.String(), required=True,
+                      metadata={"description": "the warning instants still ahead"})
+    breach_at = _f.String(allow_none=True, metadata={"description": "if still ahead"})
+
+
+class TicketSlaScheduled(Schema):
+    """The next instants that matter for a ticket's SLA changed (created, status, priority,
+    reply, a policy or calendar change, a check). `next_check_at` is the earliest warning or
+    breach still ahead among running targets (null: nothing runs); `sequence` grows with each
+    schedule of the ticket: a lower one arriving late is superseded."""
+
+    ticket_id = _f.String(required=True)
+    ticket = _f.Nested(TicketSchema, required=True)
+    sequence = _f.Integer(required=True)
+    policy_id = _f.String(allow_none=True, required=True)
+    next_check_at = _f.String(allow_none=True, required=True)
+    clocks = _f.Dict(keys=_f.String(metadata={"enum": list(SLA_TARGETS)}),
+                     values=_f.Nested(SlaTargetScheduleSchema), required=True)
+
+
+class TicketEscalated(Schema):
+    """A ticket's priority was raised by `escalate_ticket` (an SLA breach rule)."""
+
+    ticket = _f.Nested(TicketSchema, required=True)
+    from_priority = _f.String(required=True, data_key="from")
+    to_priority = _f.String(required=True, data_key="to")
+    reason = _f.String(allow_none=True)
+
+
+EVENT_SCHEMAS.update({"ticket_sla_scheduled": TicketSlaScheduled,
+                      "ticket_escalated": TicketEscalated})
+
+
 # -- e-mail: attachments and outgoing mail (part s-mail) ----
 
 
@@ -864,6 +927,7 @@ class TicketMailSchema(Schema):
 
 class TicketMailListSchema(Schema):
     items = _f.List(_f.Nested(TicketMailSchema), required=True)
+
 
 # -- CSAT: satisfaction surveys ----
 

@@ -299,6 +299,54 @@ class TicketFormHitRow(Base):
     bucket: Mapped[str] = mapped_column(String(200), primary_key=True)
     window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# -- SLA scheduling (ticket_sla_scheduled, check_sla by id, the sweep) ----
+
+
+class SlaScheduleRow(Base):
+    """The last `ticket_sla_scheduled` published for a ticket: `sequence` grows with each one
+    (the rules service keeps the newest timer), `schedule` is what it said, so an unchanged
+    schedule is not published again."""
+
+    __tablename__ = "sla_schedules"
+    __table_args__ = (Index("ix_sla_schedules_next_check", "next_check_at"),)
+
+    ticket_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    policy_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    schedule: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The latest instant the ticket's clocks were computed at: never computed earlier again
+    # (a check at the rules service's clock, then a change stamped by this process's).
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SlaCommandRow(Base):
+    """A rule command done (`command_id` from the rules service), so a repeat does nothing."""
+
+    __tablename__ = "sla_commands"
+
+    command_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    ticket_id: Mapped[str] = mapped_column(String(64))
+    command: Mapped[str] = mapped_column(String(32))
+    done_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SlaSweepRow(Base):
+    """The recomputation of every open ticket after a policy or calendar change: `cursor` is
+    the last ticket id done ("" = from the start, null = nothing to do). A change during a sweep
+    starts it again from the start."""
+
+    __tablename__ = "sla_sweeps"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    cursor: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 # -- e-mail: intake, attachments, the mail outbox (issue 17, part s-mail) ----
 
 

@@ -7,15 +7,18 @@ from typing import Any
 
 from nameko.timer import timer
 
+from services.service_desk import clock as desk_clock
 from services.service_desk.contract import (
     EVENT_SCHEMAS,
     AssignTicketSchema,
     CalendarWriteSchema,
+    CheckSlaByIdSchema,
     CheckSlaSchema,
     ComputeClocksSchema,
     CsatAnswerSchema,
     CsatReportQuerySchema,
     CsatSurveyFiltersSchema,
+    EscalateTicketSchema,
     KbArticleCreateSchema,
     KbArticleFiltersSchema,
     KbArticleUpdateSchema,
@@ -51,6 +54,7 @@ from services.service_desk.usecases import (
     merging,
     requesters,
     sla,
+    sla_checks,
     tickets,
 )
 from shared import config
@@ -64,7 +68,7 @@ from shared.metrics import EntrypointMetrics
 from shared.outbox import EventOutbox
 from shared.payloads import load
 from shared.platform import PlatformEndpoints
-from shared.rpc import rpc
+from shared.rpc import rpc, rpc_proxy
 
 setup_logging("service_desk")
 
@@ -78,6 +82,10 @@ reorder_schema = SlaReorderSchema()
 compute_clocks_schema = ComputeClocksSchema()
 preview_schema = SlaPreviewSchema()
 check_sla_schema = CheckSlaSchema()
+# SLA scheduling (rule commands)
+check_sla_by_id_schema = CheckSlaByIdSchema()
+escalate_schema = EscalateTicketSchema()
+SLA_SWEEP_SECONDS = 1.0
 
 
 # tickets: a call without scope is a trusted internal one (sees all)
@@ -191,12 +199,47 @@ class ServiceDeskService(PlatformEndpoints):
                            values["start"])
 
     @rpc
-    def check_sla(self, data: dict) -> dict[str, Any]:
-        """Publish the warnings and breaches due by now for a ticket ({ticket_id, events,
-        policy_id?, now?}), each once; answer them and `next_check_at`."""
+    def check_sla(self, data: dict | None = None, ticket_id: str | None = None,
+                  now: str | None = None, scope: dict | None = None,
+                  command_id: str | None = None) -> dict[str, Any]:
+        """Publish the warnings and breaches due by now for a ticket, each once; answer them
+        and `next_check_at`. By id (the rule command: `ticket_id`, `now`, `scope`; the log is
+        the ticket's own, and the next `ticket_sla_scheduled` follows) or with a log passed in
+        (`data` = {ticket_id, events, policy_id?, now?}). `command_id` changes nothing: a
+        repeat publishes nothing new anyway."""
+        if data is None:
+            values = load(check_sla_by_id_schema, {"ticket_id": ticket_id, "now": now})
+            return sla_checks.check_sla(self, values["ticket_id"], values["now"],
+                                        _ticket_scope(scope))
         values = load(check_sla_schema, data)
         return sla.check_sla(self.sla_ports, values["ticket_id"], values["events"],
                              values["policy_id"], values["now"])
+
+    # -- SLA scheduling: the escalation command and the sweep ----
+
+    @rpc
+    def escalate_ticket(self, ticket_id: str, priority: str | None = None,
+                        reason: str | None = None, scope: dict | None = None,
+                        command_id: str | None = None) -> dict[str, Any]:
+        """Raise the priority one step (or to `priority` if higher), never lower; a repeated
+        `command_id` does nothing. Answers the ticket with `escalated`."""
+        values = load(escalate_schema, {"ticket_id": ticket_id, "priority": priority,
+                                        "reason": reason})
+        return sla_checks.escalate_ticket(self, values["ticket_id"], values["priority"],
+                                          values["reason"], _ticket_scope(scope), command_id)
+
+    @timer(interval=SLA_SWEEP_SECONDS)
+    def sla_sweep_timer(self) -> None:
+        """After a policy or calendar change, every open ticket is rechecked (in batches)."""
+        sla_checks.sweep_step(self)
+
+    # The rules service's controllable clock, followed in CRM_CLOCK=controllable mode only.
+    rules = rpc_proxy("rules")
+
+    @timer(interval=desk_clock.CLOCK_POLL_SECONDS)
+    def follow_rules_clock(self) -> None:
+        if desk_clock.controllable():
+            desk_clock.follow(self.rules.get_clock()["offset_seconds"])
 
     # -- tickets ----
 

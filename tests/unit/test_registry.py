@@ -92,6 +92,8 @@ def test_what_the_rules_service_reads_is_what_it_had() -> None:
         # service desk groups: routing and assignment of tickets
         "service_desk.route_ticket": ("ticket", ()),
         "service_desk.assign_ticket": ("ticket", ("assignee_id",)),
+        "service_desk.check_sla": ("ticket", ("now",)),
+        "service_desk.escalate_ticket": ("ticket", ("priority", "reason")),
         "contracts.escalate_approval_step": ("approval", ("step",)),
     }
     assert records.RECORD_TYPES == (
@@ -103,6 +105,7 @@ def test_what_the_rules_service_reads_is_what_it_had() -> None:
         ("opportunity_id", "opportunity"), ("ticket_id", "ticket"), ("contract_id", "contract"),
         ("quote_id", "quote"), ("order_id", "order"), ("instalment_id", "instalment"),
         ("approval_id", "approval")]
+    assert records.OWNER_FIELDS == {"ticket": "assignee_id"}
 
 
 def test_every_rule_command_takes_a_command_id_as_its_rpc_method_says() -> None:

@@ -11,10 +11,21 @@ from shared import registry
 RECORD_TYPES: tuple[str, ...] = registry.record_types()
 # Foreign keys by which an event about one record concerns another (a follow-up of a lead).
 LINK_FIELDS: dict[str, str] = registry.link_fields()
+# Record types whose owner is another field than `owner_id` (a ticket's `assignee_id`).
+OWNER_FIELDS: dict[str, str] = registry.owner_fields()
 
 
 def record_key(record_type: str, record_id: str) -> str:
     return f"{record_type}:{record_id}"
+
+
+def with_owner(record_type: str, record: dict[str, Any]) -> dict[str, Any]:
+    """The record with `owner_id` set from its type's owner field (a ticket's assignee), so
+    that `owner`, `owner_manager` and the owner's scope mean the same for every record."""
+    field = OWNER_FIELDS.get(record_type)
+    if field is None or field not in record:
+        return record
+    return {**record, "owner_id": record[field]}
 
 
 def primary_record(data: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:

@@ -106,7 +106,7 @@ def validate_trigger(trigger: Any, problems: Problems) -> None:
         "event": {"type", "event", "field", "to"},
         "delay": {"type", "events", "delay", "unless", "record"},
         "date": {"type", "events", "field", "offset_days", "offset_months", "at", "yearly",
-                 "record"},
+                 "record", "sequence"},
         "schedule": {"type", "cron"},
     }[kind]
     for key in trigger:
@@ -131,6 +131,12 @@ def validate_trigger(trigger: Any, problems: Problems) -> None:
         if trigger.get("at") == timing.EXACT:
             if trigger.get("yearly", False) is not False:
                 _add(problems, "trigger.yearly", "not with 'at': 'exact' (an instant is once)")
+            if "sequence" in trigger and (not isinstance(trigger["sequence"], str)
+                                          or not trigger["sequence"]):
+                _add(problems, "trigger.sequence",
+                     "the event's field numbering its schedules, e.g. 'sequence'")
+        elif "sequence" in trigger:
+            _add(problems, "trigger.sequence", "only with 'at': 'exact'")
         else:
             try:
                 if trigger.get("at") is not None and not isinstance(trigger.get("at"), str):

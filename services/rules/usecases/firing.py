@@ -161,9 +161,10 @@ class TimerFiring:
             record = dict(snapshot.data) if snapshot else {"id": row.record_key.split(":", 1)[1]}
         trigger_name = "schedule" if row.kind == "schedule" else "timer"
         envelope = {**origin, "timer_id": row.id}
+        # An exact instant that was waited for (timers.py) is its own cause: no dedupe window.
         run = self.runs.start(session, rule, trigger_name, envelope, row.record_key,
                               record_type, record, {}, depth, now, timer_id=row.id,
-                              firings=firings)
+                              firings=firings, dedupe=not row.payload.get("waited"))
         if row.kind == "schedule":
             self.timers.schedule_next(session, rule, now)
         elif row.kind == "date" and trigger.get("yearly") and record:

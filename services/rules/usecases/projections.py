@@ -59,6 +59,7 @@ def store_snapshot(
     record_type, record = records.primary_record(data)
     if record_type is None or record is None:
         return None, None, {}, False
+    record = records.with_owner(record_type, record)
     key = records.record_key(record_type, str(record["id"]))
     connection = session.connection()
     previous = connection.execute(SNAPSHOT_DATA, {"key": key}).scalar()

@@ -112,7 +112,7 @@ class Runs:
         self, session: Session, rule: Rule, trigger: str, envelope: dict[str, Any],
         record_key: str | None, record_type: str | None, record: dict[str, Any] | None,
         changes: dict[str, Any], depth: int, now: datetime, timer_id: str | None = None,
-        firings: dict | None = None,
+        firings: dict | None = None, dedupe: bool = True,
     ) -> StartedRun:
         definition = rule.definition
         authority = effective_authority(session, getattr(rule, "authority", None))
@@ -158,8 +158,8 @@ class Runs:
         firing_key = record_key or "-"
         firing = (firings.get((rule.id, firing_key)) if firings is not None
                   else session.get(RuleFiring, (rule.id, firing_key)))
-        reason = rules_domain.loop_guard(depth, firing.fired_at if firing else None, now,
-                                         self.settings.guard)
+        reason = rules_domain.loop_guard(depth, firing.fired_at if firing and dedupe else None,
+                                         now, self.settings.guard)
         if reason:
             run.status, run.reason, run.finished_at = "stopped", reason, now
             return run

@@ -36,6 +36,12 @@ def exact_value(field: str, record: dict[str, Any], event_data: dict[str, Any] |
     return record.get(field)
 
 
+def _sequence(trigger: dict[str, Any], event_data: dict[str, Any] | None) -> int | None:
+    field = trigger.get("sequence")
+    value = event_data.get(field) if field and isinstance(event_data, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 class Timers:
     def __init__(self, clock: Clock, tz: Any) -> None:
         self.clock = clock
@@ -117,6 +123,10 @@ class Timers:
         where an exact trigger's field is read first (`{"ticket_id", "next_check_at"}` names
         its record by a link only, so the snapshot does not carry the field)."""
         key = records.record_key(record_type, str(record["id"]))
+        if trigger.get("at") == timing.EXACT and trigger.get("sequence") and not fresh:
+            newer = self._newer_pending(session, rule.id, key, trigger["sequence"], event_data)
+            if newer:
+                return newer
         if not fresh:
             self._replace_pending(session, rule.id, key)
         if trigger.get("at") == timing.EXACT:
@@ -147,8 +157,35 @@ class Timers:
                 return None  # past, and not told by an event: nothing to do
             shown = "missing" if value in (None, "") else f"not an instant: {str(value)[:80]!r}"
             return f"no timer: {field} is {shown}"
-        self.add(session, kind="date", due_at=due, rule=rule, record_key=key,
-                 payload={"event": {"causation_depth": depth}})
+        # An instant still ahead is waited for: when it comes, time is the cause, not the
+        # chain of events that set it (firing.py starts its run at depth 0, outside the dedupe
+        # window), so a ticket checked at each of its instants is never cut off as a loop. An
+        # instant already past fires at the next tick as part of that chain.
+        payload: dict[str, Any] = {"event": {"causation_depth": 0 if due > now else depth}}
+        if due > now:
+            payload["waited"] = True
+        sequence = _sequence(trigger, event_data)
+        if sequence is not None:
+            payload["sequence"] = sequence
+        self.add(session, kind="date", due_at=due, rule=rule, record_key=key, payload=payload)
+        return None
+
+    def _newer_pending(self, session: Session, rule_id: str, record_key: str, field: str,
+                       event_data: dict[str, Any] | None) -> str | None:
+        """Why this event must not replace the pending timer: it numbers an older schedule
+        (`trigger.sequence`) than the one the timer was set from (events may be taken out of
+        order); None when it may."""
+        incoming = _sequence({"sequence": field}, event_data)
+        if incoming is None:
+            return None
+        payloads = session.scalars(
+            select(Timer.payload).where(Timer.rule_id == rule_id, Timer.record_key == record_key,
+                                        Timer.status == "pending")).all()
+        newest = max((p["sequence"] for p in payloads
+                      if isinstance(p, dict) and isinstance(p.get("sequence"), int)),
+                     default=None)
+        if newest is not None and incoming < newest:
+            return f"superseded: {field} {incoming} is older than the pending timer's {newest}"
         return None
 
     def schedule_next(self, session: Session, rule: Rule, now: datetime) -> None:

@@ -311,6 +311,7 @@ def clock(
         "breached_at": None,
         "achieved_at": None,
         "stopped_at": None,
+        "started_at": None,
         "warnings": [],
     }
     if run is None:
@@ -362,6 +363,9 @@ def clock(
         breached_at=due_at if breached else None,
         achieved_at=run.achieved_at,
         stopped_at=run.stopped_at,
+        # The start of this measured span: one cycle of the target (a next-reply cycle, a
+        # periodic update's interval), whose warnings are given once however often it pauses.
+        started_at=run.segments[0][0] if run.segments else None,
         warnings=warnings,
     )
     return result

@@ -26,6 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from services.service_desk.clock import now as utcnow  # the wall clock, or the tests'
 from services.service_desk.domain import mail as mail_domain
 from services.service_desk.domain import threading
 from services.service_desk.domain import tickets as ticket_domain
@@ -35,10 +36,9 @@ from services.service_desk.models import (
     TicketAttachmentRow,
     TicketRow,
 )
-from services.service_desk.usecases import mail_outbox, tickets
+from services.service_desk.usecases import mail_outbox, sla_schedule, tickets
 from services.service_desk.usecases.entries import add_entry, ticket_number
 from services.service_desk.usecases.mail_outbox import MailSettings
-from shared.envelope import utcnow
 from shared.errors import NotFound
 
 log = logging.getLogger(__name__)
@@ -174,8 +174,10 @@ def _customer_reply(svc, session: Session, ticket: TicketRow, body: str, now: da
     if target != ticket.status:
         tickets._change_status(svc, session, ticket, target, now)
     session.flush()
-    svc.events.record(session, "ticket_replied", {"ticket": tickets.ticket_dict(ticket),
+    snapshot = tickets.ticket_dict(ticket)
+    svc.events.record(session, "ticket_replied", {"ticket": snapshot,
                                                   "entry": tickets.entry_dict(entry)})
+    sla_schedule.after_change(svc.events, session, ticket, snapshot)  # SLA scheduling
     return entry
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from services.service_desk.domain import sla as sla_domain
 from services.service_desk.domain.calendar import BusinessCalendar, calendar_from_dict
 from services.service_desk.models import BusinessCalendarRow, SlaNoticeRow, SlaPolicyRow
+from services.service_desk.usecases import sla_sweep
 from shared.envelope import utcnow
 from shared.errors import Conflict, NotFound, ValidationFailed
 
@@ -118,6 +119,7 @@ def update_calendar(ports: SlaPorts, calendar_id: str, changes: dict[str, Any]) 
         result = calendar_to_dict(row)
         ports.events.record(session, "business_calendar_changed",
                             {"change": "updated", "calendar": result})
+        sla_sweep.request_sweep(session)
         return result
 
 
@@ -206,6 +208,7 @@ def create_policy(ports: SlaPorts, values: dict[str, Any]) -> dict[str, Any]:
         result = policy_to_dict(row)
         ports.events.record(session, "sla_policy_changed",
                             {"change": "created", "policy": result, "order": _order(session)})
+        sla_sweep.request_sweep(session)
         return result
 
 
@@ -224,6 +227,7 @@ def update_policy(ports: SlaPorts, policy_id: str, changes: dict[str, Any]) -> d
         result = policy_to_dict(row)
         ports.events.record(session, "sla_policy_changed",
                             {"change": "updated", "policy": result, "order": _order(session)})
+        sla_sweep.request_sweep(session)
         return result
 
 
@@ -239,6 +243,7 @@ def reorder_policies(ports: SlaPorts, policy_ids: list[str]) -> list[dict[str, A
         session.flush()
         ports.events.record(session, "sla_policy_changed",
                             {"change": "reordered", "policy": None, "order": list(policy_ids)})
+        sla_sweep.request_sweep(session)
         return [policy_to_dict(row) for row in _ordered(session)]
 
 

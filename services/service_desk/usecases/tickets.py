@@ -17,12 +17,12 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from services.service_desk.clock import now as utcnow  # the wall clock, or the tests' (clock.py)
 from services.service_desk.domain import tickets as domain
 from services.service_desk.models import TicketCounterRow, TicketEntryRow, TicketRow
-from services.service_desk.usecases import csat, mail_outbox, requesters
+from services.service_desk.usecases import csat, mail_outbox, requesters, sla_schedule
 from services.service_desk.usecases.entries import add_entry, ticket_number
 from services.service_desk.usecases.group_scope import group_member_ids, viewer_group_ids
-from shared.envelope import utcnow
 from shared.errors import Forbidden, NotFound
 from shared.paging import page_after, page_of
 
@@ -142,7 +142,9 @@ def open_ticket(svc, session: Session, values: dict[str, Any], now: datetime,
     session.flush()
     entry = add_entry(session, row, "created", now, body=description, public=True,
                       author_kind=author_kind, author_id=author_id, to_value="new")
-    svc.events.record(session, "ticket_created", {"ticket": ticket_dict(row)})
+    snapshot = ticket_dict(row)
+    svc.events.record(session, "ticket_created", {"ticket": snapshot})
+    sla_schedule.after_change(svc.events, session, row, snapshot)  # SLA scheduling
     return row, entry
 
 
@@ -200,7 +202,9 @@ def update_ticket(svc, ticket_id: str, data: dict[str, Any],
         if "status" in data:
             _change_status(svc, session, row, data["status"], now)
         session.flush()
-        return ticket_dict(row)
+        result = ticket_dict(row)
+        sla_schedule.after_change(svc.events, session, row, result)  # SLA scheduling
+        return result
 
 
 def add_reply(svc, ticket_id: str, data: dict[str, Any],
@@ -223,4 +227,5 @@ def add_reply(svc, ticket_id: str, data: dict[str, Any],
         session.flush()
         result = ticket_dict(row)
         svc.events.record(session, "ticket_replied", {"ticket": result, "entry": entry_dict(entry)})
+        sla_schedule.after_change(svc.events, session, row, result)  # SLA scheduling
         return {**result, "entry": entry_dict(entry)}
