@@ -242,12 +242,21 @@ BUILT_IN: tuple[Service, ...] = (
             # numbers
             "collection_report", "aging_report", "dso_report", "quote_win_rate",
             "approval_cycle_times", "numbers_drill_down", "customer_summary",
+            # contract approval
+            "submit_contract", "update_contract", "contract_approval_terms",
+            "set_standard_clauses", "get_standard_clauses", "escalate_approval_step",
         ),
+        rule_commands={
+            # contract approval: the escalation timer of an undecided approval step
+            "escalate_approval_step": RuleCommand("approval", ("step",),
+                                                  takes_command_id=True),
+        },
         records=(
             RecordType("contract", "contract_id"),
             RecordType("quote", "quote_id"),
             RecordType("order", "order_id"),
             RecordType("instalment", "instalment_id"),  # overdue and renewals
+            RecordType("approval", "approval_id"),  # contract approval
         ),
         events_in="contract",
         gateway_resources=(
@@ -259,6 +268,7 @@ BUILT_IN: tuple[Service, ...] = (
             "services.gateway.resources.contracts_renewals",  # overdue and renewals
             "services.gateway.resources.contracts_attachments",  # attachments
             "services.gateway.resources.contracts_numbers",  # numbers
+            "services.gateway.resources.contracts_contract_approval",  # contract approval
         ),
     ),
     Service(

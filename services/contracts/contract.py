@@ -40,6 +40,14 @@ class ApproverSpecSchema(StrictSchema):
                             validate=validate.Range(min=1, max=10))
 
 
+class EscalateToSchema(StrictSchema):
+    """Who an undecided step is escalated to: `manager` (the waiting approvers' managers,
+    the default) or `user` (`id`)."""
+
+    kind = fields.String(required=True, validate=validate.OneOf(("manager", "user")))
+    id = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=36))
+
+
 class ApprovalStepSchema(StrictSchema):
     name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
     condition = fields.String(load_default=None, allow_none=True,
@@ -51,6 +59,13 @@ class ApprovalStepSchema(StrictSchema):
                             validate=validate.Range(min=1, max=50))
     on_reject = fields.String(load_default="submitter",
                               validate=validate.OneOf(("submitter", "previous")))
+    # contract approval: escalation of a step not decided within N business hours
+    escalate_after_hours = fields.Integer(
+        load_default=None, allow_none=True, validate=validate.Range(min=1, max=2000),
+        strict=True, metadata={
+            "description": "business hours (Mon-Fri 09:00-18:00 CRM_TIMEZONE, Chinese public "
+                           "holidays off, make-up days on) before the step is escalated"})
+    escalate_to = fields.Nested(EscalateToSchema, load_default=None, allow_none=True)
 
 
 class ApprovalFlowWriteSchema(StrictSchema):
@@ -127,6 +142,10 @@ class ApprovalRequested(ApprovalEvent):
     approver_ids = fields.List(fields.String(), required=True)
     cc_ids = fields.List(fields.String(), required=True)
     delegated_by = fields.String()
+    escalated = fields.Boolean(metadata={"description": "to an escalation approver"})
+    approval = fields.Nested(lambda: ApprovalRecordSnapshot(), metadata={
+        "description": "the approval as the rules service keeps it (record type `approval`): "
+                       "its notification rule notifies `field:approver_ids`"})
 
 
 class ApprovalStepCompleted(ApprovalEvent):
@@ -527,7 +546,8 @@ EVENT_SCHEMAS.update({"contract_created": ContractCreated})
 
 
 # -- contracts (RPC: visibility, sign, terminate, payment collection) ----
-CONTRACT_STATUSES = ("draft", "in_approval", "active", "expired", "terminated", "renewed")
+CONTRACT_STATUSES = ("draft", "in_approval", "approved", "active", "expired", "terminated",
+                     "renewed")
 
 
 class ContractSchema(Schema):
@@ -1176,3 +1196,117 @@ class CustomerSummarySchema(Schema):
     quotes = fields.List(fields.Nested(SummaryQuoteSchema), required=True)
     contracts = fields.List(fields.Nested(SummaryContractSchema), required=True)
     receivables = fields.Nested(SummaryReceivablesSchema, required=True)
+
+
+# -- contract approval ----
+# Contracts through approvals (services/contracts/usecases/contract_approval.py) and the
+# escalation of undecided steps (usecases/approval_escalation.py).
+
+
+class ClauseSchema(StrictSchema):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    title = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
+    text = fields.String(required=True, validate=validate.Length(min=1, max=20_000))
+
+
+class ContractChangeSchema(StrictSchema):
+    """A draft contract's terms (only those given change)."""
+
+    title = fields.String(validate=validate.Length(min=1, max=200))
+    amount = fields.Decimal(as_string=True, places=2, validate=validate.Range(min=0, max=10**12))
+    currency = fields.String(validate=validate.Length(equal=3))
+    start_date = fields.Date(allow_none=True)
+    end_date = fields.Date(allow_none=True)
+    clauses = fields.List(fields.Nested(ClauseSchema), validate=validate.Length(max=200))
+
+    @validates_schema
+    def _dates(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("start_date") and data.get("end_date") \
+                and data["end_date"] < data["start_date"]:
+            raise ValidationError("the end is before the start", "end_date")
+
+
+class StandardClausesSchema(StrictSchema):
+    """The standard contract clauses (标准条款): a contract whose clauses differ from them has
+    `clauses_changed` true in its approval terms."""
+
+    clauses = fields.List(fields.Nested(ClauseSchema), required=True,
+                          validate=validate.Length(max=200))
+
+
+class ContractStatusChanged(Schema):
+    """submit (draft -> in_approval or approved), and the approval's decision (in_approval ->
+    approved, in_approval / approved -> draft)."""
+
+    contract = fields.Nested(ContractSnapshot, required=True)
+    from_status = fields.String(required=True)
+    to_status = fields.String(required=True)
+    reason = fields.String(allow_none=True)
+    approval_id = fields.String(allow_none=True)
+
+
+class ContractUpdated(Schema):
+    """A draft contract's terms changed (`fields`: the names given)."""
+
+    contract = fields.Nested(ContractSnapshot, required=True)
+    fields_changed = fields.List(fields.String(), required=True)
+
+
+class ApprovalRecordSnapshot(Schema):
+    """The approval as the rules service keeps it (record type `approval`): who was asked
+    last, at which step, until when (`escalate_at`, when the step escalates). One record per
+    request: `id` is `<approval_id>:<step>:<n>` (a rule acts once per record in its dedupe
+    window, and the next approvers are asked seconds later)."""
+
+    id = fields.String(required=True)
+    approval_id = fields.String(required=True)
+    record_type = fields.String(required=True)
+    record_id = fields.String(required=True)
+    submitter = fields.String(required=True)
+    step = fields.Integer(required=True)
+    step_name = fields.String(required=True)
+    approver_ids = fields.List(fields.String(), required=True)
+    escalated = fields.Boolean(required=True)
+    delegated = fields.Boolean(required=True)
+    escalate_at = fields.String(allow_none=True, metadata={"description": "ISO instant (UTC)"})
+
+
+class ApprovalStepStarted(ApprovalEvent):
+    """A step with an escalation opened: `escalate_at` is when it is escalated if still
+    undecided (the shipped rule `approval-step-escalation` times it)."""
+
+    step = fields.Integer(required=True)
+    step_name = fields.String(required=True)
+    approver_ids = fields.List(fields.String(), required=True)
+    escalate_at = fields.String(required=True)
+    escalate_after_hours = fields.String(required=True)
+    approval = fields.Nested(ApprovalRecordSnapshot, required=True)
+
+
+class ApprovalStepEscalated(ApprovalEvent):
+    """A step not decided in time was escalated to `escalated_to` (their answer decides it)."""
+
+    step = fields.Integer(required=True)
+    step_name = fields.String(required=True)
+    escalated_to = fields.List(fields.String(), required=True)
+    waiting = fields.List(fields.String(), required=True)
+    escalate_at = fields.String(allow_none=True)
+
+
+class EscalationAnswerSchema(Schema):
+    approval_id = fields.String(required=True)
+    step = fields.Integer(required=True)
+    escalated = fields.Boolean(required=True)
+    escalated_to = fields.List(fields.String(), required=True)
+    owner_id = fields.String(allow_none=True, metadata={
+        "description": "who the step now waits on (the first escalation approver): the rule's "
+                       "`notify owner` reaches them"})
+    reason = fields.String(allow_none=True)
+
+
+EVENT_SCHEMAS.update({
+    "contract_status_changed": ContractStatusChanged,
+    "contract_updated": ContractUpdated,
+    "approval_step_started": ApprovalStepStarted,
+    "approval_step_escalated": ApprovalStepEscalated,
+})

@@ -363,3 +363,17 @@ class Invoice(Base):
     void_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# -- contract approval ----
+class StandardClause(Base):
+    """A standard contract clause (标准条款): a contract whose clauses differ from these (by
+    code and text, in order) has `clauses_changed` true in its approval terms."""
+
+    __tablename__ = "contract_standard_clauses"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    title: Mapped[str | None] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -16,6 +16,7 @@ from services.contracts.contract import (
     ApprovalPageSchema,
     ApprovalSubmitSchema,
     AttachmentCreateSchema,
+    ContractChangeSchema,
     ContractCreateSchema,
     ContractFiltersSchema,
     ContractTerminateSchema,
@@ -44,10 +45,11 @@ from services.contracts.contract import (
     ReceiptCreateSchema,
     RenewalCreateSchema,
     ScopeSchema,
+    StandardClausesSchema,
 )
 from services.contracts.models import inbox as approvals_inbox
 from services.contracts.models import outbox
-from services.contracts.usecases import approvals, erp, quotes
+from services.contracts.usecases import approvals, contract_approval, erp, quotes
 from services.contracts.usecases import attachments as attachments_uc
 from services.contracts.usecases import contracts as contracts_uc
 from services.contracts.usecases import invoices as invoices_uc
@@ -56,6 +58,7 @@ from services.contracts.usecases import overdue as overdue_uc
 from services.contracts.usecases import pricing as catalog
 from services.contracts.usecases import printing as print_usecases
 from services.contracts.usecases import renewals as renewals_uc
+from services.contracts.usecases.approvals import require_unlocked
 from shared import config
 from shared.consumer import event_handler
 from shared.context import CallContext, Context
@@ -104,6 +107,8 @@ attachment_create_schema = AttachmentCreateSchema()
 OVERDUE_INTERVAL = float(config.env("CONTRACTS_OVERDUE_INTERVAL", "3600"))
 numbers_filters_schema = NumbersFiltersSchema()  # numbers
 numbers_drill_schema = NumbersDrillParamsSchema()  # numbers
+contract_change_schema = ContractChangeSchema()
+standard_clauses_schema = StandardClausesSchema()
 
 
 def _user(value: Any, name: str) -> str:
@@ -404,8 +409,11 @@ class ContractsService(PlatformEndpoints):
     def sign_contract(self, contract_id: str, scope: dict | None = None) -> dict[str, Any]:
         """draft -> active; publishes contract_signed and order_created (the ERP order)."""
         scope = load(quote_scope_schema, scope)
+        # contract approval: the lock and the approval re-verified against the stored terms
+        checked_hash = contract_approval.verify_for_signing(self, contract_id, scope)
         with self.db.begin() as session:
             contract = contracts_uc.visible_contract(session, contract_id, scope, lock=True)
+            contract_approval.require_signable(session, contract, checked_hash)
             contracts_uc.transition(contract, "active")
             session.flush()
             renewals_uc.on_signed(session, self.events, contract)  # the old one: renewed
@@ -422,6 +430,7 @@ class ContractsService(PlatformEndpoints):
         scope = load(quote_scope_schema, scope)
         with self.db.begin() as session:
             contract = contracts_uc.visible_contract(session, contract_id, scope, lock=True)
+            require_unlocked(session, "contract", contract.id)  # contract approval
             contracts_uc.transition(contract, "terminated")
             session.flush()
             self.events.record(session, "contract_terminated",
@@ -436,6 +445,7 @@ class ContractsService(PlatformEndpoints):
         scope = load(quote_scope_schema, scope)
         with self.db.begin() as session:
             contracts_uc.visible_contract(session, contract_id, scope)
+            require_unlocked(session, "contract", contract_id)  # contract approval
             items = contracts_uc.put_payment_plan(session, contract_id,
                                                   loaded["instalments"], catalog.today())
             return {"items": items}
@@ -455,6 +465,7 @@ class ContractsService(PlatformEndpoints):
         scope = load(quote_scope_schema, scope)
         with self.db.begin() as session:
             contract = contracts_uc.visible_contract(session, contract_id, scope)
+            require_unlocked(session, "contract", contract_id)  # contract approval
             receipt = contracts_uc.record_receipt(session, contract_id, loaded,
                                                   catalog.today(), events=self.events)
             return erp.receipt_recorded(session, self.events, contract, receipt["id"], "user")
@@ -651,3 +662,43 @@ class ContractsService(PlatformEndpoints):
         scope = load(quote_scope_schema, scope)
         with self.db.read() as session:
             return numbers_uc.customer_summary(session, customer_id, scope, quotes_limit)
+
+    # -- contract approval ----
+    # Contracts through approvals, the standard clauses, and the escalation of undecided
+    # approval steps (services/contracts/usecases/contract_approval.py).
+
+    @rpc
+    def submit_contract(self, contract_id: str, scope: dict | None = None) -> dict[str, Any]:
+        """draft -> in_approval (a contract flow matches its terms) or approved (none does)."""
+        return contract_approval.submit(self, contract_id, load(quote_scope_schema, scope))
+
+    @rpc
+    def update_contract(self, contract_id: str, data: dict,
+                        scope: dict | None = None) -> dict[str, Any]:
+        """Change a draft's terms (409 while in approval or once past draft)."""
+        return contract_approval.change(self, contract_id, load(contract_change_schema, data),
+                                        load(quote_scope_schema, scope))
+
+    @rpc
+    def contract_approval_terms(self, contract_id: str,
+                                scope: dict | None = None) -> dict[str, Any]:
+        """The terms an approval of the contract decides on, and their hash."""
+        return contract_approval.terms_of(self, contract_id, load(quote_scope_schema, scope))
+
+    @rpc
+    def set_standard_clauses(self, data: dict) -> dict[str, Any]:
+        return contract_approval.set_standard_clauses(
+            self, load(standard_clauses_schema, data)["clauses"])
+
+    @rpc
+    def get_standard_clauses(self) -> dict[str, Any]:
+        return contract_approval.get_standard_clauses(self)
+
+    @rpc
+    def escalate_approval_step(self, approval_id: str, step: Any = None,
+                               scope: dict | None = None,
+                               command_id: str | None = None) -> dict[str, Any]:
+        """The rules service's timer: escalate the approval's step `step` if still undecided
+        (idempotent by `command_id` and by step). `scope` (the rule's) is not needed: the
+        approval engine decides who is escalated to."""
+        return contract_approval.escalate_step(self, approval_id, step, command_id)

@@ -277,6 +277,44 @@ SHIPPED_RULES: list[dict[str, Any]] = [
              "args": {"reason": "SLA breached"}},
         ],
     },
+    # -- contract approval: approvers notified, and escalation of an undecided step ----
+    {
+        "key": "approval-requested-notify",
+        "name": "待审批通知",
+        "description": "Whoever an approval step now waits for (contracts' "
+                       "approval_requested: a step opened, or a delegation) is notified in "
+                       "app; an escalation is notified by approval-step-escalation instead.",
+        "trigger": {"type": "event", "event": "contracts.approval_requested"},
+        "conditions": "not escalated",
+        "actions": [
+            {"type": "notify", "to": ["field:approver_ids"], "channels": ["in_app"],
+             "title": "待审批：{{ record.step_name }}",
+             "body": "{{ record.record_type }} {{ record.record_id }} 的审批"
+                     "（步骤「{{ record.step_name }}」）等待您的处理。"},
+        ],
+    },
+    {
+        "key": "approval-step-escalation",
+        "name": "审批超时升级",
+        "description": "An approval step not decided within its business hours "
+                       "(`escalate_after_hours` of the flow's step; contracts publishes "
+                       "`approval_step_started` with `escalate_at`) is escalated: contracts' "
+                       "escalate_approval_step adds the escalation approver (the waiting "
+                       "approvers' manager or a named user) and answers who it is, who is "
+                       "then notified. A step decided by then is left alone (the command "
+                       "answers so, and nobody is notified).",
+        "trigger": {"type": "date", "events": ["contracts.approval_step_started"],
+                    "field": "escalate_at", "at": "exact", "record": "approval"},
+        "conditions": "",
+        "actions": [
+            {"type": "call", "service": "contracts", "method": "escalate_approval_step",
+             "args": {"step": "{{ record.step }}"}},
+            {"type": "notify", "to": ["owner"], "channels": ["in_app", "email"],
+             "title": "审批超时，请处理：{{ record.step_name }}",
+             "body": "审批 {{ record.id }}（{{ record.record_type }} {{ record.record_id }}）"
+                     "的步骤「{{ record.step_name }}」在规定的工作时间内未处理，已升级给您审批。"},
+        ],
+    },
 ]
 
 

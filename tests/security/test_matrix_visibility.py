@@ -394,6 +394,13 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
     "POST /contracts/{contract_id}/renewals": (path("contract_id", "contract", {}),),
     "GET /contracts/{contract_id}/payment-plan": (path("contract_id", "contract"),),
     "POST /contracts/overdue-sweeps": (),
+    # contract approval: submit and edit are the contract's own (owned); the standard
+    # clauses are an organisation setting (admins change them)
+    "POST /contracts/{contract_id}/submit": (path("contract_id", "contract"),),
+    "PATCH /contracts/{contract_id}": (path("contract_id", "contract", {"title": "x"}),),
+    "GET /contracts/{contract_id}/approval-terms": (path("contract_id", "contract"),),
+    "GET /contract-clauses/standard": (),
+    "PUT /contract-clauses/standard": (),
     # knowledge base: articles are the organisation's, seen by role (drafts for agents and
     # above), not owned rows; a rep's writes are refused (tests/e2e/test_service_desk_kb_http.py)
     "GET /kb/categories": (),
@@ -534,6 +541,7 @@ AUTHORITY: dict[str, tuple[dict[str, str], Any]] = {
     "POST /ticket-forms": ({}, {"name": "{new}"}),
     "POST /ticket-groups": ({}, {"name": "{new}"}),  # a manager may: their own group
     "POST /contracts/overdue-sweeps": ({}, {}),
+    "PUT /contract-clauses/standard": ({}, {"clauses": []}),  # contract approval
 }
 AUTHORITY_OF_MANAGERS = {"PUT /scoring-model", "POST /products", "PATCH /products/{product_id}",
                          "POST /price-books", "POST /ticket-groups"}

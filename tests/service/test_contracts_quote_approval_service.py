@@ -13,9 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.contracts.models import QuoteVersion
+from services.contracts.usecases import approvals
 from services.contracts.usecases.pricing import today
 from services.contracts.usecases.quotes import price_terms
-from shared.errors import Conflict, Forbidden, NotFound
+from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from tests.service.test_contracts_quotes_service import (  # noqa: F401 (fixtures)
     REP_A,
     catalogue,
@@ -134,14 +135,17 @@ def test_every_quote_write_path_is_locked_while_in_approval(world):
         "send": lambda: contracts.mark_quote_sent(quote["id"], scope=REP_A),
         "accept": lambda: contracts.accept_quote(quote["id"], {}, scope=REP_A),
         "reject": lambda: contracts.reject_quote(quote["id"], {"reason": "贵"}, scope=REP_A),
-        "approval again": lambda: contracts.submit_for_approval(
-            {"record_type": "quote", "record_id": quote["id"], "terms": {"x": "1"}}, "rep-a"),
     }
     for name, call in paths.items():
         with pytest.raises(Conflict) as err:
             call()
         assert err.value.extra["reason"] == "in_approval", name
         assert err.value.extra["approval_id"] == approval_id, name
+    # another approval through the generic RPC is refused before the lock is even asked
+    with pytest.raises(ValidationFailed) as refused:
+        contracts.submit_for_approval(
+            {"record_type": "quote", "record_id": quote["id"], "terms": {"x": "1"}}, "rep-a")
+    assert list(refused.value.errors) == ["record_type"]
     read = contracts.get_quote(quote["id"], scope=REP_A)
     assert read["status"] == "in_approval" and read["title"] == "MES 报价"
     assert read["totals"] == quote["totals"] and read["version"] == 1
@@ -227,12 +231,20 @@ def test_terms_needing_approval_cannot_be_sent_without_one(world):
 
 
 def test_an_approval_of_other_terms_cannot_approve_the_quote(world):
-    """Submitted through the generic RPC with made-up terms, the approval cannot move the
-    quote, so it cannot be approved either (both or neither)."""
+    """The generic RPC refuses quotes (contract approval: made-up terms could lock the quote);
+    an instance of other terms that exists anyway (written behind the service's back) cannot
+    move the quote, so it cannot be approved either (both or neither)."""
     contracts, sales, items = world
     quote, _ = quote_with_discount(contracts, sales, items, "15")
-    approval = contracts.submit_for_approval({"record_type": "quote", "record_id": quote["id"],
-                                              "terms": {"discount_percent": "50"}}, "rep-a")
+    with pytest.raises(ValidationFailed) as refused:
+        contracts.submit_for_approval({"record_type": "quote", "record_id": quote["id"],
+                                       "terms": {"discount_percent": "50"}}, "rep-a")
+    assert list(refused.value.errors) == ["record_type"]
+    assert contracts.current_approval("quote", quote["id"]) is None
+    with contracts.db.begin() as session:
+        approval = approvals.start_in_session(contracts, session, {
+            "record_type": "quote", "record_id": quote["id"],
+            "terms": {"discount_percent": "50"}}, "rep-a")
     contracts.decide_approval(approval["id"], "manager", {"decision": "approve"})
     contracts.decide_approval(approval["id"], "director", {"decision": "approve"})
     with pytest.raises(Conflict):

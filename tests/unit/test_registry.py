@@ -94,15 +94,17 @@ def test_what_the_rules_service_reads_is_what_it_had() -> None:
         "service_desk.assign_ticket": ("ticket", ("assignee_id",)),
         "service_desk.check_sla": ("ticket", ("now",)),
         "service_desk.escalate_ticket": ("ticket", ("priority", "reason")),
+        "contracts.escalate_approval_step": ("approval", ("step",)),
     }
     assert records.RECORD_TYPES == (
         "lead", "customer", "contact", "opportunity", "followup", "ticket", "contract", "quote",
-        "order", "instalment", "task",
+        "order", "instalment", "approval", "task",
     )
     assert list(records.LINK_FIELDS.items()) == [
         ("lead_id", "lead"), ("customer_id", "customer"), ("contact_id", "contact"),
         ("opportunity_id", "opportunity"), ("ticket_id", "ticket"), ("contract_id", "contract"),
-        ("quote_id", "quote"), ("order_id", "order"), ("instalment_id", "instalment")]
+        ("quote_id", "quote"), ("order_id", "order"), ("instalment_id", "instalment"),
+        ("approval_id", "approval")]
     assert records.OWNER_FIELDS == {"ticket": "assignee_id"}
 
 
@@ -132,7 +134,8 @@ def test_the_rules_service_has_one_client_per_service_with_rule_commands() -> No
                for name, member in inspect.getmembers(RulesService)
                if isinstance(member, RpcProxy)}
     assert proxies == {name: name for name in registry.rule_callable_services()}
-    assert set(registry.rule_callable_services()) == {"leads", "sales", "service_desk"}
+    assert set(registry.rule_callable_services()) == {"leads", "sales", "service_desk",
+                                                     "contracts"}
 
 
 def test_the_gateway_registers_the_registry_resources() -> None:

@@ -163,6 +163,7 @@ def check_flow(flow: dict[str, Any]) -> None:
             bad(f"{where}.approvers", "a step needs approvers")
         for number, spec in enumerate(step.get("approvers") or []):
             _check_spec(spec, f"{where}.approvers.{number}", bad)
+        _check_escalation(step, where, bad)
     for number, spec in enumerate(flow.get("cc") or []):
         _check_spec(spec, f"cc.{number}", bad)
     if errors:
@@ -297,6 +298,9 @@ def start(flow: dict[str, Any], record_type: str, record_id: str, terms: dict[st
             "mode": step.get("mode", "all"), "quorum": step.get("quorum"),
             "on_reject": step.get("on_reject", "submitter"),
             "status": "waiting", "approvers": [], "answers": {}, "notes": []}
+        if step.get("escalate_after_hours") is not None:
+            entry["escalate_after_hours"] = step["escalate_after_hours"]
+            entry["escalate_to"] = dict(step.get("escalate_to") or {"kind": "manager"})
         if not holds(step.get("condition"), terms):
             entry["status"] = "skipped"
             state["steps"].append(entry)
@@ -368,6 +372,10 @@ def _open_step(state: dict[str, Any], index: int, now: datetime
     entry = state["steps"][index]
     entry["status"] = PENDING
     entry["answers"] = {}
+    entry["started_at"] = now.isoformat()
+    if entry.get("escalated_to"):  # a step opened again escalates anew
+        entry["approvers"] = [p for p in entry["approvers"] if p not in entry["escalated_to"]]
+    entry["escalated_to"] = []
     state["step_index"] = index
     return [("approval_requested", {**summary(state), "step": index, "step_name": entry["name"],
                                     "mode": entry["mode"], "approver_ids": entry["approvers"],
@@ -418,11 +426,14 @@ def decide(state: dict[str, Any], actor: str, decision: str, comment: str | None
                        {"terms_hash": state["terms_hash"]})
     entry["answers"][actor] = decision
     _trail(state, now, actor, decision, comment, step=entry["index"])
-    approvals = sum(1 for value in entry["answers"].values() if value == "approve")
-    rejections = sum(1 for value in entry["answers"].values() if value == "reject")
-    total = len(entry["approvers"])
+    escalated = entry.get("escalated_to") or []
+    regular = {person: value for person, value in entry["answers"].items()
+               if person not in escalated}
+    approvals = sum(1 for value in regular.values() if value == "approve")
+    rejections = sum(1 for value in regular.values() if value == "reject")
+    total = len([person for person in entry["approvers"] if person not in escalated])
     mode = entry["mode"]
-    if mode == "any":
+    if mode == "any" or actor in escalated:  # an escalation approver decides the step
         outcome = "approved" if decision == "approve" else "rejected"
     elif mode == "all":
         outcome = ("rejected" if rejections else
@@ -517,3 +528,92 @@ def verify(state: dict[str, Any], current_terms: dict[str, Any], now: datetime
     state["finished_at"] = now.isoformat()
     _trail(state, now, None, "voided", reason, current_hash=current)
     return [("approval_voided", {**summary(state), "current_hash": current, "reason": reason})]
+
+
+# -- escalation (contract approval) ----
+# A step may name `escalate_after_hours` (whole business hours, 1 to 2000) and `escalate_to`
+# (`{"kind": "manager"}`: the managers of the step's approvers who have not answered, the
+# default; or `{"kind": "user", "id"}`). The service computes the deadline when the step
+# opens (`escalate_at`, business hours) and the rules service's timer calls back when it
+# passes; `escalate` then adds the escalation approvers to the step. Their answer decides the
+# step whatever its mode (the others may still answer: 会签 still counts only them).
+ESCALATE_KINDS = ("manager", "user")
+
+
+def _check_escalation(step: dict[str, Any], where: str, bad: Any) -> None:
+    hours, target = step.get("escalate_after_hours"), step.get("escalate_to")
+    if hours is None:
+        if target:
+            bad(f"{where}.escalate_after_hours", "escalate_to needs escalate_after_hours")
+        return
+    if isinstance(hours, bool) or not isinstance(hours, int) or not 1 <= hours <= 2000:
+        bad(f"{where}.escalate_after_hours", "whole business hours, 1 to 2000")
+    if target is None:
+        return
+    if not isinstance(target, dict) or target.get("kind") not in ESCALATE_KINDS:
+        bad(f"{where}.escalate_to.kind", f"must be one of {', '.join(ESCALATE_KINDS)}")
+    elif target["kind"] == "user" and not target.get("id"):
+        bad(f"{where}.escalate_to.id", "a user to escalate to needs an id")
+
+
+def escalate(state: dict[str, Any], step: int, directory: Directory, now: datetime,
+             command_id: str | None = None
+             ) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
+    """Escalate the pending step `step`: (answer, events). Nothing changes (and the answer
+    says why) when the command was seen, the instance or step is no longer waiting, the step
+    has no escalation, it was escalated already, or nobody can be found to escalate to (that
+    last one is written in the trail once)."""
+    seen = state.setdefault("escalation_commands", [])
+    answer: dict[str, Any] = {"approval_id": state["id"], "step": step, "escalated": False,
+                              "escalated_to": [], "owner_id": None, "reason": None}
+    if command_id and command_id in seen:
+        return {**answer, "reason": "this escalation was done already"}, []
+    if state["status"] != PENDING or state["step_index"] != step:
+        return {**answer, "reason": f"step {step} is no longer waiting "
+                                    f"(approval {state['status']})"}, []
+    entry = state["steps"][step]
+    if not entry.get("escalate_after_hours"):
+        return {**answer, "reason": "the step has no escalation"}, []
+    if entry.get("escalated_to"):
+        return {**answer, "escalated_to": list(entry["escalated_to"]),
+                "reason": "the step was escalated already"}, []
+    target = entry.get("escalate_to") or {"kind": "manager"}
+    waiting = [p for p in entry["approvers"] if p not in entry["answers"]]
+    if target.get("kind") == "user":
+        candidates = [target.get("id")]
+    else:
+        candidates = [directory.manager_of(person) for person in waiting]
+    found: list[str] = []
+    for person in candidates:
+        if not person or not directory.active(person):
+            continue
+        person, _ = directory.substitute(person, now)
+        if person in entry["approvers"] or person in found:
+            continue
+        if person == state["submitter"] and not state["allow_self_approval"]:
+            continue
+        found.append(person)
+    if command_id:
+        seen.append(command_id)
+    if not found:
+        reason = "nobody to escalate to (" + (
+            f"user {target.get('id')}" if target.get("kind") == "user"
+            else "the waiting approvers have no manager") + ")"
+        _trail(state, now, None, "escalation_failed", reason, step=step,
+               command_id=command_id)
+        return {**answer, "reason": reason}, []
+    entry["approvers"] = entry["approvers"] + found
+    entry["escalated_to"] = found
+    _trail(state, now, None, "escalated",
+           f"not decided within {entry['escalate_after_hours']} business hours",
+           step=step, to_users=found, waiting=waiting, command_id=command_id)
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("approval_step_escalated", {**summary(state), "step": step,
+                                     "step_name": entry["name"], "escalated_to": found,
+                                     "waiting": waiting,
+                                     "escalate_at": entry.get("escalate_at")}),
+        ("approval_requested", {**summary(state), "step": step, "step_name": entry["name"],
+                                "mode": entry["mode"], "approver_ids": found, "cc_ids": [],
+                                "escalated": True}),
+    ]
+    return {**answer, "escalated": True, "escalated_to": found, "owner_id": found[0]}, events

@@ -2,7 +2,8 @@
 
 - Numbers: HT-<year>-<6 digits>; the sequence value comes from a locked counter row per year
   (usecases), this module only formats and checks it.
-- Status transitions: draft -> in_approval -> active; draft -> active (`sign` without a flow);
+- Status transitions: draft -> in_approval -> approved -> active; draft -> approved (submitted,
+  no flow applies); draft -> active (`sign` when no flow applies to the terms);
   active -> expired | terminated | renewed (renewed when the successor is signed).
 - Payment plan: instalments of an amount or a percentage of the contract amount; their sum
   never exceeds the contract amount.
@@ -22,10 +23,14 @@ from shared.errors import Conflict, ValidationFailed
 NUMBER_RE = re.compile(r"^HT-(\d{4})-(\d{6})$")
 CENT = Decimal("0.01")
 
-STATUSES = ("draft", "in_approval", "active", "expired", "terminated", "renewed")
+STATUSES = ("draft", "in_approval", "approved", "active", "expired", "terminated", "renewed")
+# contract approval: submit draft -> in_approval (a flow applies) or approved (none does); the
+# decision in_approval -> approved or back to draft; sign approved (or a draft no flow applies
+# to) -> active; a voided approval takes an approved contract back to draft.
 TRANSITIONS: dict[str, set[str]] = {
-    "draft": {"in_approval", "active"},
-    "in_approval": {"draft", "active"},
+    "draft": {"in_approval", "approved", "active"},
+    "in_approval": {"draft", "approved"},
+    "approved": {"active", "draft"},
     "active": {"expired", "terminated", "renewed"},
     "expired": {"renewed"},
     "terminated": set(),

@@ -23,6 +23,7 @@ from services.contracts.models import (
     ApprovalTask,
     ApprovalViewer,
 )
+from services.contracts.usecases import approval_escalation
 from shared.context import Context
 from shared.db import DatabaseAccess
 from shared.envelope import utcnow
@@ -48,6 +49,26 @@ FINISHED = (domain.APPROVED, domain.REJECTED, domain.RECALLED, domain.VOIDED)
 
 def register_record_callback(record_type: str, callback: RecordCallback) -> None:
     RECORD_CALLBACKS[record_type] = callback
+
+
+# -- contract approval: records submitted through their own commands only ----
+# Their terms are what the owning command computes from the stored record: made-up terms
+# submitted (or verified) through the generic RPC could lock the record or void its approval.
+OWN_SUBMIT_COMMANDS = {"quote": "submit_quote", "contract": "submit_contract"}
+
+
+def refuse_own_record_types(record_type: str) -> None:
+    command = OWN_SUBMIT_COMMANDS.get(record_type)
+    if command is not None:
+        raise ValidationFailed.for_fields({"record_type": [
+            f"a {record_type} is submitted for approval through {command} (its terms are "
+            f"computed from the stored {record_type}), not through the generic RPC"]})
+
+
+def escalation_deadlines(state: dict[str, Any], events: list[tuple[str, dict[str, Any]]],
+                         now: Any) -> list[tuple[str, dict[str, Any]]]:
+    """The escalation deadlines of the steps these events open (approval_step_started)."""
+    return approval_escalation.with_deadlines(state, events, now)
 
 
 def _open_key(record_type: str, record_id: str) -> str:
@@ -211,6 +232,7 @@ def instance_to_dict(row: ApprovalInstance) -> dict[str, Any]:
 def _save(worker: Worker, session: Session, row: ApprovalInstance, state: dict[str, Any],
           events: list[tuple[str, dict[str, Any]]]) -> None:
     now = utcnow()
+    events = escalation_deadlines(state, events, now)  # contract approval: escalation
     before = row.status
     row.state = state
     row.status = state["status"]
@@ -247,6 +269,7 @@ def submit_for_approval(worker: Worker, data: dict[str, Any], submitter: str
     """Start the first matching flow of the record type on these terms. Conflict when the
     record already has a pending approval; ValidationFailed when no flow applies or a step
     has nobody to answer it."""
+    refuse_own_record_types(data["record_type"])
     try:
         with worker.db.begin() as session:
             return start_in_session(worker, session, data, submitter)
@@ -421,5 +444,6 @@ def verify(worker: Worker, record_type: str, record_id: str, current_terms: dict
            ) -> dict[str, Any]:
     """`{"valid": bool, "status", "approval_id", "reason"}`: a pending or approved instance
     whose hash differs from the current terms is voided (event `approval_voided`)."""
+    refuse_own_record_types(record_type)
     with worker.db.begin() as session:
         return verify_in_session(worker, session, record_type, record_id, current_terms)

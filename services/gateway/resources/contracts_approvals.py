@@ -62,11 +62,17 @@ class TrailEntrySchema(Schema):
     actor = fields.String(allow_none=True)
     action = fields.String(metadata={"description": "submitted, approve, reject, returned, "
                                                     "rejected_instance, delegated, recalled, "
-                                                    "approved, voided"})
+                                                    "approved, voided, escalated, "
+                                                    "escalation_failed"})
     comment = fields.String(allow_none=True)
     step = fields.Integer(allow_none=True)
     to_user = fields.String(metadata={"description": "delegated: the user id the answer was "
                                                      "handed to"})
+    # contract approval: escalation
+    to_users = fields.List(fields.String(), metadata={
+        "description": "escalated: the escalation approvers added to the step"})
+    waiting = fields.List(fields.String(), metadata={
+        "description": "escalated: the approvers who had not answered"})
     terms_hash = fields.String()
     terms_version = fields.Integer()
 

@@ -26,7 +26,9 @@ ALLOWED_CALLS: dict[str, tuple[str, tuple[str, ...]]] = registry.rule_callable_c
 # Those of them that take a `command_id` (`rules:<run id>:<action index>`): a repeat of the
 # action (a resumed run, a retry after a lost reply) has the command's effect once.
 EXACTLY_ONCE_CALLS: frozenset[str] = registry.rule_commands_taking_command_id()
-RECIPIENT_PREFIXES = ("role:", "team:", "team_manager:", "user:")
+# `field:<name>`: the user id(s) in the record's field `<name>` (a string or a list; contract
+# approval: `field:approver_ids` of an approval record).
+RECIPIENT_PREFIXES = ("role:", "team:", "team_manager:", "user:", "field:")
 RECIPIENTS = ("owner", "owner_manager", "manager_chain", "actor")
 
 Problems = dict[str, list[str]]
@@ -79,7 +81,7 @@ def _template(value: Any, path: str, problems: Problems, check: TemplateCheck,
 def _recipients(value: Any, path: str, problems: Problems) -> None:
     if not isinstance(value, list) or not value:
         _add(problems, path, f"a list of recipients: {', '.join(RECIPIENTS)}, or role:<role>, "
-                             "team:<name>, team_manager:<name>, user:<id>")
+                             "team:<name>, team_manager:<name>, user:<id>, field:<name>")
         return
     for index, item in enumerate(value):
         if not isinstance(item, str) or not (
@@ -88,6 +90,8 @@ def _recipients(value: Any, path: str, problems: Problems) -> None:
             _add(problems, f"{path}.{index}", f"unknown recipient {item!r}")
         elif item.startswith("role:") and item[5:] not in ROLES:
             _add(problems, f"{path}.{index}", f"unknown role {item[5:]!r}")
+        elif item.startswith("field:") and not item[6:]:
+            _add(problems, f"{path}.{index}", "field:<name> names a field of the record")
 
 
 def validate_trigger(trigger: Any, problems: Problems) -> None:

@@ -44,6 +44,10 @@ def recipients(session: Session, spec: list[str], context: dict[str, Any]) -> li
             found.append(context["event"]["actor"])
         elif item.startswith("user:"):
             found.append(item[5:])
+        elif item.startswith("field:"):  # the user id(s) a field of the record holds
+            value = record.get(item[6:])
+            found.extend(v for v in (value if isinstance(value, list) else [value])
+                         if isinstance(v, str) and v)
         elif item.startswith("role:"):
             found.extend(sorted(u.id for u in directory(session).users.values()
                                 if u.role == item[5:] and u.active))
