@@ -77,8 +77,8 @@ def test_nothing_is_attached_or_removed_while_in_approval(rpc):
     kept = attach(contracts, c["id"])
     contracts.define_approval_flow({"record_type": "contract", "name": "合同审批", "steps": [
         {"name": "经理", "approvers": [{"kind": "user", "id": "mgr-1"}], "mode": "any"}]})
-    contracts.submit_for_approval({"record_type": "contract", "record_id": c["id"],
-                                   "terms": {"amount": "5000.00"}}, "rep-a")
+    submitted = contracts.submit_contract(c["id"], scope=REP_A)
+    assert submitted["status"] == "in_approval"
     for call in (lambda: attach(contracts, c["id"], b"late"),
                  lambda: contracts.remove_contract_attachment(c["id"], kept["id"],
                                                               scope=REP_A)):
@@ -106,3 +106,19 @@ def test_others_get_404_and_bad_files_a_422_naming_the_field(rpc):
             contracts.add_contract_attachment(c["id"], data, scope=REP_A)
         assert list(refused.value.extra["errors"]) == [field]
     assert wire.MAX_ATTACHMENT_BYTES >= 1024 * 1024
+
+
+def test_an_annex_attached_after_the_approval_voids_it_at_signing(rpc):
+    contracts, sales, _ = rpc
+    c = a_contract(contracts, sales)
+    contracts.define_approval_flow({"record_type": "contract", "name": "合同审批", "steps": [
+        {"name": "经理", "approvers": [{"kind": "user", "id": "mgr-1"}], "mode": "any"}]})
+    approval = contracts.current_approval("contract", c["id"])
+    assert approval is None
+    contracts.submit_contract(c["id"], scope=REP_A)
+    approval = contracts.current_approval("contract", c["id"])
+    contracts.decide_approval(approval["id"], "mgr-1", {"decision": "approve"})
+    attach(contracts, c["id"], b"an annex nobody approved")
+    with pytest.raises(Conflict) as refused:
+        contracts.sign_contract(c["id"], scope=REP_A)
+    assert refused.value.extra["reason"] == "approval_invalid"

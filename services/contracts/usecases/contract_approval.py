@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from services.contracts.domain import approvals as approvals_domain
 from services.contracts.domain import contracts as domain
 from services.contracts.models import Contract, Instalment, StandardClause
-from services.contracts.usecases import approvals
+from services.contracts.usecases import approvals, attachments
 from services.contracts.usecases.approvals import require_unlocked
 from services.contracts.usecases.contracts import contract_view, snapshot, visible_contract
 from shared.envelope import utcnow
@@ -50,7 +50,8 @@ def approval_terms(session: Session, contract: Contract) -> dict[str, Any]:
     `clauses_changed`: true when the clauses (code and text, whitespace-insensitive, in
     order) are not the standard clauses (标准条款; no standard kept: any clause is a change),
     with `changed_clause_codes` naming the clauses that are new or differ from the
-    standard's text."""
+    standard's text; `attachments`, the SHA-256 of the contract's files (an annex attached
+    after the approval voids it at signing)."""
     clauses = [{"code": c.get("code"), "title": c.get("title"), "text": c.get("text")}
                for c in (contract.clauses or [])]
     standard = standard_clauses(session)
@@ -64,6 +65,7 @@ def approval_terms(session: Session, contract: Contract) -> dict[str, Any]:
         "clauses": clauses,
         "clauses_changed": _clause_key(clauses) != _clause_key(standard),
         "changed_clause_codes": changed,
+        "attachments": attachments.hashes(session, contract.id),
     }
 
 
