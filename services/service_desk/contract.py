@@ -359,36 +359,32 @@ class KbCategoryListSchema(Schema):
     items = _f.List(_f.Nested(KbCategorySchema))
 
 
-class KbArticleSchema(Schema):
-    id = _f.String()
+class KbContentSchema(Schema):
+    """What an article and each of its versions hold."""
+
+    version = _f.Integer()
     title = _f.String()
     body = _f.String()
     body_format = _f.String()
     category_id = _f.String(allow_none=True)
     tags = _f.List(_f.String())
     language = _f.String()
-    status = _f.String()
-    version = _f.Integer()
     author_id = _f.String(allow_none=True)
+    created_at = _f.String()
+
+
+class KbArticleSchema(KbContentSchema):
+    id = _f.String()
+    status = _f.String()
     source_ticket_id = _f.String(allow_none=True)
     helpful_yes = _f.Integer()
     helpful_no = _f.Integer()
-    created_at = _f.String()
     updated_at = _f.String()
     published_at = _f.String(allow_none=True)
 
 
-class KbVersionSchema(Schema):
+class KbVersionSchema(KbContentSchema):
     article_id = _f.String()
-    version = _f.Integer()
-    title = _f.String()
-    body = _f.String()
-    body_format = _f.String()
-    category_id = _f.String(allow_none=True)
-    tags = _f.List(_f.String())
-    language = _f.String()
-    author_id = _f.String(allow_none=True)
-    created_at = _f.String()
 
 
 class KbVersionListSchema(Schema):

@@ -10,37 +10,25 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from services.service_desk.contract import EVENT_SCHEMAS
-from services.service_desk.models import CsatSurveyRow, MailOutboxRow, outbox
-from services.service_desk.service import ServiceDeskService
-from shared.context import Context
-from shared.db import get_engine
+from services.service_desk.models import CsatSurveyRow, MailOutboxRow
 from shared.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
-from tests.service.workers import migrated_database, service_worker
+from tests.service import desk
 
 ADMIN = {"all": True}
 REP_A = {"owner_ids": ["rep-a"], "include_pool": False}
 MANAGER = {"owner_ids": ["rep-a", "rep-b"], "include_pool": False}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    return migrated_database(request, tmp_path, "service_desk")
+database_url = desk.database_url
 
 
 @pytest.fixture
 def service(database_url):
-    engine = get_engine(database_url)
-    worker = service_worker(ServiceDeskService, engine, outbox, EVENT_SCHEMAS,
-                            Context(correlation_id="corr-csat", actor="rep-a"))
-    worker.engine = engine
-    return worker
+    return desk.worker(database_url, actor="rep-a")
 
 
 def events_of(engine, event_type: str) -> list[dict]:
-    with engine.connect() as conn:
-        rows = conn.execute(select(outbox.c.envelope).order_by(outbox.c.seq)).scalars().all()
-    return [e["data"] for e in map(json.loads, rows) if e["event_type"] == event_type]
+    return [e["data"] for e in desk.envelopes(engine, event_type)]
 
 
 def token_of(engine, ticket_id: str) -> str:

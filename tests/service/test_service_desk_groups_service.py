@@ -6,20 +6,16 @@ fill time, rate limits, validation)."""
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
 from sqlalchemy import select
 
-from services.service_desk.contract import EVENT_SCHEMAS, FormRateLimited
+from services.service_desk.contract import FormRateLimited
 from services.service_desk.domain import forms as form_domain
-from services.service_desk.models import TicketFormRow, outbox
-from services.service_desk.service import ServiceDeskService
-from shared.context import Context
-from shared.db import get_engine
+from services.service_desk.models import TicketFormRow
 from shared.errors import Conflict, Forbidden, NotFound, PreconditionFailed, ValidationFailed
-from tests.service.workers import migrated_database, service_worker
+from tests.service import desk
 
 ADMIN_P = {"user_id": "admin-1", "role": "admin"}
 MANAGER_P = {"user_id": "mgr-a", "role": "manager"}
@@ -32,24 +28,16 @@ def scope_of(user_id: str) -> dict:
     return {"owner_ids": [user_id], "include_pool": True, "user_id": user_id}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    return migrated_database(request, tmp_path, "service_desk")
+database_url = desk.database_url
 
 
 @pytest.fixture
 def service(database_url):
-    engine = get_engine(database_url)
-    ctx = Context(correlation_id="corr-groups", actor="admin-1")
-    worker = service_worker(ServiceDeskService, engine, outbox, EVENT_SCHEMAS, ctx)
-    worker.engine = engine
-    return worker
+    return desk.worker(database_url, actor="admin-1")
 
 
 def events_of(engine, event_type: str) -> list[dict]:
-    with engine.connect() as conn:
-        rows = conn.execute(select(outbox.c.envelope).order_by(outbox.c.seq)).scalars().all()
-    return [e for e in map(json.loads, rows) if e["event_type"] == event_type]
+    return desk.envelopes(engine, event_type)
 
 
 def new_ticket(service, **fields) -> dict:

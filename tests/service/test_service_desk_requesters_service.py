@@ -10,26 +10,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.service_desk.contract import EVENT_SCHEMAS
-from services.service_desk.models import outbox
-from services.service_desk.service import ServiceDeskService
-from shared.context import Context
-from shared.db import get_engine
-from tests.service.workers import migrated_database, service_worker
+from tests.service import desk
 
 T0 = datetime(2026, 12, 1, 8, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    return migrated_database(request, tmp_path, "service_desk")
+database_url = desk.database_url
 
 
 @pytest.fixture
 def service(database_url):
-    engine = get_engine(database_url)
-    return service_worker(ServiceDeskService, engine, outbox, EVENT_SCHEMAS,
-                          Context(correlation_id="corr-requesters", actor="agent-1"))
+    return desk.worker(database_url, actor="agent-1")
 
 
 def envelope(event_type: str, data: dict) -> dict:

@@ -6,42 +6,27 @@ policy change."""
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import select
 
-from services.service_desk.contract import EVENT_SCHEMAS
-from services.service_desk.models import outbox
-from services.service_desk.service import ServiceDeskService
-from shared.context import Context
-from shared.db import get_engine
 from shared.errors import NotFound
-from tests.service.workers import migrated_database, service_worker
+from tests.service import desk
 
 ADMIN = {"all": True}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    return migrated_database(request, tmp_path, "service_desk")
+database_url = desk.database_url
 
 
 @pytest.fixture
 def service(database_url):
-    engine = get_engine(database_url)
-    ctx = Context(correlation_id="corr-sla-schedule", actor="agent-1")
-    worker = service_worker(ServiceDeskService, engine, outbox, EVENT_SCHEMAS, ctx)
-    worker.engine = engine
-    return worker
+    return desk.worker(database_url, actor="agent-1")
 
 
 def events_of(engine, event_type: str) -> list[dict]:
-    with engine.connect() as conn:
-        rows = conn.execute(select(outbox.c.envelope).order_by(outbox.c.seq)).scalars().all()
-    return [e["data"] for e in map(json.loads, rows) if e["event_type"] == event_type]
+    return [e["data"] for e in desk.envelopes(engine, event_type)]
 
 
 def urgent_policy(service, **first_reply):

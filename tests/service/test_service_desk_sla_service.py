@@ -3,39 +3,22 @@ nameko's worker_factory: a migrated SQLite and PostgreSQL database and the real 
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from sqlalchemy import select
 
-from services.service_desk.contract import EVENT_SCHEMAS
 from services.service_desk.domain.calendar import CalendarYearUnknown
-from services.service_desk.models import outbox
-from services.service_desk.service import ServiceDeskService
-from shared.context import Context
-from shared.db import get_engine
 from shared.errors import Conflict, NotFound, ValidationFailed
-from tests.service.workers import migrated_database, service_worker
+from tests.service import desk
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    return migrated_database(request, tmp_path, "service_desk")
+database_url = desk.database_url
 
 
 @pytest.fixture
 def service(database_url):
-    engine = get_engine(database_url)
-    ctx = Context(correlation_id="corr-sla", actor="admin-1")
-    worker = service_worker(ServiceDeskService, engine, outbox, EVENT_SCHEMAS, ctx)
-    worker.engine = engine
-    return worker
+    return desk.worker(database_url, actor="admin-1")
 
 
 def events_of(engine, event_type: str) -> list[dict]:
-    with engine.connect() as conn:
-        rows = conn.execute(select(outbox.c.envelope).order_by(outbox.c.seq)).scalars().all()
-    return [e for e in map(json.loads, rows) if e["event_type"] == event_type]
+    return desk.envelopes(engine, event_type)
 
 
 def new_calendar(service, **fields) -> dict:

@@ -3,18 +3,10 @@ PostgreSQL database and the real outbox recorder: numbering, visibility, transit
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from sqlalchemy import select
 
-from services.service_desk.contract import EVENT_SCHEMAS
-from services.service_desk.models import outbox
-from services.service_desk.service import ServiceDeskService
-from shared.context import Context
-from shared.db import get_engine
 from shared.errors import Forbidden, NotFound, PreconditionFailed, ValidationFailed
-from tests.service.workers import migrated_database, service_worker
+from tests.service import desk
 
 ADMIN = {"all": True}
 REP_A = {"owner_ids": ["rep-a"], "include_pool": True}
@@ -22,24 +14,16 @@ REP_B = {"owner_ids": ["rep-b"], "include_pool": True}
 MANAGER_A = {"owner_ids": ["mgr-a", "rep-a"], "include_pool": True}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    return migrated_database(request, tmp_path, "service_desk")
+database_url = desk.database_url
 
 
 @pytest.fixture
 def service(database_url):
-    engine = get_engine(database_url)
-    ctx = Context(correlation_id="corr-tickets", actor="rep-a")
-    worker = service_worker(ServiceDeskService, engine, outbox, EVENT_SCHEMAS, ctx)
-    worker.engine = engine
-    return worker
+    return desk.worker(database_url, actor="rep-a")
 
 
 def events_of(engine, event_type: str) -> list[dict]:
-    with engine.connect() as conn:
-        rows = conn.execute(select(outbox.c.envelope).order_by(outbox.c.seq)).scalars().all()
-    return [e for e in map(json.loads, rows) if e["event_type"] == event_type]
+    return desk.envelopes(engine, event_type)
 
 
 def new_ticket(service, scope=ADMIN, **fields) -> dict:
