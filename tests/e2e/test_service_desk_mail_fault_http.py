@@ -73,6 +73,9 @@ def test_a_crash_before_commit_loses_nothing(system: System) -> None:
         smtp.close()
 
     system.start_service("service_desk")
+    # healthy, but its RPC queue may come a moment later (the gateway says 503 until then)
+    system.wait_for(lambda: system.get("/tickets", user="admin").status_code == 200,
+                    timeout=30, message="the restarted service desk never answered RPC")
     assert tickets_of(system, sender) == []
     for _ in range(2):  # the sender's retry, and one more delivery of the same mail
         with smtplib.SMTP(host, port, timeout=60) as retry:

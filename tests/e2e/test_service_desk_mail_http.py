@@ -98,10 +98,14 @@ def test_mail_in_reply_out_answer_reopens(system: System, mailbox: SmtpServer) -
     assert f"[#{ticket['number']}]" in reply["Subject"]
     assert mark in reply["Subject"]
     assert reply.get_content().strip() == f"已为您修改 {mark}"
-    r = system.get(f"/tickets/{ticket['id']}/mail", user=REP)
-    assert r.status_code == 200, r.text
-    assert [(m["status"], m["message_id"]) for m in r.json()["items"]] == \
-        [("sent", ours)]
+
+    def outgoing():  # the sender stores "sent" just after the server took the message
+        r = system.get(f"/tickets/{ticket['id']}/mail", user=REP)
+        assert r.status_code == 200, r.text
+        found = [(m["status"], m["message_id"]) for m in r.json()["items"]]
+        return found if found == [("sent", ours)] else None
+
+    system.wait_for(outgoing, timeout=20, message="the reply's outbox row never read sent")
     assert not [m for m in mailbox.messages if m["To"] == sender and "内部备注" in str(m)]
 
     r = system.patch(f"/tickets/{ticket['id']}", user=REP, json={"status": "pending"})
