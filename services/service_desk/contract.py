@@ -1018,25 +1018,25 @@ class CsatReportSchema(Schema):
     total = _f.Nested(CsatFiguresSchema, required=True)
 
 
-class CsatSurveyCreated(Schema):
+class CsatSurveyEvent(Schema):
+    """A ticket's survey, and whom its answer counts for."""
+
+    survey_id = _f.String(required=True)
+    ticket_id = _f.String(required=True)
+    ticket_number = _f.String(required=True)
+    assignee_id = _f.String(allow_none=True)
+    group_id = _f.String(allow_none=True)
+
+
+class CsatSurveyCreated(CsatSurveyEvent):
     """A solved ticket's survey was created (the link goes to the requester by e-mail)."""
 
-    survey_id = _f.String(required=True)
-    ticket_id = _f.String(required=True)
-    ticket_number = _f.String(required=True)
     requester_email = _f.String(required=True)
-    assignee_id = _f.String(allow_none=True)
-    group_id = _f.String(allow_none=True)
 
 
-class CsatAnswered(Schema):
+class CsatAnswered(CsatSurveyEvent):
     """The requester answered a ticket's survey."""
 
-    survey_id = _f.String(required=True)
-    ticket_id = _f.String(required=True)
-    ticket_number = _f.String(required=True)
-    assignee_id = _f.String(allow_none=True)
-    group_id = _f.String(allow_none=True)
     rating = _f.String(required=True)
     reason = _f.String(allow_none=True)
     comment = _f.String(allow_none=True)

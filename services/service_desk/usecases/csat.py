@@ -81,14 +81,16 @@ def _public_status(survey: CsatSurveyRow, now: datetime) -> str:
     return "expired" if now >= survey.expires_at else "open"
 
 
-def public_survey(svc, token: str) -> dict[str, Any]:
+def _page(survey: CsatSurveyRow, ticket: TicketRow, now: datetime) -> dict[str, Any]:
     """What the link shows: the ticket's number and subject, whether it can still be answered."""
+    return {"ticket_number": ticket_number(ticket.number), "subject": ticket.subject,
+            "status": _public_status(survey, now), "rating": survey.rating,
+            "reasons": list(domain.BAD_REASONS), "expires_at": survey.expires_at.isoformat()}
+
+
+def public_survey(svc, token: str) -> dict[str, Any]:
     with svc.db.read() as session:
-        survey, ticket = _by_token(session, token)
-        return {"ticket_number": ticket_number(ticket.number), "subject": ticket.subject,
-                "status": _public_status(survey, utcnow()), "rating": survey.rating,
-                "reasons": list(domain.BAD_REASONS),
-                "expires_at": survey.expires_at.isoformat()}
+        return _page(*_by_token(session, token), utcnow())
 
 
 def answer(svc, token: str, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -122,10 +124,7 @@ def answer(svc, token: str, data: Mapping[str, Any]) -> dict[str, Any]:
             "ticket_number": ticket_number(ticket.number), "assignee_id": survey.assignee_id,
             "group_id": survey.group_id, "rating": survey.rating, "reason": survey.reason,
             "comment": survey.comment})
-        return {"ticket_number": ticket_number(ticket.number), "subject": ticket.subject,
-                "status": "answered", "rating": survey.rating,
-                "reasons": list(domain.BAD_REASONS),
-                "expires_at": survey.expires_at.isoformat()}
+        return _page(survey, ticket, now)
 
 
 def _scope_clause(scope: Mapping[str, Any]) -> ColumnElement[bool]:
