@@ -376,3 +376,30 @@ def test_users_and_teams_are_paged_lists(client: FlaskClient, org: dict) -> None
     bad = client.get("/users?cursor=%%%", headers=admin)
     assert "cursor" in assert_problem(bad, 422)["errors"]
     assert "limit" in assert_problem(client.get("/teams?limit=0", headers=admin), 422)["errors"]
+
+
+# --- console-sales ---
+def test_user_list_shows_the_sign_in_lockout(client: FlaskClient, org: dict,
+                                             clock: FakeClock) -> None:
+    def listed() -> dict[str, dict]:
+        answer = client.get("/users", query_string={"limit": 200}, headers=auth(org, "admin"))
+        assert answer.status_code == 200
+        return {user["username"]: user for user in answer.get_json()["items"]}
+
+    before = listed()
+    assert before["lina"]["locked"] is False and before["lina"]["locked_until"] is None
+    for attempt in range(6):  # throttled (short delays), not locked
+        clock.now += 100
+        login(client, "zhangwei", "wrong-password", f"10.2.0.{attempt}")
+    _ten_failures(client, clock, "lina")
+    after = listed()
+    assert after["lina"]["locked"] is True
+    assert after["lina"]["locked_until"].startswith("2027-")  # the fake clock's now + 15 min
+    assert after["zhangwei"]["locked"] is False
+    one = client.get(f"/users/{org['lina']['id']}", headers=auth(org, "admin"))
+    assert one.status_code == 200 and one.get_json()["locked"] is True
+    assert client.post(f"/users/{org['lina']['id']}/unlock",
+                       headers=auth(org, "admin")).status_code == 204
+    assert listed()["lina"]["locked"] is False
+    clock.now += 1000  # zhangwei's throttle delays are over; lina's lockout would be too
+    assert listed()["zhangwei"]["locked"] is False

@@ -37,6 +37,11 @@ class UserSchema(Schema):
     team_id = fields.String(allow_none=True)
     active = fields.Boolean()
     created_at = fields.AwareDateTime()
+    locked = fields.Boolean(metadata={
+        "description": "in the user list and a user's read (admins and managers): sign-ins "
+                       "are locked after failed attempts until `locked_until`; POST "
+                       "/users/{id}/unlock lifts it"})
+    locked_until = fields.AwareDateTime(allow_none=True)
 
 
 class MeSchema(UserSchema):

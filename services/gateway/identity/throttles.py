@@ -150,6 +150,23 @@ class FailureThrottle:
             )
         return max(0.0, (until or 0.0) - now)
 
+    def locked_accounts(self, usernames: list[str]) -> dict[str, float]:
+        """username -> epoch seconds its sign-in lockout ends, for the accounts locked now (the
+        failures reached the policy's lock, not a short throttling delay)."""
+        if not usernames:
+            return {}
+        now = self.clock()
+        keys = {account_key(name): name for name in usernames}
+        with self._sessionmaker() as session:
+            rows = session.execute(
+                select(AuthThrottle.key, AuthThrottle.blocked_until).where(
+                    AuthThrottle.key.in_(list(keys)),
+                    AuthThrottle.failures >= ACCOUNT_POLICY.lock_after,
+                    AuthThrottle.blocked_until > now,
+                )
+            ).all()
+        return {keys[key]: until for key, until in rows}
+
     def record_failure(self, key: str, policy: ThrottlePolicy) -> float:
         """Count one failure; the seconds the key is now blocked for (0 when it is not)."""
         now = self.clock()

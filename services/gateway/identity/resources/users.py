@@ -29,6 +29,16 @@ from services.gateway.identity.schemas import (
 from services.gateway.problems import PROBLEM_BASE, ApiProblem, validation_problem
 
 
+def with_locks(bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The users' sign-in lockouts (`locked`, `locked_until`), read in one query."""
+    locked = gateway().throttle.locked_accounts([body["username"] for body in bodies])
+    for body in bodies:
+        until = locked.get(body["username"])
+        body["locked"] = until is not None
+        body["locked_until"] = datetime.fromtimestamp(until, UTC) if until is not None else None
+    return bodies
+
+
 def _check_team(session: Session, team_id: str | None) -> None:
     if team_id is not None and session.get(Team, team_id) is None:
         raise validation_problem({"team_id": ["No such team."]})
@@ -81,7 +91,8 @@ class Users(MethodView):
                 )
             rows, next_cursor = page(list(session.scalars(statement)), limit,
                                       lambda user: user.username)
-            return {"items": [user_dict(user) for user in rows], "next_cursor": next_cursor}
+            items = [user_dict(user) for user in rows]
+        return {"items": with_locks(items), "next_cursor": next_cursor}
 
 
 @blp.route("/users/<string:user_id>")
@@ -99,7 +110,8 @@ class UserById(MethodView):
             )
             if not visible or user is None:
                 raise not_found("User")
-            return user_dict(user)
+            body = user_dict(user)
+        return with_locks([body])[0]
 
     @blp.arguments(UserPatchSchema())
     @blp.response(200, UserSchema)
