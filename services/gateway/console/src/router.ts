@@ -17,6 +17,10 @@ export const routes: RouteRecordRaw[] = [
   { path: '/dashboard', name: 'dashboard', component: () => import('./views/Dashboard.vue') },
   { path: '/admin', name: 'admin', component: () => import('./views/Admin.vue') },
   { path: '/account', name: 'account', component: () => import('./views/Account.vue') },
+  // --- console-sales ---
+  { path: '/opportunities/:id', name: 'opportunity', component: () => import('./views/Opportunity.vue'), props: true },
+  { path: '/contracts/:id', name: 'contract', component: () => import('./views/Contract.vue'), props: true },
+  // --- end console-sales ---
   { path: '/:unknown(.*)*', redirect: '/leads' },
 ]
 

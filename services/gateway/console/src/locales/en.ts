@@ -172,6 +172,24 @@ const en: typeof zh = {
     },
     roles: { admin: 'Admin', manager: 'Manager', sales_rep: 'Sales rep', service_agent: 'Service agent' },
   },
+  // --- console-sales: the opportunity and contract pages, the users' lockout, recent events ---
+  opportunityPage: {
+    customer: 'Customer 360', probability: 'Probability', weighted: 'Weighted amount', history: 'Stage history', mainContact: 'Main contact',
+    newQuote: 'New quote', quoteCreated: 'Quote created', quoteTitle: 'Quote title', priceBook: 'Price book', noBook: 'No price book (priced by the rules)',
+    pickProduct: 'Pick a product', fromBooks: 'from the price books', discountPercent: 'Discount %', addLine: 'Add a line', notes: 'Notes',
+    statuses: { open: 'Open', won: 'Won', lost: 'Lost' },
+  },
+  contractPage: {
+    openPage: 'Open the contract page', opportunity: 'Opportunity', approval: 'Approval', notSubmitted: 'Not submitted', noApproval: 'None needed or over',
+    submit: 'Submit for approval', submitted: 'Submitted for approval', sign: 'Sign', signed: 'Contract signed', clauses: 'Clauses',
+    plan: 'Payment plan', noPlan: 'No payment plan yet', seq: 'No.', dueDate: 'Due', paid: 'Paid', invoiced: 'Invoiced',
+    instalment: { pending: 'Due', partly_paid: 'Partly paid', paid: 'Paid', overdue: 'Overdue', void: 'Void' },
+    invoices: 'Invoices', issuedOn: 'Issued on', invoiceTypes: { special: 'VAT special', normal: 'VAT normal', electronic: 'Electronic' },
+    invoiceStatuses: { issued: 'Issued', void: 'Void' },
+    attachments: 'Attachments', chooseFile: 'Choose a file', uploaded: 'Uploaded {name}', size: 'Size', uploadedBy: 'Uploaded by',
+  },
+  lockout: { column: 'Sign-in lock', yes: 'Locked', until: 'Locked until {at}' },
+  // --- end console-sales ---
 }
 
 export default en

@@ -168,4 +168,22 @@ export default {
     },
     roles: { admin: '管理员', manager: '经理', sales_rep: '销售', service_agent: '客服' },
   },
+  // --- console-sales: the opportunity and contract pages, the users' lockout, recent events ---
+  opportunityPage: {
+    customer: '客户 360', probability: '赢率', weighted: '加权金额', history: '阶段历程', mainContact: '主要联系人',
+    newQuote: '新建报价', quoteCreated: '报价已创建', quoteTitle: '报价标题', priceBook: '价格表', noBook: '不选价格表（按规则自动定价）',
+    pickProduct: '选择产品', fromBooks: '按价格表', discountPercent: '折扣 %', addLine: '添加明细行', notes: '备注',
+    statuses: { open: '进行中', won: '赢单', lost: '输单' },
+  },
+  contractPage: {
+    openPage: '打开合同页面', opportunity: '商机', approval: '审批状态', notSubmitted: '未提交', noApproval: '无需审批或已结束',
+    submit: '提交审批', submitted: '已提交审批', sign: '签署', signed: '合同已签署', clauses: '条款',
+    plan: '回款计划', noPlan: '尚无回款计划', seq: '期次', dueDate: '到期日', paid: '已回款', invoiced: '已开票',
+    instalment: { pending: '待回款', partly_paid: '部分回款', paid: '已回款', overdue: '已逾期', void: '已作废' },
+    invoices: '发票', issuedOn: '开票日期', invoiceTypes: { special: '增值税专票', normal: '增值税普票', electronic: '电子发票' },
+    invoiceStatuses: { issued: '已开具', void: '已作废' },
+    attachments: '附件', chooseFile: '选择文件', uploaded: '已上传 {name}', size: '大小', uploadedBy: '上传人',
+  },
+  lockout: { column: '登录锁定', yes: '已锁定', until: '锁定至 {at}' },
+  // --- end console-sales ---
 }
