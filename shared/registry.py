@@ -283,11 +283,13 @@ BUILT_IN: tuple[Service, ...] = (
             "delete_webhook", "list_webhook_deliveries", "replay_webhook_delivery",
             "get_member_settings", "set_member_settings",
             "get_clock", "advance_clock", "timer_stats",
+            "list_recent_events",  # console-sales
         ),
         records=(RecordType("task"),),
         events_in="contract",
         seed="services.rules.seed",
-        gateway_resources=("services.gateway.resources.rules",),
+        gateway_resources=("services.gateway.resources.rules",
+                           "services.gateway.resources.rules_events"),  # console-sales
         receives_all_events=True,
     ),
 )

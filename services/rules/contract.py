@@ -247,3 +247,37 @@ EVENT_SCHEMAS: dict[str, type[Schema]] = {
     "webhook_delivery_failed": WebhookDeliveryFailed,
     "webhook_subscription_disabled": WebhookSubscriptionDisabled,
 }
+
+
+# --- console-sales ---
+EVENT_NAME_PATTERN = validate.Regexp(
+    r"^[a-z0-9_*?.\[\]-]{1,160}$",
+    error="an event name '<service>.<event_type>' or a pattern such as 'leads.*'")
+MAX_RECENT_EVENTS = 50
+
+
+class RecentEventsQuerySchema(StrictSchema):
+    """Which recent events (the rules service's event log, kept for dry runs) to list."""
+
+    event = fields.List(fields.String(validate=EVENT_NAME_PATTERN), load_default=list,
+                        validate=validate.Length(max=20), metadata={
+                            "description": "the trigger's event names or patterns "
+                                           "(leads.lead_created, leads.*); none: every event"})
+    limit = fields.Integer(load_default=10, validate=validate.Range(min=1, max=MAX_RECENT_EVENTS))
+
+
+class RecentEventSchema(Schema):
+    event_id = fields.String(required=True)
+    event_name = fields.String(required=True, metadata={"description": "<producer>.<event_type>"})
+    event_type = fields.String(required=True)
+    producer = fields.String(required=True)
+    occurred_at = fields.String(allow_none=True)
+    received_at = fields.String(required=True)
+    actor = fields.String(allow_none=True)
+    correlation_id = fields.String(allow_none=True)
+    record_key = fields.String(allow_none=True, metadata={
+        "description": "the record the event is about (lead:<id>), if any"})
+
+
+class RecentEventListSchema(Schema):
+    items = fields.List(fields.Nested(RecentEventSchema), required=True)

@@ -18,6 +18,7 @@ from services.rules.contract import (
     DryRunSchema,
     MemberSettingsSchema,
     PageSchema,
+    RecentEventsQuerySchema,
     RuleFiltersSchema,
     RunFiltersSchema,
     ScopeSchema,
@@ -32,6 +33,7 @@ from services.rules.usecases import (
     dry_run,
     members,
     notifications,
+    recent_events,
     rule_admin,
     system,
     tasks,
@@ -64,6 +66,7 @@ rule_filters_schema = RuleFiltersSchema()
 run_filters_schema = RunFiltersSchema()
 scope_schema = ScopeSchema()
 page_schema = PageSchema()
+recent_events_schema = RecentEventsQuerySchema()
 task_filters_schema = TaskRpcFiltersSchema()
 snooze_schema = SnoozeSchema()
 task_create_schema = TaskCreateSchema()
@@ -218,6 +221,15 @@ class RulesService(PlatformEndpoints):
         a past `data.event_id`), without doing it."""
         acting = principal_authority(principal)
         return dry_run.dry_run(self.worker, rule_id, load(dry_run_schema, data), acting)
+
+    @rpc
+    def list_recent_events(self, query: dict | None = None, principal: dict | None = None
+                           ) -> dict[str, Any]:
+        """The newest events of the event log matching `query.event` (a trigger's names or
+        patterns), for a dry run to pick from; admins only."""
+        acting = principal_authority(principal)
+        return recent_events.recent_events(self.worker, load(recent_events_schema, query or {}),
+                                           acting)
 
     # -- runs ------------------------------------------------------------------------------
 

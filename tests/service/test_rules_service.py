@@ -1200,3 +1200,46 @@ def test_rules_seeded_by_another_process_after_an_empty_look_are_seen_at_once(
     with Session(engine) as session:
         names = {rule.name for rule in cached.enabled_rules(session)}
     assert "官网线索：立即分配并电话跟进" in names
+
+
+# --- console-sales: recent events for dry runs ---------------------------------------------
+
+
+def test_recent_events_of_a_trigger_newest_first_for_admins_only(system):
+    service = system.rules()
+    sent = []
+    for n in range(3):
+        event = envelope("leads", "lead_created", {"lead": {"id": f"lead-{n}", "name": f"线索{n}"}})
+        service.on_any_event(event)
+        sent.append(event)
+    other = envelope("sales", "opportunity_stage_changed", {"opportunity": {"id": "opp-1"}})
+    service.on_any_event(other)
+    odd = envelope("leads", "lead_x_y", {"lead_id": "lead-9"})  # an underscore is not a wildcard
+    service.on_any_event(odd)
+
+    listed = system.rules().list_recent_events({"event": ["leads.lead_created"], "limit": 2})
+    items = listed["items"]
+    assert [item["event_id"] for item in items] == [sent[2]["event_id"], sent[1]["event_id"]]
+    assert items[0]["event_name"] == "leads.lead_created"
+    assert items[0]["record_key"] == "lead:lead-2"
+    assert items[0]["producer"] == "leads" and items[0]["received_at"]
+
+    patterned = system.rules().list_recent_events({"event": ["sales.*", "leads.lead_?_y"]})
+    assert {item["event_id"] for item in patterned["items"]} == {other["event_id"],
+                                                                 odd["event_id"]}
+    lookalike = envelope("leads", "leadzxzy", {"lead_id": "lead-8"})
+    service.on_any_event(lookalike)
+    exact = system.rules().list_recent_events({"event": ["leads.lead_x_y"]})["items"]
+    assert [item["event_id"] for item in exact] == [odd["event_id"]]  # _ is no wildcard
+    everything = system.rules().list_recent_events({"limit": 50})["items"]
+    assert {e["event_id"] for e in sent} | {other["event_id"]} <= {
+        item["event_id"] for item in everything}
+
+    with pytest.raises(ValidationFailed) as bad:
+        system.rules().list_recent_events({"event": ["DROP TABLE"], "limit": 0})
+    assert set(bad.value.errors) == {"event", "limit"}
+    assert bad.value.errors["event"] == {0: [
+        "an event name '<service>.<event_type>' or a pattern such as 'leads.*'"]}
+    with pytest.raises(Forbidden):
+        system.rules().list_recent_events({}, {"user_id": "u-manager", "role": "manager",
+                                               "team_id": EAST_ID, "owner_ids": []})
