@@ -503,6 +503,8 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
         query("owner_id", "user", flow_id="matrix-flow", step=0),
         query("team_id", "team", flow_id="matrix-flow", step=0),
         query("flow_id", "org", step=0)),
+    # --- console-sales ---
+    "GET /rule-events": (),  # admins only: every other caller gets 403 (LISTS checks no leak)
 }
 
 # Writes of organisation settings that only an admin may make (a rep or a manager gets 403 or
@@ -1148,6 +1150,7 @@ LISTS = {
     "GET /exports/{entity}": {"entity": "customers"},
     "GET /leads?in_pool=true": {},
     "GET /approvals?box=submitted": {},  # others' submissions never in my 我提交的
+    "GET /rule-events": {},  # console-sales: the event log is for admins only
 }
 
 

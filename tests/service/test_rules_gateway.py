@@ -32,6 +32,7 @@ RULES_METHODS = (
     "create_webhook", "list_webhooks", "get_webhook", "update_webhook", "delete_webhook",
     "list_webhook_deliveries", "replay_webhook_delivery", "set_member_settings",
     "get_member_settings", "get_clock", "advance_clock",
+    "list_recent_events",  # console-sales
 )
 RULE = {"name": "提醒", "trigger": {"type": "event", "event": "leads.lead_created"},
         "conditions": 'source == "website"',
@@ -214,3 +215,24 @@ def test_a_task_is_only_about_a_record_the_caller_sees(client: FlaskClient, org:
     problem = assert_problem(client.post("/tasks", json=untyped,
                                          headers=auth(org, "zhangwei")), 422)
     assert "record_type" in problem["errors"]
+
+
+# --- console-sales ---
+def test_recent_events_for_dry_runs_are_for_admins(client: FlaskClient, org: dict, rules):
+    created = envelope("lead_created", {"lead": {"id": "lead-1", "name": "王芳"}})
+    rules.worker().on_any_event({**created, "producer": "leads"})
+    url = "/rule-events?event=leads.lead_created&event=sales.*&limit=5"
+    for user in ("manager", "zhangwei"):
+        assert_problem(client.get(url, headers=auth(org, user)), 403)
+    answer = client.get(url, headers=auth(org, "admin"))
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    items = answer.get_json()["items"]
+    assert [(i["event_id"], i["event_name"], i["record_key"]) for i in items] == [
+        (created["event_id"], "leads.lead_created", "lead:lead-1")]
+    bad = client.get("/rule-events?event=x%20y&limit=500", headers=auth(org, "admin"))
+    assert set(assert_problem(bad, 422)["errors"]) == {"event", "limit"}
+    unknown = client.get("/rule-events?colour=red", headers=auth(org, "admin"))
+    assert "colour" in assert_problem(unknown, 422)["errors"]
+    dry = client.post("/rules/dry-run", headers=auth(org, "admin"), json={
+        "definition": RULE, "event_id": items[0]["event_id"]})
+    assert dry.status_code == 200 and dry.get_json()["trigger"]["matches"] is True
