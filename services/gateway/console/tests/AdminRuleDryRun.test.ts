@@ -20,6 +20,9 @@ const run = (id: string, eventId: string, eventType: string, ruleId = 'r9') => (
 // Recent runs: two lead_created events (one of them run by two rules), a status change.
 const recentRuns = [run('x1', 'e1', 'leads.lead_created'), run('x2', 'e1', 'leads.lead_created', 'r8'),
   run('x3', 'e2', 'leads.lead_status_changed'), run('x4', 'e3', 'leads.lead_created')]
+// console-sales: the same two lead_created events, from the event log (GET /rule-events)
+const recentEvents = ['e1', 'e3'].map((id) => ({ event_id: id, event_name: 'leads.lead_created', event_type: 'lead_created', producer: 'leads',
+  occurred_at: '2026-12-01T08:00:00+00:00', received_at: '2026-12-01T08:00:01+00:00', actor: null, correlation_id: 'c', record_key: `lead:${id}` }))
 const ownRuns = [{ ...run('own-1', 'e1', 'leads.lead_created', 'r1'), rule_version: 2, status: 'failed', reason: 'leads.assign timed out' }]
 const answer = (eventId: string, wouldAct: boolean) => ({
   rule_version: null, would_act: wouldAct,
@@ -37,6 +40,8 @@ function gateway(answerPost: (call: Call) => { status?: number; body?: unknown; 
     if (call.method === 'GET' && call.url === '/rules') return { body: { items: [saved] } }
     if (call.method === 'GET' && call.url.startsWith('/rule-runs?rule_id=r1')) return { body: { items: ownRuns, next_cursor: null } }
     if (call.method === 'GET' && call.url.startsWith('/rule-runs')) return { body: { items: recentRuns, next_cursor: null } }
+    // console-sales: an admin's recent events come from the event log
+    if (call.method === 'GET' && call.url.startsWith('/rule-events?')) return { body: { items: recentEvents, next_cursor: null } }
     return answerPost(call)
   })
 }
@@ -58,7 +63,7 @@ describe('Rule dry run', () => {
     typeInto('#rule-conditions', 'source == "website"')
     click('[data-test="dry-recent"]')
     await settle(10)
-    expect(calls.find((call) => call.url.startsWith('/rule-runs'))!.url).toBe('/rule-runs?limit=100')
+    expect(calls.find((call) => call.url.startsWith('/rule-events'))!.url).toBe('/rule-events?event=leads.lead_created&limit=10')
     // e1 once (two runs), e3; not the status change
     expect(posts(calls).map((call) => call.body)).toEqual(['e1', 'e3'].map((eventId) => ({
       event_id: eventId,
@@ -199,5 +204,46 @@ describe('Rule dry run', () => {
     expect(eventMatches(['leads.lead_created'], 'leads.lead_created_x')).toBe(false)
     expect(eventMatches(['*'], 'sales.contact_created')).toBe(true)
     expect(eventMatches(['sales.*'], 'leads.lead_created')).toBe(false)
+  })
+})
+
+// --- console-sales: picking the recent events to dry-run against ---
+describe('Rule dry run: picking recent events', () => {
+  it('lists the recent events of every trigger pattern; only the picked ones run again', async () => {
+    const calls = gateway((call) => (call.url === '/rules/r1/dry-run'
+      ? { body: answer((call.body as { event_id: string }).event_id, true) } : undefined))
+    const wrapper = mountForm({ ...saved, trigger: { type: 'delay', events: ['leads.lead_created', 'leads.lead_status_*'], delay: '72h' } as never })
+    await settle()
+    click('[data-test="dry-recent"]')
+    await settle(10)
+    expect(calls.find((call) => call.url.startsWith('/rule-events'))!.url)
+      .toBe('/rule-events?event=leads.lead_created&event=leads.lead_status_*&limit=10')
+    const picker = document.querySelector('[data-test="dry-candidates"]')!
+    expect(picker.textContent).toContain('lead:e3')
+    expect(posts(calls).map((call) => (call.body as { event_id: string }).event_id)).toEqual(['e1', 'e3'])
+    ;(document.querySelector('[data-test="dry-pick-e1"] input') as HTMLInputElement).click()
+    await settle()
+    expect(document.querySelector('[data-test="dry-picked"]')!.textContent).toContain('用选中的 1 个事件试运行')
+    click('[data-test="dry-picked"]')
+    await settle(10)
+    expect(posts(calls).slice(2).map((call) => (call.body as { event_id: string }).event_id)).toEqual(['e3'])
+    expect(calls.filter((call) => call.url.startsWith('/rule-events'))).toHaveLength(1) // no new look-up
+    expect(document.querySelector('[data-test="dry-summary"]')!.textContent).toContain('1 个事件中有 1 个会触发动作')
+    wrapper.unmount()
+  })
+
+  it('a manager, who may not read the event log, gets the events of the recent runs', async () => {
+    session.me = { id: 'u-mgr', username: 'manager', display_name: '王经理', role: 'manager', team_id: 't1' }
+    const calls = gateway((call) => (call.url === '/rules/dry-run'
+      ? { body: answer((call.body as { event_id: string }).event_id, false) } : undefined))
+    const wrapper = mountForm(null)
+    await settle()
+    typeInto('#rule-name', '经理的规则')
+    click('[data-test="dry-recent"]')
+    await settle(10)
+    expect(calls.some((call) => call.url.startsWith('/rule-events'))).toBe(false)
+    expect(calls.some((call) => call.url === '/rule-runs?limit=100')).toBe(true)
+    expect(posts(calls).map((call) => (call.body as { event_id: string }).event_id)).toEqual(['e1', 'e3'])
+    wrapper.unmount()
   })
 })

@@ -189,6 +189,7 @@ const en: typeof zh = {
     attachments: 'Attachments', chooseFile: 'Choose a file', uploaded: 'Uploaded {name}', size: 'Size', uploadedBy: 'Uploaded by',
   },
   lockout: { column: 'Sign-in lock', yes: 'Locked', until: 'Locked until {at}' },
+  recentEvents: { pickHint: 'The recent events found (untick one to leave it out):', runPicked: 'Dry run on the {n} picked events' },
   // --- end console-sales ---
 }
 

@@ -185,5 +185,6 @@ export default {
     attachments: '附件', chooseFile: '选择文件', uploaded: '已上传 {name}', size: '大小', uploadedBy: '上传人',
   },
   lockout: { column: '登录锁定', yes: '已锁定', until: '锁定至 {at}' },
+  recentEvents: { pickHint: '找到的最近事件（取消勾选即不参与试运行）：', runPicked: '用选中的 {n} 个事件试运行' },
   // --- end console-sales ---
 }
