@@ -502,9 +502,12 @@ def admin_deliveries_and_unlock(console: Console, params: dict[str, Any]) -> dic
     console.shot(locked, "93-sign-in-locked")
 
     page.get_by_role("tab", name="用户与团队").click()
+    locked_flag = page.locator(f'[data-test="locked-{params["locked_user"]}"]')  # console-sales
+    expect(locked_flag).to_have_text("已锁定")
     _row(page, "users-table", params["locked_user"]).locator('[data-test="unlock-user"]').click()
     expect(page.locator(".el-message").filter(has_text=f"已解除 {params['locked_user']} 的登录锁定")
            ).to_have_count(1)
+    expect(locked_flag).to_have_text("否")  # console-sales: the list is read again
     console.shot(page, "94-admin-user-unlocked")
     # Another gateway worker may believe the block for a few seconds more (throttles.py).
     for _ in range(10):

@@ -93,6 +93,9 @@ def test_admin_dry_runs_a_draft_rule_watches_a_webhook_and_unlocks_a_user(
             "username": username, "display_name": display_name, "password": PASSWORD,
             "role": "sales_rep"}))
         _lock_out(system, username)
+        # console-sales: the users list says who is locked
+        listed = _ok(system.get("/users", user="admin", params={"limit": 200}))["items"]
+        assert next(u for u in listed if u["username"] == username)["locked"] is True
 
         run_scenario("admin_deliveries_and_unlock", {
             "url": system.url, "artefacts": str(ARTEFACTS), "hook_description": description,
