@@ -61,12 +61,13 @@ def rep_quote_and_contract(console: Console, params: dict[str, Any]) -> dict[str
 
     page.goto(console.url + f"/console/customers/{params['customer_id']}")
     contracts = page.locator('[data-test="contracts-table"]')
-    expect(contracts).to_contain_text(params["contract_title"])
+    # the 360 asks every service: slower than one read on a loaded machine
+    expect(contracts).to_contain_text(params["contract_title"], timeout=30_000)
     contracts.locator('[data-test="contract-page-link"]').filter(
         has_text=params["contract_title"]).click()
     page.wait_for_url(f"**/console/contracts/{params['contract_id']}")
     plan = page.locator('[data-test="payment-plan"] .el-table__body tr')
-    expect(plan).to_have_count(2)
+    expect(plan).to_have_count(2, timeout=20_000)
     expect(page.locator('[data-test="instalment-1"]')).to_have_text("部分回款")
     expect(page.locator('[data-test="instalment-2"]')).to_have_text("待回款")
     expect(plan.nth(0)).to_contain_text("35000.00")  # outstanding of the first
