@@ -116,15 +116,14 @@ describe('Opportunity page', () => {
     expect(document.querySelector('[data-test="quote-words"]')!.textContent).toBe(created.amount_in_words)
     expect(document.querySelector('[data-test="submit-quote"]')).not.toBeNull()
     wrapper.unmount()
-  })
+  }, 60_000) // many renders: a hang guard for a loaded machine, not a timing
 
   it('offers only the products the chosen price book prices', async () => {
     gateway()
-    const wrapper = mountPage('en')
+    // the form alone (lighter than the whole page on a loaded machine)
+    const form = mount(QuoteForm, { props: { opportunityId: 'o1' }, global: { plugins: plugins('en') }, attachTo: document.body })
+    const wrapper = form
     await settle()
-    await wrapper.find('[data-test="new-quote"]').trigger('click')
-    await settle()
-    const form = wrapper.findComponent(QuoteForm)
     expect((form.vm as unknown as { form: { price_book_id: string } }).form.price_book_id).toBe('b1')
     const options = () => (form.vm as unknown as { choices: { id: string }[] }).choices.map((p) => p.id)
     expect(options()).toEqual(['p-mes'])
