@@ -140,4 +140,5 @@ def test_a_rules_process_killed_mid_batch_loses_and_doubles_no_effect(
             "AND outcome = 'retrying the action'").fetchone()[0]
     assert len(per_timer) == TICKETS and set(per_timer) == {("fired", 1)}
     assert len(completed) == TICKETS and len(set(completed)) == TICKETS
+    print(f"runs at the kill: {dict(at_kill)}; resume timers fired after it: {resumed}")
     assert resumed > 0  # the dead process's unfinished runs went on in the new one
