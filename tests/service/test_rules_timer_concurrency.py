@@ -14,7 +14,7 @@ from typing import Any
 
 import eventlet
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from services.rules import clock as clock_module
@@ -42,7 +42,8 @@ class SlowDesk:
     """The `service_desk` RPC dependency: each `check_sla` yields a few times before its
     answer (a round trip over the broker), and records what it was sent."""
 
-    def __init__(self, context_data: dict, failing: set[str]) -> None:
+    def __init__(self, context_data: dict, failing: set[str], on_call=None) -> None:
+        self.on_call = on_call
         self.context_data = context_data
         self.failing = failing
         self.in_flight: dict[str, int] = {}
@@ -56,6 +57,8 @@ class SlowDesk:
         class Method:
             def call_async(self, **kwargs: Any) -> Any:
                 ticket = kwargs["ticket_id"]
+                if desk.on_call is not None:
+                    desk.on_call(ticket)
                 desk.calls.append({**kwargs, "headers": dict(desk.context_data)})
                 desk.in_flight[ticket] = desk.in_flight.get(ticket, 0) + 1
                 desk.most = max(desk.most, sum(desk.in_flight.values()))
@@ -107,11 +110,12 @@ def setup_batch(url: str, tickets: list[str]) -> list[str]:
     return ids
 
 
-def fire(url: str, concurrency: int, failing: set[str], monkeypatch) -> tuple[SlowDesk, Any]:
+def fire(url: str, concurrency: int, failing: set[str], monkeypatch,
+         on_call=None) -> tuple[SlowDesk, Any]:
     monkeypatch.setattr(rules_service_module, "SETTINGS",
                         Settings(timer_batch=500, timer_concurrency=concurrency))
     context_data: dict = {}
-    desk = SlowDesk(context_data, failing)
+    desk = SlowDesk(context_data, failing, on_call)
     worker = service_worker(RulesService, get_engine(url), outbox, EVENT_SCHEMAS,
                             Context(correlation_id="corr-tick"), service_desk=desk,
                             worker_ctx=SimpleNamespace(data=context_data))
@@ -177,3 +181,34 @@ def test_concurrency_one_performs_the_batch_one_run_at_a_time(rules_url, monkeyp
     assert desk.most == 1
     assert [c["ticket_id"] for c in desk.calls] == tickets
     assert {r.status for r in runs(rules_url)} == {"completed"}
+
+
+def test_a_run_whose_resume_timer_another_process_took_while_it_waited_is_left_to_it(
+    rules_url, monkeypatch
+):
+    """A large batch: while the first run's call is in flight, time passes (a third of the
+    resume delay) and another process takes the third run's resume timer. The second run
+    pushes its own resume timer on and goes on; the third is not performed here."""
+    setup_batch(rules_url, ["t0", "t1", "t2"])
+
+    def meanwhile(ticket: str) -> None:
+        if ticket != "t0":
+            return
+        clock_module.CLOCK.offset += 11
+        with Session(get_engine(rules_url)) as session, session.begin():
+            third = session.scalar(select(RuleRun.id).where(RuleRun.record_key == "ticket:t2"))
+            session.execute(update(Timer).where(
+                Timer.kind == "run_resume", Timer.payload["run_id"].as_string() == third)
+                .values(status="fired", claimed_by="another process"))
+
+    desk, _ = fire(rules_url, 1, set(), monkeypatch, on_call=meanwhile)
+    assert [c["ticket_id"] for c in desk.calls] == ["t0", "t1"]
+    statuses = {r.record_key: r.status for r in runs(rules_url)}
+    assert statuses == {"ticket:t0": "completed", "ticket:t1": "completed",
+                        "ticket:t2": "running"}  # the other process's to finish
+    with Session(get_engine(rules_url)) as session:
+        resumes = {t.payload["run_id"]: t for t in session.scalars(
+            select(Timer).where(Timer.kind == "run_resume"))}
+        by_key = {r.record_key: r.id for r in session.scalars(select(RuleRun))}
+    assert resumes[by_key["ticket:t1"]].status == "cancelled"  # pushed on, then finished
+    assert resumes[by_key["ticket:t2"]].claimed_by == "another process"

@@ -19,7 +19,7 @@ from services.rules.usecases.dumps import StartedRun
 from services.rules.usecases.lanes import run_in_lanes
 from services.rules.usecases.runs import Runs
 from services.rules.usecases.support import Settings, claim_due
-from services.rules.usecases.timers import Timers
+from services.rules.usecases.timers import RESUME_AFTER, Timers
 from shared.db import DatabaseAccess
 
 log = logging.getLogger(__name__)
@@ -77,8 +77,9 @@ class TimerFiring:
         side (lanes.py): those of one record in firing order (the started runs first, as
         before), at most `timer_concurrency` at once."""
         items: list[tuple[str, Callable[[], object]]] = []
+        fired_at = self.clock.now()
         for run_id, record_key in remote:
-            items.append((record_key or run_id, partial(self.runs.execute, run_id)))
+            items.append((record_key or run_id, partial(self._perform, run_id, fired_at)))
         for row in retries:
             run_id = row.payload["run_id"]
             subject = (subjects or {}).get(run_id) or run_id
@@ -89,6 +90,19 @@ class TimerFiring:
                                                row.payload["action_index"],
                                                row.payload["attempt"])))
         run_in_lanes(items, self.settings.timer_concurrency, self.runs.own_events.lane)
+
+    def _perform(self, run_id: str, fired_at: datetime) -> None:
+        """A run the batch started. One that waited its turn in a lane for a while (a large
+        batch) first pushes its resume timer on: if that came due meanwhile and another
+        process took it, the run is that process's now."""
+        if self.clock.now() - fired_at > RESUME_AFTER / 3:
+            with self.db.begin() as session:
+                ours = self.timers.keep_resume(session, run_id)
+            if not ours:
+                self.runs.forget(run_id)
+                log.info("run %s was resumed by another process while it waited", run_id)
+                return
+        self.runs.execute(run_id)
 
     def _fire_alone(self, row: Any, values: dict[str, Any]) -> None:
         try:

@@ -249,6 +249,20 @@ class Timers:
             session, kind="run_resume", due_at=self.clock.now() + RESUME_AFTER, rule=None,
             record_key=None, payload={"run_id": run_id})
 
+    def keep_resume(self, session: Session, run_id: str) -> bool:
+        """Before a run that waited in a lane goes on: push its resume timer on, if it is still
+        pending. False when another process has taken it (it came due while the run waited
+        its turn): that process performs the run, this one must not."""
+        timer_id = self._resume_timers.get(run_id)
+        if timer_id is None:
+            return True
+        return session.execute(
+            update(Timer).where(Timer.id == timer_id, Timer.status == "pending")
+            .values(due_at=self.clock.now() + RESUME_AFTER)).rowcount == 1
+
+    def forget_resume(self, run_id: str) -> None:
+        self._resume_timers.pop(run_id, None)
+
     def cancel_resume(self, session: Session, run_id: str) -> None:
         timer_id = self._resume_timers.pop(run_id, None)
         if timer_id is not None:
