@@ -702,7 +702,8 @@ class PayerInputSchema(StrictSchema):
 
 
 class PayerSchema(Schema):
-    name = fields.String(required=True)
+    name = fields.String(allow_none=True, metadata={
+        "description": "always given by a user; the ERP may send an account only"})
     account = fields.String(allow_none=True)
     reference = fields.String(allow_none=True)
 

@@ -99,7 +99,11 @@ def test_an_erp_payment_stores_the_payer_its_account_and_reference(make):  # noq
         "payer_reference": "HT 首付款"})
     erp_payment(contracts, {"contract_number": contract["number"], "amount": "1",
                             "paid_at": "2026-12-02T10:00:00+08:00", "reference": "ERP-PAY-2"})
-    first, second = contracts.list_receipts(contract["id"], scope=REP_A)["items"]
+    erp_payment(contracts, {"contract_number": contract["number"], "amount": "2",
+                            "paid_at": "2026-12-02T10:00:00+08:00", "reference": "ERP-PAY-3",
+                            "payer_account": " 6222 "})
+    first, second, third = contracts.list_receipts(contract["id"], scope=REP_A)["items"]
+    assert third["payer"] == {"name": None, "account": "6222", "reference": None}
     assert first["payer"] == {"name": "苏州精工", "account": "6222020012345678",
                               "reference": "HT 首付款"}
     assert first["source"] == "erp" and first["method"] == "erp"

@@ -271,8 +271,8 @@ def list_receipts(session: Session, contract_id: str) -> dict[str, Any]:
 
 
 def payer_view(r: Receipt) -> dict[str, Any] | None:
-    """Who paid a receipt, or None when nobody said."""
-    if r.payer_name is None:
+    """Who paid a receipt, or None when nobody said (the ERP may give an account only)."""
+    if r.payer_name is None and r.payer_account is None and r.payer_reference is None:
         return None
     return {"name": r.payer_name, "account": r.payer_account, "reference": r.payer_reference}
 
@@ -303,10 +303,13 @@ def from_quote(session: Session, loaded: dict[str, Any], scope: dict[str, Any]
     if loaded.get("opportunity_id") and loaded["opportunity_id"] != quote.opportunity_id:
         raise refuse("the quote is of another opportunity")
     version = session.get(QuoteVersion, (quote.id, quote.version))
-    terms = version.terms if version is not None else {}
+    terms = (version.terms if version is not None else None) or {}
     completed = {**loaded, "opportunity_id": quote.opportunity_id}
     if completed.get("amount") is None:
-        completed["amount"] = str(domain.money(terms["totals"]["grand_total"]))
+        total = (terms.get("totals") or {}).get("grand_total")
+        if total is None:
+            raise refuse("the quote has no total: give the amount")
+        completed["amount"] = str(domain.money(total))
     if not completed.get("currency"):
         completed["currency"] = terms.get("currency") or "CNY"
     return completed

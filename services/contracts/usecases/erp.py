@@ -227,10 +227,11 @@ def _business_day(moment: datetime) -> Any:
 
 
 def erp_payer(data: dict[str, Any]) -> dict[str, Any] | None:
-    """The payer of an ERP payment: its name, bank account and reference when it says."""
-    if not data.get("payer"):
+    """The payer of an ERP payment: its name, bank account and reference, as far as it says
+    (None when it says nothing)."""
+    if not any(data.get(k) for k in ("payer", "payer_account", "payer_reference")):
         return None
-    return {"name": data["payer"], "account": data.get("payer_account"),
+    return {"name": data.get("payer"), "account": data.get("payer_account"),
             "reference": data.get("payer_reference")}
 
 
