@@ -251,6 +251,12 @@ class Contract(Base):
     renewed_by_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # -- c-receipts (migration 0012p) --
+    # The accepted quote the contract was made from (null: a direct contract).
+    quote_id: Mapped[str | None] = mapped_column(String(36))
+    # The clauses as stored before 0012p made them {code, title, text}, when that changed
+    # them (kept so nothing stored is lost; the downgrade puts them back).
+    clauses_original: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
 
 
 class Instalment(Base):
@@ -285,6 +291,11 @@ class Receipt(Base):
     reference: Mapped[str | None] = mapped_column(String(100))
     allocations: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # -- c-receipts (migration 0012p): who recorded it (user / erp) and who paid --
+    source: Mapped[str] = mapped_column(String(8), default="user", server_default="user")
+    payer_name: Mapped[str | None] = mapped_column(String(200))
+    payer_account: Mapped[str | None] = mapped_column(String(64))
+    payer_reference: Mapped[str | None] = mapped_column(String(100))
 
 
 # -- attachments: a contract's files (migration 0011f) ----

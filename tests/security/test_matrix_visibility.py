@@ -356,6 +356,11 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
                              {"customer_id": "{ref}", "title": "x", "amount": "1"}),
                         body("opportunity_id", "opportunity",
                              {"customer_id": "{own.customer}", "opportunity_id": "{ref}",
+                              "title": "x", "amount": "1"}),
+                        # --- c-receipts --- a contract made from a hidden quote: 422 like a
+                        # random id (the quote is checked before the customer's match)
+                        body("quote_id", "quote",
+                             {"customer_id": "{own.customer}", "quote_id": "{ref}",
                               "title": "x", "amount": "1"})),
     "GET /contracts": (query("customer_id", "customer"), query("opportunity_id", "opportunity"),
                        query("owner_id", "user")),

@@ -37,6 +37,7 @@ from services.contracts.models import (
     QuoteVersion,
     Receipt,
 )
+from services.contracts.usecases.contracts import payer_view
 from shared import config
 from shared.errors import ValidationFailed
 
@@ -414,7 +415,10 @@ def drill_down(session: Session, figure: str, filters: dict[str, Any], scope: di
                                      "customer_id": r[1].customer_id,
                                      "owner_id": r[1].owner_id, "amount": r[0].amount,
                                      "received_on": r[0].received_on,
-                                     "method": r[0].method, "reference": r[0].reference})
+                                     "method": r[0].method, "reference": r[0].reference,
+                                     # c-receipts: who paid, who recorded it
+                                     "payer": payer_view(r[0]),
+                                     "source": r[0].source or "user"})
         return _instalment_page(session, [
             Instalment.due_date >= first.isoformat(), Instalment.due_date <= last.isoformat(),
             Instalment.status != "void", _contract_clause(scope, filters)], page)
