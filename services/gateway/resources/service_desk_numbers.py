@@ -23,14 +23,14 @@ blp = Blueprint("service_desk_numbers", __name__,
                 description="Ticket volume, backlog, reply and resolution times, SLA "
                             "attainment, reopen rate (service desk).")
 
-# (path part, RPC, figure of the drill-down, the records' own parameters)
-FIGURES: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "volume": ("ticket_volume_report", "volume", ("period", "channel")),
-    "backlog": ("ticket_backlog_report", "backlog", ("period", "status", "age_band")),
-    "first-reply-time": ("first_reply_time_report", "first_reply", ("bucket",)),
-    "resolution-time": ("resolution_time_report", "resolution", ("bucket",)),
-    "sla-attainment": ("sla_attainment_report", "sla", ("target", "outcome", "policy_id")),
-    "reopen-rate": ("reopen_rate_report", "reopen", ("outcome",)),
+# path part -> (figure of the drill-down, the records' own parameters)
+FIGURES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "volume": ("volume", ("period", "channel")),
+    "backlog": ("backlog", ("period", "status", "age_band")),
+    "first-reply-time": ("first_reply", ("bucket",)),
+    "resolution-time": ("resolution", ("bucket",)),
+    "sla-attainment": ("sla", ("target", "outcome", "policy_id")),
+    "reopen-rate": ("reopen", ("outcome",)),
 }
 _PARAMS = desk.TicketNumbersParamsSchema._declared_fields
 
@@ -73,13 +73,12 @@ def figures_index() -> Any:
     return {"figures": items}
 
 
-def _report(path: str, query: dict[str, Any]) -> Any:
-    method = FIGURES[path][0]
+def _report(method: str, query: dict[str, Any]) -> Any:
     return rpc_call("service_desk", method, filters=_filters(query), scope=tickets_scope())
 
 
 def _records(path: str, query: dict[str, Any]) -> Any:
-    _, figure, names = FIGURES[path]
+    figure, names = FIGURES[path]
     params = {name: query[name] for name in names if query.get(name) is not None}
     return rpc_call("service_desk", "ticket_numbers_drill_down", figure=figure,
                     filters=_filters(query), params=params, scope=tickets_scope(),
@@ -94,7 +93,7 @@ QUERY = desk.TicketNumbersFiltersSchema
 @blp.response(200, desk.TicketVolumeReportSchema)
 def volume(query: dict[str, Any]) -> Any:
     """Tickets created per day, week or month of the period, by channel, priority and group."""
-    return _report("volume", query)
+    return _report("ticket_volume_report", query)
 
 
 @blp.route("/reports/tickets/backlog", methods=["GET"])
@@ -103,7 +102,7 @@ def volume(query: dict[str, Any]) -> Any:
 def backlog(query: dict[str, Any]) -> Any:
     """Open tickets (new, open, pending, on hold) at the end of each period (at most 120), and
     now by status and age band."""
-    return _report("backlog", query)
+    return _report("ticket_backlog_report", query)
 
 
 @blp.route("/reports/tickets/first-reply-time", methods=["GET"])
@@ -112,7 +111,7 @@ def backlog(query: dict[str, Any]) -> Any:
 def first_reply_time(query: dict[str, Any]) -> Any:
     """First replies given in the period: the SLA clock's business seconds to them (the
     policy's calendar, its pause statuses left out) as p50, p90, average and buckets."""
-    return _report("first-reply-time", query)
+    return _report("first_reply_time_report", query)
 
 
 @blp.route("/reports/tickets/resolution-time", methods=["GET"])
@@ -121,7 +120,7 @@ def first_reply_time(query: dict[str, Any]) -> Any:
 def resolution_time(query: dict[str, Any]) -> Any:
     """Tickets solved in the period: the SLA clock's business seconds to the solve (pending
     and on hold left out, a reopen resumes it) as p50, p90, average and buckets."""
-    return _report("resolution-time", query)
+    return _report("resolution_time_report", query)
 
 
 @blp.route("/reports/tickets/sla-attainment", methods=["GET"])
@@ -130,7 +129,7 @@ def resolution_time(query: dict[str, Any]) -> Any:
 def sla_attainment(query: dict[str, Any]) -> Any:
     """Per SLA target of the tickets created in the period: met, breached, open and
     met / (met + breached), per policy, group, agent and in total."""
-    return _report("sla-attainment", query)
+    return _report("sla_attainment_report", query)
 
 
 @blp.route("/reports/tickets/reopen-rate", methods=["GET"])
@@ -138,11 +137,11 @@ def sla_attainment(query: dict[str, Any]) -> Any:
 @blp.response(200, desk.ReopenRateReportSchema)
 def reopen_rate(query: dict[str, Any]) -> Any:
     """Tickets solved in the period and reopened in it, over the tickets solved in it."""
-    return _report("reopen-rate", query)
+    return _report("reopen_rate_report", query)
 
 
 def _records_route(path: str) -> None:
-    _, figure, names = FIGURES[path]
+    figure, names = FIGURES[path]
     schema = _records_query(figure, names)
 
     def records(query: dict[str, Any]) -> Any:
