@@ -510,6 +510,18 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
         query("owner_id", "user", flow_id="matrix-flow", step=0),
         query("team_id", "team", flow_id="matrix-flow", step=0),
         query("flow_id", "org", step=0)),
+    # --- sd-numbers --- the service desk's numbers: the tickets the caller sees (as GET
+    # /tickets); a filter on a hidden agent answers the figures of nobody
+    "GET /reports/tickets": (),
+    **{f"GET /reports/tickets/{figure}{part}": (query("assignee_id", "user"),
+                                                query("group_id", "org"))
+       for figure in ("volume", "backlog", "first-reply-time", "resolution-time",
+                      "reopen-rate")
+       for part in ("", "/records")},
+    "GET /reports/tickets/sla-attainment": (query("assignee_id", "user"),
+                                            query("group_id", "org")),
+    "GET /reports/tickets/sla-attainment/records": (
+        query("assignee_id", "user"), query("group_id", "org"), query("policy_id", "org")),
 }
 
 # Writes of organisation settings that only an admin may make (a rep or a manager gets 403 or
@@ -1155,6 +1167,9 @@ LISTS = {
     "GET /exports/{entity}": {"entity": "customers"},
     "GET /leads?in_pool=true": {},
     "GET /approvals?box=submitted": {},  # others' submissions never in my 我提交的
+    # --- sd-numbers --- the tickets behind the service desk's figures
+    "GET /reports/tickets/volume/records": {}, "GET /reports/tickets/backlog/records": {},
+    "GET /reports/tickets/sla-attainment": {},
 }
 
 
