@@ -57,17 +57,6 @@ TICKETS_360 = 10  # --- sd-numbers --- the customer's most recent tickets a 360 
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _tickets_scope() -> dict[str, Any]:
-    """--- sd-numbers --- the tickets' scope, as service_desk_tickets.tickets_scope (that
-    module imports this one): the leads' scope with the caller's user_id for their groups."""
-    principal = current_principal()
-    scope = dict(principal.leads_scope())
-    scope.pop("manage_pool", None)
-    if not scope.get("all"):
-        scope["user_id"] = principal.user_id
-    return scope
-
-
 def sales_scope() -> dict[str, Any]:
     """Sales records have no public pool: own (rep), the team's (manager) or all (admin)."""
     scope = dict(current_principal().leads_scope())
@@ -292,7 +281,8 @@ def customer_360(customer_id: str) -> Any:
     # --- sd-numbers --- the service desk's part: the customer's tickets the caller sees
     try:
         desk_tickets: Any = rpc_call("service_desk", "customer_tickets",
-                                     customer_id=customer_id, scope=_tickets_scope(),
+                                     customer_id=customer_id,
+                                     scope=current_principal().tickets_scope(),
                                      limit=TICKETS_360)
     except (ServiceUnavailable, RemoteError) as exc:
         log.warning("customer 360 without tickets: %s", exc)
