@@ -353,6 +353,9 @@ Index("ix_contract_instalments_open_due", Instalment.due_date, Instalment.contra
       Instalment.amount, Instalment.paid, postgresql_where=OPEN_INSTALMENT,
       sqlite_where=OPEN_INSTALMENT)
 Index("ix_contracts_status_owner", Contract.status, Contract.owner_id)
+# The unsigned contracts' ids, read from the index alone (migration 0010r): the reports'
+# anti-join of "not of an unsigned contract".
+Index("ix_contracts_status_id", Contract.status, Contract.id)
 Index("ix_approval_instances_submitted", ApprovalInstance.submitted_at)
 
 

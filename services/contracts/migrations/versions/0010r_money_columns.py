@@ -1,6 +1,6 @@
 """contracts reports: instalment and receipt amounts as numbers (NUMERIC(20, 2) on PostgreSQL,
 integer cents on SQLite) instead of decimal strings, and an index of the open instalments for
-the aging report
+the aging report, and one of the contracts' (status, id) for the reports' unsigned contracts
 
 The stored strings are converted exactly; a value that is not a decimal of at most two places
 stops the migration (nothing is rounded away). The downgrade writes them back as the strings
@@ -23,6 +23,7 @@ depends_on = None
 
 COLUMNS = {'contract_instalments': ('amount', 'paid'), 'contract_receipts': ('amount',)}
 OPEN_INDEX = 'ix_contract_instalments_open_due'
+STATUS_INDEX = 'ix_contracts_status_id'
 OPEN = "status NOT IN ('paid', 'void')"
 
 
@@ -73,10 +74,12 @@ def upgrade() -> None:
     op.create_index(OPEN_INDEX, 'contract_instalments',
                     ['due_date', 'contract_id', 'amount', 'paid'],
                     postgresql_where=sa.text(OPEN), sqlite_where=sa.text(OPEN))
+    op.create_index(STATUS_INDEX, 'contracts', ['status', 'id'])
 
 
 def downgrade() -> None:
     postgresql = op.get_bind().dialect.name == 'postgresql'
+    op.drop_index(STATUS_INDEX, table_name='contracts')
     op.drop_index(OPEN_INDEX, table_name='contract_instalments')
     for table, columns in COLUMNS.items():
         if postgresql:
