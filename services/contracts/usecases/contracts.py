@@ -103,7 +103,7 @@ def put_payment_plan(session: Session, contract_id: str, instalments: list[dict[
     for item in plan:
         session.add(Instalment(
             id=str(uuid.uuid4()), contract_id=contract_id, seq=item["seq"],
-            due_date=item["due_date"].isoformat(), amount=str(item["amount"]), paid="0.00",
+            due_date=item["due_date"].isoformat(), amount=item["amount"], paid=Decimal("0.00"),
             status=domain.instalment_status(item["amount"], Decimal(0), item["due_date"],
                                             as_of)))
     session.flush()
@@ -111,8 +111,8 @@ def put_payment_plan(session: Session, contract_id: str, instalments: list[dict[
 
 
 def _view(i: Instalment) -> dict[str, Any]:
-    return {"id": i.id, "seq": i.seq, "due_date": i.due_date, "amount": i.amount,
-            "paid": i.paid, "status": i.status}
+    return {"id": i.id, "seq": i.seq, "due_date": i.due_date, "amount": str(i.amount),
+            "paid": str(i.paid), "status": i.status}
 
 
 def record_receipt(session: Session, contract_id: str, data: dict[str, Any],
@@ -131,13 +131,13 @@ def record_receipt(session: Session, contract_id: str, data: dict[str, Any],
     for inst_id, take in allocations:
         inst = by_id[inst_id]
         paid = Decimal(inst.paid) + take
-        inst.paid = str(domain.money(paid))
+        inst.paid = domain.money(paid)
         inst.status = domain.instalment_status(Decimal(inst.amount), paid,
                                                date.fromisoformat(inst.due_date), as_of)
         if inst.overdue_at is not None and inst.status != "paid":
             inst.status = "overdue"  # marked by the sweep: overdue until paid in full
     payer = data.get("payer") or {}
-    receipt = Receipt(id=str(uuid.uuid4()), contract_id=contract_id, amount=str(amount),
+    receipt = Receipt(id=str(uuid.uuid4()), contract_id=contract_id, amount=amount,
                       received_on=data["received_on"].isoformat(), method=data.get("method"),
                       reference=data.get("reference"),
                       allocations=[{"instalment_id": i, "amount": str(a)}
@@ -149,7 +149,8 @@ def record_receipt(session: Session, contract_id: str, data: dict[str, Any],
     session.flush()
     if events is not None:
         publish_paid(session, events, contract_id, before)
-    return {"id": receipt.id, "amount": receipt.amount, "allocations": receipt.allocations}
+    return {"id": receipt.id, "amount": str(receipt.amount),
+            "allocations": receipt.allocations}
 
 
 def receivables(session: Session, contract_id: str, as_of: date) -> dict[str, str]:
@@ -278,7 +279,7 @@ def payer_view(r: Receipt) -> dict[str, Any] | None:
 
 
 def receipt_view(r: Receipt) -> dict[str, Any]:
-    return {"id": r.id, "contract_id": r.contract_id, "amount": r.amount,
+    return {"id": r.id, "contract_id": r.contract_id, "amount": str(r.amount),
             "received_on": r.received_on, "method": r.method, "reference": r.reference,
             "allocations": r.allocations, "created_at": r.created_at.isoformat(),
             "payer": payer_view(r), "source": r.source or "user"}
