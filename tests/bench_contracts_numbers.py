@@ -82,9 +82,9 @@ def seed(url: str, as_of: date) -> dict[str, Any]:
                 status = "draft" if i % 50 == 0 else rng.choice(("active", "active", "expired"))
                 yield (cid, f"HT-{2024 + i % 3}-{i:06d}", status, f"合同{i}",
                        f"cust-{i % 20000}", owners[i % OWNERS],
-                       f"{rng.randrange(10_000, 500_000)}.00", "CNY", "[]", "[]", "[]", now, now)
+                       f"{rng.randrange(10_000, 500_000)}.00", "CNY", "[]", "[]", now, now)
         _copy(conn, "contracts", ["id", "number", "status", "title", "customer_id", "owner_id",
-                                  "amount", "currency", "parties", "clauses", "attachments",
+                                  "amount", "currency", "parties", "clauses",
                                   "created_at", "updated_at"], contracts())
         progress(f"{CONTRACTS} contracts ({time.perf_counter() - started:.0f}s)")
 

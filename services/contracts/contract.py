@@ -499,26 +499,99 @@ EVENT_SCHEMAS.update({
 
 
 # -- contracts ----
-class ContractCreateSchema(StrictSchema):
+class Trimmed(fields.String):
+    """A string stripped of surrounding whitespace before it is validated (so a length limit
+    reads the text kept); `empty_none`: what is empty once stripped loads as None."""
+
+    def __init__(self, *args: Any, empty_none: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.empty_none = empty_none
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        text = super()._deserialize(value, attr, data, **kwargs).strip()
+        return None if self.empty_none and not text else text
+
+    def _validate(self, value: Any) -> None:
+        if value is not None:  # empty once stripped: None, which the length does not read
+            super()._validate(value)
+
+
+def dotted(messages: Any, prefix: str = "") -> dict[str, Any]:
+    """marshmallow's nested messages ({"clauses": {0: {"title": [...]}}}) keyed by the dotted
+    path of the field ({"clauses.0.title": [...]})."""
+    if not isinstance(messages, dict):
+        return {prefix or "_schema": messages}
+    flat: dict[str, Any] = {}
+    for key, value in messages.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            flat.update(dotted(value, name))
+        else:
+            flat[name] = value
+    return flat
+
+
+class DottedErrors:
+    """Schema mixin: errors of nested fields name their dotted path (`clauses.0.title`,
+    `payer.name`), over RPC and over HTTP alike (the gateway loads with the same schema)."""
+
+    def handle_error(self, error: ValidationError, data: Any, *, many: bool,
+                     **kwargs: Any) -> None:
+        raise ValidationError(dotted(error.messages), data=error.data,
+                              valid_data=error.valid_data)
+
+
+class ClauseSchema(StrictSchema):
+    """One clause of a contract (and of the standard clauses): the one shape `create_contract`,
+    `update_contract` and `set_standard_clauses` take, so the same body is valid for all;
+    an error names the field (`clauses.0.title`)."""
+
+    code = Trimmed(required=True, validate=validate.Length(min=1, max=64), metadata={
+        "description": "the clause's code, e.g. `warranty` (compared with the standard "
+                       "clauses')"})
+    title = Trimmed(load_default=None, allow_none=True, empty_none=True,
+                    validate=validate.Length(max=200))
+    text = fields.String(required=True, validate=validate.Length(min=1, max=20_000))
+
+
+def clauses_field(**kwargs: Any) -> fields.List:
+    """The `clauses` of a contract payload: at most 200 clauses of ClauseSchema."""
+    return fields.List(fields.Nested(ClauseSchema), validate=validate.Length(max=200),
+                       **kwargs)
+
+
+class ContractCreateSchema(DottedErrors, StrictSchema):
     title = fields.String(required=True, validate=validate.Length(min=1, max=200))
     customer_id = fields.String(required=True, validate=validate.Length(min=1, max=36))
     opportunity_id = fields.String(load_default=None, allow_none=True,
                                    validate=validate.Length(max=36))
-    amount = fields.Decimal(required=True, as_string=True, places=2,
+    amount = fields.Decimal(load_default=None, as_string=True, places=2, metadata={
+        "description": "required, unless `quote_id` is given (then the quote's grand total)"},
                             validate=validate.Range(min=0, max=10**12))
-    currency = fields.String(load_default="CNY", validate=validate.Length(equal=3))
+    currency = fields.String(load_default=None, validate=validate.Length(equal=3), metadata={
+        "description": "default CNY, or the quote's currency when `quote_id` is given"})
+    # c-receipts: the accepted quote the contract is made from
+    quote_id = fields.String(load_default=None, allow_none=True,
+                             validate=validate.Length(min=1, max=36), metadata={
+        "description": "an accepted quote of the opportunity (and customer) the caller "
+                       "sees; its lines become the ERP order's; else a 422 on quote_id"})
     # overdue and renewals: the term and the parties / clauses a renewal copies
     start_date = fields.Date(load_default=None, allow_none=True)
     end_date = fields.Date(load_default=None, allow_none=True, metadata={
         "description": "the last day of the term; the renewal reminder is 30 days before"})
     parties = fields.List(fields.Dict(), load_default=list, validate=validate.Length(max=20))
-    clauses = fields.List(fields.Dict(), load_default=list, validate=validate.Length(max=200))
+    clauses = clauses_field(load_default=list)
 
     @validates_schema
     def _term(self, data: dict[str, Any], **_: Any) -> None:
         if data.get("start_date") and data.get("end_date") and (
                 data["end_date"] < data["start_date"]):
             raise ValidationError({"end_date": ["before the start date"]})
+
+    @validates_schema
+    def _amount(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("amount") is None and not data.get("quote_id"):
+            raise ValidationError({"amount": ["Missing data for required field."]})
 
 
 class ContractSnapshot(Schema):
@@ -536,6 +609,7 @@ class ContractSnapshot(Schema):
     renews_id = fields.String(allow_none=True)
     renewed_by_id = fields.String(allow_none=True)
     updated_at = fields.String()
+    quote_id = fields.String(allow_none=True)  # c-receipts: the quote it was made from
 
 
 class ContractCreated(Schema):
@@ -564,7 +638,9 @@ class ContractSchema(Schema):
     end_date = fields.String(allow_none=True)
     # overdue and renewals
     parties = fields.List(fields.Dict())
-    clauses = fields.List(fields.Dict())
+    clauses = fields.List(fields.Nested(ClauseSchema))
+    quote_id = fields.String(allow_none=True, metadata={
+        "description": "the accepted quote it was made from; null for a direct contract"})
     renews_id = fields.String(allow_none=True, metadata={
         "description": "the contract this one renews"})
     renewed_by_id = fields.String(allow_none=True, metadata={
@@ -614,7 +690,28 @@ class PaymentPlanViewSchema(Schema):
     items = fields.List(fields.Nested(InstalmentSchema), required=True)
 
 
-class ReceiptCreateSchema(StrictSchema):
+class PayerInputSchema(StrictSchema):
+    """Who paid a receipt: the name (trimmed, 1-200), and optionally the bank account
+    (trimmed, up to 64) and the payer's own reference (up to 100)."""
+
+    name = Trimmed(required=True, validate=validate.Length(min=1, max=200))
+    account = Trimmed(load_default=None, allow_none=True, empty_none=True,
+                      validate=validate.Length(max=64))
+    reference = Trimmed(load_default=None, allow_none=True, empty_none=True,
+                        validate=validate.Length(max=100))
+
+
+class PayerSchema(Schema):
+    name = fields.String(allow_none=True, metadata={
+        "description": "always given by a user; the ERP may send an account only"})
+    account = fields.String(allow_none=True)
+    reference = fields.String(allow_none=True)
+
+
+RECEIPT_SOURCES = ("user", "erp")
+
+
+class ReceiptCreateSchema(DottedErrors, StrictSchema):
     amount = fields.Decimal(required=True, as_string=True, places=2,
                             validate=validate.Range(min=0.01, max=10**12))
     received_on = fields.Date(required=True)
@@ -623,6 +720,8 @@ class ReceiptCreateSchema(StrictSchema):
                               validate=validate.Length(max=100))
     instalment_id = fields.String(allow_none=True, load_default=None,
                                   validate=validate.Length(min=1, max=36))
+    payer = fields.Nested(PayerInputSchema, allow_none=True, load_default=None,
+                          metadata={"description": "who paid (optional)"})
 
 
 class AllocationSchema(Schema):
@@ -639,6 +738,12 @@ class ReceiptSchema(Schema):
     reference = fields.String(allow_none=True)
     allocations = fields.List(fields.Nested(AllocationSchema), required=True)
     created_at = fields.String()
+    # c-receipts: who paid, and who recorded it
+    payer = fields.Nested(PayerSchema, allow_none=True, metadata={
+        "description": "who paid; null when nobody said"})
+    source = fields.String(validate=validate.OneOf(RECEIPT_SOURCES), metadata={
+        "description": "user (recorded by a user) or erp (the ERP's payment_received, also "
+                       "while the contract is in approval)"})
 
 
 class ReceiptListSchema(Schema):
@@ -843,8 +948,16 @@ class ErpPaymentReceived(ErpTarget):
     reference = fields.String(required=True, validate=validate.Length(min=1, max=100),
                               metadata={"description": "the ERP's payment id: one receipt "
                                                        "per reference"})
-    payer = fields.String(load_default=None, allow_none=True,
-                          validate=validate.Length(max=200))
+    payer = Trimmed(load_default=None, allow_none=True, empty_none=True,
+                    validate=validate.Length(max=200), metadata={
+        "description": "the payer's name (stored on the receipt as payer.name)"})
+    payer_account = Trimmed(load_default=None, allow_none=True, empty_none=True,
+                            validate=validate.Length(max=64), metadata={
+        "description": "the payer's bank account (payer.account)"})
+    payer_reference = Trimmed(load_default=None, allow_none=True, empty_none=True,
+                              validate=validate.Length(max=100), metadata={
+        "description": "the payer's own reference, e.g. the transfer's remark "
+                       "(payer.reference)"})
     method = fields.String(load_default=None, allow_none=True,
                            validate=validate.Length(max=40))
     instalment_id = fields.String(load_default=None, allow_none=True,
@@ -1203,13 +1316,7 @@ class CustomerSummarySchema(Schema):
 # escalation of undecided steps (usecases/approval_escalation.py).
 
 
-class ClauseSchema(StrictSchema):
-    code = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    title = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
-    text = fields.String(required=True, validate=validate.Length(min=1, max=20_000))
-
-
-class ContractChangeSchema(StrictSchema):
+class ContractChangeSchema(DottedErrors, StrictSchema):
     """A draft contract's terms (only those given change)."""
 
     title = fields.String(validate=validate.Length(min=1, max=200))
@@ -1217,7 +1324,7 @@ class ContractChangeSchema(StrictSchema):
     currency = fields.String(validate=validate.Length(equal=3))
     start_date = fields.Date(allow_none=True)
     end_date = fields.Date(allow_none=True)
-    clauses = fields.List(fields.Nested(ClauseSchema), validate=validate.Length(max=200))
+    clauses = clauses_field()
 
     @validates_schema
     def _dates(self, data: dict[str, Any], **_: Any) -> None:
@@ -1226,12 +1333,11 @@ class ContractChangeSchema(StrictSchema):
             raise ValidationError("the end is before the start", "end_date")
 
 
-class StandardClausesSchema(StrictSchema):
+class StandardClausesSchema(DottedErrors, StrictSchema):
     """The standard contract clauses (标准条款): a contract whose clauses differ from them has
     `clauses_changed` true in its approval terms."""
 
-    clauses = fields.List(fields.Nested(ClauseSchema), required=True,
-                          validate=validate.Length(max=200))
+    clauses = clauses_field(required=True)
 
 
 class ContractStatusChanged(Schema):

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     ForeignKey,
@@ -17,9 +18,13 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    TypeDecorator,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeEngine
 
+from services.contracts.domain.money import round_money
 from shared.db import UTCDateTime
 from shared.inbox import inbox_table
 from shared.kernel.naming import service_metadata
@@ -30,6 +35,35 @@ metadata = service_metadata()
 
 class Base(DeclarativeBase):
     metadata = metadata
+
+
+class Money(TypeDecorator):
+    """An amount of money, exact in the database and summable there without a conversion:
+    NUMERIC(20, 2) on PostgreSQL, integer cents (fen) on SQLite, whose NUMERIC is a float.
+    In Python a Decimal with two places; a str, int or Decimal is taken (rounded half-up to
+    the fen, as `round_money`), a float is refused. SUM() and differences of Money columns
+    read back as Money (migration 0010r converted the decimal strings stored before)."""
+
+    impl = Numeric(20, 2)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(Numeric(20, 2, asdecimal=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        amount = round_money(value)
+        return int(amount.scaleb(2)) if dialect.name == "sqlite" else amount
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return Decimal(int(value)).scaleb(-2)
+        return round_money(value)
 
 
 outbox = outbox_table(metadata)
@@ -251,6 +285,12 @@ class Contract(Base):
     renewed_by_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # -- c-receipts (migration 0012p) --
+    # The accepted quote the contract was made from (null: a direct contract).
+    quote_id: Mapped[str | None] = mapped_column(String(36))
+    # The clauses as stored before 0012p made them {code, title, text}, when that changed
+    # them (kept so nothing stored is lost; the downgrade puts them back).
+    clauses_original: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
 
 
 class Instalment(Base):
@@ -262,8 +302,8 @@ class Instalment(Base):
     contract_id: Mapped[str] = mapped_column(String(36), index=True)
     seq: Mapped[int] = mapped_column(Integer)
     due_date: Mapped[str] = mapped_column(String(10))
-    amount: Mapped[str] = mapped_column(String(32))
-    paid: Mapped[str] = mapped_column(String(32), default="0.00")
+    amount: Mapped[Decimal] = mapped_column(Money())
+    paid: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0.00"))
     status: Mapped[str] = mapped_column(String(20))
     # -- overdue and renewals (migration 0007o) --
     # When the sweep marked it overdue (and published `instalment_overdue`): once.
@@ -279,12 +319,17 @@ class Receipt(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     contract_id: Mapped[str] = mapped_column(String(36), index=True)
-    amount: Mapped[str] = mapped_column(String(32))
+    amount: Mapped[Decimal] = mapped_column(Money())
     received_on: Mapped[str] = mapped_column(String(10))
     method: Mapped[str | None] = mapped_column(String(40))
     reference: Mapped[str | None] = mapped_column(String(100))
     allocations: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # -- c-receipts (migration 0012p): who recorded it (user / erp) and who paid --
+    source: Mapped[str] = mapped_column(String(8), default="user", server_default="user")
+    payer_name: Mapped[str | None] = mapped_column(String(200))
+    payer_account: Mapped[str | None] = mapped_column(String(64))
+    payer_reference: Mapped[str | None] = mapped_column(String(100))
 
 
 # -- attachments: a contract's files (migration 0011f) ----
@@ -313,7 +358,15 @@ Index("ix_contract_instalments_due_report", Instalment.due_date, Instalment.stat
       Instalment.contract_id, Instalment.amount, Instalment.paid)
 Index("ix_contract_receipts_received_report", Receipt.received_on, Receipt.contract_id,
       Receipt.amount)
+# The open instalments (migration 0010r): the aging reads only these, not the paid ones.
+OPEN_INSTALMENT = Instalment.status.notin_(("paid", "void"))
+Index("ix_contract_instalments_open_due", Instalment.due_date, Instalment.contract_id,
+      Instalment.amount, Instalment.paid, postgresql_where=OPEN_INSTALMENT,
+      sqlite_where=OPEN_INSTALMENT)
 Index("ix_contracts_status_owner", Contract.status, Contract.owner_id)
+# The unsigned contracts' ids, read from the index alone (migration 0010r): the reports'
+# anti-join of "not of an unsigned contract".
+Index("ix_contracts_status_id", Contract.status, Contract.id)
 Index("ix_approval_instances_submitted", ApprovalInstance.submitted_at)
 
 

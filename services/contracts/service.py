@@ -467,8 +467,11 @@ class ContractsService(PlatformEndpoints):
             contract = contracts_uc.visible_contract(session, contract_id, scope)
             require_unlocked(session, "contract", contract_id)  # contract approval
             receipt = contracts_uc.record_receipt(session, contract_id, loaded,
-                                                  catalog.today(), events=self.events)
-            return erp.receipt_recorded(session, self.events, contract, receipt["id"], "user")
+                                                  catalog.today(), events=self.events,
+                                                  source="user")
+            payer = (loaded.get("payer") or {}).get("name")
+            return erp.receipt_recorded(session, self.events, contract, receipt["id"], "user",
+                                        payer)
 
     @rpc
     def list_receipts(self, contract_id: str, scope: dict | None = None) -> dict[str, Any]:

@@ -1050,3 +1050,196 @@ class CsatAnswered(CsatSurveyEvent):
 
 EVENT_SCHEMAS.update({"csat_survey_created": CsatSurveyCreated,
                       "csat_answered": CsatAnswered})
+
+
+# --- sd-numbers ---
+# The service desk's numbers (issue 17): volume, backlog, first-reply and resolution times,
+# SLA attainment, reopen rate, the tickets behind each figure, the customer 360's part.
+
+NUMBER_INTERVALS = ("day", "week", "month")
+NUMBER_FIGURES = ("volume", "backlog", "first_reply", "resolution", "sla", "reopen")
+SLA_TARGET_NAMES = ("first_reply", "next_reply", "periodic_update", "resolution")
+DURATION_BUCKET_NAMES = ("0-15m", "15m-1h", "1-4h", "4-8h", "8-24h", ">24h")
+AGE_BAND_NAMES = ("0-1d", "1-3d", "3-7d", "7-30d", ">30d")
+OPEN_TICKET_STATUSES = ("new", "open", "pending", "on_hold")
+_PERIOD_DOC = ("a local day (CRM_TIMEZONE), inclusive, 2000-01-01..2199-12-31; default: the "
+               "30 days up to today")
+
+
+class TicketNumbersFiltersSchema(StrictSchema):
+    """The period and what narrows the caller's tickets (never widens them)."""
+
+    date_from = _f.Date(metadata={"description": _PERIOD_DOC})
+    date_to = _f.Date(metadata={"description": _PERIOD_DOC})
+    interval = _f.String(load_default="day", validate=_v.OneOf(NUMBER_INTERVALS),
+                         metadata={"description": "periods: day, week (ISO, Monday first), "
+                                                  "month"})
+    group_id = _f.String(validate=_v.Length(min=1, max=64))
+    assignee_id = _f.String(validate=_v.Length(min=1, max=64),
+                            metadata={"description": "the agent"})
+    priority = _f.String(validate=_v.OneOf(TICKET_PRIORITIES))
+    target = _f.String(validate=_v.OneOf(SLA_TARGET_NAMES),
+                       metadata={"description": "SLA attainment: only this target"})
+
+
+class TicketNumbersParamsSchema(StrictSchema):
+    """Which part of a figure the records are of (each figure reads its own)."""
+
+    period = _f.String(validate=_v.Length(min=7, max=10),
+                       metadata={"description": "volume, backlog: a `period` of the report"})
+    channel = _f.String(validate=_v.OneOf(TICKET_CHANNELS))
+    status = _f.String(validate=_v.OneOf(OPEN_TICKET_STATUSES))
+    age_band = _f.String(validate=_v.OneOf(AGE_BAND_NAMES))
+    bucket = _f.String(validate=_v.OneOf(DURATION_BUCKET_NAMES))
+    target = _f.String(validate=_v.OneOf(SLA_TARGET_NAMES))
+    outcome = _f.String(validate=_v.OneOf(("met", "breached", "open", "solved", "reopened")))
+    policy_id = _f.String(validate=_v.Length(min=1, max=36))
+
+
+class _PeriodOut(Schema):
+    date_from = _f.String(required=True)
+    date_to = _f.String(required=True)
+
+
+class _PeriodRowOut(Schema):
+    period = _f.String(required=True, metadata={"description": "YYYY-MM-DD of the period's "
+                                                               "first day, or YYYY-MM"})
+    first_day = _f.String(required=True)
+    last_day = _f.String(required=True)
+
+
+class GroupCountSchema(Schema):
+    group_id = _f.String(allow_none=True)
+    count = _f.Integer(required=True)
+
+
+class VolumeFiguresSchema(Schema):
+    count = _f.Integer(required=True)
+    by_channel = _f.Dict(keys=_f.String(), values=_f.Integer(), required=True)
+    by_priority = _f.Dict(keys=_f.String(), values=_f.Integer(), required=True)
+    by_group = _f.List(_f.Nested(GroupCountSchema), required=True)
+
+
+class VolumePeriodSchema(_PeriodRowOut, VolumeFiguresSchema):
+    pass
+
+
+class TicketVolumeReportSchema(_PeriodOut):
+    interval = _f.String(required=True)
+    periods = _f.List(_f.Nested(VolumePeriodSchema), required=True)
+    total = _f.Nested(VolumeFiguresSchema, required=True)
+
+
+class BacklogPeriodSchema(_PeriodRowOut):
+    open = _f.Integer(required=True, metadata={"description": "open at the period's end (or "
+                                                              "now, for the current one)"})
+
+
+class AgeBandSchema(Schema):
+    band = _f.String(required=True)
+    count = _f.Integer(required=True)
+
+
+class BacklogNowSchema(Schema):
+    at = _f.String(required=True)
+    open = _f.Integer(required=True)
+    by_status = _f.Dict(keys=_f.String(), values=_f.Integer(), required=True)
+    by_age = _f.List(_f.Nested(AgeBandSchema), required=True)
+
+
+class TicketBacklogReportSchema(_PeriodOut):
+    interval = _f.String(required=True)
+    periods = _f.List(_f.Nested(BacklogPeriodSchema), required=True)
+    now = _f.Nested(BacklogNowSchema, required=True)
+
+
+class DurationBucketSchema(Schema):
+    bucket = _f.String(required=True)
+    count = _f.Integer(required=True)
+
+
+class TicketDurationReportSchema(_PeriodOut):
+    target = _f.String(required=True)
+    count = _f.Integer(required=True)
+    p50_seconds = _f.Integer(allow_none=True)
+    p90_seconds = _f.Integer(allow_none=True)
+    average_seconds = _f.Integer(allow_none=True)
+    buckets = _f.List(_f.Nested(DurationBucketSchema), required=True)
+    breached = _f.Integer(required=True, metadata={"description": "of them, past the target"})
+    calendar_time = _f.Integer(required=True)
+    unit = _f.String(required=True)
+
+
+class AttainmentSchema(Schema):
+    target = _f.String(required=True)
+    met = _f.Integer(required=True)
+    breached = _f.Integer(required=True)
+    open = _f.Integer(required=True)
+    attainment_percent = _f.String(allow_none=True, metadata={
+        "description": "met / (met + breached), 2 places; null: none decided"})
+
+
+class PolicyAttainmentSchema(AttainmentSchema):
+    policy_id = _f.String(allow_none=True)
+    policy_name = _f.String(allow_none=True)
+
+
+class GroupAttainmentSchema(AttainmentSchema):
+    group_id = _f.String(allow_none=True)
+
+
+class AgentAttainmentSchema(AttainmentSchema):
+    assignee_id = _f.String(allow_none=True)
+
+
+class SlaAttainmentReportSchema(_PeriodOut):
+    by_policy = _f.List(_f.Nested(PolicyAttainmentSchema), required=True)
+    by_group = _f.List(_f.Nested(GroupAttainmentSchema), required=True)
+    by_agent = _f.List(_f.Nested(AgentAttainmentSchema), required=True)
+    total = _f.List(_f.Nested(AttainmentSchema), required=True)
+    formula = _f.String(required=True)
+
+
+class ReopenRateReportSchema(_PeriodOut):
+    solved = _f.Integer(required=True)
+    reopened = _f.Integer(required=True)
+    reopen_rate_percent = _f.String(allow_none=True)
+    formula = _f.String(required=True)
+
+
+class TicketRecordSchema(TicketSchema):
+    seconds = _f.Integer(allow_none=True, metadata={
+        "description": "first_reply / resolution: its measured business seconds"})
+
+
+class TicketRecordPageSchema(Schema):
+    items = _f.List(_f.Nested(TicketRecordSchema), required=True)
+    next_cursor = _f.String(allow_none=True)
+
+
+class CustomerTicketSlaSchema(Schema):
+    state = _f.String(required=True)
+    breached = _f.Boolean(required=True)
+    due_at = _f.String(allow_none=True)
+
+
+class CustomerTicketSchema(Schema):
+    id = _f.String(required=True)
+    number = _f.String(required=True)
+    subject = _f.String(required=True)
+    status = _f.String(required=True)
+    priority = _f.String(required=True)
+    assignee_id = _f.String(allow_none=True)
+    group_id = _f.String(allow_none=True)
+    created_at = _f.String(required=True)
+    updated_at = _f.String(required=True)
+    sla_state = _f.String(required=True, metadata={
+        "enum": ["breached", "running", "met", "none"]})
+    sla = _f.Dict(keys=_f.String(), values=_f.Nested(CustomerTicketSlaSchema), required=True)
+
+
+class CustomerTicketsSchema(Schema):
+    customer_id = _f.String(required=True)
+    open_count = _f.Integer(required=True)
+    total = _f.Integer(required=True)
+    recent = _f.List(_f.Nested(CustomerTicketSchema), required=True)

@@ -212,6 +212,8 @@ class TicketEntryRow(Base):
     to_value: Mapped[str | None] = mapped_column(String(32), nullable=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
 
+    __table_args__ = (Index("ix_ticket_entries_kind_at", "kind", "at"),)  # numbers (0011n)
+
 
 # -- groups, routing and web forms (issue 17: groups part) ----
 # A ticket's `group_id` (the tickets table above) refers to ticket_groups.id; `product` and
@@ -463,4 +465,28 @@ class DeskContactRow(Base):
     customer_id: Mapped[str] = mapped_column(String(64), index=True)
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(320), nullable=True, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# -- numbers (issue 17, sd-numbers; migration 0011n) ----
+
+
+class TicketSlaOutcomeRow(Base):
+    """Each SLA target's clock of a ticket as last computed (kept on every change by the
+    scheduling, in the change's transaction): what the numbers count. `elapsed_seconds` is the
+    clock's measured time (business time on the policy's calendar for a business target,
+    pauses left out); `achieved_at` the instant it was met (first reply given, solved)."""
+
+    __tablename__ = "ticket_sla_outcomes"
+    __table_args__ = (Index("ix_ticket_sla_outcomes_achieved", "target", "achieved_at"),)
+
+    ticket_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    target: Mapped[str] = mapped_column(String(32), primary_key=True)
+    policy_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    business: Mapped[bool] = mapped_column(Boolean)
+    state: Mapped[str] = mapped_column(String(16))
+    breached: Mapped[bool] = mapped_column(Boolean)
+    elapsed_seconds: Mapped[int] = mapped_column(BigInteger)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    achieved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -36,6 +36,8 @@ from services.service_desk.contract import (
     TicketFormWriteSchema,
     TicketGroupWriteSchema,
     TicketMergeSchema,
+    TicketNumbersFiltersSchema,
+    TicketNumbersParamsSchema,
     TicketReplyCreateSchema,
     TicketRoutingReorderSchema,
     TicketRoutingRuleWriteSchema,
@@ -52,6 +54,7 @@ from services.service_desk.usecases import (
     mail,
     mail_outbox,
     merging,
+    numbers,
     requesters,
     sla,
     sla_checks,
@@ -109,6 +112,10 @@ kb_feedback_schema = KbFeedbackCreateSchema()
 csat_answer_schema = CsatAnswerSchema()
 csat_report_schema = CsatReportQuerySchema()
 csat_survey_filters_schema = CsatSurveyFiltersSchema()
+
+# numbers (sd-numbers)
+numbers_filters_schema = TicketNumbersFiltersSchema()
+numbers_params_schema = TicketNumbersParamsSchema()
 
 # groups, routing and web forms
 group_create_schema = TicketGroupWriteSchema()
@@ -521,6 +528,68 @@ class ServiceDeskService(PlatformEndpoints):
         return csat.list_surveys(self, load(csat_survey_filters_schema, filters or {}),
                                  _ticket_scope(scope),
                                  load(page_schema, {"cursor": cursor, "limit": limit}))
+
+    # -- numbers (sd-numbers): volume, backlog, times, SLA attainment, reopen rate ----
+
+    def _numbers_filters(self, filters: dict | None) -> dict[str, Any]:
+        return load(numbers_filters_schema, filters or {})
+
+    @rpc
+    def ticket_volume_report(self, filters: dict | None = None, scope: dict | None = None
+                             ) -> dict[str, Any]:
+        """Tickets created per period, by channel, priority and group."""
+        return numbers.volume(self, self._numbers_filters(filters), _ticket_scope(scope))
+
+    @rpc
+    def ticket_backlog_report(self, filters: dict | None = None, scope: dict | None = None
+                              ) -> dict[str, Any]:
+        """Open tickets at each period's end, and now by status and age band."""
+        return numbers.backlog(self, self._numbers_filters(filters), _ticket_scope(scope))
+
+    @rpc
+    def first_reply_time_report(self, filters: dict | None = None, scope: dict | None = None
+                                ) -> dict[str, Any]:
+        """First replies given in the period: business seconds p50 / p90 / average, buckets."""
+        return numbers.durations(self, "first_reply", self._numbers_filters(filters),
+                                 _ticket_scope(scope))
+
+    @rpc
+    def resolution_time_report(self, filters: dict | None = None, scope: dict | None = None
+                               ) -> dict[str, Any]:
+        """Tickets solved in the period: business seconds p50 / p90 / average, buckets."""
+        return numbers.durations(self, "resolution", self._numbers_filters(filters),
+                                 _ticket_scope(scope))
+
+    @rpc
+    def sla_attainment_report(self, filters: dict | None = None, scope: dict | None = None
+                              ) -> dict[str, Any]:
+        """Met / breached / open per SLA target, per policy, group and agent."""
+        return numbers.sla_attainment(self, self._numbers_filters(filters),
+                                      _ticket_scope(scope))
+
+    @rpc
+    def reopen_rate_report(self, filters: dict | None = None, scope: dict | None = None
+                           ) -> dict[str, Any]:
+        """Tickets solved in the period and reopened in it."""
+        return numbers.reopen_rate(self, self._numbers_filters(filters), _ticket_scope(scope))
+
+    @rpc
+    def ticket_numbers_drill_down(self, figure: str, filters: dict | None = None,
+                                  params: dict | None = None, scope: dict | None = None,
+                                  cursor: str | None = None, limit: int = 50
+                                  ) -> dict[str, Any]:
+        """The tickets behind one figure, newest first (keyset cursor)."""
+        return numbers.drill_down(self, str(figure), self._numbers_filters(filters),
+                                  load(numbers_params_schema, params or {}),
+                                  _ticket_scope(scope),
+                                  load(page_schema, {"cursor": cursor, "limit": limit}))
+
+    @rpc
+    def customer_tickets(self, customer_id: str, scope: dict | None = None,
+                         limit: int = 10) -> dict[str, Any]:
+        """The customer 360's part: open count and recent tickets with their SLA state."""
+        return numbers.customer_tickets(self, str(customer_id), _ticket_scope(scope),
+                                        max(1, min(int(limit), 50)))
 
     # -- requesters: the sales customers and contacts projection ----
 

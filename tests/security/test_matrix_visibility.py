@@ -356,6 +356,11 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
                              {"customer_id": "{ref}", "title": "x", "amount": "1"}),
                         body("opportunity_id", "opportunity",
                              {"customer_id": "{own.customer}", "opportunity_id": "{ref}",
+                              "title": "x", "amount": "1"}),
+                        # --- c-receipts --- a contract made from a hidden quote: 422 like a
+                        # random id (the quote is checked before the customer's match)
+                        body("quote_id", "quote",
+                             {"customer_id": "{own.customer}", "quote_id": "{ref}",
                               "title": "x", "amount": "1"})),
     "GET /contracts": (query("customer_id", "customer"), query("opportunity_id", "opportunity"),
                        query("owner_id", "user")),
@@ -507,6 +512,18 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
         query("flow_id", "org", step=0)),
     # --- console-sales ---
     "GET /rule-events": (),  # admins only: every other caller gets 403 (LISTS checks no leak)
+    # --- sd-numbers --- the service desk's numbers: the tickets the caller sees (as GET
+    # /tickets); a filter on a hidden agent answers the figures of nobody
+    "GET /reports/tickets": (),
+    **{f"GET /reports/tickets/{figure}{part}": (query("assignee_id", "user"),
+                                                query("group_id", "org"))
+       for figure in ("volume", "backlog", "first-reply-time", "resolution-time",
+                      "reopen-rate")
+       for part in ("", "/records")},
+    "GET /reports/tickets/sla-attainment": (query("assignee_id", "user"),
+                                            query("group_id", "org")),
+    "GET /reports/tickets/sla-attainment/records": (
+        query("assignee_id", "user"), query("group_id", "org"), query("policy_id", "org")),
 }
 
 # Writes of organisation settings that only an admin may make (a rep or a manager gets 403 or
@@ -1153,6 +1170,9 @@ LISTS = {
     "GET /leads?in_pool=true": {},
     "GET /approvals?box=submitted": {},  # others' submissions never in my 我提交的
     "GET /rule-events": {},  # console-sales: the event log is for admins only
+    # --- sd-numbers --- the tickets behind the service desk's figures
+    "GET /reports/tickets/volume/records": {}, "GET /reports/tickets/backlog/records": {},
+    "GET /reports/tickets/sla-attainment": {},
 }
 
 

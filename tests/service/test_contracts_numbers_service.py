@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from sqlalchemy.orm import sessionmaker
 
 from services.contracts.contract import EVENT_SCHEMAS
-from services.contracts.models import ApprovalInstance, Contract, Quote, QuoteVersion, outbox
+from services.contracts.models import (
+    ApprovalInstance,
+    Contract,
+    Instalment,
+    Quote,
+    QuoteVersion,
+    outbox,
+)
 from services.contracts.service import ContractsService
 from services.contracts.usecases import contracts as uc
 from shared.context import Context
@@ -281,3 +289,110 @@ def test_bad_filters_name_the_field(world):
     with pytest.raises(ValidationFailed) as err:
         service.numbers_drill_down("aging", {}, ALL, {"bucket": "7-8"})
     assert "bucket" in err.value.errors
+
+
+# --- c-numbers ---
+# The amounts are stored as numbers (models.Money, migration 0010r) and summed in SQL: the
+# figures are exact to the fen, and follow every plan and receipt change at once.
+
+
+def test_amounts_with_two_decimals_are_summed_exactly(world):
+    service, sessions = world
+    # 0.10 + 0.20 is not 0.30 in binary floats; 99999999999999.99 has more digits than a
+    # double keeps (the cents of it are past 2^53)
+    contract(sessions, "rep-a", "100000000000000.30",
+             [("2027-01-05", "0.10"), ("2027-01-06", "0.20"),
+              ("2027-02-01", "99999999999999.99"), ("2027-02-02", "0.01")],
+             [("2027-01-07", "0.10"), ("2027-01-08", "0.10"), ("2027-01-09", "0.10")])
+    report = service.collection_report({"date_from": "2027-01-01", "date_to": "2027-02-28"},
+                                       ALL)
+    by_month = {m["month"]: (m["planned"], m["received"], m["gap"]) for m in report["months"]}
+    assert by_month == {"2027-01": ("0.30", "0.30", "0.00"),
+                        "2027-02": ("100000000000000.00", "0.00", "100000000000000.00")}
+    assert report["total"] == {"planned": "100000000000000.30", "received": "0.30",
+                               "gap": "100000000000000.00"}
+    aging = service.aging_report({"as_of": AS_OF.isoformat()}, ALL)
+    assert aging["total"] == {"count": 2, "outstanding": "100000000000000.00"}
+    dso = service.dso_report({"date_from": "2027-01-01", "date_to": "2027-02-28"}, ALL)
+    assert (dso["billed"], dso["receivables"]) == ("100000000000000.30", "100000000000000.00")
+
+
+def test_the_figures_follow_plan_and_receipt_changes(world):
+    service, sessions = world
+    made = contract(sessions, "rep-a", "1000.00", [("2027-03-01", "1000.00")], [])
+    window = {"date_from": "2027-03-01", "date_to": "2027-04-30"}
+    as_of = {"as_of": AS_OF.isoformat()}
+    assert service.collection_report(window, ALL)["total"]["planned"] == "1000.00"
+    # the plan is replaced (no receipt yet): the new instalments count, the old ones are gone
+    with sessions() as session, session.begin():
+        uc.put_payment_plan(session, made["id"], [
+            {"due_date": date(2027, 3, 15), "amount": "333.33"},
+            {"due_date": date(2027, 4, 15), "amount": "666.67"}], AS_OF)
+    months = {m["month"]: m["planned"]
+              for m in service.collection_report(window, ALL)["months"]}
+    assert months == {"2027-03": "333.33", "2027-04": "666.67"}
+    assert service.aging_report(as_of, ALL)["total"] == {"count": 2, "outstanding": "1000.00"}
+    # a receipt: received in its month, and the instalments' paid amounts (numbers now) make
+    # the aging's outstanding at once
+    with sessions() as session, session.begin():
+        uc.record_receipt(session, made["id"], {"amount": "400.01",
+                                                "received_on": date(2027, 4, 20)}, AS_OF)
+    report = service.collection_report(window, ALL)
+    assert report["total"] == {"planned": "1000.00", "received": "400.01", "gap": "599.99"}
+    aging = service.aging_report(as_of, ALL)
+    assert aging["total"] == {"count": 1, "outstanding": "599.99"}
+    drill = service.numbers_drill_down("aging", as_of, ALL, {"bucket": "61-90"})
+    assert [(r["amount"], r["paid"], r["outstanding"]) for r in drill["items"]] == [
+        ("666.67", "66.68", "599.99")]
+    with sessions() as session:  # stored as exact numbers, read back as Decimals
+        paid = sorted(i.paid for i in session.query(Instalment).filter_by(
+            contract_id=made["id"]))
+    assert paid == [Decimal("66.68"), Decimal("333.33")]
+    # the plan and the receipts read as the strings they always were
+    listed = service.list_receipts(made["id"], ALL)["items"]
+    assert [r["amount"] for r in listed] == ["400.01"]
+    plan = service.get_payment_plan(made["id"], ALL)["items"]
+    assert [(i["amount"], i["paid"]) for i in plan] == [("333.33", "333.33"),
+                                                        ("666.67", "66.68")]
+
+
+def _stored_overdue(sessions) -> set[str]:
+    with sessions() as session:
+        return {i.id for i in session.query(Instalment).filter_by(status="overdue")}
+
+
+def _aging_ids(service, day: str) -> set[str]:
+    ids: set[str] = set()
+    for bucket in ("0-30", "31-60", "61-90", ">90"):
+        page = service.numbers_drill_down("aging", {"as_of": day}, ALL, {"bucket": bucket})
+        ids |= {r["instalment_id"] for r in page["items"]}
+    return ids
+
+
+def test_the_aging_and_the_stored_overdue_status_agree_after_the_days_sweep(world):
+    """The aging computes overdue from the due dates (any `as_of`, no wait for the sweep);
+    the sweep stores it (status `overdue`, once, with its event). After the sweep of a day
+    they name the same instalments of the signed contracts (README, "Two notions")."""
+    service, sessions = world
+    with sessions() as session, session.begin():
+        signed = uc.create_contract(session, {"title": "t", "customer_id": "cust-1",
+                                              "amount": "300"}, "rep-a")
+        session.get(Contract, signed["id"]).status = "active"
+        draft = uc.create_contract(session, {"title": "t", "customer_id": "cust-1",
+                                             "amount": "50"}, "rep-a")
+        early = date(2027, 1, 1)  # the plans were written when nothing was due yet
+        plan = uc.put_payment_plan(session, signed["id"], [
+            {"due_date": date(2027, 2, 1), "amount": "100"},
+            {"due_date": date(2027, 6, 1), "amount": "100"},
+            {"due_date": date(2027, 9, 1), "amount": "100"}], early)
+        uc.put_payment_plan(session, draft["id"], [
+            {"due_date": date(2027, 2, 1), "amount": "50"}], early)
+    day = AS_OF.isoformat()
+    due = {plan[0]["id"], plan[1]["id"]}
+    # before the day's sweep: the report counts them already, the stored status does not
+    assert _aging_ids(service, day) == due
+    assert _stored_overdue(sessions) == set()
+    service.mark_overdue(day)
+    assert _stored_overdue(sessions) == due == _aging_ids(service, day)
+    # a day in the past is computed for that day; the stored status is today's
+    assert _aging_ids(service, "2027-03-01") == {plan[0]["id"]}

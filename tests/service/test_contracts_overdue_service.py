@@ -215,7 +215,7 @@ def test_renew_contract_links_copies_and_renews_on_signing(rpc):
     contracts, sales, engine = rpc
     customer = sales.create_customer({"name": "续约客户"}, scope=REP_A)
     parties = [{"role": "甲方", "name": "续约客户"}, {"role": "乙方", "name": "示例软件"}]
-    clauses = [{"title": "保密", "text": "双方保密"}]
+    clauses = [{"code": "confidentiality", "title": "保密", "text": "双方保密"}]
     old = contracts.create_contract({
         "title": "年度维保", "customer_id": customer["id"], "amount": "120000",
         "start_date": "2027-01-01", "end_date": "2027-12-31", "parties": parties,

@@ -55,19 +55,19 @@ def sla_event(ticket_id: str, next_check_at: object) -> dict:
 
 def test_the_timer_fires_at_the_instant_once(system):
     rule = exact_rule(system, ["leads.lead_updated"], "lead")
-    instant = at(30.5)
+    instant = at(3600)  # a minute's margin of real time before it: a loaded machine is slow
     system.rules().on_any_event(lead_event("l1", instant.isoformat()))
     [timer] = pending(system, rule["id"])
     assert timer.kind == "date" and timer.record_key == "lead:l1"
     assert timer.due_at == instant  # the instant itself, not a time of day on its date
-    assert advance(system, 30) == 0
+    assert advance(system, 3540) == 0
     assert runs_of(system, rule["id"]) == []
-    assert advance(system, 1) == 1
+    assert advance(system, 61) == 1
     runs = runs_of(system, rule["id"])
     assert [(r["trigger"], r["status"], r["record_key"]) for r in runs] == [
         ("timer", "completed", "lead:l1")]
     assert system.rules().list_notifications("u-lina")["items"][0]["title"] == "检查 l1"
-    assert advance(system, 3600) == 0  # once
+    assert advance(system, 7200) == 0  # once
     assert len(runs_of(system, rule["id"])) == 1
     assert [t.status for t in timers_of(system, rule["id"])] == ["fired"]
 

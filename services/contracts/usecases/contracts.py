@@ -14,7 +14,14 @@ from sqlalchemy.orm import Session
 
 from services.contracts.domain import contracts as domain
 from services.contracts.domain.overdue import read_status
-from services.contracts.models import Contract, ContractCounter, Instalment, Receipt
+from services.contracts.models import (
+    Contract,
+    ContractCounter,
+    Instalment,
+    Quote,
+    QuoteVersion,
+    Receipt,
+)
 from services.contracts.usecases.overdue import publish_paid
 from services.contracts.usecases.pricing import today as business_day
 from shared.envelope import utcnow
@@ -45,8 +52,9 @@ def create_contract(session: Session, data: dict[str, Any], owner_id: str) -> di
         id=str(uuid.uuid4()), number=next_number(session, now.year), status="draft",
         title=data["title"], customer_id=data["customer_id"],
         opportunity_id=data.get("opportunity_id"), owner_id=owner_id,
-        amount=str(domain.money(data["amount"])), currency=data.get("currency", "CNY"),
+        amount=str(domain.money(data["amount"])), currency=data.get("currency") or "CNY",
         parties=data.get("parties", []), clauses=data.get("clauses", []),
+        quote_id=data.get("quote_id"),
         start_date=_iso(data.get("start_date")),
         end_date=_iso(data.get("end_date")), renews_id=data.get("renews_id"),
         created_at=now, updated_at=now)
@@ -95,7 +103,7 @@ def put_payment_plan(session: Session, contract_id: str, instalments: list[dict[
     for item in plan:
         session.add(Instalment(
             id=str(uuid.uuid4()), contract_id=contract_id, seq=item["seq"],
-            due_date=item["due_date"].isoformat(), amount=str(item["amount"]), paid="0.00",
+            due_date=item["due_date"].isoformat(), amount=item["amount"], paid=Decimal("0.00"),
             status=domain.instalment_status(item["amount"], Decimal(0), item["due_date"],
                                             as_of)))
     session.flush()
@@ -103,14 +111,16 @@ def put_payment_plan(session: Session, contract_id: str, instalments: list[dict[
 
 
 def _view(i: Instalment) -> dict[str, Any]:
-    return {"id": i.id, "seq": i.seq, "due_date": i.due_date, "amount": i.amount,
-            "paid": i.paid, "status": i.status}
+    return {"id": i.id, "seq": i.seq, "due_date": i.due_date, "amount": str(i.amount),
+            "paid": str(i.paid), "status": i.status}
 
 
 def record_receipt(session: Session, contract_id: str, data: dict[str, Any],
-                   as_of: date, events: Any = None) -> dict[str, Any]:
+                   as_of: date, events: Any = None, source: str = "user") -> dict[str, Any]:
     """`events` (the service's outbox): `instalment_paid` for each instalment the receipt
-    pays in full (usecases/overdue.py)."""
+    pays in full (usecases/overdue.py). `source`: user or erp; `data.payer` {name, account,
+    reference} or None. The approval lock is the caller's: users' receipts are refused while
+    the contract is in approval, the ERP's are recorded (usecases/erp.py)."""
     _contract(session, contract_id, lock=True)
     amount = domain.money(data["amount"])
     rows = _instalments(session, contract_id)
@@ -121,21 +131,26 @@ def record_receipt(session: Session, contract_id: str, data: dict[str, Any],
     for inst_id, take in allocations:
         inst = by_id[inst_id]
         paid = Decimal(inst.paid) + take
-        inst.paid = str(domain.money(paid))
+        inst.paid = domain.money(paid)
         inst.status = domain.instalment_status(Decimal(inst.amount), paid,
                                                date.fromisoformat(inst.due_date), as_of)
         if inst.overdue_at is not None and inst.status != "paid":
             inst.status = "overdue"  # marked by the sweep: overdue until paid in full
-    receipt = Receipt(id=str(uuid.uuid4()), contract_id=contract_id, amount=str(amount),
+    payer = data.get("payer") or {}
+    receipt = Receipt(id=str(uuid.uuid4()), contract_id=contract_id, amount=amount,
                       received_on=data["received_on"].isoformat(), method=data.get("method"),
                       reference=data.get("reference"),
                       allocations=[{"instalment_id": i, "amount": str(a)}
-                                   for i, a in allocations], created_at=utcnow())
+                                   for i, a in allocations], created_at=utcnow(),
+                      source=source, payer_name=payer.get("name"),
+                      payer_account=payer.get("account"),
+                      payer_reference=payer.get("reference"))
     session.add(receipt)
     session.flush()
     if events is not None:
         publish_paid(session, events, contract_id, before)
-    return {"id": receipt.id, "amount": receipt.amount, "allocations": receipt.allocations}
+    return {"id": receipt.id, "amount": str(receipt.amount),
+            "allocations": receipt.allocations}
 
 
 def receivables(session: Session, contract_id: str, as_of: date) -> dict[str, str]:
@@ -181,6 +196,7 @@ def contract_view(c: Contract) -> dict[str, Any]:
             "owner_id": c.owner_id, "amount": c.amount, "currency": c.currency,
             "start_date": c.start_date, "end_date": c.end_date,
             "parties": c.parties or [], "clauses": c.clauses or [],
+            "quote_id": c.quote_id,
             "renews_id": c.renews_id, "renewed_by_id": c.renewed_by_id,
             "created_at": c.created_at.isoformat(), "updated_at": c.updated_at.isoformat()}
 
@@ -192,7 +208,7 @@ def snapshot(c: Contract) -> dict[str, Any]:
             "title": c.title, "currency": c.currency, "owner_id": c.owner_id,
             "customer_id": c.customer_id, "start_date": c.start_date, "end_date": c.end_date,
             "renews_id": c.renews_id, "renewed_by_id": c.renewed_by_id,
-            "updated_at": c.updated_at.isoformat()}
+            "updated_at": c.updated_at.isoformat(), "quote_id": c.quote_id}
 
 
 def list_page(session: Session, filters: dict[str, Any], scope: dict[str, Any],
@@ -252,17 +268,63 @@ def list_receipts(session: Session, contract_id: str) -> dict[str, Any]:
     rows = session.execute(select(Receipt).where(Receipt.contract_id == contract_id)
                            .order_by(Receipt.received_on, Receipt.created_at, Receipt.id)
                            ).scalars()
-    return {"items": [{"id": r.id, "contract_id": r.contract_id, "amount": r.amount,
-                       "received_on": r.received_on, "method": r.method,
-                       "reference": r.reference, "allocations": r.allocations,
-                       "created_at": r.created_at.isoformat()} for r in rows]}
+    return {"items": [receipt_view(r) for r in rows]}
+
+
+def payer_view(r: Receipt) -> dict[str, Any] | None:
+    """Who paid a receipt, or None when nobody said (the ERP may give an account only)."""
+    if r.payer_name is None and r.payer_account is None and r.payer_reference is None:
+        return None
+    return {"name": r.payer_name, "account": r.payer_account, "reference": r.payer_reference}
+
+
+def receipt_view(r: Receipt) -> dict[str, Any]:
+    return {"id": r.id, "contract_id": r.contract_id, "amount": str(r.amount),
+            "received_on": r.received_on, "method": r.method, "reference": r.reference,
+            "allocations": r.allocations, "created_at": r.created_at.isoformat(),
+            "payer": payer_view(r), "source": r.source or "user"}
+
+
+def from_quote(session: Session, loaded: dict[str, Any], scope: dict[str, Any]
+               ) -> dict[str, Any]:
+    """`loaded` completed from its `quote_id`: an accepted quote the caller sees, of the
+    contract's customer and opportunity (the quote's opportunity when none is given); the
+    amount and currency default to the accepted version's grand total and currency. Anything
+    else is a 422 on `quote_id`."""
+    def refuse(why: str) -> ValidationFailed:
+        return ValidationFailed.for_fields({"quote_id": [why]})
+
+    quote = session.get(Quote, loaded["quote_id"])
+    if quote is None or not visible(quote.owner_id, scope):
+        raise refuse("no such quote")
+    if quote.status != "accepted":
+        raise refuse(f"the quote is {quote.status}, not accepted")
+    if quote.customer_id != loaded["customer_id"]:
+        raise refuse("the quote is another customer's")
+    if loaded.get("opportunity_id") and loaded["opportunity_id"] != quote.opportunity_id:
+        raise refuse("the quote is of another opportunity")
+    version = session.get(QuoteVersion, (quote.id, quote.version))
+    terms = (version.terms if version is not None else None) or {}
+    completed = {**loaded, "opportunity_id": quote.opportunity_id}
+    if completed.get("amount") is None:
+        total = (terms.get("totals") or {}).get("grand_total")
+        if total is None:
+            raise refuse("the quote has no total: give the amount")
+        completed["amount"] = str(domain.money(total))
+    if not completed.get("currency"):
+        completed["currency"] = terms.get("currency") or "CNY"
+    return completed
 
 
 def create_for_caller(worker: Any, loaded: dict[str, Any], scope: dict[str, Any],
                       ask_sales: Callable[..., Any]) -> dict[str, Any]:
     """A draft contract for a customer (and optional opportunity of that customer) the caller
     sees through sales with the caller's scope; hidden or missing: 422 naming the field. The
-    owner is the opportunity's, else the customer's, else the caller."""
+    owner is the opportunity's, else the customer's, else the caller. With a `quote_id`: the
+    accepted quote it is made from (`from_quote`)."""
+    if loaded.get("quote_id"):
+        with worker.db.read() as session:
+            loaded = from_quote(session, loaded, scope)
     try:
         customer = ask_sales("get_customer", customer_id=loaded["customer_id"], scope=scope,
                              include_contacts=False)

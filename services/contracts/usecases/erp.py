@@ -51,6 +51,15 @@ ZERO = Decimal("0.00")
 
 
 def _accepted_quote(session: Session, contract: Contract) -> tuple[Quote, QuoteVersion] | None:
+    """The quote of the contract's order lines: the one it was made from (`quote_id`), else
+    (a contract made before quote_id was kept, or without one) the opportunity's newest
+    accepted quote."""
+    if contract.quote_id:
+        quote = session.get(Quote, contract.quote_id)
+        if quote is None or quote.status != "accepted":
+            return None
+        version = session.get(QuoteVersion, (quote.id, quote.version))
+        return (quote, version) if version is not None else None
     if not contract.opportunity_id:
         return None
     quote = session.execute(
@@ -136,7 +145,8 @@ def create_order(session: Session, events: Any, contract: Contract) -> dict[str,
 
 def receipt_recorded(session: Session, events: Any, contract: Contract, receipt_id: str,
                      source: str, payer: str | None = None) -> dict[str, Any]:
-    """Record `receipt_recorded` for a receipt just stored; returns the receipt's view."""
+    """Record `receipt_recorded` for a receipt just stored; returns the receipt's view (with
+    `payer` {name, account, reference} and `source`); `payer` of the event is the name."""
     listed = contracts_uc.list_receipts(session, contract.id)["items"]
     receipt = next(r for r in listed if r["id"] == receipt_id)
     events.record(session, "receipt_recorded", {
@@ -185,8 +195,10 @@ def handle_inbound(worker: Any, event_type: str, envelope: dict[str, Any],
                             f"{err.extra or ''}".strip()) from None
 
 
-def _contract_of(session: Session, data: dict[str, Any]) -> Contract:
-    """The signed contract a message names (its number, or its order's number)."""
+def _contract_of(session: Session, data: dict[str, Any],
+                 refused: tuple[str, ...] = ("draft", "in_approval")) -> Contract:
+    """The contract a message names (its number, or its order's number), signed unless
+    `refused` says otherwise."""
     contract = None
     if data.get("order_number"):
         order = session.execute(select(Order).where(
@@ -205,7 +217,7 @@ def _contract_of(session: Session, data: dict[str, Any]) -> Contract:
         contract = by_number
     if contract is None:
         raise Unprocessable("the message names no contract")
-    if contract.status in ("draft", "in_approval"):
+    if contract.status in refused:
         raise Unprocessable(f"contract {contract.number} is {contract.status}, not signed")
     return contract
 
@@ -214,14 +226,29 @@ def _business_day(moment: datetime) -> Any:
     return moment.astimezone(ZoneInfo(config.timezone_name())).date()
 
 
+def erp_payer(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The payer of an ERP payment: its name, bank account and reference, as far as it says
+    (None when it says nothing)."""
+    if not any(data.get(k) for k in ("payer", "payer_account", "payer_reference")):
+        return None
+    return {"name": data.get("payer"), "account": data.get("payer_account"),
+            "reference": data.get("payer_reference")}
+
+
 def _payment_received(session: Session, events: Any, data: dict[str, Any]) -> None:
-    contract = _contract_of(session, data)
+    """A receipt (source erp). Money that arrived is a fact: it is recorded also while the
+    contract is in approval (users' receipts are refused then, by the lock); a draft is
+    not yet a contract the ERP knows, so its payments are dead-lettered."""
+    contract = _contract_of(session, data, refused=("draft",))
     received_on = _business_day(data["paid_at"])
+    payer = erp_payer(data)
     stored = contracts_uc.record_receipt(session, contract.id, {
         "amount": data["amount"], "received_on": received_on,
         "method": data.get("method") or "erp", "reference": data["reference"],
-        "instalment_id": data.get("instalment_id")}, _business_day(utcnow()), events=events)
-    receipt_recorded(session, events, contract, stored["id"], "erp", data.get("payer"))
+        "instalment_id": data.get("instalment_id"), "payer": payer},
+        _business_day(utcnow()), events=events, source="erp")
+    receipt_recorded(session, events, contract, stored["id"], "erp",
+                     payer["name"] if payer else None)
 
 
 def _invoice_issued(session: Session, events: Any, data: dict[str, Any]) -> None:

@@ -54,7 +54,7 @@ def instalment_snapshot(session: Session, inst: Instalment, contract: Contract,
     return {
         "id": inst.id, "seq": inst.seq, "contract_id": contract.id,
         "contract_number": contract.number, "contract_title": contract.title,
-        "due_date": inst.due_date, "amount": inst.amount, "paid": inst.paid,
+        "due_date": inst.due_date, "amount": str(inst.amount), "paid": str(inst.paid),
         "outstanding": str(contract_rules.money(rules.outstanding(amount, paid))),
         "currency": contract.currency, "status": inst.status,
         "days_overdue": rules.days_overdue(due, as_of) if as_of else 0,

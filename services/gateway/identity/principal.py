@@ -38,6 +38,13 @@ class Principal:
     def leads_scope(self) -> dict[str, Any]:
         return compute_scope(self.role, self.user_id, self.managed_member_ids)
 
+    def tickets_scope(self) -> dict[str, Any]:
+        """The service desk's scope: the leads' (own, a manager's teams' members', unassigned
+        included) and, but for admins, the caller's `user_id` (a group's members and manager
+        see its tickets)."""
+        scope = {k: v for k, v in self.leads_scope().items() if k != "manage_pool"}
+        return scope if scope.get("all") else {**scope, "user_id": self.user_id}
+
 
 def compute_scope(role: str, user_id: str, managed_member_ids: tuple[str, ...] = ()) -> dict:
     """The row-level visibility passed to the leads service (see services/leads/README.md)."""

@@ -51,6 +51,7 @@ blp = Blueprint(
 TASK_RECORDS_MAX = 20
 TASKS_MAX = 200  # the open tasks a 360 view shows (one list_tasks call for all its records)
 QUOTES_360 = 10  # the customer's most recent quotes a 360 view shows (contracts numbers)
+TICKETS_360 = 10  # --- sd-numbers --- the customer's most recent tickets a 360 view shows
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -251,8 +252,9 @@ def assign_customer(data: dict[str, Any], customer_id: str) -> Any:
 def customer_360(customer_id: str) -> Any:
     """Everything about a customer in one call: contacts, recent follow-ups, open and closed
     opportunities, the owner and open tasks, and from the contracts service its recent quotes,
-    contracts and receivables. A part whose service does not answer is null and named in
-    `partial` (`tasks`, `contracts`)."""
+    contracts and receivables, and from the service desk its tickets (open count, the recent
+    ones with status, priority and SLA state). A part whose service does not answer is null
+    and named in `partial` (`tasks`, `contracts`, `tickets`)."""
     scope = sales_scope()
     customer = rpc_call("sales", "get_customer", customer_id=customer_id, scope=scope)
     followups = rpc_call("sales", "list_followups", filters={"customer_id": customer_id},
@@ -276,6 +278,16 @@ def customer_360(customer_id: str) -> Any:
         log.warning("customer 360 without quotes, contracts and receivables: %s", exc)
         deals = None
         partial.append("contracts")
+    # --- sd-numbers --- the service desk's part: the customer's tickets the caller sees
+    try:
+        desk_tickets: Any = rpc_call("service_desk", "customer_tickets",
+                                     customer_id=customer_id,
+                                     scope=current_principal().tickets_scope(),
+                                     limit=TICKETS_360)
+    except (ServiceUnavailable, RemoteError) as exc:
+        log.warning("customer 360 without tickets: %s", exc)
+        desk_tickets = None
+        partial.append("tickets")
     owner = None
     if customer.get("owner_id"):
         with gateway().store.read() as session:
@@ -294,6 +306,7 @@ def customer_360(customer_id: str) -> Any:
         "quotes": None if deals is None else deals["quotes"],
         "contracts": None if deals is None else deals["contracts"],
         "receivables": None if deals is None else deals["receivables"],
+        "tickets": desk_tickets,
         "partial": partial,
     }
 

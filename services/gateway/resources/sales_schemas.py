@@ -8,6 +8,7 @@ from marshmallow import Schema, fields, validate
 from services.contracts import contract as contracts_contract
 from services.gateway.http_schemas import StrictSchema, page_of, paged
 from services.sales import contract as sales
+from services.service_desk import contract as desk_contract
 
 CustomerListQuery = paged(sales.CustomerFiltersSchema, "CustomerListQuery")
 ContactListQuery = paged(sales.ContactFiltersSchema, "ContactListQuery")
@@ -77,8 +78,14 @@ class Customer360Schema(Schema):
                                 metadata={"description": "those contracts' totals: received, "
                                           "outstanding (signed amount - received), overdue "
                                           "(as of today)"})
+    # --- sd-numbers --- from the service desk's customer_tickets
+    tickets = fields.Nested(desk_contract.CustomerTicketsSchema, allow_none=True, metadata={
+        "description": "the customer's tickets the caller sees (as GET /tickets): open_count, "
+        "total and the 10 most recent with status, priority and SLA state; null when the "
+        "service desk did not answer"})
     partial = fields.List(fields.String(), metadata={
-        "description": "parts missing because their service did not answer: tasks, contracts"})
+        "description": "parts missing because their service did not answer: tasks, "
+                       "contracts, tickets"})
 
 
 class BoardSchema(Schema):

@@ -31,14 +31,8 @@ class TicketReplyResultSchema(desk.TicketSchema):
 
 
 def tickets_scope() -> dict[str, Any]:
-    """The leads service's scope: own (and a manager's teams' members'), unassigned included;
-    with the caller's `user_id`: a group's members and manager see its tickets (groups)."""
-    principal = current_principal()
-    scope = dict(principal.leads_scope())
-    scope.pop("manage_pool", None)
-    if not scope.get("all"):
-        scope["user_id"] = principal.user_id
-    return scope
+    """The caller's tickets scope (see Principal.tickets_scope)."""
+    return current_principal().tickets_scope()
 
 
 @blp.route("/tickets", methods=["POST"])

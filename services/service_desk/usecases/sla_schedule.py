@@ -29,6 +29,7 @@ from services.service_desk.models import (
     TicketRow,
 )
 from services.service_desk.usecases import sla as sla_usecases
+from services.service_desk.usecases import ticket_outcomes
 from shared.errors import PreconditionFailed, ValidationFailed
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ def recheck(recorder: Any, session: Session, row: TicketRow, snapshot: dict[str,
     policies, calendars = rules or load_rules(session)
     computed = sla_domain.ticket_clocks(events, policies, calendars, moment)
     clocks = computed["clocks"]
+    ticket_outcomes.keep(session, row.id, computed["policy_id"], clocks)  # numbers
     published: list[dict[str, Any]] = []
     for notice in domain.due_notices(clocks, moment):
         key = dict(ticket_id=row.id, target=notice.target, kind=notice.kind,
