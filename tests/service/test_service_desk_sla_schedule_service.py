@@ -187,3 +187,22 @@ def test_a_ticket_no_policy_applies_to_is_not_scheduled(service):
     service.update_ticket(ticket["id"], {"priority": "urgent"}, ADMIN)  # now it applies
     [scheduled] = events_of(service.engine, "ticket_sla_scheduled")
     assert scheduled["sequence"] == 2 and scheduled["next_check_at"] is not None
+
+
+# --- sd-misc ---
+def test_warnings_and_breaches_carry_the_groups_manager(service):
+    urgent_policy(service)
+    group = service.create_ticket_group({"name": "二线", "manager_id": "boss-1",
+                                         "members": [{"user_id": "agent-1"}]})
+    grouped = new_ticket(service, group_id=group["id"])
+    alone = new_ticket(service)
+    for ticket in (grouped, alone):
+        service.check_sla(ticket_id=ticket["id"], now=plus(ticket, 61))
+    breaches = {b["ticket_id"]: b for b in events_of(service.engine, "ticket_sla_breached")}
+    assert breaches[grouped["id"]]["group_manager_id"] == "boss-1"
+    assert breaches[grouped["id"]]["ticket"]["group_manager_id"] == "boss-1"
+    assert breaches[alone["id"]]["group_manager_id"] is None
+    assert breaches[alone["id"]]["ticket"]["group_manager_id"] is None
+    warnings = [w for w in events_of(service.engine, "ticket_sla_warning")
+                if w["ticket_id"] == grouped["id"]]
+    assert warnings and all(w["group_manager_id"] == "boss-1" for w in warnings)
