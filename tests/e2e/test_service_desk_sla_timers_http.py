@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -172,13 +174,15 @@ def test_a_breach_notifies_the_tickets_group_manager(system: System, mailbox: Sm
     start = datetime.fromisoformat(ticket["created_at"])
 
     advance_to(system, start + timedelta(minutes=46))
-    system.wait_for(lambda: f"SLA 预警：{label}" in titles(system, agent), timeout=30,
-                    message="no SLA warning notification")
+    with explained(system, ticket["id"]):
+        system.wait_for(lambda: f"SLA 预警：{label}" in titles(system, agent), timeout=60,
+                        message="no SLA warning notification")
     assert f"SLA 预警：{label}" not in titles(system, MANAGER)  # a warning is the assignee's
 
     advance_to(system, start + timedelta(minutes=61))
-    system.wait_for(lambda: f"SLA 超时：{label}" in titles(system, MANAGER), timeout=30,
-                    message="the group's manager was not notified of the breach")
+    with explained(system, ticket["id"]):
+        system.wait_for(lambda: f"SLA 超时：{label}" in titles(system, MANAGER), timeout=60,
+                        message="the group's manager was not notified of the breach")
     assert f"SLA 超时：{label}" in titles(system, agent)
     mailbox.wait_for(lambda m: f"{MANAGER}@demo.crm.local" in str(m["To"])
                      and "SLA 超时" in str(m["Subject"])
@@ -187,6 +191,19 @@ def test_a_breach_notifies_the_tickets_group_manager(system: System, mailbox: Sm
                     timeout=30, message="the priority was not raised")
     [breached] = runs(system, "ticket-sla-breached", ticket["id"])
     assert breached["status"] == "completed"
+
+
+@contextmanager
+def explained(system: System, ticket_id: str) -> Iterator[None]:
+    """A failed wait says what the rules did with the ticket (its runs) and the clock."""
+    try:
+        yield
+    except AssertionError as failed:
+        response = system.get("/rule-runs", user="admin",
+                              params={"record_key": f"ticket:{ticket_id}", "limit": 50})
+        found = [(r["rule_id"], r["status"], r.get("trigger"), r.get("reason"))
+                 for r in response.json().get("items", [])]
+        raise AssertionError(f"{failed}; clock {clock_now(system)}; runs {found}") from None
 
 
 def ticket_of_admin(system: System, ticket_id: str) -> dict[str, Any]:
