@@ -201,9 +201,10 @@ def explained(system: System, ticket_id: str) -> Iterator[None]:
     except AssertionError as failed:
         response = system.get("/rule-runs", user="admin",
                               params={"record_key": f"ticket:{ticket_id}", "limit": 50})
-        found = [(r["rule_id"], r["status"], r.get("trigger"), r.get("reason"))
+        found = [(r["rule_id"], r["status"], r.get("trigger"), r.get("reason"), r["actions"])
                  for r in response.json().get("items", [])]
-        raise AssertionError(f"{failed}; clock {clock_now(system)}; runs {found}") from None
+        raise AssertionError(f"{failed}; clock {clock_now(system)}; runs {found}; "
+                             f"ticket {ticket_of_admin(system, ticket_id)}") from None
 
 
 def ticket_of_admin(system: System, ticket_id: str) -> dict[str, Any]:
