@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 
 from tests.service import desk
 
@@ -177,3 +178,37 @@ def test_a_merge_gives_the_moved_open_tickets_the_survivors_tier_and_schedule(se
     assert [(e["kind"], e["from"], e["to"]) for e in now["entries"]][-1] == \
         ("tier_changed", "C", "A")
     assert _scheduled(service, moved["id"])[-1]["policy_id"] == fast["id"]
+
+
+def test_contact_and_merge_events_in_any_order_end_as_sales_has_them(service):
+    """Sales moves a merged customer's contacts without contact events: a contact event from
+    before the merge taken after it, or the merge taken before the source's own events, still
+    ends with the contact at the survivor and the source merged."""
+    service.on_sales_customer_created(envelope("customer_created", customer("keep3", "A", T0)))
+    service.on_sales_customer_created(envelope("customer_created", customer("gone3", "B", T0)))
+    service.on_sales_contact_created(envelope("contact_created",
+                                              contact("k8", "gone3", "he@example.cn", T0)))
+    merged = envelope("customer_merged", {**customer("keep3", "A", T0 + timedelta(hours=2)),
+                                          "source_id": "gone3", "moved": {"contacts": 1}})
+    service.on_sales_customer_merged(merged)
+    # the contact's address changed before the merge; its event is taken after it
+    service.on_sales_contact_updated(envelope("contact_updated", contact(
+        "k8", "gone3", "he.new@example.cn", T0 + timedelta(hours=1))))
+    # the merge taken before anything of the source's: the source's creation comes late
+    service.on_sales_customer_merged(envelope("customer_merged", {
+        **customer("keep3", "A", T0 + timedelta(hours=3)), "source_id": "late3",
+        "moved": {"contacts": 1}}))
+    service.on_sales_customer_created(envelope("customer_created", customer("late3", "C", T0)))
+    service.on_sales_contact_created(envelope("contact_created",
+                                              contact("k9", "late3", "yu@example.cn", T0)))
+    with service.engine.connect() as conn:
+        contacts = dict(conn.execute(text(
+            "SELECT id, customer_id FROM desk_contacts WHERE id IN ('k8', 'k9')")).all())
+        customers = {row[0]: row[1:] for row in conn.execute(text(
+            "SELECT id, name, tier, merged_into_id FROM desk_customers "
+            "WHERE id IN ('gone3', 'late3')")).all()}
+    assert contacts == {"k8": "keep3", "k9": "keep3"}
+    assert customers == {"gone3": ("客户gone3", "B", "keep3"),
+                         "late3": ("客户late3", "C", "keep3")}
+    ticket = new_ticket(service, "he.new@example.cn")
+    assert (ticket["customer_id"], ticket["contact_id"]) == ("keep3", "k8")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -30,6 +30,8 @@ from shared.errors import PreconditionFailed, ValidationFailed
 log = logging.getLogger(__name__)
 
 CLOSED = ("solved", "closed")
+# the `updated_at` of a merged customer known only from the merge: older than any snapshot
+KNOWN_BY_MERGE_ONLY = datetime(1970, 1, 1, tzinfo=UTC)
 EVENTS = ("customer_created", "customer_updated", "customer_merged", "contact_created",
           "contact_updated")
 
@@ -74,7 +76,8 @@ def _customer(svc, session: Session, customer: Mapping[str, Any]) -> None:
     row.name = customer.get("name") or row.name or customer["id"]
     row.tier = customer.get("tier")
     row.owner_id = customer.get("owner_id")
-    row.merged_into_id = customer.get("merged_into_id")
+    # a merge is for good: a late snapshot from before it does not undo it
+    row.merged_into_id = customer.get("merged_into_id") or row.merged_into_id
     row.updated_at = stamp or utcnow()
     session.flush()
     if row.tier != old_tier:
@@ -122,8 +125,10 @@ def _merged(svc, session: Session, source_id: str, survivor_id: str) -> None:
                     .values(customer_id=survivor_id))
     _retier(svc, session, survivor_id, tier)
     source = session.get(DeskCustomerRow, source_id)
-    if source is not None:
-        source.merged_into_id = survivor_id
+    if source is None:  # its own events are late: any of them fills it in
+        source = DeskCustomerRow(id=source_id, name=source_id, updated_at=KNOWN_BY_MERGE_ONLY)
+        session.add(source)
+    source.merged_into_id = survivor_id
 
 
 def _contact(session: Session, contact: Mapping[str, Any]) -> None:
@@ -131,13 +136,27 @@ def _contact(session: Session, contact: Mapping[str, Any]) -> None:
     row = session.get(DeskContactRow, contact["id"], with_for_update=True)
     if not _newer(row, stamp) or not isinstance(contact.get("customer_id"), str):
         return
+    # Sales moves a merged customer's contacts without a contact event: a contact's snapshot
+    # naming the merged customer (one from before the merge, taken late) means the survivor.
+    customer_id = survivor(session, contact["customer_id"])
     if row is None:
         row = DeskContactRow(id=contact["id"])
         session.add(row)
-    row.customer_id = contact["customer_id"]
+    row.customer_id = customer_id
     row.name = contact.get("name") or row.name or contact["id"]
     row.email = normalise_email(contact.get("email"))
     row.updated_at = stamp or utcnow()
+
+
+def survivor(session: Session, customer_id: str) -> str:
+    """The customer a merged one now is (a chain of merges followed, bounded); else itself."""
+    for _ in range(5):
+        merged_into = session.scalar(select(DeskCustomerRow.merged_into_id)
+                                     .where(DeskCustomerRow.id == customer_id))
+        if not merged_into:
+            break
+        customer_id = merged_into
+    return customer_id
 
 
 def match(session: Session, email: str | None, customer_id: str | None = None
