@@ -263,13 +263,15 @@ SHIPPED_RULES: list[dict[str, Any]] = [
     {
         "key": "ticket-sla-breached",
         "name": "工单 SLA 超时：通知处理人与主管并升级",
-        "description": "A ticket's SLA target fell due unmet: its assignee and the assignee's "
-                       "manager are notified (in the app and by e-mail) and its priority is "
-                       "raised one step.",
+        "description": "A ticket's SLA target fell due unmet: its assignee, the assignee's "
+                       "manager and the manager of the ticket's group (the event's "
+                       "group_manager_id) are notified (in the app and by e-mail) and its "
+                       "priority is raised one step.",
         "trigger": {"type": "event", "event": "service_desk.ticket_sla_breached"},
         "conditions": "",
         "actions": [
-            {"type": "notify", "to": ["owner", "owner_manager"], "channels": ["in_app", "email"],
+            {"type": "notify", "to": ["owner", "owner_manager", "field:group_manager_id"],
+             "channels": ["in_app", "email"],
              "title": "SLA 超时：{{ ticket.number }} {{ ticket.subject }}",
              "body": "工单 {{ ticket.number }}（{{ ticket.priority }}）已超出 SLA 时限，"
                      "优先级已升级。"},

@@ -275,7 +275,10 @@ class TicketSlaWarning(Schema):
     due_at = fields.String(required=True)
     remaining_seconds = fields.Integer(required=True)
     ticket = fields.Dict(metadata={"description": "the ticket's snapshot (from check_sla by "
-                                                  "ticket id): its assignee_id, priority, ..."})
+                                                  "ticket id): its assignee_id, priority, ..., "
+                                                  "group_manager_id"})
+    group_manager_id = fields.String(allow_none=True, metadata={
+        "description": "the manager of the ticket's group (null: no group or no manager)"})
 
 
 class TicketSlaBreached(Schema):
@@ -287,7 +290,10 @@ class TicketSlaBreached(Schema):
     due_at = fields.String(required=True)
     breached_at = fields.String(required=True)
     ticket = fields.Dict(metadata={"description": "the ticket's snapshot (from check_sla by "
-                                                  "ticket id): its assignee_id, priority, ..."})
+                                                  "ticket id): its assignee_id, priority, ..., "
+                                                  "group_manager_id"})
+    group_manager_id = fields.String(allow_none=True, metadata={
+        "description": "the manager of the ticket's group (null: no group or no manager)"})
 
 
 EVENT_SCHEMAS["sla_policy_changed"] = SlaPolicyChanged

@@ -71,7 +71,7 @@ from shared.metrics import EntrypointMetrics
 from shared.outbox import EventOutbox
 from shared.payloads import load
 from shared.platform import PlatformEndpoints
-from shared.rpc import rpc, rpc_proxy
+from shared.rpc import ask, rpc, rpc_proxy
 
 setup_logging("service_desk")
 
@@ -250,10 +250,18 @@ class ServiceDeskService(PlatformEndpoints):
 
     # -- tickets ----
 
+    # A ticket's customer_id is checked with sales, with the caller's scope.
+    sales = rpc_proxy("sales")
+
+    def _ask_sales(self, command: str, **kwargs: Any) -> Any:
+        return ask("sales", self.sales, command, **kwargs)
+
     @rpc
     def create_ticket(self, data: dict, scope: dict | None = None) -> dict[str, Any]:
-        """A new ticket (status new, number T-000123 without gaps); scope from the gateway."""
-        return tickets.create_ticket(self, load(ticket_create_schema, data), _ticket_scope(scope))
+        """A new ticket (status new, number T-000123 without gaps); scope from the gateway. A
+        `customer_id` must be a customer the caller sees in sales (else 422 on the field)."""
+        return tickets.create_ticket(self, load(ticket_create_schema, data), _ticket_scope(scope),
+                                     self._ask_sales)
 
     @rpc
     def get_ticket(self, ticket_id: str, scope: dict | None = None) -> dict[str, Any]:

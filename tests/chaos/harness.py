@@ -41,8 +41,9 @@ from tests.chaos.node import BrokerNode
 from tests.e2e.system import System, free_port
 from tests.support.smtp_server import SmtpServer
 
-# contracts: the ERP's inbound consumer and its directory projection (tests/chaos/side_loads.py)
-SERVICES = ("leads", "sales", "rules", "contracts")
+# contracts: the ERP's inbound consumer and its directory projection; service_desk: its
+# projection of sales' customers and contacts (the requesters) (tests/chaos/side_loads.py)
+SERVICES = ("leads", "sales", "rules", "contracts", "service_desk")
 DATABASES = (*SERVICES, "gateway")
 CALL_NOW_RULE = "website-lead-call-now"
 # Settling goes on while the effects still grow (a loaded machine's rules service works off
@@ -436,6 +437,8 @@ class Outcome:
     erp_lost: int = 0
     erp_doubled: int = 0
     directory_lost: int = 0
+    # the service desk's requesters projection: customers or contacts missing or different
+    requesters_lost: int = 0
     details: list[str] = field(default_factory=list)
     # Printed after the details when the cycle failed: where the events stopped, the logs'
     # warnings and errors, the broker's queues, consumers and bindings.
@@ -446,6 +449,7 @@ class Outcome:
         return not (self.refused or self.lost or self.duplicated or self.without_effects
                     or self.duplicate_effects or self.runs_not_ended or self.outbox_backlog
                     or self.erp_lost or self.erp_doubled or self.directory_lost
+                    or self.requesters_lost
                     or self.queue_backlog or self.manual_restarts
                     or self.resent > self.resent_allowed
                     or self.dead_letters != self.dead_letters_expected
@@ -559,18 +563,21 @@ def run_cycle(chaos: ChaosSystem, scenario: str, leads: int, concurrency: int,
     poison_before = chaos.poison_sent
     erp = side_loads.ErpLoad(chaos, scenario, load)
     directory = side_loads.DirectoryLoad(chaos, scenario, load)
+    requesters = side_loads.RequesterLoad(chaos, scenario, load)
     thread.start()
     erp.start()
     directory.start()
+    requesters.start()
     entries = load.run()
     thread.join()
     erp.join()
     directory.join()
+    requesters.join()
     expected_dead += chaos.poison_sent - poison_before
     log(f"{scenario}: load done ({sum(1 for e in entries if e.lead_id)} of {leads} created); "
         "settling")
     settle_started = time.monotonic()
-    effects = settle(chaos, entries, expected_dead, side=(erp, directory))
+    effects = settle(chaos, entries, expected_dead, side=(erp, directory, requesters))
     settle_seconds = round(time.monotonic() - settle_started, 1)
 
     outcome = Outcome(scenario, chaos.database, leads, resent_allowed=fault.resends,
@@ -612,7 +619,8 @@ def run_cycle(chaos: ChaosSystem, scenario: str, leads: int, concurrency: int,
             outcome.runs_not_ended += 1
     outcome.erp_lost, outcome.erp_doubled, erp_details = erp.problems()
     outcome.directory_lost, directory_details = directory.problems()
-    outcome.details.extend(erp_details + directory_details)
+    outcome.requesters_lost, requester_details = requesters.problems()
+    outcome.details.extend(erp_details + directory_details + requester_details)
     outcome.outbox_backlog = sum(chaos.outbox_backlog().values())
     outcome.queue_backlog = sum(chaos.queue_backlog().values())
     if outcome.queue_backlog:
@@ -625,7 +633,7 @@ def run_cycle(chaos: ChaosSystem, scenario: str, leads: int, concurrency: int,
 COLUMNS = [
     ("scenario", 24), ("db", 8), ("leads", 6), ("refused", 7), ("lost", 5), ("dup", 4),
     ("no effects", 10), ("dup effects", 11), ("resent", 6), ("open runs", 9), ("outbox", 6),
-    ("queued", 6), ("dead (exp)", 10), ("erp/dir", 7),
+    ("queued", 6), ("dead (exp)", 10), ("erp/dir/req", 11),
     ("recovery s", 10), ("settle s", 8), ("manual", 6), ("", 4),
 ]
 
@@ -638,7 +646,7 @@ def table(outcomes: list[Outcome]) -> str:
             o.without_effects, o.duplicate_effects, f"{o.resent}/{o.resent_allowed}",
             o.runs_not_ended, o.outbox_backlog,
             o.queue_backlog, f"{o.dead_letters} ({o.dead_letters_expected})",
-            f"{o.erp_lost}/{o.erp_doubled}/{o.directory_lost}",
+            f"{o.erp_lost}/{o.erp_doubled}/{o.directory_lost}/{o.requesters_lost}",
             o.recovery_seconds, o.settle_seconds, o.manual_restarts,
             "ok" if o.passed else "FAIL",
         ]

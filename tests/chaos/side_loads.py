@@ -5,6 +5,9 @@ than the lead pipeline:
   contract, consumed by the contracts service. Every payment is published twice with its
   message id (the ERP's outbox after a lost confirm), every third once more under a new id
   (the ERP sending it again): each reference must end as exactly one receipt.
+- `RequesterLoad` (below): sales customers and contacts made and changed (tier, address, a
+  merge) over HTTP, whose events feed the service desk's requesters projection: it must end
+  equal to sales' rows.
 - `DirectoryLoad`: users created (and every other one deactivated) over HTTP, whose
   `gateway.user_changed` events feed the directory projections of the contracts service
   (approvals) and of the rules service: each must hold every user in their final state.
@@ -302,3 +305,134 @@ def _expanding(name: str):
     from sqlalchemy import bindparam
 
     return bindparam(name, expanding=True)
+
+
+# --------------------------------------------------------------------------- requesters
+# --- sd-misc ---
+
+CUSTOMERS = 4
+
+
+class RequesterLoad:
+    """Sales customers and contacts made and changed over HTTP as the lead load progresses:
+    each customer is created (tier B) with a contact (its address in capitals), then its tier
+    changes (A or C) and its contact's address changes; at the end the second customer is
+    merged into the first. Their `sales.customer_*` / `sales.contact_*` events feed the
+    service desk's requesters projection, which must end equal to sales' own rows (name, tier,
+    owner, merged into; a contact's customer, name and address in lower case)."""
+
+    def __init__(self, chaos: ChaosSystem, cycle: str, load: Load,
+                 customers: int = CUSTOMERS) -> None:
+        self.chaos = chaos
+        self.load = load
+        self.total = customers
+        self.stamp = uuid.uuid4().hex[:8]
+        self.cycle = cycle
+        self.customer_ids: list[str] = []
+        self.contact_ids: list[str] = []
+        self.errors: list[str] = []
+        self.done = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> RequesterLoad:
+        self.thread.start()
+        return self
+
+    def _ok(self, response: requests.Response, status: int, what: str) -> dict[str, Any] | None:
+        if response.status_code != status:
+            self.errors.append(f"{what}: {response.status_code} {response.text[:200]}")
+            return None
+        return response.json()
+
+    def _run(self) -> None:
+        system = self.chaos.system
+        session = requests.Session()
+        session.trust_env = False
+        headers = {"Authorization": "Bearer " + system.keys["admin"]}
+        deadline = time.monotonic() + 300
+
+        def post(path: str, body: dict[str, Any]) -> requests.Response:
+            return _request(session, "POST", system.url + path, deadline, json=body,
+                            headers={**headers, "Idempotency-Key": str(uuid.uuid4())})
+
+        def patch(path: str, body: dict[str, Any]) -> requests.Response:
+            return _request(session, "PATCH", system.url + path, deadline, json=body,
+                            headers=headers)
+
+        try:
+            for index in range(self.total):
+                _paced(self.load, index + 1, self.total + 1)
+                customer = self._ok(post("/customers", {
+                    "name": f"混沌请求方{self.stamp}{index}号有限公司", "tier": "B",
+                    "on_duplicate": "create"}), 201, "POST /customers")
+                if customer is None:
+                    continue
+                self.customer_ids.append(customer["id"])
+                contact = self._ok(post("/contacts", {
+                    "customer_id": customer["id"], "name": f"联系人{index}",
+                    "email": f"Buyer{index}.{self.stamp}@Chaos.Example.cn"}), 201,
+                    "POST /contacts")
+                self._ok(patch(f"/customers/{customer['id']}",
+                               {"tier": "A" if index % 2 else "C"}), 200, "PATCH /customers")
+                if contact is not None:
+                    self.contact_ids.append(contact["id"])
+                    self._ok(patch(f"/contacts/{contact['id']}", {
+                        "email": f"new{index}.{self.stamp}@chaos.example.cn"}), 200,
+                        "PATCH /contacts")
+            if len(self.customer_ids) >= 2:
+                keep, gone = self.customer_ids[:2]
+                self._ok(post(f"/customers/{keep}/merge", {"source_id": gone}), 200,
+                         "POST /customers/merge")
+        except RuntimeError as exc:
+            self.errors.append(str(exc))
+        finally:
+            self.done = True
+            session.close()
+
+    def join(self) -> None:
+        self.thread.join()
+
+    def _select(self, database: str, query: str, ids: list[str]) -> dict[str, tuple]:
+        if not ids:
+            return {}
+        with self.chaos.engines[database].connect() as connection:
+            rows = connection.execute(text(query).bindparams(_expanding("ids")),
+                                      {"ids": ids}).all()
+        return {row[0]: tuple(row[1:]) for row in rows}
+
+    def customers(self) -> tuple[dict[str, tuple], dict[str, tuple]]:
+        """(sales', the service desk's) id -> (name, tier, owner, merged into)."""
+        return (self._select("sales", "SELECT id, name, tier, owner_id, merged_into_id "
+                             "FROM customers WHERE id IN :ids", self.customer_ids),
+                self._select("service_desk", "SELECT id, name, tier, owner_id, merged_into_id "
+                             "FROM desk_customers WHERE id IN :ids", self.customer_ids))
+
+    def contacts(self) -> tuple[dict[str, tuple], dict[str, tuple]]:
+        """(sales', the service desk's) id -> (customer, name, address in lower case)."""
+        sales = self._select("sales", "SELECT id, customer_id, name, email FROM contacts "
+                             "WHERE id IN :ids", self.contact_ids)
+        sales = {k: (c, n, e.strip().lower() if e else None) for k, (c, n, e) in sales.items()}
+        return sales, self._select("service_desk", "SELECT id, customer_id, name, email "
+                                   "FROM desk_contacts WHERE id IN :ids", self.contact_ids)
+
+    def _differences(self) -> list[str]:
+        found: list[str] = []
+        for kind, (sales, desk) in (("customer", self.customers()),
+                                    ("contact", self.contacts())):
+            for record_id, row in sales.items():
+                if desk.get(record_id) != row:
+                    found.append(f"requesters: {kind} {record_id} is {desk.get(record_id)} in "
+                                 f"the service desk, {row} in sales")
+        return found
+
+    def progress(self) -> int:
+        return len(self.customer_ids) + len(self.contact_ids) - len(self._differences())
+
+    def complete(self) -> bool:
+        return self.done and not self.thread.is_alive() and not self._differences()
+
+    def problems(self) -> tuple[int, list[str]]:
+        """(records missing or different in the projection, details)."""
+        differences = self._differences()
+        missing = self.total - len(self.customer_ids) + self.total - len(self.contact_ids)
+        return missing + len(differences), [*self.errors, *differences]

@@ -1,10 +1,11 @@
 """The short form of `make chaos` inside `make test`: on SQLite, a lead load through a broker
-kill -9, a kill -9 of the rules, the leads and the contracts services and of the gateway (its
-requests in flight), and poison messages; a kill -9 of the service desk while mail comes in
-through its SMTP listener and while its replies go out. Beside the leads, every cycle sends the
-ERP's payments to the contracts service and changes the directory (tests/chaos/side_loads.py).
-Nothing is lost, duplicated or left without its effects, and no one restarts anything by
-hand."""
+kill -9, a kill -9 of the rules, the leads, the contracts and the service desk services and of
+the gateway (its requests in flight), and poison messages; a kill -9 of the service desk while
+mail comes in through its SMTP listener and while its replies go out. Beside the leads, every
+cycle sends the ERP's payments to the contracts service, changes the directory, and changes
+sales' customers and contacts, whose projection in the service desk must end equal to sales'
+rows (tests/chaos/side_loads.py). Nothing is lost, duplicated or left without its effects, and
+no one restarts anything by hand."""
 
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ from tests.chaos.node import unavailable_reason
 LEADS = int(os.environ.get("CRM_CHAOS_TEST_LEADS", "150"))
 MAILS = int(os.environ.get("CRM_CHAOS_TEST_MAILS", "120"))
 SCENARIOS = ["broker-kill", "kill-rules", "kill-leads", "kill-contracts", "kill-gateway",
-             "poison"]
-# kill-contracts is about the side loads (the ERP's payments, the directory): a short lead load
-# is enough to carry them, and keeps the suite's added time small
-LEADS_OF = {"kill-contracts": max(30, LEADS // 4)}
+             "poison", "kill-service_desk"]
+# kill-contracts and kill-service_desk are about the side loads (the ERP's payments, the
+# directory, the service desk's requesters): a short lead load is enough to carry them, and
+# keeps the suite's added time small
+LEADS_OF = {"kill-contracts": max(30, LEADS // 4), "kill-service_desk": max(30, LEADS // 4)}
 
 
 @pytest.fixture(scope="module")

@@ -89,3 +89,7 @@ def test_requesters_are_known_by_their_address(system: System) -> None:
             "subject": "x", "requester_email": "y@example.cn", "customer_id": customer_id})
         assert r.status_code == 422, r.text
         assert list(r.json()["errors"]) == ["customer_id"]
+        # checked by the service desk itself (sd-misc), the same problem as before
+        assert r.headers["Content-Type"].startswith("application/problem+json")
+        assert r.json()["errors"] == {"customer_id": ["no such customer among those you see"]}
+        assert r.json()["status"] == 422

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -143,3 +145,87 @@ def test_warning_and_breach_fire_on_time_through_the_rules_timers(
     assert runs(system, "ticket-sla-breached", paused["id"]) == []
     assert not [t for t in titles(system, AGENT) if paused["number"] in t]
     assert ticket_of(system, paused["id"])["priority"] == "high"
+
+
+# --- sd-misc ---
+def test_a_breach_notifies_the_tickets_group_manager(system: System, mailbox: SmtpServer) -> None:
+    """A ticket routed to a group whose manager is not the assignee's (liuyang has no team, so
+    no manager of their own): the warning reaches the assignee only; the breach reaches the
+    group's manager too (the event's `group_manager_id`, the shipped rule's
+    `field:group_manager_id`), in the app and by e-mail, and the priority is raised."""
+    mark = uuid.uuid4().hex[:8]
+    tier, product = f"grp-{mark}", f"Grp-{mark}"
+    agent = "liuyang"
+    created = system.post("/sla-policies", user="admin", json={
+        "name": f"组主管一小时 {mark}", "priorities": ["high"], "customer_tiers": [tier],
+        "targets": {"first_reply": {"minutes": 60, "business": False}}})
+    assert created.status_code == 201, created.text
+    policy = created.json()
+    listed = system.get("/sla-policies", user="admin")
+    assert listed.status_code == 200, listed.text
+    others = [p["id"] for p in listed.json()["items"] if p["id"] != policy["id"]]
+    ordered = system.put("/sla-policies/order", user="admin",
+                         json={"policy_ids": [policy["id"], *others]})
+    assert ordered.status_code == 200, ordered.text
+    group = system.post("/ticket-groups", user="admin", json={
+        "name": f"SLA 组 {mark}", "manager_id": system.users[MANAGER],
+        "members": [{"user_id": system.users[agent]}]})
+    assert group.status_code == 201, group.text
+    rule = system.post("/ticket-routing-rules", user="admin", json={
+        "name": f"SLA 组 {mark}", "group_id": group.json()["id"],
+        "conditions": {"products": [product]}})
+    assert rule.status_code == 201, rule.text
+    time.sleep(1.5)  # service_desk follows the rules' controllable clock (polled each 0.5 s)
+
+    response = system.post("/tickets", user="admin", json={
+        "subject": f"专线中断 {mark}", "requester_email": "zhou@example.cn",
+        "priority": "high", "customer_tier": tier, "product": product})
+    assert response.status_code == 201, response.text
+    ticket = response.json()
+    routed = system.wait_for(
+        lambda: (lambda t: t if t["assignee_id"] else None)(
+            system.get(f"/tickets/{ticket['id']}", user="admin").json()),
+        timeout=30, message="the ticket was not routed")
+    assert (routed["group_id"], routed["assignee_id"]) == \
+        (group.json()["id"], system.users[agent])
+    label = f"{ticket['number']} 专线中断 {mark}"
+    start = datetime.fromisoformat(ticket["created_at"])
+
+    advance_to(system, start + timedelta(minutes=46))
+    with explained(system, ticket["id"]):
+        system.wait_for(lambda: f"SLA 预警：{label}" in titles(system, agent), timeout=60,
+                        message="no SLA warning notification")
+    assert f"SLA 预警：{label}" not in titles(system, MANAGER)  # a warning is the assignee's
+
+    advance_to(system, start + timedelta(minutes=61))
+    with explained(system, ticket["id"]):
+        system.wait_for(lambda: f"SLA 超时：{label}" in titles(system, MANAGER), timeout=60,
+                        message="the group's manager was not notified of the breach")
+    assert f"SLA 超时：{label}" in titles(system, agent)
+    mailbox.wait_for(lambda m: f"{MANAGER}@demo.crm.local" in str(m["To"])
+                     and "SLA 超时" in str(m["Subject"])
+                     and ticket["number"] in str(m["Subject"]), timeout=30)
+    system.wait_for(lambda: ticket_of_admin(system, ticket["id"])["priority"] == "urgent",
+                    timeout=30, message="the priority was not raised")
+    [breached] = runs(system, "ticket-sla-breached", ticket["id"])
+    assert breached["status"] == "completed"
+
+
+@contextmanager
+def explained(system: System, ticket_id: str) -> Iterator[None]:
+    """A failed wait says what the rules did with the ticket (its runs) and the clock."""
+    try:
+        yield
+    except AssertionError as failed:
+        response = system.get("/rule-runs", user="admin",
+                              params={"record_key": f"ticket:{ticket_id}", "limit": 50})
+        found = [(r["rule_id"], r["status"], r.get("trigger"), r.get("reason"), r["actions"])
+                 for r in response.json().get("items", [])]
+        raise AssertionError(f"{failed}; clock {clock_now(system)}; runs {found}; "
+                             f"ticket {ticket_of_admin(system, ticket_id)}") from None
+
+
+def ticket_of_admin(system: System, ticket_id: str) -> dict[str, Any]:
+    response = system.get(f"/tickets/{ticket_id}", user="admin")
+    assert response.status_code == 200, response.text
+    return response.json()

@@ -231,3 +231,27 @@ def test_waited_instants_are_neither_deduped_nor_cut_off_by_depth(desk):
     # the ticket does not exist in service_desk: the call fails, but it was made, not stopped
     assert {r["status"] for r in timer_runs} != {"stopped"}
     assert [c[1]["ticket_id"] for c in desk.calls if c[0] == "check_sla"] == ["t-2", "t-2"]
+
+
+# --- sd-misc ---
+def test_a_breach_notifies_the_tickets_group_manager(desk):
+    """chenjing's team has no manager: the breach of a ticket of a group managed by u-manager
+    reaches u-manager through the group (`field:group_manager_id`), the warning does not."""
+    hourly_policy(desk)
+    group = desk.desk().create_ticket_group({"name": "二线", "manager_id": "u-manager",
+                                             "members": [{"user_id": "u-chenjing"}]})
+    desk.desk().create_routing_rule({"name": "专线", "group_id": group["id"],
+                                     "conditions": {"products": ["专线"]}})
+    ticket = new_ticket(desk, "专线中断", assignee_id=None, product="专线")
+    desk.deliver()  # the shipped rule ticket-route-new routes it: the group, its member
+    routed = desk.desk().get_ticket(ticket["id"])
+    assert (routed["group_id"], routed["assignee_id"]) == (group["id"], "u-chenjing")
+    label = f"{ticket['number']} 专线中断"
+    desk.advance(46 * 60)
+    assert titles(desk, "u-chenjing") == [f"SLA 预警：{label}"]
+    assert titles(desk, "u-manager") == []
+    desk.advance(15 * 60)
+    assert f"SLA 超时：{label}" in titles(desk, "u-chenjing")
+    assert titles(desk, "u-manager") == [f"SLA 超时：{label}"]
+    assert mails_to(desk, "manager@demo.crm.local", "SLA 超时")
+    assert desk.desk().get_ticket(ticket["id"])["priority"] == "urgent"

@@ -208,3 +208,22 @@ def test_ticket_sla_reads_the_policy_and_clocks_now_and_publishes_nothing(servic
     assert len(desk.envelopes(service.engine, "ticket_sla_scheduled")) == published + 1
     with pytest.raises(NotFound):
         service.ticket_sla(ticket["id"], {"owner_ids": ["agent-9"], "user_id": "agent-9"})
+
+
+# --- sd-misc ---
+def test_warnings_and_breaches_carry_the_groups_manager(service):
+    urgent_policy(service)
+    group = service.create_ticket_group({"name": "二线", "manager_id": "boss-1",
+                                         "members": [{"user_id": "agent-1"}]})
+    grouped = new_ticket(service, group_id=group["id"])
+    alone = new_ticket(service)
+    for ticket in (grouped, alone):
+        service.check_sla(ticket_id=ticket["id"], now=plus(ticket, 61))
+    breaches = {b["ticket_id"]: b for b in events_of(service.engine, "ticket_sla_breached")}
+    assert breaches[grouped["id"]]["group_manager_id"] == "boss-1"
+    assert breaches[grouped["id"]]["ticket"]["group_manager_id"] == "boss-1"
+    assert breaches[alone["id"]]["group_manager_id"] is None
+    assert breaches[alone["id"]]["ticket"]["group_manager_id"] is None
+    warnings = [w for w in events_of(service.engine, "ticket_sla_warning")
+                if w["ticket_id"] == grouped["id"]]
+    assert warnings and all(w["group_manager_id"] == "boss-1" for w in warnings)

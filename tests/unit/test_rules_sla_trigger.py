@@ -9,6 +9,7 @@ from services.rules import seed
 from services.rules.domain import records
 from services.rules.domain.rules import validate_definition
 from services.rules.notify.templates import check_template
+from services.rules.usecases.recipients import recipients
 from services.rules.usecases.timers import _sequence
 
 
@@ -51,3 +52,22 @@ def test_the_shipped_sla_rules_are_valid():
     calls = [(a["service"], a["method"]) for key in ("ticket-sla-check", "ticket-sla-breached")
              for a in shipped[key]["actions"] if a["type"] == "call"]
     assert calls == [("service_desk", "check_sla"), ("service_desk", "escalate_ticket")]
+
+
+# --- sd-misc ---
+def test_a_warning_notifies_the_assignee_and_a_breach_also_the_groups_manager():
+    shipped = {r["key"]: r for r in seed.SHIPPED_RULES}
+    [warn] = [a for a in shipped["ticket-sla-warning"]["actions"] if a["type"] == "notify"]
+    assert warn["to"] == ["owner"]
+    [breach] = [a for a in shipped["ticket-sla-breached"]["actions"] if a["type"] == "notify"]
+    assert {"owner", "field:group_manager_id"} <= set(breach["to"])
+    # the recipient is read from the breach event's ticket snapshot, the rules' record
+    data = {"ticket_id": "t1", "group_manager_id": "u-boss",
+            "ticket": {"id": "t1", "assignee_id": "u-1", "group_manager_id": "u-boss"}}
+    record_type, record = records.primary_record(data)
+    record = records.with_owner(record_type, record)
+    assert recipients(None, ["owner", "field:group_manager_id"], {"record": record}) == \
+        ["u-1", "u-boss"]
+    no_group = {**record, "group_manager_id": None}
+    assert recipients(None, ["owner", "field:group_manager_id"], {"record": no_group}) == \
+        ["u-1"]

@@ -189,6 +189,6 @@ def submit_form(svc, form_key: str, token: str | None, data: dict[str, Any],
         "tags": [f"form:{form['key']}"], "assignee_id": None,
         "group_id": form["default_group_id"], "channel": "web", "customer_id": None,
         "customer_tier": None, "product": data.get("product"),
-        "language": data.get("language")}, {"all": True})
+        "language": data.get("language")}, {"all": True}, svc._ask_sales)
     log.info("web form %s: ticket %s created", form["key"], ticket["number"])
     return {"accepted": True}

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from services.service_desk.clock import now as utcnow  # tickets are stamped on the desk clock
 from services.service_desk.domain import routing
 from services.service_desk.models import (
     TicketFormRow,
@@ -33,7 +34,6 @@ from services.service_desk.models import (
     inbox,
 )
 from services.service_desk.usecases import tickets
-from shared.envelope import utcnow
 from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from shared.inbox import first_command
 

@@ -11,11 +11,11 @@ from typing import Any
 
 from sqlalchemy import select
 
+from services.service_desk.clock import now as utcnow  # tickets are stamped on the desk clock
 from services.service_desk.domain import merging as domain
 from services.service_desk.models import TicketEntryRow
 from services.service_desk.usecases import tickets
 from services.service_desk.usecases.entries import add_entry, ticket_number
-from shared.envelope import utcnow
 
 
 def merge_tickets(svc, ticket_id: str, into: str, scope: Mapping[str, Any]) -> dict[str, Any]:

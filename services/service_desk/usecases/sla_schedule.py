@@ -26,6 +26,7 @@ from services.service_desk.models import (
     SlaNoticeRow,
     SlaScheduleRow,
     TicketEntryRow,
+    TicketGroupRow,
     TicketRow,
 )
 from services.service_desk.usecases import sla as sla_usecases
@@ -71,6 +72,14 @@ def _wire(value: Any) -> Any:
     return value
 
 
+def group_manager_id(session: Session, row: TicketRow) -> str | None:
+    """The manager of the ticket's group (None: no group, or a group without a manager)."""
+    if row.group_id is None:
+        return None
+    return session.scalar(select(TicketGroupRow.manager_id)
+                          .where(TicketGroupRow.id == row.group_id))
+
+
 def recheck(recorder: Any, session: Session, row: TicketRow, snapshot: dict[str, Any],
             now: datetime | None = None, rules: Rules | None = None) -> dict[str, Any]:
     """The ticket's clocks at `now`, the notices due published once, and the schedule published
@@ -94,9 +103,13 @@ def recheck(recorder: Any, session: Session, row: TicketRow, snapshot: dict[str,
             continue
         session.add(SlaNoticeRow(**key, published_at=utcnow()))
         clock = clocks[notice.target]
+        manager_id = group_manager_id(session, row)
+        # the group's manager also in the ticket's snapshot: the rules' record, whose fields
+        # a rule's recipients name (`field:group_manager_id`)
         data: dict[str, Any] = {"ticket_id": row.id, "policy_id": computed["policy_id"],
                                 "target": notice.target, "due_at": _wire(clock["due_at"]),
-                                "ticket": snapshot}
+                                "group_manager_id": manager_id,
+                                "ticket": {**snapshot, "group_manager_id": manager_id}}
         if notice.kind == "warning":
             event_type = "ticket_sla_warning"
             data.update(threshold=notice.threshold,

@@ -10,7 +10,7 @@ ticket the caller may not see is "not found", like a missing one.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +23,7 @@ from services.service_desk.models import TicketCounterRow, TicketEntryRow, Ticke
 from services.service_desk.usecases import csat, mail_outbox, requesters, sla_schedule
 from services.service_desk.usecases.entries import add_entry, ticket_number
 from services.service_desk.usecases.group_scope import group_member_ids, viewer_group_ids
-from shared.errors import Forbidden, NotFound
+from shared.errors import Forbidden, NotFound, ValidationFailed
 from shared.paging import page_after, page_of
 
 
@@ -148,9 +148,33 @@ def open_ticket(svc, session: Session, values: dict[str, Any], now: datetime,
     return row, entry
 
 
-def create_ticket(svc, data: dict[str, Any], scope: Mapping[str, Any]) -> dict[str, Any]:
+def sales_scope(scope: Mapping[str, Any]) -> dict[str, Any]:
+    """The tickets' scope as the sales service reads it: all, or the owners the caller sees
+    (sales has no pool, and groups are the service desk's)."""
+    if scope.get("all"):
+        return {"all": True}
+    return {"owner_ids": list(scope.get("owner_ids", ()))}
+
+
+def check_customer(ask_sales: Callable[..., Any], customer_id: str,
+                   scope: Mapping[str, Any]) -> None:
+    """A ticket's `customer_id` must be a customer the caller sees in sales (asked over RPC
+    with the caller's scope; a trusted caller: that it exists); hidden or missing: 422 naming
+    `customer_id`. Asked before any transaction: a call never waits inside one."""
+    try:
+        ask_sales("get_customer", customer_id=customer_id, scope=sales_scope(scope),
+                  include_contacts=False)
+    except NotFound:
+        raise ValidationFailed.for_fields(
+            {"customer_id": ["no such customer among those you see"]}) from None
+
+
+def create_ticket(svc, data: dict[str, Any], scope: Mapping[str, Any],
+                  ask_sales: Callable[..., Any]) -> dict[str, Any]:
     check_assignee(data["assignee_id"], scope)
     domain.check_priority(data["priority"])
+    if data.get("customer_id"):
+        check_customer(ask_sales, data["customer_id"], scope)
     now = utcnow()
     description = data.pop("description", None)
     with svc.db.begin() as session:
