@@ -187,6 +187,8 @@ BUILT_IN: tuple[Service, ...] = (
             "list_ticket_attachments", "get_ticket_attachment", "list_ticket_mail",
             # csat
             "get_survey", "answer_survey", "csat_report", "list_surveys",
+            # --- console-desk --- the agents' desk in the console
+            "desk_queue", "desk_ticket_sla", "desk_kb_draft",
         ),
         rule_commands={
             # groups: routing (group, then member) and assignment, exactly once
@@ -207,6 +209,7 @@ BUILT_IN: tuple[Service, ...] = (
             "services.gateway.resources.service_desk_forms_public",  # groups: public forms
             "services.gateway.resources.service_desk_mail",  # e-mail
             "services.gateway.resources.service_desk_csat",  # csat
+            "services.gateway.resources.service_desk_desk",  # --- console-desk ---
         ),
     ),
     Service(

@@ -503,6 +503,13 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
         query("owner_id", "user", flow_id="matrix-flow", step=0),
         query("team_id", "team", flow_id="matrix-flow", step=0),
         query("flow_id", "org", step=0)),
+    # --- console-desk --- the agents' desk: the queue, a ticket's clocks, a draft article
+    "GET /desk/queue": (query("group_id", "org"),),
+    "GET /tickets/{ticket_id}/sla": (path("ticket_id", "ticket"),
+                                     path("ticket_id", "group_ticket")),
+    "POST /tickets/{ticket_id}/kb-draft": (path("ticket_id", "ticket", {}),
+                                           path("ticket_id", "group_ticket", {})),
+    # --- end console-desk ---
 }
 
 # Writes of organisation settings that only an admin may make (a rep or a manager gets 403 or
@@ -1148,6 +1155,7 @@ LISTS = {
     "GET /exports/{entity}": {"entity": "customers"},
     "GET /leads?in_pool=true": {},
     "GET /approvals?box=submitted": {},  # others' submissions never in my 我提交的
+    "GET /desk/queue": {},  # --- console-desk ---
 }
 
 
