@@ -174,7 +174,8 @@ BUILT_IN: tuple[Service, ...] = (
             "kb_list_versions", "kb_get_version", "kb_search", "kb_suggest",
             "kb_give_feedback",
             # tickets
-            "create_ticket", "get_ticket", "list_tickets", "update_ticket", "add_ticket_reply",
+            "create_ticket", "get_ticket", "ticket_sla", "list_tickets", "update_ticket",
+            "add_ticket_reply",
             # groups, routing and web forms
             "create_ticket_group", "list_ticket_groups", "get_ticket_group",
             "update_ticket_group", "delete_ticket_group", "create_routing_rule",

@@ -234,6 +234,12 @@ class SlaClocksSchema(Schema):
     clocks = fields.Dict(keys=fields.String(), values=fields.Nested(SlaClockSchema))
 
 
+class TicketSlaSchema(SlaClocksSchema):
+    """A ticket's SLA now: the policy that applies and each target's clock."""
+
+    ticket_id = fields.String()
+
+
 class SlaPolicyChanged(Schema):
     """An SLA policy was created or changed, or the policies were reordered (`order`)."""
 

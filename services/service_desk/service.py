@@ -261,6 +261,11 @@ class ServiceDeskService(PlatformEndpoints):
         return tickets.get_ticket(self, ticket_id, _ticket_scope(scope))
 
     @rpc
+    def ticket_sla(self, ticket_id: str, scope: dict | None = None) -> dict[str, Any]:
+        """The ticket's SLA policy and clocks now, if the caller sees the ticket (read only)."""
+        return sla_checks.ticket_sla(self, ticket_id, _ticket_scope(scope))
+
+    @rpc
     def list_tickets(self, filters: dict | None = None, scope: dict | None = None,
                      cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
         """Tickets the caller sees, newest first; filters status, priority, assignee_id."""

@@ -69,7 +69,8 @@ def test_the_parser_reads_statuses():
 
 def test_readme_walkthrough_runs_as_written(system: System, tmp_path: Path, webhook_receiver):
     blocks = walkthrough_blocks((ROOT / "README.md").read_text(encoding="utf-8"))
-    assert len(blocks) == 3, "the walkthrough's three blocks (leads, sales, rules)"
+    assert len(blocks) == 5, (
+        "the walkthrough's five blocks (leads, sales, rules, contracts, service desk)")
     calls = expected_calls(blocks)
     assert len(calls) > 30, len(calls)
     (tmp_path / "var" / "run").mkdir(parents=True)

@@ -62,6 +62,12 @@ def new_ticket(system: System, subject: str, tier: str) -> dict[str, Any]:
     return response.json()
 
 
+def sla_of(system: System, ticket_id: str, user: str = AGENT) -> dict[str, Any]:
+    response = system.get(f"/tickets/{ticket_id}/sla", user=user)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 def test_warning_and_breach_fire_on_time_through_the_rules_timers(
         system: System, mailbox: SmtpServer) -> None:
     mark = uuid.uuid4().hex[:8]
@@ -87,6 +93,13 @@ def test_warning_and_breach_fire_on_time_through_the_rules_timers(
     assert response.status_code == 200, response.text
     label = f"{ticket['number']} 服务器宕机 {mark}"
     start = datetime.fromisoformat(ticket["created_at"])
+    sla = sla_of(system, ticket["id"])  # the ticket shows its policy and clocks
+    assert (sla["policy_id"], sla["policy_name"]) == (policy["id"], f"紧急一小时 {mark}")
+    first = sla["clocks"]["first_reply"]
+    assert (first["state"], first["breached"]) == ("running", False)
+    assert datetime.fromisoformat(first["due_at"]) == start + timedelta(minutes=60)
+    assert sla_of(system, paused["id"])["clocks"]["first_reply"]["paused"] is True
+    assert system.get(f"/tickets/{ticket['id']}/sla", user="chenjing").status_code == 404
 
     # past 75 % of the hour: a warning, the agent's notification and e-mail, no ticket update
     advance_to(system, start + timedelta(minutes=46))
@@ -118,6 +131,11 @@ def test_warning_and_breach_fire_on_time_through_the_rules_timers(
                             and ticket["number"] in str(m["Subject"]), timeout=30)
     [breached] = runs(system, "ticket-sla-breached", ticket["id"])
     assert breached["status"] == "completed"
+    # the service desk's clock follows the rules' one by polling it: wait until it has
+    first = system.wait_for(
+        lambda: (c := sla_of(system, ticket["id"])["clocks"]["first_reply"])["breached"] and c,
+        timeout=30, message="the ticket's SLA never read breached")
+    assert first["state"] == "running"
 
     # the ticket paused before its instants got no warning and no breach
     time.sleep(1.0)

@@ -478,6 +478,8 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
         Check("path", "ticket_id", "ticket", path={"attachment_id": "matrix-missing-file"}),
         Check("path", "attachment_id", "attachment", path={"ticket_id": "{own.ticket}"})),
     "GET /tickets/{ticket_id}/mail": (path("ticket_id", "ticket"),),
+    "GET /tickets/{ticket_id}/sla": (path("ticket_id", "ticket"),
+                                     path("ticket_id", "group_ticket")),
     # satisfaction surveys: the link's token is the credential; figures and the drill-down by
     # the tickets' assignees
     "GET /surveys/{token}": (path("token", "org"),),

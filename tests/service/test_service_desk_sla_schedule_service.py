@@ -187,3 +187,24 @@ def test_a_ticket_no_policy_applies_to_is_not_scheduled(service):
     service.update_ticket(ticket["id"], {"priority": "urgent"}, ADMIN)  # now it applies
     [scheduled] = events_of(service.engine, "ticket_sla_scheduled")
     assert scheduled["sequence"] == 2 and scheduled["next_check_at"] is not None
+
+
+def test_ticket_sla_reads_the_policy_and_clocks_now_and_publishes_nothing(service):
+    assert service.ticket_sla(new_ticket(service)["id"], ADMIN)["policy_id"] is None
+    policy = urgent_policy(service)
+    ticket = new_ticket(service)
+    published = len(desk.envelopes(service.engine, "ticket_sla_scheduled"))
+    sla = service.ticket_sla(ticket["id"], ADMIN)
+    assert (sla["ticket_id"], sla["policy_id"], sla["policy_name"]) == (
+        ticket["id"], policy["id"], "urgent 1h")
+    first = sla["clocks"]["first_reply"]
+    assert (first["state"], first["breached"]) == ("running", False)
+    assert instant(first["due_at"]) == instant(plus(ticket, 60))
+    assert sla["clocks"]["resolution"]["state"] == "running"
+
+    service.add_ticket_reply(ticket["id"], {"body": "在查", "author_kind": "agent"}, ADMIN)
+    assert service.ticket_sla(ticket["id"], ADMIN)["clocks"]["first_reply"]["state"] == \
+        "achieved"
+    assert len(desk.envelopes(service.engine, "ticket_sla_scheduled")) == published + 1
+    with pytest.raises(NotFound):
+        service.ticket_sla(ticket["id"], {"owner_ids": ["agent-9"], "user_id": "agent-9"})

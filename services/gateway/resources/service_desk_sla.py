@@ -10,6 +10,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from services.gateway.app import current_principal, require_role, rpc_call
+from services.gateway.resources.service_desk_tickets import tickets_scope
 from services.service_desk import contract as desk
 
 blp = Blueprint(
@@ -124,6 +125,15 @@ def sla_preview(data: dict[str, Any]) -> Any:
     `start`, and the instants each target and warning fall due."""
     current_principal()
     return rpc_call("service_desk", "sla_preview", data=_plain(data))
+
+
+@blp.route("/tickets/<string:ticket_id>/sla", methods=["GET"])
+@blp.response(200, desk.TicketSlaSchema)
+def ticket_sla(ticket_id: str) -> Any:
+    """A ticket's SLA now: the policy that applies and, per target (first reply, next reply,
+    periodic update, resolution), its due instant, elapsed and remaining seconds, paused,
+    breached or achieved, and its warnings. A ticket you do not see is a 404."""
+    return rpc_call("service_desk", "ticket_sla", ticket_id=ticket_id, scope=tickets_scope())
 
 
 @blp.route("/sla-policies/<string:policy_id>", methods=["GET"])

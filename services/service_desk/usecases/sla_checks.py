@@ -16,7 +16,7 @@ from sqlalchemy import select
 from services.service_desk.clock import now as utcnow
 from services.service_desk.domain import tickets as tickets_domain
 from services.service_desk.models import SlaCommandRow, SlaSweepRow, TicketRow
-from services.service_desk.usecases import sla_schedule, sla_sweep, tickets
+from services.service_desk.usecases import sla, sla_schedule, sla_sweep, tickets
 from services.service_desk.usecases.entries import add_entry
 from shared.errors import PreconditionFailed, ValidationFailed
 
@@ -34,6 +34,17 @@ def check_sla(svc, ticket_id: str, now: datetime | None, scope: Mapping[str, Any
     with svc.db.begin() as session:
         row = tickets.find(session, ticket_id, scope, for_update=True)
         return sla_schedule.recheck(svc.events, session, row, tickets.ticket_dict(row), now)
+
+
+def ticket_sla(svc, ticket_id: str, scope: Mapping[str, Any]) -> dict[str, Any]:
+    """The ticket's SLA now, read only: the policy that applies (the first matching its
+    priority and customer tier) and each target's clock, from its log as `check_sla` computes
+    them. A calendar without the data of a year it needs is a 412 naming the year."""
+    with svc.db.read() as session:
+        row = tickets.find(session, ticket_id, scope)
+        events = sla_schedule.ticket_events(session, row)
+    moment = max([utcnow(), *(e["at"] for e in events)])
+    return {"ticket_id": ticket_id, **sla.compute_clocks(svc.sla_ports, events, None, moment)}
 
 
 def escalate_ticket(svc, ticket_id: str, priority: str | None, reason: str | None,
