@@ -189,7 +189,7 @@ BUILT_IN: tuple[Service, ...] = (
             # csat
             "get_survey", "answer_survey", "csat_report", "list_surveys",
             # --- console-desk --- the agents' desk in the console
-            "desk_queue", "desk_ticket_sla", "desk_kb_draft",
+            "desk_queue", "desk_kb_draft",
         ),
         rule_commands={
             # groups: routing (group, then member) and assignment, exactly once

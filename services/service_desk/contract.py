@@ -1053,8 +1053,8 @@ EVENT_SCHEMAS.update({"csat_survey_created": CsatSurveyCreated,
 
 
 # --- console-desk ---
-# The agents' desk in the console: the queue with each ticket's SLA state, one ticket's clocks,
-# a draft article from a solved ticket (services/service_desk/usecases/desk_view.py).
+# The agents' desk in the console: the queue with each ticket's SLA state, a draft article from
+# a solved ticket (services/service_desk/usecases/desk_view.py).
 
 DESK_VIEWS = ("mine", "groups", "unassigned", "all")
 SLA_STATES = ("none", "ok", "warning", "breached")
@@ -1086,34 +1086,6 @@ class DeskQueueTicketSchema(TicketSchema):
 class DeskQueuePageSchema(Schema):
     items = _f.List(_f.Nested(DeskQueueTicketSchema), required=True)
     next_cursor = _f.String(allow_none=True)
-
-
-class DeskClockSchema(Schema):
-    target = _f.String(required=True)
-    minutes = _f.Integer(required=True)
-    business = _f.Boolean(required=True)
-    state = _f.String(required=True, metadata={
-        "enum": ["not_started", "running", "paused", "achieved", "stopped"]})
-    due_at = _f.String(allow_none=True)
-    elapsed_seconds = _f.Integer(required=True)
-    remaining_seconds = _f.Integer(required=True)
-    paused = _f.Boolean(required=True)
-    breached = _f.Boolean(required=True)
-    breached_at = _f.String(allow_none=True)
-    achieved_at = _f.String(allow_none=True)
-    warning = _f.Boolean(required=True, metadata={
-        "description": "a warning threshold passed and not breached"})
-
-
-class DeskTicketSlaSchema(Schema):
-    ticket_id = _f.String(required=True)
-    policy_id = _f.String(allow_none=True)
-    policy_name = _f.String(allow_none=True)
-    computed_at = _f.String(required=True)
-    summary = _f.Nested(DeskSlaSummarySchema, required=True)
-    clocks = _f.List(_f.Nested(DeskClockSchema), required=True)
-    problem = _f.String(allow_none=True, metadata={
-        "description": "why the clocks cannot be computed (a calendar missing a year)"})
 
 
 class DeskKbDraftSchema(StrictSchema):

@@ -571,11 +571,6 @@ class ServiceDeskService(PlatformEndpoints):
                                load(page_schema, {"cursor": cursor, "limit": limit}))
 
     @rpc
-    def desk_ticket_sla(self, ticket_id: str, scope: dict | None = None) -> dict[str, Any]:
-        """The ticket's SLA clocks now, per target, and their summary."""
-        return desk_view.ticket_sla(self, ticket_id, _ticket_scope(scope))
-
-    @rpc
     def desk_kb_draft(self, ticket_id: str, data: dict | None = None,
                       scope: dict | None = None, principal: dict | None = None) -> dict:
         """A draft article from a solved ticket (title and body default from the ticket)."""

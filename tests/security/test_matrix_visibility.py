@@ -507,8 +507,6 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
         query("flow_id", "org", step=0)),
     # --- console-desk --- the agents' desk: the queue, a ticket's clocks, a draft article
     "GET /desk/queue": (query("group_id", "org"),),
-    "GET /tickets/{ticket_id}/sla": (path("ticket_id", "ticket"),
-                                     path("ticket_id", "group_ticket")),
     "POST /tickets/{ticket_id}/kb-draft": (path("ticket_id", "ticket", {}),
                                            path("ticket_id", "group_ticket", {})),
     # --- end console-desk ---

@@ -1,5 +1,6 @@
-"""The agents' desk in the console (console-desk): the queue with each ticket's SLA state, one
-ticket's SLA clocks, and a draft knowledge-base article from a solved ticket. One service_desk
+"""The agents' desk in the console (console-desk): the queue with each ticket's SLA state and a
+draft knowledge-base article from a solved ticket (a ticket's clocks: `GET
+/tickets/{ticket_id}/sla`, service_desk_sla.py). One service_desk
 RPC each, with the tickets' visibility (a ticket out of sight is a 404 like a missing one)."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from services.gateway.resources.service_desk_tickets import tickets_scope
 from services.service_desk import contract as desk
 
 blp = Blueprint("service_desk_desk", __name__,
-                description="The agents' desk: the queue with SLA states, a ticket's clocks.")
+                description="The agents' desk: the queue with SLA states, draft articles.")
 
 DeskQueueQuery = paged(desk.DeskQueueFiltersSchema, "DeskQueueQuery")
 
@@ -33,15 +34,6 @@ def desk_queue(query: dict[str, Any]) -> Any:
     limit = query.pop("limit", 50)
     return rpc_call("service_desk", "desk_queue", filters=query, scope=tickets_scope(),
                     user_id=current_principal().user_id, cursor=cursor, limit=limit)
-
-
-@blp.route("/tickets/<string:ticket_id>/sla", methods=["GET"])
-@blp.response(200, desk.DeskTicketSlaSchema)
-def ticket_sla(ticket_id: str) -> Any:
-    """The ticket's SLA clocks now: per target its state, due instant, remaining (negative:
-    overdue) and whether it is breached or past a warning."""
-    return rpc_call("service_desk", "desk_ticket_sla", ticket_id=ticket_id,
-                    scope=tickets_scope())
 
 
 @blp.route("/tickets/<string:ticket_id>/kb-draft", methods=["POST"])

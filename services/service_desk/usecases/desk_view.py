@@ -1,7 +1,8 @@
 """The agents' desk in the console (console-desk): the queue (my tickets, my groups', the
-unassigned ones, with filters, search and each ticket's SLA state), one ticket's SLA clocks, and
-a draft knowledge-base article from a solved ticket. Visibility is the tickets part's (the
-gateway's scope plus the caller's groups): a ticket out of sight is not found.
+unassigned ones, with filters, search and each ticket's SLA state) and a draft knowledge-base
+article from a solved ticket (one ticket's clocks: `sla_checks.ticket_sla`). Visibility is the
+tickets part's (the gateway's scope plus the caller's groups): a ticket out of sight is not
+found.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import logging
 import re
 from collections import defaultdict
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -28,10 +28,6 @@ from shared.paging import page_after, page_of
 log = logging.getLogger(__name__)
 
 NUMBER = re.compile(r"^\s*#?(?:T-?)?0*(\d{1,12})\s*$", re.IGNORECASE)
-
-
-def _wire(value: Any) -> Any:
-    return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else value
 
 
 def _logs(session, rows: list[TicketRow]) -> dict[str, list[dict[str, Any]]]:
@@ -102,30 +98,6 @@ def queue(svc, filters: dict[str, Any], scope: Mapping[str, Any], user_id: str |
         return {**tickets.ticket_dict(row), "sla": summary}
 
     return page_of(rows, page["limit"], "created_at", with_sla)
-
-
-def ticket_sla(svc, ticket_id: str, scope: Mapping[str, Any]) -> dict[str, Any]:
-    """The clocks of one ticket now, per target, with its summary."""
-    with svc.db.read() as session:
-        row = tickets.find(session, ticket_id, scope)
-        events = _logs(session, [row])[row.id]
-        rules = sla_schedule.load_rules(session)
-    empty = {"state": "none", "next_target": None, "next_due_at": None, "breached_targets": []}
-    try:
-        computed = _clocks(events, rules)
-    except CrmError as exc:
-        return {"ticket_id": row.id, "policy_id": None, "policy_name": None,
-                "computed_at": utcnow().isoformat(), "summary": empty, "clocks": [],
-                "problem": str(exc)}
-    clocks = computed["clocks"]
-    return {"ticket_id": row.id, "policy_id": computed["policy_id"],
-            "policy_name": computed["policy_name"],
-            "computed_at": _wire(computed["computed_at"]),
-            "summary": domain.sla_summary(clocks), "problem": None,
-            "clocks": [{**{k: _wire(clock[k]) for k in (
-                "target", "minutes", "business", "state", "due_at", "elapsed_seconds",
-                "remaining_seconds", "paused", "breached", "breached_at", "achieved_at")},
-                "warning": domain.clock_warning(clock)} for clock in clocks.values()]}
 
 
 def draft_article(svc, ticket_id: str, data: dict[str, Any], scope: Mapping[str, Any],

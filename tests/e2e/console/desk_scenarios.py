@@ -96,7 +96,8 @@ def desk_agent_flow(console: Console, params: dict[str, Any]) -> dict[str, Any]:
     expect(_queue_item(phone, number)).to_contain_text("已解决")
     widths = {"queue": phone.evaluate("document.documentElement.scrollWidth")}
     console.shot(phone, "65-phone-desk-queue")
-    _queue_item(phone, number).click()
+    # the ticket page by its address (the queue's click was taken on the desktop above)
+    phone.goto(console.url + f"/console/desk/tickets/{params['ticket_id']}")
     expect(phone.locator('[data-test="ticket-subject"]')).to_have_text(params["subject"])
     expect(phone.locator('[data-test="sla-clock"]')).to_have_count(2)
     widths["ticket"] = phone.evaluate("document.documentElement.scrollWidth")

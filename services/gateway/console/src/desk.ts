@@ -22,12 +22,28 @@ export interface Ticket {
 export interface SlaClock {
   target: string; minutes: number; business: boolean; state: string; due_at: string | null
   elapsed_seconds: number; remaining_seconds: number; paused: boolean; breached: boolean
-  breached_at: string | null; achieved_at: string | null; warning: boolean
+  breached_at: string | null; achieved_at: string | null
+  warnings: { threshold: number; at: string | null; passed: boolean }[]
 }
 
+/** `GET /tickets/{id}/sla`: the policy that applies and each target's clock now. */
 export interface TicketSla {
   ticket_id: string; policy_id: string | null; policy_name: string | null; computed_at: string
-  summary: SlaSummary; clocks: SlaClock[]; problem: string | null
+  clocks: Record<string, SlaClock>
+}
+
+export const SLA_TARGETS = ['first_reply', 'next_reply', 'periodic_update', 'resolution']
+
+/** The clocks in the targets' order. */
+export function orderedClocks(sla: TicketSla | null): SlaClock[] {
+  const clocks = Object.values(sla?.clocks ?? {})
+  const rank = (target: string) => { const at = SLA_TARGETS.indexOf(target); return at < 0 ? SLA_TARGETS.length : at }
+  return clocks.sort((a, b) => rank(a.target) - rank(b.target))
+}
+
+/** A running clock past a warning threshold and not breached (as the queue's `warning`). */
+export function clockWarning(clock: SlaClock): boolean {
+  return clock.state === 'running' && !clock.breached && (clock.warnings ?? []).some((w) => w.passed)
 }
 
 export interface Attachment { id: string; entry_id: string | null; filename: string; content_type: string; size: number }

@@ -27,13 +27,16 @@ function ticket(overrides: Record<string, unknown> = {}) {
   }
 }
 
+const SUMMARY = { state: 'breached', next_target: 'resolution', next_due_at: iso(200), breached_targets: ['first_reply'] }
+const warnings = (passed: boolean) => [{ threshold: 0.75, at: null, passed }, { threshold: 0.9, at: null, passed }]
+// GET /tickets/{id}/sla: the clocks by target (in no particular order)
 const SLA = {
-  ticket_id: 'tk1', policy_id: 'p1', policy_name: '紧急 1 小时', computed_at: iso(0), problem: null,
-  summary: { state: 'breached', next_target: 'resolution', next_due_at: iso(200), breached_targets: ['first_reply'] },
-  clocks: [
-    { target: 'first_reply', minutes: 20, business: false, state: 'running', due_at: iso(-10), elapsed_seconds: 1800, remaining_seconds: -600, paused: false, breached: true, breached_at: iso(-10), achieved_at: null, warning: false },
-    { target: 'resolution', minutes: 240, business: false, state: 'running', due_at: iso(210), elapsed_seconds: 1800, remaining_seconds: 12600, paused: false, breached: false, breached_at: null, achieved_at: null, warning: false },
-  ],
+  ticket_id: 'tk1', policy_id: 'p1', policy_name: '紧急 1 小时', computed_at: iso(0), ticket: {},
+  clocks: {
+    resolution: { target: 'resolution', minutes: 240, business: false, state: 'running', due_at: iso(210), elapsed_seconds: 1800, remaining_seconds: 12600, paused: false, breached: false, breached_at: null, achieved_at: null, stopped_at: null, warnings: warnings(false) },
+    next_reply: { target: 'next_reply', minutes: 60, business: false, state: 'running', due_at: iso(5), elapsed_seconds: 3300, remaining_seconds: 300, paused: false, breached: false, breached_at: null, achieved_at: null, stopped_at: null, warnings: warnings(true) },
+    first_reply: { target: 'first_reply', minutes: 20, business: false, state: 'running', due_at: iso(-10), elapsed_seconds: 1800, remaining_seconds: -600, paused: false, breached: true, breached_at: iso(-10), achieved_at: null, stopped_at: null, warnings: warnings(true) },
+  },
 }
 
 beforeEach(() => {
@@ -67,7 +70,7 @@ describe('DeskQueue', () => {
   it('shows my tickets with their SLA state, switches views and filters, and opens a ticket', async () => {
     const calls = fakeGateway((call) => {
       if (call.url.startsWith('/desk/queue')) {
-        return { body: { items: [{ ...ticket({ entries: undefined }), sla: SLA.summary },
+        return { body: { items: [{ ...ticket({ entries: undefined }), sla: SUMMARY },
           { ...ticket({ id: 'tk2', number: 'T-000043', subject: '发票', entries: undefined, assignee_id: null }), sla: { state: 'warning', next_target: 'first_reply', next_due_at: iso(5), breached_targets: [] } }], next_cursor: null } }
       }
       if (call.url === '/ticket-groups') return { body: { items: [{ id: 'g1', name: '一线支持', manager_id: null, members: [] }] } }
@@ -153,10 +156,13 @@ describe('DeskTicket', () => {
     expect(wrapper.find('[data-test="history"]').text()).toContain('状态：新建 → 处理中')
     expect(wrapper.find('[data-test="ticket-group"]').text()).toBe('一线支持')
     const clocks = wrapper.findAll('[data-test="sla-clock"]')
-    expect(clocks.map((c) => c.attributes('data-target'))).toEqual(['first_reply', 'resolution'])
+    expect(clocks.map((c) => c.attributes('data-target'))).toEqual(['first_reply', 'next_reply', 'resolution'])
     expect(clocks[0].find('[data-test="sla-clock-state"]').text()).toBe('已超时')
     expect(clocks[0].find('[data-test="sla-clock-remaining"]').text()).toBe('已超时 10 分钟')
-    expect(clocks[1].find('[data-test="sla-clock-remaining"]').text()).toBe('剩余 3 小时 30 分')
+    expect(clocks[1].find('[data-test="sla-clock-state"]').text()).toBe('即将超时')
+    expect(clocks[1].find('[data-test="sla-clock-remaining"]').text()).toBe('剩余 5 分钟')
+    expect(clocks[2].find('[data-test="sla-clock-state"]').text()).toBe('计时中')
+    expect(clocks[2].find('[data-test="sla-clock-remaining"]').text()).toBe('剩余 3 小时 30 分')
     // suggestions for the ticket, the highlight keeps <mark> and nothing else
     expect(calls.find((c) => c.url === '/kb/suggestions')!.body).toMatchObject({ subject: '打印机卡纸' })
     const suggestion = wrapper.find('[data-test="suggestion"]')
