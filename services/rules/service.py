@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import eventlet
+import eventlet.corolocal
 from nameko.extensions import DependencyProvider
 from nameko.timer import timer
 
@@ -58,6 +59,8 @@ TICK_SECONDS = float(config.env("CRM_RULES_TICK_SECONDS", "0.25"))
 TICK_BUDGET_SECONDS = 2.0
 MAINTENANCE_EVERY = 20  # ticks: the timer lag metric, stale claims, old events
 SETTINGS = Settings.from_env()
+# The context of the run a green thread acts for (`_set_context`, `_call`).
+_CALL_CONTEXT = eventlet.corolocal.local()
 
 dry_run_schema = DryRunSchema()
 rule_filters_schema = RuleFiltersSchema()
@@ -136,7 +139,14 @@ class RulesService(PlatformEndpoints):
     def _call(self, service: str, method: str, **kwargs: Any) -> Any:
         if service not in registry.rule_callable_services():
             raise PermanentFailure(f"no RPC client for {service}")
-        reply = getattr(getattr(self, service), method).call_async(**kwargs)
+        proxy = getattr(getattr(self, service), method)
+        # The calling run's context (lanes of one worker share its `worker_ctx`): put back
+        # just before the call, which reads the headers before it yields.
+        values = getattr(_CALL_CONTEXT, "values", None)
+        if values is not None:
+            self.worker_ctx.data.update(values)
+            self.worker_ctx.data.pop("actor", None)
+        reply = proxy.call_async(**kwargs)
         with eventlet.Timeout(config.rpc_timeout()):
             return reply.result()
 
@@ -156,12 +166,14 @@ class RulesService(PlatformEndpoints):
     def _set_context(self, correlation_id: str | None, causation_id: str | None,
                      depth: int) -> None:
         data = self.worker_ctx.data
-        data["correlation_id"] = correlation_id or str(uuid.uuid4())
-        data["causation_id"] = causation_id
-        data["causation_depth"] = depth
+        values = {"correlation_id": correlation_id or str(uuid.uuid4()),
+                  "causation_id": causation_id, "causation_depth": depth}
+        _CALL_CONTEXT.values = values  # this green thread's run (a lane, see usecases/lanes.py)
+        data.update(values)
         data.pop("actor", None)  # the rule acts, not the user whose request started the chain
-        self.events.ctx = Context(correlation_id=data["correlation_id"], actor=None,
-                                  causation_id=causation_id, causation_depth=depth)
+        self.engine.own_events.recorder.ctx = Context(
+            correlation_id=values["correlation_id"], actor=None, causation_id=causation_id,
+            causation_depth=depth)
 
     # -- events in and timers --------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -30,12 +30,13 @@ from services.rules.usecases.intake import Intake
 from services.rules.usecases.local_actions import LocalActions
 from services.rules.usecases.runs import Runs
 from services.rules.usecases.support import Ports, Settings
-from services.rules.usecases.timers import Timers
+from services.rules.usecases.timers import PRUNE_BATCH, Timers, prune_settled
 from services.rules.usecases.webhook_delivery import WebhookDeliveries
 from services.rules.usecases.webhook_queue import OwnEvents
 from shared.db import DatabaseAccess
 
 TIMER_LEASE = timedelta(minutes=5)
+PRUNE_BATCHES = 4  # per maintenance: up to 20,000 settled timers every few seconds
 # What a tick looks at first, with a read: an idle tick takes no write lock (SQLite has one
 # writer). name, table, due column, statuses.
 _DUE_CHECKS = (
@@ -95,7 +96,8 @@ class Engine:
 
     def maintenance(self) -> None:
         """Give back timers a process that died left claimed (versions before timers were
-        taken and fired in one transaction); forget old events; export lag."""
+        taken and fired in one transaction); forget old events and settled timers; export
+        lag."""
         now = self.clock.now()
         with self.db.begin() as session:
             session.execute(
@@ -107,6 +109,21 @@ class Engine:
                 EventLog.received_at < now - self.settings.event_retention))
             oldest = session.scalar(select(func.min(Timer.due_at)).where(
                 Timer.status == "pending"))
+        self.prune_timers(now)
         from services.rules import metrics
 
         metrics.TIMER_LAG.set(max((now - oldest).total_seconds(), 0.0) if oldest else 0.0)
+
+    def prune_timers(self, now: datetime, batch: int = PRUNE_BATCH,
+                     batches: int = PRUNE_BATCHES) -> int:
+        """Forget fired and cancelled timers older than the retention (`timers.prune_settled`),
+        up to `batch` per transaction, at most `batches`; returns how many."""
+        cutoff = now - self.settings.timer_retention
+        pruned = 0
+        for _ in range(batches):
+            with self.db.begin() as session:
+                count = prune_settled(session, cutoff, batch)
+            pruned += count
+            if count < batch:
+                break
+        return pruned

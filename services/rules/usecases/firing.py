@@ -5,7 +5,9 @@ when the batch fails."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select, update
@@ -14,9 +16,10 @@ from sqlalchemy.orm import Session
 from services.rules.clock import Clock
 from services.rules.models import RecordSnapshot, Rule, RuleFiring, RuleRun, Timer
 from services.rules.usecases.dumps import StartedRun
+from services.rules.usecases.lanes import run_in_lanes
 from services.rules.usecases.runs import Runs
 from services.rules.usecases.support import Settings, claim_due
-from services.rules.usecases.timers import Timers
+from services.rules.usecases.timers import RESUME_AFTER, Timers
 from shared.db import DatabaseAccess
 
 log = logging.getLogger(__name__)
@@ -54,7 +57,7 @@ class TimerFiring:
             with self.db.begin() as session:
                 rows = claim_due(session, Timer.__table__, "due_at", now,
                                  self.settings.timer_batch, ("pending",), values)
-                remote, retries = self._fire_taken(session, rows, now)
+                remote, retries, subjects = self._fire_taken(session, rows, now)
         except Exception:
             if not rows:
                 raise
@@ -62,21 +65,44 @@ class TimerFiring:
             for row in rows:
                 self._fire_alone(row, values)
         else:
-            self._after_commit(remote, retries)
+            self._after_commit(remote, retries, subjects)
         for row in rows:
             metrics.TIMER_LATENESS.observe(max((now - row.due_at).total_seconds(), 0.0))
         metrics.TIMERS_FIRED.inc(len(rows))
         return len(rows)
 
-    def _after_commit(self, remote: list[str], retries: list[Any]) -> None:
-        for run_id in remote:
-            self.runs.execute(run_id)
+    def _after_commit(self, remote: list[tuple[str, str | None]], retries: list[Any],
+                      subjects: dict[str, str | None] | None = None) -> None:
+        """Perform the runs the batch started and the retries and resumes it took, side by
+        side (lanes.py): those of one record in firing order (the started runs first, as
+        before), at most `timer_concurrency` at once."""
+        items: list[tuple[str, Callable[[], object]]] = []
+        fired_at = self.clock.now()
+        for run_id, record_key in remote:
+            items.append((record_key or run_id, partial(self._perform, run_id, fired_at)))
         for row in retries:
+            run_id = row.payload["run_id"]
+            subject = (subjects or {}).get(run_id) or run_id
             if row.kind == "run_resume":
-                self.runs.resume(row.payload["run_id"])
+                items.append((subject, partial(self.runs.resume, run_id)))
             else:
-                self.runs.execute(row.payload["run_id"], row.payload["action_index"],
-                                  row.payload["attempt"])
+                items.append((subject, partial(self.runs.execute, run_id,
+                                               row.payload["action_index"],
+                                               row.payload["attempt"])))
+        run_in_lanes(items, self.settings.timer_concurrency, self.runs.own_events.lane)
+
+    def _perform(self, run_id: str, fired_at: datetime) -> None:
+        """A run the batch started. One that waited its turn in a lane for a while (a large
+        batch) first pushes its resume timer on: if that came due meanwhile and another
+        process took it, the run is that process's now."""
+        if self.clock.now() - fired_at > RESUME_AFTER / 3:
+            with self.db.begin() as session:
+                ours = self.timers.keep_resume(session, run_id)
+            if not ours:
+                self.runs.forget(run_id)
+                log.info("run %s was resumed by another process while it waited", run_id)
+                return
+        self.runs.execute(run_id)
 
     def _fire_alone(self, row: Any, values: dict[str, Any]) -> None:
         try:
@@ -85,8 +111,8 @@ class TimerFiring:
                     update(Timer).where(Timer.id == row.id, Timer.status == "pending")
                     .values(**values)
                 ).rowcount == 1
-                remote, retries = self._fire_taken(session, [row] if taken else [],
-                                                   values["fired_at"])
+                remote, retries, subjects = self._fire_taken(
+                    session, [row] if taken else [], values["fired_at"])
         except Exception:  # one timer's bug must not stop the others
             log.exception("timer %s failed", row.id)
             with self.db.begin() as session:
@@ -94,29 +120,35 @@ class TimerFiring:
                                                     Timer.status == "pending")
                                 .values(status="failed", outcome="error; see the log"))
             return
-        self._after_commit(remote, retries)
+        self._after_commit(remote, retries, subjects)
 
     def _fire_taken(
         self, session: Session, rows: list[Any], now: datetime
-    ) -> tuple[list[str], list[Any]]:
+    ) -> tuple[list[tuple[str, str | None]], list[Any], dict[str, str | None]]:
         """Fire timers this transaction took. Returns the runs to execute after the commit
-        and the actions' retries to perform then."""
+        (with their record keys), the actions' retries to perform then, and the record keys
+        of the retried runs."""
         retries = [row for row in rows if row.kind in RUN_TIMERS]
         rows = [row for row in rows if row.kind not in RUN_TIMERS]
         if retries:
             session.execute(update(Timer).where(Timer.id.in_([row.id for row in retries]))
                             .values(outcome="retrying the action"))
             # Should this process die while retrying or resuming, a timer resumes them again.
-            statuses = dict(session.execute(select(RuleRun.id, RuleRun.status).where(
-                RuleRun.id.in_({row.payload["run_id"] for row in retries}))).all())
+            found = session.execute(select(RuleRun.id, RuleRun.status, RuleRun.record_key)
+                                    .where(RuleRun.id.in_({row.payload["run_id"]
+                                                           for row in retries}))).all()
+            statuses = {run_id: status for run_id, status, _ in found}
+            subjects = {run_id: record_key for run_id, _, record_key in found}
             for run_id in {row.payload["run_id"] for row in retries
                            if statuses.get(row.payload["run_id"]) == "running"
                            or (row.kind == "action_retry"
                                and statuses.get(row.payload["run_id"]) == "retrying")}:
                 self.timers.add_resume(session, run_id)
+        else:
+            subjects = {}
         if not rows:
-            return [], retries
-        remote: list[str] = []
+            return [], retries, subjects
+        remote: list[tuple[str, str | None]] = []
         rule_ids = {row.rule_id for row in rows if row.rule_id}
         rules = {r.id: r for r in session.scalars(
             select(Rule).where(Rule.id.in_(rule_ids))).all()}
@@ -140,11 +172,11 @@ class TimerFiring:
                 continue
             run_id = self.runs.proceed(session, run, rule.definition)
             if run_id is not None:
-                remote.append(run_id)
+                remote.append((run_id, row.record_key))
         if disabled:
             session.execute(update(Timer).where(Timer.id.in_(disabled))
                             .values(outcome="rule disabled or deleted"))
-        return remote, retries
+        return remote, retries, subjects
 
     def timer_run(
         self, session: Session, row: Any, rule: Rule, snapshot: RecordSnapshot | None,

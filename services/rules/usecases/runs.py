@@ -237,6 +237,11 @@ class Runs:
         self.timers.add_resume(session, run.id)
         return run.id
 
+    def forget(self, run_id: str) -> None:
+        """A started run another process performs (its resume timer was taken)."""
+        self._started.pop(run_id, None)
+        self.timers.forget_resume(run_id)
+
     # ---- performing -------------------------------------------------------------------------
 
     def resume(self, run_id: str) -> dict[str, Any]:

@@ -34,6 +34,11 @@ class Settings:
     action_backoff: tuple[float, ...] = (2.0, 10.0, 60.0, 300.0, 1800.0)
     timer_batch: int = 500
     event_retention: timedelta = timedelta(days=7)
+    # The runs of a fired batch performed side by side (their calls to other services in
+    # flight together), one subject's in order; 1: one after the other.
+    timer_concurrency: int = 16
+    # Fired and cancelled timers kept this long (engine.maintenance prunes older ones).
+    timer_retention: timedelta = timedelta(days=7)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -50,6 +55,8 @@ class Settings:
             action_backoff=backoff,
             timer_batch=int(_float_env("CRM_RULES_TIMER_BATCH", 500)),
             event_retention=timedelta(days=_float_env("CRM_RULES_EVENT_RETENTION_DAYS", 7)),
+            timer_concurrency=max(1, int(_float_env("CRM_RULES_TIMER_CONCURRENCY", 16))),
+            timer_retention=timedelta(days=_float_env("CRM_RULES_TIMER_RETENTION_DAYS", 7)),
         )
 
 

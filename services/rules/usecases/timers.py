@@ -42,6 +42,36 @@ def _sequence(trigger: dict[str, Any], event_data: dict[str, Any] | None) -> int
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+# Fired and cancelled timers pruned per statement (engine.maintenance), each its own transaction.
+PRUNE_BATCH = 5000
+
+
+def prune_settled(session: Session, cutoff: datetime, limit: int = PRUNE_BATCH) -> int:
+    """Delete up to `limit` settled timers older than `cutoff`, with their cancelling keys;
+    returns how many. Fired: fired before the cutoff. Cancelled (the moment is not stored):
+    created and due before it, so each is kept at least a retention after it was set and
+    after the moment it would have fired. Pending and failed timers are never pruned. Both
+    read the index on (status, due_at): a timer fires at or after its due time."""
+    old = []
+    for status, since in (("fired", Timer.fired_at), ("cancelled", Timer.created_at)):
+        if len(old) >= limit:
+            break
+        old += session.execute(
+            select(Timer.id, Timer.cancel_keys).where(
+                Timer.status == status, Timer.due_at < cutoff, since < cutoff)
+            .limit(limit - len(old))).all()
+    if not old:
+        return 0
+    ids = [row.id for row in old]
+    session.execute(delete(Timer).where(Timer.id.in_(ids),
+                                        Timer.status.in_(("fired", "cancelled"))))
+    keys = {key for row in old for key in (row.cancel_keys or [])}
+    if keys:  # a fired timer keeps its keys; by the key, the table's index
+        session.execute(delete(TimerCancel).where(TimerCancel.key.in_(keys),
+                                                  TimerCancel.timer_id.in_(ids)))
+    return len(ids)
+
+
 class Timers:
     def __init__(self, clock: Clock, tz: Any) -> None:
         self.clock = clock
@@ -218,6 +248,20 @@ class Timers:
         self._resume_timers[run_id] = self.add(
             session, kind="run_resume", due_at=self.clock.now() + RESUME_AFTER, rule=None,
             record_key=None, payload={"run_id": run_id})
+
+    def keep_resume(self, session: Session, run_id: str) -> bool:
+        """Before a run that waited in a lane goes on: push its resume timer on, if it is still
+        pending. False when another process has taken it (it came due while the run waited
+        its turn): that process performs the run, this one must not."""
+        timer_id = self._resume_timers.get(run_id)
+        if timer_id is None:
+            return True
+        return session.execute(
+            update(Timer).where(Timer.id == timer_id, Timer.status == "pending")
+            .values(due_at=self.clock.now() + RESUME_AFTER)).rowcount == 1
+
+    def forget_resume(self, run_id: str) -> None:
+        self._resume_timers.pop(run_id, None)
 
     def cancel_resume(self, session: Session, run_id: str) -> None:
         timer_id = self._resume_timers.pop(run_id, None)

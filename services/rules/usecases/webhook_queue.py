@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+import eventlet.corolocal
 from sqlalchemy.orm import Session
 
 from services.rules.domain import records
@@ -15,6 +18,7 @@ from services.rules.domain import rules as rules_domain
 from services.rules.models import WebhookDelivery
 from services.rules.usecases.cached import effective_authority, subscriptions
 from services.rules.usecases.support import OWN_PRODUCER
+from shared.outbox import EventRecorder
 
 
 def subscribed(session: Session, name: str) -> bool:
@@ -76,8 +80,34 @@ class OwnEvents:
     are queued here."""
 
     def __init__(self, recorder: Any, clock: Any) -> None:
-        self.recorder = recorder
+        self._recorder = recorder
+        self._lanes = eventlet.corolocal.local()
         self.clock = clock
+
+    @property
+    def recorder(self) -> Any:
+        """The worker's recorder, or the current lane's (lanes.py)."""
+        return getattr(self._lanes, "recorder", None) or self._recorder
+
+    @contextmanager
+    def lane(self) -> Iterator[None]:
+        """A recorder of this green thread's own, for a lane running beside others in one
+        worker: a recorder follows one transaction at a time (a rollback of one lane's
+        would forget the events of another's, a commit pass them on uncommitted) and holds
+        the context its events carry. What the lane's transactions commit joins the
+        worker's recorder at the end, for the relay."""
+        parent = self._recorder
+        if not isinstance(parent, EventRecorder):
+            yield
+            return
+        child = EventRecorder(parent.service, parent.table, parent.schemas, parent.ctx,
+                              parent.quick_checks)
+        self._lanes.recorder = child
+        try:
+            yield
+        finally:
+            del self._lanes.recorder
+            parent.committed.extend(child.committed)
 
     def record(self, session: Session, event_type: str, data: dict[str, Any]) -> None:
         envelope = self.recorder.record(session, event_type, data, defer=True)
