@@ -192,6 +192,8 @@ BUILT_IN: tuple[Service, ...] = (
             "ticket_volume_report", "ticket_backlog_report", "first_reply_time_report",
             "resolution_time_report", "sla_attainment_report", "reopen_rate_report",
             "ticket_numbers_drill_down", "customer_tickets",
+            # --- console-desk --- the agents' desk in the console
+            "desk_queue", "desk_kb_draft",
         ),
         rule_commands={
             # groups: routing (group, then member) and assignment, exactly once
@@ -213,6 +215,7 @@ BUILT_IN: tuple[Service, ...] = (
             "services.gateway.resources.service_desk_mail",  # e-mail
             "services.gateway.resources.service_desk_csat",  # csat
             "services.gateway.resources.service_desk_numbers",  # --- sd-numbers ---
+            "services.gateway.resources.service_desk_desk",  # --- console-desk ---
         ),
     ),
     Service(

@@ -1249,3 +1249,46 @@ class CustomerTicketsSchema(Schema):
     open_count = _f.Integer(required=True)
     total = _f.Integer(required=True)
     recent = _f.List(_f.Nested(CustomerTicketSchema), required=True)
+# --- console-desk ---
+# The agents' desk in the console: the queue with each ticket's SLA state, a draft article from
+# a solved ticket (services/service_desk/usecases/desk_view.py).
+
+DESK_VIEWS = ("mine", "groups", "unassigned", "all")
+SLA_STATES = ("none", "ok", "warning", "breached")
+
+
+class DeskQueueFiltersSchema(StrictSchema):
+    """`view`: mine (assigned to me), groups (my groups' tickets), unassigned (nobody's, that I
+    see), all (everything I see); `q` finds the number (T-000123 or 123), the subject, the
+    requester's name or address."""
+
+    view = _f.String(load_default="all", validate=_v.OneOf(DESK_VIEWS))
+    status = _f.String(validate=_v.OneOf(TICKET_STATUSES))
+    priority = _f.String(validate=_v.OneOf(TICKET_PRIORITIES))
+    group_id = _f.String(validate=_v.Length(min=1, max=64))
+    q = _f.String(validate=_v.Length(min=1, max=200))
+
+
+class DeskSlaSummarySchema(Schema):
+    state = _f.String(required=True, metadata={"enum": list(SLA_STATES)})
+    next_target = _f.String(allow_none=True)
+    next_due_at = _f.String(allow_none=True)
+    breached_targets = _f.List(_f.String(), required=True)
+
+
+class DeskQueueTicketSchema(TicketSchema):
+    sla = _f.Nested(DeskSlaSummarySchema, required=True)
+
+
+class DeskQueuePageSchema(Schema):
+    items = _f.List(_f.Nested(DeskQueueTicketSchema), required=True)
+    next_cursor = _f.String(allow_none=True)
+
+
+class DeskKbDraftSchema(StrictSchema):
+    """A draft article from a solved ticket: the title (default the subject) and the body
+    (default the ticket's public conversation)."""
+
+    title = _f.String(validate=_v.Length(min=1, max=300))
+    body = _f.String(validate=_v.Length(min=1, max=200_000))
+# --- end console-desk ---

@@ -18,6 +18,8 @@ from services.service_desk.contract import (
     CsatAnswerSchema,
     CsatReportQuerySchema,
     CsatSurveyFiltersSchema,
+    DeskKbDraftSchema,
+    DeskQueueFiltersSchema,
     EscalateTicketSchema,
     KbArticleCreateSchema,
     KbArticleFiltersSchema,
@@ -48,6 +50,7 @@ from services.service_desk.models import inbox, outbox
 from services.service_desk.smtp import smtp_intake, transport
 from services.service_desk.usecases import (
     csat,
+    desk_view,
     forms,
     groups,
     kb,
@@ -129,6 +132,10 @@ form_create_schema = TicketFormWriteSchema()
 form_update_schema = TicketFormWriteSchema(partial=True)
 form_submission_schema = TicketFormSubmissionSchema()
 merge_schema = TicketMergeSchema()
+# --- console-desk ---
+desk_queue_schema = DeskQueueFiltersSchema()
+desk_draft_schema = DeskKbDraftSchema()
+# --- end console-desk ---
 
 
 # e-mail (part s-mail): how often the mail outbox is looked at
@@ -627,3 +634,23 @@ class ServiceDeskService(PlatformEndpoints):
             if first_delivery(session, inbox, envelope["event_id"], handler):
                 requesters.project(self, session, envelope["event_type"],
                                    envelope.get("data") or {})
+
+    # --- console-desk --- the agents' desk in the console
+
+    @rpc
+    def desk_queue(self, filters: dict | None = None, scope: dict | None = None,
+                   user_id: str | None = None, cursor: str | None = None,
+                   limit: int = 50) -> dict[str, Any]:
+        """The queue (view mine / groups / unassigned / all, filters, `q`), each ticket with
+        its SLA state; `user_id` is the caller (mine, and an admin's groups)."""
+        return desk_view.queue(self, load(desk_queue_schema, filters or {}),
+                               _ticket_scope(scope), user_id,
+                               load(page_schema, {"cursor": cursor, "limit": limit}))
+
+    @rpc
+    def desk_kb_draft(self, ticket_id: str, data: dict | None = None,
+                      scope: dict | None = None, principal: dict | None = None) -> dict:
+        """A draft article from a solved ticket (title and body default from the ticket)."""
+        return desk_view.draft_article(self, ticket_id, load(desk_draft_schema, data or {}),
+                                       _ticket_scope(scope), principal)
+    # --- end console-desk ---

@@ -524,6 +524,11 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
                                             query("group_id", "org")),
     "GET /reports/tickets/sla-attainment/records": (
         query("assignee_id", "user"), query("group_id", "org"), query("policy_id", "org")),
+    # --- console-desk --- the agents' desk: the queue, a ticket's clocks, a draft article
+    "GET /desk/queue": (query("group_id", "org"),),
+    "POST /tickets/{ticket_id}/kb-draft": (path("ticket_id", "ticket", {}),
+                                           path("ticket_id", "group_ticket", {})),
+    # --- end console-desk ---
 }
 
 # Writes of organisation settings that only an admin may make (a rep or a manager gets 403 or
@@ -1173,6 +1178,7 @@ LISTS = {
     # --- sd-numbers --- the tickets behind the service desk's figures
     "GET /reports/tickets/volume/records": {}, "GET /reports/tickets/backlog/records": {},
     "GET /reports/tickets/sla-attainment": {},
+    "GET /desk/queue": {},  # --- console-desk ---
 }
 
 

@@ -7,7 +7,9 @@ const gateway = process.env.CRM_GATEWAY ?? 'http://127.0.0.1:8000'
 const apiPrefixes = ['/auth', '/me', '/users', '/teams', '/api-keys', '/leads', '/scoring-model',
   '/customers', '/contacts', '/followups', '/pipelines', '/opportunities', '/custom-fields',
   '/quotas', '/reports', '/imports', '/exports', '/rules', '/rule-runs', '/tasks',
-  '/notifications', '/webhooks', '/webhook-deliveries', '/assignment', '/system', '/health']
+  '/notifications', '/webhooks', '/webhook-deliveries', '/assignment', '/system', '/health',
+  // --- console-desk ---
+  '/tickets', '/desk', '/kb', '/ticket-groups']
 
 export default defineConfig({
   base: '/console/',

@@ -13,6 +13,7 @@ from typing import Any
 from playwright.sync_api import Locator, Page, expect
 
 from tests.e2e.console.browser import PHONE, Console
+from tests.e2e.console.desk_scenarios import DESK_SCENARIOS  # console-desk
 
 PROPOSAL = "方案报价"
 
@@ -535,6 +536,8 @@ SCENARIOS: dict[str, Callable[[Console, dict[str, Any]], dict[str, Any]]] = {
     # console-admin
     "admin_dry_run_and_webhook": admin_dry_run_and_webhook,
     "admin_deliveries_and_unlock": admin_deliveries_and_unlock,
+    # --- console-desk ---
+    **DESK_SCENARIOS,
 }
 
 # --- console-sales ---

@@ -191,6 +191,43 @@ const en: typeof zh = {
   lockout: { column: 'Sign-in lock', yes: 'Locked', until: 'Locked until {at}' },
   recentEvents: { pickHint: 'The recent events found (untick one to leave it out):', runPicked: 'Dry run on the {n} picked events' },
   // --- end console-sales ---
+  // --- console-desk --- the agents' service desk
+  desk: {
+    nav: { queue: 'Tickets', kb: 'Knowledge base' },
+    statuses: { new: 'New', open: 'Open', pending: 'Pending', on_hold: 'On hold', solved: 'Solved', closed: 'Closed' },
+    priorities: { low: 'Low', normal: 'Normal', high: 'High', urgent: 'Urgent' },
+    channels: { email: 'E-mail', web: 'Web form', api: 'API', event: 'System event' },
+    queue: {
+      title: 'Ticket queue', searchPlaceholder: 'Number, subject, requester name or e-mail', empty: 'No tickets match', open: 'Open ticket {number} {subject}',
+      views: { mine: 'My tickets', groups: "My groups' tickets", unassigned: 'Unassigned', all: 'All visible' },
+    },
+    ticket: {
+      back: 'Back to the queue', status: 'Status', priority: 'Priority', assignee: 'Assignee', group: 'Group', unassigned: 'Unassigned', noGroup: 'None',
+      conversation: 'Conversation', history: 'History', customer: 'Customer', solve: 'Mark solved',
+      refusedMove: 'A ticket cannot go from "{from}" to "{to}"', makeDraft: 'Make a draft article from this ticket', draftMade: 'Draft article created',
+      openDraft: 'Open the draft: {title}', draftNotSolved: 'Only a solved ticket becomes a draft article',
+    },
+    reply: {
+      title: 'Reply', public: 'Public reply', internal: 'Internal note', body: 'Text', send: 'Send reply', addNote: 'Add note',
+      publicHint: 'Goes to {to} by e-mail', internalHint: 'Seen by agents only, never sent to the customer', sent: 'Reply sent (the e-mail is queued)', noted: 'Internal note added',
+      closed: 'The ticket is closed and takes no replies; your text is kept.',
+    },
+    history: { status: 'Status: {from} → {to}', priority: 'Priority: {from} → {to}', other: '{kind} {to}' },
+    sla: {
+      title: 'SLA clocks', due: 'Due', remaining: '{time} left', overdueBy: 'Overdue by {time}', achievedAt: 'Achieved ({at})',
+      nextDue: '{target} due {at}', noPolicy: 'No SLA policy applies', problem: 'The SLA cannot be computed now: {detail}',
+      days: '{d} d {h} h', hours: '{h} h {m} min', minutes: '{m} min',
+      states: { none: 'No SLA', ok: 'On time', warning: 'Due soon', breached: 'Breached' },
+      clockStates: { not_started: 'Not started', running: 'Running', paused: 'Paused', achieved: 'Achieved', stopped: 'Stopped' },
+      targets: { first_reply: 'First reply', next_reply: 'Next reply', periodic_update: 'Periodic update', resolution: 'Resolution' },
+    },
+    kb: {
+      title: 'Knowledge base', suggestions: 'Related articles', quote: 'Quote in the reply', searchPlaceholder: 'Search articles, e.g. refund, invoice, reset password',
+      noHits: 'No articles found', back: 'Back to the search', helpful: 'Was this article helpful?', comment: 'Comment', commentPlaceholder: 'Optional: tell us what to improve',
+      thanks: 'Thank you for your feedback', statuses: { draft: 'Draft', published: 'Published', archived: 'Archived' },
+    },
+  },
+  // --- end console-desk ---
 }
 
 export default en

@@ -187,4 +187,41 @@ export default {
   lockout: { column: '登录锁定', yes: '已锁定', until: '锁定至 {at}' },
   recentEvents: { pickHint: '找到的最近事件（取消勾选即不参与试运行）：', runPicked: '用选中的 {n} 个事件试运行' },
   // --- end console-sales ---
+  // --- console-desk --- the agents' service desk
+  desk: {
+    nav: { queue: '工单', kb: '知识库' },
+    statuses: { new: '新建', open: '处理中', pending: '等待客户', on_hold: '挂起', solved: '已解决', closed: '已关闭' },
+    priorities: { low: '低', normal: '普通', high: '高', urgent: '紧急' },
+    channels: { email: '邮件', web: '网页表单', api: 'API', event: '系统事件' },
+    queue: {
+      title: '工单队列', searchPlaceholder: '编号、主题、客户姓名或邮箱', empty: '没有符合条件的工单', open: '打开工单 {number} {subject}',
+      views: { mine: '我的工单', groups: '我所在组的工单', unassigned: '未分配', all: '全部可见' },
+    },
+    ticket: {
+      back: '返回工单队列', status: '状态', priority: '优先级', assignee: '处理人', group: '处理组', unassigned: '未分配', noGroup: '无',
+      conversation: '对话', history: '处理记录', customer: '客户', solve: '标记为已解决',
+      refusedMove: '工单不能从“{from}”改为“{to}”', makeDraft: '从此工单生成知识库草稿', draftMade: '已生成知识库草稿',
+      openDraft: '查看草稿：{title}', draftNotSolved: '只有已解决的工单才能生成草稿',
+    },
+    reply: {
+      title: '回复', public: '公开回复', internal: '内部备注', body: '内容', send: '发送回复', addNote: '添加备注',
+      publicHint: '将通过邮件发送给 {to}', internalHint: '仅客服可见，不会发送给客户', sent: '回复已发送（邮件排队发出）', noted: '内部备注已添加',
+      closed: '工单已关闭，不能再回复；内容已保留。',
+    },
+    history: { status: '状态：{from} → {to}', priority: '优先级：{from} → {to}', other: '{kind} {to}' },
+    sla: {
+      title: 'SLA 时限', due: '截止', remaining: '剩余 {time}', overdueBy: '已超时 {time}', achievedAt: '已达成（{at}）',
+      nextDue: '{target} 截止 {at}', noPolicy: '没有适用的 SLA 策略', problem: 'SLA 暂时无法计算：{detail}',
+      days: '{d} 天 {h} 小时', hours: '{h} 小时 {m} 分', minutes: '{m} 分钟',
+      states: { none: '无 SLA', ok: '正常', warning: '即将超时', breached: '已超时' },
+      clockStates: { not_started: '未开始', running: '计时中', paused: '已暂停', achieved: '已达成', stopped: '已停止' },
+      targets: { first_reply: '首次响应', next_reply: '后续响应', periodic_update: '定期更新', resolution: '解决' },
+    },
+    kb: {
+      title: '知识库', suggestions: '相关知识库文章', quote: '引用到回复', searchPlaceholder: '搜索文章，例如：退款、发票、重置密码',
+      noHits: '没有找到相关文章', back: '返回搜索', helpful: '这篇文章有帮助吗？', comment: '意见', commentPlaceholder: '可选：告诉我们哪里可以改进',
+      thanks: '感谢您的反馈', statuses: { draft: '草稿', published: '已发布', archived: '已归档' },
+    },
+  },
+  // --- end console-desk ---
 }
