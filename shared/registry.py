@@ -188,11 +188,10 @@ BUILT_IN: tuple[Service, ...] = (
             "list_ticket_attachments", "get_ticket_attachment", "list_ticket_mail",
             # csat
             "get_survey", "answer_survey", "csat_report", "list_surveys",
-            # --- sd-numbers ---
             "ticket_volume_report", "ticket_backlog_report", "first_reply_time_report",
             "resolution_time_report", "sla_attainment_report", "reopen_rate_report",
             "ticket_numbers_drill_down", "customer_tickets",
-            # --- console-desk --- the agents' desk in the console
+            # the agents' desk in the console
             "desk_queue", "desk_kb_draft",
         ),
         rule_commands={
@@ -214,8 +213,8 @@ BUILT_IN: tuple[Service, ...] = (
             "services.gateway.resources.service_desk_forms_public",  # groups: public forms
             "services.gateway.resources.service_desk_mail",  # e-mail
             "services.gateway.resources.service_desk_csat",  # csat
-            "services.gateway.resources.service_desk_numbers",  # --- sd-numbers ---
-            "services.gateway.resources.service_desk_desk",  # --- console-desk ---
+            "services.gateway.resources.service_desk_numbers",
+            "services.gateway.resources.service_desk_desk",
         ),
     ),
     Service(

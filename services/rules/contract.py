@@ -249,7 +249,6 @@ EVENT_SCHEMAS: dict[str, type[Schema]] = {
 }
 
 
-# --- console-sales ---
 EVENT_NAME_PATTERN = validate.Regexp(
     r"^[a-z0-9_*?.\[\]-]{1,160}$",
     error="an event name '<service>.<event_type>' or a pattern such as 'leads.*'")

@@ -1058,7 +1058,6 @@ EVENT_SCHEMAS.update({"csat_survey_created": CsatSurveyCreated,
                       "csat_answered": CsatAnswered})
 
 
-# --- sd-numbers ---
 # The service desk's numbers (issue 17): volume, backlog, first-reply and resolution times,
 # SLA attainment, reopen rate, the tickets behind each figure, the customer 360's part.
 
@@ -1249,7 +1248,6 @@ class CustomerTicketsSchema(Schema):
     open_count = _f.Integer(required=True)
     total = _f.Integer(required=True)
     recent = _f.List(_f.Nested(CustomerTicketSchema), required=True)
-# --- console-desk ---
 # The agents' desk in the console: the queue with each ticket's SLA state, a draft article from
 # a solved ticket (services/service_desk/usecases/desk_view.py).
 
@@ -1291,4 +1289,3 @@ class DeskKbDraftSchema(StrictSchema):
 
     title = _f.String(validate=_v.Length(min=1, max=300))
     body = _f.String(validate=_v.Length(min=1, max=200_000))
-# --- end console-desk ---

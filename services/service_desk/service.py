@@ -132,10 +132,8 @@ form_create_schema = TicketFormWriteSchema()
 form_update_schema = TicketFormWriteSchema(partial=True)
 form_submission_schema = TicketFormSubmissionSchema()
 merge_schema = TicketMergeSchema()
-# --- console-desk ---
 desk_queue_schema = DeskQueueFiltersSchema()
 desk_draft_schema = DeskKbDraftSchema()
-# --- end console-desk ---
 
 
 # e-mail (part s-mail): how often the mail outbox is looked at
@@ -635,7 +633,7 @@ class ServiceDeskService(PlatformEndpoints):
                 requesters.project(self, session, envelope["event_type"],
                                    envelope.get("data") or {})
 
-    # --- console-desk --- the agents' desk in the console
+    # the agents' desk in the console
 
     @rpc
     def desk_queue(self, filters: dict | None = None, scope: dict | None = None,
@@ -653,4 +651,3 @@ class ServiceDeskService(PlatformEndpoints):
         """A draft article from a solved ticket (title and body default from the ticket)."""
         return desk_view.draft_article(self, ticket_id, load(desk_draft_schema, data or {}),
                                        _ticket_scope(scope), principal)
-    # --- end console-desk ---

@@ -147,7 +147,6 @@ def test_warning_and_breach_fire_on_time_through_the_rules_timers(
     assert ticket_of(system, paused["id"])["priority"] == "high"
 
 
-# --- sd-misc ---
 def test_a_breach_notifies_the_tickets_group_manager(system: System, mailbox: SmtpServer) -> None:
     """A ticket routed to a group whose manager is not the assignee's (liuyang has no team, so
     no manager of their own): the warning reaches the assignee only; the breach reaches the

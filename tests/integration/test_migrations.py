@@ -49,7 +49,6 @@ def test_migrations_match_the_models(service, backend, tmp_path, request):
         engine.dispose()
 
 
-# --- c-numbers ---
 # Migration 0010r: the contracts' instalment and receipt amounts, decimal strings until
 # 0009ca, become numbers (NUMERIC(20, 2) / integer cents) exactly, and go back to the same
 # strings on the downgrade.

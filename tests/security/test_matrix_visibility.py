@@ -357,7 +357,7 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
                         body("opportunity_id", "opportunity",
                              {"customer_id": "{own.customer}", "opportunity_id": "{ref}",
                               "title": "x", "amount": "1"}),
-                        # --- c-receipts --- a contract made from a hidden quote: 422 like a
+                        # a contract made from a hidden quote: 422 like a
                         # random id (the quote is checked before the customer's match)
                         body("quote_id", "quote",
                              {"customer_id": "{own.customer}", "quote_id": "{ref}",
@@ -510,9 +510,8 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
         query("owner_id", "user", flow_id="matrix-flow", step=0),
         query("team_id", "team", flow_id="matrix-flow", step=0),
         query("flow_id", "org", step=0)),
-    # --- console-sales ---
     "GET /rule-events": (),  # admins only: every other caller gets 403 (LISTS checks no leak)
-    # --- sd-numbers --- the service desk's numbers: the tickets the caller sees (as GET
+    # the service desk's numbers: the tickets the caller sees (as GET
     # /tickets); a filter on a hidden agent answers the figures of nobody
     "GET /reports/tickets": (),
     **{f"GET /reports/tickets/{figure}{part}": (query("assignee_id", "user"),
@@ -524,11 +523,10 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
                                             query("group_id", "org")),
     "GET /reports/tickets/sla-attainment/records": (
         query("assignee_id", "user"), query("group_id", "org"), query("policy_id", "org")),
-    # --- console-desk --- the agents' desk: the queue, a ticket's clocks, a draft article
+    # the agents' desk: the queue, a ticket's clocks, a draft article
     "GET /desk/queue": (query("group_id", "org"),),
     "POST /tickets/{ticket_id}/kb-draft": (path("ticket_id", "ticket", {}),
                                            path("ticket_id", "group_ticket", {})),
-    # --- end console-desk ---
 }
 
 # Writes of organisation settings that only an admin may make (a rep or a manager gets 403 or
@@ -1175,10 +1173,10 @@ LISTS = {
     "GET /leads?in_pool=true": {},
     "GET /approvals?box=submitted": {},  # others' submissions never in my 我提交的
     "GET /rule-events": {},  # console-sales: the event log is for admins only
-    # --- sd-numbers --- the tickets behind the service desk's figures
+    # the tickets behind the service desk's figures
     "GET /reports/tickets/volume/records": {}, "GET /reports/tickets/backlog/records": {},
     "GET /reports/tickets/sla-attainment": {},
-    "GET /desk/queue": {},  # --- console-desk ---
+    "GET /desk/queue": {},
 }
 
 

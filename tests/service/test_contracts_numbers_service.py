@@ -291,7 +291,6 @@ def test_bad_filters_name_the_field(world):
     assert "bucket" in err.value.errors
 
 
-# --- c-numbers ---
 # The amounts are stored as numbers (models.Money, migration 0010r) and summed in SQL: the
 # figures are exact to the fen, and follow every plan and receipt change at once.
 

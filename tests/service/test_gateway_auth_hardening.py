@@ -378,7 +378,6 @@ def test_users_and_teams_are_paged_lists(client: FlaskClient, org: dict) -> None
     assert "limit" in assert_problem(client.get("/teams?limit=0", headers=admin), 422)["errors"]
 
 
-# --- console-sales ---
 def test_user_list_shows_the_sign_in_lockout(client: FlaskClient, org: dict,
                                              clock: FakeClock) -> None:
     def listed() -> dict[str, dict]:

@@ -217,7 +217,6 @@ def test_a_task_is_only_about_a_record_the_caller_sees(client: FlaskClient, org:
     assert "record_type" in problem["errors"]
 
 
-# --- console-sales ---
 def test_recent_events_for_dry_runs_are_for_admins(client: FlaskClient, org: dict, rules):
     created = envelope("lead_created", {"lead": {"id": "lead-1", "name": "王芳"}})
     rules.worker().on_any_event({**created, "producer": "leads"})

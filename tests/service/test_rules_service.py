@@ -1202,7 +1202,7 @@ def test_rules_seeded_by_another_process_after_an_empty_look_are_seen_at_once(
     assert "官网线索：立即分配并电话跟进" in names
 
 
-# --- console-sales: recent events for dry runs ---------------------------------------------
+# recent events for dry runs ---------------------------------------------
 
 
 def test_recent_events_of_a_trigger_newest_first_for_admins_only(system):

@@ -233,7 +233,6 @@ def test_waited_instants_are_neither_deduped_nor_cut_off_by_depth(desk):
     assert [c[1]["ticket_id"] for c in desk.calls if c[0] == "check_sla"] == ["t-2", "t-2"]
 
 
-# --- sd-misc ---
 def test_a_breach_notifies_the_tickets_group_manager(desk):
     """chenjing's team has no manager: the breach of a ticket of a group managed by u-manager
     reaches u-manager through the group (`field:group_manager_id`), the warning does not."""

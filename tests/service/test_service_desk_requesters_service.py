@@ -105,7 +105,6 @@ def test_a_merge_moves_contacts_and_tickets_to_the_survivor(service):
     assert (after["customer_id"], after["customer_tier"]) == ("keep", "A")
 
 
-# --- sd-misc ---
 def _scheduled(service, ticket_id: str) -> list[dict]:
     return [e["data"] for e in desk.envelopes(service.engine, "ticket_sla_scheduled")
             if e["data"]["ticket_id"] == ticket_id]

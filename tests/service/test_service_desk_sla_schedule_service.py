@@ -210,7 +210,6 @@ def test_ticket_sla_reads_the_policy_and_clocks_now_and_publishes_nothing(servic
         service.ticket_sla(ticket["id"], {"owner_ids": ["agent-9"], "user_id": "agent-9"})
 
 
-# --- sd-misc ---
 def test_warnings_and_breaches_carry_the_groups_manager(service):
     urgent_policy(service)
     group = service.create_ticket_group({"name": "二线", "manager_id": "boss-1",

@@ -54,7 +54,6 @@ def test_the_shipped_sla_rules_are_valid():
     assert calls == [("service_desk", "check_sla"), ("service_desk", "escalate_ticket")]
 
 
-# --- sd-misc ---
 def test_a_warning_notifies_the_assignee_and_a_breach_also_the_groups_manager():
     shipped = {r["key"]: r for r in seed.SHIPPED_RULES}
     [warn] = [a for a in shipped["ticket-sla-warning"]["actions"] if a["type"] == "notify"]

@@ -8,7 +8,6 @@ const apiPrefixes = ['/auth', '/me', '/users', '/teams', '/api-keys', '/leads', 
   '/customers', '/contacts', '/followups', '/pipelines', '/opportunities', '/custom-fields',
   '/quotas', '/reports', '/imports', '/exports', '/rules', '/rule-runs', '/tasks',
   '/notifications', '/webhooks', '/webhook-deliveries', '/assignment', '/system', '/health',
-  // --- console-desk ---
   '/tickets', '/desk', '/kb', '/ticket-groups']
 
 export default defineConfig({

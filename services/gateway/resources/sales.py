@@ -51,7 +51,7 @@ blp = Blueprint(
 TASK_RECORDS_MAX = 20
 TASKS_MAX = 200  # the open tasks a 360 view shows (one list_tasks call for all its records)
 QUOTES_360 = 10  # the customer's most recent quotes a 360 view shows (contracts numbers)
-TICKETS_360 = 10  # --- sd-numbers --- the customer's most recent tickets a 360 view shows
+TICKETS_360 = 10  # the customer's most recent tickets a 360 view shows
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -278,7 +278,7 @@ def customer_360(customer_id: str) -> Any:
         log.warning("customer 360 without quotes, contracts and receivables: %s", exc)
         deals = None
         partial.append("contracts")
-    # --- sd-numbers --- the service desk's part: the customer's tickets the caller sees
+    # the service desk's part: the customer's tickets the caller sees
     try:
         desk_tickets: Any = rpc_call("service_desk", "customer_tickets",
                                      customer_id=customer_id,

@@ -78,7 +78,7 @@ class Customer360Schema(Schema):
                                 metadata={"description": "those contracts' totals: received, "
                                           "outstanding (signed amount - received), overdue "
                                           "(as of today)"})
-    # --- sd-numbers --- from the service desk's customer_tickets
+    # from the service desk's customer_tickets
     tickets = fields.Nested(desk_contract.CustomerTicketsSchema, allow_none=True, metadata={
         "description": "the customer's tickets the caller sees (as GET /tickets): open_count, "
         "total and the 10 most recent with status, priority and SLA state; null when the "

@@ -536,11 +536,9 @@ SCENARIOS: dict[str, Callable[[Console, dict[str, Any]], dict[str, Any]]] = {
     # console-admin
     "admin_dry_run_and_webhook": admin_dry_run_and_webhook,
     "admin_deliveries_and_unlock": admin_deliveries_and_unlock,
-    # --- console-desk ---
     **DESK_SCENARIOS,
 }
 
-# --- console-sales ---
 from tests.e2e.console import scenarios_sales  # noqa: E402 - registered after the table
 
 SCENARIOS.update(scenarios_sales.SCENARIOS)

@@ -17,16 +17,13 @@ export const routes: RouteRecordRaw[] = [
   { path: '/dashboard', name: 'dashboard', component: () => import('./views/Dashboard.vue') },
   { path: '/admin', name: 'admin', component: () => import('./views/Admin.vue') },
   { path: '/account', name: 'account', component: () => import('./views/Account.vue') },
-  // --- console-sales ---
   { path: '/opportunities/:id', name: 'opportunity', component: () => import('./views/Opportunity.vue'), props: true },
   { path: '/contracts/:id', name: 'contract', component: () => import('./views/Contract.vue'), props: true },
-  // --- end console-sales ---
-  // --- console-desk --- the agents' service desk
+  // the agents' service desk
   { path: '/desk', name: 'desk', component: () => import('./views/desk/DeskQueue.vue') },
   { path: '/desk/tickets/:id', name: 'desk-ticket', component: () => import('./views/desk/DeskTicket.vue'), props: true },
   { path: '/kb', name: 'kb', component: () => import('./views/desk/Knowledge.vue') },
   { path: '/kb/:id', name: 'kb-article', component: () => import('./views/desk/Knowledge.vue'), props: true },
-  // --- end console-desk ---
   { path: '/:unknown(.*)*', redirect: '/leads' },
 ]
 

@@ -71,9 +71,7 @@ export function userName(id: string | null | undefined): string {
   return user ? user.display_name || user.username : id.slice(0, 8)
 }
 
-// --- console-desk ---
 /** Who works tickets: service agents, and managers and admins who oversee them. */
 export function isAgent(): boolean {
   return ['service_agent', 'manager', 'admin'].includes(session.me?.role ?? '')
 }
-// --- end console-desk ---

@@ -207,7 +207,7 @@ describe('Rule dry run', () => {
   })
 })
 
-// --- console-sales: picking the recent events to dry-run against ---
+// picking the recent events to dry-run against
 describe('Rule dry run: picking recent events', () => {
   it('lists the recent events of every trigger pattern; only the picked ones run again', async () => {
     const calls = gateway((call) => (call.url === '/rules/r1/dry-run'

@@ -1,4 +1,4 @@
-// --- console-sales: the users' sign-in lock ---
+// the users' sign-in lock
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { mount } from '@vue/test-utils'
 import UsersTab from '../src/views/admin/UsersTab.vue'

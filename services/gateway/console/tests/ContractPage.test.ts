@@ -1,4 +1,4 @@
-// --- console-sales: the contract page ---
+// the contract page
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { mount } from '@vue/test-utils'
 import Contract from '../src/views/Contract.vue'

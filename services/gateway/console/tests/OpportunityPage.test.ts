@@ -1,4 +1,4 @@
-// --- console-sales: the opportunity page and its quotes ---
+// the opportunity page and its quotes
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { mount } from '@vue/test-utils'
 import Opportunity from '../src/views/Opportunity.vue'

@@ -172,7 +172,7 @@ const en: typeof zh = {
     },
     roles: { admin: 'Admin', manager: 'Manager', sales_rep: 'Sales rep', service_agent: 'Service agent' },
   },
-  // --- console-sales: the opportunity and contract pages, the users' lockout, recent events ---
+  // the opportunity and contract pages, the users' lockout, recent events
   opportunityPage: {
     customer: 'Customer 360', probability: 'Probability', weighted: 'Weighted amount', history: 'Stage history', mainContact: 'Main contact',
     newQuote: 'New quote', quoteCreated: 'Quote created', quoteTitle: 'Quote title', priceBook: 'Price book', noBook: 'No price book (priced by the rules)',
@@ -190,8 +190,7 @@ const en: typeof zh = {
   },
   lockout: { column: 'Sign-in lock', yes: 'Locked', until: 'Locked until {at}' },
   recentEvents: { pickHint: 'The recent events found (untick one to leave it out):', runPicked: 'Dry run on the {n} picked events' },
-  // --- end console-sales ---
-  // --- console-desk --- the agents' service desk
+  // the agents' service desk
   desk: {
     nav: { queue: 'Tickets', kb: 'Knowledge base' },
     statuses: { new: 'New', open: 'Open', pending: 'Pending', on_hold: 'On hold', solved: 'Solved', closed: 'Closed' },
@@ -227,7 +226,6 @@ const en: typeof zh = {
       thanks: 'Thank you for your feedback', statuses: { draft: 'Draft', published: 'Published', archived: 'Archived' },
     },
   },
-  // --- end console-desk ---
 }
 
 export default en

@@ -168,7 +168,7 @@ export default {
     },
     roles: { admin: '管理员', manager: '经理', sales_rep: '销售', service_agent: '客服' },
   },
-  // --- console-sales: the opportunity and contract pages, the users' lockout, recent events ---
+  // the opportunity and contract pages, the users' lockout, recent events
   opportunityPage: {
     customer: '客户 360', probability: '赢率', weighted: '加权金额', history: '阶段历程', mainContact: '主要联系人',
     newQuote: '新建报价', quoteCreated: '报价已创建', quoteTitle: '报价标题', priceBook: '价格表', noBook: '不选价格表（按规则自动定价）',
@@ -186,8 +186,7 @@ export default {
   },
   lockout: { column: '登录锁定', yes: '已锁定', until: '锁定至 {at}' },
   recentEvents: { pickHint: '找到的最近事件（取消勾选即不参与试运行）：', runPicked: '用选中的 {n} 个事件试运行' },
-  // --- end console-sales ---
-  // --- console-desk --- the agents' service desk
+  // the agents' service desk
   desk: {
     nav: { queue: '工单', kb: '知识库' },
     statuses: { new: '新建', open: '处理中', pending: '等待客户', on_hold: '挂起', solved: '已解决', closed: '已关闭' },
@@ -223,5 +222,4 @@ export default {
       thanks: '感谢您的反馈', statuses: { draft: '草稿', published: '已发布', archived: '已归档' },
     },
   },
-  // --- end console-desk ---
 }
