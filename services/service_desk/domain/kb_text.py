@@ -80,7 +80,7 @@ def tsquery(terms: list[str], any_term: bool = False) -> str:
 # README.md, "How search works"): a title match is always above a body-only match, and with
 # `any_term` an article holding every query word above one that holds only some.
 
-TITLE_WINDOW = 500  # the newest title matches a title tier ranks exactly
+TITLE_WINDOW = 200  # the newest title matches a title tier ranks exactly (titles match few)
 BODY_WINDOW = 300  # the newest matches an article-wide tier ranks exactly
 
 
