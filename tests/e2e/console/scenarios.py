@@ -15,6 +15,7 @@ from playwright.sync_api import Locator, Page, expect
 from tests.e2e.console.browser import PHONE, Console
 from tests.e2e.console.desk_scenarios import DESK_SCENARIOS  # console-desk
 from tests.e2e.console.scenarios_360 import SCENARIOS_360
+from tests.e2e.console.scenarios_bench import SCENARIOS_BENCH
 
 PROPOSAL = "方案报价"
 
@@ -539,6 +540,7 @@ SCENARIOS: dict[str, Callable[[Console, dict[str, Any]], dict[str, Any]]] = {
     "admin_deliveries_and_unlock": admin_deliveries_and_unlock,
     **DESK_SCENARIOS,
     **SCENARIOS_360,
+    **SCENARIOS_BENCH,
 }
 
 from tests.e2e.console import scenarios_sales  # noqa: E402 - registered after the table
