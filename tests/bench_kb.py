@@ -93,8 +93,13 @@ def load_articles(url: str, count: int) -> float:
         with engine.begin() as conn:
             conn.execute(insert(KbArticle.__table__), rows)
             if sqlite:
+                before = conn.execute(text("SELECT rowid FROM kb_search ORDER BY rowid DESC "
+                                           "LIMIT 1")).scalar() or 0
                 conn.execute(text("INSERT INTO kb_search (article_id, title, body) "
                                   "VALUES (:id, :title, :body)"), index)
+                conn.execute(text("INSERT INTO kb_search_title (rowid, title) SELECT rowid, "
+                                  "title FROM kb_search WHERE rowid > :before"),
+                             {"before": before})
             else:
                 conn.execute(text(
                     "INSERT INTO kb_search (article_id, status, category_id, document) "
@@ -107,6 +112,8 @@ def load_articles(url: str, count: int) -> float:
         conn.execute(text("ANALYZE"))
         if sqlite:
             conn.execute(text("INSERT INTO kb_search (kb_search) VALUES ('optimize')"))
+            conn.execute(text("INSERT INTO kb_search_title (kb_search_title) "
+                              "VALUES ('optimize')"))
     return time.perf_counter() - started
 
 

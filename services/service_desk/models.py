@@ -92,7 +92,8 @@ class SlaNoticeRow(Base):
 
 # -- knowledge base ----
 # The full-text index (kb_search) is not a table here: an FTS5 virtual table on SQLite and a
-# table with a tsvector column and a GIN index on PostgreSQL, created by migration 0004k.
+# table with a tsvector column and a GIN index on PostgreSQL, created by migration 0004k
+# (kb_search_title, the titles' own FTS5 table on SQLite, 0012k, is covered by the prefix).
 metadata.info["migration_only_tables"] = ("kb_search",)
 
 

@@ -51,12 +51,17 @@ def published(svc: Any, title: str, body: str, **extra: Any) -> dict:
 def test_the_search_index_is_the_dialects_own(db_url: str) -> None:
     with get_engine(db_url).connect() as conn:
         if db_url.startswith("sqlite"):
-            sql = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = 'kb_search'"))
-            assert "USING fts5" in sql.scalar_one()
+            for table in ("kb_search", "kb_search_title"):
+                sql = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = :t"),
+                                   {"t": table})
+                assert "USING fts5" in sql.scalar_one()
         else:
             index = conn.execute(text("SELECT indexdef FROM pg_indexes "
                                       "WHERE indexname = 'ix_kb_search_document'"))
             assert "USING gin (document)" in index.scalar_one()
+            index = conn.execute(text("SELECT indexdef FROM pg_indexes "
+                                      "WHERE indexname = 'ix_kb_search_title_document'"))
+            assert "USING gin (title_document)" in index.scalar_one()
 
 
 def test_two_character_chinese_words_are_found_inside_sentences(svc: Any) -> None:
@@ -249,8 +254,12 @@ def bulk_published(db_url: str, articles: list[tuple[str, str]]) -> list[str]:
     with get_engine(db_url).begin() as conn:
         conn.execute(insert(KbArticle.__table__), rows)
         if db_url.startswith("sqlite"):
+            before = conn.execute(text("SELECT rowid FROM kb_search ORDER BY rowid DESC "
+                                       "LIMIT 1")).scalar() or 0
             conn.execute(text("INSERT INTO kb_search (article_id, title, body) "
                               "VALUES (:id, :title, :body)"), index)
+            conn.execute(text("INSERT INTO kb_search_title (rowid, title) SELECT rowid, title "
+                              "FROM kb_search WHERE rowid > :before"), {"before": before})
         else:
             conn.execute(text("INSERT INTO kb_search (article_id, status, document) "
                               "VALUES (:id, 'published', "

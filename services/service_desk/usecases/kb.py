@@ -69,10 +69,19 @@ def index_article(session: Session, row: KbArticle) -> None:
     which is the order search windows are read in; a status change alone does not."""
     title_tokens, body_tokens = kb_text.token_text(row.title), kb_text.token_text(row.body)
     if session.get_bind().dialect.name == "sqlite":
-        session.execute(text("DELETE FROM kb_search WHERE article_id = :id"), {"id": row.id})
-        session.execute(text("INSERT INTO kb_search (article_id, title, body) "
-                             "VALUES (:id, :title, :body)"),
-                        {"id": row.id, "title": title_tokens, "body": body_tokens})
+        # kb_search_title (0012k) holds the title again under the same rowid
+        for old in session.execute(text("SELECT rowid FROM kb_search WHERE article_id = :id"),
+                                   {"id": row.id}).scalars().all():
+            session.execute(text("DELETE FROM kb_search WHERE rowid = :r"), {"r": old})
+            session.execute(text("DELETE FROM kb_search_title WHERE rowid = :r"), {"r": old})
+        rowid = session.execute(text("SELECT rowid FROM kb_search ORDER BY rowid DESC "
+                                     "LIMIT 1")).scalar() or 0
+        session.execute(text("INSERT INTO kb_search (rowid, article_id, title, body) "
+                             "VALUES (:r, :id, :title, :body)"),
+                        {"r": rowid + 1, "id": row.id, "title": title_tokens,
+                         "body": body_tokens})
+        session.execute(text("INSERT INTO kb_search_title (rowid, title) VALUES (:r, :title)"),
+                        {"r": rowid + 1, "title": title_tokens})
     else:
         session.execute(text(
             "INSERT INTO kb_search (article_id, status, category_id, document) VALUES (:id, "
@@ -113,8 +122,7 @@ def _matches(session: Session, terms: list[str], statuses: tuple[str, ...], limi
     for index, tier in enumerate(tiers):
         window = {**params, "window": max(tier.window, limit)}
         if sqlite:
-            window["q"] = kb_text.fts5_tier(terms, tier)
-            rows = _tier_sqlite(session, window, status_in, bool(category_id))
+            rows = _tier_sqlite(session, window, status_in, bool(category_id), terms, tier)
         else:
             rows = _tier_postgresql(session, window, status_in, bool(category_id), tier)
         rows.sort(key=lambda r: (-r[1], r[0]))
@@ -127,26 +135,44 @@ def _matches(session: Session, terms: list[str], statuses: tuple[str, ...], limi
 
 # FTS5 hands matches back in rowid order, descending on request, and stops at the LIMIT: the
 # window is read from the index without touching the other matches. kb_search's rowid grows
-# with every (re)index (index_article deletes and inserts), so the newest first. bm25 (weights:
-# article_id 0, title 4, body 1; lower is better) is computed for the window's rows only.
+# with every (re)index (index_article), so the newest first. The title tiers read
+# kb_search_title (the titles alone, same rowids, 0012k): a `{title}:` filter on kb_search
+# would walk every body match of the words to find the few in titles. The score, computed for
+# the window's rows only: bm25 of the title (title tiers) or of the article (weights:
+# article_id 0, title 4, body 1); lower is better.
 _SQLITE_RANK = "bm25(kb_search, 0.0, 4.0, 1.0)"
 
 
-def _tier_sqlite(session: Session, params: dict[str, Any], status_in: str,
-                 category: bool) -> list[tuple[str, float]]:
-    sql = (f"SELECT s.article_id, {_SQLITE_RANK} FROM kb_search s "
-           "JOIN kb_articles a ON a.id = s.article_id "
-           f"WHERE kb_search MATCH :q AND a.status IN ({status_in})"
-           f"{' AND a.category_id = :category_id' if category else ''} "
-           "ORDER BY s.rowid DESC LIMIT :window")
+def _tier_sqlite(session: Session, params: dict[str, Any], status_in: str, category: bool,
+                 terms: list[str], tier: kb_text.Tier) -> list[tuple[str, float]]:
+    filters = (f"a.status IN ({status_in})"
+               f"{' AND a.category_id = :category_id' if category else ''}")
+    if tier.match.title:
+        params = {**params, "q": kb_text.fts5_match(terms, not tier.match.every)}
+        excluded = ""
+        for i, c in enumerate(tier.excluded):
+            table = "kb_search_title" if c.title else "kb_search"
+            params[f"x{i}"] = kb_text.fts5_match(terms, not c.every)
+            excluded += (f"t.rowid NOT IN (SELECT rowid FROM {table} "
+                         f"WHERE {table} MATCH :x{i}) AND ")
+        sql = ("SELECT s.article_id, bm25(kb_search_title) FROM kb_search_title t "
+               "JOIN kb_search s ON s.rowid = t.rowid JOIN kb_articles a ON a.id = s.article_id "
+               f"WHERE kb_search_title MATCH :q AND {excluded}{filters} "
+               "ORDER BY t.rowid DESC LIMIT :window")
+    else:
+        params = {**params, "q": kb_text.fts5_tier(terms, tier)}
+        sql = (f"SELECT s.article_id, {_SQLITE_RANK} FROM kb_search s "
+               "JOIN kb_articles a ON a.id = s.article_id "
+               f"WHERE kb_search MATCH :q AND {filters} ORDER BY s.rowid DESC LIMIT :window")
     return [(r[0], -float(r[1])) for r in session.execute(text(sql), params)]
 
 
 # PostgreSQL reads a tier's window in one of two ways, whichever is cheaper for the terms: the
 # newest RECENT_SCAN index rows along `seq` (common terms: the window fills there, and then
 # it is exactly the newest `window` matches), else every match from the GIN index, the
-# newest `window` of them kept by `seq` (rarer terms). Either way ts_rank and the document
-# are read for the window's rows only. The planner alone picked the walk along `seq` for
+# newest `window` of them kept by `seq` (rarer terms). Either way ts_rank (of the title in
+# the title tiers, of the whole document in the others) is computed for the window's rows
+# only. The planner alone picked the walk along `seq` for
 # terms in ~2% of the articles too, reading ~15,000 rows for a window of 300.
 RECENT_SCAN = 3000
 
@@ -162,7 +188,8 @@ def _tier_postgresql(session: Session, params: dict[str, Any], status_in: str, c
                          + [f"NOT {condition(c)}" for c in tier.excluded]
                          + [f"s.status IN ({status_in})"]
                          + (["s.category_id = :category_id"] if category else []))
-    rank = f"ts_rank(s.document, to_tsquery('simple', :{'all' if tier.match.every else 'any'}))"
+    ranked = "s.title_document" if tier.match.title else "s.document"
+    rank = f"ts_rank({ranked}, to_tsquery('simple', :{'all' if tier.match.every else 'any'}))"
     recent = (f"SELECT s.article_id, {rank} FROM (SELECT * FROM kb_search ORDER BY seq DESC "
               f"LIMIT :scan) s WHERE {where} ORDER BY s.seq DESC LIMIT :window")
     rows = session.execute(text(recent), {**params, "scan": RECENT_SCAN}).all()
