@@ -1088,17 +1088,58 @@ class TicketNumbersFiltersSchema(StrictSchema):
 
 
 class TicketNumbersParamsSchema(StrictSchema):
-    """Which part of a figure the records are of (each figure reads its own)."""
+    """Which part of a figure the records are of. Each figure reads its own parameters: its
+    schema is `TicketNumbersParamsSchema.of(figure)` (`TICKET_NUMBERS_PARAMS`); a parameter
+    of another figure is refused, naming it."""
 
-    period = _f.String(validate=_v.Length(min=7, max=10),
-                       metadata={"description": "volume, backlog: a `period` of the report"})
+    @staticmethod
+    def of(figure: str) -> type[TicketNumbersParamsSchema] | None:
+        """The parameters of `figure` (None: no such figure)."""
+        return TICKET_NUMBERS_PARAMS.get(figure)
+
+
+def _period_param() -> _f.Field:
+    return _f.String(validate=_v.Length(min=7, max=10),
+                     metadata={"description": "a `period` of the report"})
+
+
+class TicketVolumeParamsSchema(TicketNumbersParamsSchema):
+    period = _period_param()
     channel = _f.String(validate=_v.OneOf(TICKET_CHANNELS))
+
+
+class TicketBacklogParamsSchema(TicketNumbersParamsSchema):
+    period = _f.String(validate=_v.Length(min=7, max=10),
+                       metadata={"description": "a `period` of the report: open at its end "
+                                                "(default: open now)"})
     status = _f.String(validate=_v.OneOf(OPEN_TICKET_STATUSES))
     age_band = _f.String(validate=_v.OneOf(AGE_BAND_NAMES))
+
+
+class TicketDurationParamsSchema(TicketNumbersParamsSchema):
     bucket = _f.String(validate=_v.OneOf(DURATION_BUCKET_NAMES))
+
+
+class TicketSlaParamsSchema(TicketNumbersParamsSchema):
     target = _f.String(validate=_v.OneOf(SLA_TARGET_NAMES))
-    outcome = _f.String(validate=_v.OneOf(("met", "breached", "open", "solved", "reopened")))
+    outcome = _f.String(validate=_v.OneOf(("met", "breached", "open")))
     policy_id = _f.String(validate=_v.Length(min=1, max=36))
+
+
+class TicketReopenParamsSchema(TicketNumbersParamsSchema):
+    outcome = _f.String(validate=_v.OneOf(("solved", "reopened")),
+                        metadata={"description": "default: solved"})
+
+
+# figure of ticket_numbers_drill_down -> its parameters
+TICKET_NUMBERS_PARAMS: dict[str, type[TicketNumbersParamsSchema]] = {
+    "volume": TicketVolumeParamsSchema,
+    "backlog": TicketBacklogParamsSchema,
+    "first_reply": TicketDurationParamsSchema,
+    "resolution": TicketDurationParamsSchema,
+    "sla": TicketSlaParamsSchema,
+    "reopen": TicketReopenParamsSchema,
+}
 
 
 class _PeriodOut(Schema):

@@ -10,6 +10,7 @@ from nameko.timer import timer
 from services.service_desk import clock as desk_clock
 from services.service_desk.contract import (
     EVENT_SCHEMAS,
+    TICKET_NUMBERS_PARAMS,
     AssignTicketSchema,
     CalendarWriteSchema,
     CheckSlaByIdSchema,
@@ -39,7 +40,6 @@ from services.service_desk.contract import (
     TicketGroupWriteSchema,
     TicketMergeSchema,
     TicketNumbersFiltersSchema,
-    TicketNumbersParamsSchema,
     TicketReplyCreateSchema,
     TicketRoutingReorderSchema,
     TicketRoutingRuleWriteSchema,
@@ -58,6 +58,7 @@ from services.service_desk.usecases import (
     mail_outbox,
     merging,
     numbers,
+    outcomes_backfill,
     requesters,
     sla,
     sla_checks,
@@ -67,6 +68,7 @@ from shared import config
 from shared.consumer import event_handler
 from shared.context import CallContext, Context
 from shared.db import Database
+from shared.errors import ValidationFailed
 from shared.inbox import first_delivery
 from shared.kernel.schemas import PageSchema
 from shared.logging import setup_logging
@@ -92,6 +94,7 @@ check_sla_schema = CheckSlaSchema()
 check_sla_by_id_schema = CheckSlaByIdSchema()
 escalate_schema = EscalateTicketSchema()
 SLA_SWEEP_SECONDS = 1.0
+OUTCOMES_BACKFILL_SECONDS = 2.0
 
 
 # tickets: a call without scope is a trusted internal one (sees all)
@@ -118,7 +121,7 @@ csat_survey_filters_schema = CsatSurveyFiltersSchema()
 
 # numbers (sd-numbers)
 numbers_filters_schema = TicketNumbersFiltersSchema()
-numbers_params_schema = TicketNumbersParamsSchema()
+numbers_params_schemas = {figure: schema() for figure, schema in TICKET_NUMBERS_PARAMS.items()}
 
 # groups, routing and web forms
 group_create_schema = TicketGroupWriteSchema()
@@ -244,6 +247,12 @@ class ServiceDeskService(PlatformEndpoints):
     def sla_sweep_timer(self) -> None:
         """After a policy or calendar change, every open ticket is rechecked (in batches)."""
         sla_checks.sweep_step(self)
+
+    @timer(interval=OUTCOMES_BACKFILL_SECONDS)
+    def outcomes_backfill_timer(self) -> None:
+        """The numbers' rows of the tickets that have none (an installation upgraded past
+        0011n), in batches, until done (usecases/outcomes_backfill.py)."""
+        outcomes_backfill.run_for(self.db)
 
     # The rules service's controllable clock, followed in CRM_CLOCK=controllable mode only.
     rules = rpc_proxy("rules")
@@ -591,9 +600,14 @@ class ServiceDeskService(PlatformEndpoints):
                                   params: dict | None = None, scope: dict | None = None,
                                   cursor: str | None = None, limit: int = 50
                                   ) -> dict[str, Any]:
-        """The tickets behind one figure, newest first (keyset cursor)."""
+        """The tickets behind one figure, newest first (keyset cursor); `params` are the
+        figure's own (contract.TICKET_NUMBERS_PARAMS)."""
+        schema = numbers_params_schemas.get(str(figure))
+        if schema is None:
+            raise ValidationFailed.for_fields({"figure": [
+                f"one of {', '.join(numbers_params_schemas)}"]})
         return numbers.drill_down(self, str(figure), self._numbers_filters(filters),
-                                  load(numbers_params_schema, params or {}),
+                                  load(schema, params or {}),
                                   _ticket_scope(scope),
                                   load(page_schema, {"cursor": cursor, "limit": limit}))
 
@@ -637,12 +651,11 @@ class ServiceDeskService(PlatformEndpoints):
 
     @rpc
     def desk_queue(self, filters: dict | None = None, scope: dict | None = None,
-                   user_id: str | None = None, cursor: str | None = None,
-                   limit: int = 50) -> dict[str, Any]:
+                   cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
         """The queue (view mine / groups / unassigned / all, filters, `q`), each ticket with
-        its SLA state; `user_id` is the caller (mine, and an admin's groups)."""
+        its SLA state; the scope's `user_id` is the caller (mine, and an admin's groups)."""
         return desk_view.queue(self, load(desk_queue_schema, filters or {}),
-                               _ticket_scope(scope), user_id,
+                               _ticket_scope(scope),
                                load(page_schema, {"cursor": cursor, "limit": limit}))
 
     @rpc
