@@ -159,6 +159,32 @@ def test_volume_backlog_and_reopen_rate(service, desk_week):
     assert service.reopen_rate_report(DAYS, OTHER)["solved"] == 0
 
 
+def test_the_backlog_of_each_period_is_what_its_records_list(service, desk_week, now):
+    """The report counts back from the open tickets by the changes since each period's end;
+    the records read each ticket's status at that end: both say the same."""
+    now.local(3, 15)
+    d = service.create_ticket({"subject": "换货", "requester_email": "d@example.cn",
+                               "assignee_id": "agent-1"}, ADMIN)["id"]
+    now.local(3, 16)
+    service.update_ticket(d, {"status": "pending"}, ADMIN)
+    now.local(4, 9)
+    service.update_ticket(d, {"status": "open"}, ADMIN)
+    solve(service, desk_week["c"]["id"])
+    now.local(5, 10)
+    solve(service, d)
+    service.update_ticket(desk_week["a"]["id"], {"status": "closed"}, ADMIN)
+    now.local(6, 10)
+    days = {"date_from": "2026-03-01", "date_to": "2026-03-08"}
+    for scope in (ADMIN, AGENT, OTHER):
+        report = service.ticket_backlog_report(days, scope)
+        listed = [len(service.ticket_numbers_drill_down(
+            "backlog", days, {"period": p["period"]}, scope, limit=200)["items"])
+            for p in report["periods"]]
+        assert [p["open"] for p in report["periods"]] == listed
+    assert [p["open"] for p in service.ticket_backlog_report(days, ADMIN)["periods"]] == [
+        0, 2, 2, 1, 0, 0, 0, 0]  # Mon: B, C; Tue: C, D; Wed: D; the days after now: 0
+
+
 def test_each_figure_drills_down_to_its_tickets(service, desk_week):
     def ids(figure, params=None, scope=ADMIN, filters=DAYS, **page):
         result = service.ticket_numbers_drill_down(figure, filters, params or {}, scope,
@@ -187,6 +213,14 @@ def test_each_figure_drills_down_to_its_tickets(service, desk_week):
     with pytest.raises(ValidationFailed) as unknown:
         service.ticket_numbers_drill_down("nothing", DAYS, {}, ADMIN)
     assert "figure" in unknown.value.extra["errors"]
+    # each figure's own parameters, checked by the service for every RPC caller
+    for figure, params, field in (("sla", {"outcome": "solved"}, "outcome"),
+                                  ("reopen", {"outcome": "met"}, "outcome"),
+                                  ("volume", {"bucket": "1-4h"}, "bucket"),
+                                  ("backlog", {"status": "solved"}, "status")):
+        with pytest.raises(ValidationFailed) as wrong:
+            service.ticket_numbers_drill_down(figure, DAYS, params, ADMIN)
+        assert list(wrong.value.extra["errors"]) == [field], (figure, params)
 
 
 def test_the_customer_360_part(service, desk_week):

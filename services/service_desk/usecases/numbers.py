@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, exists, func, literal, select
+from sqlalchemy import case, exists, func, literal, select
 from sqlalchemy.orm import Session
 
 from services.service_desk.clock import now as utcnow
@@ -78,8 +78,19 @@ def _period_view(date_from: date, date_to: date) -> dict[str, str]:
 
 
 def _period_case(column: Any, items: list[domain.Period]) -> Any:
-    return case(*((and_(column >= p.start, column < p.end), p.key) for p in items),
-                else_=literal(None))
+    """The key of the period `column` is in (the caller keeps it within the periods)."""
+    return _halving_case(column, [p.start for p in items], [p.key for p in items])
+
+
+def _halving_case(column: Any, starts: list[datetime], labels: list[Any]) -> Any:
+    """labels[i] where starts[i] <= column < starts[i + 1] (the last: no upper bound; below
+    starts[0]: labels[0]), as CASEs nested by halves: about log2(n) comparisons a row instead
+    of up to n (a year by week over 100,000 tickets: 7, not 53)."""
+    if len(labels) == 1:
+        return literal(labels[0])
+    mid = len(labels) // 2
+    return case((column < starts[mid], _halving_case(column, starts[:mid], labels[:mid])),
+                else_=_halving_case(column, starts[mid:], labels[mid:]))
 
 
 def _status_at(instant: datetime) -> Any:
@@ -143,30 +154,67 @@ def backlog(svc, filters: dict[str, Any], scope: dict[str, Any]) -> dict[str, An
     interval = filters.get("interval", "day")
     items = domain.periods(date_from, date_to, interval, _zone(), domain.MAX_BACKLOG_PERIODS)
     now = utcnow()
-    out = []
     with svc.db.read() as session:
         where = _where(session, filters, scope)
-        for item in items:
-            moment = min(item.end, now)
-            count = session.scalar(
-                select(func.count()).select_from(TicketRow)
-                .where(TicketRow.created_at < moment, *where,
-                       _status_at(moment).in_(domain.OPEN_STATUSES))) if item.start < now else 0
-            out.append({**item.view(), "open": count})
         band = _age_case(now)
         rows = session.execute(
             select(TicketRow.status, band, func.count())
             .where(TicketRow.status.in_(domain.OPEN_STATUSES), *where)
             .group_by(TicketRow.status, band)).all()
-    by_status = dict.fromkeys(domain.OPEN_STATUSES, 0)
-    by_age = dict.fromkeys((b[0] for b in domain.AGE_BANDS), 0)
-    for status, age, n in rows:
-        by_status[status] += n
-        by_age[age] += n
+        by_status = dict.fromkeys(domain.OPEN_STATUSES, 0)
+        by_age = dict.fromkeys((b[0] for b in domain.AGE_BANDS), 0)
+        for status, age, n in rows:
+            by_status[status] += n
+            by_age[age] += n
+        moments = [min(item.end, now) for item in items if item.start < now]
+        counts = _open_at(session, moments, where, sum(by_status.values()))
+    out = [{**item.view(), "open": counts[i] if i < len(counts) else 0}
+           for i, item in enumerate(items)]
     return {**_period_view(date_from, date_to), "interval": interval, "periods": out,
             "now": {"at": now.astimezone(UTC).isoformat(), "open": sum(by_status.values()),
                     "by_status": by_status,
                     "by_age": [{"band": name, "count": n} for name, n in by_age.items()]}}
+
+
+def _open_at(session: Session, moments: list[datetime], where: list[Any], open_now: int
+             ) -> list[int]:
+    """The tickets open at each of `moments` (in order) as the status history says (the
+    status of a ticket's last status change before the moment, new before the first; the
+    drill-down's `_status_at`), counted back from the tickets open now (`open_now`, their
+    status column, which is their last change's `to`): minus the tickets created since the
+    moment, minus, per status change since it, +1 for one that opened a ticket and -1 for one
+    that closed it. Two grouped scans of what happened since the first moment (the
+    `ix_tickets_created` and `ix_ticket_entries_kind_at` indexes), whatever the number of
+    periods, instead of one count over every ticket's history per period."""
+    if not moments:
+        return []
+
+    def bucket(column: Any) -> Any:  # the last moment at or before `column` (the scans'
+        return _halving_case(column, moments, list(range(len(moments))))  # are from the first)
+
+    def is_open(column: Any) -> Any:
+        return case((column.in_(domain.OPEN_STATUSES), 1), else_=0)
+
+    since = [0] * len(moments)
+    created = bucket(TicketRow.created_at)
+    for i, n in session.execute(select(created, func.count())
+                                .where(TicketRow.created_at >= moments[0], *where)
+                                .group_by(created)).all():
+        since[i] += n
+    changed = bucket(TicketEntryRow.at)
+    for i, n in session.execute(
+            select(changed, func.sum(is_open(TicketEntryRow.to_value)
+                                     - is_open(TicketEntryRow.from_value)))
+            .join(TicketRow, TicketRow.id == TicketEntryRow.ticket_id)
+            .where(TicketEntryRow.kind == "status_changed", TicketEntryRow.at >= moments[0],
+                   *where)
+            .group_by(changed)).all():
+        since[i] += int(n or 0)
+    out, later = [], 0
+    for i in reversed(range(len(moments))):
+        later += since[i]
+        out.append(open_now - later)
+    return out[::-1]
 
 
 def _age_case(now: datetime) -> Any:
