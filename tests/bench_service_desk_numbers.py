@@ -211,6 +211,7 @@ def run() -> dict[str, Any]:
         year_weeks = {"date_from": (datetime.now(UTC) - timedelta(days=364)).date(),
                       "date_to": datetime.now(UTC).date(), "interval": "week"}
         page = {"cursor": None, "limit": 50}
+        first_day = numbers._range(month)[0].isoformat()  # the report's first period
         reports = {
             "volume": lambda f, s: numbers.volume(svc, f, s),
             "backlog": lambda f, s: numbers.backlog(svc, f, s),
@@ -220,6 +221,10 @@ def run() -> dict[str, Any]:
             "reopen_rate": lambda f, s: numbers.reopen_rate(svc, f, s),
             "backlog_records_now": lambda f, s: numbers.drill_down(
                 svc, "backlog", f, {}, s, page),
+            "backlog_records_first_day": lambda f, s: numbers.drill_down(
+                svc, "backlog", f, {"period": first_day}, s, page),
+            "reopen_records": lambda f, s: numbers.drill_down(
+                svc, "reopen", f, {"outcome": "reopened"}, s, page),
         }
         results: dict[str, Any] = {"seed": seeded, "load_average_before": os.getloadavg()}
         for name, report in reports.items():

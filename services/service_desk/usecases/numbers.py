@@ -73,6 +73,12 @@ def _where(session: Session, filters: dict[str, Any], scope: dict[str, Any]) -> 
     return clauses
 
 
+def _narrows(filters: dict[str, Any], scope: dict[str, Any]) -> bool:
+    """Whether `_where` keeps fewer than every ticket."""
+    return not scope.get("all") or any(filters.get(name) for name in (
+        "group_id", "assignee_id", "priority"))
+
+
 def _period_view(date_from: date, date_to: date) -> dict[str, str]:
     return {"date_from": date_from.isoformat(), "date_to": date_to.isoformat()}
 
@@ -112,13 +118,13 @@ def volume(svc, filters: dict[str, Any], scope: dict[str, Any]) -> dict[str, Any
     interval = filters.get("interval", "day")
     items = domain.periods(date_from, date_to, interval, _zone())
     with svc.db.read() as session:
-        period = _period_case(TicketRow.created_at, items)
-        rows = session.execute(
-            select(period, TicketRow.channel, TicketRow.priority, TicketRow.group_id,
-                   func.count())
-            .where(TicketRow.created_at >= start, TicketRow.created_at < end,
-                   *_where(session, filters, scope))
-            .group_by(period, TicketRow.channel, TicketRow.priority, TicketRow.group_id)).all()
+        created = (select(_period_case(TicketRow.created_at, items).label("period"),
+                          TicketRow.channel, TicketRow.priority, TicketRow.group_id)
+                   .where(TicketRow.created_at >= start, TicketRow.created_at < end,
+                          *_where(session, filters, scope))
+                   .offset(0).subquery())  # hashed, not sorted: see _open_at
+        keys = (created.c.period, created.c.channel, created.c.priority, created.c.group_id)
+        rows = session.execute(select(*keys, func.count()).group_by(*keys)).all()
 
     def empty() -> dict[str, Any]:
         return {"count": 0, "by_channel": defaultdict(int), "by_priority": defaultdict(int),
@@ -167,7 +173,8 @@ def backlog(svc, filters: dict[str, Any], scope: dict[str, Any]) -> dict[str, An
             by_status[status] += n
             by_age[age] += n
         moments = [min(item.end, now) for item in items if item.start < now]
-        counts = _open_at(session, moments, where, sum(by_status.values()))
+        counts = _open_at(session, moments, where, _narrows(filters, scope),
+                          sum(by_status.values()))
     out = [{**item.view(), "open": counts[i] if i < len(counts) else 0}
            for i, item in enumerate(items)]
     return {**_period_view(date_from, date_to), "interval": interval, "periods": out,
@@ -176,8 +183,8 @@ def backlog(svc, filters: dict[str, Any], scope: dict[str, Any]) -> dict[str, An
                     "by_age": [{"band": name, "count": n} for name, n in by_age.items()]}}
 
 
-def _open_at(session: Session, moments: list[datetime], where: list[Any], open_now: int
-             ) -> list[int]:
+def _open_at(session: Session, moments: list[datetime], where: list[Any], narrowed: bool,
+             open_now: int) -> list[int]:
     """The tickets open at each of `moments` (in order) as the status history says (the
     status of a ticket's last status change before the moment, new before the first; the
     drill-down's `_status_at`), counted back from the tickets open now (`open_now`, their
@@ -196,19 +203,24 @@ def _open_at(session: Session, moments: list[datetime], where: list[Any], open_n
         return case((column.in_(domain.OPEN_STATUSES), 1), else_=0)
 
     since = [0] * len(moments)
-    created = bucket(TicketRow.created_at)
-    for i, n in session.execute(select(created, func.count())
-                                .where(TicketRow.created_at >= moments[0], *where)
-                                .group_by(created)).all():
+    created = (select(bucket(TicketRow.created_at).label("at"))
+               .where(TicketRow.created_at >= moments[0], *where))
+    changes = (select(bucket(TicketEntryRow.at).label("at"),
+                      (is_open(TicketEntryRow.to_value)
+                       - is_open(TicketEntryRow.from_value)).label("change"))
+               .where(TicketEntryRow.kind == "status_changed",
+                      TicketEntryRow.at >= moments[0]))
+    if narrowed:  # the tickets' columns only when the scope or a filter reads them
+        changes = changes.join(TicketRow, TicketRow.id == TicketEntryRow.ticket_id).where(*where)
+    # OFFSET 0 keeps each a subquery, whose computed bucket PostgreSQL counts as few groups
+    # (hashed in memory); flattened, it takes every distinct instant for a group and sorts
+    # hundreds of thousands of rows on disk to find a few dozen periods
+    counted = created.offset(0).subquery()
+    for i, n in session.execute(select(counted.c.at, func.count()).group_by(counted.c.at)):
         since[i] += n
-    changed = bucket(TicketEntryRow.at)
-    for i, n in session.execute(
-            select(changed, func.sum(is_open(TicketEntryRow.to_value)
-                                     - is_open(TicketEntryRow.from_value)))
-            .join(TicketRow, TicketRow.id == TicketEntryRow.ticket_id)
-            .where(TicketEntryRow.kind == "status_changed", TicketEntryRow.at >= moments[0],
-                   *where)
-            .group_by(changed)).all():
+    changed = changes.offset(0).subquery()
+    for i, n in session.execute(select(changed.c.at, func.sum(changed.c.change))
+                                .group_by(changed.c.at)):
         since[i] += int(n or 0)
     out, later = [], 0
     for i in reversed(range(len(moments))):
