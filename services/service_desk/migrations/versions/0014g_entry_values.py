@@ -15,18 +15,17 @@ branch_labels = None
 depends_on = None
 
 
+def _resize(old: int, new: int) -> None:
+    # batch: SQLite copies the table (it has no ALTER COLUMN); PostgreSQL widens in place
+    with op.batch_alter_table('ticket_entries') as batch:
+        for column in ('from_value', 'to_value'):
+            batch.alter_column(column, type_=sa.String(length=new),
+                               existing_type=sa.String(length=old), existing_nullable=True)
+
+
 def upgrade() -> None:
-    # SQLite does not enforce a VARCHAR's length: nothing to change there (and no table copy)
-    if op.get_bind().dialect.name == 'sqlite':
-        return
-    for column in ('from_value', 'to_value'):
-        op.alter_column('ticket_entries', column, type_=sa.String(length=64),
-                        existing_type=sa.String(length=32), existing_nullable=True)
+    _resize(32, 64)
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == 'sqlite':
-        return
-    for column in ('from_value', 'to_value'):
-        op.alter_column('ticket_entries', column, type_=sa.String(length=32),
-                        existing_type=sa.String(length=64), existing_nullable=True)
+    _resize(64, 32)

@@ -216,6 +216,7 @@ const en: typeof zh = {
       views: { mine: 'My tickets', groups: "My groups' tickets", unassigned: 'Unassigned', all: 'All visible' },
     },
     ticket: {
+      moveTo: 'Move to another group', moved: 'Ticket moved to “{name}”', moveForbidden: 'You may not move this ticket: admins, the manager of its group or of the target group, its group\'s members and its assignee may', moveClosed: 'A closed ticket stays in its group',
       back: 'Back to the queue', status: 'Status', priority: 'Priority', assignee: 'Assignee', group: 'Group', unassigned: 'Unassigned', noGroup: 'None',
       conversation: 'Conversation', history: 'History', customer: 'Customer', solve: 'Mark solved',
       refusedMove: 'A ticket cannot go from "{from}" to "{to}"', makeDraft: 'Make a draft article from this ticket', draftMade: 'Draft article created',
@@ -226,7 +227,7 @@ const en: typeof zh = {
       publicHint: 'Goes to {to} by e-mail', internalHint: 'Seen by agents only, never sent to the customer', sent: 'Reply sent (the e-mail is queued)', noted: 'Internal note added',
       closed: 'The ticket is closed and takes no replies; your text is kept.',
     },
-    history: { status: 'Status: {from} → {to}', priority: 'Priority: {from} → {to}', other: '{kind} {to}' },
+    history: { group: 'Group: {from} → {to}', reason: '(reason: {reason})', status: 'Status: {from} → {to}', priority: 'Priority: {from} → {to}', other: '{kind} {to}' },
     sla: {
       title: 'SLA clocks', due: 'Due', remaining: '{time} left', overdueBy: 'Overdue by {time}', achievedAt: 'Achieved ({at})',
       nextDue: '{target} due {at}', noPolicy: 'No SLA policy applies', problem: 'The SLA cannot be computed now: {detail}',

@@ -212,6 +212,7 @@ export default {
       views: { mine: '我的工单', groups: '我所在组的工单', unassigned: '未分配', all: '全部可见' },
     },
     ticket: {
+      moveTo: '移至其他处理组', moved: '工单已移至“{name}”', moveForbidden: '您不能移动此工单：需为管理员、该组或目标组的负责人、该组成员或处理人', moveClosed: '已关闭的工单不能移动',
       back: '返回工单队列', status: '状态', priority: '优先级', assignee: '处理人', group: '处理组', unassigned: '未分配', noGroup: '无',
       conversation: '对话', history: '处理记录', customer: '客户', solve: '标记为已解决',
       refusedMove: '工单不能从“{from}”改为“{to}”', makeDraft: '从此工单生成知识库草稿', draftMade: '已生成知识库草稿',
@@ -222,7 +223,7 @@ export default {
       publicHint: '将通过邮件发送给 {to}', internalHint: '仅客服可见，不会发送给客户', sent: '回复已发送（邮件排队发出）', noted: '内部备注已添加',
       closed: '工单已关闭，不能再回复；内容已保留。',
     },
-    history: { status: '状态：{from} → {to}', priority: '优先级：{from} → {to}', other: '{kind} {to}' },
+    history: { group: '处理组：{from} → {to}', reason: '（原因：{reason}）', status: '状态：{from} → {to}', priority: '优先级：{from} → {to}', other: '{kind} {to}' },
     sla: {
       title: 'SLA 时限', due: '截止', remaining: '剩余 {time}', overdueBy: '已超时 {time}', achievedAt: '已达成（{at}）',
       nextDue: '{target} 截止 {at}', noPolicy: '没有适用的 SLA 策略', problem: 'SLA 暂时无法计算：{detail}',
