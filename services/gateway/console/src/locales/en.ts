@@ -81,6 +81,9 @@ const en: typeof zh = {
     list: 'Customers', contacts: 'Contacts', timeline: 'Follow-ups', opportunities: 'Opportunities', tasks: 'Tasks',
     health: 'Health', tier: 'Tier', lifecycle: 'Lifecycle', region: 'Region', industry: 'Industry',
     role: 'Role', open: 'Open', closed: 'Closed', stage: 'Stage', partial: 'Some parts are unavailable: {parts}',
+    tickets: 'Tickets', ticketsCount: '{open} open of {total}', ticketsUnavailable: 'The tickets cannot be shown now',
+    ticketNumber: 'Number', ticketSubject: 'Subject', ticketCreated: 'Created', receivablesTotal: 'Receivables (all contracts)',
+    slaStates: { breached: 'Breached', running: 'Running', met: 'Met', none: 'No SLA' },
     roles: { decision_maker: 'Decision maker', technical_evaluator: 'Technical evaluator', user: 'User', business_approver: 'Business approver', influencer: 'Influencer', champion: 'Champion' },
   },
   approvals: {

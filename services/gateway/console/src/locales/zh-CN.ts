@@ -78,6 +78,9 @@ export default {
     list: '客户列表', contacts: '联系人', timeline: '跟进记录', opportunities: '商机', tasks: '任务',
     health: '健康度', tier: '等级', lifecycle: '生命周期', region: '区域', industry: '行业',
     role: '角色', open: '进行中', closed: '已关闭', stage: '阶段', partial: '部分数据暂不可用：{parts}',
+    tickets: '工单', ticketsCount: '未解决 {open} / 共 {total}', ticketsUnavailable: '工单暂时无法显示',
+    ticketNumber: '工单号', ticketSubject: '主题', ticketCreated: '创建时间', receivablesTotal: '应收（全部合同）',
+    slaStates: { breached: '已超时', running: '计时中', met: '已达成', none: '无 SLA' },
     roles: { decision_maker: '决策者', technical_evaluator: '技术评估', user: '使用者', business_approver: '商务审批', influencer: '影响者', champion: '支持者' },
   },
   approvals: {
