@@ -462,7 +462,8 @@ TICKET_CHANNELS = ("email", "web", "api", "event")
 TICKET_TYPES = ("question", "incident", "problem", "task")
 TICKET_AUTHORS = ("agent", "customer")
 TICKET_ENTRY_KINDS = ("created", "reply", "status_changed", "priority_changed", "tier_changed",
-                      "csat_answered", "merged")  # merged: groups part
+                      "csat_answered", "merged",  # merged: groups part
+                      "group_changed")  # moved to another group by hand (from / to: group ids)
 
 
 def _tag_list(**kwargs):
@@ -823,6 +824,30 @@ class TicketAssigned(Schema):
 
 
 EVENT_SCHEMAS.update({"ticket_routed": TicketRouted, "ticket_assigned": TicketAssigned})
+
+
+class TicketGroupMoveSchema(StrictSchema):
+    """Move a ticket to another group (`move_ticket_to_group`; HTTP POST /tickets/{id}/group)."""
+
+    group_id = _f.String(required=True, validate=_v.Length(min=1, max=36), metadata={
+        "description": "an existing group (else 422 naming `group_id`)"})
+    reason = _f.String(load_default=None, allow_none=True, validate=_v.Length(max=1000),
+                       metadata={"description": "why, kept in the ticket's history"})
+
+
+class TicketGroupChanged(Schema):
+    """A ticket was moved to another group by hand (`move_ticket_to_group`)."""
+
+    ticket = _f.Nested(TicketSchema, required=True)
+    from_group = _f.String(allow_none=True, data_key="from", metadata={
+        "description": "the group it left (null: it had none)"})
+    to_group = _f.String(required=True, data_key="to")
+    unassigned_id = _f.String(allow_none=True, metadata={
+        "description": "the assignee it left, when they are not of the new group; else null"})
+    reason = _f.String(allow_none=True)
+
+
+EVENT_SCHEMAS.update({"ticket_group_changed": TicketGroupChanged})
 
 
 class TicketMergeSchema(StrictSchema):

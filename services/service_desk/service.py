@@ -37,6 +37,7 @@ from services.service_desk.contract import (
     TicketFiltersSchema,
     TicketFormSubmissionSchema,
     TicketFormWriteSchema,
+    TicketGroupMoveSchema,
     TicketGroupWriteSchema,
     TicketMergeSchema,
     TicketNumbersFiltersSchema,
@@ -52,6 +53,7 @@ from services.service_desk.usecases import (
     csat,
     desk_view,
     forms,
+    group_moves,
     groups,
     kb,
     mail,
@@ -100,6 +102,7 @@ OUTCOMES_BACKFILL_SECONDS = 2.0
 # tickets: a call without scope is a trusted internal one (sees all)
 ticket_create_schema = TicketCreateSchema()
 ticket_update_schema = TicketUpdateSchema()
+ticket_group_move_schema = TicketGroupMoveSchema()
 ticket_reply_schema = TicketReplyCreateSchema()
 ticket_filters_schema = TicketFiltersSchema()
 page_schema = PageSchema()
@@ -301,6 +304,13 @@ class ServiceDeskService(PlatformEndpoints):
         """Status (domain transitions: a refused move is a 412), priority, assignee, tags."""
         return tickets.update_ticket(self, ticket_id, load(ticket_update_schema, data),
                                      _ticket_scope(scope))
+
+    @rpc
+    def move_ticket_to_group(self, ticket_id: str, data: dict, scope: dict | None = None
+                             ) -> dict[str, Any]:
+        """`data.group_id` (and `reason`): the ticket moves there (usecases/group_moves.py)."""
+        return group_moves.move_ticket_to_group(
+            self, ticket_id, load(ticket_group_move_schema, data), _ticket_scope(scope))
 
     @rpc
     def add_ticket_reply(self, ticket_id: str, data: dict, scope: dict | None = None
