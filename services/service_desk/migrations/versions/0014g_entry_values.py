@@ -2,7 +2,7 @@
 36, in a `group_changed` entry; they held statuses, priorities and ticket numbers)
 
 Revision ID: 0014g
-Revises: 0011n
+Revises: 0013b
 Create Date: 2026-12-03 17:40:00
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision = '0014g'
-down_revision = '0011n'
+down_revision = '0013b'
 branch_labels = None
 depends_on = None
 
