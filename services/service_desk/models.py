@@ -197,7 +197,8 @@ class TicketRow(Base):
 
 class TicketEntryRow(Base):
     """The ticket's history and conversation, in order (`seq`): `created`, `reply` (public or
-    internal, author agent / customer), `status_changed`, `priority_changed` (from / to)."""
+    internal, author agent / customer), `status_changed`, `priority_changed`, `group_changed`
+    (from / to)."""
 
     __tablename__ = "ticket_entries"
 
@@ -209,8 +210,9 @@ class TicketEntryRow(Base):
     author_kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
     author_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     body: Mapped[str | None] = mapped_column(Text, nullable=True)
-    from_value: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    to_value: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # 64 since 0014g: a `group_changed` entry holds the groups' ids
+    from_value: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    to_value: Mapped[str | None] = mapped_column(String(64), nullable=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("ix_ticket_entries_kind_at", "kind", "at"),)  # numbers (0011n)
