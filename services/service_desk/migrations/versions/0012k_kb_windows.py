@@ -1,7 +1,7 @@
 """kb search in bounded windows: the titles' own index, and the index order on PostgreSQL
 
 Revision ID: 0012k
-Revises: 0011n
+Revises: 0014g
 Create Date: 2026-12-03 17:45:00
 
 Search ranks tier by tier (title matches first), each tier over a bounded window of its newest
@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 
 revision = '0012k'
-down_revision = '0011n'
+down_revision = '0014g'
 branch_labels = None
 depends_on = None
 
