@@ -1,6 +1,9 @@
 import { createApp } from 'vue'
-import ElementPlus from 'element-plus'
-import 'element-plus/dist/index.css'
+// Element Plus's components are imported where templates use them (vite.config.ts); what
+// scripts call directly needs its style here: the message and the confirmation box.
+import 'element-plus/theme-chalk/base.css'
+import 'element-plus/theme-chalk/el-message.css'
+import 'element-plus/theme-chalk/el-message-box.css'
 import App from './App.vue'
 import { i18n } from './i18n'
 import { router } from './router'
@@ -13,4 +16,4 @@ onUnauthorised(() => {
   router.push({ name: 'signin', query: { next: router.currentRoute.value.fullPath } })
 })
 
-createApp(App).use(ElementPlus).use(i18n).use(router).mount('#app')
+createApp(App).use(i18n).use(router).mount('#app')
