@@ -31,8 +31,8 @@ def _insert_new_snapshot(dialect: str) -> Insert:
     """A first snapshot's INSERT that gives way to a row another transaction inserted in the
     meantime (two events about one new record taken at once by two workers: a ticket's SLA
     check publishes two): no row comes back then, instead of a unique violation that rolled
-    back and retried the whole intake. PostgreSQL's waits for that transaction to end; a
-    SQLite writer holds the file's lock, so another's row is committed by the time it runs."""
+    back and retried the whole intake. It waits for the other transaction to end (PostgreSQL
+    on the key, SQLite on the file's write lock), so that row is committed and readable."""
     insert = (postgresql if dialect == "postgresql" else sqlite).insert(RECORDS)
     return insert.on_conflict_do_nothing(index_elements=[RECORDS.c.key]).returning(
         RECORDS.c.key)
