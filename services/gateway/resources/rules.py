@@ -140,6 +140,7 @@ def disable_rule(rule_id: str) -> Any:
 
 @blp.route("/rules/<string:rule_id>/adopt-shipped", methods=["POST"])
 @blp.response(200, RuleSchema)
+@blp.alt_response(412, description="No new shipped definition waits for this rule.")
 def adopt_shipped_rule(rule_id: str) -> Any:
     """Admins: take the new shipped definition of a shipped rule they had changed (its
     `shipped_update`): a new version. 412 when there is none."""
