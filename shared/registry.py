@@ -183,7 +183,7 @@ BUILT_IN: tuple[Service, ...] = (
             "delete_routing_rule", "reorder_routing_rules", "route_ticket", "assign_ticket",
             "create_ticket_form", "list_ticket_forms", "get_ticket_form", "update_ticket_form",
             "rotate_ticket_form_token", "get_public_form", "submit_form_ticket",
-            "merge_tickets",
+            "merge_tickets", "move_ticket_to_group",
             # e-mail
             "list_ticket_attachments", "get_ticket_attachment", "list_ticket_mail",
             # csat

@@ -288,8 +288,10 @@ def run(amqp_uri: str, base: Path) -> dict[str, Any]:
     return results
 
 
-# BENCH_ONLY=capture,rules,sales,kb,contracts,service_desk picks scenarios (default: all).
-SCENARIOS = ("capture", "rules", "sales", "kb", "contracts", "service_desk")
+# BENCH_ONLY=capture,rules,sales,kb,contracts,service_desk,service_desk_numbers,console picks
+# scenarios (default: all).
+SCENARIOS = ("capture", "rules", "sales", "kb", "contracts", "service_desk",
+             "service_desk_numbers", "console")
 
 
 def main() -> None:
@@ -321,6 +323,14 @@ def main() -> None:
         from tests import bench_service_desk
 
         results["service_desk"] = bench_service_desk.run()
+    if "service_desk_numbers" in chosen:  # /reports/tickets over 100,000 tickets (PostgreSQL)
+        from tests import bench_service_desk_numbers
+
+        results["service_desk_numbers"] = bench_service_desk_numbers.run()
+    if "console" in chosen:  # the web console's first screen (tests/bench_console.py)
+        from tests import bench_console
+
+        results["console"] = bench_console.run()
     print(json.dumps(results, indent=2, ensure_ascii=False))
 
 

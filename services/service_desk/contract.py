@@ -462,7 +462,8 @@ TICKET_CHANNELS = ("email", "web", "api", "event")
 TICKET_TYPES = ("question", "incident", "problem", "task")
 TICKET_AUTHORS = ("agent", "customer")
 TICKET_ENTRY_KINDS = ("created", "reply", "status_changed", "priority_changed", "tier_changed",
-                      "csat_answered", "merged")  # merged: groups part
+                      "csat_answered", "merged",  # merged: groups part
+                      "group_changed")  # moved to another group by hand (from / to: group ids)
 
 
 def _tag_list(**kwargs):
@@ -825,6 +826,30 @@ class TicketAssigned(Schema):
 EVENT_SCHEMAS.update({"ticket_routed": TicketRouted, "ticket_assigned": TicketAssigned})
 
 
+class TicketGroupMoveSchema(StrictSchema):
+    """Move a ticket to another group (`move_ticket_to_group`; HTTP POST /tickets/{id}/group)."""
+
+    group_id = _f.String(required=True, validate=_v.Length(min=1, max=36), metadata={
+        "description": "an existing group (else 422 naming `group_id`)"})
+    reason = _f.String(load_default=None, allow_none=True, validate=_v.Length(max=1000),
+                       metadata={"description": "why, kept in the ticket's history"})
+
+
+class TicketGroupChanged(Schema):
+    """A ticket was moved to another group by hand (`move_ticket_to_group`)."""
+
+    ticket = _f.Nested(TicketSchema, required=True)
+    from_group = _f.String(allow_none=True, data_key="from", metadata={
+        "description": "the group it left (null: it had none)"})
+    to_group = _f.String(required=True, data_key="to")
+    unassigned_id = _f.String(allow_none=True, metadata={
+        "description": "the assignee it left, when they are not of the new group; else null"})
+    reason = _f.String(allow_none=True)
+
+
+EVENT_SCHEMAS.update({"ticket_group_changed": TicketGroupChanged})
+
+
 class TicketMergeSchema(StrictSchema):
     """Merge this (duplicate) ticket `into` another: it closes with a link to it."""
 
@@ -1088,17 +1113,58 @@ class TicketNumbersFiltersSchema(StrictSchema):
 
 
 class TicketNumbersParamsSchema(StrictSchema):
-    """Which part of a figure the records are of (each figure reads its own)."""
+    """Which part of a figure the records are of. Each figure reads its own parameters: its
+    schema is `TicketNumbersParamsSchema.of(figure)` (`TICKET_NUMBERS_PARAMS`); a parameter
+    of another figure is refused, naming it."""
 
-    period = _f.String(validate=_v.Length(min=7, max=10),
-                       metadata={"description": "volume, backlog: a `period` of the report"})
+    @staticmethod
+    def of(figure: str) -> type[TicketNumbersParamsSchema] | None:
+        """The parameters of `figure` (None: no such figure)."""
+        return TICKET_NUMBERS_PARAMS.get(figure)
+
+
+def _period_param() -> _f.Field:
+    return _f.String(validate=_v.Length(min=7, max=10),
+                     metadata={"description": "a `period` of the report"})
+
+
+class TicketVolumeParamsSchema(TicketNumbersParamsSchema):
+    period = _period_param()
     channel = _f.String(validate=_v.OneOf(TICKET_CHANNELS))
+
+
+class TicketBacklogParamsSchema(TicketNumbersParamsSchema):
+    period = _f.String(validate=_v.Length(min=7, max=10),
+                       metadata={"description": "a `period` of the report: open at its end "
+                                                "(default: open now)"})
     status = _f.String(validate=_v.OneOf(OPEN_TICKET_STATUSES))
     age_band = _f.String(validate=_v.OneOf(AGE_BAND_NAMES))
+
+
+class TicketDurationParamsSchema(TicketNumbersParamsSchema):
     bucket = _f.String(validate=_v.OneOf(DURATION_BUCKET_NAMES))
+
+
+class TicketSlaParamsSchema(TicketNumbersParamsSchema):
     target = _f.String(validate=_v.OneOf(SLA_TARGET_NAMES))
-    outcome = _f.String(validate=_v.OneOf(("met", "breached", "open", "solved", "reopened")))
+    outcome = _f.String(validate=_v.OneOf(("met", "breached", "open")))
     policy_id = _f.String(validate=_v.Length(min=1, max=36))
+
+
+class TicketReopenParamsSchema(TicketNumbersParamsSchema):
+    outcome = _f.String(validate=_v.OneOf(("solved", "reopened")),
+                        metadata={"description": "default: solved"})
+
+
+# figure of ticket_numbers_drill_down -> its parameters
+TICKET_NUMBERS_PARAMS: dict[str, type[TicketNumbersParamsSchema]] = {
+    "volume": TicketVolumeParamsSchema,
+    "backlog": TicketBacklogParamsSchema,
+    "first_reply": TicketDurationParamsSchema,
+    "resolution": TicketDurationParamsSchema,
+    "sla": TicketSlaParamsSchema,
+    "reopen": TicketReopenParamsSchema,
+}
 
 
 class _PeriodOut(Schema):

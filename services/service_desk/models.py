@@ -92,7 +92,8 @@ class SlaNoticeRow(Base):
 
 # -- knowledge base ----
 # The full-text index (kb_search) is not a table here: an FTS5 virtual table on SQLite and a
-# table with a tsvector column and a GIN index on PostgreSQL, created by migration 0004k.
+# table with a tsvector column and a GIN index on PostgreSQL, created by migration 0004k
+# (kb_search_title, the titles' own FTS5 table on SQLite, 0012k, is covered by the prefix).
 metadata.info["migration_only_tables"] = ("kb_search",)
 
 
@@ -196,7 +197,8 @@ class TicketRow(Base):
 
 class TicketEntryRow(Base):
     """The ticket's history and conversation, in order (`seq`): `created`, `reply` (public or
-    internal, author agent / customer), `status_changed`, `priority_changed` (from / to)."""
+    internal, author agent / customer), `status_changed`, `priority_changed`, `group_changed`
+    (from / to)."""
 
     __tablename__ = "ticket_entries"
 
@@ -208,8 +210,9 @@ class TicketEntryRow(Base):
     author_kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
     author_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     body: Mapped[str | None] = mapped_column(Text, nullable=True)
-    from_value: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    to_value: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # 64 since 0014g: a `group_changed` entry holds the groups' ids
+    from_value: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    to_value: Mapped[str | None] = mapped_column(String(64), nullable=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("ix_ticket_entries_kind_at", "kind", "at"),)  # numbers (0011n)

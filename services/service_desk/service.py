@@ -10,6 +10,7 @@ from nameko.timer import timer
 from services.service_desk import clock as desk_clock
 from services.service_desk.contract import (
     EVENT_SCHEMAS,
+    TICKET_NUMBERS_PARAMS,
     AssignTicketSchema,
     CalendarWriteSchema,
     CheckSlaByIdSchema,
@@ -36,10 +37,10 @@ from services.service_desk.contract import (
     TicketFiltersSchema,
     TicketFormSubmissionSchema,
     TicketFormWriteSchema,
+    TicketGroupMoveSchema,
     TicketGroupWriteSchema,
     TicketMergeSchema,
     TicketNumbersFiltersSchema,
-    TicketNumbersParamsSchema,
     TicketReplyCreateSchema,
     TicketRoutingReorderSchema,
     TicketRoutingRuleWriteSchema,
@@ -52,12 +53,14 @@ from services.service_desk.usecases import (
     csat,
     desk_view,
     forms,
+    group_moves,
     groups,
     kb,
     mail,
     mail_outbox,
     merging,
     numbers,
+    outcomes_backfill,
     requesters,
     sla,
     sla_checks,
@@ -67,6 +70,7 @@ from shared import config
 from shared.consumer import event_handler
 from shared.context import CallContext, Context
 from shared.db import Database
+from shared.errors import ValidationFailed
 from shared.inbox import first_delivery
 from shared.kernel.schemas import PageSchema
 from shared.logging import setup_logging
@@ -92,11 +96,13 @@ check_sla_schema = CheckSlaSchema()
 check_sla_by_id_schema = CheckSlaByIdSchema()
 escalate_schema = EscalateTicketSchema()
 SLA_SWEEP_SECONDS = 1.0
+OUTCOMES_BACKFILL_SECONDS = 2.0
 
 
 # tickets: a call without scope is a trusted internal one (sees all)
 ticket_create_schema = TicketCreateSchema()
 ticket_update_schema = TicketUpdateSchema()
+ticket_group_move_schema = TicketGroupMoveSchema()
 ticket_reply_schema = TicketReplyCreateSchema()
 ticket_filters_schema = TicketFiltersSchema()
 page_schema = PageSchema()
@@ -118,7 +124,7 @@ csat_survey_filters_schema = CsatSurveyFiltersSchema()
 
 # numbers (sd-numbers)
 numbers_filters_schema = TicketNumbersFiltersSchema()
-numbers_params_schema = TicketNumbersParamsSchema()
+numbers_params_schemas = {figure: schema() for figure, schema in TICKET_NUMBERS_PARAMS.items()}
 
 # groups, routing and web forms
 group_create_schema = TicketGroupWriteSchema()
@@ -245,6 +251,12 @@ class ServiceDeskService(PlatformEndpoints):
         """After a policy or calendar change, every open ticket is rechecked (in batches)."""
         sla_checks.sweep_step(self)
 
+    @timer(interval=OUTCOMES_BACKFILL_SECONDS)
+    def outcomes_backfill_timer(self) -> None:
+        """The numbers' rows of the tickets that have none (an installation upgraded past
+        0011n), in batches, until done (usecases/outcomes_backfill.py)."""
+        outcomes_backfill.run_for(self.db)
+
     # The rules service's controllable clock, followed in CRM_CLOCK=controllable mode only.
     rules = rpc_proxy("rules")
 
@@ -292,6 +304,13 @@ class ServiceDeskService(PlatformEndpoints):
         """Status (domain transitions: a refused move is a 412), priority, assignee, tags."""
         return tickets.update_ticket(self, ticket_id, load(ticket_update_schema, data),
                                      _ticket_scope(scope))
+
+    @rpc
+    def move_ticket_to_group(self, ticket_id: str, data: dict, scope: dict | None = None
+                             ) -> dict[str, Any]:
+        """`data.group_id` (and `reason`): the ticket moves there (usecases/group_moves.py)."""
+        return group_moves.move_ticket_to_group(
+            self, ticket_id, load(ticket_group_move_schema, data), _ticket_scope(scope))
 
     @rpc
     def add_ticket_reply(self, ticket_id: str, data: dict, scope: dict | None = None
@@ -591,9 +610,14 @@ class ServiceDeskService(PlatformEndpoints):
                                   params: dict | None = None, scope: dict | None = None,
                                   cursor: str | None = None, limit: int = 50
                                   ) -> dict[str, Any]:
-        """The tickets behind one figure, newest first (keyset cursor)."""
+        """The tickets behind one figure, newest first (keyset cursor); `params` are the
+        figure's own (contract.TICKET_NUMBERS_PARAMS)."""
+        schema = numbers_params_schemas.get(str(figure))
+        if schema is None:
+            raise ValidationFailed.for_fields({"figure": [
+                f"one of {', '.join(numbers_params_schemas)}"]})
         return numbers.drill_down(self, str(figure), self._numbers_filters(filters),
-                                  load(numbers_params_schema, params or {}),
+                                  load(schema, params or {}),
                                   _ticket_scope(scope),
                                   load(page_schema, {"cursor": cursor, "limit": limit}))
 
@@ -637,12 +661,11 @@ class ServiceDeskService(PlatformEndpoints):
 
     @rpc
     def desk_queue(self, filters: dict | None = None, scope: dict | None = None,
-                   user_id: str | None = None, cursor: str | None = None,
-                   limit: int = 50) -> dict[str, Any]:
+                   cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
         """The queue (view mine / groups / unassigned / all, filters, `q`), each ticket with
-        its SLA state; `user_id` is the caller (mine, and an admin's groups)."""
+        its SLA state; the scope's `user_id` is the caller (mine, and an admin's groups)."""
         return desk_view.queue(self, load(desk_queue_schema, filters or {}),
-                               _ticket_scope(scope), user_id,
+                               _ticket_scope(scope),
                                load(page_schema, {"cursor": cursor, "limit": limit}))
 
     @rpc

@@ -440,6 +440,12 @@ COVERAGE: dict[str, tuple[Check, ...]] = {
                                    path("ticket_id", "group_ticket", {"priority": "high"}),
                                    body("assignee_id", "user", {"assignee_id": "{ref}"},
                                         ticket_id="{own.ticket}")),
+    # moving a hidden ticket to a group: not found, not moved (the group an org record: a
+    # random one is a 422 on `group_id`, never a 5xx)
+    "POST /tickets/{ticket_id}/group": (
+        path("ticket_id", "ticket", {"group_id": "matrix-missing-group"}),
+        path("ticket_id", "group_ticket", {"group_id": "matrix-missing-group"}),
+        body("group_id", "org", {"group_id": "{ref}"}, ticket_id="{own.ticket}")),
     "POST /tickets/{ticket_id}/replies": (path("ticket_id", "ticket", {"body": "x"}),
                                           path("ticket_id", "group_ticket", {"body": "x"})),
     # a hidden duplicate into the caller's own ticket: not found, nothing merged

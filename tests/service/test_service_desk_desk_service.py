@@ -46,8 +46,8 @@ def test_views_filters_and_search_keep_to_what_the_caller_sees(service):
     grouped = ticket(service, "组里的工单", group_id=group["id"])
     grouped_theirs = ticket(service, "组里别人的", group_id=group["id"], assignee_id="agent-3")
 
-    def queue(scope=AGENT_1, user="agent-1", **filters):
-        return ids(service.desk_queue(filters, scope, user))
+    def queue(scope=AGENT_1, **filters):
+        return ids(service.desk_queue(filters, scope))
 
     assert queue() == [grouped_theirs["id"], grouped["id"], pool["id"], mine["id"]]
     assert queue(view="mine") == [mine["id"]]
@@ -56,9 +56,9 @@ def test_views_filters_and_search_keep_to_what_the_caller_sees(service):
     assert queue(priority="high") == [mine["id"]]
     assert queue(group_id=group["id"], view="unassigned") == [grouped["id"]]
     # agent-2 is not in the group: its tickets stay out of every view
-    assert queue(AGENT_2, "agent-2") == [pool["id"], theirs["id"]]
-    assert queue(AGENT_2, "agent-2", view="groups") == []
-    assert queue(AGENT_2, "agent-2", q="组里") == []
+    assert queue(AGENT_2) == [pool["id"], theirs["id"]]
+    assert queue(AGENT_2, view="groups") == []
+    assert queue(AGENT_2, q="组里") == []
     # search: subject, requester, number (T-000001, 1, #T-1)
     assert queue(q="公共池") == [pool["id"]]
     assert queue(q="LI@example") == [pool["id"]]
@@ -66,13 +66,13 @@ def test_views_filters_and_search_keep_to_what_the_caller_sees(service):
     assert queue(q="1") == [mine["id"]]
     assert queue(q="100%_") == []  # LIKE wildcards are plain characters
     assert queue(q=theirs["number"]) == []  # out of sight even by its number
-    assert queue(ADMIN, "admin", view="groups") == []  # the admin is in no group
+    assert queue({**ADMIN, "user_id": "admin"}, view="groups") == []  # the admin is in no group
     with pytest.raises(ValidationFailed) as bad:
-        service.desk_queue({"view": "everything"}, AGENT_1, "agent-1")
+        service.desk_queue({"view": "everything"}, AGENT_1)
     assert "view" in bad.value.extra["errors"]
-    page = service.desk_queue({}, AGENT_1, "agent-1", None, 2)
+    page = service.desk_queue({}, AGENT_1, None, 2)
     assert len(page["items"]) == 2 and page["next_cursor"]
-    rest = service.desk_queue({}, AGENT_1, "agent-1", page["next_cursor"], 2)
+    rest = service.desk_queue({}, AGENT_1, page["next_cursor"], 2)
     assert ids(rest) == [pool["id"], mine["id"]]
 
 
@@ -86,7 +86,7 @@ def test_sla_states_in_the_queue_and_the_ticket_clocks(service, monkeypatch):
 
     def states():
         return {item["id"]: item["sla"] for item in
-                service.desk_queue({"view": "mine"}, AGENT_1, "agent-1")["items"]}
+                service.desk_queue({"view": "mine"}, AGENT_1)["items"]}
 
     now = states()
     assert now[normal["id"]] == {"state": "none", "next_target": None, "next_due_at": None,
@@ -107,7 +107,7 @@ def test_sla_states_in_the_queue_and_the_ticket_clocks(service, monkeypatch):
     assert late["state"] == "breached" and late["breached_targets"] == ["first_reply"]
     assert late["next_target"] == "resolution"
     # out of sight: not in the queue
-    assert service.desk_queue({}, AGENT_2, "agent-2")["items"] == []
+    assert service.desk_queue({}, AGENT_2)["items"] == []
 
 
 def test_a_draft_article_from_a_solved_ticket(service):

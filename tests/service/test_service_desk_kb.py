@@ -5,16 +5,20 @@ ranking, highlighted snippets, who sees drafts, versions, feedback, events, host
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 
 from services.service_desk.contract import EVENT_SCHEMAS
-from services.service_desk.models import outbox
+from services.service_desk.domain import kb_text
+from services.service_desk.models import KbArticle, outbox
 from services.service_desk.service import ServiceDeskService
+from services.service_desk.usecases import kb
 from shared.context import Context
 from shared.db import get_engine
+from shared.envelope import utcnow
 from shared.errors import Forbidden, NotFound, PreconditionFailed, ValidationFailed
 from tests.service.workers import migrated_database, service_worker
 
@@ -47,12 +51,17 @@ def published(svc: Any, title: str, body: str, **extra: Any) -> dict:
 def test_the_search_index_is_the_dialects_own(db_url: str) -> None:
     with get_engine(db_url).connect() as conn:
         if db_url.startswith("sqlite"):
-            sql = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = 'kb_search'"))
-            assert "USING fts5" in sql.scalar_one()
+            for table in ("kb_search", "kb_search_title"):
+                sql = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = :t"),
+                                   {"t": table})
+                assert "USING fts5" in sql.scalar_one()
         else:
             index = conn.execute(text("SELECT indexdef FROM pg_indexes "
                                       "WHERE indexname = 'ix_kb_search_document'"))
             assert "USING gin (document)" in index.scalar_one()
+            index = conn.execute(text("SELECT indexdef FROM pg_indexes "
+                                      "WHERE indexname = 'ix_kb_search_title_document'"))
+            assert "USING gin (title_document)" in index.scalar_one()
 
 
 def test_two_character_chinese_words_are_found_inside_sentences(svc: Any) -> None:
@@ -228,3 +237,97 @@ def test_equal_scores_are_ordered_by_id_across_the_page_end(svc: Any) -> None:
     assert tied == ids  # the identical articles: by id
     assert [h["id"] for h in page] == [h["id"] for h in everything][:3]
     assert len({h["score"] for h in everything if h["id"] in ids}) == 1
+
+
+def bulk_published(db_url: str, articles: list[tuple[str, str]]) -> list[str]:
+    """Many published articles at once, written as the bench does (kb_articles and the search
+    index straight in SQL, the tokens from the service's tokeniser), in order: the last is the
+    newest in the index. Their ids."""
+    now = utcnow()
+    rows = [{"id": str(uuid.uuid4()), "title": title, "body": body, "body_format": "text",
+             "category_id": None, "tags": [], "language": "zh", "status": "published",
+             "version": 1, "author_id": "bulk", "source_ticket_id": None, "helpful_yes": 0,
+             "helpful_no": 0, "created_at": now, "updated_at": now, "published_at": now}
+            for title, body in articles]
+    index = [{"id": r["id"], "title": kb_text.token_text(r["title"]),
+              "body": kb_text.token_text(r["body"])} for r in rows]
+    with get_engine(db_url).begin() as conn:
+        conn.execute(insert(KbArticle.__table__), rows)
+        if db_url.startswith("sqlite"):
+            before = conn.execute(text("SELECT rowid FROM kb_search ORDER BY rowid DESC "
+                                       "LIMIT 1")).scalar() or 0
+            conn.execute(text("INSERT INTO kb_search (article_id, title, body) "
+                              "VALUES (:id, :title, :body)"), index)
+            conn.execute(text("INSERT INTO kb_search_title (rowid, title) SELECT rowid, title "
+                              "FROM kb_search WHERE rowid > :before"), {"before": before})
+        else:
+            conn.execute(text("INSERT INTO kb_search (article_id, status, document) "
+                              "VALUES (:id, 'published', "
+                              "setweight(to_tsvector('simple', :title), 'A') || "
+                              "setweight(to_tsvector('simple', :body), 'B'))"), index)
+    return [r["id"] for r in rows]
+
+
+# More body matches than the recent scan and every window (kb_text.TITLE_WINDOW, BODY_WINDOW,
+# kb.RECENT_SCAN): the ranking must not depend on ranking every match.
+MANY = kb.RECENT_SCAN + kb_text.BODY_WINDOW + 200
+
+
+def test_the_title_match_is_first_among_thousands_of_body_matches(svc: Any,
+                                                                  db_url: str) -> None:
+    in_title = published(svc, "退款流程", "按页面提示操作。")  # the oldest in the index
+    hidden = svc.kb_create_article({"title": "退款草稿", "body": "按页面提示操作。"}, AGENT)
+    bulk_published(db_url, [("常见问题", "退款退款退款请联系客服。")] * MANY)
+    hits = svc.kb_search({"q": "退款", "limit": 5}, REP)["items"]
+    assert len(hits) == 5 and hits[0]["id"] == in_title["id"]
+    assert hidden["id"] not in [h["id"] for h in hits]
+    assert hits[0]["score"] > hits[1]["score"]
+    assert [h["id"] for h in svc.kb_search({"q": "退款", "limit": 2}, AGENT)["items"]] == \
+        sorted([in_title["id"], hidden["id"]])  # two title matches of equal score: by id
+    assert hits == svc.kb_search({"q": "退款", "limit": 5}, REP)["items"]  # deterministic
+
+
+def test_a_multi_word_query_returns_only_articles_with_every_word(svc: Any,
+                                                                  db_url: str) -> None:
+    both = published(svc, "退货说明", "退货申请提交后等待审核。")
+    body_both = bulk_published(db_url, [("说明", "退货需要审核。")] * 3)
+    bulk_published(db_url, [("退货须知", "退货请保留包装。"), ("审核规则", "审核在一天内完成。")]
+                   * (MANY // 2))
+    hits = svc.kb_search({"q": "退货 审核", "limit": 10}, REP)["items"]
+    assert sorted(h["id"] for h in hits) == sorted([both["id"], *body_both])
+    same = [h["id"] for h in hits if h["id"] in body_both]  # identical articles: by id
+    assert same == sorted(body_both)
+    assert all("<mark>" in h["snippet"] for h in hits)
+
+
+def test_suggestions_put_every_word_above_some_and_the_title_above_the_body(
+        svc: Any, db_url: str) -> None:
+    all_in_title = published(svc, "退款发票", "说明。")
+    all_in_body = published(svc, "常见问题", "退款后发票会作废。")
+    one_in_title = published(svc, "发票抬头", "抬头修改说明。")
+    one_in_body = published(svc, "售后", "退款原路返回。")
+    bulk_published(db_url, [("其他", "其他说明。")] * 50)
+    items = svc.kb_suggest({"subject": "退款 发票", "text": "", "limit": 10})["items"]
+    assert [i["id"] for i in items] == [all_in_title["id"], all_in_body["id"],
+                                        one_in_title["id"], one_in_body["id"]]
+    scores = [i["score"] for i in items]
+    assert scores == sorted(scores, reverse=True) and len(set(scores)) == 4
+
+
+def test_a_reindexed_article_is_the_newest_in_the_search_window(svc: Any, db_url: str) -> None:
+    old = published(svc, "常见问题", "物流信息。")
+    bulk_published(db_url, [("其他", "物流查询。")] * MANY)
+    assert old["id"] not in [h["id"] for h in svc.kb_search({"q": "物流", "limit": 100},
+                                                             REP)["items"]]
+    svc.kb_update_article(old["id"], {"body": "物流物流。"}, AGENT)  # twice: the best score
+    hits = svc.kb_search({"q": "物流", "limit": 100}, REP)["items"]
+    assert len(hits) == 100 and hits[0]["id"] == old["id"]
+
+
+def test_the_article_list_page_size_is_the_kernels(svc: Any) -> None:
+    with pytest.raises(ValidationFailed) as err:
+        svc.kb_list_articles({}, AGENT, None, 201)
+    assert "limit" in err.value.errors
+    with pytest.raises(ValidationFailed) as err:
+        svc.kb_list_articles({}, AGENT, None, 0)
+    assert "limit" in err.value.errors

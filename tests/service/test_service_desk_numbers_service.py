@@ -9,8 +9,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import delete, func, select
 
 from services.service_desk import clock
+from services.service_desk.models import TicketSlaOutcomeRow, outbox
+from services.service_desk.usecases import outcomes_backfill, sla_schedule
 from shared.errors import ValidationFailed
 from tests.service import desk
 
@@ -156,6 +159,32 @@ def test_volume_backlog_and_reopen_rate(service, desk_week):
     assert service.reopen_rate_report(DAYS, OTHER)["solved"] == 0
 
 
+def test_the_backlog_of_each_period_is_what_its_records_list(service, desk_week, now):
+    """The report counts back from the open tickets by the changes since each period's end;
+    the records read each ticket's status at that end: both say the same."""
+    now.local(3, 15)
+    d = service.create_ticket({"subject": "换货", "requester_email": "d@example.cn",
+                               "assignee_id": "agent-1"}, ADMIN)["id"]
+    now.local(3, 16)
+    service.update_ticket(d, {"status": "pending"}, ADMIN)
+    now.local(4, 9)
+    service.update_ticket(d, {"status": "open"}, ADMIN)
+    solve(service, desk_week["c"]["id"])
+    now.local(5, 10)
+    solve(service, d)
+    service.update_ticket(desk_week["a"]["id"], {"status": "closed"}, ADMIN)
+    now.local(6, 10)
+    days = {"date_from": "2026-03-01", "date_to": "2026-03-08"}
+    for scope in (ADMIN, AGENT, OTHER):
+        report = service.ticket_backlog_report(days, scope)
+        listed = [len(service.ticket_numbers_drill_down(
+            "backlog", days, {"period": p["period"]}, scope, limit=200)["items"])
+            for p in report["periods"]]
+        assert [p["open"] for p in report["periods"]] == listed
+    assert [p["open"] for p in service.ticket_backlog_report(days, ADMIN)["periods"]] == [
+        0, 2, 2, 1, 0, 0, 0, 0]  # Mon: B, C; Tue: C, D; Wed: D; the days after now: 0
+
+
 def test_each_figure_drills_down_to_its_tickets(service, desk_week):
     def ids(figure, params=None, scope=ADMIN, filters=DAYS, **page):
         result = service.ticket_numbers_drill_down(figure, filters, params or {}, scope,
@@ -184,6 +213,14 @@ def test_each_figure_drills_down_to_its_tickets(service, desk_week):
     with pytest.raises(ValidationFailed) as unknown:
         service.ticket_numbers_drill_down("nothing", DAYS, {}, ADMIN)
     assert "figure" in unknown.value.extra["errors"]
+    # each figure's own parameters, checked by the service for every RPC caller
+    for figure, params, field in (("sla", {"outcome": "solved"}, "outcome"),
+                                  ("reopen", {"outcome": "met"}, "outcome"),
+                                  ("volume", {"bucket": "1-4h"}, "bucket"),
+                                  ("backlog", {"status": "solved"}, "status")):
+        with pytest.raises(ValidationFailed) as wrong:
+            service.ticket_numbers_drill_down(figure, DAYS, params, ADMIN)
+        assert list(wrong.value.extra["errors"]) == [field], (figure, params)
 
 
 def test_the_customer_360_part(service, desk_week):
@@ -194,3 +231,118 @@ def test_the_customer_360_part(service, desk_week):
     assert newest["sla_state"] == "breached" and newest["sla"]["first_reply"]["breached"]
     assert oldest["sla_state"] == "met"
     assert service.customer_tickets("cust-1", OTHER)["total"] == 0
+
+
+# -- the backfill of ticket_sla_outcomes (tickets last changed before 0011n have no rows) ----
+
+
+def outcome_rows(service) -> list[tuple]:
+    with service.engine.connect() as conn:
+        return sorted(tuple(r) for r in conn.execute(select(
+            TicketSlaOutcomeRow.ticket_id, TicketSlaOutcomeRow.target,
+            TicketSlaOutcomeRow.policy_id, TicketSlaOutcomeRow.business,
+            TicketSlaOutcomeRow.state, TicketSlaOutcomeRow.breached,
+            TicketSlaOutcomeRow.elapsed_seconds, TicketSlaOutcomeRow.due_at,
+            TicketSlaOutcomeRow.achieved_at)))
+
+
+def published(service) -> int:
+    with service.engine.connect() as conn:
+        return conn.scalar(select(func.count()).select_from(outbox))
+
+
+def reports(service) -> dict:
+    """Every figure the outcome rows make, and their records."""
+    def drill(figure, params):
+        page = service.ticket_numbers_drill_down(figure, DAYS, params, ADMIN)
+        return [(item["id"], item.get("seconds")) for item in page["items"]]
+
+    return {"first_reply": service.first_reply_time_report(DAYS, ADMIN),
+            "resolution": service.resolution_time_report(DAYS, ADMIN),
+            "sla": service.sla_attainment_report(DAYS, ADMIN),
+            "customer": service.customer_tickets("cust-1", ADMIN),
+            "records": [drill("first_reply", {}), drill("resolution", {"bucket": "1-4h"}),
+                        *(drill("sla", {"outcome": o}) for o in ("met", "breached", "open"))]}
+
+
+@pytest.fixture
+def old_install(service, desk_week, now):
+    """desk_week as the timers keep it (every ticket rechecked now), its figures and rows,
+    then its outcome rows deleted, as on an installation upgraded past 0011n."""
+    for key in "abc":
+        service.check_sla(ticket_id=desk_week[key]["id"])
+    before = {"reports": reports(service), "rows": outcome_rows(service)}
+    assert len(before["rows"]) == 6  # 3 tickets, first_reply and resolution
+    with service.engine.begin() as conn:
+        conn.execute(delete(TicketSlaOutcomeRow))
+    assert reports(service) != before["reports"]  # the figures miss the old tickets
+    return before
+
+
+def test_the_backfill_gives_the_old_tickets_their_figures_back(service, old_install):
+    with service.db.read() as session:
+        assert outcomes_backfill.pending(session)  # migration 0013b requested it
+        assert outcomes_backfill.without_rows(session) == 3
+    events = published(service)
+    steps = []
+    while not (steps and steps[-1].done):
+        steps.append(outcomes_backfill.step(service.db, batch=1))
+    assert sum(s.written for s in steps) == 3 and not any(s.failed for s in steps)
+    assert outcome_rows(service) == old_install["rows"]
+    assert reports(service) == old_install["reports"]
+    assert published(service) == events  # history, not news: no warning or breach again
+    with service.db.read() as session:
+        assert not outcomes_backfill.pending(session)
+    # done: a further step changes nothing
+    assert outcomes_backfill.step(service.db).done
+    assert outcome_rows(service) == old_install["rows"]
+
+
+def test_a_backfill_killed_half_way_finishes_on_a_rerun(service, old_install, monkeypatch):
+    assert outcomes_backfill.step(service.db, batch=2).written == 2  # a batch committed
+    real = sla_schedule.keep_outcomes
+
+    def killed(*args, **kwargs):
+        real(*args, **kwargs)  # the rows written, then the process dies before the commit
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sla_schedule, "keep_outcomes", killed)
+    with pytest.raises(KeyboardInterrupt):
+        outcomes_backfill.step(service.db, batch=2)
+    assert len(outcome_rows(service)) == 4  # the killed batch left nothing
+    monkeypatch.setattr(sla_schedule, "keep_outcomes", real)
+    progress = outcomes_backfill.run_for(service.db, budget_seconds=60)
+    assert progress.done and progress.written == 1
+    assert outcome_rows(service) == old_install["rows"]
+    assert reports(service) == old_install["reports"]
+    # asked again (python -m services.service_desk.backfill_outcomes --again): no ticket is
+    # without rows, none is written twice
+    with service.db.begin() as session:
+        outcomes_backfill.request(session)
+    again = outcomes_backfill.run_for(service.db, budget_seconds=60)
+    assert again.done and (again.looked_at, again.written) == (0, 0)
+    assert outcome_rows(service) == old_install["rows"]
+
+
+def test_the_backfill_leaves_a_ticket_changed_meanwhile_as_its_recheck_wrote(
+        service, old_install, desk_week, now):
+    now.local(3, 15)
+    agent_reply(service, desk_week["c"]["id"])  # C's recheck writes C's rows now
+    mine = [r for r in outcome_rows(service) if r[0] == desk_week["c"]["id"]]
+    assert len(mine) == 2
+    progress = outcomes_backfill.run_for(service.db, budget_seconds=60)
+    assert progress.done and progress.written == 2
+    assert [r for r in outcome_rows(service) if r[0] == desk_week["c"]["id"]] == mine
+
+
+def test_the_backfill_command(service, old_install, monkeypatch, capsys):
+    from services.service_desk import backfill_outcomes
+
+    monkeypatch.setenv("SERVICE_DESK_DATABASE_URL", service.engine.url.render_as_string(
+        hide_password=False))
+    assert backfill_outcomes.main(["--batch", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "3 tickets without rows" in out and "3/3 looked at, 3 written" in out
+    assert outcome_rows(service) == old_install["rows"]
+    assert backfill_outcomes.main([]) == 0
+    assert "nothing to do" in capsys.readouterr().out

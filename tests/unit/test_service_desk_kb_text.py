@@ -74,3 +74,27 @@ def test_snippet_is_a_window_around_the_first_match() -> None:
 
 def test_snippet_without_a_match_is_the_start_of_the_text() -> None:
     assert kb_text.snippet("没有匹配的内容", ["发票"]) == "没有匹配的内容"
+
+
+def test_search_tiers_put_the_title_first_and_every_word_before_some() -> None:
+    terms = ["退款", "发票"]
+    search = kb_text.tiers(terms)
+    assert [(t.match, t.excluded) for t in search] == [
+        (kb_text.Condition(True, True), ()),
+        (kb_text.Condition(False, True), (kb_text.Condition(True, True),))]
+    assert [t.window for t in search] == [kb_text.TITLE_WINDOW, kb_text.BODY_WINDOW]
+    suggest = kb_text.tiers(terms, any_term=True)
+    assert [t.match for t in suggest] == [kb_text.Condition(True, True),
+                                         kb_text.Condition(False, True),
+                                         kb_text.Condition(True, False),
+                                         kb_text.Condition(False, False)]
+    assert len(kb_text.tiers(["退款"], any_term=True)) == 2  # one word: all is any
+    assert kb_text.fts5_tier(terms, suggest[3]) == (
+        '(("退款" OR "发票")) NOT ({title}: ("退款" OR "发票")) NOT (("退款" AND "发票"))')
+    assert kb_text.fts5_tier(terms, search[0]) == '({title}: ("退款" AND "发票"))'
+
+
+def test_tier_scores_keep_the_tiers_apart_and_the_order_inside() -> None:
+    assert kb_text.tier_score(0, 2, 0.0) > kb_text.tier_score(1, 2, 1e9)
+    assert kb_text.tier_score(1, 2, 3.0) > kb_text.tier_score(1, 2, 2.0) > \
+        kb_text.tier_score(1, 2, 0.0) == 0.0

@@ -40,10 +40,10 @@ class Principal:
 
     def tickets_scope(self) -> dict[str, Any]:
         """The service desk's scope: the leads' (own, a manager's teams' members', unassigned
-        included) and, but for admins, the caller's `user_id` (a group's members and manager
-        see its tickets)."""
+        included) and the caller's `user_id` (a group's members and manager see its tickets;
+        the desk's "mine" and an admin's own groups)."""
         scope = {k: v for k, v in self.leads_scope().items() if k != "manage_pool"}
-        return scope if scope.get("all") else {**scope, "user_id": self.user_id}
+        return {**scope, "user_id": self.user_id}
 
 
 def compute_scope(role: str, user_id: str, managed_member_ids: tuple[str, ...] = ()) -> dict:

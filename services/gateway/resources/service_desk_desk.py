@@ -33,7 +33,7 @@ def desk_queue(query: dict[str, Any]) -> Any:
     cursor = query.pop("cursor", None)
     limit = query.pop("limit", 50)
     return rpc_call("service_desk", "desk_queue", filters=query, scope=tickets_scope(),
-                    user_id=current_principal().user_id, cursor=cursor, limit=limit)
+                    cursor=cursor, limit=limit)
 
 
 @blp.route("/tickets/<string:ticket_id>/kb-draft", methods=["POST"])

@@ -23,27 +23,21 @@ blp = Blueprint("service_desk_numbers", __name__,
                 description="Ticket volume, backlog, reply and resolution times, SLA "
                             "attainment, reopen rate (service desk).")
 
-# path part -> (figure of the drill-down, the records' own parameters)
+# path part -> (figure of the drill-down, the records' own parameters: the service's schema of
+# the figure, contract.TICKET_NUMBERS_PARAMS, which the service validates them with too)
 FIGURES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "volume": ("volume", ("period", "channel")),
-    "backlog": ("backlog", ("period", "status", "age_band")),
-    "first-reply-time": ("first_reply", ("bucket",)),
-    "resolution-time": ("resolution", ("bucket",)),
-    "sla-attainment": ("sla", ("target", "outcome", "policy_id")),
-    "reopen-rate": ("reopen", ("outcome",)),
-}
-_PARAMS = desk.TicketNumbersParamsSchema._declared_fields
+    path: (figure, tuple(desk.TicketNumbersParamsSchema.of(figure)._declared_fields))
+    for path, figure in (("volume", "volume"), ("backlog", "backlog"),
+                         ("first-reply-time", "first_reply"),
+                         ("resolution-time", "resolution"), ("sla-attainment", "sla"),
+                         ("reopen-rate", "reopen"))}
 
 
-def _records_query(figure: str, names: tuple[str, ...]) -> type[Schema]:
-    extra = {name: _PARAMS[name] for name in names}
-    if figure == "sla":
-        extra["outcome"] = fields.String(validate=desk._v.OneOf(("met", "breached", "open")))
-    if figure == "reopen":
-        extra["outcome"] = fields.String(validate=desk._v.OneOf(("solved", "reopened")),
-                                         metadata={"description": "default: solved"})
+def _records_query(figure: str) -> type[Schema]:
+    params = desk.TicketNumbersParamsSchema.of(figure)
     return paged(desk.TicketNumbersFiltersSchema,
-                 f"TicketNumbers{figure.title().replace('_', '')}RecordsQuery", extra=extra)
+                 f"TicketNumbers{figure.title().replace('_', '')}RecordsQuery",
+                 extra=params._declared_fields)
 
 
 def _filters(query: dict[str, Any]) -> dict[str, Any]:
@@ -142,7 +136,7 @@ def reopen_rate(query: dict[str, Any]) -> Any:
 
 def _records_route(path: str) -> None:
     figure, names = FIGURES[path]
-    schema = _records_query(figure, names)
+    schema = _records_query(figure)
 
     def records(query: dict[str, Any]) -> Any:
         return _records(path, query)

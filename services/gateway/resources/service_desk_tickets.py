@@ -17,8 +17,9 @@ from services.service_desk import contract as desk
 blp = Blueprint("service_desk_tickets", __name__,
                 description="Service desk tickets, their history and replies.")
 
-# A group is not set over HTTP yet (groups are still to build); the RPC takes it from trusted
-# internal callers.
+# A new ticket's group comes from routing (the RPC takes it from trusted internal callers); an
+# agent moves a ticket to another group with the command POST /tickets/{id}/group, never
+# through create or PATCH (whose schema refuses `group_id` as an unknown field).
 HTTP_CREATE_EXCLUDED = ("group_id",)
 TicketPage = page_of(desk.TicketSchema, "TicketPage")
 TicketListQuery = paged(desk.TicketFiltersSchema, "TicketListQuery")
@@ -69,6 +70,20 @@ def get_ticket(ticket_id: str) -> Any:
 def update_ticket(data: dict[str, Any], ticket_id: str) -> Any:
     """Change status (through the allowed transitions), priority, assignee or tags."""
     return rpc_call("service_desk", "update_ticket", ticket_id=ticket_id, data=data,
+                    scope=tickets_scope())
+
+
+@blp.route("/tickets/<string:ticket_id>/group", methods=["POST"])
+@blp.arguments(desk.TicketGroupMoveSchema())
+@blp.response(200, desk.TicketSchema)
+@blp.alt_response(403, description="The caller may not move this ticket.")
+@blp.alt_response(412, description="A closed ticket stays in its group.")
+def move_ticket_to_group(data: dict[str, Any], ticket_id: str) -> Any:
+    """Move the ticket to another group: by an admin, the manager of its group or of the
+    target group, a member of its group or its assignee (403 otherwise); the target must exist
+    (422 naming `group_id`). The assignee stays only when the new group is theirs. The move is
+    in the ticket's history (`group_changed`) and publishes `ticket_group_changed`."""
+    return rpc_call("service_desk", "move_ticket_to_group", ticket_id=ticket_id, data=data,
                     scope=tickets_scope())
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from typing import NamedTuple
 
 _CJK = (r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
         r"\U00020000-\U0002ffff")
@@ -68,6 +69,57 @@ def fts5_match(terms: list[str], any_term: bool = False) -> str:
 def tsquery(terms: list[str], any_term: bool = False) -> str:
     """A PostgreSQL to_tsquery('simple', ...) text of `terms`, each a quoted lexeme."""
     return (" | " if any_term else " & ").join("'" + t.replace("'", "''") + "'" for t in terms)
+
+
+# -- ranking tiers ---------------------------------------------------------------------------
+#
+# A search ranks in tiers, best first; inside a tier by the database's own score (bm25 on
+# SQLite, ts_rank on PostgreSQL), ties by article id. Each tier is a full-text match of its
+# own (the index's AND / OR and a title-column filter) minus the earlier tiers, and each reads
+# a bounded window of its matches, the most recently indexed first (services/service_desk/
+# README.md, "How search works"): a title match is always above a body-only match, and with
+# `any_term` an article holding every query word above one that holds only some.
+
+TITLE_WINDOW = 200  # the newest title matches a title tier ranks exactly (titles match few)
+BODY_WINDOW = 300  # the newest matches an article-wide tier ranks exactly
+
+
+class Condition(NamedTuple):
+    """The terms found in the title only (`title`) or anywhere in the article, all or any."""
+
+    title: bool
+    every: bool
+
+
+class Tier(NamedTuple):
+    match: Condition
+    excluded: tuple[Condition, ...]
+    window: int
+
+
+def tiers(terms: list[str], any_term: bool = False) -> list[Tier]:
+    title_all, article_all = Condition(True, True), Condition(False, True)
+    out = [Tier(title_all, (), TITLE_WINDOW), Tier(article_all, (title_all,), BODY_WINDOW)]
+    if any_term and len(terms) > 1:
+        title_any, article_any = Condition(True, False), Condition(False, False)
+        out += [Tier(title_any, (article_all,), TITLE_WINDOW),
+                Tier(article_any, (title_any, article_all), BODY_WINDOW)]
+    return out
+
+
+def fts5_tier(terms: list[str], tier: Tier) -> str:
+    """The FTS5 MATCH expression of a tier: `(match) NOT (excluded) ...`."""
+    def condition(c: Condition) -> str:
+        expression = fts5_match(terms, not c.every)
+        return f"{{title}}: ({expression})" if c.title else f"({expression})"
+    return " NOT ".join(f"({condition(c)})" for c in (tier.match, *tier.excluded))
+
+
+def tier_score(tier_index: int, tier_count: int, score: float) -> float:
+    """One number, higher is better, that keeps the tiers apart: the tier's rank counted from
+    the last, plus the in-tier score squashed into [0, 1)."""
+    score = max(score, 0.0)
+    return (tier_count - 1 - tier_index) + score / (1.0 + score)
 
 
 def _spans(text: str, terms: list[str]) -> list[tuple[int, int]]:

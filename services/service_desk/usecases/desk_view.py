@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,7 +17,6 @@ from sqlalchemy import func, or_, select
 from services.service_desk.clock import now as utcnow
 from services.service_desk.domain import desk_view as domain
 from services.service_desk.domain import sla as sla_domain
-from services.service_desk.domain import sla_schedule as schedule_domain
 from services.service_desk.models import TicketEntryRow, TicketRow
 from services.service_desk.usecases import kb, sla_schedule, tickets
 from services.service_desk.usecases.group_scope import viewer_group_ids
@@ -30,21 +28,6 @@ log = logging.getLogger(__name__)
 NUMBER = re.compile(r"^\s*#?(?:T-?)?0*(\d{1,12})\s*$", re.IGNORECASE)
 
 
-def _logs(session, rows: list[TicketRow]) -> dict[str, list[dict[str, Any]]]:
-    """The SLA event log of each ticket, the entries of all of them in one query."""
-    entries: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    if rows:
-        for e in session.execute(select(TicketEntryRow.ticket_id, *sla_schedule.ENTRY_COLUMNS)
-                                 .where(TicketEntryRow.ticket_id.in_([r.id for r in rows]))
-                                 .order_by(TicketEntryRow.ticket_id, TicketEntryRow.seq)):
-            entries[e.ticket_id].append({"kind": e.kind, "public": e.public,
-                                         "author_kind": e.author_kind, "from": e.from_value,
-                                         "to": e.to_value, "at": e.at})
-    return {row.id: schedule_domain.ticket_log(
-        {"priority": row.priority, "customer_tier": row.customer_tier}, entries[row.id])
-        for row in rows}
-
-
 def _clocks(events: list[dict[str, Any]], rules: sla_schedule.Rules) -> dict[str, Any]:
     moment = max([utcnow(), *(e["at"] for e in events)])
     policies, calendars = rules
@@ -52,10 +35,12 @@ def _clocks(events: list[dict[str, Any]], rules: sla_schedule.Rules) -> dict[str
     return {**computed, "computed_at": moment}
 
 
-def queue(svc, filters: dict[str, Any], scope: Mapping[str, Any], user_id: str | None,
-          page: dict[str, Any]) -> dict[str, Any]:
+def queue(svc, filters: dict[str, Any], scope: Mapping[str, Any], page: dict[str, Any]
+          ) -> dict[str, Any]:
     """A page of the tickets the caller sees in `filters["view"]`, newest first, each with its
-    SLA state (`sla`: state, next_target, next_due_at, breached_targets)."""
+    SLA state (`sla`: state, next_target, next_due_at, breached_targets). The caller is the
+    scope's `user_id` (mine; an admin's own groups)."""
+    user_id = scope.get("user_id")
     with svc.db.read() as session:
         groups = viewer_group_ids(session, scope)
         query = select(TicketRow).where(tickets._scope_clause(scope, groups))
@@ -85,7 +70,7 @@ def queue(svc, filters: dict[str, Any], scope: Mapping[str, Any], user_id: str |
         query = page_after(query, TicketRow.created_at, TicketRow.id, page["cursor"],
                            page["limit"])
         rows = list(session.scalars(query).all())
-        logs = _logs(session, rows[:page["limit"]])
+        logs = sla_schedule.ticket_logs(session, rows[:page["limit"]])
         rules = sla_schedule.load_rules(session) if logs else ([], {})
 
     def with_sla(row: TicketRow) -> dict[str, Any]:

@@ -64,13 +64,24 @@ def version_dict(row: KbArticleVersion) -> dict[str, Any]:
 
 def index_article(session: Session, row: KbArticle) -> None:
     """(Re)index an article: its tokens, and on PostgreSQL its status and category beside
-    them (migration 0005f), so call this after any change of those too."""
+    them (migration 0005f), so call this after any change of those too. A reindex makes the
+    article the newest in the index (SQLite: a new rowid; PostgreSQL: a new `seq`, 0012k),
+    which is the order search windows are read in; a status change alone does not."""
     title_tokens, body_tokens = kb_text.token_text(row.title), kb_text.token_text(row.body)
     if session.get_bind().dialect.name == "sqlite":
-        session.execute(text("DELETE FROM kb_search WHERE article_id = :id"), {"id": row.id})
-        session.execute(text("INSERT INTO kb_search (article_id, title, body) "
-                             "VALUES (:id, :title, :body)"),
-                        {"id": row.id, "title": title_tokens, "body": body_tokens})
+        # kb_search_title (0012k) holds the title again under the same rowid
+        for old in session.execute(text("SELECT rowid FROM kb_search WHERE article_id = :id"),
+                                   {"id": row.id}).scalars().all():
+            session.execute(text("DELETE FROM kb_search WHERE rowid = :r"), {"r": old})
+            session.execute(text("DELETE FROM kb_search_title WHERE rowid = :r"), {"r": old})
+        rowid = session.execute(text("SELECT rowid FROM kb_search ORDER BY rowid DESC "
+                                     "LIMIT 1")).scalar() or 0
+        session.execute(text("INSERT INTO kb_search (rowid, article_id, title, body) "
+                             "VALUES (:r, :id, :title, :body)"),
+                        {"r": rowid + 1, "id": row.id, "title": title_tokens,
+                         "body": body_tokens})
+        session.execute(text("INSERT INTO kb_search_title (rowid, title) VALUES (:r, :title)"),
+                        {"r": rowid + 1, "title": title_tokens})
     else:
         session.execute(text(
             "INSERT INTO kb_search (article_id, status, category_id, document) VALUES (:id, "
@@ -78,7 +89,8 @@ def index_article(session: Session, row: KbArticle) -> None:
             "setweight(to_tsvector('simple', :title), 'A') || "
             "setweight(to_tsvector('simple', :body), 'B')) "
             "ON CONFLICT (article_id) DO UPDATE SET document = EXCLUDED.document, "
-            "status = EXCLUDED.status, category_id = EXCLUDED.category_id"),
+            "status = EXCLUDED.status, category_id = EXCLUDED.category_id, "
+            "seq = nextval('kb_search_seq')"),
             {"id": row.id, "status": row.status, "category_id": row.category_id,
              "title": title_tokens, "body": body_tokens})
 
@@ -91,54 +103,103 @@ def _index_status(session: Session, row: KbArticle) -> None:
 
 def _matches(session: Session, terms: list[str], statuses: tuple[str, ...], limit: int,
              any_term: bool, category_id: str | None) -> list[tuple[str, float]]:
-    """(article id, score: higher is better) of the best `limit` matches, best first, ties by
+    """(article id, score: higher is better) of the best `limit` matches, best first: tier by
+    tier (kb_text.tiers), each a bounded window of its newest matches ranked exactly, ties by
     article id."""
-    params: dict[str, Any] = {"limit": limit}
+    params: dict[str, Any] = {}
     status_in = ", ".join(f":s{i}" for i in range(len(statuses)))
     params.update({f"s{i}": s for i, s in enumerate(statuses)})
-    category = ""
+    sqlite = session.get_bind().dialect.name == "sqlite"
     if category_id:
-        category, params["category_id"] = " AND a.category_id = :category_id", category_id
-    if session.get_bind().dialect.name == "sqlite":
-        params["q"] = kb_text.fts5_match(terms, any_term)
-        return _matches_sqlite(session, params, status_in, category, limit)
-    # kb_search alone (status and category stored beside the document, 0005f): the top-N
-    # sort holds (article_id, score) only; kb_articles is read for the page afterwards.
-    params["q"] = kb_text.tsquery(terms, any_term)
-    sql = ("SELECT s.article_id, ts_rank(s.document, q) AS score "
-           "FROM kb_search s, to_tsquery('simple', :q) q "
-           f"WHERE s.document @@ q AND s.status IN ({status_in})"
-           f"{category.replace('a.category_id', 's.category_id')} "
-           "ORDER BY score DESC, s.article_id LIMIT :limit")
-    return [(row[0], float(row[1])) for row in session.execute(text(sql), params)]
+        params["category_id"] = category_id
+    if not sqlite:
+        params["all"], params["any"] = kb_text.tsquery(terms), kb_text.tsquery(terms, True)
+        # A custom plan per query: how the GIN match set is best read (bitmap or not) depends
+        # on how common the terms are, which a cached generic plan does not know.
+        session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    tiers = kb_text.tiers(terms, any_term)
+    hits: list[tuple[str, float]] = []
+    for index, tier in enumerate(tiers):
+        window = {**params, "window": max(tier.window, limit)}
+        if sqlite:
+            rows = _tier_sqlite(session, window, status_in, bool(category_id), terms, tier)
+        else:
+            rows = _tier_postgresql(session, window, status_in, bool(category_id), tier)
+        rows.sort(key=lambda r: (-r[1], r[0]))
+        hits += [(article_id, kb_text.tier_score(index, len(tiers), score))
+                 for article_id, score in rows[:limit - len(hits)]]
+        if len(hits) >= limit:
+            break
+    return hits
 
 
-# FTS5's own ranking path: `ORDER BY rank` is answered inside the index (bm25 computed by
-# FTS5 and sorted there, no SQL sorter over every match), so the join to kb_articles only
-# runs for the first rows it hands back until LIMIT is met. The weights: article_id 0,
-# title 4, body 1.
-_SQLITE_RANK = "bm25(0.0, 4.0, 1.0)"
+# FTS5 hands matches back in rowid order, descending on request, and stops at the LIMIT: the
+# window is read from the index without touching the other matches. kb_search's rowid grows
+# with every (re)index (index_article), so the newest first. The title tiers read
+# kb_search_title (the titles alone, same rowids, 0012k): a `{title}:` filter on kb_search
+# would walk every body match of the words to find the few in titles. The score, computed for
+# the window's rows only: bm25 of the title (title tiers) or of the article (weights:
+# article_id 0, title 4, body 1); lower is better.
+_SQLITE_RANK = "bm25(kb_search, 0.0, 4.0, 1.0)"
 
 
-def _matches_sqlite(session: Session, params: dict[str, Any], status_in: str, category: str,
-                    limit: int) -> list[tuple[str, float]]:
-    base = ("FROM kb_search s JOIN kb_articles a ON a.id = s.article_id "
-            f"WHERE kb_search MATCH :q AND a.status IN ({status_in}){category} ")
-    fast = (f"SELECT s.article_id, s.rank FROM kb_search s JOIN kb_articles a "
-            f"ON a.id = s.article_id WHERE kb_search MATCH :q AND s.rank MATCH "
-            f"'{_SQLITE_RANK}' AND a.status IN ({status_in}){category} "
-            "ORDER BY s.rank LIMIT :window")
-    rows = [(r[0], float(r[1])) for r in
-            session.execute(text(fast), {**params, "window": limit + 1})]
-    # FTS5 orders equal ranks its own way; ties are broken by article id. One row past the
-    # page tells whether a tie straddles the page's end: then rank every match the slow,
-    # exact way (only where many articles score the same, e.g. identical documents).
-    if len(rows) > limit and limit > 0 and rows[limit][1] == rows[limit - 1][1]:
-        slow = (f"SELECT s.article_id, bm25(kb_search, 0.0, 4.0, 1.0) {base}"
-                "ORDER BY bm25(kb_search, 0.0, 4.0, 1.0), s.article_id LIMIT :limit")
-        rows = [(r[0], float(r[1])) for r in session.execute(text(slow), params)]
-    rows.sort(key=lambda r: (r[1], r[0]))
-    return [(article_id, -rank) for article_id, rank in rows[:limit]]
+def _tier_sqlite(session: Session, params: dict[str, Any], status_in: str, category: bool,
+                 terms: list[str], tier: kb_text.Tier) -> list[tuple[str, float]]:
+    filters = (f"a.status IN ({status_in})"
+               f"{' AND a.category_id = :category_id' if category else ''}")
+    if tier.match.title:
+        params = {**params, "q": kb_text.fts5_match(terms, not tier.match.every)}
+        excluded = ""
+        for i, c in enumerate(tier.excluded):
+            table = "kb_search_title" if c.title else "kb_search"
+            params[f"x{i}"] = kb_text.fts5_match(terms, not c.every)
+            excluded += (f"t.rowid NOT IN (SELECT rowid FROM {table} "
+                         f"WHERE {table} MATCH :x{i}) AND ")
+        sql = ("SELECT s.article_id, bm25(kb_search_title) FROM kb_search_title t "
+               "JOIN kb_search s ON s.rowid = t.rowid JOIN kb_articles a ON a.id = s.article_id "
+               f"WHERE kb_search_title MATCH :q AND {excluded}{filters} "
+               "ORDER BY t.rowid DESC LIMIT :window")
+    else:
+        params = {**params, "q": kb_text.fts5_tier(terms, tier)}
+        sql = (f"SELECT s.article_id, {_SQLITE_RANK} FROM kb_search s "
+               "JOIN kb_articles a ON a.id = s.article_id "
+               f"WHERE kb_search MATCH :q AND {filters} ORDER BY s.rowid DESC LIMIT :window")
+    return [(r[0], -float(r[1])) for r in session.execute(text(sql), params)]
+
+
+# PostgreSQL reads a tier's window in one of two ways, whichever is cheaper for the terms: the
+# newest RECENT_SCAN index rows along `seq` (common terms: the window fills there, and then
+# it is exactly the newest `window` matches), else every match from the GIN index, the
+# newest `window` of them kept by `seq` (rarer terms). Either way ts_rank (of the title in
+# the title tiers, of the whole document in the others) is computed for the window's rows
+# only. The planner alone picked the walk along `seq` for
+# terms in ~2% of the articles too, reading ~15,000 rows for a window of 300.
+RECENT_SCAN = 3000
+
+
+def _tier_postgresql(session: Session, params: dict[str, Any], status_in: str, category: bool,
+                     tier: kb_text.Tier) -> list[tuple[str, float]]:
+    """kb_search alone (status and category beside the document, 0005f; the title's own
+    tsvector and the index order `seq`, 0012k)."""
+    def condition(c: kb_text.Condition) -> str:
+        column = "s.title_document" if c.title else "s.document"
+        return f"{column} @@ to_tsquery('simple', :{'all' if c.every else 'any'})"
+    where = " AND ".join([condition(tier.match)]
+                         + [f"NOT {condition(c)}" for c in tier.excluded]
+                         + [f"s.status IN ({status_in})"]
+                         + (["s.category_id = :category_id"] if category else []))
+    ranked = "s.title_document" if tier.match.title else "s.document"
+    rank = f"ts_rank({ranked}, to_tsquery('simple', :{'all' if tier.match.every else 'any'}))"
+    recent = (f"SELECT s.article_id, {rank} FROM (SELECT * FROM kb_search ORDER BY seq DESC "
+              f"LIMIT :scan) s WHERE {where} ORDER BY s.seq DESC LIMIT :window")
+    rows = session.execute(text(recent), {**params, "scan": RECENT_SCAN}).all()
+    if len(rows) < params["window"]:
+        every = (f"WITH m AS MATERIALIZED (SELECT s.article_id, s.seq FROM kb_search s "
+                 f"WHERE {where}) SELECT s.article_id, {rank} FROM (SELECT article_id FROM m "
+                 "ORDER BY seq DESC LIMIT :window) w JOIN kb_search s "
+                 "ON s.article_id = w.article_id")
+        rows = session.execute(text(every), params).all()
+    return [(r[0], float(r[1])) for r in rows]
 
 
 def _visible_statuses(principal: dict | None, status: str | None) -> tuple[str, ...]:

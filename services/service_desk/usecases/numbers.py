@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, exists, func, literal, select
+from sqlalchemy import case, exists, func, literal, select
 from sqlalchemy.orm import Session
 
 from services.service_desk.clock import now as utcnow
@@ -73,13 +73,30 @@ def _where(session: Session, filters: dict[str, Any], scope: dict[str, Any]) -> 
     return clauses
 
 
+def _narrows(filters: dict[str, Any], scope: dict[str, Any]) -> bool:
+    """Whether `_where` keeps fewer than every ticket."""
+    return not scope.get("all") or any(filters.get(name) for name in (
+        "group_id", "assignee_id", "priority"))
+
+
 def _period_view(date_from: date, date_to: date) -> dict[str, str]:
     return {"date_from": date_from.isoformat(), "date_to": date_to.isoformat()}
 
 
 def _period_case(column: Any, items: list[domain.Period]) -> Any:
-    return case(*((and_(column >= p.start, column < p.end), p.key) for p in items),
-                else_=literal(None))
+    """The key of the period `column` is in (the caller keeps it within the periods)."""
+    return _halving_case(column, [p.start for p in items], [p.key for p in items])
+
+
+def _halving_case(column: Any, starts: list[datetime], labels: list[Any]) -> Any:
+    """labels[i] where starts[i] <= column < starts[i + 1] (the last: no upper bound; below
+    starts[0]: labels[0]), as CASEs nested by halves: about log2(n) comparisons a row instead
+    of up to n (a year by week over 100,000 tickets: 7, not 53)."""
+    if len(labels) == 1:
+        return literal(labels[0])
+    mid = len(labels) // 2
+    return case((column < starts[mid], _halving_case(column, starts[:mid], labels[:mid])),
+                else_=_halving_case(column, starts[mid:], labels[mid:]))
 
 
 def _status_at(instant: datetime) -> Any:
@@ -101,13 +118,13 @@ def volume(svc, filters: dict[str, Any], scope: dict[str, Any]) -> dict[str, Any
     interval = filters.get("interval", "day")
     items = domain.periods(date_from, date_to, interval, _zone())
     with svc.db.read() as session:
-        period = _period_case(TicketRow.created_at, items)
-        rows = session.execute(
-            select(period, TicketRow.channel, TicketRow.priority, TicketRow.group_id,
-                   func.count())
-            .where(TicketRow.created_at >= start, TicketRow.created_at < end,
-                   *_where(session, filters, scope))
-            .group_by(period, TicketRow.channel, TicketRow.priority, TicketRow.group_id)).all()
+        created = (select(_period_case(TicketRow.created_at, items).label("period"),
+                          TicketRow.channel, TicketRow.priority, TicketRow.group_id)
+                   .where(TicketRow.created_at >= start, TicketRow.created_at < end,
+                          *_where(session, filters, scope))
+                   .offset(0).subquery())  # hashed, not sorted: see _open_at
+        keys = (created.c.period, created.c.channel, created.c.priority, created.c.group_id)
+        rows = session.execute(select(*keys, func.count()).group_by(*keys)).all()
 
     def empty() -> dict[str, Any]:
         return {"count": 0, "by_channel": defaultdict(int), "by_priority": defaultdict(int),
@@ -143,30 +160,73 @@ def backlog(svc, filters: dict[str, Any], scope: dict[str, Any]) -> dict[str, An
     interval = filters.get("interval", "day")
     items = domain.periods(date_from, date_to, interval, _zone(), domain.MAX_BACKLOG_PERIODS)
     now = utcnow()
-    out = []
     with svc.db.read() as session:
         where = _where(session, filters, scope)
-        for item in items:
-            moment = min(item.end, now)
-            count = session.scalar(
-                select(func.count()).select_from(TicketRow)
-                .where(TicketRow.created_at < moment, *where,
-                       _status_at(moment).in_(domain.OPEN_STATUSES))) if item.start < now else 0
-            out.append({**item.view(), "open": count})
         band = _age_case(now)
         rows = session.execute(
             select(TicketRow.status, band, func.count())
             .where(TicketRow.status.in_(domain.OPEN_STATUSES), *where)
             .group_by(TicketRow.status, band)).all()
-    by_status = dict.fromkeys(domain.OPEN_STATUSES, 0)
-    by_age = dict.fromkeys((b[0] for b in domain.AGE_BANDS), 0)
-    for status, age, n in rows:
-        by_status[status] += n
-        by_age[age] += n
+        by_status = dict.fromkeys(domain.OPEN_STATUSES, 0)
+        by_age = dict.fromkeys((b[0] for b in domain.AGE_BANDS), 0)
+        for status, age, n in rows:
+            by_status[status] += n
+            by_age[age] += n
+        moments = [min(item.end, now) for item in items if item.start < now]
+        counts = _open_at(session, moments, where, _narrows(filters, scope),
+                          sum(by_status.values()))
+    out = [{**item.view(), "open": counts[i] if i < len(counts) else 0}
+           for i, item in enumerate(items)]
     return {**_period_view(date_from, date_to), "interval": interval, "periods": out,
             "now": {"at": now.astimezone(UTC).isoformat(), "open": sum(by_status.values()),
                     "by_status": by_status,
                     "by_age": [{"band": name, "count": n} for name, n in by_age.items()]}}
+
+
+def _open_at(session: Session, moments: list[datetime], where: list[Any], narrowed: bool,
+             open_now: int) -> list[int]:
+    """The tickets open at each of `moments` (in order) as the status history says (the
+    status of a ticket's last status change before the moment, new before the first; the
+    drill-down's `_status_at`), counted back from the tickets open now (`open_now`, their
+    status column, which is their last change's `to`): minus the tickets created since the
+    moment, minus, per status change since it, +1 for one that opened a ticket and -1 for one
+    that closed it. Two grouped scans of what happened since the first moment (the
+    `ix_tickets_created` and `ix_ticket_entries_kind_at` indexes), whatever the number of
+    periods, instead of one count over every ticket's history per period."""
+    if not moments:
+        return []
+
+    def bucket(column: Any) -> Any:  # the last moment at or before `column` (the scans'
+        return _halving_case(column, moments, list(range(len(moments))))  # are from the first)
+
+    def is_open(column: Any) -> Any:
+        return case((column.in_(domain.OPEN_STATUSES), 1), else_=0)
+
+    since = [0] * len(moments)
+    created = (select(bucket(TicketRow.created_at).label("at"))
+               .where(TicketRow.created_at >= moments[0], *where))
+    changes = (select(bucket(TicketEntryRow.at).label("at"),
+                      (is_open(TicketEntryRow.to_value)
+                       - is_open(TicketEntryRow.from_value)).label("change"))
+               .where(TicketEntryRow.kind == "status_changed",
+                      TicketEntryRow.at >= moments[0]))
+    if narrowed:  # the tickets' columns only when the scope or a filter reads them
+        changes = changes.join(TicketRow, TicketRow.id == TicketEntryRow.ticket_id).where(*where)
+    # OFFSET 0 keeps each a subquery, whose computed bucket PostgreSQL counts as few groups
+    # (hashed in memory); flattened, it takes every distinct instant for a group and sorts
+    # hundreds of thousands of rows on disk to find a few dozen periods
+    counted = created.offset(0).subquery()
+    for i, n in session.execute(select(counted.c.at, func.count()).group_by(counted.c.at)):
+        since[i] += n
+    changed = changes.offset(0).subquery()
+    for i, n in session.execute(select(changed.c.at, func.sum(changed.c.change))
+                                .group_by(changed.c.at)):
+        since[i] += int(n or 0)
+    out, later = [], 0
+    for i in reversed(range(len(moments))):
+        later += since[i]
+        out.append(open_now - later)
+    return out[::-1]
 
 
 def _age_case(now: datetime) -> Any:

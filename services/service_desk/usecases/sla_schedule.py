@@ -11,6 +11,8 @@ change (services/service_desk/usecases/sla_checks.py).
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,13 +55,31 @@ def load_rules(session: Session) -> Rules:
     return policies, calendars
 
 
+def _entry(e: Any) -> dict[str, Any]:
+    return {"kind": e.kind, "public": e.public, "author_kind": e.author_kind,
+            "from": e.from_value, "to": e.to_value, "at": e.at}
+
+
+def _log(row: TicketRow, entries: Iterable[Any]) -> list[dict[str, Any]]:
+    return domain.ticket_log({"priority": row.priority, "customer_tier": row.customer_tier},
+                             map(_entry, entries))
+
+
 def ticket_events(session: Session, row: TicketRow) -> list[dict[str, Any]]:
-    entries = session.execute(select(*ENTRY_COLUMNS).where(TicketEntryRow.ticket_id == row.id)
-                              .order_by(TicketEntryRow.seq)).all()
-    return domain.ticket_log(
-        {"priority": row.priority, "customer_tier": row.customer_tier},
-        ({"kind": e.kind, "public": e.public, "author_kind": e.author_kind,
-          "from": e.from_value, "to": e.to_value, "at": e.at} for e in entries))
+    return _log(row, session.execute(select(*ENTRY_COLUMNS)
+                                     .where(TicketEntryRow.ticket_id == row.id)
+                                     .order_by(TicketEntryRow.seq)).all())
+
+
+def ticket_logs(session: Session, rows: Sequence[TicketRow]) -> dict[str, list[dict[str, Any]]]:
+    """`ticket_events` of several tickets, their entries in one query."""
+    entries: dict[str, list[Any]] = defaultdict(list)
+    if rows:
+        for e in session.execute(select(TicketEntryRow.ticket_id, *ENTRY_COLUMNS)
+                                 .where(TicketEntryRow.ticket_id.in_([r.id for r in rows]))
+                                 .order_by(TicketEntryRow.ticket_id, TicketEntryRow.seq)):
+            entries[e.ticket_id].append(e)
+    return {row.id: _log(row, entries[row.id]) for row in rows}
 
 
 def _wire(value: Any) -> Any:
@@ -80,6 +100,27 @@ def group_manager_id(session: Session, row: TicketRow) -> str | None:
                           .where(TicketGroupRow.id == row.group_id))
 
 
+def keep_outcomes(session: Session, row: TicketRow, now: datetime | None = None,
+                  rules: Rules | None = None, events: list[dict[str, Any]] | None = None,
+                  outcomes: Sequence[Any] | None = None
+                  ) -> tuple[datetime, dict[str, Any], SlaScheduleRow | None]:
+    """The first half of `recheck`, which publishes nothing: the ticket's clocks at the
+    moment `recheck` takes (never before its last entry, this process's now, `now` or its
+    previous computation) and its numbers' rows (`ticket_sla_outcomes`) kept as they say.
+    The outcomes backfill calls it alone, with the log (`events`) and the ticket's present
+    outcome rows (`outcomes`) read for a whole batch. Answers (moment, clocks, schedule)."""
+    if events is None:
+        events = ticket_events(session, row)
+    stored = session.get(SlaScheduleRow, row.id)
+    moment = max([utcnow(), *(e["at"] for e in events), *([now] if now else []),
+                  *([stored.computed_at] if stored else [])])
+    policies, calendars = rules or load_rules(session)
+    computed = sla_domain.ticket_clocks(events, policies, calendars, moment)
+    ticket_outcomes.keep(session, row.id, computed["policy_id"], computed["clocks"],
+                         outcomes)
+    return moment, computed, stored
+
+
 def recheck(recorder: Any, session: Session, row: TicketRow, snapshot: dict[str, Any],
             now: datetime | None = None, rules: Rules | None = None) -> dict[str, Any]:
     """The ticket's clocks at `now`, the notices due published once, and the schedule published
@@ -87,14 +128,8 @@ def recheck(recorder: Any, session: Session, row: TicketRow, snapshot: dict[str,
     the moment of its previous computation (a caller's late clock does not hide a change, and
     a change after a check at the rules service's clock does not go back in time).
     `recorder.record(session, type, data)` is the outbox."""
-    events = ticket_events(session, row)
-    stored = session.get(SlaScheduleRow, row.id)
-    moment = max([utcnow(), *(e["at"] for e in events), *([now] if now else []),
-                  *([stored.computed_at] if stored else [])])
-    policies, calendars = rules or load_rules(session)
-    computed = sla_domain.ticket_clocks(events, policies, calendars, moment)
+    moment, computed, stored = keep_outcomes(session, row, now, rules)
     clocks = computed["clocks"]
-    ticket_outcomes.keep(session, row.id, computed["policy_id"], clocks)  # numbers
     published: list[dict[str, Any]] = []
     for notice in domain.due_notices(clocks, moment):
         key = dict(ticket_id=row.id, target=notice.target, kind=notice.kind,

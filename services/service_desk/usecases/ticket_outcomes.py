@@ -6,7 +6,7 @@ ticket's log; a target the policy no longer has is removed."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -17,10 +17,14 @@ from services.service_desk.models import TicketSlaOutcomeRow
 
 
 def keep(session: Session, ticket_id: str, policy_id: str | None,
-         clocks: Mapping[str, Mapping[str, Any]]) -> None:
-    """The ticket's rows as `clocks` (the domain's, instants as datetimes) say."""
-    rows = {row.target: row for row in session.scalars(
-        select(TicketSlaOutcomeRow).where(TicketSlaOutcomeRow.ticket_id == ticket_id))}
+         clocks: Mapping[str, Mapping[str, Any]],
+         present: Sequence[TicketSlaOutcomeRow] | None = None) -> None:
+    """The ticket's rows as `clocks` (the domain's, instants as datetimes) say; `present`:
+    its rows as they are, when the caller has read them (a batch)."""
+    if present is None:
+        present = session.scalars(select(TicketSlaOutcomeRow)
+                                  .where(TicketSlaOutcomeRow.ticket_id == ticket_id)).all()
+    rows = {row.target: row for row in present}
     gone = [target for target in rows if target not in clocks]
     if gone:
         session.execute(delete(TicketSlaOutcomeRow).where(

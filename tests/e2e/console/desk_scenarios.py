@@ -124,4 +124,23 @@ def desk_other_agent(console: Console, params: dict[str, Any]) -> dict[str, Any]
     return {}
 
 
-DESK_SCENARIOS = {"desk_agent_flow": desk_agent_flow, "desk_other_agent": desk_other_agent}
+def desk_move_group(console: Console, params: dict[str, Any]) -> dict[str, Any]:
+    """The ticket's assignee moves it from no group to a group (console-writes): the selector
+    offers the groups, the move shows at the group and in the history."""
+    page = console.sign_in(params["agent"])
+    page.goto(console.url + f"/console/desk/tickets/{params['ticket_id']}")
+    expect(page.locator('[data-test="ticket-group"]')).to_have_text("无")
+    select = page.locator('[data-test="ticket-group-select"]')
+    select.click()
+    page.locator(".el-select-dropdown__item:visible").filter(
+        has_text=params["group_name"]).first.click()
+    expect(page.locator('[data-test="ticket-group"]')).to_have_text(params["group_name"])
+    expect(page.locator('[data-test="history"]')).to_contain_text(
+        f"处理组：无 → {params['group_name']}")
+    console.shot(page, "68-desk-ticket-moved-group")
+    assert not page.console_errors, page.console_errors
+    return {}
+
+
+DESK_SCENARIOS = {"desk_agent_flow": desk_agent_flow, "desk_other_agent": desk_other_agent,
+                  "desk_move_group": desk_move_group}

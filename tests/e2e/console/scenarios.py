@@ -14,6 +14,8 @@ from playwright.sync_api import Locator, Page, expect
 
 from tests.e2e.console.browser import PHONE, Console
 from tests.e2e.console.desk_scenarios import DESK_SCENARIOS  # console-desk
+from tests.e2e.console.scenarios_360 import SCENARIOS_360
+from tests.e2e.console.scenarios_bench import SCENARIOS_BENCH
 
 PROPOSAL = "方案报价"
 
@@ -537,6 +539,8 @@ SCENARIOS: dict[str, Callable[[Console, dict[str, Any]], dict[str, Any]]] = {
     "admin_dry_run_and_webhook": admin_dry_run_and_webhook,
     "admin_deliveries_and_unlock": admin_deliveries_and_unlock,
     **DESK_SCENARIOS,
+    **SCENARIOS_360,
+    **SCENARIOS_BENCH,
 }
 
 from tests.e2e.console import scenarios_sales  # noqa: E402 - registered after the table

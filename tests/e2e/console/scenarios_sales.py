@@ -109,7 +109,81 @@ def other_team_sales_pages(console: Console, params: dict[str, Any]) -> dict[str
     return {}
 
 
+def rep_writes_the_contract(console: Console, params: dict[str, Any]) -> dict[str, Any]:
+    """A rep on a draft contract of 100000: a plan of 60% + 60000 is refused (the 422 at the
+    plan's sum, in Chinese, what was typed stays); 40000 for the second fixes it; signs; records
+    a partial receipt against the first instalment with its payer (outstanding goes from 100000
+    to 70000); issues an electronic invoice for that receipt."""
+    page = console.sign_in(params["rep"])
+    page.goto(console.url + f"/console/contracts/{params['contract_id']}")
+    expect(page.locator('[data-test="contract-page-status"]')).to_have_text("草稿")
+    expect(page.locator('[data-test="issue-invoice"]')).to_have_count(0)
+    expect(page.locator('[data-test="invoice-hint"]')).to_contain_text("签署后")
+    page.locator('[data-test="edit-plan"]').click()
+    form = page.locator('[data-test="plan-form"]')
+    form.locator("#plan-0-due").fill("2099-01-31")
+    form.locator('[data-test="plan-0-mode"]').get_by_text("按比例").click()
+    form.locator("#plan-0-value").fill("60")
+    form.locator('[data-test="plan-add"]').click()
+    form.locator("#plan-1-due").fill("2099-06-30")
+    form.locator("#plan-1-value").fill("60000")
+    form.locator('[data-test="save-plan"]').click()
+    expect(form.locator('[data-test="plan-sum"] .el-form-item__error')).to_contain_text(
+        "各期合计 120000.00 超过合同金额 100000.00")
+    expect(form.locator('[data-test="plan-error"]')).to_contain_text("请修正标出的字段")
+    expect(form.locator("#plan-0-value")).to_have_value("60")
+    expect(form.locator("#plan-1-value")).to_have_value("60000")
+    expect(form.locator("#plan-1-due")).to_have_value("2099-06-30")
+    console.shot(page, "107-plan-over-amount-422")
+    form.locator("#plan-1-value").fill("40000")
+    form.locator('[data-test="save-plan"]').click()
+    expect(form).to_be_hidden()
+    plan = page.locator('[data-test="payment-plan"] .el-table__body tr')
+    expect(plan).to_have_count(2)
+    expect(plan.nth(0)).to_contain_text("60000.00")
+    expect(plan.nth(1)).to_contain_text("40000.00")
+    console.shot(page, "108-plan-saved")
+
+    page.locator('[data-test="contract-sign"]').click()
+    expect(page.locator('[data-test="contract-page-status"]')).to_have_text("执行中")
+    expect(page.locator('[data-test="contract-outstanding"]')).to_have_text("100000.00")
+    page.locator('[data-test="record-receipt"]').click()
+    receipt = page.locator('[data-test="receipt-form"]')
+    receipt.locator("#receipt-amount").fill("30000")
+    receipt.locator("#receipt-date").fill("2027-01-20")
+    receipt.locator("#receipt-reference").fill(params["reference"])
+    _pick(page, receipt.locator('[data-test="receipt-instalment"]'), "第 1 期")
+    receipt.locator("#receipt-payer-name").fill(params["payer"])
+    receipt.locator("#receipt-payer-account").fill("6222021001122334455")
+    receipt.locator('[data-test="save-receipt"]').click()
+    expect(receipt).to_be_hidden()
+    expect(page.locator('[data-test="contract-outstanding"]')).to_have_text("70000.00")
+    expect(page.locator('[data-test="instalment-1"]')).to_have_text("部分回款")
+    expect(page.locator('[data-test="contract-page-receipts"]')).to_contain_text(params["reference"])
+    expect(page.locator('[data-test="edit-plan"]')).to_have_count(0)  # receipts: the plan stays
+    expect(page.locator('[data-test="plan-hint"]')).to_contain_text("已有回款记录")
+    console.shot(page, "109-receipt-recorded")
+
+    page.locator('[data-test="issue-invoice"]').click()
+    invoice = page.locator('[data-test="invoice-form"]')
+    invoice.locator("#invoice-title").fill(params["payer"])
+    invoice.locator('[data-test="invoice-type"]').get_by_text("电子发票").click()
+    invoice.locator("#invoice-number").fill(params["invoice_number"])
+    invoice.locator("#invoice-date").fill("2027-01-21")
+    invoice.locator('[data-test="invoice-target"]').get_by_text("某笔回款").click()
+    _pick(page, invoice.locator('[data-test="invoice-target-id"]'), "30000.00")
+    expect(invoice.locator("#invoice-amount")).to_have_value("30000.00")
+    invoice.locator('[data-test="save-invoice"]').click()
+    expect(invoice).to_be_hidden()
+    expect(page.locator('[data-test="contract-invoices"]')).to_contain_text(params["invoice_number"])
+    expect(page.locator('[data-test="contract-page-receivables"]')).to_contain_text("30000.00")
+    console.shot(page, "110-invoice-issued")
+    assert not page.console_errors, page.console_errors
+    return {}
+
+
 SCENARIOS = {
+    "rep_writes_the_contract": rep_writes_the_contract,
     "rep_quote_and_contract": rep_quote_and_contract,
     "other_team_sales_pages": other_team_sales_pages,
 }

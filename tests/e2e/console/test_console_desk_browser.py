@@ -3,8 +3,8 @@ created by an API call (urgent, under an SLA policy of its own customer tier) is
 queue with its SLA state; the agent reads the knowledge base's suggestions while replying,
 replies (the e-mail reaches the requester), adds an internal note, sets it solved and makes a
 draft article of it, then finds an article and says it helped; the ticket and the queue at a
-phone's width; an agent of another team sees the ticket nowhere. Screenshots go to
-var/test-artefacts/console/ (60-67)."""
+phone's width; an agent of another team sees the ticket nowhere; the assignee of a ticket moves
+it to a group (console-writes). Screenshots go to var/test-artefacts/console/ (60-68)."""
 
 from __future__ import annotations
 
@@ -115,3 +115,30 @@ def test_another_teams_agent_sees_none_of_it(system: System, desk: dict) -> None
     assert listed == []
     run_scenario("desk_other_agent", {**desk, "agent": other})
     assert (ARTEFACTS / "67-desk-other-agent-404.png").stat().st_size > 0
+
+
+def test_the_assignee_moves_a_ticket_to_a_group(system: System, desk: dict) -> None:
+    mark = secrets.token_hex(3)
+    agent_id = system.users[AGENT]
+    group = _ok(system.post("/ticket-groups", user="admin", json={
+        "name": f"控制台二线{mark}", "manager_id": system.users["manager"],
+        "members": [{"user_id": agent_id}]}), 201)
+    ticket = _ok(system.post("/tickets", user="admin", json={
+        "subject": f"要转组的工单 {mark}", "requester_email": f"move.{mark}@example.cn",
+        "channel": "api", "assignee_id": agent_id}), 201)
+    # the premise: no group (an assigned ticket is not routed)
+    assert ticket["group_id"] is None
+    run_scenario("desk_move_group", {**desk, "ticket_id": ticket["id"],
+                                     "group_name": group["name"]})
+    moved = _ok(system.get(f"/tickets/{ticket['id']}", user=AGENT))
+    assert (moved["group_id"], moved["assignee_id"]) == (group["id"], agent_id)  # theirs: kept
+    [entry] = [e for e in moved["entries"] if e["kind"] == "group_changed"]
+    assert (entry["from"], entry["to"], entry["author_id"]) == (None, group["id"], agent_id)
+    # PATCH takes no group; an unknown group is a 422 naming it
+    refused = system.patch(f"/tickets/{ticket['id']}", user=AGENT,
+                           json={"group_id": group["id"]})
+    assert refused.status_code == 422 and "group_id" in refused.json()["errors"]
+    missing = system.post(f"/tickets/{ticket['id']}/group", user=AGENT,
+                          json={"group_id": "no-such-group"})
+    assert missing.status_code == 422 and "group_id" in missing.json()["errors"]
+    assert (ARTEFACTS / "68-desk-ticket-moved-group.png").stat().st_size > 0

@@ -1,7 +1,9 @@
 """The opportunity and contract pages in headless Chromium against the whole system (console-
 sales): a rep opens an opportunity from the board, makes a quote from a price book and sees it
 listed; opens a contract from the customer 360 and sees its payment plan; a rep of another team
-gets neither. Screenshots go to var/test-artefacts/console/ (100-106)."""
+gets neither. A rep sets a draft contract's payment plan (a sum over the amount refused first),
+signs it, records a partial receipt and issues an invoice (console-writes). Screenshots go to
+var/test-artefacts/console/ (100-110)."""
 
 from __future__ import annotations
 
@@ -96,3 +98,42 @@ def test_a_rep_of_another_team_gets_neither_page(system: System, chromium: str,
     assert system.get(f"/contracts/{records['contract_id']}/payment-plan",
                       user=OTHER_TEAM_REP).status_code == 404
     assert (ARTEFACTS / "106-other-team-contract-404.png").stat().st_size > 0
+
+
+def test_rep_sets_the_plan_records_a_receipt_and_issues_an_invoice(
+        system: System, chromium: str, records: dict[str, Any]) -> None:
+    tag = secrets.token_hex(3)
+    contract = _ok(system.post("/contracts", user=REP, json={
+        "title": f"控制台回款合同{tag}", "customer_id": records["customer_id"],
+        "amount": "100000"}), 201)
+    params = {"contract_id": contract["id"], "reference": f"TT-{tag}",
+              "payer": f"昆山{tag}精密有限公司", "invoice_number": f"FP{tag}"}
+    run_scenario("rep_writes_the_contract", {
+        "url": system.url, "artefacts": str(ARTEFACTS), "rep": REP, **params})
+    # What the browser wrote is what the API now says.
+    base = f"/contracts/{contract['id']}"
+    assert _ok(system.get(base, user=REP))["status"] == "active"
+    plan = _ok(system.get(f"{base}/payment-plan", user=REP))["items"]
+    assert [(i["due_date"], Decimal(i["amount"]), Decimal(i["paid"]), i["status"])
+            for i in plan] == [
+        ("2099-01-31", Decimal("60000"), Decimal("30000"), "partly_paid"),
+        ("2099-06-30", Decimal("40000"), Decimal("0"), "pending")]
+    [receipt] = _ok(system.get(f"{base}/receipts", user=REP))["items"]
+    assert Decimal(receipt["amount"]) == 30000 and receipt["received_on"] == "2027-01-20"
+    assert receipt["reference"] == params["reference"]
+    assert receipt["payer"]["name"] == params["payer"]
+    assert receipt["payer"]["account"] == "6222021001122334455"
+    assert receipt["source"] == "user"
+    assert [(a["instalment_id"], Decimal(a["amount"])) for a in receipt["allocations"]] == [
+        (plan[0]["id"], Decimal("30000"))]
+    [invoice] = _ok(system.get(f"{base}/invoices", user=REP))["items"]
+    assert (invoice["number"], invoice["type"], invoice["status"]) == (
+        params["invoice_number"], "electronic", "issued")
+    assert Decimal(invoice["amount"]) == 30000 and invoice["title"] == params["payer"]
+    assert invoice["receipt_id"] == receipt["id"] and invoice["issued_on"] == "2027-01-21"
+    receivables = _ok(system.get(f"{base}/receivables", user=REP))
+    assert Decimal(receivables["outstanding"]) == 70000
+    assert Decimal(receivables["invoiced"]) == 30000
+    for shot in ("107-plan-over-amount-422", "108-plan-saved", "109-receipt-recorded",
+                 "110-invoice-issued"):
+        assert (ARTEFACTS / f"{shot}.png").stat().st_size > 0, shot

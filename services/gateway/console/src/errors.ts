@@ -39,6 +39,19 @@ const FIELD_MESSAGES: [RegExp, string, (match: RegExpMatchArray) => Record<strin
   [/^Not a valid (number|integer|decimal)\.?$/i, 'errors.field.number', () => ({})],
   [/^Must be one of/, 'errors.field.choice', () => ({})],
   [/^Already exists\.?$/, 'errors.field.exists', () => ({})],
+  // the contracts service's payment plan, receipts and invoices
+  [/^the instalments total (\S+) exceeds the contract amount (\S+)$/, 'errors.field.planOverAmount', (m) => ({ total: m[1], amount: m[2] })],
+  [/^give exactly one of amount or percentage$/, 'errors.field.amountOrPercent', () => ({})],
+  [/^must be positive$/, 'errors.field.positive', () => ({})],
+  [/^must be in \(0, 100\]$/, 'errors.field.percentRange', () => ({})],
+  [/^no such (receipt of the contract|instalment of the contract|instalment)$/, 'errors.field.noSuch', () => ({})],
+  [/^the instalment is void$/, 'errors.field.instalmentVoid', () => ({})],
+  [/^a unified social credit code has 18 characters$/, 'errors.field.taxLength', () => ({})],
+  [/^characters not allowed in a unified social credit code: (.+)$/, 'errors.field.taxChars', (m) => ({ chars: m[1] })],
+  [/^the check character does not match/, 'errors.field.taxCheck', () => ({})],
+  [/^a special VAT invoice .* needs the buyer's tax number$/, 'errors.field.taxRequired', () => ({})],
+  [/^the (receipt|instalment)'s invoices would total (\S+), over its amount (\S+)$/, 'errors.field.invoiceOverTarget', (m) => ({ total: m[2], amount: m[3] })],
+  [/^the contract's invoices would total (\S+), over the contract amount (\S+)$/, 'errors.field.invoiceOverContract', (m) => ({ total: m[1], amount: m[2] })],
 ]
 
 export function translateFieldMessage(message: string, t: Translate): string {

@@ -39,6 +39,41 @@ describe('Customer360', () => {
     wrapper.unmount()
   })
 
+  it('shows the receivables of all contracts and the tickets with their SLA state, each linked to its desk page', async () => {
+    const withDesk = { ...view, partial: [],
+      receivables: { received: '1000.00', outstanding: '2500.00', overdue: '500.00' },
+      tickets: { customer_id: 'c1', open_count: 1, total: 2, recent: [
+        { id: 'tk1', number: 'T-000007', subject: '发票抬头错误', status: 'open', priority: 'urgent', assignee_id: null, group_id: null,
+          created_at: '2026-12-02T08:00:00+00:00', updated_at: '2026-12-02T08:00:00+00:00', sla_state: 'breached', sla: {} },
+        { id: 'tk2', number: 'T-000003', subject: '退款进度', status: 'solved', priority: 'normal', assignee_id: 'u1', group_id: null,
+          created_at: '2026-11-30T08:00:00+00:00', updated_at: '2026-12-01T08:00:00+00:00', sla_state: 'met', sla: {} }] } }
+    fakeGateway((call) => (call.url === '/customers/c1/360' ? { body: withDesk } : undefined))
+    const wrapper = mount(Customer360, { props: { id: 'c1' }, attachTo: document.body, global: { plugins: plugins(),
+      stubs: { RouterLink: { props: ['to'], template: '<a :data-to="JSON.stringify(to)"><slot /></a>' } } } })
+    await settle()
+    const owed = wrapper.find('[data-test="customer-receivables"]').text()
+    expect(owed).toContain('2500.00')
+    expect(owed).toContain('500.00')
+    expect(wrapper.find('[data-test="customer-tickets-count"]').text()).toBe('未解决 1 / 共 2')
+    const table = wrapper.find('[data-test="customer-tickets-table"]')
+    expect(table.text()).toContain('发票抬头错误')
+    expect(table.text()).toContain('紧急')
+    const states = wrapper.findAll('[data-test="ticket-sla-state"]').map((tag) => tag.text())
+    expect(states).toEqual(['已超时', '已达成'])
+    const links = wrapper.findAll('[data-test="open-ticket"]').map((link) => JSON.parse(link.attributes('data-to')!))
+    expect(links).toEqual([{ name: 'desk-ticket', params: { id: 'tk1' } }, { name: 'desk-ticket', params: { id: 'tk2' } }])
+    wrapper.unmount()
+  })
+
+  it('says the tickets cannot be shown when the service desk did not answer', async () => {
+    fakeGateway((call) => (call.url === '/customers/c1/360' ? { body: { ...view, tickets: null, partial: ['tickets'] } } : undefined))
+    const wrapper = mount360()
+    await settle()
+    expect(wrapper.find('[data-test="customer-tickets"]').text()).toContain('工单暂时无法显示')
+    expect(wrapper.find('[data-test="customer-tickets-table"]').exists()).toBe(false)
+    wrapper.unmount()
+  })
+
   it('says a record outside the view is not found, and shows none of it', async () => {
     fakeGateway(() => ({ status: 404, body: { status: 404, title: 'Not Found' } }))
     const wrapper = mount360()
