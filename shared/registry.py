@@ -284,6 +284,7 @@ BUILT_IN: tuple[Service, ...] = (
         commands=(
             "ping",
             "create_rule", "get_rule", "list_rules", "update_rule", "set_rule_enabled",
+            "adopt_shipped_rule",
             "dry_run", "list_runs", "get_run",
             "create_task", "get_task", "list_tasks", "complete_task", "reassign_task",
             "snooze_task", "list_notifications", "mark_notification_read",

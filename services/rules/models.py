@@ -44,6 +44,25 @@ class Rule(Base):
     authority: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
+class ShippedRule(Base):
+    """What the seed installed of a shipped rule (by its key), so that the next seed can tell
+    a rule nobody changed since (upgraded to the new shipped definition) from one an admin
+    edited (kept, and the new shipped definition offered: `update_available`)."""
+
+    __tablename__ = "shipped_rules"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    rule_id: Mapped[str] = mapped_column(String(36))
+    # The rule's version the seed wrote (an edit makes a new one) and the hash of its content.
+    installed_version: Mapped[int] = mapped_column(Integer)
+    installed_hash: Mapped[str] = mapped_column(String(64))
+    # The shipped rule as of the last seed: name, description, definition; and its hash.
+    shipped: Mapped[dict[str, Any]] = mapped_column(JSON)
+    shipped_hash: Mapped[str] = mapped_column(String(64))
+    update_available: Mapped[bool] = mapped_column(Boolean, default=False)
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class RuleVersion(Base):
     __tablename__ = "rule_versions"
 

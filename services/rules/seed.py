@@ -1,6 +1,7 @@
 """The shipped rules, installed as ordinary rules (editable, versioned) for the demo organisation.
 
-    python -m services.rules.seed        # idempotent: installs what is missing, keeps edits
+    python -m services.rules.seed        # idempotent: installs what is missing, upgrades
+                                         # what nobody changed, keeps (and flags) edits
 
 Teams are named ("华东销售部", "华南销售部") and resolved at run time against the directory
 projection, so the seed needs no ids.
@@ -10,13 +11,9 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
-
 from services.rules.domain.rules import validate_definition
-from services.rules.models import Rule, RuleVersion
 from shared import config
 from shared.db import get_engine
 from shared.migrations import upgrade
@@ -320,41 +317,35 @@ SHIPPED_RULES: list[dict[str, Any]] = [
 ]
 
 
-def install(url: str | None = None) -> dict[str, str]:
-    """Install the shipped rules that are missing (by key); returns key -> "installed" or
-    "present". A rule someone edited is left alone."""
-    from services.rules.usecases.support import check_template
+def install(url: str | None = None, shipped_rules: list[dict[str, Any]] | None = None
+            ) -> dict[str, str]:
+    """Install the shipped rules that are missing (by key), upgrade those nobody changed
+    since they were installed to what is shipped now, and leave those an admin changed as
+    they are, offering the new shipped definition to admins (`update_available`); returns
+    key -> installed / present / upgraded / update_available / edited
+    (services/rules/domain/shipped.py)."""
+    from sqlalchemy.orm import Session
+
+    from services.rules import clock as clock_module
+    from services.rules.domain import timing
+    from services.rules.usecases.shipped import install_shipped
+    from services.rules.usecases.support import Settings, check_template
+    from services.rules.usecases.timers import Timers
 
     url = url or config.database_url("rules")
     upgrade("rules", url)
-    engine = get_engine(url)
-    now = datetime.now(UTC)
-    result: dict[str, str] = {}
-    from sqlalchemy.orm import Session
-
-    with Session(engine) as session, session.begin():
-        for shipped in SHIPPED_RULES:
-            definition = {key: shipped[key] for key in ("trigger", "conditions", "actions")}
-            problems = validate_definition(definition, check_template)
-            if problems:
-                raise ValueError(f"shipped rule {shipped['key']} is invalid: {problems}")
-            if session.scalar(select(Rule.id).where(Rule.key == shipped["key"])):
-                result[shipped["key"]] = "present"
-                continue
-            rule = Rule(
-                id=shipped["key"], key=shipped["key"], name=shipped["name"],
-                description=shipped["description"], enabled=True, version=1,
-                trigger_type=definition["trigger"]["type"], definition=definition,
-                created_at=now, updated_at=now, updated_by=None,
-            )
-            session.add(rule)
-            session.add(RuleVersion(rule_id=rule.id, version=1, name=rule.name,
-                                    definition=definition, created_at=now, created_by=None))
-            result[shipped["key"]] = "installed"
-    from services.rules.usecases.cached import forget_cached_rules
-
-    forget_cached_rules()
-    return result
+    shipped_rules = SHIPPED_RULES if shipped_rules is None else shipped_rules
+    for shipped in shipped_rules:
+        definition = {key: shipped[key] for key in ("trigger", "conditions", "actions")}
+        problems = validate_definition(definition, check_template)
+        if problems:
+            raise ValueError(f"shipped rule {shipped['key']} is invalid: {problems}")
+    clock = clock_module.CLOCK
+    timers = Timers(clock, timing.zone(Settings.from_env().timezone))
+    with Session(get_engine(url)) as session, session.begin():
+        if clock.controllable:
+            clock.refresh(session)
+        return install_shipped(session, shipped_rules, clock.now(), timers)
 
 
 def main() -> None:

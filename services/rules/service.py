@@ -36,6 +36,7 @@ from services.rules.usecases import (
     notifications,
     recent_events,
     rule_admin,
+    shipped,
     system,
     tasks,
     webhooks,
@@ -215,6 +216,11 @@ class RulesService(PlatformEndpoints):
                          principal: dict | None = None) -> dict[str, Any]:
         return rule_admin.set_rule_enabled(self.worker, rule_id, enabled,
                                            principal_authority(principal))
+
+    @rpc
+    def adopt_shipped_rule(self, rule_id: str, principal: dict | None = None
+                           ) -> dict[str, Any]:
+        return shipped.adopt_shipped_rule(self.worker, rule_id, principal_authority(principal))
 
     @rpc
     def get_rule(self, rule_id: str, principal: dict | None = None) -> dict[str, Any]:

@@ -31,7 +31,7 @@ RULES_METHODS = (
     "reassign_task", "snooze_task", "list_notifications", "mark_notification_read",
     "create_webhook", "list_webhooks", "get_webhook", "update_webhook", "delete_webhook",
     "list_webhook_deliveries", "replay_webhook_delivery", "set_member_settings",
-    "get_member_settings", "get_clock", "advance_clock",
+    "get_member_settings", "get_clock", "advance_clock", "adopt_shipped_rule",
     "list_recent_events",  # console-sales
 )
 RULE = {"name": "提醒", "trigger": {"type": "event", "event": "leads.lead_created"},
@@ -76,7 +76,7 @@ def rules(tmp_path, fake_rpc: FakeRpc, org: dict, app, monkeypatch) -> Any:
         worker().on_any_event(envelope("user_changed", {"user": user}))
     for team in teams:
         worker().on_any_event(envelope("team_changed", {"team": team}))
-    return SimpleNamespace(worker=worker)
+    return SimpleNamespace(worker=worker, url=url)
 
 
 def test_rule_management_is_for_admins_and_managers(client: FlaskClient, org: dict, rules):
@@ -94,6 +94,42 @@ def test_rule_management_is_for_admins_and_managers(client: FlaskClient, org: di
     assert client.post(f"/rules/{rule['id']}/disable",
                        headers=auth(org, "manager")).get_json()["enabled"] is False
     assert_problem(client.get("/rules/nope", headers=auth(org, "admin")), 404)
+
+
+def test_a_shipped_rules_new_definition_is_offered_to_admins_and_adopted(
+    client: FlaskClient, org: dict, rules
+):
+    import copy
+
+    from services.rules import seed
+
+    v1 = {**RULE, "key": "shipped-note", "name": "shipped note", "description": None}
+    v2 = copy.deepcopy(v1)
+    v2["actions"][0]["title"] = "新线索：{{ lead.name }}"
+    seed.install(rules.url, [v1])
+    assert_problem(client.post("/rules/shipped-note/adopt-shipped",
+                               headers=auth(org, "admin")), 412)
+    edited = client.put("/rules/shipped-note", json={**RULE, "name": "ours"},
+                        headers=auth(org, "admin"))
+    assert edited.status_code == 200, edited.get_data(as_text=True)
+    assert seed.install(rules.url, [v2]) == {"shipped-note": "update_available"}
+
+    read = client.get("/rules/shipped-note", headers=auth(org, "admin")).get_json()
+    assert read["name"] == "ours" and read["shipped_update_available"] is True
+    assert read["shipped_update"]["actions"][0]["title"] == "新线索：{{ lead.name }}"
+    as_manager = client.get("/rules/shipped-note", headers=auth(org, "manager")).get_json()
+    assert "shipped_update" not in as_manager and "shipped_update_available" not in as_manager
+    for user in ("manager", "zhangwei"):
+        assert_problem(client.post("/rules/shipped-note/adopt-shipped",
+                                   headers=auth(org, user)), 403)
+    assert_problem(client.post("/rules/nope/adopt-shipped", headers=auth(org, "admin")), 404)
+
+    adopted = client.post("/rules/shipped-note/adopt-shipped", headers=auth(org, "admin"))
+    assert adopted.status_code == 200, adopted.get_data(as_text=True)
+    body = adopted.get_json()
+    assert (body["version"], body["name"]) == (3, "shipped note")
+    assert body["actions"][0]["title"] == "新线索：{{ lead.name }}"
+    assert body["shipped_update_available"] is False
 
 
 def test_bad_rules_are_422_naming_the_field_and_the_position(client: FlaskClient, org: dict,
@@ -184,7 +220,7 @@ def test_the_openapi_document_describes_the_rules_endpoints(client: FlaskClient)
     for path in ("/rules", "/rules/{rule_id}/dry-run", "/rule-runs", "/tasks",
                  "/tasks/{task_id}/snooze", "/notifications", "/webhooks",
                  "/webhook-deliveries/{delivery_id}/replay", "/assignment/members/{user_id}",
-                 "/system/clock"):
+                 "/system/clock", "/rules/{rule_id}/adopt-shipped"):
         assert path in paths, path
     post_rules = paths["/rules"]["post"]
     assert "requestBody" in post_rules and "201" in post_rules["responses"]

@@ -138,6 +138,16 @@ def disable_rule(rule_id: str) -> Any:
                     principal=_principal())
 
 
+@blp.route("/rules/<string:rule_id>/adopt-shipped", methods=["POST"])
+@blp.response(200, RuleSchema)
+@blp.alt_response(412, description="No new shipped definition waits for this rule.")
+def adopt_shipped_rule(rule_id: str) -> Any:
+    """Admins: take the new shipped definition of a shipped rule they had changed (its
+    `shipped_update`): a new version. 412 when there is none."""
+    require_role("admin")
+    return rpc_call("rules", "adopt_shipped_rule", rule_id=rule_id, principal=_principal())
+
+
 @blp.route("/rules/<string:rule_id>/dry-run", methods=["POST"])
 @blp.arguments(DryRunRequestSchema())
 @blp.response(200, DryRunResultSchema)

@@ -6,21 +6,39 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
 
 from services.rules.domain import records
 from services.rules.models import DirectoryTeam, DirectoryUser, RecordSnapshot
-from shared.db import insert_row
 
 CLOSED_LEAD_STATUSES = ("converted", "disqualified")
 # Statements every event runs, built once and run on the connection: the ORM's path (a
 # `session.get`, an object to flush) cost several times the query on these small rows.
 RECORDS = RecordSnapshot.__table__
 SNAPSHOT_DATA = select(RECORDS.c.data).where(RECORDS.c.key == bindparam("key"))
+# After a concurrent first insert of the same record: its row, locked until our commit, so
+# that what this event changes is computed against it as if the two had come one by one.
+SNAPSHOT_DATA_LOCKED = SNAPSHOT_DATA.with_for_update()
 SNAPSHOT_OWNER = select(RECORDS.c.owner_id).where(RECORDS.c.key == bindparam("key"))
 # Sets the columns named in its parameters besides `record_key`.
 UPDATE_SNAPSHOT = update(RECORDS).where(RECORDS.c.key == bindparam("record_key"))
+
+
+def _insert_new_snapshot(dialect: str) -> Insert:
+    """A first snapshot's INSERT that gives way to a row another transaction inserted in the
+    meantime (two events about one new record taken at once by two workers: a ticket's SLA
+    check publishes two): no row comes back then, instead of a unique violation that rolled
+    back and retried the whole intake. It waits for the other transaction to end (PostgreSQL
+    on the key, SQLite on the file's write lock), so that row is committed and readable."""
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert(RECORDS)
+    return insert.on_conflict_do_nothing(index_elements=[RECORDS.c.key]).returning(
+        RECORDS.c.key)
+
+
+INSERT_NEW_SNAPSHOT = {name: _insert_new_snapshot(name) for name in ("postgresql", "sqlite")}
 
 
 def project_directory(session: Session, event_type: str, data: dict[str, Any],
@@ -65,19 +83,30 @@ def store_snapshot(
     previous = connection.execute(SNAPSHOT_DATA, {"key": key}).scalar()
     if len(record) <= 1:  # only an id: use what we know
         return record_type, dict(previous) if previous else record, {}, False
-    if (
-        previous and previous.get("updated_at") and record.get("updated_at")
-        and str(record["updated_at"]) < str(previous["updated_at"])
-    ):
-        return record_type, previous, {}, False  # an older snapshot arrived late
-    changes = records.changes(previous, record)
     values = {"owner_id": record.get("owner_id"), "data": record, "updated_at": now,
               "is_open": not (
                   record.get("merged_into_id")
                   or (record_type == "lead" and record.get("status") in CLOSED_LEAD_STATUSES)
               )}
     if previous is None:
-        insert_row(session, RECORDS, {"key": key, "record_type": record_type, **values})
-    else:
-        connection.execute(UPDATE_SNAPSHOT, {"record_key": key, **values})
-    return record_type, record, changes, previous is None
+        if _insert_first(connection, {"key": key, "record_type": record_type, **values}):
+            return record_type, record, records.changes(None, record), True
+        # Another event's transaction stored it first: this one comes after it.
+        previous = connection.execute(SNAPSHOT_DATA_LOCKED, {"key": key}).scalar()
+    if (
+        previous and previous.get("updated_at") and record.get("updated_at")
+        and str(record["updated_at"]) < str(previous["updated_at"])
+    ):
+        return record_type, previous, {}, False  # an older snapshot arrived late
+    changes = records.changes(previous, record)
+    connection.execute(UPDATE_SNAPSHOT, {"record_key": key, **values})
+    return record_type, record, changes, False
+
+
+def _insert_first(connection: Connection, row: dict[str, Any]) -> bool:
+    """Insert a record's first snapshot; False when another transaction's is there."""
+    statement = INSERT_NEW_SNAPSHOT.get(connection.dialect.name)
+    if statement is None:  # another database: a plain INSERT (a race is retried)
+        connection.execute(RECORDS.insert(), row)
+        return True
+    return connection.execute(statement, row).first() is not None

@@ -14,6 +14,7 @@ from services.rules.models import Rule, RuleRun, RuleVersion
 from services.rules.usecases.authoring import check_manages, validated_rule
 from services.rules.usecases.cached import forget_cached_rules
 from services.rules.usecases.dumps import rule_to_dict, run_to_dict
+from services.rules.usecases.shipped import shipped_update
 from services.rules.usecases.support import Worker, iso, new_id
 from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from shared.paging import page_after, page_of
@@ -104,7 +105,7 @@ def get_rule(worker: Worker, rule_id: str, acting: Authority) -> dict[str, Any]:
             select(RuleVersion).where(RuleVersion.rule_id == rule.id)
             .order_by(RuleVersion.version.desc())
         ).all()
-        result = rule_to_dict(rule)
+        result = {**rule_to_dict(rule), **shipped_update(session, rule, acting)}
         result["versions"] = [
             {"version": v.version, "name": v.name, **v.definition,
              "created_at": iso(v.created_at), "created_by": v.created_by}
