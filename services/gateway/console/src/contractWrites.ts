@@ -1,6 +1,7 @@
 // What a failed write of the contract page shows: field messages at their fields (422; a 409
 // that names its field, as an invoice number already used), and one sentence for the rest (the
 // approval lock's 409 says so in the user's words).
+import { ref } from 'vue'
 import { ApiError } from './api'
 import { describeError, fieldErrors } from './errors'
 
@@ -21,6 +22,32 @@ export function writeFailure(failure: unknown, t: Translate): WriteFailure {
     }
   }
   return { fields, message, locked }
+}
+
+/** A contract page form's submission: `send(write)` clears the last errors, runs the write and
+ * answers its result; on a failure it answers undefined with the field messages, the sentence
+ * and the lock (`onLocked`) where the form shows them, and what was typed stays. */
+export function useWrite(t: Translate, onLocked: () => void) {
+  const errors = ref<Record<string, string>>({})
+  const message = ref('')
+  const busy = ref(false)
+  async function send<T>(write: () => Promise<T>): Promise<T | undefined> {
+    busy.value = true
+    errors.value = {}
+    message.value = ''
+    try {
+      return await write()
+    } catch (failure) {
+      const outcome = writeFailure(failure, t)
+      errors.value = outcome.fields
+      message.value = outcome.message
+      if (outcome.locked) onLocked()
+      return undefined
+    } finally {
+      busy.value = false
+    }
+  }
+  return { errors, message, busy, send }
 }
 
 /** Today in the user's time zone, as YYYY-MM-DD. */
