@@ -17,7 +17,6 @@ import json
 import os
 import random
 import secrets
-import statistics
 import sys
 import time
 import uuid
@@ -27,15 +26,20 @@ from typing import Any
 os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
 
 import psycopg  # noqa: E402
-from psycopg import sql  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.orm import sessionmaker  # noqa: E402
 
 from services.contracts.usecases import numbers  # noqa: E402
 from shared.db import make_engine  # noqa: E402
 from shared.migrations import upgrade  # noqa: E402
+from tests.bench_pg import (  # noqa: E402
+    copy_rows,
+    create_database,
+    database_url,
+    drop_database,
+)
+from tests.bench_pg import timed as _timed
 
-PG_ADMIN_URL = os.environ.get("CRM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 CONTRACTS = int(os.environ.get("BENCH_CONTRACTS_CONTRACTS", "100000"))
 RECEIPTS = int(os.environ.get("BENCH_CONTRACTS_RECEIPTS", "1000000"))
 RUNS = int(os.environ.get("BENCH_CONTRACTS_RUNS", "20"))
@@ -46,22 +50,6 @@ DAYS = 3 * 365
 
 def progress(message: str) -> None:
     print(f"[bench-contracts-numbers] {message}", file=sys.stderr, flush=True)
-
-
-def _url(database: str) -> str:
-    base, _, _ = PG_ADMIN_URL.rpartition("/")
-    return f"{base}/{database}"
-
-
-def _copy(conn: psycopg.Connection, table: str, columns: list[str], rows: Any) -> int:
-    count = 0
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
-    with conn.cursor() as cursor, cursor.copy(statement) as copy:
-        for row in rows:
-            copy.write_row(row)
-            count += 1
-    return count
 
 
 def seed(url: str, as_of: date) -> dict[str, Any]:
@@ -83,7 +71,7 @@ def seed(url: str, as_of: date) -> dict[str, Any]:
                 yield (cid, f"HT-{2024 + i % 3}-{i:06d}", status, f"合同{i}",
                        f"cust-{i % 20000}", owners[i % OWNERS],
                        f"{rng.randrange(10_000, 500_000)}.00", "CNY", "[]", "[]", now, now)
-        _copy(conn, "contracts", ["id", "number", "status", "title", "customer_id", "owner_id",
+        copy_rows(conn, "contracts", ["id", "number", "status", "title", "customer_id", "owner_id",
                                   "amount", "currency", "parties", "clauses",
                                   "created_at", "updated_at"], contracts())
         progress(f"{CONTRACTS} contracts ({time.perf_counter() - started:.0f}s)")
@@ -102,7 +90,7 @@ def seed(url: str, as_of: date) -> dict[str, Any]:
                               else "partly_paid" if paid else "pending")
                     yield (str(uuid.uuid4()), cid, seq, due.isoformat(), f"{amount}.00",
                            f"{paid}.00", status)
-        count = _copy(conn, "contract_instalments", ["id", "contract_id", "seq", "due_date",
+        count = copy_rows(conn, "contract_instalments", ["id", "contract_id", "seq", "due_date",
                                                      "amount", "paid", "status"], instalments())
         progress(f"{count} instalments ({time.perf_counter() - started:.0f}s)")
 
@@ -114,7 +102,7 @@ def seed(url: str, as_of: date) -> dict[str, Any]:
                 yield (str(uuid.uuid4()), ids[rng.randrange(len(ids))],
                        f"{rng.randrange(100, 50_000)}.{rng.randrange(100):02d}",
                        day.isoformat(), "bank", "[]", now)
-        _copy(conn, "contract_receipts", ["id", "contract_id", "amount", "received_on",
+        copy_rows(conn, "contract_receipts", ["id", "contract_id", "amount", "received_on",
                                           "method", "allocations", "created_at"], receipts())
         conn.commit()
         conn.autocommit = True
@@ -125,27 +113,15 @@ def seed(url: str, as_of: date) -> dict[str, Any]:
 
 
 def timed(label: str, call: Any) -> dict[str, Any]:
-    call()  # warm: plans, caches
-    durations = []
-    for _ in range(RUNS):
-        began = time.perf_counter()
-        call()
-        durations.append((time.perf_counter() - began) * 1000)
-    durations.sort()
-    result = {"p50_ms": round(statistics.median(durations), 1),
-              "p99_ms": round(durations[min(len(durations) - 1, int(len(durations) * 0.99))], 1),
-              "max_ms": round(durations[-1], 1), "runs": RUNS}
-    progress(f"{label}: {result}")
-    return result
+    return _timed(label, call, RUNS, progress)
 
 
 def run() -> dict[str, Any]:
     reuse = os.environ.get("BENCH_CONTRACTS_DATABASE")  # a kept database: no new seed
     database = reuse or f"crm_bench_contracts_{secrets.token_hex(4)}"
     if not reuse:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-    url = _url(database)
+        create_database(database)
+    url = database_url(database)
     engine = None
     try:
         upgrade("contracts", url)
@@ -199,11 +175,7 @@ def run() -> dict[str, Any]:
         if engine is not None:
             engine.dispose()
         if os.environ.get("BENCH_CONTRACTS_KEEP") != "1" and not reuse:
-            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                             "WHERE datname = %s", (database,))
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(
-                    sql.Identifier(database)))
+            drop_database(database)
         else:
             progress(f"kept database {database}")
 

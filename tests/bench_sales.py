@@ -32,7 +32,6 @@ from typing import Any
 os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
 
 import psycopg  # noqa: E402
-from psycopg import sql  # noqa: E402
 from sqlalchemy.orm import sessionmaker  # noqa: E402
 
 from services.sales.domain import accounts, credit_code  # noqa: E402
@@ -47,8 +46,13 @@ from services.sales.numbers.queries.base import today as local_today  # noqa: E4
 from services.sales.numbers.usecases import importing  # noqa: E402
 from shared.db import DatabaseAccess, make_engine  # noqa: E402
 from shared.migrations import upgrade  # noqa: E402
+from tests.bench_pg import (  # noqa: E402
+    copy_rows,
+    create_database,
+    database_url,
+    drop_database,
+)
 
-PG_ADMIN_URL = os.environ.get("CRM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 OPPORTUNITIES = int(os.environ.get("BENCH_SALES_OPPORTUNITIES", "1000000"))
 IMPORT_ROWS = int(os.environ.get("BENCH_SALES_IMPORT_ROWS", "100000"))
 CUSTOMERS = int(os.environ.get("BENCH_SALES_CUSTOMERS", "0"))  # 0: a tenth of the opportunities
@@ -65,11 +69,6 @@ def progress(message: str) -> None:
     print(f"[bench-sales] {message}", file=sys.stderr, flush=True)
 
 
-def _url(database: str) -> str:
-    base, _, _ = PG_ADMIN_URL.rpartition("/")
-    return f"{base}/{database}"
-
-
 def company_name(rng: random.Random) -> str:
     picks = "".join(rng.choice(NAME_CHARACTERS) for _ in range(6))
     return f"{picks}{rng.choice(INDUSTRY_WORDS)}有限公司"
@@ -79,17 +78,6 @@ def random_credit_code(rng: random.Random) -> str:
     body = "91" + f"{rng.randrange(110000, 659999):06d}" + "".join(
         rng.choice(credit_code.ALPHABET[:10] + "ABCDEFGH") for _ in range(9))
     return body + credit_code.check_character(body)
-
-
-def _copy(conn: psycopg.Connection, table: str, columns: list[str], rows) -> int:
-    count = 0
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
-    with conn.cursor() as cursor, cursor.copy(statement) as copy:
-        for row in rows:
-            copy.write_row(row)
-            count += 1
-    return count
 
 
 def seed(url: str, n: int) -> dict[str, Any]:
@@ -119,10 +107,10 @@ def seed(url: str, n: int) -> dict[str, Any]:
                     owners[i % OWNERS], team_of[owners[i % OWNERS]], "{}",
                     now - timedelta(days=DAYS), now)
 
-        _copy(conn, "customers", ["id", "name", "name_key", "name_block", "lifecycle_stage",
+        copy_rows(conn, "customers", ["id", "name", "name_key", "name_block", "lifecycle_stage",
                                   "tags", "owner_id", "team_id", "custom", "created_at",
                                   "updated_at"],
-              (customer_row(i, cid) for i, cid in enumerate(customers)))
+                  (customer_row(i, cid) for i, cid in enumerate(customers)))
         progress(f"{len(customers)} customers in {time.perf_counter() - started:.1f}s")
 
         history: list[tuple] = []
@@ -131,12 +119,12 @@ def seed(url: str, n: int) -> dict[str, Any]:
 
         def flush() -> None:
             nonlocal loaded
-            _copy(conn, "opportunities", [
+            copy_rows(conn, "opportunities", [
                 "id", "customer_id", "pipeline_id", "stage_id", "name", "amount", "currency",
                 "expected_close_date", "owner_id", "team_id", "products", "competitors",
                 "source", "status", "won_lost_reason", "closed_at", "custom",
                 "stage_entered_at", "created_at", "updated_at"], opportunities)
-            _copy(conn, "stage_history", ["opportunity_id", "stage_id", "entered_at", "left_at",
+            copy_rows(conn, "stage_history", ["opportunity_id", "stage_id", "entered_at", "left_at",
                                           "moved_by"], history)
             loaded += len(opportunities)
             opportunities.clear()
@@ -221,9 +209,8 @@ def import_file(rows: int) -> bytes:
 
 def run() -> dict[str, Any]:
     database = f"crm_bench_sales_{secrets.token_hex(4)}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-    url = _url(database)
+    create_database(database)
+    url = database_url(database)
     engine = None
     try:
         os.environ["SALES_STAGE_FLOW_LAG_SECONDS"] = "0"
@@ -307,11 +294,7 @@ def run() -> dict[str, Any]:
         if engine is not None:
             engine.dispose()
         if os.environ.get("BENCH_SALES_KEEP") != "1":
-            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                             "WHERE datname = %s", (database,))
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(
-                    sql.Identifier(database)))
+            drop_database(database)
         else:
             progress(f"kept database {database}")
 

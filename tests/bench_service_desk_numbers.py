@@ -20,7 +20,6 @@ import json
 import os
 import random
 import secrets
-import statistics
 import sys
 import time
 import uuid
@@ -31,14 +30,19 @@ from typing import Any
 os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
 
 import psycopg  # noqa: E402
-from psycopg import sql  # noqa: E402
 from sqlalchemy.orm import sessionmaker  # noqa: E402
 
 from services.service_desk.usecases import numbers  # noqa: E402
 from shared.db import DatabaseAccess, make_engine  # noqa: E402
 from shared.migrations import upgrade  # noqa: E402
+from tests.bench_pg import (  # noqa: E402
+    copy_rows,
+    create_database,
+    database_url,
+    drop_database,
+)
+from tests.bench_pg import timed as _timed
 
-PG_ADMIN_URL = os.environ.get("CRM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TICKETS = int(os.environ.get("BENCH_DESK_TICKETS", "100000"))
 RUNS = int(os.environ.get("BENCH_DESK_RUNS", "20"))
 AGENTS = 40
@@ -50,22 +54,6 @@ OPEN = ("new", "open", "pending", "on_hold")
 
 def progress(message: str) -> None:
     print(f"[bench-desk-numbers] {message}", file=sys.stderr, flush=True)
-
-
-def _url(database: str) -> str:
-    base, _, _ = PG_ADMIN_URL.rpartition("/")
-    return f"{base}/{database}"
-
-
-def _copy(conn: psycopg.Connection, table: str, columns: list[str], rows: Any) -> int:
-    count = 0
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
-    with conn.cursor() as cursor, cursor.copy(statement) as copy:
-        for row in rows:
-            copy.write_row(row)
-            count += 1
-    return count
 
 
 def _history(rng: random.Random, created: datetime, now: datetime
@@ -149,16 +137,16 @@ def seed(url: str) -> dict[str, Any]:
                              "paused" if status in ("pending", "on_hold") else "running"),
                          took > 8 * 3600, took, created + timedelta(hours=8), solved_at, now))
     with psycopg.connect(url, autocommit=False) as conn:
-        counts["tickets"] = _copy(conn, "tickets", [
+        counts["tickets"] = copy_rows(conn, "tickets", [
             "id", "number", "subject", "requester_email", "status", "priority", "tags",
             "assignee_id", "group_id", "channel", "customer_id", "customer_tier",
             "created_at", "updated_at"], tickets)
         progress(f"{counts['tickets']} tickets ({time.perf_counter() - started:.0f}s)")
-        counts["entries"] = _copy(conn, "ticket_entries", [
+        counts["entries"] = copy_rows(conn, "ticket_entries", [
             "id", "ticket_id", "seq", "kind", "public", "author_kind", "from_value",
             "to_value", "at"], entries)
         progress(f"{counts['entries']} entries ({time.perf_counter() - started:.0f}s)")
-        counts["outcomes"] = _copy(conn, "ticket_sla_outcomes", [
+        counts["outcomes"] = copy_rows(conn, "ticket_sla_outcomes", [
             "ticket_id", "target", "policy_id", "business", "state", "breached",
             "elapsed_seconds", "due_at", "achieved_at", "updated_at"], outcomes)
         conn.execute("UPDATE sla_sweeps SET cursor = NULL WHERE name = 'ticket_sla_outcomes'")
@@ -171,27 +159,15 @@ def seed(url: str) -> dict[str, Any]:
 
 
 def timed(label: str, call: Any) -> dict[str, Any]:
-    call()  # warm: plans, caches
-    durations = []
-    for _ in range(RUNS):
-        began = time.perf_counter()
-        call()
-        durations.append((time.perf_counter() - began) * 1000)
-    durations.sort()
-    result = {"p50_ms": round(statistics.median(durations), 1),
-              "p99_ms": round(durations[min(len(durations) - 1, int(len(durations) * 0.99))], 1),
-              "max_ms": round(durations[-1], 1), "runs": RUNS}
-    progress(f"{label}: {result}")
-    return result
+    return _timed(label, call, RUNS, progress)
 
 
 def run() -> dict[str, Any]:
     reuse = os.environ.get("BENCH_DESK_DATABASE")  # a kept database: no new seed
     database = reuse or f"crm_bench_desk_{secrets.token_hex(4)}"
     if not reuse:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-    url = _url(database)
+        create_database(database)
+    url = database_url(database)
     engine = None
     try:
         upgrade("service_desk", url)
@@ -242,11 +218,7 @@ def run() -> dict[str, Any]:
         if engine is not None:
             engine.dispose()
         if os.environ.get("BENCH_DESK_KEEP") != "1" and not reuse:
-            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                             "WHERE datname = %s", (database,))
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(
-                    sql.Identifier(database)))
+            drop_database(database)
         else:
             progress(f"kept database {database}")
 
