@@ -120,9 +120,14 @@ def test_an_edited_shipped_rule_is_kept_and_marked_until_an_admin_adopts(rules_u
     assert read["shipped_update"]["actions"][0]["to"] == ["owner", "field:group_manager_id"]
     assert read["shipped_update"]["conditions"] == ""
     assert read["shipped_update"]["name"] == V2["name"]
+    # the admin's list says so too (the console marks it there)
+    listed = {r["key"]: r for r in service.list_rules({}, principal=ADMIN)["items"]}
+    assert listed["ticket-sla-breached"]["shipped_update_available"] is True
     # a manager sees the organisation's rule, not the offer, and may not take it
     as_manager = service.get_rule("ticket-sla-breached", principal=MANAGER)
     assert "shipped_update_available" not in as_manager and "shipped_update" not in as_manager
+    listed = {r["key"]: r for r in service.list_rules({}, principal=MANAGER)["items"]}
+    assert "shipped_update_available" not in listed["ticket-sla-breached"]
     with pytest.raises(Forbidden):
         service.adopt_shipped_rule("ticket-sla-breached", principal=MANAGER)
     with pytest.raises(NotFound):
@@ -134,6 +139,8 @@ def test_an_edited_shipped_rule_is_kept_and_marked_until_an_admin_adopts(rules_u
     assert adopted["version"] == 3 and adopted["shipped_update_available"] is False
     assert adopted["actions"][0]["to"] == ["owner", "field:group_manager_id"]
     assert adopted["conditions"] == ""
+    listed = {r["key"]: r for r in service.list_rules({}, principal=ADMIN)["items"]}
+    assert listed["ticket-sla-breached"]["shipped_update_available"] is False
     rule, record, versions = stored(rules_url)
     assert (rule.version, versions, rule.updated_by) == (3, [1, 2, 3], "admin-1")
     assert (record.installed_version, record.update_available) == (3, False)

@@ -34,8 +34,9 @@ class RuleSchema(Schema):
                                                     "their teams' records only); user_id"})
     versions = fields.List(fields.Dict(), metadata={"description": "GET /rules/<id> only"})
     shipped_update_available = fields.Boolean(metadata={
-        "description": "admins, a shipped rule (GET /rules/<id>): a new shipped definition "
-                       "waits, the rule having been changed since it was installed"})
+        "description": "admins, a shipped rule (GET /rules and GET /rules/<id>): a new "
+                       "shipped definition waits, the rule having been changed since it was "
+                       "installed"})
     shipped_update = fields.Dict(metadata={
         "description": "that definition (name, description, trigger, conditions, actions), "
                        "taken by POST /rules/<id>/adopt-shipped"})

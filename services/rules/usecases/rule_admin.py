@@ -14,7 +14,7 @@ from services.rules.models import Rule, RuleRun, RuleVersion
 from services.rules.usecases.authoring import check_manages, validated_rule
 from services.rules.usecases.cached import forget_cached_rules
 from services.rules.usecases.dumps import rule_to_dict, run_to_dict
-from services.rules.usecases.shipped import shipped_update
+from services.rules.usecases.shipped import shipped_update, shipped_updates_waiting
 from services.rules.usecases.support import Worker, iso, new_id
 from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from shared.paging import page_after, page_of
@@ -122,8 +122,16 @@ def list_rules(worker: Worker, filters: dict[str, Any], acting: Authority) -> di
     if "trigger_type" in filters:
         query = query.where(Rule.trigger_type == filters["trigger_type"])
     with worker.db.read() as session:
-        return {"items": [rule_to_dict(r) for r in session.scalars(query).all()
-                          if Authority.of(r.authority).visible_to(acting)]}
+        waiting = shipped_updates_waiting(session, acting)
+        items = []
+        for rule in session.scalars(query).all():
+            if not Authority.of(rule.authority).visible_to(acting):
+                continue
+            item = rule_to_dict(rule)
+            if waiting is not None and rule.key:
+                item["shipped_update_available"] = rule.key in waiting
+            items.append(item)
+        return {"items": items}
 
 
 def _managed_rule_ids(session: Session, acting: Authority) -> list[str] | None:

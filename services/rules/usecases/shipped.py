@@ -118,6 +118,15 @@ def shipped_update(session: Session, rule: Rule, acting: Authority) -> dict[str,
     return result
 
 
+def shipped_updates_waiting(session: Session, acting: Authority) -> set[str] | None:
+    """For an admin listing rules: the keys of the shipped rules whose new definition waits
+    for them (one query); None for anyone else (the list then says nothing of it)."""
+    if not acting.is_organisation:
+        return None
+    return set(session.scalars(select(ShippedRule.key).where(
+        ShippedRule.update_available.is_(True))))
+
+
 def adopt_shipped_rule(worker: Worker, rule_id: str, acting: Authority) -> dict[str, Any]:
     """An admin takes the new shipped definition of a rule they had changed: a new version.
     412 when there is none to take; 403 for anyone but an admin."""

@@ -133,4 +133,39 @@ describe('Rules tab', () => {
     expect(calls.some((call) => call.method === 'POST' && call.url === '/rules/r1/disable')).toBe(true)
     wrapper.unmount()
   })
+
+  it('marks a changed shipped rule whose new shipped version waits, and an admin adopts it after confirming', async () => {
+    const waiting = { ...shipped, shipped_update_available: true }
+    let adopted = false
+    const calls = fakeGateway((call) => {
+      if (call.method === 'GET' && call.url === '/rules') return { body: { items: [adopted ? { ...shipped, version: 4, shipped_update_available: false } : waiting] } }
+      if (call.method === 'GET' && call.url.startsWith('/rule-runs')) return { body: { items: [], next_cursor: null } }
+      if (call.method === 'POST' && call.url === '/rules/r1/adopt-shipped') { adopted = true; return { body: { ...shipped, version: 4, shipped_update_available: false } } }
+      return undefined
+    })
+    const wrapper = mountTab()
+    await settle()
+    expect(wrapper.find('[data-test="shipped-update"]').text()).toBe('有新的内置版本')
+    await wrapper.find('[data-test="adopt-shipped"]').trigger('click')
+    await settle()
+    expect(document.body.querySelector('.el-message-box')!.textContent).toContain('72 小时未处理')
+    expect(calls.some((call) => call.url === '/rules/r1/adopt-shipped')).toBe(false) // asked first
+    ;(document.body.querySelector('.el-message-box .el-button--primary') as HTMLButtonElement).click()
+    await settle(10)
+    expect(calls.filter((call) => call.method === 'POST' && call.url === '/rules/r1/adopt-shipped')).toHaveLength(1)
+    expect(wrapper.find('[data-test="shipped-update"]').exists()).toBe(false)
+    expect(wrapper.find('[data-test="adopt-shipped"]').exists()).toBe(false)
+    wrapper.unmount()
+  })
+
+  it('offers a manager no adopt button (adopting is for admins)', async () => {
+    session.me = { id: 'u-mgr', username: 'lina', display_name: '李娜', role: 'manager', team_id: 't1' }
+    const flagged = { ...shipped, shipped_update_available: true }
+    gateway(() => undefined, [flagged])
+    const wrapper = mountTab()
+    await settle()
+    expect(wrapper.find('[data-test="rules-table"]').text()).toContain('72 小时未处理')
+    expect(wrapper.find('[data-test="adopt-shipped"]').exists()).toBe(false)
+    wrapper.unmount()
+  })
 })

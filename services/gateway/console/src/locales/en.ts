@@ -139,6 +139,8 @@ const en: typeof zh = {
     users: 'Users & teams', rules: 'Rules', scoring: 'Scoring model', customFields: 'Custom fields', pipelines: 'Pipelines',
     imports: 'Imports', webhooks: 'Webhooks', username: 'Username', displayName: 'Name', role: 'Role', team: 'Team',
     manager: 'Manager', members: 'Members', active: 'Active', trigger: 'Trigger', conditions: 'Conditions', actionsCol: 'Actions',
+    shippedUpdate: 'New shipped version', adoptShipped: 'Adopt the shipped version', shippedAdopted: 'The shipped version is now the rule (your change stays in its versions)',
+    adoptShippedConfirm: 'Replace your change of "{name}" with the new shipped definition? Your version stays in the rule\'s history.',
     dryRun: 'Dry run', sample: 'Sample event (JSON)', runHistory: 'Run history', matched: 'Matched', outcome: 'Outcome',
     modelJson: 'Scoring model (JSON)', invalidJson: 'Not valid JSON', entity: 'Entity', key: 'Key', label: 'Label',
     type: 'Type', stages: 'Stages', probability: 'Probability', exitCriteria: 'Exit criteria', file: 'File',

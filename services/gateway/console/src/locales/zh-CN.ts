@@ -136,6 +136,8 @@ export default {
     users: '用户与团队', rules: '规则', scoring: '评分模型', customFields: '自定义字段', pipelines: '销售流程',
     imports: '导入', webhooks: 'Webhook', username: '用户名', displayName: '姓名', role: '角色', team: '团队',
     manager: '经理', members: '成员', active: '启用', trigger: '触发', conditions: '条件', actionsCol: '动作',
+    shippedUpdate: '有新的内置版本', adoptShipped: '采用内置新版本', shippedAdopted: '已采用内置新版本（您的修改保留在历史版本中）',
+    adoptShippedConfirm: '用新的内置定义替换您对“{name}”的修改？您的版本会保留在规则的历史版本中。',
     dryRun: '试运行', sample: '示例事件（JSON）', runHistory: '运行记录', matched: '匹配', outcome: '结果',
     modelJson: '评分模型（JSON）', invalidJson: 'JSON 格式不正确', entity: '对象', key: '键', label: '标签',
     type: '类型', stages: '阶段', probability: '概率', exitCriteria: '退出条件', file: '文件',
